@@ -1,0 +1,147 @@
+import { Metadata, status as GrpcCode } from '@grpc/grpc-js';
+import { Any } from '../../../gen/ts/google/protobuf/any';
+import { Duration } from '../../../gen/ts/google/protobuf/duration';
+import { BadRequest, ErrorInfo, RetryInfo } from '../../../gen/ts/google/rpc/error_details';
+import { Status } from '../../../gen/ts/google/rpc/status';
+
+export { GrpcCode };
+
+/** One invalid field of a request, as `google.rpc.BadRequest.FieldViolation`. */
+export interface FieldViolation {
+  /** Path of the field in the request, in proto field names: `device.labels`. */
+  field: string;
+  description: string;
+}
+
+/** What an error carries besides its code and message. */
+export interface ServiceErrorOptions {
+  fieldViolations?: FieldViolation[];
+  /** Sent as `google.rpc.RetryInfo` so a client knows when to try again. */
+  retryAfterMs?: number;
+  /** Machine-readable reason, sent as `google.rpc.ErrorInfo`. */
+  reason?: string;
+  cause?: unknown;
+}
+
+/**
+ * The one error type of the platform: a gRPC status code, a message meant for
+ * the client, and optional `google.rpc` details. Anything else thrown by a
+ * handler is turned into one by {@link toServiceError}.
+ */
+export class ServiceError extends Error {
+  readonly code: GrpcCode;
+  readonly fieldViolations: FieldViolation[];
+  readonly retryAfterMs?: number;
+  readonly reason?: string;
+
+  constructor(code: GrpcCode, message: string, options: ServiceErrorOptions = {}) {
+    super(message, { cause: options.cause });
+    this.name = 'ServiceError';
+    this.code = code;
+    this.fieldViolations = options.fieldViolations ?? [];
+    this.retryAfterMs = options.retryAfterMs;
+    this.reason = options.reason;
+  }
+
+  /** `google.rpc.Status` with details, as sent in `grpc-status-details-bin`. */
+  toStatus(): Status {
+    const details: Any[] = [];
+    if (this.fieldViolations.length > 0) {
+      details.push({
+        typeUrl: 'type.googleapis.com/google.rpc.BadRequest',
+        value: Buffer.from(BadRequest.encode({ fieldViolations: this.fieldViolations.map((v) => ({ ...v, reason: '', localizedMessage: undefined })) }).finish()),
+      });
+    }
+    if (this.retryAfterMs !== undefined) {
+      const retryDelay: Duration = { seconds: BigInt(Math.floor(this.retryAfterMs / 1000)), nanos: (this.retryAfterMs % 1000) * 1e6 };
+      details.push({ typeUrl: 'type.googleapis.com/google.rpc.RetryInfo', value: Buffer.from(RetryInfo.encode({ retryDelay }).finish()) });
+    }
+    if (this.reason) {
+      details.push({
+        typeUrl: 'type.googleapis.com/google.rpc.ErrorInfo',
+        value: Buffer.from(ErrorInfo.encode({ reason: this.reason, domain: 'iot-mesh', metadata: {} }).finish()),
+      });
+    }
+    return { code: this.code, message: this.message, details };
+  }
+
+  /** The object grpc-js sends to the client: code, message and binary details. */
+  toGrpc(): { code: GrpcCode; details: string; metadata: Metadata } {
+    const metadata = new Metadata();
+    if (this.fieldViolations.length > 0 || this.retryAfterMs !== undefined || this.reason) {
+      metadata.set('grpc-status-details-bin', Buffer.from(Status.encode(this.toStatus()).finish()));
+    }
+    return { code: this.code, details: this.message, metadata };
+  }
+}
+
+/** Shorthands for the errors handlers throw most. */
+export const errors = {
+  invalidArgument(violations: FieldViolation[] | string): ServiceError {
+    if (typeof violations === 'string') return new ServiceError(GrpcCode.INVALID_ARGUMENT, violations);
+    const summary = violations.map((v) => `${v.field}: ${v.description}`).join('; ');
+    return new ServiceError(GrpcCode.INVALID_ARGUMENT, `invalid request: ${summary}`, { fieldViolations: violations });
+  },
+  notFound(kind: string, id: string): ServiceError {
+    return new ServiceError(GrpcCode.NOT_FOUND, `${kind} ${JSON.stringify(id)} not found`);
+  },
+  alreadyExists(message: string): ServiceError {
+    return new ServiceError(GrpcCode.ALREADY_EXISTS, message);
+  },
+  unauthenticated(message = 'missing or invalid credentials'): ServiceError {
+    return new ServiceError(GrpcCode.UNAUTHENTICATED, message);
+  },
+  permissionDenied(message = 'the caller may not do this'): ServiceError {
+    return new ServiceError(GrpcCode.PERMISSION_DENIED, message);
+  },
+  failedPrecondition(message: string): ServiceError {
+    return new ServiceError(GrpcCode.FAILED_PRECONDITION, message);
+  },
+  aborted(message: string): ServiceError {
+    return new ServiceError(GrpcCode.ABORTED, message);
+  },
+  resourceExhausted(message: string, retryAfterMs: number): ServiceError {
+    return new ServiceError(GrpcCode.RESOURCE_EXHAUSTED, message, { retryAfterMs });
+  },
+  unavailable(message: string, cause?: unknown): ServiceError {
+    return new ServiceError(GrpcCode.UNAVAILABLE, message, { cause });
+  },
+  deadlineExceeded(message: string): ServiceError {
+    return new ServiceError(GrpcCode.DEADLINE_EXCEEDED, message);
+  },
+  internal(cause?: unknown): ServiceError {
+    return new ServiceError(GrpcCode.INTERNAL, 'internal error', { cause });
+  },
+};
+
+const NETWORK_ERROR_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH']);
+
+/** PostgreSQL SQLSTATEs that mean "the database is not there right now". */
+function isPgUnavailable(code: string): boolean {
+  return code.startsWith('08') || code === '57P01' || code === '57P03' || code === '53300';
+}
+
+/**
+ * Turns anything thrown into a {@link ServiceError}: service errors pass
+ * through, known driver errors get their proper code, everything else becomes
+ * INTERNAL with a message that reveals nothing.
+ */
+export function toServiceError(err: unknown): ServiceError {
+  if (err instanceof ServiceError) return err;
+  const e = err as { code?: unknown; message?: string; name?: string } | null;
+  const code = typeof e?.code === 'string' ? e.code : undefined;
+  if (code && /^[0-9A-Z]{5}$/.test(code)) {
+    if (code === '23505') return new ServiceError(GrpcCode.ALREADY_EXISTS, 'already exists', { cause: err });
+    if (code === '23503') return new ServiceError(GrpcCode.FAILED_PRECONDITION, 'a referenced resource does not exist', { cause: err });
+    if (code === '22P02' || code === '22003' || code === '22007' || code === '22008') {
+      return new ServiceError(GrpcCode.INVALID_ARGUMENT, 'a value is malformed or out of range', { cause: err });
+    }
+    if (code === '40001' || code === '40P01') return new ServiceError(GrpcCode.ABORTED, 'conflict, retry', { cause: err });
+    if (isPgUnavailable(code)) return errors.unavailable('database unavailable', err);
+  }
+  if (code && NETWORK_ERROR_CODES.has(code)) return errors.unavailable('a dependency is unavailable', err);
+  if (e?.message && /Connection terminated|connection is closed|Stream isn't writeable|CONNECTION_CLOSED/i.test(e.message)) {
+    return errors.unavailable('a dependency is unavailable', err);
+  }
+  return errors.internal(err);
+}

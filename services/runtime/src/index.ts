@@ -1,0 +1,14 @@
+/** The shared runtime every service is built on. */
+export * from './config';
+export * from './errors';
+export * from './health';
+export * from './logger';
+export * from './nats';
+export * from './postgres';
+export * from './repo-paths';
+export * from './redis';
+export * from './rpc';
+export * from './server';
+export * from './service';
+export * from './validation';
+export * from './auth/principal';

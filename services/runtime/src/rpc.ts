@@ -1,0 +1,152 @@
+import { Metadata, ServerUnaryCall, ServerWritableStream, sendUnaryData, UntypedServiceImplementation } from '@grpc/grpc-js';
+import { Logger } from './logger';
+import { errors, toServiceError } from './errors';
+import type { Principal } from './auth/principal';
+
+/** What a handler and every middleware know about the call being served. */
+export interface CallContext {
+  /** Full method path: `/iot.device.v1.DeviceService/GetDevice`. */
+  readonly method: string;
+  /** `iot.device.v1.DeviceService`. */
+  readonly service: string;
+  /** `GetDevice`. */
+  readonly rpc: string;
+  readonly kind: 'unary' | 'server_stream';
+  readonly metadata: Metadata;
+  /** Client address as seen by the server. */
+  readonly peer: string;
+  /** The client's deadline, if it set one. */
+  readonly deadline: Date | undefined;
+  /** Aborted when the client cancels or the deadline passes. */
+  readonly signal: AbortSignal;
+  /** Milliseconds left before the deadline (Infinity without one). */
+  remainingMs(): number;
+  /** The authenticated caller; set by the auth middleware. */
+  principal?: Principal;
+  log: Logger;
+}
+
+/**
+ * A middleware wraps every call: it may look at the context and the decoded
+ * request, then calls `next()` (or throws). For streaming calls `next()`
+ * resolves when the stream ends.
+ */
+export type Middleware = (ctx: CallContext, request: unknown, next: () => Promise<unknown>) => Promise<unknown>;
+
+type MethodDefinition = {
+  path: string;
+  requestStream: boolean;
+  responseStream: boolean;
+  requestDeserialize: (buffer: Buffer) => any;
+  responseSerialize: (value: any) => Buffer;
+};
+
+type RequestOf<M> = M extends { requestDeserialize: (buffer: Buffer) => infer R } ? R : never;
+type ResponseOf<M> = M extends { responseSerialize: (value: infer R) => Buffer } ? R : never;
+
+/** Sends one message of a server stream; resolves once the transport can take more. */
+export type Send<T> = (message: T) => Promise<void>;
+
+/** Handler signatures for every method of a ts-proto grpc-js service definition. */
+export type Handlers<D> = {
+  [K in keyof D]: D[K] extends { responseStream: true }
+    ? (request: RequestOf<D[K]>, ctx: CallContext, send: Send<ResponseOf<D[K]>>) => Promise<void>
+    : (request: RequestOf<D[K]>, ctx: CallContext) => Promise<ResponseOf<D[K]>>;
+};
+
+/** One service definition with its handlers, ready to add to a server. */
+export interface ServiceRegistration {
+  /** Fully-qualified protobuf service name. */
+  readonly name: string;
+  readonly definition: Record<string, MethodDefinition>;
+  readonly handlers: Record<string, (...args: any[]) => Promise<unknown>>;
+}
+
+/** Pairs a generated service definition with its handlers, type-checked against each other. */
+export function defineService<D extends Record<string, MethodDefinition>>(definition: D, handlers: Handlers<D>): ServiceRegistration {
+  const first = Object.values(definition)[0];
+  const name = first.path.split('/')[1];
+  return { name, definition, handlers: handlers as ServiceRegistration['handlers'] };
+}
+
+function createContext(method: string, kind: CallContext['kind'], call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>, log: Logger): CallContext {
+  const [, service, rpc] = method.split('/');
+  const controller = new AbortController();
+  const rawDeadline = call.getDeadline();
+  const deadline = rawDeadline instanceof Date ? rawDeadline : Number.isFinite(rawDeadline) ? new Date(rawDeadline) : undefined;
+  call.on('cancelled', () => controller.abort(errors.unavailable('the client cancelled the call')));
+  let timer: NodeJS.Timeout | undefined;
+  if (deadline) {
+    const ms = deadline.getTime() - Date.now();
+    timer = setTimeout(() => controller.abort(errors.deadlineExceeded('deadline exceeded')), Math.max(0, ms));
+    timer.unref();
+    controller.signal.addEventListener('abort', () => clearTimeout(timer), { once: true });
+  }
+  return {
+    method,
+    service,
+    rpc,
+    kind,
+    metadata: call.metadata,
+    peer: call.getPeer(),
+    deadline,
+    signal: controller.signal,
+    remainingMs: () => (deadline ? deadline.getTime() - Date.now() : Infinity),
+    log: log.child({ rpc: method }),
+  };
+}
+
+function runChain(middlewares: Middleware[], ctx: CallContext, request: unknown, handler: () => Promise<unknown>): Promise<unknown> {
+  const step = (index: number): Promise<unknown> => {
+    if (index === middlewares.length) return handler();
+    return middlewares[index](ctx, request, () => step(index + 1));
+  };
+  return step(0);
+}
+
+/**
+ * Turns a registration into grpc-js handlers running the middleware chain.
+ * Errors of any kind become a gRPC status (see {@link toServiceError}); the
+ * process never crashes because of one call.
+ */
+export function toGrpcImplementation(registration: ServiceRegistration, middlewares: Middleware[], log: Logger): UntypedServiceImplementation {
+  const implementation: UntypedServiceImplementation = {};
+  for (const [key, method] of Object.entries(registration.definition)) {
+    const handler = registration.handlers[key];
+    if (!handler) throw new Error(`${registration.name}: no handler for ${method.path}`);
+    if (method.requestStream) throw new Error(`${method.path}: client streaming is not supported`);
+    if (!method.responseStream) {
+      implementation[key] = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
+        const ctx = createContext(method.path, 'unary', call, log);
+        runChain(middlewares, ctx, call.request, () => handler(call.request, ctx)).then(
+          (response) => callback(null, response),
+          (err: unknown) => callback(toServiceError(err).toGrpc()),
+        );
+      };
+    } else {
+      implementation[key] = (call: ServerWritableStream<unknown, unknown>) => {
+        const ctx = createContext(method.path, 'server_stream', call, log);
+        const send = (message: unknown): Promise<void> => {
+          if (ctx.signal.aborted) return Promise.reject(ctx.signal.reason);
+          if (call.write(message)) return Promise.resolve();
+          return new Promise<void>((resolve, reject) => {
+            const onAbort = () => reject(ctx.signal.reason);
+            call.once('drain', () => {
+              ctx.signal.removeEventListener('abort', onAbort);
+              resolve();
+            });
+            ctx.signal.addEventListener('abort', onAbort, { once: true });
+          });
+        };
+        runChain(middlewares, ctx, call.request, () => handler(call.request, ctx, send)).then(
+          () => call.end(),
+          (err: unknown) => {
+            if (ctx.signal.aborted && call.cancelled) return;
+            call.emit('error', toServiceError(err).toGrpc());
+          },
+        );
+      };
+    }
+  }
+  return implementation;
+}
