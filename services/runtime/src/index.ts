@@ -1,4 +1,5 @@
 /** The shared runtime every service is built on. */
+export * from './client';
 export * from './config';
 export * from './errors';
 export * from './health';
