@@ -11,5 +11,6 @@ export * from './redis';
 export * from './rpc';
 export * from './server';
 export * from './service';
+export * from './subjects';
 export * from './validation';
 export * from './auth/principal';

@@ -1,0 +1,88 @@
+/**
+ * The NATS subject scheme, in one place. Tenant first:
+ *
+ *   iot.<tenant>.dev.<device>.tel       telemetry (device → platform), MQTT iot/<tenant>/dev/<device>/tel
+ *   iot.<tenant>.dev.<device>.state     reported state (device → platform)
+ *   iot.<tenant>.dev.<device>.cmd       commands (platform → device, request/reply)
+ *   iot.<tenant>.dev.<device>.desired   desired state (platform → device)
+ *   iot.<tenant>.evt.<topic...>         domain events (device.created, audit.login_failed, alert.raised, …)
+ *   iot.<tenant>.dlq.tel                dead-lettered telemetry, with the reason in headers
+ */
+
+/** A subject token that devices and tenants may use: no wildcards, dots, spaces or empties. */
+export const SUBJECT_TOKEN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+
+/** True when `token` is safe as one subject token (tenant id, device id). */
+export function isSubjectToken(token: string): boolean {
+  return SUBJECT_TOKEN.test(token);
+}
+
+function token(kind: string, value: string): string {
+  if (!isSubjectToken(value)) throw new Error(`${kind} ${JSON.stringify(value)} is not a valid subject token`);
+  return value;
+}
+
+/** What a device subject carries. */
+export type DeviceChannel = 'tel' | 'state' | 'cmd' | 'desired';
+
+/** Subject of one device channel. */
+export function deviceSubject(tenantId: string, deviceId: string, channel: DeviceChannel): string {
+  return `iot.${token('tenant', tenantId)}.dev.${token('device', deviceId)}.${channel}`;
+}
+
+/** Subject of a domain event: `eventSubject(t, 'device', 'created')` → `iot.<t>.evt.device.created`. */
+export function eventSubject(tenantId: string, ...topic: string[]): string {
+  return `iot.${token('tenant', tenantId)}.evt.${topic.join('.')}`;
+}
+
+/** Subject of the telemetry dead-letter queue of a tenant (or of unparseable subjects, `_`). */
+export function deadLetterSubject(tenantId: string | undefined): string {
+  return `iot.${tenantId && isSubjectToken(tenantId) ? tenantId : '_'}.dlq.tel`;
+}
+
+/** Wildcard matching telemetry of every device of every tenant (the stream's subject). */
+export const ALL_TELEMETRY = 'iot.*.dev.*.tel';
+/** Wildcard matching reported state of every device. */
+export const ALL_STATE = 'iot.*.dev.*.state';
+
+/** A parsed device subject. */
+export interface ParsedDeviceSubject {
+  tenantId: string;
+  deviceId: string;
+  channel: DeviceChannel;
+}
+
+/** Parses `iot.<tenant>.dev.<device>.<channel>`; undefined when the subject is not one. */
+export function parseDeviceSubject(subject: string): ParsedDeviceSubject | undefined {
+  const parts = subject.split('.');
+  if (parts.length !== 5 || parts[0] !== 'iot' || parts[2] !== 'dev') return undefined;
+  const [, tenantId, , deviceId, channel] = parts;
+  if (!isSubjectToken(tenantId) || !isSubjectToken(deviceId)) return undefined;
+  if (channel !== 'tel' && channel !== 'state' && channel !== 'cmd' && channel !== 'desired') return undefined;
+  return { tenantId, deviceId, channel };
+}
+
+/**
+ * The device directory: a JetStream KV bucket written by the device service and
+ * read (watched into memory) by anyone who must know whether a device exists,
+ * is allowed to send, and what labels it has — without a per-message lookup.
+ * Key: `<tenantId>.<deviceId>`; a deleted device's key is deleted.
+ */
+export const DEVICE_DIRECTORY_BUCKET = 'IOT_DEVICES';
+
+/** One entry of the device directory (JSON in the KV bucket). */
+export interface DeviceDirectoryEntry {
+  tenantId: string;
+  deviceId: string;
+  name: string;
+  type: string;
+  labels: Record<string, string>;
+  credentialState: 'none' | 'active' | 'revoked';
+  /** ISO 8601. */
+  updateTime: string;
+}
+
+/** Key of a device in the directory bucket. */
+export function deviceDirectoryKey(tenantId: string, deviceId: string): string {
+  return `${token('tenant', tenantId)}.${token('device', deviceId)}`;
+}
