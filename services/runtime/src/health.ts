@@ -1,4 +1,5 @@
-import { HealthImplementation, ServingStatus } from 'grpc-health-check';
+import { credentials, makeGenericClientConstructor, Metadata } from '@grpc/grpc-js';
+import { HealthImplementation, service as healthService, ServingStatus } from 'grpc-health-check';
 import { Logger } from './logger';
 
 /** A dependency the service cannot serve without. */
@@ -87,5 +88,29 @@ export class HealthMonitor {
     if (status === this.current) return;
     this.current = status;
     for (const name of this.services) this.implementation.setStatus(name, status);
+  }
+}
+
+/**
+ * Asks a server's `grpc.health.v1.Health/Check` for `service` ("" = the
+ * whole server). Resolves to the status, or rejects when nothing answers.
+ */
+export async function checkHealth(address: string, service = '', deadlineMs = 2000): Promise<ServingStatus> {
+  const HealthClient = makeGenericClientConstructor(healthService, 'grpc.health.v1.Health');
+  const client = new HealthClient(address, credentials.createInsecure());
+  try {
+    return await new Promise<ServingStatus>((resolve, reject) => {
+      client.makeUnaryRequest(
+        '/grpc.health.v1.Health/Check',
+        (value: { service: string }) => healthService.check.requestSerialize(value),
+        (buffer: Buffer) => healthService.check.responseDeserialize(buffer) as { status: ServingStatus },
+        { service },
+        new Metadata(),
+        { deadline: new Date(Date.now() + deadlineMs) },
+        (err, response) => (err ? reject(err) : resolve(response!.status)),
+      );
+    });
+  } finally {
+    client.close();
   }
 }
