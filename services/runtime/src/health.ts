@@ -102,8 +102,8 @@ export async function checkHealth(address: string, service = '', deadlineMs = 20
     return await new Promise<ServingStatus>((resolve, reject) => {
       client.makeUnaryRequest(
         '/grpc.health.v1.Health/Check',
-        (value: { service: string }) => healthService.check.requestSerialize(value),
-        (buffer: Buffer) => healthService.check.responseDeserialize(buffer) as { status: ServingStatus },
+        (value: { service: string }) => healthService.Check.requestSerialize(value),
+        (buffer: Buffer) => healthService.Check.responseDeserialize(buffer) as { status: ServingStatus },
         { service },
         new Metadata(),
         { deadline: new Date(Date.now() + deadlineMs) },
