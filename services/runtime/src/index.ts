@@ -13,4 +13,4 @@ export * from './server';
 export * from './service';
 export * from './subjects';
 export * from './validation';
-export * from './auth/principal';
+export * from './auth';

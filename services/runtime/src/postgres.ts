@@ -38,6 +38,7 @@ export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) =>
 
 /** One versioned SQL migration file: `0001_create_devices.sql`. */
 export interface Migration {
+  file: string;
   version: number;
   name: string;
   sql: string;
@@ -56,7 +57,7 @@ export function readMigrations(dir: string): Migration[] {
       const match = MIGRATION_FILE.exec(file);
       if (!match) throw new Error(`migration file ${file} must be named NNNN_name.sql`);
       const sql = fs.readFileSync(path.join(dir, file), 'utf8');
-      return { version: Number(match[1]), name: match[2], sql, checksum: crypto.createHash('sha256').update(sql).digest('hex') };
+      return { file, version: Number(match[1]), name: match[2], sql, checksum: crypto.createHash('sha256').update(sql).digest('hex') };
     })
     .sort((a, b) => a.version - b.version);
   for (let i = 1; i < migrations.length; i++) {
@@ -89,7 +90,7 @@ export async function migrate(pool: Pool, schema: string, dir: string, log: Logg
       const checksum = applied.get(migration.version);
       if (checksum !== undefined) {
         if (checksum !== migration.checksum) {
-          throw new Error(`migration ${migration.version}_${migration.name} of schema ${schema} was edited after it was applied; add a new migration instead`);
+          throw new Error(`migration ${migration.file} of schema ${schema} was edited after it was applied; add a new migration instead`);
         }
         continue;
       }
@@ -105,7 +106,7 @@ export async function migrate(pool: Pool, schema: string, dir: string, log: Logg
         await client.query('COMMIT');
       } catch (err) {
         await client.query('ROLLBACK').catch(() => undefined);
-        throw new Error(`migration ${migration.version}_${migration.name} failed: ${(err as Error).message}`, { cause: err });
+        throw new Error(`migration ${migration.file} failed: ${(err as Error).message}`, { cause: err });
       }
       log.info({ schema, version: migration.version, name: migration.name }, 'migration applied');
       done.push(migration.version);

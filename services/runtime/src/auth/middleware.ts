@@ -1,0 +1,110 @@
+import { errors } from '../errors';
+import { Logger } from '../logger';
+import { Redis } from '../redis';
+import type { CallContext, Middleware } from '../rpc';
+import { ApiKeyLookup, cachedApiKeyLookup } from './api-keys';
+import { TokenError, verifyAccessToken } from './jwt';
+import { JwksKeySource, KeySource } from './key-source';
+import { Principal, roleAtLeast, roleFromName } from './principal';
+import { Access, accessFor, ROLE_TABLE, RoleTable } from './role-table';
+import { grpcJwksFetcher, signingAuthClient, whoAmIApiKeyLookup } from './signing-client';
+
+/** Options of {@link createAuthMiddleware}. */
+export interface AuthMiddlewareOptions {
+  /**
+   * host:port of the signing service. Needed unless both `keySource` and
+   * `apiKeys` are given (the signing service itself passes its own).
+   */
+  signingAddress?: string;
+  /** Where token keys come from; default: signing's JWKS over gRPC, cached. */
+  keySource?: KeySource;
+  /** How API keys resolve; default: signing's WhoAmI, cached (see `apiKeyCacheMs`). */
+  apiKeys?: ApiKeyLookup;
+  /** Shares the API-key cache across replicas. */
+  redis?: Redis;
+  log: Logger;
+  /** Access rules; default the mesh-wide {@link ROLE_TABLE}. */
+  rules?: RoleTable;
+  /** JWKS cache settings of the default key source. */
+  jwks?: { maxAgeMs?: number; minRefreshIntervalMs?: number };
+  /** How long a resolved API key is reused (default 30 s) — its revocation delay. */
+  apiKeyCacheMs?: number;
+}
+
+/** The auth middleware; `close()` releases its client connection to signing. */
+export type AuthMiddleware = Middleware & { close(): void };
+
+const BEARER = /^Bearer[ ]+([A-Za-z0-9_.-]+)$/i;
+const API_KEY = /^ApiKey[ ]+(\S+)$/i;
+
+/**
+ * The interceptor every service runs first: finds the RPC in the role table,
+ * authenticates the caller from `authorization: Bearer <jwt>` (verified
+ * locally against cached keys, ES256 only) or `authorization: ApiKey <secret>`
+ * (a cached lookup at signing), puts the {@link Principal} into
+ * `ctx.principal` and enforces the rule. Missing or invalid credentials →
+ * UNAUTHENTICATED; too small a role → PERMISSION_DENIED; a method without a
+ * rule → PERMISSION_DENIED.
+ */
+export function createAuthMiddleware(options: AuthMiddlewareOptions): AuthMiddleware {
+  const rules = options.rules ?? ROLE_TABLE;
+  const needsClient = !options.keySource || !options.apiKeys;
+  if (needsClient && !options.signingAddress) throw new Error('createAuthMiddleware: signingAddress is required without keySource and apiKeys');
+  const client = needsClient ? signingAuthClient(options.signingAddress!) : undefined;
+  const keySource = options.keySource ?? new JwksKeySource(grpcJwksFetcher(client!), { ...options.jwks, log: options.log });
+  const apiKeys =
+    options.apiKeys ?? cachedApiKeyLookup(whoAmIApiKeyLookup(client!), { ttlMs: options.apiKeyCacheMs, redis: options.redis, log: options.log });
+
+  async function authenticate(ctx: CallContext): Promise<Principal> {
+    const values = ctx.metadata.get('authorization');
+    if (values.length === 0) throw errors.unauthenticated('missing credentials: send authorization: Bearer <token> or ApiKey <secret>');
+    if (values.length > 1) throw errors.unauthenticated('more than one authorization header');
+    const header = String(values[0]);
+    const bearer = BEARER.exec(header);
+    if (bearer) {
+      try {
+        const claims = await verifyAccessToken(bearer[1], (kid) => keySource.keyFor(kid));
+        return { kind: 'user', id: claims.sub, tenantId: claims.tid, role: roleFromName(claims.role)!, platformAdmin: claims.pa === true };
+      } catch (err) {
+        if (err instanceof TokenError) {
+          ctx.log.debug({ reason: err.reason }, 'access token rejected');
+          throw errors.unauthenticated(err.reason === 'expired' ? 'access token expired' : 'invalid access token');
+        }
+        throw err;
+      }
+    }
+    const apiKey = API_KEY.exec(header);
+    if (apiKey) {
+      const principal = await apiKeys(apiKey[1]);
+      if (!principal) throw errors.unauthenticated('invalid API key');
+      return principal;
+    }
+    throw errors.unauthenticated('unsupported authorization scheme: use Bearer or ApiKey');
+  }
+
+  const middleware = (async (ctx, _request, next) => {
+    const access = accessFor(ctx.method, rules);
+    if (access === undefined) throw errors.permissionDenied(`${ctx.method} has no access rule`);
+    if (access === 'public') return next();
+    const principal = await authenticate(ctx);
+    if (!allowed(principal, access)) throw errors.permissionDenied(`${ctx.rpc} needs ${access.replace('_', ' ')}`);
+    ctx.principal = principal;
+    ctx.log = ctx.log.child({ principal: principal.id, tenant: principal.tenantId });
+    return next();
+  }) as AuthMiddleware;
+  middleware.close = () => client?.close();
+  return middleware;
+}
+
+/** True when `principal` satisfies `access`. */
+export function allowed(principal: Principal, access: Access): boolean {
+  switch (access) {
+    case 'public':
+    case 'authenticated':
+      return true;
+    case 'platform_admin':
+      return principal.platformAdmin && roleAtLeast(principal.role, 'admin');
+    default:
+      return roleAtLeast(principal.role, access);
+  }
+}

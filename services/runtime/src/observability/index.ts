@@ -1,0 +1,6 @@
+/** Metrics, tracing and log correlation shared by every process. */
+export * from './grpc-client-metrics';
+export * from './grpc-codes';
+export * from './grpc-server-metrics';
+export * from './metrics-registry';
+export * from './metrics-server';

@@ -1,0 +1,62 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { generateOperatorSetup, NatsOperatorSetup } from '../services/device/src/nats/account-claims';
+import { NatsServerOptions, TestNatsServer } from './nats-server';
+
+/** A private nats-server in operator mode with the platform's accounts, and the files to use it. */
+export interface OperatorNats {
+  server: TestNatsServer;
+  setup: NatsOperatorSetup;
+  /** Path of the platform services' creds file (NATS_CREDS). */
+  serviceCredsFile: string;
+  /** Path of the system-account user's creds file. */
+  systemCredsFile: string;
+  /** Environment for the device service pointing at this server (NATS_URL, NATS_CREDS, DEVICE_NATS_*). */
+  deviceEnv(): Record<string, string>;
+  /** Environment for any other service (NATS_URL, NATS_CREDS). */
+  serviceEnv(): Record<string, string>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Generates a fresh operator, system account and application account, writes
+ * the service and system creds to a temp folder and starts a TestNatsServer in
+ * operator mode (JetStream; MQTT when asked) preloaded with both accounts.
+ */
+export async function startOperatorNats(options: Omit<NatsServerOptions, 'operator'> = {}): Promise<OperatorNats> {
+  const setup = await generateOperatorSetup('iot-test');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iot-creds-'));
+  const serviceCredsFile = path.join(dir, 'service.creds');
+  const systemCredsFile = path.join(dir, 'system.creds');
+  fs.writeFileSync(serviceCredsFile, setup.serviceCreds, { mode: 0o600 });
+  fs.writeFileSync(systemCredsFile, setup.systemCreds, { mode: 0o600 });
+  const server = await TestNatsServer.start({
+    ...options,
+    operator: {
+      operatorJwt: setup.operatorJwt,
+      systemAccount: setup.systemAccount,
+      accounts: { [setup.systemAccount]: setup.systemAccountJwt, [setup.appAccount]: setup.appAccountJwt },
+    },
+  });
+  return {
+    server,
+    setup,
+    serviceCredsFile,
+    systemCredsFile,
+    serviceEnv: () => ({ NATS_URL: server.url, NATS_CREDS: serviceCredsFile }),
+    deviceEnv: () => ({
+      NATS_URL: server.url,
+      NATS_CREDS: serviceCredsFile,
+      DEVICE_NATS_OPERATOR_SEED: setup.operatorSeed,
+      DEVICE_NATS_ACCOUNT_SEED: setup.appAccountSeed,
+      DEVICE_NATS_SYSTEM_CREDS: systemCredsFile,
+      DEVICE_NATS_PUBLIC_URL: server.url,
+      ...(server.mqttPort ? { DEVICE_MQTT_PUBLIC_URL: server.mqttUrl } : {}),
+    }),
+    async stop() {
+      await server.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
