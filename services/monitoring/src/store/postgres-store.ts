@@ -1,0 +1,241 @@
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { from as copyFrom } from 'pg-copy-streams';
+import type { Pool, PoolClient } from '../../../runtime/src';
+import {
+  AggregationKind,
+  HistoryQuery,
+  HistorySeries,
+  PointRow,
+  PointsPage,
+  PointsQuery,
+  SampleValue,
+  StoredPoint,
+  TelemetryStore,
+  WriteResult,
+} from './telemetry-store';
+
+const DAY_MS = 86_400_000;
+const PARTITION_NAME = /^points_p(\d{4})(\d{2})(\d{2})$/;
+/** Serialises partition DDL between replicas. */
+const PARTITION_LOCK_KEY = 0x1e7e_0001;
+
+/** `points_p20261127` for the UTC day holding `ms`. */
+function partitionOf(ms: number): { name: string; from: Date; to: Date } {
+  const from = new Date(Math.floor(ms / DAY_MS) * DAY_MS);
+  const day = from.toISOString().slice(0, 10).replace(/-/g, '');
+  return { name: `points_p${day}`, from, to: new Date(from.getTime() + DAY_MS) };
+}
+
+/** Escapes one value for COPY's text format. */
+function copyText(value: string): string {
+  return value.replace(/[\\\n\r\t]/g, (c) => (c === '\\' ? '\\\\' : c === '\n' ? '\\n' : c === '\r' ? '\\r' : '\\t'));
+}
+
+function copyLine(row: PointRow): string {
+  const v = row.value;
+  const number = v.number === undefined ? '\\N' : String(v.number);
+  const bool = v.bool === undefined ? '\\N' : v.bool ? 't' : 'f';
+  const str = v.string === undefined ? '\\N' : copyText(v.string);
+  return `${copyText(row.tenantId)}\t${copyText(row.deviceId)}\t${copyText(row.metric)}\t${row.time.toISOString()}\t${copyText(row.messageId)}\t${row.pointIndex}\t${number}\t${bool}\t${str}\n`;
+}
+
+function valueOf(row: { number_value: number | null; bool_value: boolean | null; string_value: string | null }): SampleValue {
+  if (row.number_value !== null) return { number: row.number_value };
+  if (row.bool_value !== null) return { bool: row.bool_value };
+  return { string: row.string_value ?? '' };
+}
+
+const COLUMNS = 'tenant_id, device_id, metric, time, message_id, point_index, number_value, bool_value, string_value';
+
+/**
+ * The PostgreSQL telemetry store: a day-partitioned `points` table written
+ * by COPY into a session-local staging table and `INSERT … ON CONFLICT DO
+ * NOTHING` (idempotent on the primary key), plus a small `latest_points`
+ * table upserted in the same transaction. Aggregation happens in SQL.
+ */
+export class PostgresTelemetryStore implements TelemetryStore {
+  private readonly knownPartitions = new Set<string>();
+  private readonly stagingReady = new WeakSet<PoolClient>();
+
+  constructor(private readonly pool: Pool) {}
+
+  async write(rows: PointRow[]): Promise<WriteResult> {
+    if (rows.length === 0) return { inserted: 0 };
+    await this.ensurePartitionsFor(rows.map((r) => r.time.getTime()));
+    const client = await this.pool.connect();
+    let broken = false;
+    try {
+      if (!this.stagingReady.has(client)) {
+        await client.query(`CREATE TEMP TABLE IF NOT EXISTS points_staging (LIKE points) ON COMMIT DELETE ROWS`);
+        this.stagingReady.add(client);
+      }
+      await client.query('BEGIN');
+      try {
+        await pipeline(Readable.from([rows.map(copyLine).join('')]), client.query(copyFrom(`COPY points_staging (${COLUMNS}) FROM STDIN`)));
+        // Sorted so that concurrent writers take row locks in the same order.
+        const inserted = await client.query<{ n: string }>(
+          `WITH ins AS (
+             INSERT INTO points (${COLUMNS})
+             SELECT ${COLUMNS} FROM points_staging ORDER BY tenant_id, device_id, metric, time, message_id, point_index
+             ON CONFLICT DO NOTHING RETURNING 1)
+           SELECT count(*) AS n FROM ins`,
+        );
+        await client.query(
+          `INSERT INTO latest_points (tenant_id, device_id, metric, time, number_value, bool_value, string_value)
+           SELECT DISTINCT ON (tenant_id, device_id, metric) tenant_id, device_id, metric, time, number_value, bool_value, string_value
+             FROM points_staging
+            ORDER BY tenant_id, device_id, metric, time DESC, message_id DESC, point_index DESC
+           ON CONFLICT (tenant_id, device_id, metric) DO UPDATE
+             SET time = EXCLUDED.time, number_value = EXCLUDED.number_value,
+                 bool_value = EXCLUDED.bool_value, string_value = EXCLUDED.string_value
+           WHERE latest_points.time <= EXCLUDED.time`,
+        );
+        await client.query('COMMIT');
+        return { inserted: Number(inserted.rows[0].n) };
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => {
+          broken = true;
+        });
+        throw err;
+      }
+    } catch (err) {
+      broken = true;
+      throw err;
+    } finally {
+      // A client that failed mid-COPY may be in an unknown protocol state: discard it.
+      client.release(broken ? true : undefined);
+    }
+  }
+
+  /** Creates the day partitions holding these instants (and caches which exist). */
+  async ensurePartitionsFor(times: number[]): Promise<void> {
+    const missing = new Map<string, ReturnType<typeof partitionOf>>();
+    for (const t of times) {
+      const p = partitionOf(t);
+      if (!this.knownPartitions.has(p.name)) missing.set(p.name, p);
+    }
+    if (missing.size === 0) return;
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('SELECT pg_advisory_xact_lock($1)', [PARTITION_LOCK_KEY]);
+      for (const p of missing.values()) {
+        await client.query(
+          `CREATE TABLE IF NOT EXISTS ${p.name} PARTITION OF points FOR VALUES FROM ('${p.from.toISOString()}') TO ('${p.to.toISOString()}')`,
+        );
+      }
+      await client.query('COMMIT');
+      for (const name of missing.keys()) this.knownPartitions.add(name);
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  /** Creates partitions for every day from `from` to `to` (inclusive), e.g. a few days ahead. */
+  async ensurePartitions(from: Date, to: Date): Promise<void> {
+    const times: number[] = [];
+    for (let t = Math.floor(from.getTime() / DAY_MS) * DAY_MS; t <= to.getTime(); t += DAY_MS) times.push(t);
+    await this.ensurePartitionsFor(times);
+  }
+
+  async latest(tenantId: string, deviceIds: string[], metrics: string[], limit: number): Promise<StoredPoint[]> {
+    const { rows } = await this.pool.query(
+      `SELECT device_id, metric, time, number_value, bool_value, string_value FROM latest_points
+        WHERE tenant_id = $1 AND (cardinality($2::text[]) = 0 OR device_id = ANY($2)) AND (cardinality($3::text[]) = 0 OR metric = ANY($3))
+        ORDER BY device_id, metric LIMIT $4`,
+      [tenantId, deviceIds, metrics, limit],
+    );
+    return rows.map((r) => ({ deviceId: r.device_id, metric: r.metric, time: r.time, value: valueOf(r) }));
+  }
+
+  async history(query: HistoryQuery): Promise<HistorySeries[]> {
+    const { rows } = await this.pool.query(
+      `SELECT metric, date_bin(make_interval(secs => $6::float8 / 1000), time, $7::timestamptz) AS bucket,
+              min(v) AS min, max(v) AS max, avg(v) AS avg, sum(v) AS sum, count(*) AS count,
+              (array_agg(v ORDER BY time DESC, message_id DESC, point_index DESC))[1] AS last
+         FROM (SELECT metric, time, message_id, point_index, coalesce(number_value, bool_value::int::float8) AS v
+                 FROM points
+                WHERE tenant_id = $1 AND device_id = $2 AND metric = ANY($3) AND time >= $4 AND time < $5) s
+        WHERE v IS NOT NULL
+        GROUP BY metric, bucket
+        ORDER BY metric, bucket`,
+      [query.tenantId, query.deviceId, query.metrics, query.start, query.end, query.bucketMs, query.origin],
+    );
+    const byMetric = new Map<string, HistorySeries>(query.metrics.map((m) => [m, { metric: m, buckets: [] }]));
+    for (const r of rows) {
+      const values = {} as Record<AggregationKind, number>;
+      for (const kind of ['min', 'max', 'avg', 'sum', 'last'] as const) values[kind] = Number(r[kind]);
+      values.count = Number(r.count);
+      byMetric.get(r.metric)?.buckets.push({ start: r.bucket, count: BigInt(r.count), values });
+    }
+    return [...byMetric.values()];
+  }
+
+  async points(query: PointsQuery): Promise<PointsPage> {
+    const a = query.after;
+    const { rows } = await this.pool.query(
+      `SELECT device_id, metric, time, message_id, point_index, number_value, bool_value, string_value FROM points
+        WHERE tenant_id = $1 AND device_id = $2 AND time >= $3 AND time < $4
+          AND (cardinality($5::text[]) = 0 OR metric = ANY($5))
+          AND ($6::timestamptz IS NULL OR (time, metric, message_id, point_index) > ($6, $7, $8, $9))
+        ORDER BY time, metric, message_id, point_index
+        LIMIT $10`,
+      [query.tenantId, query.deviceId, query.start, query.end, query.metrics, a?.time ?? null, a?.metric ?? '', a?.messageId ?? '', a?.pointIndex ?? 0, query.limit + 1],
+    );
+    const more = rows.length > query.limit;
+    const page = rows.slice(0, query.limit);
+    const last = page[page.length - 1];
+    return {
+      points: page.map((r) => ({ deviceId: r.device_id, metric: r.metric, time: r.time, value: valueOf(r) })),
+      next: more && last ? { time: last.time, metric: last.metric, messageId: last.message_id, pointIndex: last.point_index } : undefined,
+    };
+  }
+
+  async dropBefore(before: Date): Promise<{ removed: string[] }> {
+    const { rows } = await this.pool.query<{ name: string }>(
+      `SELECT c.relname AS name FROM pg_inherits i
+         JOIN pg_class c ON c.oid = i.inhrelid
+         JOIN pg_class p ON p.oid = i.inhparent
+         JOIN pg_namespace n ON n.oid = p.relnamespace
+        WHERE p.relname = 'points' AND n.nspname = current_schema()`,
+    );
+    const removed: string[] = [];
+    for (const { name } of rows) {
+      const m = PARTITION_NAME.exec(name);
+      if (!m) continue;
+      const end = Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])) + DAY_MS;
+      if (end > before.getTime()) continue;
+      await this.pool.query(`DROP TABLE IF EXISTS ${name}`);
+      this.knownPartitions.delete(name);
+      removed.push(name);
+    }
+    await this.pool.query('DELETE FROM latest_points WHERE time < $1', [before]);
+    return { removed };
+  }
+
+  async deleteTenantBefore(tenantId: string, before: Date, chunkSize = 10_000): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const { rowCount } = await this.pool.query(
+        `DELETE FROM points p USING (
+           SELECT tenant_id, device_id, metric, time, message_id, point_index FROM points
+            WHERE tenant_id = $1 AND time < $2 LIMIT $3) d
+          WHERE p.tenant_id = d.tenant_id AND p.device_id = d.device_id AND p.metric = d.metric
+            AND p.time = d.time AND p.message_id = d.message_id AND p.point_index = d.point_index`,
+        [tenantId, before, chunkSize],
+      );
+      total += rowCount ?? 0;
+      if (!rowCount || rowCount < chunkSize) break;
+    }
+    await this.pool.query('DELETE FROM latest_points WHERE tenant_id = $1 AND time < $2', [tenantId, before]);
+    return total;
+  }
+
+  async ping(): Promise<void> {
+    await this.pool.query('SELECT 1');
+  }
+}

@@ -1,0 +1,111 @@
+/** A sample's value: exactly one of the three is set. */
+export interface SampleValue {
+  number?: number;
+  bool?: boolean;
+  string?: string;
+}
+
+/** One point as the writer stores it. (tenant, device, metric, time, messageId, pointIndex) identifies it. */
+export interface PointRow {
+  tenantId: string;
+  deviceId: string;
+  metric: string;
+  time: Date;
+  /** The payload's message id (or a stand-in derived from the payload when it had none). */
+  messageId: string;
+  /** Position of the point inside its message. */
+  pointIndex: number;
+  value: SampleValue;
+}
+
+/** One stored sample as queries return it. */
+export interface StoredPoint {
+  deviceId: string;
+  metric: string;
+  time: Date;
+  value: SampleValue;
+}
+
+/** What one aggregation computes over the numeric samples of a bucket. */
+export type AggregationKind = 'min' | 'max' | 'avg' | 'sum' | 'count' | 'last';
+
+/** A history query: one device, some metrics, [start, end), buckets of `bucketMs`. */
+export interface HistoryQuery {
+  tenantId: string;
+  deviceId: string;
+  metrics: string[];
+  start: Date;
+  end: Date;
+  bucketMs: number;
+  /** Where buckets are aligned: bucket starts are origin + k × bucketMs. */
+  origin: Date;
+  aggregations: AggregationKind[];
+}
+
+/** One bucket of one metric, with every aggregation computed. */
+export interface HistoryBucket {
+  start: Date;
+  /** Number of numeric (or boolean, counted as 0/1) samples in the bucket. */
+  count: bigint;
+  values: Record<AggregationKind, number>;
+}
+
+/** Buckets of one metric, oldest first; empty buckets are absent. */
+export interface HistorySeries {
+  metric: string;
+  buckets: HistoryBucket[];
+}
+
+/** Keyset position of a point in (time, metric, messageId, pointIndex) order. */
+export interface PointCursor {
+  time: Date;
+  metric: string;
+  messageId: string;
+  pointIndex: number;
+}
+
+/** A page of raw points. */
+export interface PointsQuery {
+  tenantId: string;
+  deviceId: string;
+  /** Empty means every metric. */
+  metrics: string[];
+  start: Date;
+  end: Date;
+  after?: PointCursor;
+  limit: number;
+}
+
+export interface PointsPage {
+  points: StoredPoint[];
+  /** Position of the last point returned when more may follow. */
+  next?: PointCursor;
+}
+
+/** What a write did. */
+export interface WriteResult {
+  /** Rows that were new (the rest were duplicates of rows already stored). */
+  inserted: number;
+}
+
+/**
+ * Durable telemetry storage. Implementations must be idempotent on a point's
+ * identity: writing the same rows again, in the same or another batch, adds
+ * nothing. A write is all-or-nothing.
+ */
+export interface TelemetryStore {
+  /** Stores a batch in one transaction and refreshes the latest values. */
+  write(rows: PointRow[]): Promise<WriteResult>;
+  /** Newest sample per device and metric (empty lists mean all), at most `limit`. */
+  latest(tenantId: string, deviceIds: string[], metrics: string[], limit: number): Promise<StoredPoint[]>;
+  /** Bucketed aggregates computed by the database. */
+  history(query: HistoryQuery): Promise<HistorySeries[]>;
+  /** Raw points, oldest first, keyset-paged. */
+  points(query: PointsQuery): Promise<PointsPage>;
+  /** Removes every sample older than `before` (all tenants); returns what was removed, for logs. */
+  dropBefore(before: Date): Promise<{ removed: string[] }>;
+  /** Removes one tenant's samples older than `before`, in bounded chunks; returns rows deleted. */
+  deleteTenantBefore(tenantId: string, before: Date, chunkSize?: number): Promise<number>;
+  /** Is the store reachable right now? Throws when not. */
+  ping(): Promise<void>;
+}
