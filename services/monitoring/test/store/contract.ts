@@ -14,7 +14,7 @@ function tenant(): string {
   return `t${crypto.randomBytes(5).toString('hex')}`;
 }
 
-function row(tenantId: string, deviceId: string, metric: string, time: number, value: PointRow['value'], messageId = crypto.randomUUID(), pointIndex = 0): PointRow {
+function row(tenantId: string, deviceId: string, metric: string, time: number, value: PointRow["value"], messageId: string = crypto.randomUUID(), pointIndex = 0): PointRow {
   return { tenantId, deviceId, metric, time: new Date(time), messageId, pointIndex, value };
 }
 
