@@ -1,4 +1,5 @@
-import { CallOptions, ChannelCredentials, Client, ClientReadableStream, Metadata, ServiceError as GrpcServiceError } from '@grpc/grpc-js';
+import { CallOptions, ChannelCredentials, Client, ClientOptions, ClientReadableStream, Metadata, ServiceError as GrpcServiceError } from '@grpc/grpc-js';
+import { grpcClientMetrics } from './observability/grpc-client-metrics';
 
 /** Deadline for calls that do not say otherwise. */
 export const DEFAULT_DEADLINE_MS = 10_000;
@@ -44,7 +45,20 @@ export function serverStream<C extends Client, Req, Res>(client: C, method: Stre
   return method.call(client, request, metadataOf(settings), options);
 }
 
-/** A generated client for an insecure address (inside the mesh). */
-export function insecureClient<C extends Client>(ClientClass: new (address: string, credentials: ChannelCredentials) => C, address: string): C {
-  return new ClientClass(address, ChannelCredentials.createInsecure());
+/** Options of {@link insecureClient}. */
+export interface ClientSettings {
+  /** Record `grpc_client_*` Prometheus metrics for this client's calls (default true). */
+  metrics?: boolean;
+  /** Further grpc-js channel and client options (interceptors run after the metrics one). */
+  options?: Partial<ClientOptions>;
+}
+
+/** A generated client for an insecure address (inside the mesh), with client metrics unless turned off. */
+export function insecureClient<C extends Client>(
+  ClientClass: new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>) => C,
+  address: string,
+  settings: ClientSettings = {},
+): C {
+  const interceptors = [...(settings.metrics === false ? [] : [grpcClientMetrics()]), ...(settings.options?.interceptors ?? [])];
+  return new ClientClass(address, ChannelCredentials.createInsecure(), { ...settings.options, interceptors });
 }

@@ -5,6 +5,7 @@ export * from './errors';
 export * from './health';
 export * from './logger';
 export * from './nats';
+export * from './observability';
 export * from './postgres';
 export * from './repo-paths';
 export * from './redis';

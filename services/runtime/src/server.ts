@@ -5,6 +5,7 @@ import { readDescriptorSet } from './repo-paths';
 import { toServiceError, GrpcCode } from './errors';
 import { HealthMonitor } from './health';
 import { Logger } from './logger';
+import { grpcServerMetrics } from './observability/grpc-server-metrics';
 import { Middleware, ServiceRegistration, toGrpcImplementation } from './rpc';
 
 /** Logs every failed call once, with the cause for server-side failures only. */
@@ -59,7 +60,7 @@ export class GrpcServer {
   addServices(registrations: ServiceRegistration[], middlewares: Middleware[]): void {
     if (this.servicesAdded) throw new Error('addServices may be called once');
     this.servicesAdded = true;
-    const chain = [errorLogging(), ...middlewares];
+    const chain = [grpcServerMetrics(registrations), errorLogging(), ...middlewares];
     for (const registration of registrations) {
       this.server.addService(registration.definition as never, toGrpcImplementation(registration, chain, this.log));
       this.health.addService(registration.name);

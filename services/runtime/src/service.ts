@@ -7,6 +7,8 @@ import { createPool, migrate, Pool } from './postgres';
 import { createRedis, Redis } from './redis';
 import { Middleware, ServiceRegistration } from './rpc';
 import { GrpcServer } from './server';
+import { metricsEnv, MetricsServer, startMetricsServer } from './observability/metrics-server';
+import { observePgPool } from './observability/pg-pool-metrics';
 
 /** Variables for the dependencies a service declares it uses. */
 const postgresEnv = { DATABASE_URL: env.url(['postgres', 'postgresql'], 'postgres://postgres@127.0.0.1:5432/postgres') };
@@ -51,6 +53,8 @@ export interface ServiceSpec<S extends EnvShape> {
 export interface RunningService<S extends EnvShape> {
   readonly port: number;
   readonly server: GrpcServer;
+  /** Port of the Prometheus `/metrics` endpoint; undefined when METRICS_PORT is unset. */
+  readonly metricsPort: number | undefined;
   /** Resolves once dependencies are connected, migrations applied and services added. */
   readonly ready: Promise<ServiceContext<S>>;
   /** Graceful stop: NOT_SERVING, drain calls, stop background work, drain NATS, close pools. */
@@ -67,6 +71,7 @@ export async function startService<S extends EnvShape>(spec: ServiceSpec<S>, env
   const shape = {
     ...baseEnv,
     GRPC_PORT: env.port(spec.defaultPort),
+    ...metricsEnv,
     ...(spec.uses.postgres ? postgresEnv : {}),
     ...(spec.uses.redis ? redisEnv : {}),
     ...(spec.uses.nats ? natsEnv : {}),
@@ -77,6 +82,14 @@ export async function startService<S extends EnvShape>(spec: ServiceSpec<S>, env
   const server = new GrpcServer(log, config.HEALTH_INTERVAL_MS);
   const port = await server.listen(config.GRPC_HOST, config.GRPC_PORT);
   log.info({ port }, 'grpc listening (NOT_SERVING until ready)');
+  let metricsServer: MetricsServer | undefined;
+  if (config.METRICS_PORT !== undefined) {
+    metricsServer = await startMetricsServer(config.METRICS_HOST, config.METRICS_PORT).catch(async (err: Error) => {
+      await server.shutdown(0);
+      throw err;
+    });
+    log.info({ port: metricsServer.port }, 'metrics at /metrics');
+  }
 
   let stopping = false;
   let pool: Pool | undefined;
@@ -101,6 +114,7 @@ export async function startService<S extends EnvShape>(spec: ServiceSpec<S>, env
     if (spec.uses.postgres) {
       const db = createPool(config.DATABASE_URL, spec.name, log);
       pool = db;
+      observePgPool(spec.name, db);
       log.info({ db: redactUrl(config.DATABASE_URL) }, 'connecting to postgres');
       await untilConnected('postgres', () => migrate(db, spec.name, spec.uses.postgres!.migrations, log));
       server.health.addCheck({ name: 'postgres', check: async () => void (await db.query('SELECT 1')) });
@@ -141,10 +155,11 @@ export async function startService<S extends EnvShape>(spec: ServiceSpec<S>, env
       if (nats && !nats.isClosed()) await nats.drain().catch(() => undefined);
       await pool?.end().catch(() => undefined);
       redis?.disconnect();
+      await metricsServer?.close();
       log.info('stopped');
     })());
 
-  return { port, server, ready, stop };
+  return { port, server, metricsPort: metricsServer?.port, ready, stop };
 }
 
 /**

@@ -18,6 +18,16 @@ export function grpcServerMetricSet() {
 }
 
 /**
+ * Why an aborted call ended. A client whose deadline passes resets the stream,
+ * which the server often sees as a cancel a moment before its own deadline
+ * timer fires; a reset that close to the deadline is the deadline.
+ */
+function abortCode(remainingMs: number): number {
+  return remainingMs <= DEADLINE_SLACK_MS ? GrpcStatus.DEADLINE_EXCEEDED : GrpcStatus.CANCELLED;
+}
+const DEADLINE_SLACK_MS = 50;
+
+/**
  * A middleware recording `grpc_server_started_total`,
  * `grpc_server_handled_total{grpc_code}`, `grpc_server_handling_seconds` and
  * message counts for every call. It runs outermost, so calls refused by auth
@@ -53,12 +63,12 @@ export function grpcServerMetrics(registrations: ServiceRegistration[] = []): Mi
       const response = await next();
       // A stream whose client went away ends quietly for the handler, but the
       // client saw CANCELLED.
-      if (ctx.signal.aborted) code = ctx.remainingMs() <= 0 ? GrpcStatus.DEADLINE_EXCEEDED : GrpcStatus.CANCELLED;
+      if (ctx.signal.aborted) code = abortCode(ctx.remainingMs());
       else if (ctx.kind === 'unary') m.sent.inc(labels);
       return response;
     } catch (err) {
       code = toServiceError(err).code;
-      if (ctx.signal.aborted && code === GrpcStatus.UNAVAILABLE && ctx.remainingMs() > 0) code = GrpcStatus.CANCELLED;
+      if (ctx.signal.aborted && code === GrpcStatus.UNAVAILABLE) code = abortCode(ctx.remainingMs());
       throw err;
     } finally {
       end();

@@ -4,3 +4,5 @@ export * from './grpc-codes';
 export * from './grpc-server-metrics';
 export * from './metrics-registry';
 export * from './metrics-server';
+export * from './domain-metrics';
+export * from './pg-pool-metrics';
