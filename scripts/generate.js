@@ -30,3 +30,7 @@ for (const file of THIRD_PARTY) {
 
 runBuf(['generate']);
 runBuf(['build', '-o', 'gen/iot.binpb']);
+
+// The Envoy config is derived from the descriptor set; keep it in step.
+const envoy = require('node:child_process').spawnSync(process.execPath, ['--import', 'tsx', 'gateway/envoy/generate.ts'], { cwd: root, stdio: 'inherit' });
+if (envoy.status !== 0) process.exit(envoy.status ?? 1);

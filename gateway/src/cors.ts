@@ -1,0 +1,21 @@
+/**
+ * The browser-facing CORS policy, one list for both renderings of the edge:
+ * the Envoy config and the Node gateway read it from here.
+ */
+export const corsPolicy = {
+  allowMethods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'],
+  /** What gRPC-Web clients and REST callers send, plus auth and trace context. */
+  allowHeaders: [
+    'authorization',
+    'content-type',
+    'x-grpc-web',
+    'x-user-agent',
+    'grpc-timeout',
+    'traceparent',
+    'tracestate',
+    'x-request-id',
+  ],
+  /** gRPC-Web puts status into headers when a call fails before any message; scripts must be able to read them. */
+  exposeHeaders: ['grpc-status', 'grpc-message', 'grpc-status-details-bin', 'x-request-id'],
+  maxAgeSeconds: 86400,
+};

@@ -1,0 +1,116 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import { createFileRegistry, fromBinary } from '@bufbuild/protobuf';
+import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
+import { ENVOY_TEMPLATE_PATH } from '../envoy/generate';
+import { ENVOY_DESCRIPTOR_MOUNT, envoyVariables, renderEnvoyConfig } from '../src/envoy-config';
+import { buildRouteTable, DESCRIPTOR_PATH } from '../src/route-table';
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+const committed = fs.readFileSync(ENVOY_TEMPLATE_PATH, 'utf8');
+const table = buildRouteTable();
+
+/** What envsubst does at container start. */
+function substitute(template: string, values: Record<string, string>): string {
+  return template.replace(/\$\{([A-Z_]+)\}/g, (_, name: string) => {
+    if (!(name in values)) throw new Error(`unknown variable ${name}`);
+    return values[name];
+  });
+}
+
+const values = Object.fromEntries(envoyVariables(table).map((v, i) => [v.name, v.name.endsWith('PORT') ? String(20000 + i) : `${v.name.toLowerCase()}.svc`]));
+const config: any = YAML.parse(substitute(committed, values));
+const hcm = config.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+const routes: any[] = hcm.route_config.virtual_hosts[0].routes;
+const clusters: any[] = config.static_resources.clusters;
+const filter = (name: string) => hcm.http_filters.find((f: any) => f.name === name)?.typed_config;
+
+/** Every public RPC, read from the descriptor set independently of the route table. */
+function descriptorMethods(): Array<{ grpcPath: string; streaming: boolean }> {
+  const registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, fs.readFileSync(DESCRIPTOR_PATH)));
+  const out: Array<{ grpcPath: string; streaming: boolean }> = [];
+  for (const file of registry.files) {
+    if (!file.proto.package.startsWith('iot.')) continue;
+    for (const service of file.services) {
+      for (const method of service.methods) out.push({ grpcPath: `/${service.typeName}/${method.name}`, streaming: method.methodKind !== 'unary' });
+    }
+  }
+  return out;
+}
+
+describe('generated Envoy config', () => {
+  it('is up to date with the descriptor set (run `npm run generate:envoy` when this fails)', () => {
+    expect(committed).toBe(renderEnvoyConfig(table));
+  });
+
+  it('names the descriptor set that `npm run generate` produced', () => {
+    const digest = crypto.createHash('sha256').update(fs.readFileSync(DESCRIPTOR_PATH)).digest('hex');
+    expect(committed).toContain(`# descriptor-sha256: ${digest}\n`);
+    const transcoder = filter('envoy.filters.http.grpc_json_transcoder');
+    expect(transcoder.proto_descriptor).toBe(ENVOY_DESCRIPTOR_MOUNT);
+    expect(path.basename(transcoder.proto_descriptor)).toBe(path.basename(DESCRIPTOR_PATH));
+  });
+
+  it('routes every RPC of the descriptor to an existing HTTP/2 cluster', () => {
+    const methods = descriptorMethods();
+    expect(methods.length).toBeGreaterThan(30);
+    for (const method of methods) {
+      const matching = routes.filter((r) => r.match.path === method.grpcPath);
+      expect({ path: method.grpcPath, routes: matching.length }).toEqual({ path: method.grpcPath, routes: 1 });
+      const cluster = clusters.find((c) => c.name === matching[0].route.cluster);
+      expect(cluster).toBeDefined();
+      expect(cluster.typed_extension_protocol_options['envoy.extensions.upstreams.http.v3.HttpProtocolOptions'].explicit_http_config).toEqual({ http2_protocol_options: {} });
+      const address = cluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address;
+      expect(address.address).toBe(`${cluster.name}_host.svc`);
+      expect(typeof address.port_value).toBe('number');
+    }
+  });
+
+  it('leaves server streams uncapped and gives unary calls a timeout', () => {
+    for (const method of descriptorMethods()) {
+      const route = routes.find((r) => r.match.path === method.grpcPath).route;
+      if (method.streaming) {
+        expect({ path: method.grpcPath, timeout: route.timeout, idle: route.idle_timeout, max: route.max_stream_duration }).toEqual({
+          path: method.grpcPath,
+          timeout: '0s',
+          idle: '0s',
+          max: undefined,
+        });
+      } else {
+        expect(route.timeout).toMatch(/^[1-9]\d*s$/);
+      }
+    }
+    expect(hcm.stream_idle_timeout).toBeUndefined();
+  });
+
+  it('transcodes every public service with gRPC status converted to JSON', () => {
+    const transcoder = filter('envoy.filters.http.grpc_json_transcoder');
+    const services = [...new Set(descriptorMethods().map((m) => m.grpcPath.split('/')[1]))].sort();
+    expect([...transcoder.services].sort()).toEqual(services);
+    expect(transcoder.convert_grpc_status).toBe(true);
+  });
+
+  it('runs gRPC-Web, CORS, JWT and transcoding before the router', () => {
+    expect(hcm.http_filters.map((f: any) => f.name)).toEqual([
+      'envoy.filters.http.grpc_web',
+      'envoy.filters.http.cors',
+      'envoy.filters.http.jwt_authn',
+      'envoy.filters.http.grpc_json_transcoder',
+      'envoy.filters.http.router',
+    ]);
+    const cors = hcm.route_config.virtual_hosts[0].typed_per_filter_config['envoy.filters.http.cors'];
+    expect(cors.expose_headers.split(',')).toEqual(expect.arrayContaining(['grpc-status', 'grpc-message']));
+    expect(cors.allow_headers.split(',')).toEqual(expect.arrayContaining(['authorization', 'x-grpc-web', 'content-type']));
+  });
+
+  it('verifies bearer tokens against the signing service JWKS', () => {
+    const jwt = filter('envoy.filters.http.jwt_authn');
+    const remote = jwt.providers.signing.remote_jwks.http_uri;
+    expect(remote.uri).toBe(`http://${values.SIGNING_HOST}:${values.SIGNING_HTTP_PORT}/.well-known/jwks.json`);
+    const cluster = clusters.find((c) => c.name === remote.cluster);
+    expect(cluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value).toBe(Number(values.SIGNING_HTTP_PORT));
+    expect(jwt.providers.signing.forward).toBe(true);
+  });
+});
