@@ -1,0 +1,167 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import mqtt from 'mqtt';
+import { connect, NatsConnection } from 'nats';
+import Redis from 'ioredis';
+import { Client } from 'pg';
+import { checkHealth, readMigrations, repoPath, repoRoot } from '../../services/runtime/src';
+import { freePort } from '../../testing/ports';
+import { ManagedProcess } from '../up-process';
+import { parseStatus, StatusRow } from '../up-status';
+
+/** Runs the up-command from source (as `npx tsx scripts/up.ts` would), output collected. */
+function startUp(env: Record<string, string>): { child: ChildProcess; output: () => string } {
+  const base = { ...process.env };
+  // The machine's or CI's own settings must not leak into the private stack.
+  for (const name of ['DATABASE_URL', 'REDIS_URL', 'NATS_URL', 'NATS_CREDS', 'MQTT_URL', 'GRPC_PORT']) delete base[name];
+  const child = spawn(process.execPath, ['--import', 'tsx', repoPath('scripts', 'up.ts')], {
+    cwd: repoRoot(),
+    env: { ...base, LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  return { child, output: () => output };
+}
+
+function exitOf(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+}
+
+async function waitForOutput(up: { child: ChildProcess; output: () => string }, text: string, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!up.output().includes(text)) {
+    if (up.child.exitCode !== null) throw new Error(`up-command exited with ${up.child.exitCode}:\n${up.output()}`);
+    if (Date.now() > until) throw new Error(`no "${text}" after ${timeoutMs} ms:\n${up.output()}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('npm run up (scripts/up.ts)', () => {
+  let dataDir: string;
+  let ports: Record<string, number>;
+  let up: ReturnType<typeof startUp>;
+  let rows: StatusRow[];
+
+  beforeAll(async () => {
+    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'iot-up-'));
+    ports = {};
+    for (const name of ['UP_NATS_PORT', 'UP_NATS_MQTT_PORT', 'UP_NATS_HTTP_PORT', 'UP_POSTGRES_PORT', 'UP_REDIS_PORT', 'SIGNING_GRPC_PORT', 'DEVICE_GRPC_PORT', 'MONITORING_GRPC_PORT']) {
+      ports[name] = await freePort();
+    }
+    up = startUp({ UP_DATA_DIR: dataDir, ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])) });
+    await waitForOutput(up, 'iot-mesh is up', 50_000);
+    rows = parseStatus(up.output());
+  }, 60_000);
+
+  afterAll(async () => {
+    if (up && up.child.exitCode === null) {
+      up.child.kill('SIGKILL');
+      for (const row of rows ?? []) if (row.pid && alive(row.pid)) process.kill(row.pid, 'SIGKILL');
+    }
+    if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  test('prints a status table with every piece, where it runs and its process', () => {
+    const byName = Object.fromEntries(rows.map((r) => [r.name, r]));
+    expect(byName.nats).toMatchObject({ state: 'started', address: `nats://127.0.0.1:${ports.UP_NATS_PORT}` });
+    expect(byName['nats mqtt']).toMatchObject({ address: `mqtt://127.0.0.1:${ports.UP_NATS_MQTT_PORT}` });
+    expect(byName.postgres).toMatchObject({ state: 'started', address: `postgres://postgres@127.0.0.1:${ports.UP_POSTGRES_PORT}/iot` });
+    expect(byName.redis).toMatchObject({ state: 'started', address: `redis://127.0.0.1:${ports.UP_REDIS_PORT}` });
+    expect(byName.signing).toMatchObject({ state: 'SERVING', address: `127.0.0.1:${ports.SIGNING_GRPC_PORT}` });
+    expect(byName.device).toMatchObject({ state: 'SERVING', address: `127.0.0.1:${ports.DEVICE_GRPC_PORT}` });
+    expect(byName.monitoring).toMatchObject({ state: 'SERVING', address: `127.0.0.1:${ports.MONITORING_GRPC_PORT}` });
+    for (const name of ['nats', 'postgres', 'redis', 'signing', 'device', 'monitoring']) expect(alive(byName[name].pid!)).toBe(true);
+  });
+
+  test('every service answers grpc.health.v1 with SERVING', async () => {
+    for (const port of [ports.SIGNING_GRPC_PORT, ports.DEVICE_GRPC_PORT, ports.MONITORING_GRPC_PORT]) {
+      expect(await checkHealth(`127.0.0.1:${port}`)).toBe('SERVING');
+    }
+  });
+
+  test('its PostgreSQL holds each service schema with the migrations applied', async () => {
+    const client = new Client({ connectionString: `postgres://postgres@127.0.0.1:${ports.UP_POSTGRES_PORT}/iot` });
+    await client.connect();
+    try {
+      for (const service of ['signing', 'device', 'monitoring']) {
+        const { rows: applied } = await client.query<{ version: number }>(`SELECT version FROM "${service}".schema_migrations ORDER BY version`);
+        const expected = readMigrations(repoPath('services', service, 'migrations')).map((m) => m.version);
+        expect(applied.map((r) => r.version)).toEqual(expected);
+      }
+    } finally {
+      await client.end();
+    }
+  });
+
+  test('its Redis answers and its nats-server runs JetStream and carries MQTT publishes to NATS subjects', async () => {
+    const redis = new Redis(ports.UP_REDIS_PORT, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 1 });
+    await redis.connect();
+    expect(await redis.ping()).toBe('PONG');
+    redis.disconnect();
+
+    const nc: NatsConnection = await connect({ servers: `nats://127.0.0.1:${ports.UP_NATS_PORT}` });
+    try {
+      const account = await (await nc.jetstreamManager()).getAccountInfo();
+      expect(account.limits).toBeDefined();
+      const sub = nc.subscribe('uptest.dev.one.tel', { max: 1 });
+      await nc.flush();
+      const device = await mqtt.connectAsync(`mqtt://127.0.0.1:${ports.UP_NATS_MQTT_PORT}`, { clientId: 'up-test', reconnectPeriod: 0 });
+      await device.publishAsync('uptest/dev/one/tel', 'hello', { qos: 1 });
+      for await (const msg of sub) expect(Buffer.from(msg.data).toString()).toBe('hello');
+      await device.endAsync();
+    } finally {
+      await nc.close();
+    }
+  });
+
+  test('SIGINT stops everything in reverse order and exits 0', async () => {
+    up.child.kill('SIGINT');
+    expect(await exitOf(up.child)).toBe(0);
+    const out = up.output();
+    expect(out).toContain('all stopped.');
+    const order = ['monitoring', 'device', 'signing', 'redis', 'postgres', 'nats'].map((name) => out.indexOf(`stopped ${name}\n`));
+    expect(order.every((at) => at > 0)).toBe(true);
+    expect([...order].sort((a, b) => a - b)).toEqual(order);
+    for (const row of rows) if (row.pid) expect(alive(row.pid)).toBe(false);
+    expect(fs.readdirSync(path.join(dataDir, 'run'))).toEqual([]);
+  });
+});
+
+describe('up-command configuration and leftovers', () => {
+  test('a bad port exits 2 naming the variable', async () => {
+    const up = startUp({ UP_DATA_DIR: path.join(os.tmpdir(), 'iot-up-never'), UP_REDIS_PORT: 'not-a-port' });
+    expect(await exitOf(up.child)).toBe(2);
+    expect(up.output()).toMatch(/UP_REDIS_PORT: must be a port number/);
+  });
+
+  test('a process left running by a killed run is stopped before its name is started again', async () => {
+    const dirs = { logsDir: fs.mkdtempSync(path.join(os.tmpdir(), 'iot-up-logs-')), runDir: fs.mkdtempSync(path.join(os.tmpdir(), 'iot-up-run-')) };
+    try {
+      const first = new ManagedProcess({ name: 'sleeper', command: 'sleep', args: ['60'] }, dirs);
+      await first.start();
+      const pid = first.pid!;
+      // A new run knows only the pid file.
+      const second = new ManagedProcess({ name: 'sleeper', command: 'sleep', args: ['60'] }, dirs);
+      expect(await second.stopLeftover(5000)).toBe(true);
+      expect(alive(pid)).toBe(false);
+      expect(await second.stopLeftover(5000)).toBe(false);
+    } finally {
+      fs.rmSync(dirs.logsDir, { recursive: true, force: true });
+      fs.rmSync(dirs.runDir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,140 @@
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { AuthServiceClient } from '../gen/ts/iot/signing/v1/auth';
+import { checkHealth, insecureClient, repoRoot, unary } from '../services/runtime/src';
+import { UpConfig } from './up-config';
+import { displayPath } from './up-status';
+import { Component, UpContext } from './up-stack';
+import { ensurePortFree, waitUntil } from './up-wait';
+
+const LOCAL = '127.0.0.1';
+
+/**
+ * The node command line for a TypeScript entry point given without extension
+ * (`services/signing/src/main`): the compiled file under dist/ when the
+ * up-command itself runs compiled (`npm run up`), the source through tsx
+ * when it runs as TypeScript (tests, `npx tsx scripts/up.ts`).
+ */
+export function nodeEntry(entry: string): string[] {
+  if (__filename.endsWith('.ts')) return ['--import', 'tsx', path.join(repoRoot(), `${entry}.ts`)];
+  return [path.resolve(__dirname, '..', `${entry}.js`)];
+}
+
+/** A gRPC service process of ours, started with `node`. */
+export interface GrpcServiceOptions {
+  /** `signing`, `device`… also the address key in `ctx.addresses`. */
+  name: string;
+  /** Entry point without extension, relative to the repository root. */
+  entry: string;
+  /** The port from the up-command's configuration (SIGNING_GRPC_PORT…). */
+  port: (config: UpConfig) => number;
+  /** The variable that sets the port, for messages. */
+  portVariable: string;
+  /** Extra node options placed before the entry (for example `--import` of a tracing preload). */
+  nodeOptions?: string[];
+  /** The service's own variables, computed when it starts (after everything before it is up). */
+  env?: (ctx: UpContext) => Record<string, string> | Promise<Record<string, string>>;
+}
+
+/**
+ * Starts a service with the shared env (DATABASE_URL, REDIS_URL, NATS_URL…,
+ * plus anything set in the up-command's own environment), its own port and
+ * variables, and waits until `grpc.health.v1` says SERVING — which the
+ * runtime says only after connecting its dependencies and applying its
+ * migrations.
+ */
+export function grpcService(options: GrpcServiceOptions): Component {
+  return {
+    name: options.name,
+    async start(ctx) {
+      const port = options.port(ctx.config);
+      await ensurePortFree(port, options.portVariable);
+      const address = `${LOCAL}:${port}`;
+      const proc = await ctx.spawn({
+        name: options.name,
+        command: process.execPath,
+        args: [...(options.nodeOptions ?? []), ...nodeEntry(options.entry)],
+        cwd: repoRoot(),
+        env: { ...process.env, ...ctx.env, GRPC_HOST: LOCAL, GRPC_PORT: String(port), ...(await options.env?.(ctx)) },
+      });
+      await waitUntil(`${options.name} health`, async () => (await checkHealth(address, '', 1000)) === 'SERVING', {
+        timeoutMs: ctx.config.UP_START_TIMEOUT_MS,
+        signal: ctx.signal,
+        intervalMs: 250,
+        failed: () => (proc.running ? undefined : `exited (${proc.exitDescription})`),
+      });
+      ctx.addresses[options.name] = address;
+      return { rows: [{ name: options.name, state: 'SERVING', address, pid: proc.pid, detail: displayPath(proc.logFile) }] };
+    },
+  };
+}
+
+/** Reads a secret kept under the data folder, creating it on first use. */
+function keptSecret(config: UpConfig, file: string, make: () => string): string {
+  const full = path.join(config.secretsDir, file);
+  if (fs.existsSync(full)) return fs.readFileSync(full, 'utf8').trim();
+  const value = make();
+  fs.writeFileSync(full, `${value}\n`, { mode: 0o600 });
+  return value;
+}
+
+/** SIGNING_BOOTSTRAP_TOKEN: the configured one, else one generated once and kept in `<data>/secrets`. */
+export function bootstrapToken(config: UpConfig): string {
+  return config.SIGNING_BOOTSTRAP_TOKEN ?? keptSecret(config, 'bootstrap-token', () => crypto.randomBytes(24).toString('base64url'));
+}
+
+/** The first admin's login, as saved after a successful bootstrap. */
+interface AdminLogin {
+  tenant: string;
+  email: string;
+  password: string;
+}
+
+/**
+ * Creates the platform tenant and its first admin through signing's
+ * Bootstrap RPC with a generated password, keeps the login in
+ * `<data>/secrets/admin-login.json` and prints it. On later runs Bootstrap
+ * refuses (a tenant exists) and the kept login is printed again.
+ */
+export function adminBootstrap(options: { tenant?: string; email?: string } = {}): Component {
+  return {
+    name: 'admin login',
+    async start(ctx) {
+      const address = ctx.addresses.signing;
+      if (!address) throw new Error('admin bootstrap needs the signing service started before it');
+      const loginFile = path.join(ctx.config.secretsDir, 'admin-login.json');
+      const login: AdminLogin = {
+        tenant: options.tenant ?? 'platform',
+        email: options.email ?? 'admin@example.com',
+        password: crypto.randomBytes(18).toString('base64url'),
+      };
+      const client = insecureClient(AuthServiceClient, address);
+      const row = (state: string, detail: string) => ({ name: 'admin login', state, address: 'signing AuthService/Login', detail });
+      const show = (l: AdminLogin) => [`Admin login: tenant "${l.tenant}", email ${l.email}, password ${l.password}  (kept in ${displayPath(loginFile)})`];
+      try {
+        await unary(client, client.bootstrap, {
+          bootstrapToken: bootstrapToken(ctx.config),
+          tenantName: login.tenant,
+          adminEmail: login.email,
+          adminPassword: login.password,
+          adminDisplayName: 'Platform admin',
+        });
+        fs.writeFileSync(loginFile, JSON.stringify(login, null, 2) + '\n', { mode: 0o600 });
+        return { rows: [row('created', login.email)], notes: show(login) };
+      } catch (err) {
+        const code = (err as { code?: number }).code;
+        if (code === GrpcStatus.UNIMPLEMENTED) return { rows: [row('skipped', 'signing has no Bootstrap yet')] };
+        if (code === GrpcStatus.FAILED_PRECONDITION || code === GrpcStatus.ALREADY_EXISTS) {
+          if (!fs.existsSync(loginFile)) return { rows: [row('exists', `bootstrapped earlier; login not kept in ${ctx.config.secretsDir}`)] };
+          const kept = JSON.parse(fs.readFileSync(loginFile, 'utf8')) as AdminLogin;
+          return { rows: [row('exists', kept.email)], notes: show(kept) };
+        }
+        throw new Error(`admin bootstrap failed: ${(err as Error).message}`);
+      } finally {
+        client.close();
+      }
+    },
+  };
+}
