@@ -1,14 +1,113 @@
-import { repoPath, runService, ServiceSpec } from '../../runtime/src';
+import { createAuthMiddleware, repoPath, runService, ServiceSpec } from '../../runtime/src';
+import { monitoringEnv } from './config';
+import { IngestLimits } from './ingest/decode';
+import { DeviceDirectory } from './ingest/device-directory';
+import { IngestStats } from './ingest/stats';
+import { ensureTelemetryStream, ensureWriterConsumer } from './ingest/stream';
+import { TelemetryWriter } from './ingest/writer';
+import { LiveHub, LiveStats } from './live/live-hub';
+import { PostgresTelemetryStore } from './store/postgres-store';
+import { telemetryService } from './telemetry-grpc';
 
-/** The monitoring service: telemetry ingest, storage, history, live streams, alerts. */
-export const monitoringService: ServiceSpec<{}> = {
+const DAY_MS = 86_400_000;
+const HOUR_MS = 3_600_000;
+
+/** Counters of the running monitoring process, readable by tests and the metrics layer. */
+export interface MonitoringStats {
+  ingest: IngestStats;
+  live: LiveStats;
+}
+
+/** Hooks for tests and embedding: see what a started instance counts. */
+export interface MonitoringHooks {
+  onStats?: (stats: MonitoringStats) => void;
+}
+
+/** A monitoring service spec; `monitoringService` is the one `main` runs. */
+export function createMonitoringService(hooks: MonitoringHooks = {}): ServiceSpec<typeof monitoringEnv> {
+  return {
   name: 'monitoring',
-  env: {},
+  env: monitoringEnv,
   defaultPort: 50053,
   uses: { postgres: { migrations: repoPath('services', 'monitoring', 'migrations') }, redis: true, nats: true },
-  async build() {
-    return { services: [] };
+  async build({ config, log, pool, nats, redis }) {
+    const limits: IngestLimits = {
+      maxPayloadBytes: config.INGEST_MAX_PAYLOAD_BYTES,
+      maxPoints: config.INGEST_MAX_POINTS,
+      maxFutureMs: config.INGEST_MAX_FUTURE_MS,
+      maxPastMs: config.INGEST_MAX_PAST_MS,
+    };
+    const stats: MonitoringStats = { ingest: new IngestStats(), live: new LiveStats() };
+    const store = new PostgresTelemetryStore(pool);
+
+    const maintainPartitions = async () => {
+      const now = Date.now();
+      await store.ensurePartitions(new Date(now - DAY_MS), new Date(now + config.TELEMETRY_PARTITIONS_AHEAD_DAYS * DAY_MS));
+      const { removed } = await store.dropBefore(new Date(now - config.TELEMETRY_RETENTION_DAYS * DAY_MS));
+      if (removed.length > 0) log.info({ removed }, 'retention dropped telemetry partitions');
+    };
+    await maintainPartitions();
+    const maintenance = setInterval(() => maintainPartitions().catch((err: Error) => log.warn({ err: err.message }, 'partition maintenance failed')), HOUR_MS);
+    maintenance.unref();
+
+    const directory = await DeviceDirectory.open(nats, log.child({ component: 'device-directory' }));
+    const jsm = await nats.jetstreamManager();
+    await ensureTelemetryStream(jsm, {
+      name: config.TELEMETRY_STREAM,
+      maxBytes: config.TELEMETRY_STREAM_MAX_BYTES,
+      maxAgeMs: config.TELEMETRY_STREAM_MAX_AGE_MS,
+      duplicateWindowMs: config.TELEMETRY_DUPLICATE_WINDOW_MS,
+      replicas: config.TELEMETRY_STREAM_REPLICAS,
+    });
+
+    let writer: TelemetryWriter | undefined;
+    if (config.WRITER_ENABLED) {
+      await ensureWriterConsumer(jsm, {
+        stream: config.TELEMETRY_STREAM,
+        durable: config.WRITER_CONSUMER,
+        ackWaitMs: config.WRITER_ACK_WAIT_MS,
+        maxAckPending: config.WRITER_MAX_ACK_PENDING,
+      });
+      writer = new TelemetryWriter({
+        nc: nats,
+        store,
+        devices: directory,
+        limits,
+        stats: stats.ingest,
+        log: log.child({ component: 'writer' }),
+        options: {
+          stream: config.TELEMETRY_STREAM,
+          durable: config.WRITER_CONSUMER,
+          batchMax: config.WRITER_BATCH_MAX,
+          batchWaitMs: config.WRITER_BATCH_WAIT_MS,
+          ackWaitMs: config.WRITER_ACK_WAIT_MS,
+          maxBackoffMs: config.WRITER_MAX_BACKOFF_MS,
+        },
+      });
+      await writer.start();
+    }
+
+    const live = new LiveHub(nats, directory, limits, config.LIVE_CLIENT_BUFFER, stats.live, log.child({ component: 'live' }));
+    const auth = config.SIGNING_ADDRESS ? createAuthMiddleware({ signingAddress: config.SIGNING_ADDRESS, redis, log }) : undefined;
+    if (!auth) log.warn('SIGNING_ADDRESS is not set: every RPC is refused as unauthenticated');
+    hooks.onStats?.(stats);
+
+    return {
+      services: [telemetryService({ store, live, frameMs: config.LIVE_FRAME_MS })],
+      middlewares: auth ? [auth] : [],
+      async stop() {
+        clearInterval(maintenance);
+        live.stop();
+        await writer?.stop();
+        directory.stop();
+        auth?.close();
+      },
+    };
   },
-};
+  };
+}
+
+/** The monitoring service: telemetry ingest, storage, history, live streams, alerts. */
+export const monitoringService = createMonitoringService();
 
 if (require.main === module) runService(monitoringService);

@@ -1,0 +1,36 @@
+import { env } from '../../runtime/src';
+
+const DAY_MS = 86_400_000;
+
+/** The monitoring service's own environment variables (documented in the README's Telemetry section). */
+export const monitoringEnv = {
+  /** Address of the signing service (JWKS, API keys); unset means every call is refused as unauthenticated. */
+  SIGNING_ADDRESS: env.optional(),
+  TELEMETRY_STREAM: env.string({ fallback: 'TELEMETRY' }),
+  TELEMETRY_STREAM_MAX_BYTES: env.positiveInt(8 * 1024 ** 3),
+  TELEMETRY_STREAM_MAX_AGE_MS: env.positiveInt(7 * DAY_MS),
+  TELEMETRY_DUPLICATE_WINDOW_MS: env.positiveInt(2 * 60_000),
+  TELEMETRY_STREAM_REPLICAS: env.positiveInt(1),
+  /** Run the durable writer in this replica (read-only replicas set false). */
+  WRITER_ENABLED: env.bool(true),
+  WRITER_CONSUMER: env.string({ fallback: 'monitoring-writer' }),
+  WRITER_BATCH_MAX: env.positiveInt(5000),
+  WRITER_BATCH_WAIT_MS: env.positiveInt(100),
+  WRITER_ACK_WAIT_MS: env.positiveInt(30_000),
+  WRITER_MAX_ACK_PENDING: env.positiveInt(50_000),
+  WRITER_MAX_BACKOFF_MS: env.positiveInt(5000),
+  INGEST_MAX_PAYLOAD_BYTES: env.positiveInt(256 * 1024),
+  INGEST_MAX_POINTS: env.positiveInt(1000),
+  INGEST_MAX_FUTURE_MS: env.positiveInt(5 * 60_000),
+  INGEST_MAX_PAST_MS: env.positiveInt(7 * DAY_MS),
+  /** Samples older than this are dropped with their day partition. */
+  TELEMETRY_RETENTION_DAYS: env.positiveInt(30),
+  /** Day partitions created ahead of time. */
+  TELEMETRY_PARTITIONS_AHEAD_DAYS: env.positiveInt(3),
+  /** Shortest interval between two live frames to one client. */
+  LIVE_FRAME_MS: env.positiveInt(50),
+  /** Points held per live client; beyond it the oldest are dropped and counted. */
+  LIVE_CLIENT_BUFFER: env.positiveInt(10_000),
+  /** How often no-data alert rules are checked. */
+  ALERT_CHECK_INTERVAL_MS: env.positiveInt(1000),
+};

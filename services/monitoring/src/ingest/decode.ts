@@ -1,0 +1,193 @@
+import crypto from 'node:crypto';
+import { Telemetry } from '../../../../gen/ts/iot/telemetry/v1/telemetry';
+import { DeviceDirectoryEntry, parseDeviceSubject } from '../../../runtime/src';
+import type { PointRow } from '../store/telemetry-store';
+
+/** Why a telemetry message was dead-lettered. */
+export type DeadLetterReason =
+  | 'bad_subject'
+  | 'oversize'
+  | 'unknown_device'
+  | 'revoked_device'
+  | 'malformed'
+  | 'device_mismatch'
+  | 'too_many_points'
+  | 'not_finite'
+  | 'too_far_future'
+  | 'too_far_past';
+
+/** Every reason, for counters that start at zero. */
+export const DEAD_LETTER_REASONS: readonly DeadLetterReason[] = [
+  'bad_subject',
+  'oversize',
+  'unknown_device',
+  'revoked_device',
+  'malformed',
+  'device_mismatch',
+  'too_many_points',
+  'not_finite',
+  'too_far_future',
+  'too_far_past',
+];
+
+/** Limits a payload must respect. */
+export interface IngestLimits {
+  maxPayloadBytes: number;
+  maxPoints: number;
+  /** How far ahead of the receive time a sample may be. */
+  maxFutureMs: number;
+  /** How far behind the receive time a sample may be. */
+  maxPastMs: number;
+}
+
+/** Looks devices up in the directory (memory first). */
+export interface DeviceLookup {
+  lookup(tenantId: string, deviceId: string): Promise<DeviceDirectoryEntry | undefined>;
+}
+
+/** One received message, from JetStream or core NATS. */
+export interface ReceivedTelemetry {
+  subject: string;
+  data: Uint8Array;
+  /** When the platform received it; the time of points without their own. Must be stable across redeliveries. */
+  receivedAt: Date;
+}
+
+/** A message that passed validation. */
+export interface AcceptedTelemetry {
+  ok: true;
+  tenantId: string;
+  deviceId: string;
+  messageId: string;
+  rows: PointRow[];
+}
+
+/** A message that did not. */
+export interface RejectedTelemetry {
+  ok: false;
+  tenantId?: string;
+  deviceId?: string;
+  reason: DeadLetterReason;
+  detail: string;
+}
+
+export type DecodedTelemetry = AcceptedTelemetry | RejectedTelemetry;
+
+/** Metric names: letters, digits, '_', '.', '-', at most 128 characters. */
+export const METRIC_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
+
+const SPECIAL_DOUBLES = new Set(['NaN', 'Infinity', '-Infinity']);
+
+function firstNonSpace(data: Uint8Array): number | undefined {
+  for (const byte of data) if (byte !== 0x20 && byte !== 0x09 && byte !== 0x0a && byte !== 0x0d) return byte;
+  return undefined;
+}
+
+/**
+ * Checks the shape of canonical proto3 JSON before ts-proto's lenient
+ * `fromJSON` coerces it (it would turn `"abc"` into NaN and `{}` into "[object Object]").
+ */
+function checkJsonShape(json: unknown): string | undefined {
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) return 'payload is not a JSON object';
+  const o = json as Record<string, unknown>;
+  for (const key of ['deviceId', 'device_id', 'messageId', 'message_id']) {
+    if (o[key] !== undefined && o[key] !== null && typeof o[key] !== 'string') return `${key} must be a string`;
+  }
+  if (o.points === undefined || o.points === null) return undefined;
+  if (!Array.isArray(o.points)) return 'points must be an array';
+  for (let i = 0; i < o.points.length; i++) {
+    const p = o.points[i] as Record<string, unknown>;
+    if (typeof p !== 'object' || p === null || Array.isArray(p)) return `points[${i}] is not an object`;
+    if (p.metric !== undefined && typeof p.metric !== 'string') return `points[${i}].metric must be a string`;
+    if (p.time !== undefined && p.time !== null && (typeof p.time !== 'string' || Number.isNaN(Date.parse(p.time)))) {
+      return `points[${i}].time must be an RFC 3339 timestamp`;
+    }
+    const n = p.numberValue ?? p.number_value;
+    if (n !== undefined && n !== null && typeof n !== 'number' && !(typeof n === 'string' && (SPECIAL_DOUBLES.has(n) || (n.trim() !== '' && !Number.isNaN(Number(n)))))) {
+      return `points[${i}].numberValue must be a number`;
+    }
+    const b = p.boolValue ?? p.bool_value;
+    if (b !== undefined && b !== null && typeof b !== 'boolean') return `points[${i}].boolValue must be true or false`;
+    const s = p.stringValue ?? p.string_value;
+    if (s !== undefined && s !== null && typeof s !== 'string') return `points[${i}].stringValue must be a string`;
+  }
+  return undefined;
+}
+
+/** Decodes binary Protobuf or canonical proto3 JSON (first non-space byte `{`). */
+function parsePayload(data: Uint8Array): Telemetry | string {
+  if (firstNonSpace(data) === 0x7b) {
+    let json: unknown;
+    try {
+      json = JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8'));
+    } catch (err) {
+      return `invalid JSON: ${(err as Error).message}`;
+    }
+    const problem = checkJsonShape(json);
+    if (problem) return problem;
+    return Telemetry.fromJSON(json);
+  }
+  try {
+    return Telemetry.decode(data);
+  } catch (err) {
+    return `invalid protobuf: ${(err as Error).message}`;
+  }
+}
+
+/** A stable stand-in message id for payloads without one: the same bytes give the same id. */
+function payloadId(data: Uint8Array): string {
+  return `sha256:${crypto.createHash('sha256').update(data).digest('base64url').slice(0, 32)}`;
+}
+
+/**
+ * Validates one telemetry message against the subject it arrived on, the
+ * device directory and the limits, and turns it into rows. Never throws for
+ * bad input: it says why instead.
+ */
+export async function decodeTelemetry(message: ReceivedTelemetry, limits: IngestLimits, devices: DeviceLookup): Promise<DecodedTelemetry> {
+  const subject = parseDeviceSubject(message.subject);
+  if (!subject || subject.channel !== 'tel') return { ok: false, reason: 'bad_subject', detail: `not a telemetry subject: ${message.subject}` };
+  const { tenantId, deviceId } = subject;
+  const reject = (reason: DeadLetterReason, detail: string): RejectedTelemetry => ({ ok: false, tenantId, deviceId, reason, detail });
+
+  if (message.data.byteLength > limits.maxPayloadBytes) {
+    return reject('oversize', `payload is ${message.data.byteLength} bytes, the limit is ${limits.maxPayloadBytes}`);
+  }
+  const device = await devices.lookup(tenantId, deviceId);
+  if (!device) return reject('unknown_device', `device ${deviceId} is not registered in tenant ${tenantId}`);
+  if (device.credentialState === 'revoked') return reject('revoked_device', `device ${deviceId} has its credentials revoked`);
+
+  const payload = parsePayload(message.data);
+  if (typeof payload === 'string') return reject('malformed', payload);
+  if (payload.deviceId && payload.deviceId !== deviceId) {
+    return reject('device_mismatch', `payload names device ${JSON.stringify(payload.deviceId)} but arrived on the subject of ${deviceId}`);
+  }
+  if (payload.points.length === 0) return reject('malformed', 'no points');
+  if (payload.points.length > limits.maxPoints) return reject('too_many_points', `${payload.points.length} points, the limit is ${limits.maxPoints}`);
+
+  const received = message.receivedAt.getTime();
+  const messageId = payload.messageId || payloadId(message.data);
+  const rows: PointRow[] = [];
+  for (let i = 0; i < payload.points.length; i++) {
+    const p = payload.points[i];
+    if (!METRIC_NAME.test(p.metric)) return reject('malformed', `points[${i}].metric ${JSON.stringify(p.metric.slice(0, 140))} is not a valid metric name`);
+    const set = (p.numberValue !== undefined ? 1 : 0) + (p.boolValue !== undefined ? 1 : 0) + (p.stringValue !== undefined ? 1 : 0);
+    if (set !== 1) return reject('malformed', `points[${i}] must have exactly one value, has ${set}`);
+    if (p.numberValue !== undefined && !Number.isFinite(p.numberValue)) return reject('not_finite', `points[${i}].numberValue is ${p.numberValue}`);
+    const time = p.time ?? message.receivedAt;
+    const t = time.getTime();
+    if (Number.isNaN(t)) return reject('malformed', `points[${i}].time is not a valid time`);
+    if (t > received + limits.maxFutureMs) return reject('too_far_future', `points[${i}].time ${time.toISOString()} is more than ${limits.maxFutureMs} ms ahead`);
+    if (t < received - limits.maxPastMs) return reject('too_far_past', `points[${i}].time ${time.toISOString()} is more than ${limits.maxPastMs} ms behind`);
+    rows.push({
+      tenantId,
+      deviceId,
+      metric: p.metric,
+      time,
+      messageId,
+      pointIndex: i,
+      value: p.numberValue !== undefined ? { number: p.numberValue } : p.boolValue !== undefined ? { bool: p.boolValue } : { string: p.stringValue },
+    });
+  }
+  return { ok: true, tenantId, deviceId, messageId, rows };
+}

@@ -1,0 +1,93 @@
+import type { KV, NatsConnection, QueuedIterator, KvEntry } from 'nats';
+import { DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey, DeviceDirectoryEntry, isSubjectToken, Logger } from '../../../runtime/src';
+import type { DeviceLookup } from './decode';
+
+/**
+ * The device directory (KV bucket `IOT_DEVICES`, written by the device
+ * service) watched into memory, so validation needs no lookup per message.
+ * A device missing from memory is looked up once in the bucket before it is
+ * called unknown, to cover a device created a moment ago.
+ */
+export class DeviceDirectory implements DeviceLookup {
+  private readonly entries = new Map<string, DeviceDirectoryEntry>();
+  private watcher?: QueuedIterator<KvEntry>;
+
+  private constructor(
+    private readonly kv: KV,
+    private readonly log: Logger,
+  ) {}
+
+  /** Opens (creating when missing) the bucket and resolves once its current content is in memory. */
+  static async open(nc: NatsConnection, log: Logger): Promise<DeviceDirectory> {
+    const kv = await nc.jetstream().views.kv(DEVICE_DIRECTORY_BUCKET);
+    const directory = new DeviceDirectory(kv, log);
+    await directory.watch();
+    return directory;
+  }
+
+  private async watch(): Promise<void> {
+    let initialized!: () => void;
+    const ready = new Promise<void>((resolve) => (initialized = resolve));
+    this.watcher = await this.kv.watch({ key: '>', initializedFn: () => initialized() });
+    // An empty bucket may never call initializedFn on some server versions.
+    const status = await this.kv.status();
+    if (status.values === 0) initialized();
+    void (async () => {
+      for await (const entry of this.watcher!) this.apply(entry);
+    })().catch((err: Error) => this.log.warn({ err: err.message }, 'device directory watch ended'));
+    await ready;
+  }
+
+  private apply(entry: KvEntry): void {
+    if (entry.operation === 'DEL' || entry.operation === 'PURGE') {
+      this.entries.delete(entry.key);
+      return;
+    }
+    const parsed = this.parse(entry);
+    if (parsed) this.entries.set(entry.key, parsed);
+  }
+
+  private parse(entry: KvEntry): DeviceDirectoryEntry | undefined {
+    try {
+      const value = entry.json<DeviceDirectoryEntry>();
+      if (typeof value?.tenantId === 'string' && typeof value.deviceId === 'string') return { ...value, labels: value.labels ?? {} };
+    } catch {
+      // fall through
+    }
+    this.log.warn({ key: entry.key }, 'ignoring a malformed device directory entry');
+    return undefined;
+  }
+
+  /** The entry in memory, if any. */
+  get(tenantId: string, deviceId: string): DeviceDirectoryEntry | undefined {
+    return this.entries.get(`${tenantId}.${deviceId}`);
+  }
+
+  async lookup(tenantId: string, deviceId: string): Promise<DeviceDirectoryEntry | undefined> {
+    const known = this.get(tenantId, deviceId);
+    if (known) return known;
+    if (!isSubjectToken(tenantId) || !isSubjectToken(deviceId)) return undefined;
+    const entry = await this.kv.get(deviceDirectoryKey(tenantId, deviceId));
+    if (!entry || entry.operation !== 'PUT') return undefined;
+    const parsed = this.parse(entry);
+    if (parsed) this.entries.set(entry.key, parsed);
+    return parsed;
+  }
+
+  /** Every device of a tenant currently in the directory. */
+  devicesOf(tenantId: string): DeviceDirectoryEntry[] {
+    const out: DeviceDirectoryEntry[] = [];
+    for (const entry of this.entries.values()) if (entry.tenantId === tenantId) out.push(entry);
+    return out;
+  }
+
+  stop(): void {
+    this.watcher?.stop();
+  }
+}
+
+/** True when every label of `selector` is on the device with the same value. */
+export function labelsMatch(selector: Record<string, string>, labels: Record<string, string> | undefined): boolean {
+  for (const [k, v] of Object.entries(selector)) if (labels?.[k] !== v) return false;
+  return true;
+}

@@ -1,0 +1,120 @@
+import crypto from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { connect, headers, KV, NatsConnection } from 'nats';
+import { Point, Telemetry } from '../../../gen/ts/iot/telemetry/v1/telemetry';
+import { createLogger, createPool, DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey, DeviceDirectoryEntry, deviceSubject, Pool } from '../../runtime/src';
+import { TestNatsServer } from '../../../testing/nats-server';
+import { createTestDatabase, TestDatabase } from '../../../testing/postgres';
+import { startTestService, TestService } from '../../../testing/services';
+import { createMonitoringService, MonitoringStats } from '../src/main';
+
+/** A unique tenant id (a valid subject token). */
+export function newTenant(): string {
+  return `t${crypto.randomBytes(5).toString('hex')}`;
+}
+
+/** Encodes a payload as binary Protobuf. */
+export function protobufPayload(t: Partial<Telemetry> & { points: Partial<Point>[] }): Uint8Array {
+  return Telemetry.encode(Telemetry.fromPartial(t)).finish();
+}
+
+/** Encodes a payload as canonical proto3 JSON. */
+export function jsonPayload(t: unknown): Uint8Array {
+  return Buffer.from(JSON.stringify(t));
+}
+
+/** Waits until `probe` returns a truthy value (checked every 50 ms), failing after `timeoutMs`. */
+export async function eventually<T>(probe: () => Promise<T> | T, what: string, timeoutMs = 20_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value) return value;
+      last = value;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last, (_k, v) => (typeof v === 'bigint' ? String(v) : v))})`);
+    await sleep(50);
+  }
+}
+
+/** A running monitoring service with its own database and nats-server. */
+export interface MonitoringWorld {
+  nats: TestNatsServer;
+  db: TestDatabase;
+  /** A pool on the service's schema, for checking rows. */
+  pool: Pool;
+  nc: NatsConnection;
+  directory: KV;
+  services: { service: TestService<any>; stats: MonitoringStats }[];
+  env: Record<string, string>;
+  /** Starts one more replica with the same database and NATS. */
+  startReplica(extraEnv?: Record<string, string>): Promise<{ service: TestService<any>; stats: MonitoringStats }>;
+  /** Registers a device in the directory (as the device service would). */
+  registerDevice(tenantId: string, deviceId: string, options?: { labels?: Record<string, string>; credentialState?: DeviceDirectoryEntry['credentialState'] }): Promise<void>;
+  /** Publishes telemetry on the device's subject over NATS (optionally with a Nats-Msg-Id header) via JetStream. */
+  publish(tenantId: string, deviceId: string, payload: Uint8Array, msgId?: string): Promise<void>;
+  /** Rows stored for a tenant. */
+  rowCount(tenantId: string): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** Starts nats-server (JetStream + MQTT), a database and one monitoring replica. */
+export async function startWorld(env: Record<string, string> = {}, options: { replicas?: number; natsServer?: TestNatsServer } = {}): Promise<MonitoringWorld> {
+  const nats = options.natsServer ?? (await TestNatsServer.start({ jetstream: true, mqtt: true }));
+  const db = await createTestDatabase('iot_mon');
+  const baseEnv = { DATABASE_URL: db.url, NATS_URL: nats.url, WRITER_BATCH_WAIT_MS: '20', ...env };
+  const nc = await connect({ servers: nats.url });
+  const directory = await nc.jetstream().views.kv(DEVICE_DIRECTORY_BUCKET);
+  const services: MonitoringWorld['services'] = [];
+  const startReplica = async (extraEnv: Record<string, string> = {}) => {
+    let stats!: MonitoringStats;
+    const service = await startTestService(createMonitoringService({ onStats: (s) => (stats = s) }), { ...baseEnv, ...extraEnv });
+    const replica = { service, stats };
+    services.push(replica);
+    return replica;
+  };
+  for (let i = 0; i < (options.replicas ?? 1); i++) await startReplica();
+  const pool = createPool(db.url, 'monitoring', createLogger('test', 'silent'));
+  const js = nc.jetstream();
+  return {
+    nats,
+    db,
+    pool,
+    nc,
+    directory,
+    services,
+    env: baseEnv,
+    startReplica,
+    async registerDevice(tenantId, deviceId, opts = {}) {
+      const entry: DeviceDirectoryEntry = {
+        tenantId,
+        deviceId,
+        name: deviceId,
+        type: 'sensor',
+        labels: opts.labels ?? {},
+        credentialState: opts.credentialState ?? 'active',
+        updateTime: new Date().toISOString(),
+      };
+      await directory.put(deviceDirectoryKey(tenantId, deviceId), JSON.stringify(entry));
+    },
+    async publish(tenantId, deviceId, payload, msgId) {
+      const h = headers();
+      if (msgId) h.set('Nats-Msg-Id', msgId);
+      await js.publish(deviceSubject(tenantId, deviceId, 'tel'), payload, msgId ? { headers: h } : {});
+    },
+    async rowCount(tenantId) {
+      const { rows } = await pool.query('SELECT count(*)::int AS n FROM points WHERE tenant_id = $1', [tenantId]);
+      return rows[0].n;
+    },
+    async close() {
+      for (const s of services) await s.service.stop().catch(() => undefined);
+      await nc.close().catch(() => undefined);
+      await pool.end().catch(() => undefined);
+      await db.drop().catch(() => undefined);
+      if (!options.natsServer) await nats.stop();
+    },
+  };
+}
