@@ -1,0 +1,138 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import { Device, DeviceCredential, DeviceServiceClient } from '../../gen/ts/iot/device/v1/device';
+import { AuthServiceClient } from '../../gen/ts/iot/signing/v1/auth';
+import { insecureClient, unary } from '../../services/runtime/src/client';
+import { isSubjectToken } from '../../services/runtime/src/subjects';
+import { DeviceIdentity } from './device';
+import { DEVICE_TYPES, ProfileName } from './profiles';
+
+/** How the simulator authenticates to the platform's API. */
+export type ApiAuth =
+  | { kind: 'password'; signingAddress: string; tenant: string; email: string; password: string }
+  | { kind: 'api-key'; apiKey: string }
+  | { kind: 'bearer'; accessToken: string };
+
+/** The `authorization` header value for an API call: logs in when given a password. */
+export async function authorization(auth: ApiAuth): Promise<string> {
+  if (auth.kind === 'api-key') return `ApiKey ${auth.apiKey}`;
+  if (auth.kind === 'bearer') return `Bearer ${auth.accessToken}`;
+  const client = insecureClient(AuthServiceClient, auth.signingAddress);
+  try {
+    const response = await unary(client, client.login, { tenant: auth.tenant, email: auth.email, password: auth.password });
+    const token = response.tokens?.accessToken;
+    if (!token) throw new Error('login returned no access token');
+    return `Bearer ${token}`;
+  } finally {
+    client.close();
+  }
+}
+
+/** What to provision. */
+export interface ProvisionRequest {
+  /** The device service, `host:port`. */
+  deviceAddress: string;
+  authorization: string;
+  count: number;
+  /** Device ids are `<prefix>-<n>`; default `sim-<random>` so runs do not collide. */
+  prefix?: string;
+  /** The profile of device n (sets the device type and a `profile` label). */
+  profileOf: (index: number) => ProfileName;
+  /** Extra labels on every device. */
+  labels?: Record<string, string>;
+  /** Called after each batch with the number created so far. */
+  onProgress?: (created: number) => void;
+}
+
+/** The API's limit on one BatchCreateDevices call. */
+export const BATCH_LIMIT = 1000;
+
+/**
+ * Creates `count` devices through the device API in batches of up to 1,000
+ * with `issue_credentials`, and returns each device's identity with its
+ * credential (token and URLs, as the service returns them once).
+ */
+export async function provisionDevices(request: ProvisionRequest): Promise<DeviceIdentity[]> {
+  const prefix = request.prefix ?? `sim-${crypto.randomBytes(3).toString('hex')}`;
+  const client = insecureClient(DeviceServiceClient, request.deviceAddress);
+  const identities: DeviceIdentity[] = [];
+  try {
+    for (let start = 0; start < request.count; start += BATCH_LIMIT) {
+      const devices: Device[] = [];
+      for (let i = start; i < Math.min(request.count, start + BATCH_LIMIT); i++) {
+        const profile = request.profileOf(i);
+        const id = `${prefix}-${i + 1}`;
+        if (!isSubjectToken(id)) throw new Error(`device id ${JSON.stringify(id)} is not a valid id; choose another prefix`);
+        devices.push(Device.fromPartial({ id, name: `Simulated ${DEVICE_TYPES[profile]} ${i + 1}`, type: DEVICE_TYPES[profile], labels: { simulator: 'true', profile, ...request.labels } }));
+      }
+      const response = await unary(client, client.batchCreateDevices, { devices, issueCredentials: true }, { authorization: request.authorization, deadlineMs: 120_000 });
+      identities.push(...response.credentials.map(identityOf));
+      request.onProgress?.(identities.length);
+    }
+  } finally {
+    client.close();
+  }
+  return identities;
+}
+
+/** A device credential from the API as the simulator's identity. */
+export function identityOf(credential: DeviceCredential): DeviceIdentity {
+  return {
+    tenantId: credential.tenantId,
+    deviceId: credential.deviceId,
+    token: credential.token,
+    natsUrl: credential.natsUrl || undefined,
+    mqttUrl: credential.mqttUrl || undefined,
+  };
+}
+
+function pick(o: Record<string, unknown>, ...names: string[]): string | undefined {
+  for (const n of names) if (typeof o[n] === 'string' && o[n] !== '') return o[n] as string;
+  return undefined;
+}
+
+/**
+ * Reads a credentials file: a JSON array of credentials, an object holding
+ * one under `credentials` or `devices`, or one JSON credential per line.
+ * Field names may be camelCase (`deviceId`) or proto snake_case (`device_id`).
+ */
+export function parseCredentials(text: string): DeviceIdentity[] {
+  let items: unknown[];
+  const trimmed = text.trim();
+  if (trimmed.startsWith('[') || trimmed.startsWith('{')) {
+    try {
+      const parsed = JSON.parse(trimmed) as unknown;
+      items = Array.isArray(parsed) ? parsed : ((parsed as Record<string, unknown>).credentials ?? (parsed as Record<string, unknown>).devices) as unknown[];
+    } catch {
+      items = trimmed.split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as unknown);
+    }
+  } else items = [];
+  if (!Array.isArray(items)) throw new Error('credentials file: expected a list of credentials');
+  return items.map((item, i) => {
+    const o = (item ?? {}) as Record<string, unknown>;
+    const nested = typeof o.credential === 'object' && o.credential ? (o.credential as Record<string, unknown>) : {};
+    const all = { ...o, ...nested };
+    const identity: DeviceIdentity = {
+      tenantId: pick(all, 'tenantId', 'tenant_id') ?? '',
+      deviceId: pick(all, 'deviceId', 'device_id', 'id') ?? '',
+      token: pick(all, 'token', 'jwt'),
+      natsUrl: pick(all, 'natsUrl', 'nats_url'),
+      mqttUrl: pick(all, 'mqttUrl', 'mqtt_url'),
+    };
+    if (!isSubjectToken(identity.tenantId) || !isSubjectToken(identity.deviceId)) {
+      throw new Error(`credentials file: entry ${i + 1} lacks a valid tenant id and device id`);
+    }
+    return identity;
+  });
+}
+
+/** Reads a credentials file from disk. */
+export function readCredentialsFile(file: string): DeviceIdentity[] {
+  return parseCredentials(fs.readFileSync(file, 'utf8'));
+}
+
+/** Writes identities as a credentials file (mode 0600: it holds secrets). */
+export function writeCredentialsFile(file: string, identities: DeviceIdentity[]): void {
+  const body = { credentials: identities.map((d) => ({ tenantId: d.tenantId, deviceId: d.deviceId, token: d.token, natsUrl: d.natsUrl, mqttUrl: d.mqttUrl })) };
+  fs.writeFileSync(file, JSON.stringify(body, null, 2) + '\n', { mode: 0o600 });
+}
