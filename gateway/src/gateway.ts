@@ -1,0 +1,137 @@
+import http, { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Code, ConnectError, createContextValues } from '@connectrpc/connect';
+import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from '@connectrpc/connect-node';
+import { corsPolicy } from './cors';
+import { grpcWebHandlers, REMOTE_ADDRESS } from './grpc-web';
+import { isGrpcWebText, withGrpcWebText } from './grpc-web-text';
+import { handleRest, HTTP_STATUS_BY_CODE, RestRouter, statusJson } from './rest';
+import { RouteTable } from './route-table';
+import { serveStatic } from './static-files';
+import { UpstreamAddresses, Upstreams } from './upstreams';
+
+/** What a gateway needs to run. */
+export interface GatewayOptions {
+  table: RouteTable;
+  upstreams: UpstreamAddresses;
+  /** Origins allowed to call from browsers; `['*']` allows any. */
+  corsOrigins: string[];
+  /** Folder of the built dashboard; no static files when unset. */
+  staticDir?: string;
+  /** Called for each failure the gateway itself caused (not the services' errors). */
+  onError?: (err: unknown) => void;
+}
+
+/** A running gateway. */
+export interface Gateway {
+  server: http.Server;
+  port: number;
+  close(): Promise<void>;
+}
+
+const GRPC_WEB_CONTENT_TYPE = /^application\/grpc-web/i;
+
+function applyCors(req: IncomingMessage, res: ServerResponse, origins: string[]): boolean {
+  const origin = req.headers.origin;
+  if (!origin) return false;
+  const allowed = origins.includes('*') || origins.includes(origin);
+  res.setHeader('vary', 'origin');
+  if (!allowed) return false;
+  res.setHeader('access-control-allow-origin', origin);
+  res.setHeader('access-control-expose-headers', corsPolicy.exposeHeaders.join(','));
+  return true;
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/**
+ * Builds the gateway's request handler from the route table: gRPC-Web (binary
+ * and text) on the gRPC paths, REST on the `google.api.http` paths, CORS for
+ * both, and the dashboard's files for everything else.
+ */
+export function createGatewayHandler(options: GatewayOptions): { handle: (req: IncomingMessage, res: ServerResponse) => void; upstreams: Upstreams } {
+  const { table, corsOrigins } = options;
+  const upstreams = new Upstreams(options.upstreams);
+  const grpcWeb = grpcWebHandlers(table, upstreams);
+  const rest = new RestRouter(table);
+  const report = options.onError ?? (() => {});
+
+  async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://gateway');
+    const corsAllowed = applyCors(req, res, corsOrigins);
+    if (req.method === 'OPTIONS' && req.headers['access-control-request-method']) {
+      if (corsAllowed) {
+        res.setHeader('access-control-allow-methods', corsPolicy.allowMethods.join(','));
+        res.setHeader('access-control-allow-headers', corsPolicy.allowHeaders.join(','));
+        res.setHeader('access-control-max-age', String(corsPolicy.maxAgeSeconds));
+      }
+      res.writeHead(corsAllowed ? 204 : 403).end();
+      return;
+    }
+    if (url.pathname === '/healthz') {
+      sendJson(res, 200, { status: 'SERVING' });
+      return;
+    }
+    const contentType = req.headers['content-type'] ?? '';
+    const grpcWebHandler = grpcWeb.get(url.pathname);
+    if (grpcWebHandler && GRPC_WEB_CONTENT_TYPE.test(contentType)) {
+      const contextValues = createContextValues().set(REMOTE_ADDRESS, req.socket.remoteAddress);
+      const handler = isGrpcWebText(contentType) ? withGrpcWebText(grpcWebHandler) : grpcWebHandler;
+      const response = await handler(universalRequestFromNodeRequest(req, res, undefined, contextValues));
+      await universalResponseToNodeResponse(response, res);
+      return;
+    }
+    const match = rest.match(req.method ?? 'GET', url.pathname);
+    if (match && match !== 'method-not-allowed') {
+      const abort = new AbortController();
+      res.on('close', () => abort.abort());
+      const result = await handleRest(match, url, req, upstreams, table, abort.signal);
+      sendJson(res, result.status, result.body);
+      return;
+    }
+    if (options.staticDir && serveStatic(options.staticDir, req, res, url.pathname)) return;
+    const error =
+      match === 'method-not-allowed'
+        ? new ConnectError(`method ${req.method} is not allowed on ${url.pathname}`, Code.Unimplemented)
+        : new ConnectError(`no route for ${req.method} ${url.pathname}`, Code.NotFound);
+    sendJson(res, match === 'method-not-allowed' ? 405 : HTTP_STATUS_BY_CODE[error.code], statusJson(error, table.registry));
+  }
+
+  return {
+    upstreams,
+    handle(req, res) {
+      route(req, res).catch((err) => {
+        report(err);
+        if (!res.headersSent) sendJson(res, 500, { code: Code.Internal, message: 'gateway error' });
+        else res.destroy();
+      });
+    },
+  };
+}
+
+/** Starts the gateway on host:port (0 picks a free port). */
+export async function startGateway(options: GatewayOptions & { host?: string; port: number }): Promise<Gateway> {
+  const { handle } = createGatewayHandler(options);
+  const server = http.createServer(handle);
+  // Streams stay open as long as the browser watches.
+  server.requestTimeout = 0;
+  server.headersTimeout = 30_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host ?? '127.0.0.1', () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    server,
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

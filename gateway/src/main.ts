@@ -1,0 +1,55 @@
+/**
+ * The Node gateway process: gRPC-Web and REST for browsers and scripts, and
+ * the dashboard's files, in front of the services. Configuration:
+ *
+ * | variable | default | meaning |
+ * |---|---|---|
+ * | GATEWAY_HOST | 127.0.0.1 | address to listen on |
+ * | GATEWAY_PORT | 8080 | port to listen on |
+ * | SIGNING_HOST / SIGNING_PORT | 127.0.0.1 / 50051 | signing service |
+ * | DEVICE_HOST / DEVICE_PORT | 127.0.0.1 / 50052 | device service |
+ * | MONITORING_HOST / MONITORING_PORT | 127.0.0.1 / 50053 | monitoring service |
+ * | CORS_ALLOWED_ORIGINS | * | comma-separated origins allowed to call from browsers |
+ * | GATEWAY_STATIC_DIR | gateway/web/dist | built dashboard |
+ * | LOG_LEVEL | info | pino level |
+ */
+import path from 'node:path';
+import { createLogger } from '../../services/runtime/src/logger';
+import { startGateway } from './gateway';
+import { buildRouteTable } from './route-table';
+import { upstreamAddressesFromEnv } from './upstreams';
+
+/** Default folder of the built dashboard. */
+export const DEFAULT_STATIC_DIR = path.resolve(__dirname, '..', 'web', 'dist');
+
+async function main(): Promise<void> {
+  const env = process.env;
+  const log = createLogger('gateway', (env.LOG_LEVEL as never) ?? 'info');
+  const port = Number(env.GATEWAY_PORT ?? 8080);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid configuration:\n  GATEWAY_PORT: must be a port number (got ${JSON.stringify(env.GATEWAY_PORT)})`);
+  const table = buildRouteTable();
+  const upstreams = upstreamAddressesFromEnv(table.clusters, env);
+  const gateway = await startGateway({
+    table,
+    upstreams,
+    host: env.GATEWAY_HOST || '127.0.0.1',
+    port,
+    corsOrigins: (env.CORS_ALLOWED_ORIGINS || '*').split(',').map((o) => o.trim()).filter(Boolean),
+    staticDir: env.GATEWAY_STATIC_DIR || DEFAULT_STATIC_DIR,
+    onError: (err) => log.error({ err }, 'gateway request failed'),
+  });
+  log.info({ port: gateway.port, upstreams, rpcs: table.methods.length }, 'gateway listening');
+  const stop = (signal: string) => {
+    log.info({ signal }, 'stopping');
+    gateway.close().then(() => process.exit(0), () => process.exit(1));
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+if (require.main === module) {
+  main().catch((err) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exit(1);
+  });
+}
