@@ -105,14 +105,14 @@ export async function startWorld(env: Record<string, string> = {}, options: { re
       if (msgId) h.set('Nats-Msg-Id', msgId);
       await js.publish(deviceSubject(tenantId, deviceId, 'tel'), payload, msgId ? { headers: h } : {});
     },
-    async rowCount(tenantId) {
-      const { rows } = await pool.query('SELECT count(*)::int AS n FROM points WHERE tenant_id = $1', [tenantId]);
+    async rowCount(this: MonitoringWorld, tenantId: string) {
+      const { rows } = await this.pool.query('SELECT count(*)::int AS n FROM points WHERE tenant_id = $1', [tenantId]);
       return rows[0].n;
     },
-    async close() {
+    async close(this: MonitoringWorld) {
       for (const s of services) await s.service.stop().catch(() => undefined);
       await nc.close().catch(() => undefined);
-      await pool.end().catch(() => undefined);
+      await this.pool.end().catch(() => undefined);
       await db.drop().catch(() => undefined);
       if (!options.natsServer) await nats.stop();
     },
