@@ -4,10 +4,11 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { repoPath } from '../../services/runtime/src/repo-paths';
 import { renderEnvoyConfig } from '../src/envoy-config';
 import { buildRouteTable } from '../src/route-table';
 
-export const ENVOY_TEMPLATE_PATH = path.join(__dirname, 'envoy.tmpl.yaml');
+export const ENVOY_TEMPLATE_PATH = repoPath('gateway', 'envoy', 'envoy.tmpl.yaml');
 
 if (require.main === module) {
   fs.writeFileSync(ENVOY_TEMPLATE_PATH, renderEnvoyConfig(buildRouteTable()));

@@ -13,14 +13,14 @@
  * | GATEWAY_STATIC_DIR | gateway/web/dist | built dashboard |
  * | LOG_LEVEL | info | pino level |
  */
-import path from 'node:path';
 import { createLogger } from '../../services/runtime/src/logger';
+import { repoPath } from '../../services/runtime/src/repo-paths';
 import { startGateway } from './gateway';
 import { buildRouteTable } from './route-table';
 import { upstreamAddressesFromEnv } from './upstreams';
 
 /** Default folder of the built dashboard. */
-export const DEFAULT_STATIC_DIR = path.resolve(__dirname, '..', 'web', 'dist');
+export const DEFAULT_STATIC_DIR = repoPath('gateway', 'web', 'dist');
 
 async function main(): Promise<void> {
   const env = process.env;

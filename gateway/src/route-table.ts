@@ -1,11 +1,10 @@
-import fs from 'node:fs';
-import path from 'node:path';
 import { createFileRegistry, DescMethod, DescService, fromBinary, FileRegistry, getOption, hasOption } from '@bufbuild/protobuf';
 import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
+import { descriptorSetPath, readDescriptorSet } from '../../services/runtime/src/repo-paths';
 import { compilePathTemplate, PathTemplate } from './path-template';
 
 /** Where `npm run generate` writes the descriptor set every rendering is derived from. */
-export const DESCRIPTOR_PATH = path.resolve(__dirname, '..', '..', 'gen', 'iot.binpb');
+export const DESCRIPTOR_PATH = descriptorSetPath();
 
 /** HTTP verbs a `google.api.http` rule can bind. */
 export type HttpVerb = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -84,7 +83,7 @@ function bindingsOf(rule: HttpRuleValue, where: string): HttpBinding[] {
  * bindings. Client and bidirectional streams are refused: browsers cannot
  * make them over gRPC-Web.
  */
-export function buildRouteTable(descriptor: Uint8Array = fs.readFileSync(DESCRIPTOR_PATH)): RouteTable {
+export function buildRouteTable(descriptor: Uint8Array = readDescriptorSet()): RouteTable {
   const registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, descriptor));
   const httpExtension = registry.getExtension('google.api.http');
   if (!httpExtension) throw new Error('descriptor set lacks google/api/annotations.proto');
