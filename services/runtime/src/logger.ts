@@ -1,4 +1,5 @@
 import pino, { Logger } from 'pino';
+import { traceFields } from './observability/log-trace-fields';
 
 export type { Logger };
 
@@ -36,6 +37,8 @@ export function createLogger(service: string, level = 'info', destination?: pino
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
+      // trace_id/span_id of the active span on every line written inside one.
+      mixin: traceFields,
     },
     destination,
   );

@@ -9,6 +9,7 @@ import { Middleware, ServiceRegistration } from './rpc';
 import { GrpcServer } from './server';
 import { metricsEnv, MetricsServer, startMetricsServer } from './observability/metrics-server';
 import { observePgPool } from './observability/pg-pool-metrics';
+import { flushTelemetry } from './observability/telemetry-flush';
 
 /** Variables for the dependencies a service declares it uses. */
 const postgresEnv = { DATABASE_URL: env.url(['postgres', 'postgresql'], 'postgres://postgres@127.0.0.1:5432/postgres') };
@@ -156,6 +157,7 @@ export async function startService<S extends EnvShape>(spec: ServiceSpec<S>, env
       await pool?.end().catch(() => undefined);
       redis?.disconnect();
       await metricsServer?.close();
+      await flushTelemetry();
       log.info('stopped');
     })());
 

@@ -6,3 +6,6 @@ export * from './metrics-registry';
 export * from './metrics-server';
 export * from './domain-metrics';
 export * from './pg-pool-metrics';
+export * from './log-trace-fields';
+export * from './nats-tracing';
+export * from './telemetry-flush';
