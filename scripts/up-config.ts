@@ -38,6 +38,8 @@ export const upEnv = {
   /** How long each piece may take to stop before it is killed. */
   UP_STOP_TIMEOUT_MS: env.positiveInt(15_000),
   SIGNING_GRPC_PORT: env.port(50051),
+  /** signing's HTTP port (JWKS at /.well-known/jwks.json). */
+  SIGNING_HTTP_PORT: env.port(8081),
   DEVICE_GRPC_PORT: env.port(50052),
   MONITORING_GRPC_PORT: env.port(50053),
   /** Use running servers instead of local ones. */
@@ -48,6 +50,8 @@ export const upEnv = {
   MQTT_URL: env.optional(),
   /** The bootstrap secret handed to signing; generated and kept under the data folder when unset. */
   SIGNING_BOOTSTRAP_TOKEN: env.optional(),
+  /** Encrypts signing keys at rest; generated and kept under the data folder when unset. */
+  SIGNING_KEY_ENCRYPTION_KEY: env.optional(),
 };
 
 /** The up-command's validated configuration plus derived paths. */

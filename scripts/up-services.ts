@@ -7,7 +7,7 @@ import { checkHealth, insecureClient, repoRoot, unary } from '../services/runtim
 import { UpConfig } from './up-config';
 import { displayPath } from './up-status';
 import { Component, UpContext } from './up-stack';
-import { ensurePortFree, waitUntil } from './up-wait';
+import { ensurePortFree, portAnswers, waitUntil } from './up-wait';
 
 const LOCAL = '127.0.0.1';
 
@@ -34,6 +34,10 @@ export interface GrpcServiceOptions {
   portVariable: string;
   /** Extra node options placed before the entry (for example `--import` of a tracing preload). */
   nodeOptions?: string[];
+  /** Further ports it listens on, checked free before it starts (`SIGNING_HTTP_PORT`…). */
+  extraPorts?: (config: UpConfig) => Array<{ port: number; variable: string }>;
+  /** Further status rows (an HTTP endpoint beside the gRPC port). */
+  extraRows?: (config: UpConfig) => Array<{ name: string; address: string; port: number; detail?: string }>;
   /** The service's own variables, computed when it starts (after everything before it is up). */
   env?: (ctx: UpContext) => Record<string, string> | Promise<Record<string, string>>;
 }
@@ -51,6 +55,7 @@ export function grpcService(options: GrpcServiceOptions): Component {
     async start(ctx) {
       const port = options.port(ctx.config);
       await ensurePortFree(port, options.portVariable);
+      for (const extra of options.extraPorts?.(ctx.config) ?? []) await ensurePortFree(extra.port, extra.variable);
       const address = `${LOCAL}:${port}`;
       const proc = await ctx.spawn({
         name: options.name,
@@ -66,7 +71,11 @@ export function grpcService(options: GrpcServiceOptions): Component {
         failed: () => (proc.running ? undefined : `exited (${proc.exitDescription})`),
       });
       ctx.addresses[options.name] = address;
-      return { rows: [{ name: options.name, state: 'SERVING', address, pid: proc.pid, detail: displayPath(proc.logFile) }] };
+      const extraRows = [];
+      for (const { port: extraPort, ...row } of options.extraRows?.(ctx.config) ?? []) {
+        extraRows.push({ state: (await portAnswers(extraPort)) ? 'listening' : 'closed', pid: proc.pid, ...row });
+      }
+      return { rows: [{ name: options.name, state: 'SERVING', address, pid: proc.pid, detail: displayPath(proc.logFile) }, ...extraRows] };
     },
   };
 }
@@ -82,7 +91,12 @@ function keptSecret(config: UpConfig, file: string, make: () => string): string 
 
 /** SIGNING_BOOTSTRAP_TOKEN: the configured one, else one generated once and kept in `<data>/secrets`. */
 export function bootstrapToken(config: UpConfig): string {
-  return config.SIGNING_BOOTSTRAP_TOKEN ?? keptSecret(config, 'bootstrap-token', () => crypto.randomBytes(24).toString('base64url'));
+  return config.SIGNING_BOOTSTRAP_TOKEN ?? keptSecret(config, 'bootstrap-token', () => crypto.randomBytes(32).toString('base64url'));
+}
+
+/** SIGNING_KEY_ENCRYPTION_KEY: the configured one, else one generated once and kept in `<data>/secrets`. */
+export function keyEncryptionKey(config: UpConfig): string {
+  return config.SIGNING_KEY_ENCRYPTION_KEY ?? keptSecret(config, 'key-encryption-key', () => crypto.randomBytes(32).toString('base64url'));
 }
 
 /** The first admin's login, as saved after a successful bootstrap. */
