@@ -8,7 +8,8 @@
 import { ConfigError } from '../services/runtime/src';
 import { loadUpConfig, UpConfig } from './up-config';
 import { natsServer, postgresServer, redisServer } from './up-servers';
-import { adminBootstrap, bootstrapToken, grpcService, keyEncryptionKey } from './up-services';
+import { gatewayComponent } from './up-gateway';
+import { adminBootstrap, bootstrapToken, grpcService } from './up-services';
 import { Component, runStack } from './up-stack';
 
 /**
@@ -28,17 +29,12 @@ export function components(config: UpConfig): Component[] {
       entry: 'services/signing/src/main',
       port: (c) => c.SIGNING_GRPC_PORT,
       portVariable: 'SIGNING_GRPC_PORT',
-      extraPorts: (c) => [{ port: c.SIGNING_HTTP_PORT, variable: 'SIGNING_HTTP_PORT' }],
-      extraRows: (c) => [{ name: 'signing jwks', address: `http://127.0.0.1:${c.SIGNING_HTTP_PORT}/.well-known/jwks.json`, port: c.SIGNING_HTTP_PORT }],
-      env: () => ({
-        SIGNING_BOOTSTRAP_TOKEN: bootstrapToken(config),
-        SIGNING_KEY_ENCRYPTION_KEY: keyEncryptionKey(config),
-        SIGNING_HTTP_PORT: String(config.SIGNING_HTTP_PORT),
-      }),
+      env: () => ({ SIGNING_BOOTSTRAP_TOKEN: bootstrapToken(config) }),
     }),
     adminBootstrap(),
     grpcService({ name: 'device', entry: 'services/device/src/main', port: (c) => c.DEVICE_GRPC_PORT, portVariable: 'DEVICE_GRPC_PORT' }),
     grpcService({ name: 'monitoring', entry: 'services/monitoring/src/main', port: (c) => c.MONITORING_GRPC_PORT, portVariable: 'MONITORING_GRPC_PORT' }),
+    gatewayComponent(),
   ];
 }
 

@@ -59,7 +59,7 @@ describe('npm run up (scripts/up.ts)', () => {
   beforeAll(async () => {
     dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'iot-up-'));
     ports = {};
-    for (const name of ['UP_NATS_PORT', 'UP_NATS_MQTT_PORT', 'UP_NATS_HTTP_PORT', 'UP_POSTGRES_PORT', 'UP_REDIS_PORT', 'SIGNING_GRPC_PORT', 'SIGNING_HTTP_PORT', 'DEVICE_GRPC_PORT', 'MONITORING_GRPC_PORT', 'GATEWAY_PORT']) {
+    for (const name of ['UP_NATS_PORT', 'UP_NATS_MQTT_PORT', 'UP_NATS_HTTP_PORT', 'UP_POSTGRES_PORT', 'UP_REDIS_PORT', 'SIGNING_GRPC_PORT', 'DEVICE_GRPC_PORT', 'MONITORING_GRPC_PORT', 'GATEWAY_PORT']) {
       ports[name] = await freePort();
     }
     up = startUp({ UP_DATA_DIR: dataDir, ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])) });
@@ -85,6 +85,14 @@ describe('npm run up (scripts/up.ts)', () => {
     expect(byName.device).toMatchObject({ state: 'SERVING', address: `127.0.0.1:${ports.DEVICE_GRPC_PORT}` });
     expect(byName.monitoring).toMatchObject({ state: 'SERVING', address: `127.0.0.1:${ports.MONITORING_GRPC_PORT}` });
     for (const name of ['nats', 'postgres', 'redis', 'signing', 'device', 'monitoring']) expect(alive(byName[name].pid!)).toBe(true);
+  });
+
+  test('serves the dashboard through the gateway and prints its URL', async () => {
+    const gateway = rows.find((r) => r.name === 'gateway');
+    expect(gateway).toMatchObject({ state: 'listening', address: `http://127.0.0.1:${ports.GATEWAY_PORT}` });
+    expect(up.output()).toContain(`Dashboard: http://127.0.0.1:${ports.GATEWAY_PORT}/`);
+    const page = await fetch(`http://127.0.0.1:${ports.GATEWAY_PORT}/`, { headers: { accept: 'text/html' } });
+    expect(await page.text()).toContain('<div id="root">');
   });
 
   test('every service answers grpc.health.v1 with SERVING', async () => {
