@@ -9,7 +9,7 @@ import { ConfigError } from '../services/runtime/src';
 import { loadUpConfig, UpConfig } from './up-config';
 import { natsServer, postgresServer, redisServer } from './up-servers';
 import { gatewayComponent } from './up-gateway';
-import { adminBootstrap, bootstrapToken, grpcService } from './up-services';
+import { adminBootstrap, bootstrapToken, grpcService, keyEncryptionKey } from './up-services';
 import { Component, runStack } from './up-stack';
 
 /**
@@ -29,7 +29,13 @@ export function components(config: UpConfig): Component[] {
       entry: 'services/signing/src/main',
       port: (c) => c.SIGNING_GRPC_PORT,
       portVariable: 'SIGNING_GRPC_PORT',
-      env: () => ({ SIGNING_BOOTSTRAP_TOKEN: bootstrapToken(config) }),
+      extraPorts: (c) => [{ port: c.SIGNING_HTTP_PORT, variable: 'SIGNING_HTTP_PORT' }],
+      extraRows: (c) => [{ name: 'signing jwks', address: `http://127.0.0.1:${c.SIGNING_HTTP_PORT}/.well-known/jwks.json`, port: c.SIGNING_HTTP_PORT }],
+      env: () => ({
+        SIGNING_BOOTSTRAP_TOKEN: bootstrapToken(config),
+        SIGNING_KEY_ENCRYPTION_KEY: keyEncryptionKey(config),
+        SIGNING_HTTP_PORT: String(config.SIGNING_HTTP_PORT),
+      }),
     }),
     adminBootstrap(),
     grpcService({ name: 'device', entry: 'services/device/src/main', port: (c) => c.DEVICE_GRPC_PORT, portVariable: 'DEVICE_GRPC_PORT' }),

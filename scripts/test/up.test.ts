@@ -59,7 +59,7 @@ describe('npm run up (scripts/up.ts)', () => {
   beforeAll(async () => {
     dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'iot-up-'));
     ports = {};
-    for (const name of ['UP_NATS_PORT', 'UP_NATS_MQTT_PORT', 'UP_NATS_HTTP_PORT', 'UP_POSTGRES_PORT', 'UP_REDIS_PORT', 'SIGNING_GRPC_PORT', 'DEVICE_GRPC_PORT', 'MONITORING_GRPC_PORT', 'GATEWAY_PORT']) {
+    for (const name of ['UP_NATS_PORT', 'UP_NATS_MQTT_PORT', 'UP_NATS_HTTP_PORT', 'UP_POSTGRES_PORT', 'UP_REDIS_PORT', 'SIGNING_GRPC_PORT', 'SIGNING_HTTP_PORT', 'DEVICE_GRPC_PORT', 'MONITORING_GRPC_PORT', 'GATEWAY_PORT']) {
       ports[name] = await freePort();
     }
     up = startUp({ UP_DATA_DIR: dataDir, ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])) });
