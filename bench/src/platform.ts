@@ -1,0 +1,154 @@
+import crypto from 'node:crypto';
+import { connect, KV, NatsConnection } from 'nats';
+import { Client as PgClient } from 'pg';
+import { AuthServiceClient } from '../../gen/ts/iot/signing/v1/auth';
+import { insecureClient, unary } from '../../services/runtime/src/client';
+import { DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey, DeviceDirectoryEntry } from '../../services/runtime/src/subjects';
+import { TestNatsServer, NatsServerOptions } from '../../testing/nats-server';
+import { freePort, waitForPort } from '../../testing/ports';
+import { createTestDatabase, TestDatabase } from '../../testing/postgres';
+import { BenchProcess, ServiceProcess, startNode, startService, stopAll } from './processes';
+
+/** Which pieces a scenario needs running. */
+export interface PlatformNeeds {
+  nats?: NatsServerOptions;
+  signing?: boolean;
+  monitoring?: boolean | Record<string, string>;
+  device?: boolean;
+  gateway?: boolean;
+  /** Extra node options per service (e.g. `--cpu-prof`). */
+  nodeArgs?: Partial<Record<'signing' | 'device' | 'monitoring' | 'gateway', string[]>>;
+}
+
+/**
+ * The platform as a scenario sees it: a private nats-server, a database of
+ * its own, and the services it asked for, each a child process running the
+ * real code with the real runtime. Processes are listed for memory figures.
+ */
+export class Platform {
+  nats!: TestNatsServer;
+  db!: TestDatabase;
+  nc!: NatsConnection;
+  signing?: ServiceProcess;
+  monitoring?: ServiceProcess;
+  device?: ServiceProcess;
+  gateway?: { process: BenchProcess; url: string };
+  /** `Bearer <access token>` of the bench tenant's admin, when signing runs. */
+  authorization?: string;
+  /** The bench tenant's id (from signing's bootstrap), or a made-up one without signing. */
+  tenantId = `bench${crypto.randomBytes(3).toString('hex')}`;
+  private directory?: KV;
+  private readonly started: BenchProcess[] = [];
+
+  /** Extra environment every service gets (NATS credentials in operator mode, …). */
+  serviceEnv: Record<string, string> = {};
+
+  static async start(needs: PlatformNeeds): Promise<Platform> {
+    const p = new Platform();
+    try {
+      await p.startAll(needs);
+    } catch (err) {
+      await p.stop();
+      throw err;
+    }
+    return p;
+  }
+
+  private async startAll(needs: PlatformNeeds): Promise<void> {
+    this.nats = await TestNatsServer.start({ jetstream: true, mqtt: true, ...needs.nats });
+    this.db = await createTestDatabase('iot_bench');
+    this.nc = await connect({ servers: this.nats.url, name: 'bench' });
+    const common = { DATABASE_URL: this.db.url, NATS_URL: this.nats.url, ...this.serviceEnv };
+    if (needs.signing) {
+      const bootstrapToken = crypto.randomBytes(24).toString('hex');
+      this.signing = await startService('signing', {
+        ...common,
+        SIGNING_BOOTSTRAP_TOKEN: bootstrapToken,
+        SIGNING_HTTP_PORT: String(await freePort()),
+        SIGNING_KEY_ACTIVATION_DELAY_MS: '0',
+        SIGNING_LOGIN_ACCOUNT_FREE_ATTEMPTS: '1000',
+        SIGNING_LOGIN_ADDRESS_FREE_ATTEMPTS: '1000',
+        SIGNING_REDIS_PREFIX: `iot:bench:${process.pid}:`,
+      }, { nodeArgs: needs.nodeArgs?.signing });
+      this.started.push(this.signing.process);
+      await this.bootstrap(bootstrapToken);
+    }
+    const signingEnv: Record<string, string> = this.signing ? { SIGNING_ADDRESS: this.signing.address } : {};
+    if (needs.device) {
+      this.device = await startService('device', { ...common, ...signingEnv }, { nodeArgs: needs.nodeArgs?.device });
+      this.started.push(this.device.process);
+    }
+    if (needs.monitoring) {
+      const extra = typeof needs.monitoring === 'object' ? needs.monitoring : {};
+      this.monitoring = await startService('monitoring', { ...common, ...signingEnv, ...extra }, { nodeArgs: needs.nodeArgs?.monitoring });
+      this.started.push(this.monitoring.process);
+    }
+    if (needs.gateway) {
+      const port = await freePort();
+      const hostPort = (s?: ServiceProcess) => (s ? { host: '127.0.0.1', port: String(s.port) } : undefined);
+      const env: Record<string, string> = { GATEWAY_PORT: String(port) };
+      for (const [name, s] of Object.entries({ SIGNING: hostPort(this.signing), DEVICE: hostPort(this.device), MONITORING: hostPort(this.monitoring) })) {
+        if (s) Object.assign(env, { [`${name}_HOST`]: s.host, [`${name}_PORT`]: s.port });
+      }
+      const proc = startNode('gateway', 'gateway/src/main.ts', env, needs.nodeArgs?.gateway);
+      this.started.push(proc);
+      await waitForPort(port, '127.0.0.1', 60_000);
+      this.gateway = { process: proc, url: `http://127.0.0.1:${port}` };
+    }
+  }
+
+  private async bootstrap(bootstrapToken: string): Promise<void> {
+    const client = insecureClient(AuthServiceClient, this.signing!.address);
+    const password = crypto.randomBytes(18).toString('base64url');
+    try {
+      const boot = await unary(client, client.bootstrap, {
+        bootstrapToken,
+        tenantName: 'bench',
+        adminEmail: 'bench@example.com',
+        adminPassword: password,
+        adminDisplayName: 'Bench',
+      });
+      this.tenantId = boot.tenant!.id;
+      const login = await unary(client, client.login, { tenant: 'bench', email: 'bench@example.com', password });
+      this.authorization = `Bearer ${login.tokens!.accessToken}`;
+    } finally {
+      client.close();
+    }
+  }
+
+  /** Processes to report memory for: name → pid (this process included as `bench`). */
+  pids(): Record<string, number> {
+    const out: Record<string, number> = { bench: process.pid };
+    // TestNatsServer keeps its child private; its pid is only read here, for memory figures.
+    const natsPid = (this.nats as unknown as { child?: { pid?: number } } | undefined)?.child?.pid;
+    if (natsPid) out['nats-server'] = natsPid;
+    for (const p of this.started) if (p.running) out[p.name] = p.pid;
+    return out;
+  }
+
+  /** Registers devices in the device directory as the device service does (for scenarios without it). */
+  async registerDevices(tenantId: string, deviceIds: string[], labels: Record<string, string> = {}): Promise<void> {
+    this.directory ??= await this.nc.jetstream().views.kv(DEVICE_DIRECTORY_BUCKET);
+    const now = new Date().toISOString();
+    await Promise.all(
+      deviceIds.map((deviceId) => {
+        const entry: DeviceDirectoryEntry = { tenantId, deviceId, name: deviceId, type: 'weather-station', labels, credentialState: 'active', updateTime: now };
+        return this.directory!.put(deviceDirectoryKey(tenantId, deviceId), JSON.stringify(entry));
+      }),
+    );
+  }
+
+  /** A client on the platform's database (the caller ends it). */
+  async pg(): Promise<PgClient> {
+    const client = new PgClient({ connectionString: this.db.url });
+    await client.connect();
+    return client;
+  }
+
+  async stop(): Promise<void> {
+    await stopAll(this.started);
+    await this.nc?.close().catch(() => undefined);
+    await this.db?.drop().catch(() => undefined);
+    await this.nats?.stop().catch(() => undefined);
+  }
+}

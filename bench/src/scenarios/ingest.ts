@@ -1,0 +1,151 @@
+import { Client } from 'pg';
+import { DEFAULT_BEHAVIOUR, DeviceBehaviour } from '../../../simulator/src/device';
+import { encodeTelemetry } from '../../../simulator/src/encoding';
+import { Fleet } from '../../../simulator/src/fleet';
+import { Transport } from '../../../simulator/src/links';
+import { createSensor, PointSource } from '../../../simulator/src/profiles';
+import { rawCopyRate, rawJetStreamRate } from '../baselines';
+import { nowMs, PeakSampler, processMemory, sleep } from '../measure';
+import { Platform } from '../platform';
+import { Figure, ScenarioResult } from '../report';
+import { BenchContext, Scenario } from '../scenario';
+
+/** Rows inserted into the telemetry partitions so far (statistics collector; cheap, ~1 s behind). */
+async function insertedRows(pg: Client): Promise<number> {
+  const { rows } = await pg.query(`SELECT coalesce(sum(n_tup_ins), 0)::bigint AS n FROM pg_stat_user_tables WHERE schemaname = 'monitoring' AND relname LIKE 'points%'`);
+  return Number(rows[0].n);
+}
+
+async function storedRows(pg: Client, tenantId: string): Promise<number> {
+  const { rows } = await pg.query('SELECT count(*)::bigint AS n FROM monitoring.points WHERE tenant_id = $1', [tenantId]);
+  return Number(rows[0].n);
+}
+
+interface PhaseResult {
+  transport: Transport;
+  offeredPointsPerS: number;
+  committedPointsPerS: number;
+  endToEndPointsPerS: number;
+  drainS: number;
+  sentPoints: number;
+  stored: number;
+  publishS: number;
+}
+
+/**
+ * One run of the fleet against the pipeline: devices publish for the
+ * duration; committed rows are sampled from PostgreSQL's statistics during
+ * the run; afterwards the backlog drains and the exact row count is checked
+ * against what was sent.
+ */
+async function phase(ctx: BenchContext, platform: Platform, pg: Client, transport: Transport, size: IngestSize): Promise<PhaseResult> {
+  const tenantId = `${platform.tenantId}-${transport}`;
+  const ids = Array.from({ length: size.devices }, (_, i) => `d-${i + 1}`);
+  await platform.registerDevices(tenantId, ids);
+  const behaviour: DeviceBehaviour = {
+    ...DEFAULT_BEHAVIOUR,
+    transport,
+    url: transport === 'mqtt' ? platform.nats.mqttUrl : platform.nats.url,
+    encoding: 'protobuf',
+    rate: size.rate,
+    points: size.points,
+    jitter: 0.1,
+    qos: 1,
+    interactive: false,
+    maxInFlight: 512,
+  };
+  const fleet = new Fleet(ids.map((deviceId) => ({ tenantId, deviceId })), { behaviour, connectConcurrency: 50 });
+  await fleet.connect();
+  const before = await insertedRows(pg);
+  const started = nowMs();
+  fleet.start();
+  const samples: string[] = [];
+  let last = before;
+  for (let s = 1; s <= size.seconds; s++) {
+    await sleep(started + s * 1000 - nowMs());
+    const now = await insertedRows(pg);
+    samples.push(`${now - last}`);
+    last = now;
+    if (s % 5 === 0 || s === size.seconds) ctx.log(`  ${transport} ${s}s: sent ${fleet.stats.sentPoints} points, committed ${now - before}`);
+  }
+  await fleet.stop();
+  const publishS = (nowMs() - started) / 1000;
+  const committedDuring = (await insertedRows(pg)) - before;
+  const sentPoints = fleet.stats.sentPoints;
+  // Drain: wait until every point sent is a row (or progress stalls).
+  let stored = await storedRows(pg, tenantId);
+  let lastProgress = nowMs();
+  while (stored < sentPoints && nowMs() - lastProgress < 15_000) {
+    await sleep(500);
+    const n = await storedRows(pg, tenantId);
+    if (n > stored) lastProgress = nowMs();
+    stored = n;
+  }
+  const drainedAt = stored >= sentPoints ? nowMs() : lastProgress;
+  ctx.log(`  ${transport}: ${stored}/${sentPoints} points stored; per-second commits: ${samples.join(' ')}`);
+  return {
+    transport,
+    offeredPointsPerS: sentPoints / publishS,
+    committedPointsPerS: committedDuring / publishS,
+    endToEndPointsPerS: stored / ((drainedAt - started) / 1000),
+    drainS: (drainedAt - started) / 1000 - publishS,
+    sentPoints,
+    stored,
+    publishS,
+  };
+}
+
+interface IngestSize {
+  devices: number;
+  rate: number;
+  points: number;
+  seconds: number;
+  baselineSeconds: number;
+}
+
+/** Scenario 1: durable ingest, devices → NATS/MQTT → writer → committed rows. */
+export const ingestScenario: Scenario = {
+  name: 'ingest',
+  title: 'durable ingest: devices → NATS/MQTT → JetStream → writer → committed rows',
+  async run(ctx) {
+    const size: IngestSize = ctx.smoke
+      ? { devices: 5, rate: 20, points: 10, seconds: 2, baselineSeconds: 1 }
+      : { devices: 100, rate: 100, points: 10, seconds: 30, baselineSeconds: 10 };
+    const platform = await ctx.platform();
+    const figures: Figure[] = [];
+    const notes: string[] = [];
+    const result: ScenarioResult = { scenario: 'ingest', title: this.title, parameters: { ...size, encoding: 'protobuf', mqttQos: 1 }, figures, notes };
+    const pg = await platform.pg();
+    const memory = new PeakSampler(Object.fromEntries(Object.entries(platform.pids()).map(([name, pid]) => [name, () => processMemory(pid)?.rss])));
+    try {
+      ctx.log(`  baseline: raw COPY for ${size.baselineSeconds}s…`);
+      const copy = await rawCopyRate(platform.db.url, size.baselineSeconds * 1000);
+      const sample = encodeTelemetry(
+        { deviceId: 'd-1', messageId: 'd-1-abcdef12-1', points: new PointSource(createSensor('weather', 1)).next(size.points, new Date(), 1000) },
+        'protobuf',
+      );
+      ctx.log(`  baseline: raw JetStream async publish (${sample.length} B messages) for ${size.baselineSeconds}s…`);
+      const js = await rawJetStreamRate(platform.nats.url, sample, size.baselineSeconds * 1000);
+      const jsPoints = js.perSecond * size.points;
+      for (const transport of ['nats', 'mqtt'] as const) {
+        const r = await phase(ctx, platform, pg, transport, size);
+        const target = 0.5 * copy.perSecond;
+        figures.push(
+          { measure: `${transport}: points/s committed while publishing`, value: r.committedPointsPerS, unit: 'pts/s', baseline: 'raw COPY', baselineValue: copy.perSecond, target: '≥ 0.5 × raw COPY', met: ctx.smoke ? undefined : r.committedPointsPerS >= target },
+          { measure: `${transport}: points/s end to end incl. drain`, value: r.endToEndPointsPerS, unit: 'pts/s', baseline: 'raw COPY', baselineValue: copy.perSecond },
+          { measure: `${transport}: points/s offered by the fleet`, value: r.offeredPointsPerS, unit: 'pts/s', baseline: 'raw JetStream publish', baselineValue: jsPoints },
+        );
+        notes.push(
+          `${transport}: ${r.sentPoints.toLocaleString('en-US')} points sent in ${r.publishS.toFixed(1)} s, ${r.stored.toLocaleString('en-US')} stored; backlog drained ${r.drainS.toFixed(1)} s after the fleet stopped`,
+        );
+        if (r.stored !== r.sentPoints) notes.push(`${transport}: ${r.sentPoints - r.stored} points sent but not stored within the drain timeout`);
+      }
+      notes.push(`raw JetStream baseline: ${Math.round(js.perSecond).toLocaleString('en-US')} msgs/s of ${sample.length} B × ${size.points} points; raw COPY: ${Math.round(copy.perSecond).toLocaleString('en-US')} rows/s`);
+    } finally {
+      const peaks = memory.stop();
+      notes.push(`peak RSS: ${[...peaks.entries()].map(([n, v]) => `${n} ${Math.round(v / 1e6)} MB`).join(', ')}`);
+      await pg.end();
+    }
+    return result;
+  },
+};

@@ -1,0 +1,62 @@
+import path from 'node:path';
+import { Platform, PlatformNeeds } from './platform';
+import { RUN_DIR } from './processes';
+import { ScenarioResult } from './report';
+import { BenchContext, cpuProfileArgs, Scenario, summarizeCpuProfiles } from './scenario';
+import { ingestScenario } from './scenarios/ingest';
+
+/** Every scenario, in the order `npm run bench` runs them. */
+export const SCENARIOS: Scenario[] = [ingestScenario];
+
+/** Where CPU profiles of the services go when profiling. */
+export const PROFILE_DIR = path.join(RUN_DIR, 'profiles');
+
+/** What the shared platform runs. */
+export function platformNeeds(profile: boolean): PlatformNeeds {
+  return {
+    signing: true,
+    monitoring: true,
+    nodeArgs: profile ? { monitoring: cpuProfileArgs(path.join(PROFILE_DIR, 'monitoring')) } : {},
+  };
+}
+
+/**
+ * Runs the named scenarios (all when none are named) one after another on
+ * one shared platform. A scenario that throws yields a result with `error`
+ * set; the others still run. With `profile`, the services' CPU profiles are
+ * summarised after the platform stops (`profileSummary`).
+ */
+export async function runScenarios(
+  names: string[],
+  options: Omit<BenchContext, 'platform'>,
+  onResult?: (result: ScenarioResult) => void,
+): Promise<ScenarioResult[] & { profileSummary?: string[] }> {
+  const chosen = names.length === 0 ? SCENARIOS : SCENARIOS.filter((s) => names.includes(s.name));
+  const results: ScenarioResult[] & { profileSummary?: string[] } = [];
+  let shared: Promise<Platform> | undefined;
+  const ctx: BenchContext = { ...options, platform: () => (shared ??= Platform.start(platformNeeds(options.profile))) };
+  try {
+    await runEach(chosen, ctx, results, onResult);
+  } finally {
+    if (shared) await (await shared.catch(() => undefined))?.stop();
+  }
+  if (options.profile) results.profileSummary = summarizeCpuProfiles(path.join(PROFILE_DIR, 'monitoring'));
+  return results;
+}
+
+async function runEach(chosen: Scenario[], ctx: BenchContext, results: ScenarioResult[], onResult?: (result: ScenarioResult) => void): Promise<void> {
+  for (const scenario of chosen) {
+    ctx.log(`${scenario.name}: ${scenario.title}${ctx.smoke ? ' (smoke)' : ''}`);
+    const started = Date.now();
+    let result: ScenarioResult;
+    try {
+      result = await scenario.run(ctx);
+    } catch (err) {
+      result = { scenario: scenario.name, title: scenario.title, parameters: {}, figures: [], notes: [], error: (err as Error).message };
+    }
+    result.seconds = (Date.now() - started) / 1000;
+    result.smoke = ctx.smoke;
+    results.push(result);
+    onResult?.(result);
+  }
+}
