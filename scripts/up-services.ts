@@ -71,6 +71,8 @@ export function grpcService(options: GrpcServiceOptions): Component {
         failed: () => (proc.running ? undefined : `exited (${proc.exitDescription})`),
       });
       ctx.addresses[options.name] = address;
+      // Later children find it the way services find signing: SIGNING_ADDRESS, DEVICE_ADDRESS…
+      ctx.env[`${options.name.toUpperCase()}_ADDRESS`] = address;
       const extraRows = [];
       for (const { port: extraPort, ...row } of options.extraRows?.(ctx.config) ?? []) {
         extraRows.push({ state: (await portAnswers(extraPort)) ? 'listening' : 'closed', pid: proc.pid, ...row });

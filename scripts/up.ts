@@ -38,7 +38,17 @@ export function components(config: UpConfig): Component[] {
       }),
     }),
     adminBootstrap(),
-    grpcService({ name: 'device', entry: 'services/device/src/main', port: (c) => c.DEVICE_GRPC_PORT, portVariable: 'DEVICE_GRPC_PORT' }),
+    grpcService({
+      name: 'device',
+      entry: 'services/device/src/main',
+      port: (c) => c.DEVICE_GRPC_PORT,
+      portVariable: 'DEVICE_GRPC_PORT',
+      // Written into device credentials: where devices reach this stack's NATS and MQTT.
+      env: (ctx) => ({
+        DEVICE_NATS_PUBLIC_URL: ctx.env.NATS_URL.split(',')[0],
+        ...(ctx.env.MQTT_URL ? { DEVICE_MQTT_PUBLIC_URL: ctx.env.MQTT_URL } : {}),
+      }),
+    }),
     grpcService({ name: 'monitoring', entry: 'services/monitoring/src/main', port: (c) => c.MONITORING_GRPC_PORT, portVariable: 'MONITORING_GRPC_PORT' }),
     gatewayComponent(),
   ];
