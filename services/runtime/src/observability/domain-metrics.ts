@@ -20,8 +20,8 @@ const COMMIT_SECONDS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.
 /** Telemetry ingest: consumer, validation and the batched writer (monitoring). */
 export function ingestMetrics() {
   return {
-    /** Telemetry messages taken off the stream, by payload encoding (`protobuf`, `json`). */
-    messages: metrics.counter('iot_ingest_messages_total', 'Telemetry messages consumed from the stream.', ['encoding']),
+    /** Telemetry messages taken off the stream. */
+    messages: metrics.counter('iot_ingest_messages_total', 'Telemetry messages consumed from the stream.'),
     /** Points durably committed to the telemetry store. */
     points: metrics.counter('iot_ingest_points_total', 'Telemetry points committed to the store.'),
     /** Messages sent to the dead-letter subject, by reason (`malformed`, `unknown_device`, `oversize`, …). */
@@ -36,8 +36,8 @@ export function ingestMetrics() {
     consumerPending: metrics.gauge('iot_consumer_pending_messages', 'Messages in the stream not yet delivered to the consumer.', ['stream', 'consumer']),
     /** Delivered but not yet acknowledged messages (JetStream num_ack_pending). */
     consumerAckPending: metrics.gauge('iot_consumer_ack_pending_messages', 'Messages delivered to the consumer and not yet acknowledged.', ['stream', 'consumer']),
-    /** Seconds between a point's device timestamp and its commit. */
-    endToEndSeconds: metrics.histogram('iot_ingest_end_to_end_seconds', 'Seconds from device timestamp to commit.', [], [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]),
+    /** Messages received by this replica and waiting for the writer. */
+    queued: metrics.gauge('iot_writer_queued_messages', 'Messages received by this writer replica and not yet written.'),
   };
 }
 
@@ -48,8 +48,8 @@ export function liveMetrics() {
     streams: metrics.gauge('iot_live_streams', 'Open live telemetry streams.'),
     /** Frames sent to live clients. */
     framesSent: metrics.counter('iot_live_frames_sent_total', 'Frames sent on live telemetry streams.'),
-    /** Frames (or points) dropped or conflated because a client was slow. */
-    framesDropped: metrics.counter('iot_live_frames_dropped_total', 'Frames dropped or conflated on live streams because the client was slow.'),
+    /** Points dropped (conflated) because a live client was slow. */
+    pointsDropped: metrics.counter('iot_live_points_dropped_total', 'Points dropped on live streams because the client was slow.'),
   };
 }
 
@@ -61,13 +61,16 @@ export function cacheMetrics() {
   };
 }
 
-/** Device credentials (device service) and device authentication failures seen anywhere. */
+/**
+ * Device credentials (device service). Devices failing to use their
+ * credentials show up as dead letters with reasons `unknown_device`,
+ * `revoked_device` and `device_mismatch` (the server itself refuses bad
+ * connections before our code sees them).
+ */
 export function deviceMetrics() {
   return {
     /** Credential operations by kind (`issue`, `rotate`, `revoke`). */
     credentialOperations: metrics.counter('iot_device_credential_operations_total', 'Device credential operations by kind (issue, rotate, revoke).', ['operation']),
-    /** A device presenting an unknown, revoked or mismatching credential, by reason. */
-    credentialFailures: metrics.counter('iot_device_credential_failures_total', 'Device credential failures by reason (unknown_device, revoked, subject_mismatch, …).', ['reason']),
   };
 }
 
