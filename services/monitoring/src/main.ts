@@ -1,4 +1,7 @@
 import { createAuthMiddleware, repoPath, runService, ServiceSpec } from '../../runtime/src';
+import { AlertStore } from './alerts/alert-store';
+import { alertService } from './alerts/alerts-grpc';
+import { AlertEvaluator } from './alerts/evaluator';
 import { monitoringEnv } from './config';
 import { IngestLimits } from './ingest/decode';
 import { DeviceDirectory } from './ingest/device-directory';
@@ -16,6 +19,8 @@ const HOUR_MS = 3_600_000;
 export interface MonitoringStats {
   ingest: IngestStats;
   live: LiveStats;
+  /** Resolves once every sample received so far has been evaluated against the alert rules. */
+  alertsIdle(): Promise<void>;
 }
 
 /** Hooks for tests and embedding: see what a started instance counts. */
@@ -37,7 +42,8 @@ export function createMonitoringService(hooks: MonitoringHooks = {}): ServiceSpe
       maxFutureMs: config.INGEST_MAX_FUTURE_MS,
       maxPastMs: config.INGEST_MAX_PAST_MS,
     };
-    const stats: MonitoringStats = { ingest: new IngestStats(), live: new LiveStats() };
+    let evaluatorRef: AlertEvaluator | undefined;
+    const stats: MonitoringStats = { ingest: new IngestStats(), live: new LiveStats(), alertsIdle: async () => evaluatorRef?.idle() };
     const store = new PostgresTelemetryStore(pool);
 
     const maintainPartitions = async () => {
@@ -88,16 +94,24 @@ export function createMonitoringService(hooks: MonitoringHooks = {}): ServiceSpe
     }
 
     const live = new LiveHub(nats, directory, limits, config.LIVE_CLIENT_BUFFER, stats.live, log.child({ component: 'live' }));
+    const alerts = new AlertStore(pool);
+    const evaluator = new AlertEvaluator(nats, alerts, directory, limits, config.ALERT_CHECK_INTERVAL_MS, log.child({ component: 'alerts' }));
+    await evaluator.start();
+    evaluatorRef = evaluator;
     const auth = config.SIGNING_ADDRESS ? createAuthMiddleware({ signingAddress: config.SIGNING_ADDRESS, redis, log }) : undefined;
     if (!auth) log.warn('SIGNING_ADDRESS is not set: every RPC is refused as unauthenticated');
     hooks.onStats?.(stats);
 
     return {
-      services: [telemetryService({ store, live, frameMs: config.LIVE_FRAME_MS })],
+      services: [
+        telemetryService({ store, live, frameMs: config.LIVE_FRAME_MS }),
+        alertService({ store: alerts, nc: nats, reload: (tenantId) => evaluator.reload(tenantId) }),
+      ],
       middlewares: auth ? [auth] : [],
       async stop() {
         clearInterval(maintenance);
         live.stop();
+        evaluator.stop();
         await writer?.stop();
         directory.stop();
         auth?.close();

@@ -1,0 +1,184 @@
+import { Alert, AlertRule, AlertState, Comparison, Severity } from '../../../../gen/ts/iot/monitoring/v1/alerts';
+import type { Pool } from '../../../runtime/src';
+
+/** How a rule's condition is stored (JSON column). */
+type StoredCondition =
+  | { threshold: { comparison: Comparison; threshold: number; hysteresis: number; durationMs: number } }
+  | { noData: { timeoutMs: number } };
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** True when `id` can be a rule or alert id (anything else is simply not found). */
+export function isId(id: string): boolean {
+  return UUID.test(id);
+}
+
+function durationMsOf(d: { seconds: bigint; nanos: number } | undefined): number {
+  return d ? Number(d.seconds) * 1000 + Math.floor(d.nanos / 1e6) : 0;
+}
+
+function toDuration(ms: number) {
+  return { seconds: BigInt(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1e6 };
+}
+
+function conditionOf(rule: AlertRule): StoredCondition {
+  if (rule.threshold) {
+    const t = rule.threshold;
+    return { threshold: { comparison: t.comparison, threshold: t.threshold, hysteresis: t.hysteresis, durationMs: durationMsOf(t.duration) } };
+  }
+  return { noData: { timeoutMs: durationMsOf(rule.noData?.timeout) } };
+}
+
+function ruleOf(r: any): AlertRule {
+  const c = r.condition as StoredCondition;
+  return {
+    id: r.id,
+    tenantId: r.tenant_id,
+    name: r.name,
+    metric: r.metric,
+    deviceIds: r.device_ids,
+    labels: r.labels,
+    threshold:
+      'threshold' in c
+        ? { comparison: c.threshold.comparison, threshold: c.threshold.threshold, hysteresis: c.threshold.hysteresis, duration: toDuration(c.threshold.durationMs) }
+        : undefined,
+    noData: 'noData' in c ? { timeout: toDuration(c.noData.timeoutMs) } : undefined,
+    severity: r.severity,
+    enabled: r.enabled,
+    createTime: r.create_time,
+    updateTime: r.update_time,
+  };
+}
+
+function alertOf(r: any): Alert {
+  return {
+    id: r.id,
+    tenantId: r.tenant_id,
+    ruleId: r.rule_id,
+    deviceId: r.device_id,
+    metric: r.metric,
+    state: r.state,
+    severity: r.severity,
+    value: r.value ?? 0,
+    message: r.message,
+    raiseTime: r.raise_time,
+    resolveTime: r.resolve_time ?? undefined,
+    acknowledgeTime: r.acknowledge_time ?? undefined,
+    acknowledgedBy: r.acknowledged_by ?? '',
+  };
+}
+
+/** Filters of {@link AlertStore.listAlerts}. */
+export interface AlertFilter {
+  state?: AlertState;
+  deviceId?: string;
+  unacknowledgedOnly?: boolean;
+}
+
+/** Alert rules and alerts in PostgreSQL; every query is scoped to one tenant. */
+export class AlertStore {
+  constructor(private readonly pool: Pool) {}
+
+  async createRule(tenantId: string, rule: AlertRule): Promise<AlertRule> {
+    const now = new Date();
+    const { rows } = await this.pool.query(
+      `INSERT INTO alert_rules (tenant_id, name, metric, device_ids, labels, condition, severity, enabled, create_time, update_time)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING *`,
+      [tenantId, rule.name, rule.metric, rule.deviceIds, rule.labels, conditionOf(rule), rule.severity, rule.enabled, now],
+    );
+    return ruleOf(rows[0]);
+  }
+
+  async getRule(tenantId: string, id: string): Promise<AlertRule | undefined> {
+    if (!isId(id)) return undefined;
+    const { rows } = await this.pool.query('SELECT * FROM alert_rules WHERE tenant_id = $1 AND id = $2', [tenantId, id]);
+    return rows[0] ? ruleOf(rows[0]) : undefined;
+  }
+
+  /** Rules oldest first, after the keyset position `after` ([createTime ISO, id]). */
+  async listRules(tenantId: string, limit: number, after?: [string, string]): Promise<AlertRule[]> {
+    const { rows } = await this.pool.query(
+      `SELECT * FROM alert_rules WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR (create_time, id) > ($2, $3::uuid))
+        ORDER BY create_time, id LIMIT $4`,
+      [tenantId, after?.[0] ?? null, after?.[1] ?? '00000000-0000-0000-0000-000000000000', limit],
+    );
+    return rows.map(ruleOf);
+  }
+
+  /** Enabled rules of every tenant (or one), for the evaluator. */
+  async enabledRules(tenantId?: string): Promise<AlertRule[]> {
+    const { rows } = await this.pool.query('SELECT * FROM alert_rules WHERE enabled AND ($1::text IS NULL OR tenant_id = $1)', [tenantId ?? null]);
+    return rows.map(ruleOf);
+  }
+
+  async replaceRule(tenantId: string, rule: AlertRule): Promise<AlertRule | undefined> {
+    if (!isId(rule.id)) return undefined;
+    const { rows } = await this.pool.query(
+      `UPDATE alert_rules SET name = $3, metric = $4, device_ids = $5, labels = $6, condition = $7, severity = $8, enabled = $9, update_time = $10
+        WHERE tenant_id = $1 AND id = $2 RETURNING *`,
+      [tenantId, rule.id, rule.name, rule.metric, rule.deviceIds, rule.labels, conditionOf(rule), rule.severity, rule.enabled, new Date()],
+    );
+    return rows[0] ? ruleOf(rows[0]) : undefined;
+  }
+
+  async deleteRule(tenantId: string, id: string): Promise<boolean> {
+    if (!isId(id)) return false;
+    const { rowCount } = await this.pool.query('DELETE FROM alert_rules WHERE tenant_id = $1 AND id = $2', [tenantId, id]);
+    return (rowCount ?? 0) > 0;
+  }
+
+  /** Raises an alert unless one is already open for the rule and device; the new alert, or undefined. */
+  async raise(rule: AlertRule, deviceId: string, value: number | undefined, message: string, time: Date): Promise<Alert | undefined> {
+    const { rows } = await this.pool.query(
+      `INSERT INTO alerts (tenant_id, rule_id, device_id, metric, state, severity, value, message, raise_time)
+       VALUES ($1, $2, $3, $4, ${AlertState.ALERT_STATE_RAISED}, $5, $6, $7, $8)
+       ON CONFLICT (rule_id, device_id) WHERE state = ${AlertState.ALERT_STATE_RAISED} DO NOTHING RETURNING *`,
+      [rule.tenantId, rule.id, deviceId, rule.metric, rule.severity || Severity.SEVERITY_WARNING, value ?? null, message, time],
+    );
+    return rows[0] ? alertOf(rows[0]) : undefined;
+  }
+
+  /** Resolves the open alert of a rule and device; the resolved alert, or undefined when none was open. */
+  async resolve(ruleId: string, deviceId: string, time: Date): Promise<Alert | undefined> {
+    const { rows } = await this.pool.query(
+      `UPDATE alerts SET state = ${AlertState.ALERT_STATE_RESOLVED}, resolve_time = greatest($3::timestamptz, raise_time)
+        WHERE rule_id = $1 AND device_id = $2 AND state = ${AlertState.ALERT_STATE_RAISED} RETURNING *`,
+      [ruleId, deviceId, time],
+    );
+    return rows[0] ? alertOf(rows[0]) : undefined;
+  }
+
+  /** Open alerts of every tenant, to restore evaluator state. */
+  async openAlerts(): Promise<Alert[]> {
+    const { rows } = await this.pool.query(`SELECT * FROM alerts WHERE state = ${AlertState.ALERT_STATE_RAISED}`);
+    return rows.map(alertOf);
+  }
+
+  /** Newest first, after keyset position `after` ([raiseTime ISO, id]). */
+  async listAlerts(tenantId: string, filter: AlertFilter, limit: number, after?: [string, string]): Promise<Alert[]> {
+    const { rows } = await this.pool.query(
+      `SELECT * FROM alerts
+        WHERE tenant_id = $1
+          AND ($2::int IS NULL OR state = $2) AND ($3::text IS NULL OR device_id = $3) AND (NOT $4 OR acknowledge_time IS NULL)
+          AND ($5::timestamptz IS NULL OR (raise_time, id) < ($5, $6::uuid))
+        ORDER BY raise_time DESC, id DESC LIMIT $7`,
+      [tenantId, filter.state || null, filter.deviceId || null, filter.unacknowledgedOnly ?? false, after?.[0] ?? null, after?.[1] ?? 'ffffffff-ffff-ffff-ffff-ffffffffffff', limit],
+    );
+    return rows.map(alertOf);
+  }
+
+  /**
+   * Acknowledges an alert (once: a second call returns it unchanged with
+   * `changed` false); undefined when the tenant has no such alert.
+   */
+  async acknowledge(tenantId: string, id: string, by: string): Promise<{ alert: Alert; changed: boolean } | undefined> {
+    if (!isId(id)) return undefined;
+    const { rows } = await this.pool.query(
+      `UPDATE alerts SET acknowledge_time = $3, acknowledged_by = $4 WHERE tenant_id = $1 AND id = $2 AND acknowledge_time IS NULL RETURNING *`,
+      [tenantId, id, new Date(), by],
+    );
+    if (rows[0]) return { alert: alertOf(rows[0]), changed: true };
+    const existing = await this.pool.query('SELECT * FROM alerts WHERE tenant_id = $1 AND id = $2', [tenantId, id]);
+    return existing.rows[0] ? { alert: alertOf(existing.rows[0]), changed: false } : undefined;
+  }
+}

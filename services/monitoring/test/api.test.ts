@@ -1,0 +1,242 @@
+import { status } from '@grpc/grpc-js';
+import { AlertServiceClient, AlertState, Comparison, Severity, StreamAlertsResponse, Alert } from '../../../gen/ts/iot/monitoring/v1/alerts';
+import { Aggregation, StreamLiveResponse, TelemetryServiceClient } from '../../../gen/ts/iot/monitoring/v1/telemetry';
+import { deviceSubject, eventSubject, insecureClient, serverStream, unary } from '../../runtime/src';
+import { startSigningForTest, TestSigning, TestTenant } from '../../../testing/signing';
+import { eventually, jsonPayload, MonitoringWorld, protobufPayload, startWorld } from './harness';
+
+jest.setTimeout(60_000);
+
+let signing: TestSigning;
+let world: MonitoringWorld;
+let a: TestTenant;
+let b: TestTenant;
+let telemetry: TelemetryServiceClient;
+let alerts: AlertServiceClient;
+
+beforeAll(async () => {
+  signing = await startSigningForTest();
+  world = await startWorld({ SIGNING_ADDRESS: signing.address, LIVE_CLIENT_BUFFER: '50', ALERT_CHECK_INTERVAL_MS: '100' });
+  [a, b] = await Promise.all([signing.createTenant(), signing.createTenant()]);
+  const address = world.services[0].service.address;
+  telemetry = insecureClient(TelemetryServiceClient, address);
+  alerts = insecureClient(AlertServiceClient, address);
+  await world.registerDevice(a.tenantId, 'd1', { labels: { site: 'north' } });
+  await world.registerDevice(a.tenantId, 'd2', { labels: { site: 'south' } });
+  await world.registerDevice(a.tenantId, 'quiet');
+});
+afterAll(async () => {
+  telemetry?.close();
+  alerts?.close();
+  await world?.close();
+  await signing?.stop();
+});
+
+const MIN = 60_000;
+
+test('latest, history and raw points come back for the caller’s tenant only', async () => {
+  const base = Math.floor((Date.now() - 30 * MIN) / MIN) * MIN;
+  const values = Array.from({ length: 20 }, (_, i) => ({ time: base + i * 15_000, v: (i * 7) % 11 }));
+  await world.publish(a.tenantId, 'd1', protobufPayload({ messageId: 'h1', points: values.map((x) => ({ metric: 'temp', time: new Date(x.time), numberValue: x.v })) }));
+  await world.publish(a.tenantId, 'd1', jsonPayload({ messageId: 'h2', points: [{ metric: 'door', time: new Date(base).toISOString(), boolValue: true }] }));
+  await eventually(async () => (await world.rowCount(a.tenantId)) >= 21, 'rows');
+  const viewer = { authorization: a.viewer.authorization };
+
+  const latest = await unary(telemetry, telemetry.getLatest, { deviceIds: ['d1'], metrics: [] }, viewer);
+  expect(latest.points.map((p) => [p.metric, p.time!.getTime(), p.value])).toEqual([
+    ['door', base, { boolValue: true }],
+    ['temp', values[19].time, { numberValue: values[19].v }],
+  ]);
+
+  const history = await unary(
+    telemetry,
+    telemetry.queryHistory,
+    {
+      deviceId: 'd1',
+      metrics: ['temp'],
+      timeRange: { start: new Date(base), end: new Date(base + 5 * MIN) },
+      bucketWidth: { seconds: 60n, nanos: 0 },
+      maxPoints: 0,
+      aggregations: [Aggregation.AGGREGATION_MAX, Aggregation.AGGREGATION_COUNT, Aggregation.AGGREGATION_AVG],
+    },
+    viewer,
+  );
+  expect(history.bucketWidth).toEqual({ seconds: 60n, nanos: 0 });
+  const perMinute = [0, 1, 2, 3, 4].map((m) => values.filter((x) => x.time >= base + m * MIN && x.time < base + (m + 1) * MIN).map((x) => x.v));
+  const series = Object.fromEntries(history.series.map((s) => [Aggregation[s.aggregation], s.buckets]));
+  expect(series.AGGREGATION_MAX.map((bk) => bk.value)).toEqual(perMinute.map((vs) => Math.max(...vs)));
+  expect(series.AGGREGATION_COUNT.map((bk) => bk.count)).toEqual(perMinute.map((vs) => BigInt(vs.length)));
+  series.AGGREGATION_AVG.forEach((bk, i) => expect(bk.value).toBeCloseTo(perMinute[i].reduce((x, y) => x + y, 0) / perMinute[i].length, 9));
+
+  const capped = await unary(telemetry, telemetry.queryHistory, { deviceId: 'd1', metrics: ['temp'], timeRange: { start: new Date(base), end: new Date(base + 5 * MIN) }, maxPoints: 3, aggregations: [] }, viewer);
+  expect(capped.series[0].aggregation).toBe(Aggregation.AGGREGATION_AVG);
+  expect(capped.series[0].buckets.length).toBeLessThanOrEqual(3);
+  expect(capped.series[0].buckets.reduce((n, bk) => n + Number(bk.count), 0)).toBe(20);
+
+  const seen: number[] = [];
+  let pageToken = '';
+  do {
+    const page = await unary(telemetry, telemetry.listPoints, { deviceId: 'd1', metrics: ['temp'], timeRange: { start: new Date(base), end: new Date(base + 10 * MIN) }, page: { pageSize: 6, pageToken } }, viewer);
+    seen.push(...page.points.map((p) => p.value!.numberValue!));
+    pageToken = page.page!.nextPageToken;
+  } while (pageToken);
+  expect(seen).toEqual(values.map((x) => x.v));
+
+  // Another tenant sees none of it; no credentials get nothing.
+  expect((await unary(telemetry, telemetry.getLatest, { deviceIds: [], metrics: [] }, { authorization: b.viewer.authorization })).points).toEqual([]);
+  const other = await unary(telemetry, telemetry.listPoints, { deviceId: 'd1', metrics: [], timeRange: { start: new Date(base), end: new Date(base + 10 * MIN) } }, { authorization: b.admin.authorization });
+  expect(other.points).toEqual([]);
+  await expect(unary(telemetry, telemetry.getLatest, { deviceIds: [], metrics: [] })).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
+  await expect(unary(telemetry, telemetry.queryHistory, { deviceId: 'd1', metrics: [], maxPoints: 0, aggregations: [] }, viewer)).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
+});
+
+/** Collects frames of a live stream. */
+function openLive(authorization: string, request: { deviceIds?: string[]; labels?: Record<string, string>; metrics?: string[] }) {
+  const frames: StreamLiveResponse[] = [];
+  const call = serverStream(telemetry, telemetry.streamLive, { deviceIds: [], labels: {}, metrics: [], ...request }, { authorization });
+  call.on('data', (f: StreamLiveResponse) => frames.push(f));
+  call.on('error', () => undefined);
+  return { call, frames, points: () => frames.flatMap((f) => f.points), dropped: () => frames.reduce((n, f) => n + Number(f.droppedPoints), 0) };
+}
+
+test('live streams get points straight from NATS, filtered by device, labels and tenant', async () => {
+  const byDevice = openLive(a.viewer.authorization, { deviceIds: ['d2'] });
+  const byLabel = openLive(a.viewer.authorization, { labels: { site: 'north' }, metrics: ['speed'] });
+  const otherTenant = openLive(b.viewer.authorization, {});
+  await eventually(() => byDevice.frames.length > 0 && byLabel.frames.length > 0 && otherTenant.frames.length > 0, 'subscribed streams');
+  // Core NATS publishes (also captured by the stream) — live does not wait for the database.
+  world.nc.publish(deviceSubject(a.tenantId, 'd1', 'tel'), jsonPayload({ points: [{ metric: 'speed', numberValue: 1 }, { metric: 'temp', numberValue: 2 }] }));
+  world.nc.publish(deviceSubject(a.tenantId, 'd2', 'tel'), protobufPayload({ points: [{ metric: 'speed', numberValue: 3 }] }));
+  world.nc.publish(deviceSubject(a.tenantId, 'ghost', 'tel'), protobufPayload({ points: [{ metric: 'speed', numberValue: 4 }] }));
+  await eventually(() => byDevice.points().length === 1 && byLabel.points().length === 1, 'live points');
+  expect(byDevice.points().map((p) => [p.deviceId, p.metric, p.value])).toEqual([['d2', 'speed', { numberValue: 3 }]]);
+  expect(byLabel.points().map((p) => [p.deviceId, p.metric, p.value])).toEqual([['d1', 'speed', { numberValue: 1 }]]);
+  expect(otherTenant.points()).toEqual([]);
+  for (const s of [byDevice, byLabel, otherTenant]) s.call.cancel();
+});
+
+test('a slow live client gets frames with dropped_points instead of growing server memory', async () => {
+  const slow = openLive(a.viewer.authorization, { deviceIds: ['d1'], metrics: ['blob'] });
+  await eventually(() => slow.frames.length > 0, 'subscribed stream');
+  slow.call.pause();
+  const total = 4000;
+  const big = 'x'.repeat(2000);
+  for (let m = 0; m < total / 100; m++) {
+    world.nc.publish(deviceSubject(a.tenantId, 'd1', 'tel'), jsonPayload({ points: Array.from({ length: 100 }, (_, i) => ({ metric: 'blob', stringValue: `${m * 100 + i}${big}` })) }));
+  }
+  await world.nc.flush();
+  // The server cannot send, so the per-client buffer (50 points here) overflows and counts what it drops.
+  await eventually(() => world.services[0].stats.live.pointsDropped > 0, 'points dropped for the slow client');
+  slow.call.resume();
+  await eventually(() => slow.points().length + slow.dropped() === total, 'every point delivered or reported dropped');
+  expect(slow.dropped()).toBeGreaterThan(0);
+  // The newest points survive: the last one published is the last one received.
+  const last = slow.points()[slow.points().length - 1];
+  expect(parseInt(last.value!.stringValue!, 10)).toBe(total - 1);
+  slow.call.cancel();
+});
+
+/** Opens StreamAlerts; resolves once the stream is proven live (a probe event published as another replica would arrives). */
+async function openAlertStream(authorization: string, tenantId: string) {
+  const received: Alert[] = [];
+  let probed = false;
+  const call = serverStream(alerts, alerts.streamAlerts, {}, { authorization });
+  call.on('data', (r: StreamAlertsResponse) => {
+    if (r.alert!.id === 'probe') probed = true;
+    else received.push(r.alert!);
+  });
+  call.on('error', () => undefined);
+  await eventually(() => {
+    world.nc.publish(eventSubject(tenantId, 'alert', 'raised'), Alert.encode(Alert.fromPartial({ id: 'probe', tenantId })).finish());
+    return probed;
+  }, 'the alert stream');
+  return { call, received };
+}
+
+test('threshold rules raise after the minimum duration and resolve only past the hysteresis; alerts are listed, acknowledged and streamed', async () => {
+  const operator = { authorization: a.operator.authorization };
+  const rule = {
+    id: '',
+    tenantId: '',
+    name: 'hot',
+    metric: 'temp',
+    deviceIds: ['d2'],
+    labels: {},
+    threshold: { comparison: Comparison.COMPARISON_GREATER_THAN, threshold: 30, hysteresis: 5, duration: { seconds: 10n, nanos: 0 } },
+    severity: Severity.SEVERITY_CRITICAL,
+    enabled: true,
+  };
+  await expect(unary(alerts, alerts.createAlertRule, { rule }, { authorization: a.viewer.authorization })).rejects.toMatchObject({ code: status.PERMISSION_DENIED });
+  await expect(unary(alerts, alerts.createAlertRule, { rule: { ...rule, threshold: { ...rule.threshold, hysteresis: -1 } } }, operator)).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
+  const created = (await unary(alerts, alerts.createAlertRule, { rule }, operator)).rule!;
+  expect(created.id).toMatch(/^[0-9a-f-]{36}$/);
+  expect((await unary(alerts, alerts.getAlertRule, { id: created.id }, { authorization: a.viewer.authorization })).rule!.threshold!.hysteresis).toBe(5);
+  await expect(unary(alerts, alerts.getAlertRule, { id: created.id }, { authorization: b.admin.authorization })).rejects.toMatchObject({ code: status.NOT_FOUND });
+
+  const stream = await openAlertStream(a.viewer.authorization, a.tenantId);
+  const otherStream = await openAlertStream(b.viewer.authorization, b.tenantId);
+
+  const t0 = Date.now() - 60_000;
+  const sample = (dt: number, v: number) => world.nc.publish(deviceSubject(a.tenantId, 'd2', 'tel'), jsonPayload({ points: [{ metric: 'temp', time: new Date(t0 + dt).toISOString(), numberValue: v }] }));
+  // Breach at 0 s, dip at 5 s (resets), breach again from 8 s to 12 s: only 4 s, no alert.
+  sample(0, 35);
+  sample(5_000, 29);
+  sample(8_000, 35);
+  sample(12_000, 36);
+  await world.services[0].stats.alertsIdle();
+  expect((await unary(alerts, alerts.listAlerts, { state: 0, deviceId: '', unacknowledgedOnly: false }, operator)).alerts).toEqual([]);
+  // Still above at 18 s: held 10 s → raised with that value.
+  sample(18_000, 32);
+  await eventually(() => stream.received.length === 1, 'the raised event');
+  expect(stream.received[0]).toMatchObject({ ruleId: created.id, deviceId: 'd2', state: AlertState.ALERT_STATE_RAISED, value: 32, severity: Severity.SEVERITY_CRITICAL });
+  expect(stream.received[0].raiseTime!.getTime()).toBe(t0 + 18_000);
+  // 28 is below 30 but not below 30 − 5: still raised. 24 resolves it.
+  sample(20_000, 28);
+  await world.services[0].stats.alertsIdle();
+  expect(stream.received).toHaveLength(1);
+  sample(22_000, 24);
+  await eventually(() => stream.received.length === 2, 'the resolved event');
+  expect(stream.received[1]).toMatchObject({ id: stream.received[0].id, state: AlertState.ALERT_STATE_RESOLVED });
+  expect(stream.received[1].resolveTime!.getTime()).toBe(t0 + 22_000);
+
+  const listed = await unary(alerts, alerts.listAlerts, { state: AlertState.ALERT_STATE_RESOLVED, deviceId: 'd2', unacknowledgedOnly: true }, { authorization: a.viewer.authorization });
+  expect(listed.alerts.map((x) => x.id)).toEqual([stream.received[0].id]);
+  const acked = await unary(alerts, alerts.acknowledgeAlert, { id: stream.received[0].id }, operator);
+  expect(acked.alert!.acknowledgedBy).toBe(a.operator.userId);
+  await eventually(() => stream.received.length === 3, 'the acknowledged event');
+  expect(stream.received[2].acknowledgeTime).toBeDefined();
+  expect((await unary(alerts, alerts.listAlerts, { state: 0, deviceId: '', unacknowledgedOnly: true }, operator)).alerts).toEqual([]);
+  await expect(unary(alerts, alerts.acknowledgeAlert, { id: stream.received[0].id }, { authorization: b.admin.authorization })).rejects.toMatchObject({ code: status.NOT_FOUND });
+  expect((await unary(alerts, alerts.listAlerts, { state: 0, deviceId: '', unacknowledgedOnly: false }, { authorization: b.admin.authorization })).alerts).toEqual([]);
+  expect(otherStream.received).toEqual([]);
+
+  // Rules CRUD: update with a mask, list, delete.
+  const updated = (await unary(alerts, alerts.updateAlertRule, { rule: { ...created, name: 'very hot', enabled: false }, updateMask: ['name'] }, operator)).rule!;
+  expect(updated).toMatchObject({ name: 'very hot', enabled: true, metric: 'temp' });
+  const listedRules = await unary(alerts, alerts.listAlertRules, { page: { pageSize: 10, pageToken: '' } }, { authorization: a.viewer.authorization });
+  expect(listedRules.rules.map((r) => r.id)).toContain(created.id);
+  await unary(alerts, alerts.deleteAlertRule, { id: created.id }, operator);
+  await expect(unary(alerts, alerts.getAlertRule, { id: created.id }, operator)).rejects.toMatchObject({ code: status.NOT_FOUND });
+  stream.call.cancel();
+  otherStream.call.cancel();
+});
+
+test('no-data rules raise when a device goes quiet and resolve when it speaks again', async () => {
+  const operator = { authorization: a.operator.authorization };
+  const stream = await openAlertStream(a.viewer.authorization, a.tenantId);
+  const created = (
+    await unary(
+      alerts,
+      alerts.createAlertRule,
+      { rule: { id: '', tenantId: '', name: 'silent', metric: 'heartbeat', deviceIds: ['quiet'], labels: {}, noData: { timeout: { seconds: 1n, nanos: 0 } }, severity: Severity.SEVERITY_WARNING, enabled: true } },
+      operator,
+    )
+  ).rule!;
+  await eventually(() => stream.received.length === 1, 'the no-data alert');
+  expect(stream.received[0]).toMatchObject({ ruleId: created.id, deviceId: 'quiet', state: AlertState.ALERT_STATE_RAISED });
+  world.nc.publish(deviceSubject(a.tenantId, 'quiet', 'tel'), jsonPayload({ points: [{ metric: 'heartbeat', numberValue: 1 }] }));
+  await eventually(() => stream.received.length === 2, 'the resolution');
+  expect(stream.received[1]).toMatchObject({ id: stream.received[0].id, state: AlertState.ALERT_STATE_RESOLVED });
+  await unary(alerts, alerts.deleteAlertRule, { id: created.id }, operator);
+  stream.call.cancel();
+});
