@@ -1,0 +1,96 @@
+import { create, DescMessage, fromBinary, MessageInitShape, MessageShape, toBinary } from '@bufbuild/protobuf';
+import { createGrpcWebTransport } from '@connectrpc/connect-node';
+import { Gateway, startGateway } from '../src/gateway';
+import { buildRouteTable, RouteTable } from '../src/route-table';
+
+/** The route table of the generated descriptor set, built once per test file. */
+export const table: RouteTable = buildRouteTable();
+
+/** An address nothing listens on (port 1 is never ours). */
+export const UNREACHABLE = '127.0.0.1:1';
+
+/** Starts a Node gateway on a free port in front of the given services. */
+export async function startTestGateway(upstreams: Partial<Record<'signing' | 'device' | 'monitoring', string>>, corsOrigins = ['*']): Promise<Gateway & { base: string }> {
+  const gateway = await startGateway({
+    table,
+    upstreams: { signing: UNREACHABLE, device: UNREACHABLE, monitoring: UNREACHABLE, ...upstreams },
+    corsOrigins,
+    port: 0,
+  });
+  return { ...gateway, base: `http://127.0.0.1:${gateway.port}` };
+}
+
+/** A gRPC-Web (binary) transport to the gateway, as a browser would use. */
+export function grpcWebTransport(base: string) {
+  return createGrpcWebTransport({ baseUrl: base, httpVersion: '1.1' });
+}
+
+/** What a REST call returned. */
+export interface RestResponse {
+  status: number;
+  json: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  headers: Headers;
+}
+
+/** One REST call with an optional JSON body and Authorization header. */
+export async function rest(base: string, method: string, path: string, options: { body?: unknown; authorization?: string; headers?: Record<string, string> } = {}): Promise<RestResponse> {
+  const headers: Record<string, string> = { ...options.headers };
+  if (options.authorization) headers.authorization = options.authorization;
+  if (options.body !== undefined) headers['content-type'] = 'application/json';
+  const res = await fetch(`${base}${path}`, { method, headers, body: options.body === undefined ? undefined : typeof options.body === 'string' ? options.body : JSON.stringify(options.body) });
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = text ? JSON.parse(text) : undefined;
+  } catch {
+    json = text;
+  }
+  return { status: res.status, json, headers: res.headers };
+}
+
+/** The gRPC-Web frames of a body: messages (flag 0) and the trailer block (flag 0x80). */
+function parseFrames(bytes: Buffer): { messages: Buffer[]; trailers: Record<string, string> } {
+  const messages: Buffer[] = [];
+  const trailers: Record<string, string> = {};
+  let at = 0;
+  while (at + 5 <= bytes.length) {
+    const flag = bytes[at];
+    const length = bytes.readUInt32BE(at + 1);
+    const payload = bytes.subarray(at + 5, at + 5 + length);
+    at += 5 + length;
+    if (flag & 0x80) {
+      for (const line of payload.toString('latin1').split('\r\n')) {
+        const colon = line.indexOf(':');
+        if (colon > 0) trailers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+      }
+    } else messages.push(payload);
+  }
+  return { messages, trailers };
+}
+
+/**
+ * Calls a method with `application/grpc-web-text` by hand (base64 frames in
+ * and out), as older grpc-web clients do; returns the decoded messages and
+ * the trailers.
+ */
+export async function grpcWebText<I extends DescMessage, O extends DescMessage>(
+  base: string,
+  path: string,
+  input: I,
+  output: O,
+  request: MessageInitShape<I>,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; contentType: string | null; messages: MessageShape<O>[]; trailers: Record<string, string> }> {
+  const payload = toBinary(input, create(input, request));
+  const frame = Buffer.alloc(5 + payload.length);
+  frame.writeUInt32BE(payload.length, 1);
+  Buffer.from(payload).copy(frame, 5);
+  const res = await fetch(`${base}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/grpc-web-text', accept: 'application/grpc-web-text', 'x-grpc-web': '1', ...headers },
+    body: frame.toString('base64'),
+  });
+  const text = await res.text();
+  const { messages, trailers } = parseFrames(Buffer.from(text, 'base64'));
+  return { status: res.status, contentType: res.headers.get('content-type'), messages: messages.map((m) => fromBinary(output, m)), trailers };
+}
