@@ -3,10 +3,13 @@ import { Platform, PlatformNeeds } from './platform';
 import { RUN_DIR } from './processes';
 import { ScenarioResult } from './report';
 import { BenchContext, cpuProfileArgs, Scenario, summarizeCpuProfiles } from './scenario';
+import { fanoutScenario } from './scenarios/fanout';
+import { historyScenario } from './scenarios/history';
 import { ingestScenario } from './scenarios/ingest';
+import { liveScenario } from './scenarios/live';
 
 /** Every scenario, in the order `npm run bench` runs them. */
-export const SCENARIOS: Scenario[] = [ingestScenario];
+export const SCENARIOS: Scenario[] = [ingestScenario, liveScenario, historyScenario, fanoutScenario];
 
 /** Where CPU profiles of the services go when profiling. */
 export const PROFILE_DIR = path.join(RUN_DIR, 'profiles');

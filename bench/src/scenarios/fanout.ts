@@ -1,0 +1,132 @@
+import { ClientReadableStream, credentials } from '@grpc/grpc-js';
+import { StreamLiveResponse, TelemetryServiceClient } from '../../../gen/ts/iot/monitoring/v1/telemetry';
+import { DEFAULT_BEHAVIOUR } from '../../../simulator/src/device';
+import { Fleet } from '../../../simulator/src/fleet';
+import { nowMs, PeakSampler, processMemory, sleep } from '../measure';
+import { Platform } from '../platform';
+import { Figure, ScenarioResult } from '../report';
+import { Scenario } from '../scenario';
+import { openLiveStream } from './live';
+import { connect } from 'nats';
+
+interface FanoutSize {
+  streams: number;
+  channels: number;
+  devices: number;
+  pointsPerS: number;
+  seconds: number;
+}
+
+function memoryProbes(platform: Platform): Record<string, () => number | undefined> {
+  return Object.fromEntries(Object.entries(platform.pids()).map(([name, pid]) => [name, () => processMemory(pid)?.rss]));
+}
+
+function mb(bytes: number | undefined): number {
+  return (bytes ?? 0) / 1e6;
+}
+
+/**
+ * Scenario 6: live fan-out. Many concurrent StreamLive calls (over several
+ * HTTP/2 connections) watch the same devices while a fleet publishes;
+ * counted: frames and points delivered per second, points dropped for slow
+ * readers, and the memory of every process. Baseline: as many plain NATS
+ * subscriptions receiving the same traffic.
+ */
+export const fanoutScenario: Scenario = {
+  name: 'fanout',
+  title: 'live fan-out: concurrent StreamLive streams on the same devices',
+  async run(ctx) {
+    const platform = await ctx.platform();
+    const size: FanoutSize = ctx.smoke
+      ? { streams: 20, channels: 2, devices: 5, pointsPerS: 200, seconds: 2 }
+      : { streams: 500, channels: 10, devices: 50, pointsPerS: 1000, seconds: 20 };
+    const figures: Figure[] = [];
+    const notes: string[] = [];
+    const result: ScenarioResult = { scenario: 'fanout', title: this.title, parameters: { ...size, pointsPerMessage: 5 }, figures, notes };
+    const tenantId = platform.tenantId;
+    const ids = Array.from({ length: size.devices }, (_, i) => `fan-${i + 1}`);
+    await platform.registerDevices(tenantId, ids);
+    const fleet = new Fleet(ids.map((deviceId) => ({ tenantId, deviceId })), {
+      behaviour: { ...DEFAULT_BEHAVIOUR, transport: 'nats', url: platform.nats.url, encoding: 'protobuf', rate: size.pointsPerS / size.devices / 5, points: 5, interactive: false, trace: false },
+    });
+    const clients = Array.from(
+      { length: size.channels },
+      () => new TelemetryServiceClient(platform.monitoring!.address, credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }),
+    );
+    const streams: ClientReadableStream<StreamLiveResponse>[] = [];
+    let counting = false;
+    let frames = 0;
+    let points = 0;
+    let dropped = 0;
+    const onFrame = (frame: StreamLiveResponse) => {
+      if (!counting) return;
+      frames++;
+      points += frame.points.length;
+      dropped += Number(frame.droppedPoints);
+    };
+    const idle = new PeakSampler(memoryProbes(platform));
+    idle.stop();
+    try {
+      ctx.log(`  opening ${size.streams} live streams…`);
+      const openStarted = nowMs();
+      for (let i = 0; i < size.streams; i += 50) {
+        const opened = await Promise.all(
+          Array.from({ length: Math.min(50, size.streams - i) }, (_, j) => openLiveStream(clients[(i + j) % clients.length], platform.authorization!, { deviceIds: ids }, onFrame)),
+        );
+        streams.push(...opened);
+      }
+      const openS = (nowMs() - openStarted) / 1000;
+      await fleet.connect();
+      fleet.start();
+      await sleep(ctx.smoke ? 500 : 2000);
+      const memory = new PeakSampler(memoryProbes(platform));
+      counting = true;
+      const sentBefore = fleet.stats.sentPoints;
+      const started = nowMs();
+      await sleep(size.seconds * 1000);
+      counting = false;
+      const seconds = (nowMs() - started) / 1000;
+      const sent = fleet.stats.sentPoints - sentBefore;
+      const peaks = memory.stop();
+      for (const s of streams) s.cancel();
+      streams.length = 0;
+
+      // Baseline: the same traffic to as many plain NATS subscriptions (one connection per channel, like the gRPC side).
+      const ncs = await Promise.all(Array.from({ length: size.channels }, () => connect({ servers: platform.nats.url })));
+      let rawPoints = 0;
+      let rawCounting = false;
+      for (let i = 0; i < size.streams; i++) {
+        ncs[i % ncs.length].subscribe(`iot.${tenantId}.dev.*.tel`, {
+          callback: (err, msg) => {
+            if (!err && rawCounting && msg.subject.includes('.fan-')) rawPoints += 5;
+          },
+        });
+      }
+      await Promise.all(ncs.map((nc) => nc.flush()));
+      await sleep(ctx.smoke ? 200 : 1000);
+      rawCounting = true;
+      const rawStarted = nowMs();
+      const rawSentBefore = fleet.stats.sentPoints;
+      await sleep(size.seconds * 1000);
+      rawCounting = false;
+      const rawSeconds = (nowMs() - rawStarted) / 1000;
+      const rawSent = fleet.stats.sentPoints - rawSentBefore;
+      await Promise.all(ncs.map((nc) => nc.close()));
+
+      const expected = (sent / seconds) * size.streams;
+      figures.push(
+        { measure: `frames/s over ${size.streams} streams`, value: frames / seconds, unit: 'frames/s' },
+        { measure: 'points/s delivered (all streams)', value: points / seconds, unit: 'pts/s', baseline: `${size.streams} raw NATS subscriptions`, baselineValue: rawPoints / rawSeconds },
+        { measure: 'share of published points delivered', value: expected ? (points / seconds) / expected : 0, unit: '', baseline: 'raw NATS', baselineValue: rawSent ? rawPoints / (rawSent * size.streams) : 0 },
+        { measure: 'monitoring RSS with streams open', value: mb(peaks.get('monitoring')), unit: 'MB', baseline: 'before the streams opened', baselineValue: mb(idle.peaks.get('monitoring')) },
+      );
+      notes.push(`${size.streams} streams opened in ${openS.toFixed(1)} s over ${size.channels} HTTP/2 connections; fleet ${Math.round(sent / seconds)} pts/s; ${dropped} points dropped for slow readers`);
+      notes.push(`peak RSS during the run: ${[...peaks.entries()].map(([n, v]) => `${n} ${Math.round(mb(v))} MB`).join(', ')}`);
+    } finally {
+      for (const s of streams) s.cancel();
+      await fleet.stop();
+      for (const c of clients) c.close();
+    }
+    return result;
+  },
+};
