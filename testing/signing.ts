@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import { insecureClient, Role, unary } from '../services/runtime/src';
 import { ApiKeyServiceClient } from '../gen/ts/iot/signing/v1/api_keys';
+import { AuditServiceClient } from '../gen/ts/iot/signing/v1/audit';
 import { AuthServiceClient } from '../gen/ts/iot/signing/v1/auth';
 import { TenantServiceClient } from '../gen/ts/iot/signing/v1/tenants';
 import { UserServiceClient } from '../gen/ts/iot/signing/v1/users';
@@ -57,7 +58,7 @@ export interface TestSigning {
   createTenant(name?: string): Promise<TestTenant>;
   /** Logs a user in again (fresh tokens). */
   login(tenantName: string, email: string, password: string): Promise<TestUser>;
-  clients: { auth: AuthServiceClient; tenants: TenantServiceClient; users: UserServiceClient; apiKeys: ApiKeyServiceClient };
+  clients: { auth: AuthServiceClient; tenants: TenantServiceClient; users: UserServiceClient; apiKeys: ApiKeyServiceClient; audit: AuditServiceClient };
   service: TestService<typeof signingEnv>;
   database: TestDatabase;
   stop(): Promise<void>;
@@ -110,6 +111,7 @@ export async function startSigningForTest(options: StartSigningOptions = {}): Pr
     tenants: insecureClient(TenantServiceClient, address),
     users: insecureClient(UserServiceClient, address),
     apiKeys: insecureClient(ApiKeyServiceClient, address),
+    audit: insecureClient(AuditServiceClient, address),
   };
 
   async function login(tenantName: string, email: string, password: string): Promise<TestUser> {

@@ -50,11 +50,18 @@ function refreshToken(row: any): RefreshTokenRecord {
   };
 }
 
-/** Keyset condition "after (create_time, id)" for ascending pages. */
+/**
+ * Page order and keyset condition "after (create_time, id)". Cursors carry
+ * JavaScript dates (milliseconds) while PostgreSQL keeps microseconds, so
+ * both order and comparison use the time truncated to milliseconds.
+ */
+const PAGE_KEY = "date_trunc('milliseconds', create_time), id";
+const PAGE_ORDER = `ORDER BY ${PAGE_KEY}`;
+
 function after(cursor: Cursor | undefined, params: unknown[]): string {
   if (!cursor) return '';
   params.push(cursor[0], cursor[1]);
-  return ` AND (create_time, id) > ($${params.length - 1}::timestamptz, $${params.length}::uuid)`;
+  return ` AND (${PAGE_KEY}) > ($${params.length - 1}::timestamptz, $${params.length}::uuid)`;
 }
 
 /** The SQL of the identity data. Every query of tenant data names the tenant. */
@@ -83,7 +90,7 @@ export const identityStore = {
     const params: unknown[] = [];
     const where = after(cursor, params);
     params.push(limit);
-    const { rows } = await db.query(`SELECT ${TENANT_COLUMNS} FROM tenants WHERE true${where} ORDER BY create_time, id LIMIT $${params.length}`, params);
+    const { rows } = await db.query(`SELECT ${TENANT_COLUMNS} FROM tenants WHERE true${where} ${PAGE_ORDER} LIMIT $${params.length}`, params);
     return rows.map(tenant);
   },
 
@@ -109,7 +116,7 @@ export const identityStore = {
     const params: unknown[] = [tenantId];
     const where = after(cursor, params);
     params.push(limit);
-    const { rows } = await db.query(`SELECT ${USER_COLUMNS} FROM users WHERE tenant_id = $1${where} ORDER BY create_time, id LIMIT $${params.length}`, params);
+    const { rows } = await db.query(`SELECT ${USER_COLUMNS} FROM users WHERE tenant_id = $1${where} ${PAGE_ORDER} LIMIT $${params.length}`, params);
     return rows.map(user);
   },
 
@@ -173,7 +180,7 @@ export const identityStore = {
     const params: unknown[] = [tenantId];
     const where = after(cursor, params);
     params.push(limit);
-    const { rows } = await db.query(`SELECT ${API_KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1${where} ORDER BY create_time, id LIMIT $${params.length}`, params);
+    const { rows } = await db.query(`SELECT ${API_KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1${where} ${PAGE_ORDER} LIMIT $${params.length}`, params);
     return rows.map(apiKey);
   },
 
