@@ -114,9 +114,14 @@ function checkJsonShape(json: unknown): string | undefined {
   return undefined;
 }
 
+/** Which of the two encodings a payload uses: JSON when its first non-space byte is `{`. */
+export function payloadEncoding(data: Uint8Array): 'json' | 'protobuf' {
+  return firstNonSpace(data) === 0x7b ? 'json' : 'protobuf';
+}
+
 /** Decodes binary Protobuf or canonical proto3 JSON (first non-space byte `{`). */
 function parsePayload(data: Uint8Array): Telemetry | string {
-  if (firstNonSpace(data) === 0x7b) {
+  if (payloadEncoding(data) === 'json') {
     let json: unknown;
     try {
       json = JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8'));

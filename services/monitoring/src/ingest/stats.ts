@@ -23,8 +23,12 @@ export class IngestStats {
   /** Messages waiting in this replica for the writer. */
   queued = 0;
 
+  /** Called for each message taken from the stream. */
+  onMessage?: (encoding: 'json' | 'protobuf') => void;
   /** Called after each committed batch, for whoever wants a histogram. */
   onBatch?: (points: number, millis: number) => void;
+  /** Called for each failed write attempt. */
+  onWriteFailure?: () => void;
   /** Called for each dead letter. */
   onDeadLetter?: (reason: DeadLetterReason) => void;
 

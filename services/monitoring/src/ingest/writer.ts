@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../../runtime/src';
 import type { PointRow, TelemetryStore } from '../store/telemetry-store';
 import { publishDeadLetter } from './dead-letters';
-import { AcceptedTelemetry, decodeTelemetry, DeviceLookup, IngestLimits } from './decode';
+import { AcceptedTelemetry, decodeTelemetry, DeviceLookup, IngestLimits, payloadEncoding } from './decode';
 import type { IngestStats } from './stats';
 
 /** How the writer batches. */
@@ -60,6 +60,7 @@ export class TelemetryWriter {
       callback: (msg) => {
         this.queue.push(msg);
         this.deps.stats.messagesReceived++;
+        this.deps.stats.onMessage?.(payloadEncoding(msg.data));
         this.deps.stats.queued = this.queue.length;
         if (this.queue.length === 1 || this.queue.length >= options.batchMax) this.wake?.();
       },
@@ -121,6 +122,7 @@ export class TelemetryWriter {
         return await fn();
       } catch (err) {
         this.deps.stats.writeFailures++;
+        this.deps.stats.onWriteFailure?.();
         this.deps.log.warn({ err: (err as Error).message, retryInMs: delay }, `${what} failed; holding the batch and retrying`);
         if (!this.running) return undefined;
         await sleep(delay);

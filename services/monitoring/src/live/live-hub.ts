@@ -21,6 +21,7 @@ export class LiveStats {
   pointsDropped = 0;
   onFrame?: () => void;
   onDropped?: (points: number) => void;
+  onStreams?: (open: number) => void;
 }
 
 /**
@@ -116,6 +117,7 @@ export class LiveHub {
     const client = new LiveClient(tenantId, filter, this.capacity, this.stats, (c) => this.remove(c));
     tenant.clients.add(client);
     this.stats.openStreams++;
+    this.stats.onStreams?.(this.stats.openStreams);
     return client;
   }
 
@@ -127,6 +129,7 @@ export class LiveHub {
   private remove(client: LiveClient): void {
     const tenant = this.tenants.get(client.tenantId);
     this.stats.openStreams--;
+    this.stats.onStreams?.(this.stats.openStreams);
     if (!tenant) return;
     tenant.clients.delete(client);
     if (tenant.clients.size === 0) {
