@@ -20,8 +20,8 @@ const COMMIT_SECONDS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.
 /** Telemetry ingest: consumer, validation and the batched writer (monitoring). */
 export function ingestMetrics() {
   return {
-    /** Telemetry messages taken off the stream. */
-    messages: metrics.counter('iot_ingest_messages_total', 'Telemetry messages consumed from the stream.'),
+    /** Telemetry messages taken off the stream, by payload encoding (`protobuf`, `json`). */
+    messages: metrics.counter('iot_ingest_messages_total', 'Telemetry messages consumed from the stream, by payload encoding.', ['encoding']),
     /** Points durably committed to the telemetry store. */
     points: metrics.counter('iot_ingest_points_total', 'Telemetry points committed to the store.'),
     /** Messages sent to the dead-letter subject, by reason (`malformed`, `unknown_device`, `oversize`, …). */
@@ -32,12 +32,14 @@ export function ingestMetrics() {
     commitSeconds: metrics.histogram('iot_writer_commit_seconds', 'Seconds to write and commit one batch.', [], COMMIT_SECONDS_BUCKETS),
     /** Batches that failed to commit (messages are redelivered). */
     commitFailures: metrics.counter('iot_writer_commit_failures_total', 'Batches whose commit failed; their messages are redelivered.'),
-    /** Messages not yet delivered to the durable consumer (JetStream num_pending): the ingest lag. */
+    /**
+     * Messages not yet delivered to the durable consumer (JetStream num_pending):
+     * the ingest lag. Only replicas running the writer set it, so
+     * `absent(iot_consumer_pending_messages)` means no writer runs.
+     */
     consumerPending: metrics.gauge('iot_consumer_pending_messages', 'Messages in the stream not yet delivered to the consumer.', ['stream', 'consumer']),
     /** Delivered but not yet acknowledged messages (JetStream num_ack_pending). */
     consumerAckPending: metrics.gauge('iot_consumer_ack_pending_messages', 'Messages delivered to the consumer and not yet acknowledged.', ['stream', 'consumer']),
-    /** Messages received by this replica and waiting for the writer. */
-    queued: metrics.gauge('iot_writer_queued_messages', 'Messages received by this writer replica and not yet written.'),
   };
 }
 

@@ -9,5 +9,3 @@ export * from './pg-pool-metrics';
 export * from './log-trace-fields';
 export * from './nats-tracing';
 export * from './telemetry-flush';
-export * from './jetstream-metrics';
-export * from './stats-binding';

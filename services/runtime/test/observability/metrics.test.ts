@@ -3,8 +3,7 @@ import { DeviceServiceClient } from '../../../../gen/ts/iot/device/v1/device';
 import { TwinServiceClient } from '../../../../gen/ts/iot/device/v1/twin';
 import { createTestDatabase, TestDatabase } from '../../../../testing/postgres';
 import { startTestService, TestService } from '../../../../testing/services';
-import { connect } from 'nats';
-import { exportIngestCounters, exportLiveCounters, ingestMetrics, insecureClient, metrics, observeJetStreamConsumer, serverStream, unary } from '../../src';
+import { ingestMetrics, insecureClient, metrics, serverStream, unary } from '../../src';
 import { echoService } from '../fixtures/echo-service';
 import { sampleValue, scrape } from './prometheus-text';
 
@@ -110,43 +109,6 @@ describe('Prometheus metrics of a service', () => {
     expect(families.get('nodejs_eventloop_lag_seconds')).toBe('gauge');
     expect(sampleValue(samples, 'iot_dead_letters_total', { reason: 'malformed' })).toBe(2);
     expect(sampleValue(samples, 'iot_db_pool_connections', { pool: 'echo_test', state: 'total' })).toBeGreaterThan(0);
-  });
-
-  it('exports a pipeline\'s plain counters and a JetStream consumer\'s backlog', async () => {
-    const stats = { messagesReceived: 7, pointsCommitted: 30, writeFailures: 1, queued: 2, deadLetters: { malformed: 3, oversize: 0 } as Record<string, number>, onBatch: undefined as ((p: number, ms: number) => void) | undefined };
-    exportIngestCounters(stats);
-    stats.onBatch!(30, 12);
-    const live = { openStreams: 2, framesSent: 5, pointsDropped: 1 };
-    exportLiveCounters(live);
-
-    const nc = await connect({ servers: 'nats://127.0.0.1:4222' });
-    const jsm = await nc.jetstreamManager();
-    const stream = `OBS_TEST_${Date.now()}`;
-    await jsm.streams.add({ name: stream, subjects: [`${stream}.>`] });
-    await jsm.consumers.add(stream, { durable_name: 'writer', ack_policy: 'explicit' as never });
-    const js = nc.jetstream();
-    for (let i = 0; i < 4; i++) await js.publish(`${stream}.x`, new Uint8Array([i]));
-    const unobserve = observeJetStreamConsumer(jsm, stream, 'writer');
-    try {
-      const { samples } = await scrape(metricsPort);
-      expect(sampleValue(samples, 'iot_ingest_messages_total', {})).toBe(7);
-      expect(sampleValue(samples, 'iot_ingest_points_total', {})).toBe(30);
-      expect(sampleValue(samples, 'iot_dead_letters_total', { reason: 'malformed' })).toBe(3);
-      expect(sampleValue(samples, 'iot_dead_letters_total', { reason: 'oversize' })).toBe(0);
-      expect(sampleValue(samples, 'iot_writer_queued_messages', {})).toBe(2);
-      expect(sampleValue(samples, 'iot_writer_batch_size_sum', {})).toBe(30);
-      expect(sampleValue(samples, 'iot_writer_commit_seconds_count', {})).toBe(1);
-      expect(sampleValue(samples, 'iot_live_streams', {})).toBe(2);
-      expect(sampleValue(samples, 'iot_live_points_dropped_total', {})).toBe(1);
-      expect(sampleValue(samples, 'iot_consumer_pending_messages', { stream, consumer: 'writer' })).toBe(4);
-      // Totals follow the source between scrapes.
-      stats.messagesReceived = 9;
-      expect(sampleValue((await scrape(metricsPort)).samples, 'iot_ingest_messages_total', {})).toBe(9);
-    } finally {
-      unobserve();
-      await jsm.streams.delete(stream);
-      await nc.close();
-    }
   });
 
   it('stops serving /metrics when the service stops', async () => {
