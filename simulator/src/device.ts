@@ -16,6 +16,11 @@ import { createSensor, PointSource, ProfileName } from './profiles';
 import { Random, seedOf } from './random';
 import { FleetStats } from './stats';
 
+/** Where a device that cannot answer a NATS request (MQTT) publishes its CommandReply (as the device service expects). */
+export function commandReplySubject(tenantId: string, deviceId: string): string {
+  return `${deviceSubject(tenantId, deviceId, 'cmd')}.reply`;
+}
+
 /** Who a virtual device is and how it may connect (from provisioning or a credentials file). */
 export interface DeviceIdentity {
   tenantId: string;
@@ -310,7 +315,9 @@ export class VirtualDevice {
   private onCommand(payload: Uint8Array, reply: string | undefined): void {
     const { reply: answer, encoding, after } = this.handleCommand(payload);
     this.stats.commands++;
-    if (reply) this.link.respond(reply, encodeCommandReply(answer, encoding));
+    // A NATS device answers the request itself; an MQTT device cannot see reply subjects and
+    // publishes its answer on `<cmd subject>.reply`, where the device service matches it by command id.
+    this.link.respond(reply ?? commandReplySubject(this.identity.tenantId, this.identity.deviceId), encodeCommandReply(answer, encoding));
     after?.();
   }
 

@@ -197,3 +197,19 @@ describe('faults on the wire', () => {
     expect(fleet.stats.faults.malformed).toBeGreaterThan(0);
   });
 });
+
+describe('commands over MQTT', () => {
+  it('publishes the CommandReply on the command reply subject, since MQTT has no reply subjects', async () => {
+    const tenant = 't-mqtt-cmd';
+    const fleet = new Fleet(identities(tenant, 1), { behaviour: behaviour({ transport: 'mqtt', url: server.mqttUrl, rate: 1 }) });
+    await fleet.connect();
+    try {
+      const request = Buffer.from(JSON.stringify(CommandRequest.toJSON({ commandId: 'm-1', name: 'ping' })));
+      const replies = await receive(`iot.${tenant}.dev.d-1.cmd.reply`, async () => nc.publish(`iot.${tenant}.dev.d-1.cmd`, request), (m) => m.length >= 1);
+      const reply = CommandReply.fromJSON(JSON.parse(Buffer.from(replies[0].data).toString()));
+      expect(reply).toMatchObject({ commandId: 'm-1', ok: true });
+    } finally {
+      await fleet.stop();
+    }
+  });
+});
