@@ -56,6 +56,7 @@ function parseFrames(bytes: Buffer): { messages: Buffer[]; trailers: Record<stri
   while (at + 5 <= bytes.length) {
     const flag = bytes[at];
     const length = bytes.readUInt32BE(at + 1);
+    if (at + 5 + length > bytes.length) break; // the rest has not arrived yet
     const payload = bytes.subarray(at + 5, at + 5 + length);
     at += 5 + length;
     if (flag & 0x80) {
@@ -93,4 +94,52 @@ export async function grpcWebText<I extends DescMessage, O extends DescMessage>(
   const text = await res.text();
   const { messages, trailers } = parseFrames(Buffer.from(text, 'base64'));
   return { status: res.status, contentType: res.headers.get('content-type'), messages: messages.map((m) => fromBinary(output, m)), trailers };
+}
+
+/**
+ * Opens a server stream with `application/grpc-web-text` by hand and reads
+ * base64 frames as they arrive until `enough(messages)`, then cancels.
+ */
+export async function grpcWebTextStream<I extends DescMessage, O extends DescMessage>(
+  base: string,
+  path: string,
+  input: I,
+  output: O,
+  request: MessageInitShape<I>,
+  headers: Record<string, string>,
+  enough: (messages: MessageShape<O>[]) => boolean,
+  onOpen: () => Promise<void>,
+): Promise<{ contentType: string | null; messages: MessageShape<O>[] }> {
+  const payload = toBinary(input, create(input, request));
+  const frame = Buffer.alloc(5 + payload.length);
+  frame.writeUInt32BE(payload.length, 1);
+  Buffer.from(payload).copy(frame, 5);
+  const abort = new AbortController();
+  const res = await fetch(`${base}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/grpc-web-text', accept: 'application/grpc-web-text', 'x-grpc-web': '1', ...headers },
+    body: frame.toString('base64'),
+    signal: abort.signal,
+  });
+  const reader = res.body!.getReader();
+  let text = '';
+  const messages: MessageShape<O>[] = [];
+  let opened = false;
+  try {
+    while (!enough(messages)) {
+      if (!opened) {
+        opened = true;
+        await onOpen();
+      }
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += Buffer.from(value).toString('latin1');
+      const whole = text.length - (text.length % 4);
+      const { messages: raw } = parseFrames(Buffer.from(text.slice(0, whole), 'base64'));
+      messages.splice(0, messages.length, ...raw.map((m) => fromBinary(output, m)));
+    }
+  } finally {
+    abort.abort();
+  }
+  return { contentType: res.headers.get('content-type'), messages };
 }
