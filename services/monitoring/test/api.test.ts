@@ -1,4 +1,5 @@
 import { status } from '@grpc/grpc-js';
+import mqtt from 'mqtt';
 import { AlertServiceClient, AlertState, Comparison, Severity, StreamAlertsResponse, Alert } from '../../../gen/ts/iot/monitoring/v1/alerts';
 import { Aggregation, StreamLiveResponse, TelemetryServiceClient } from '../../../gen/ts/iot/monitoring/v1/telemetry';
 import { deviceSubject, eventSubject, insecureClient, serverStream, unary } from '../../runtime/src';
@@ -134,6 +135,33 @@ test('a slow live client gets frames with dropped_points instead of growing serv
   const last = slow.points()[slow.points().length - 1];
   expect(parseInt(last.value!.stringValue!, 10)).toBe(total - 1);
   slow.call.cancel();
+});
+
+test('end to end: a device publishes over MQTT, a live stream sees it, history and latest return it', async () => {
+  const live = openLive(a.viewer.authorization, { deviceIds: ['d1'], metrics: ['e2e'] });
+  await eventually(() => live.frames.length > 0, 'subscribed stream');
+  const device = await mqtt.connectAsync(world.nats.mqttUrl, { protocolVersion: 4, clientId: `e2e-${a.tenantId}`, reconnectPeriod: 0 });
+  const t0 = Date.now() - 10_000;
+  try {
+    await device.publishAsync(`iot/${a.tenantId}/dev/d1/tel`, Buffer.from(jsonPayload({ messageId: 'e2e-1', points: [{ metric: 'e2e', time: new Date(t0).toISOString(), numberValue: 1.25 }] })), { qos: 1 });
+    await device.publishAsync(`iot/${a.tenantId}/dev/d1/tel`, Buffer.from(protobufPayload({ messageId: 'e2e-2', points: [{ metric: 'e2e', time: new Date(t0 + 1000), numberValue: 2.75 }] })), { qos: 1 });
+  } finally {
+    await device.endAsync();
+  }
+  await eventually(() => live.points().length === 2, 'both points live');
+  expect(live.points().map((p) => p.value!.numberValue)).toEqual([1.25, 2.75]);
+  live.call.cancel();
+  const viewer = { authorization: a.viewer.authorization };
+  const latest = await eventually(async () => {
+    const r = await unary(telemetry, telemetry.getLatest, { deviceIds: ['d1'], metrics: ['e2e'] }, viewer);
+    return r.points.length === 1 && r.points[0].value!.numberValue === 2.75 && r;
+  }, 'the latest value');
+  expect(latest && latest.points[0].time!.getTime()).toBe(t0 + 1000);
+  const history = await eventually(async () => {
+    const r = await unary(telemetry, telemetry.queryHistory, { deviceId: 'd1', metrics: ['e2e'], timeRange: { start: new Date(t0 - 1000), end: new Date(t0 + 5000) }, maxPoints: 1, aggregations: [Aggregation.AGGREGATION_SUM] }, viewer);
+    return r.series[0].buckets.length === 1 && r.series[0].buckets[0].count === 2n && r;
+  }, 'history with both points');
+  expect(history && history.series[0].buckets[0].value).toBe(4);
 });
 
 /** Opens StreamAlerts; resolves once the stream is proven live (a probe event published as another replica would arrives). */
