@@ -92,3 +92,19 @@ test('the writer holds the batch while the database is down, JetStream keeps the
   await eventually(async () => (await world.rowCount(t)) === 301, 'the backlog to drain', 30_000);
   expect(await distinctRows(t)).toEqual({ total: 301, distinct: 301 });
 });
+
+test('the writer carries on after the NATS server is killed and restarted, storing everything once', async () => {
+  const t = newTenant();
+  await world.registerDevice(t, 'd1');
+  for (let i = 0; i < 100; i++) await world.publish(t, 'd1', jsonPayload({ messageId: `before-${i}`, points: [{ metric: 'temp', numberValue: i }] }));
+  await world.nats.kill();
+  await world.nats.restart();
+  // Publishing waits for the client to reconnect.
+  await eventually(async () => {
+    await world.publish(t, 'd1', jsonPayload({ messageId: 'after-0', points: [{ metric: 'temp', numberValue: -1 }] }));
+    return true;
+  }, 'a publish after the restart');
+  for (let i = 1; i < 100; i++) await world.publish(t, 'd1', jsonPayload({ messageId: `after-${i}`, points: [{ metric: 'temp', numberValue: -1 - i }] }));
+  await eventually(async () => (await world.rowCount(t)) === 200, 'all 200 rows', 40_000);
+  expect(await distinctRows(t)).toEqual({ total: 200, distinct: 200 });
+});

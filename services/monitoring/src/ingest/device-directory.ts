@@ -2,6 +2,9 @@ import type { KV, NatsConnection, QueuedIterator, KvEntry } from 'nats';
 import { DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey, DeviceDirectoryEntry, isSubjectToken, Logger } from '../../../runtime/src';
 import type { DeviceLookup } from './decode';
 
+/** How long a device found missing is not looked up again (a directory update clears it at once). */
+const NEGATIVE_CACHE_MS = 2000;
+
 /**
  * The device directory (KV bucket `IOT_DEVICES`, written by the device
  * service) watched into memory, so validation needs no lookup per message.
@@ -10,6 +13,8 @@ import type { DeviceLookup } from './decode';
  */
 export class DeviceDirectory implements DeviceLookup {
   private readonly entries = new Map<string, DeviceDirectoryEntry>();
+  /** Keys recently looked up and not found, so a flood from an unknown device costs one lookup per few seconds. */
+  private readonly missing = new Map<string, number>();
   private watcher?: QueuedIterator<KvEntry>;
 
   private constructor(
@@ -39,6 +44,7 @@ export class DeviceDirectory implements DeviceLookup {
   }
 
   private apply(entry: KvEntry): void {
+    this.missing.delete(entry.key);
     if (entry.operation === 'DEL' || entry.operation === 'PURGE') {
       this.entries.delete(entry.key);
       return;
@@ -67,8 +73,15 @@ export class DeviceDirectory implements DeviceLookup {
     const known = this.get(tenantId, deviceId);
     if (known) return known;
     if (!isSubjectToken(tenantId) || !isSubjectToken(deviceId)) return undefined;
-    const entry = await this.kv.get(deviceDirectoryKey(tenantId, deviceId));
-    if (!entry || entry.operation !== 'PUT') return undefined;
+    const key = deviceDirectoryKey(tenantId, deviceId);
+    const until = this.missing.get(key);
+    if (until !== undefined && until > Date.now()) return undefined;
+    const entry = await this.kv.get(key);
+    if (!entry || entry.operation !== 'PUT') {
+      if (this.missing.size > 100_000) this.missing.clear();
+      this.missing.set(key, Date.now() + NEGATIVE_CACHE_MS);
+      return undefined;
+    }
     const parsed = this.parse(entry);
     if (parsed) this.entries.set(entry.key, parsed);
     return parsed;
