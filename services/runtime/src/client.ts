@@ -1,5 +1,5 @@
 import { CallOptions, ChannelCredentials, Client, ClientOptions, ClientReadableStream, Metadata, ServiceError as GrpcServiceError } from '@grpc/grpc-js';
-import { grpcClientMetrics } from './observability/grpc-client-metrics';
+import { ClientMethods, grpcClientMetrics } from './observability/grpc-client-metrics';
 
 /** Deadline for calls that do not say otherwise. */
 export const DEFAULT_DEADLINE_MS = 10_000;
@@ -59,6 +59,7 @@ export function insecureClient<C extends Client>(
   address: string,
   settings: ClientSettings = {},
 ): C {
-  const interceptors = [...(settings.metrics === false ? [] : [grpcClientMetrics()]), ...(settings.options?.interceptors ?? [])];
+  const methods = (ClientClass as { service?: ClientMethods }).service;
+  const interceptors = [...(settings.metrics === false ? [] : [grpcClientMetrics(methods)]), ...(settings.options?.interceptors ?? [])];
   return new ClientClass(address, ChannelCredentials.createInsecure(), { ...settings.options, interceptors });
 }

@@ -15,14 +15,26 @@ export function grpcClientMetricSet() {
   };
 }
 
+/** The method table of a generated client class (`ClientClass.service`). */
+export type ClientMethods = Record<string, { path: string; requestStream: boolean; responseStream: boolean }>;
+
 /**
  * A grpc-js client interceptor recording `grpc_client_started_total`,
  * `grpc_client_handled_total{grpc_code}`, `grpc_client_handling_seconds` and
  * message counts. Pass it in a client's `interceptors` option; the runtime's
- * `insecureClient` adds it by default.
+ * `insecureClient` adds it by default. With the client's method table, every
+ * method is initialised at zero, so a process that holds a client exports the
+ * series before its first call.
  */
-export function grpcClientMetrics(): Interceptor {
+export function grpcClientMetrics(methods?: ClientMethods): Interceptor {
   const m = grpcClientMetricSet();
+  for (const method of Object.values(methods ?? {})) {
+    const [grpc_service, grpc_method] = splitMethodPath(method.path);
+    const labels = { grpc_type: grpcType(method.requestStream, method.responseStream), grpc_service, grpc_method };
+    m.started.inc(labels, 0);
+    m.handled.inc({ ...labels, grpc_code: 'OK' }, 0);
+    m.handling.zero(labels);
+  }
   return (options: InterceptorOptions, nextCall: NextCall) => {
     const definition = options.method_definition;
     const [grpc_service, grpc_method] = splitMethodPath(definition.path);

@@ -36,6 +36,8 @@ describe('Prometheus metrics of a service', () => {
     expect(samples.some((s) => s.name === 'grpc_server_started_total' && s.labels.grpc_method === 'WatchDevices' && s.labels.grpc_type === 'server_stream')).toBe(true);
     expect(samples.some((s) => s.name === 'grpc_server_handling_seconds_count' && s.labels.grpc_method === 'CreateDevice')).toBe(true);
     expect(sampleValue(samples, 'grpc_server_handled_total', { ...watch, grpc_code: 'OK' })).toBe(0);
+    // A client made by insecureClient exports its methods at zero too.
+    expect(samples.some((s) => s.name === 'grpc_client_handled_total' && s.labels.grpc_service === 'iot.device.v1.TwinService' && s.labels.grpc_method === 'UpdateDesired' && s.value === 0)).toBe(true);
   });
 
   it('counts started and handled calls by status code and observes latency', async () => {
