@@ -69,8 +69,14 @@ export async function runStack(components: Component[], config: UpConfig, out: (
     aborter.abort();
     wake();
   };
+  let firstSignalAt = 0;
   const onSignal = (signal: NodeJS.Signals) => {
-    if (++signals === 1) return requestStop(`${signal} received`);
+    if (++signals === 1) {
+      firstSignalAt = Date.now();
+      return requestStop(`${signal} received`);
+    }
+    // `npm run up` forwards the terminal's Ctrl-C, which reached us too: one press, two signals.
+    if (Date.now() - firstSignalAt < 1000) return;
     out(`${signal} again: killing what is left`);
     for (const proc of processes) proc.kill();
     process.exit(1);
