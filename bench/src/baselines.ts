@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { credentials, Client as GrpcClient, Metadata } from '@grpc/grpc-js';
-import { connect, headers, JetStreamClient, PubAck, StorageType } from 'nats';
+import { connect, ConnectionOptions, headers, JetStreamClient, PubAck, StorageType } from 'nats';
 import { Client } from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { repoPath } from '../../services/runtime/src/repo-paths';
@@ -66,8 +66,8 @@ export async function rawCopyRate(databaseUrl: string, durationMs: number, rowsP
  * duplicate window (like the telemetry stream), messages of the given
  * payload with a `Nats-Msg-Id`, up to `window` publish acks outstanding.
  */
-export async function rawJetStreamRate(natsUrl: string, payload: Uint8Array, durationMs: number, window = 512): Promise<Rate> {
-  const nc = await connect({ servers: natsUrl });
+export async function rawJetStreamRate(nats: ConnectionOptions, payload: Uint8Array, durationMs: number, window = 512): Promise<Rate> {
+  const nc = await connect(nats);
   const name = `BENCH_RAW_${process.pid}`;
   const jsm = await nc.jetstreamManager();
   try {

@@ -1,9 +1,14 @@
 import crypto from 'node:crypto';
-import { connect, KV, NatsConnection } from 'nats';
+import fs from 'node:fs';
+import { connect, ConnectionOptions, credsAuthenticator, KV, NatsConnection } from 'nats';
 import { Client as PgClient } from 'pg';
 import { AuthServiceClient } from '../../gen/ts/iot/signing/v1/auth';
 import { insecureClient, unary } from '../../services/runtime/src/client';
 import { DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey, DeviceDirectoryEntry } from '../../services/runtime/src/subjects';
+import { DeviceIdentity } from '../../simulator/src/device';
+import { ProfileName } from '../../simulator/src/profiles';
+import { provisionDevices } from '../../simulator/src/provision';
+import { OperatorNats, startOperatorNats } from '../../testing/nats-operator';
 import { TestNatsServer, NatsServerOptions } from '../../testing/nats-server';
 import { freePort, waitForPort } from '../../testing/ports';
 import { createTestDatabase, TestDatabase } from '../../testing/postgres';
@@ -12,6 +17,12 @@ import { BenchProcess, ServiceProcess, startNode, startService, stopAll } from '
 /** Which pieces a scenario needs running. */
 export interface PlatformNeeds {
   nats?: NatsServerOptions;
+  /**
+   * NATS in operator mode (decentralised JWT auth) with the platform's
+   * accounts: devices need credentials minted by the device service, and the
+   * services connect with their creds file. Implied by `device`.
+   */
+  operator?: boolean;
   signing?: boolean;
   monitoring?: boolean | Record<string, string>;
   device?: boolean;
@@ -27,6 +38,8 @@ export interface PlatformNeeds {
  */
 export class Platform {
   nats!: TestNatsServer;
+  /** Set in operator mode. */
+  operatorNats?: OperatorNats;
   db!: TestDatabase;
   nc!: NatsConnection;
   signing?: ServiceProcess;
@@ -55,9 +68,15 @@ export class Platform {
   }
 
   private async startAll(needs: PlatformNeeds): Promise<void> {
-    this.nats = await TestNatsServer.start({ jetstream: true, mqtt: true, ...needs.nats });
+    if (needs.operator || needs.device) {
+      this.operatorNats = await startOperatorNats({ jetstream: true, mqtt: true, ...needs.nats });
+      this.nats = this.operatorNats.server;
+      this.serviceEnv = this.operatorNats.serviceEnv();
+    } else {
+      this.nats = await TestNatsServer.start({ jetstream: true, mqtt: true, ...needs.nats });
+    }
     this.db = await createTestDatabase('iot_bench');
-    this.nc = await connect({ servers: this.nats.url, name: 'bench' });
+    this.nc = await this.connectNats('bench');
     const common = { DATABASE_URL: this.db.url, NATS_URL: this.nats.url, ...this.serviceEnv };
     if (needs.signing) {
       const bootstrapToken = crypto.randomBytes(24).toString('hex');
@@ -75,7 +94,7 @@ export class Platform {
     }
     const signingEnv: Record<string, string> = this.signing ? { SIGNING_ADDRESS: this.signing.address } : {};
     if (needs.device) {
-      this.device = await startService('device', { ...common, ...signingEnv }, { nodeArgs: needs.nodeArgs?.device });
+      this.device = await startService('device', { ...common, ...this.operatorNats!.deviceEnv(), ...signingEnv }, { nodeArgs: needs.nodeArgs?.device });
       this.started.push(this.device.process);
     }
     if (needs.monitoring) {
@@ -126,6 +145,32 @@ export class Platform {
     return out;
   }
 
+  /** How a platform client connects to NATS (with the services' creds in operator mode). */
+  natsOptions(name = 'bench'): ConnectionOptions {
+    const creds = this.operatorNats?.serviceCredsFile;
+    return { servers: this.nats.url, name, ...(creds ? { authenticator: credsAuthenticator(fs.readFileSync(creds)) } : {}) };
+  }
+
+  /** A new NATS connection as a platform client (the caller closes it). */
+  connectNats(name = 'bench'): Promise<NatsConnection> {
+    return connect(this.natsOptions(name));
+  }
+
+  /**
+   * `count` devices `<prefix>-1…` of the bench tenant, ready for a fleet:
+   * created through the device API with credentials when the device service
+   * runs (as a real fleet is), else only registered in the device directory
+   * for an open server.
+   */
+  async devices(prefix: string, count: number, profile: ProfileName = 'weather'): Promise<DeviceIdentity[]> {
+    if (this.device) {
+      return provisionDevices({ deviceAddress: this.device.address, authorization: this.authorization!, count, prefix, profileOf: () => profile });
+    }
+    const ids = Array.from({ length: count }, (_, i) => `${prefix}-${i + 1}`);
+    await this.registerDevices(this.tenantId, ids);
+    return ids.map((deviceId) => ({ tenantId: this.tenantId, deviceId, natsUrl: this.nats.url, mqttUrl: this.nats.mqttUrl }));
+  }
+
   /** Registers devices in the device directory as the device service does (for scenarios without it). */
   async registerDevices(tenantId: string, deviceIds: string[], labels: Record<string, string> = {}): Promise<void> {
     this.directory ??= await this.nc.jetstream().views.kv(DEVICE_DIRECTORY_BUCKET);
@@ -149,6 +194,6 @@ export class Platform {
     await stopAll(this.started);
     await this.nc?.close().catch(() => undefined);
     await this.db?.drop().catch(() => undefined);
-    await this.nats?.stop().catch(() => undefined);
+    await (this.operatorNats ?? this.nats)?.stop().catch(() => undefined);
   }
 }

@@ -3,13 +3,15 @@ import { Platform, PlatformNeeds } from './platform';
 import { RUN_DIR } from './processes';
 import { ScenarioResult } from './report';
 import { BenchContext, cpuProfileArgs, Scenario, summarizeCpuProfiles } from './scenario';
+import { connectionsScenario } from './scenarios/connections';
 import { fanoutScenario } from './scenarios/fanout';
 import { historyScenario } from './scenarios/history';
 import { ingestScenario } from './scenarios/ingest';
 import { liveScenario } from './scenarios/live';
+import { unaryScenario } from './scenarios/unary';
 
 /** Every scenario, in the order `npm run bench` runs them. */
-export const SCENARIOS: Scenario[] = [ingestScenario, liveScenario, historyScenario, fanoutScenario];
+export const SCENARIOS: Scenario[] = [ingestScenario, liveScenario, unaryScenario, historyScenario, connectionsScenario, fanoutScenario];
 
 /** Where CPU profiles of the services go when profiling. */
 export const PROFILE_DIR = path.join(RUN_DIR, 'profiles');
@@ -18,7 +20,9 @@ export const PROFILE_DIR = path.join(RUN_DIR, 'profiles');
 export function platformNeeds(profile: boolean): PlatformNeeds {
   return {
     signing: true,
+    device: true,
     monitoring: true,
+    gateway: true,
     nodeArgs: profile ? { monitoring: cpuProfileArgs(path.join(PROFILE_DIR, 'monitoring')) } : {},
   };
 }

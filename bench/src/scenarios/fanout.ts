@@ -7,7 +7,6 @@ import { Platform } from '../platform';
 import { Figure, ScenarioResult } from '../report';
 import { Scenario } from '../scenario';
 import { openLiveStream } from './live';
-import { connect } from 'nats';
 
 interface FanoutSize {
   streams: number;
@@ -44,10 +43,10 @@ export const fanoutScenario: Scenario = {
     const notes: string[] = [];
     const result: ScenarioResult = { scenario: 'fanout', title: this.title, parameters: { ...size, pointsPerMessage: 5 }, figures, notes };
     const tenantId = platform.tenantId;
-    const ids = Array.from({ length: size.devices }, (_, i) => `fan-${i + 1}`);
-    await platform.registerDevices(tenantId, ids);
-    const fleet = new Fleet(ids.map((deviceId) => ({ tenantId, deviceId })), {
-      behaviour: { ...DEFAULT_BEHAVIOUR, transport: 'nats', url: platform.nats.url, encoding: 'protobuf', rate: size.pointsPerS / size.devices / 5, points: 5, interactive: false, trace: false },
+    const identities = await platform.devices('fan', size.devices);
+    const ids = identities.map((d) => d.deviceId);
+    const fleet = new Fleet(identities, {
+      behaviour: { ...DEFAULT_BEHAVIOUR, transport: 'nats', encoding: 'protobuf', rate: size.pointsPerS / size.devices / 5, points: 5, interactive: false, trace: false },
     });
     const clients = Array.from(
       { length: size.channels },
@@ -92,7 +91,7 @@ export const fanoutScenario: Scenario = {
       streams.length = 0;
 
       // Baseline: the same traffic to as many plain NATS subscriptions (one connection per channel, like the gRPC side).
-      const ncs = await Promise.all(Array.from({ length: size.channels }, () => connect({ servers: platform.nats.url })));
+      const ncs = await Promise.all(Array.from({ length: size.channels }, (_, i) => platform.connectNats(`bench-fanout-${i}`)));
       let rawPoints = 0;
       let rawCounting = false;
       for (let i = 0; i < size.streams; i++) {

@@ -16,8 +16,8 @@ async function insertedRows(pg: Client): Promise<number> {
   return Number(rows[0].n);
 }
 
-async function storedRows(pg: Client, tenantId: string): Promise<number> {
-  const { rows } = await pg.query('SELECT count(*)::bigint AS n FROM monitoring.points WHERE tenant_id = $1', [tenantId]);
+async function storedRows(pg: Client, tenantId: string, deviceIds: string[]): Promise<number> {
+  const { rows } = await pg.query('SELECT count(*)::bigint AS n FROM monitoring.points WHERE tenant_id = $1 AND device_id = ANY($2)', [tenantId, deviceIds]);
   return Number(rows[0].n);
 }
 
@@ -39,13 +39,12 @@ interface PhaseResult {
  * against what was sent.
  */
 async function phase(ctx: BenchContext, platform: Platform, pg: Client, transport: Transport, size: IngestSize): Promise<PhaseResult> {
-  const tenantId = `${platform.tenantId}-${transport}`;
-  const ids = Array.from({ length: size.devices }, (_, i) => `d-${i + 1}`);
-  await platform.registerDevices(tenantId, ids);
+  const identities = await platform.devices(`ing-${transport}`, size.devices);
+  const tenantId = platform.tenantId;
+  const ids = identities.map((d) => d.deviceId);
   const behaviour: DeviceBehaviour = {
     ...DEFAULT_BEHAVIOUR,
     transport,
-    url: transport === 'mqtt' ? platform.nats.mqttUrl : platform.nats.url,
     encoding: 'protobuf',
     rate: size.rate,
     points: size.points,
@@ -54,7 +53,7 @@ async function phase(ctx: BenchContext, platform: Platform, pg: Client, transpor
     interactive: false,
     maxInFlight: 512,
   };
-  const fleet = new Fleet(ids.map((deviceId) => ({ tenantId, deviceId })), { behaviour, connectConcurrency: 50 });
+  const fleet = new Fleet(identities, { behaviour, connectConcurrency: 50 });
   await fleet.connect();
   const before = await insertedRows(pg);
   const started = nowMs();
@@ -73,11 +72,11 @@ async function phase(ctx: BenchContext, platform: Platform, pg: Client, transpor
   const committedDuring = (await insertedRows(pg)) - before;
   const sentPoints = fleet.stats.sentPoints;
   // Drain: wait until every point sent is a row (or progress stalls).
-  let stored = await storedRows(pg, tenantId);
+  let stored = await storedRows(pg, tenantId, ids);
   let lastProgress = nowMs();
   while (stored < sentPoints && nowMs() - lastProgress < 15_000) {
     await sleep(500);
-    const n = await storedRows(pg, tenantId);
+    const n = await storedRows(pg, tenantId, ids);
     if (n > stored) lastProgress = nowMs();
     stored = n;
   }
@@ -109,7 +108,7 @@ export const ingestScenario: Scenario = {
   title: 'durable ingest: devices → NATS/MQTT → JetStream → writer → committed rows',
   async run(ctx) {
     const size: IngestSize = ctx.smoke
-      ? { devices: 5, rate: 20, points: 10, seconds: 2, baselineSeconds: 1 }
+      ? { devices: 5, rate: 20, points: 10, seconds: 1, baselineSeconds: 0.5 }
       : { devices: 100, rate: 100, points: 10, seconds: 30, baselineSeconds: 10 };
     const platform = await ctx.platform();
     const figures: Figure[] = [];
@@ -125,7 +124,7 @@ export const ingestScenario: Scenario = {
         'protobuf',
       );
       ctx.log(`  baseline: raw JetStream async publish (${sample.length} B messages) for ${size.baselineSeconds}s…`);
-      const js = await rawJetStreamRate(platform.nats.url, sample, size.baselineSeconds * 1000);
+      const js = await rawJetStreamRate(platform.natsOptions('bench-raw-jetstream'), sample, size.baselineSeconds * 1000);
       const jsPoints = js.perSecond * size.points;
       for (const transport of ['nats', 'mqtt'] as const) {
         const r = await phase(ctx, platform, pg, transport, size);

@@ -50,14 +50,13 @@ interface RateResult {
 async function measureRate(platform: Platform, pointsPerS: number, seconds: number, devices: number, warmupMs: number): Promise<RateResult> {
   const tenantId = platform.tenantId;
   const prefix = `live${pointsPerS}`;
-  const ids = Array.from({ length: devices }, (_, i) => `${prefix}-${i + 1}`);
-  await platform.registerDevices(tenantId, ids);
+  const identities = await platform.devices(prefix, devices);
+  const ids = identities.map((d) => d.deviceId);
   const pointsPerMessage = 5; // one full weather reading: every point carries the build time
-  const fleet = new Fleet(ids.map((deviceId) => ({ tenantId, deviceId })), {
+  const fleet = new Fleet(identities, {
     behaviour: {
       ...DEFAULT_BEHAVIOUR,
       transport: 'nats',
-      url: platform.nats.url,
       encoding: 'protobuf',
       rate: pointsPerS / devices / pointsPerMessage,
       points: pointsPerMessage,
@@ -111,7 +110,7 @@ export const liveScenario: Scenario = {
   title: 'live latency: device publish → frame on StreamLive, at fixed rates',
   async run(ctx) {
     const platform = await ctx.platform();
-    const seconds = ctx.smoke ? 2 : 20;
+    const seconds = ctx.smoke ? 1 : 20;
     const rates = ctx.smoke ? [200, 1000] : [1000, 10_000];
     const devices = ctx.smoke ? 10 : 100;
     const figures: Figure[] = [];
