@@ -101,6 +101,18 @@ describe('shipped Prometheus rules', () => {
   });
 });
 
+describe('the chart ships the dashboards and rules', () => {
+  it('names in templates/observability.yaml only files that exist', () => {
+    const template = fs.readFileSync(repoPath('charts', 'iot-mesh', 'templates', 'observability.yaml'), 'utf8');
+    const gets = [...template.matchAll(/\.Files\.Get "([^"]+)"/g)].map((m) => m[1]);
+    const globs = [...template.matchAll(/\.Files\.Glob "([^"]+)"/g)].map((m) => m[1]);
+    expect(gets.length).toBeGreaterThan(0);
+    expect(globs).toEqual(['dashboards/*.json']);
+    for (const file of gets) expect({ file, exists: fs.existsSync(repoPath('charts', 'iot-mesh', file)) }).toEqual({ file, exists: true });
+    expect(fs.readdirSync(DASHBOARDS_DIR).filter((f) => f.endsWith('.json')).length).toBe(3);
+  });
+});
+
 describe('Prometheus scraping the running services', () => {
   const jobs = ['signing', 'device', 'monitoring'] as const;
   let db: TestDatabase;
