@@ -10,12 +10,17 @@ export const table: RouteTable = buildRouteTable();
 export const UNREACHABLE = '127.0.0.1:1';
 
 /** Starts a Node gateway on a free port in front of the given services. */
-export async function startTestGateway(upstreams: Partial<Record<'signing' | 'device' | 'monitoring', string>>, corsOrigins = ['*']): Promise<Gateway & { base: string }> {
+export async function startTestGateway(
+  upstreams: Partial<Record<'signing' | 'device' | 'monitoring', string>>,
+  corsOrigins = ['*'],
+  staticDir?: string,
+): Promise<Gateway & { base: string }> {
   const gateway = await startGateway({
     table,
     upstreams: { signing: UNREACHABLE, device: UNREACHABLE, monitoring: UNREACHABLE, ...upstreams },
     corsOrigins,
     port: 0,
+    staticDir,
   });
   return { ...gateway, base: `http://127.0.0.1:${gateway.port}` };
 }

@@ -38,7 +38,7 @@ export function AlertsPage() {
   return (
     <section>
       <h1>Alerts</h1>
-      <label className="muted">
+      <label className="muted checkbox">
         <input type="checkbox" checked={unackedOnly} onChange={(e) => setUnackedOnly(e.target.checked)} /> unacknowledged only
       </label>
       {error && <p className="error">{error}</p>}

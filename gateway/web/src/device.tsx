@@ -26,6 +26,13 @@ function numericValue(point: DataPoint): number | undefined {
   return undefined;
 }
 
+/** The live window: the last minute at least, up to LIVE_WINDOW_SECONDS, ending now or at the newest sample. */
+function liveRange(samples: Sample[]): [number, number] {
+  const newest = Math.max(Date.now() / 1000, ...samples.map((s) => s.time));
+  const oldest = Math.min(newest - 60, ...samples.map((s) => s.time));
+  return [Math.max(oldest, newest - LIVE_WINDOW_SECONDS), newest];
+}
+
 /** Points pushed by StreamLive as they arrive at the platform. */
 function LiveChart({ deviceId }: { deviceId: string }) {
   const [samples, setSamples] = useState<Sample[]>([]);
@@ -61,7 +68,7 @@ function LiveChart({ deviceId }: { deviceId: string }) {
       <h2>
         Live <span className={`live-dot ${connected ? 'on' : ''}`} />
       </h2>
-      <TimeChart data={data} testId="live-chart" />
+      <TimeChart data={data} testId="live-chart" xRange={liveRange(samples)} />
       <ul className="latest" data-testid="live-latest">
         {[...latest.values()].map((s) => (
           <li key={s.metric}>
@@ -87,6 +94,7 @@ function HistoryChart({ deviceId }: { deviceId: string }) {
   const [range, setRange] = useState(RANGES[1]);
   const [samples, setSamples] = useState<Sample[]>([]);
   const [bucket, setBucket] = useState('');
+  const [span, setSpan] = useState<[number, number]>([Date.now() / 1000 - range.seconds, Date.now() / 1000]);
   const [error, setError] = useState('');
   const [reload, setReload] = useState(0);
 
@@ -102,6 +110,7 @@ function HistoryChart({ deviceId }: { deviceId: string }) {
           return;
         }
         const end = Date.now();
+        setSpan([(end - range.seconds * 1000) / 1000, end / 1000]);
         const res = await api.telemetry.queryHistory(
           {
             deviceId,
@@ -134,7 +143,7 @@ function HistoryChart({ deviceId }: { deviceId: string }) {
         <button onClick={() => setReload((n) => n + 1)}>Refresh</button>
         <span className="muted">{bucket}</span>
       </div>
-      {error ? <p className="error">{error}</p> : <TimeChart data={data} testId="history-chart" />}
+      {error ? <p className="error">{error}</p> : <TimeChart data={data} testId="history-chart" xRange={span} />}
     </div>
   );
 }

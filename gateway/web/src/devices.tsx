@@ -24,7 +24,7 @@ export function mosquittoPubLine(credential: DeviceCredential): string {
 /** Shown once after creation: the secret is not retrievable later. */
 function CredentialPanel({ credential, onClose }: { credential: DeviceCredential; onClose: () => void }) {
   return (
-    <div className="card credential" data-testid="credential">
+    <div className="card credential" data-testid="credential" data-device-id={credential.deviceId} data-tenant-id={credential.tenantId} data-mqtt-url={credential.mqttUrl}>
       <h2>Credential for {credential.deviceId}</h2>
       <p className="warning">This token is shown once. Copy it now; rotate the credential if it is lost.</p>
       <label>

@@ -12,9 +12,12 @@ export interface ChartData {
 const COLORS = ['#2563eb', '#dc2626', '#16a34a', '#9333ea', '#ea580c', '#0891b2', '#ca8a04'];
 
 /** A uPlot time-series chart that redraws in place when its data changes. */
-export function TimeChart({ data, height = 240, testId }: { data: ChartData; height?: number; testId?: string }) {
+export function TimeChart({ data, height = 240, testId, xRange }: { data: ChartData; height?: number; testId?: string; xRange?: [number, number] }) {
   const host = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | undefined>(undefined);
+  // Read by uPlot's range callback, so a new range applies without rebuilding the chart.
+  const range = useRef(xRange);
+  range.current = xRange;
   const seriesKey = data.metrics.join('\u0000');
 
   useEffect(() => {
@@ -25,7 +28,17 @@ export function TimeChart({ data, height = 240, testId }: { data: ChartData; hei
       height,
       series: [{}, ...data.metrics.map((metric, i) => ({ label: metric, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: true }))],
       axes: [{}, { size: 60 }],
-      scales: { x: { time: true } },
+      scales: {
+        x: {
+          time: true,
+          range: (_u, min, max) => {
+            const wanted = range.current;
+            if (wanted) return wanted;
+            // A single sample would otherwise stretch the axis over years.
+            return min === max ? [min - 60, max + 60] : [min, max];
+          },
+        },
+      },
     };
     plot.current = new uPlot(options, data.columns, element);
     const resize = new ResizeObserver(() => plot.current?.setSize({ width: Math.max(element.clientWidth, 320), height }));
