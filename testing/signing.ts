@@ -131,6 +131,13 @@ export async function startSigningForTest(options: StartSigningOptions = {}): Pr
   });
   const platformAdmin = { ...(await login('platform', platformEmail, platformPassword)), tenantId: boot.tenant!.id, tenantName: 'platform' };
 
+  /** The platform admin's authorization, logging in again when the token is about to expire (short TTLs in tests). */
+  async function platformAuthorization(): Promise<string> {
+    const exp = JSON.parse(Buffer.from(platformAdmin.accessToken.split('.')[1], 'base64url').toString()).exp as number;
+    if (exp * 1000 - Date.now() < 5000) Object.assign(platformAdmin, await login('platform', platformEmail, platformPassword));
+    return platformAdmin.authorization;
+  }
+
   async function createTenant(name = `t-${crypto.randomBytes(5).toString('hex')}`): Promise<TestTenant> {
     const adminEmail = `admin@${name}.example.test`;
     const adminPassword = randomPassword();
@@ -138,7 +145,7 @@ export async function startSigningForTest(options: StartSigningOptions = {}): Pr
       clients.tenants,
       clients.tenants.createTenant,
       { name, adminEmail, adminPassword, adminDisplayName: 'Admin' },
-      { authorization: platformAdmin.authorization },
+      { authorization: await platformAuthorization() },
     );
     const admin = await login(name, adminEmail, adminPassword);
     const makeUser = async (role: TestRole): Promise<TestUser> => {
