@@ -1,0 +1,339 @@
+import { Pool, PoolClient, withTransaction } from '../../../runtime/src';
+import { CommandOutcome, CommandRecord, DeviceFilter, DevicePatch, DeviceRecord, JsonObject, NewDevice, TwinRecord } from '../model';
+
+/** A connection status change applied to a device. */
+export interface StatusChange {
+  device: DeviceRecord;
+  /** True when online/offline flipped. */
+  changed: boolean;
+}
+
+/** Persistence of the registry, credentials, twins and commands. */
+export interface DeviceStore {
+  insert(tenantId: string, devices: NewDevice[]): Promise<DeviceRecord[]>;
+  get(tenantId: string, id: string): Promise<DeviceRecord | undefined>;
+  update(tenantId: string, id: string, patch: DevicePatch): Promise<DeviceRecord | undefined>;
+  /** Deletes the device, moving an active credential key to the revocation list. */
+  delete(tenantId: string, id: string): Promise<DeviceRecord | undefined>;
+  list(tenantId: string, filter: DeviceFilter, afterSeq: string | undefined, limit: number): Promise<DeviceRecord[]>;
+  /** Every device of every tenant, in seq order, `batch` at a time. */
+  scanAll(batch: number): AsyncIterable<DeviceRecord[]>;
+
+  /** Records a new active credential, revoking the previous one (if any). FAILED_PRECONDITION-worthy states are the caller's business. */
+  setCredential(tenantId: string, ids: string[], keys: { publicKey: string; issueTime: Date; expireTime?: Date }[]): Promise<DeviceRecord[]>;
+  /** Marks the credential revoked and lists its key as revoked. */
+  revokeCredential(tenantId: string, id: string): Promise<DeviceRecord | undefined>;
+  /** Public key → revocation instant (unix seconds) of every revoked credential still alive. */
+  revocations(): Promise<Record<string, number>>;
+
+  connected(publicKey: string, at: Date): Promise<StatusChange | undefined>;
+  disconnected(publicKey: string, at: Date): Promise<StatusChange | undefined>;
+  /** Sets every device offline (the status source starts from scratch). */
+  resetConnections(): Promise<void>;
+  /** Advances last-seen times; returns the devices touched. */
+  touchLastSeen(entries: { tenantId: string; id: string; at: Date }[]): Promise<{ tenantId: string; id: string; version: number }[]>;
+
+  getTwin(tenantId: string, id: string): Promise<TwinRecord | undefined>;
+  /** Replaces the desired document; `expectedVersion` 0 means "any". Undefined when the device is missing; 'conflict' on a version mismatch. */
+  setDesired(tenantId: string, id: string, desired: JsonObject, expectedVersion: number): Promise<TwinRecord | 'conflict' | undefined>;
+  setReported(tenantId: string, id: string, reported: JsonObject): Promise<TwinRecord | undefined>;
+
+  insertCommand(command: Omit<CommandRecord, 'seq' | 'createTime'>): Promise<CommandRecord>;
+  completeCommand(id: string, status: CommandOutcome, result: JsonObject | undefined, error: string): Promise<CommandRecord>;
+  /** Newest first; `beforeSeq` continues a previous page. */
+  listCommands(tenantId: string, deviceId: string, beforeSeq: string | undefined, limit: number): Promise<CommandRecord[]>;
+}
+
+const DEVICE_COLUMNS = `tenant_id, id, seq, name, type, labels, credential_state, credential_key, credential_issue_time,
+  credential_expire_time, status, last_seen_time, last_connect_time, last_disconnect_time, create_time, update_time, version`;
+
+const TWIN_COLUMNS = 'id, desired, desired_version, desired_update_time, reported, reported_version, reported_update_time';
+
+const COMMAND_COLUMNS = 'id, tenant_id, device_id, seq, name, payload, status, result, error, actor_id, create_time, complete_time';
+
+type Row = Record<string, any>;
+
+function optionalDate(value: Date | null): Date | undefined {
+  return value ?? undefined;
+}
+
+function toDevice(row: Row): DeviceRecord {
+  return {
+    tenantId: row.tenant_id,
+    id: row.id,
+    seq: String(row.seq),
+    name: row.name,
+    type: row.type,
+    labels: row.labels,
+    credentialState: row.credential_state,
+    credentialKey: row.credential_key ?? undefined,
+    credentialIssueTime: optionalDate(row.credential_issue_time),
+    credentialExpireTime: optionalDate(row.credential_expire_time),
+    status: row.status,
+    lastSeenTime: optionalDate(row.last_seen_time),
+    lastConnectTime: optionalDate(row.last_connect_time),
+    lastDisconnectTime: optionalDate(row.last_disconnect_time),
+    createTime: row.create_time,
+    updateTime: row.update_time,
+    version: Number(row.version),
+  };
+}
+
+function toTwin(row: Row): TwinRecord {
+  return {
+    deviceId: row.id,
+    desired: row.desired,
+    desiredVersion: Number(row.desired_version),
+    desiredUpdateTime: optionalDate(row.desired_update_time),
+    reported: row.reported,
+    reportedVersion: Number(row.reported_version),
+    reportedUpdateTime: optionalDate(row.reported_update_time),
+  };
+}
+
+function toCommand(row: Row): CommandRecord {
+  return {
+    id: row.id,
+    tenantId: row.tenant_id,
+    deviceId: row.device_id,
+    seq: String(row.seq),
+    name: row.name,
+    payload: row.payload ?? undefined,
+    status: row.status,
+    result: row.result ?? undefined,
+    error: row.error,
+    actorId: row.actor_id,
+    createTime: row.create_time,
+    completeTime: optionalDate(row.complete_time),
+  };
+}
+
+/** Escapes LIKE metacharacters so a name prefix matches literally. */
+function likePrefix(prefix: string): string {
+  return `${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
+
+/** The PostgreSQL implementation (schema `device`). */
+export class PgDeviceStore implements DeviceStore {
+  constructor(private readonly pool: Pool) {}
+
+  async insert(tenantId: string, devices: NewDevice[]): Promise<DeviceRecord[]> {
+    if (devices.length === 0) return [];
+    const { rows } = await this.pool.query(
+      `INSERT INTO devices (tenant_id, id, name, type, labels)
+       SELECT $1, d.id, d.name, d.type, d.labels
+         FROM unnest($2::text[], $3::text[], $4::text[], $5::jsonb[]) WITH ORDINALITY AS d(id, name, type, labels, n)
+        ORDER BY d.n
+       RETURNING ${DEVICE_COLUMNS}`,
+      [tenantId, devices.map((d) => d.id), devices.map((d) => d.name), devices.map((d) => d.type), devices.map((d) => JSON.stringify(d.labels))],
+    );
+    const byId = new Map(rows.map((r) => [r.id as string, toDevice(r)]));
+    return devices.map((d) => byId.get(d.id)!);
+  }
+
+  async get(tenantId: string, id: string): Promise<DeviceRecord | undefined> {
+    const { rows } = await this.pool.query(`SELECT ${DEVICE_COLUMNS} FROM devices WHERE tenant_id = $1 AND id = $2`, [tenantId, id]);
+    return rows[0] ? toDevice(rows[0]) : undefined;
+  }
+
+  async update(tenantId: string, id: string, patch: DevicePatch): Promise<DeviceRecord | undefined> {
+    const { rows } = await this.pool.query(
+      `UPDATE devices SET
+         name = COALESCE($3, name), type = COALESCE($4, type), labels = COALESCE($5::jsonb, labels),
+         version = nextval('device_versions'), update_time = now()
+       WHERE tenant_id = $1 AND id = $2
+       RETURNING ${DEVICE_COLUMNS}`,
+      [tenantId, id, patch.name ?? null, patch.type ?? null, patch.labels ? JSON.stringify(patch.labels) : null],
+    );
+    return rows[0] ? toDevice(rows[0]) : undefined;
+  }
+
+  async delete(tenantId: string, id: string): Promise<DeviceRecord | undefined> {
+    return withTransaction(this.pool, async (client) => {
+      const { rows } = await client.query(`DELETE FROM devices WHERE tenant_id = $1 AND id = $2 RETURNING ${DEVICE_COLUMNS}`, [tenantId, id]);
+      if (!rows[0]) return undefined;
+      const device = toDevice(rows[0]);
+      if (device.credentialKey) await this.addRevocation(client, device, device.credentialKey, device.credentialExpireTime);
+      return device;
+    });
+  }
+
+  async list(tenantId: string, filter: DeviceFilter, afterSeq: string | undefined, limit: number): Promise<DeviceRecord[]> {
+    const where = ['tenant_id = $1'];
+    const params: unknown[] = [tenantId];
+    const add = (sql: string, value: unknown) => {
+      params.push(value);
+      where.push(sql.replace('?', `$${params.length}`));
+    };
+    if (afterSeq !== undefined) add('seq > ?::bigint', afterSeq);
+    if (filter.labels && Object.keys(filter.labels).length > 0) add('labels @> ?::jsonb', JSON.stringify(filter.labels));
+    if (filter.status) add('status = ?', filter.status);
+    if (filter.namePrefix) add("name LIKE ? ESCAPE '\\'", likePrefix(filter.namePrefix));
+    if (filter.type) add('type = ?', filter.type);
+    params.push(limit);
+    const { rows } = await this.pool.query(`SELECT ${DEVICE_COLUMNS} FROM devices WHERE ${where.join(' AND ')} ORDER BY seq LIMIT $${params.length}`, params);
+    return rows.map(toDevice);
+  }
+
+  async *scanAll(batch: number): AsyncIterable<DeviceRecord[]> {
+    let after = '0';
+    for (;;) {
+      const { rows } = await this.pool.query(`SELECT ${DEVICE_COLUMNS} FROM devices WHERE seq > $1 ORDER BY seq LIMIT $2`, [after, batch]);
+      if (rows.length === 0) return;
+      const devices = rows.map(toDevice);
+      yield devices;
+      after = devices[devices.length - 1].seq;
+    }
+  }
+
+  private async addRevocation(client: PoolClient, device: DeviceRecord, publicKey: string, expireTime: Date | undefined): Promise<void> {
+    await client.query(
+      `INSERT INTO revoked_credentials (public_key, tenant_id, device_id, expire_time) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (public_key) DO NOTHING`,
+      [publicKey, device.tenantId, device.id, expireTime ?? null],
+    );
+  }
+
+  async setCredential(tenantId: string, ids: string[], keys: { publicKey: string; issueTime: Date; expireTime?: Date }[]): Promise<DeviceRecord[]> {
+    return withTransaction(this.pool, async (client) => {
+      const { rows: previous } = await client.query(
+        `SELECT ${DEVICE_COLUMNS} FROM devices WHERE tenant_id = $1 AND id = ANY($2::text[]) FOR UPDATE`,
+        [tenantId, ids],
+      );
+      for (const row of previous) {
+        const device = toDevice(row);
+        if (device.credentialKey) await this.addRevocation(client, device, device.credentialKey, device.credentialExpireTime);
+      }
+      const { rows } = await client.query(
+        `UPDATE devices d SET credential_state = 'active', credential_key = k.public_key, credential_issue_time = k.issue_time,
+           credential_expire_time = k.expire_time, version = nextval('device_versions'), update_time = now()
+           FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[]) AS k(id, public_key, issue_time, expire_time)
+          WHERE d.tenant_id = $1 AND d.id = k.id
+          RETURNING ${DEVICE_COLUMNS.split(',').map((c) => `d.${c.trim()}`).join(', ')}`,
+        [tenantId, ids, keys.map((k) => k.publicKey), keys.map((k) => k.issueTime), keys.map((k) => k.expireTime ?? null)],
+      );
+      const byId = new Map(rows.map((r) => [r.id as string, toDevice(r)]));
+      return ids.map((id) => byId.get(id)).filter((d): d is DeviceRecord => d !== undefined);
+    });
+  }
+
+  async revokeCredential(tenantId: string, id: string): Promise<DeviceRecord | undefined> {
+    return withTransaction(this.pool, async (client) => {
+      const { rows: previous } = await client.query(`SELECT ${DEVICE_COLUMNS} FROM devices WHERE tenant_id = $1 AND id = $2 FOR UPDATE`, [tenantId, id]);
+      if (!previous[0]) return undefined;
+      const before = toDevice(previous[0]);
+      if (before.credentialKey) await this.addRevocation(client, before, before.credentialKey, before.credentialExpireTime);
+      const { rows } = await client.query(
+        `UPDATE devices SET credential_state = CASE WHEN credential_state = 'none' THEN 'none' ELSE 'revoked' END,
+           credential_key = NULL, version = nextval('device_versions'), update_time = now()
+         WHERE tenant_id = $1 AND id = $2 RETURNING ${DEVICE_COLUMNS}`,
+        [tenantId, id],
+      );
+      return toDevice(rows[0]);
+    });
+  }
+
+  async revocations(): Promise<Record<string, number>> {
+    const { rows } = await this.pool.query(
+      `SELECT public_key, floor(extract(epoch FROM revoke_time))::bigint + 1 AS at FROM revoked_credentials
+        WHERE expire_time IS NULL OR expire_time > now()`,
+    );
+    return Object.fromEntries(rows.map((r) => [r.public_key as string, Number(r.at)]));
+  }
+
+  private async changeConnections(publicKey: string, at: Date, delta: 1 | -1): Promise<StatusChange | undefined> {
+    const timeColumn = delta > 0 ? 'last_connect_time' : 'last_disconnect_time';
+    const { rows } = await this.pool.query(
+      `WITH before AS (SELECT tenant_id, id, status FROM devices WHERE credential_key = $1 FOR UPDATE)
+       UPDATE devices d SET connections = GREATEST(d.connections + $2, 0),
+           status = CASE WHEN d.connections + $2 > 0 THEN 'online' ELSE 'offline' END,
+           ${timeColumn} = GREATEST(d.${timeColumn}, $3),
+           last_seen_time = GREATEST(d.last_seen_time, $3),
+           version = nextval('device_versions')
+         FROM before b WHERE d.tenant_id = b.tenant_id AND d.id = b.id
+         RETURNING ${DEVICE_COLUMNS.split(',').map((c) => `d.${c.trim()}`).join(', ')}, b.status AS previous_status`,
+      [publicKey, delta, at],
+    );
+    if (!rows[0]) return undefined;
+    return { device: toDevice(rows[0]), changed: rows[0].previous_status !== rows[0].status };
+  }
+
+  connected(publicKey: string, at: Date): Promise<StatusChange | undefined> {
+    return this.changeConnections(publicKey, at, 1);
+  }
+
+  disconnected(publicKey: string, at: Date): Promise<StatusChange | undefined> {
+    return this.changeConnections(publicKey, at, -1);
+  }
+
+  async resetConnections(): Promise<void> {
+    await this.pool.query(`UPDATE devices SET connections = 0, status = 'offline', version = nextval('device_versions') WHERE connections <> 0 OR status <> 'offline'`);
+  }
+
+  async touchLastSeen(entries: { tenantId: string; id: string; at: Date }[]): Promise<{ tenantId: string; id: string; version: number }[]> {
+    if (entries.length === 0) return [];
+    const { rows } = await this.pool.query(
+      `UPDATE devices d SET last_seen_time = GREATEST(d.last_seen_time, e.at), version = nextval('device_versions')
+         FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS e(tenant_id, id, at)
+        WHERE d.tenant_id = e.tenant_id AND d.id = e.id
+        RETURNING d.tenant_id, d.id, d.version`,
+      [entries.map((e) => e.tenantId), entries.map((e) => e.id), entries.map((e) => e.at)],
+    );
+    return rows.map((r) => ({ tenantId: r.tenant_id, id: r.id, version: Number(r.version) }));
+  }
+
+  async getTwin(tenantId: string, id: string): Promise<TwinRecord | undefined> {
+    const { rows } = await this.pool.query(`SELECT ${TWIN_COLUMNS} FROM devices WHERE tenant_id = $1 AND id = $2`, [tenantId, id]);
+    return rows[0] ? toTwin(rows[0]) : undefined;
+  }
+
+  async setDesired(tenantId: string, id: string, desired: JsonObject, expectedVersion: number): Promise<TwinRecord | 'conflict' | undefined> {
+    const { rows } = await this.pool.query(
+      `UPDATE devices SET desired = $3::jsonb, desired_version = desired_version + 1, desired_update_time = now()
+        WHERE tenant_id = $1 AND id = $2 AND ($4::bigint = 0 OR desired_version = $4::bigint)
+        RETURNING ${TWIN_COLUMNS}`,
+      [tenantId, id, JSON.stringify(desired), expectedVersion],
+    );
+    if (rows[0]) return toTwin(rows[0]);
+    if (expectedVersion !== 0 && (await this.getTwin(tenantId, id))) return 'conflict';
+    return undefined;
+  }
+
+  async setReported(tenantId: string, id: string, reported: JsonObject): Promise<TwinRecord | undefined> {
+    const { rows } = await this.pool.query(
+      `UPDATE devices SET reported = $3::jsonb, reported_version = reported_version + 1, reported_update_time = now(),
+          last_seen_time = GREATEST(last_seen_time, now())
+        WHERE tenant_id = $1 AND id = $2 RETURNING ${TWIN_COLUMNS}`,
+      [tenantId, id, JSON.stringify(reported)],
+    );
+    return rows[0] ? toTwin(rows[0]) : undefined;
+  }
+
+  async insertCommand(command: Omit<CommandRecord, 'seq' | 'createTime'>): Promise<CommandRecord> {
+    const { rows } = await this.pool.query(
+      `INSERT INTO commands (id, tenant_id, device_id, name, payload, status, result, error, actor_id, complete_time)
+       VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7::jsonb, $8, $9, $10) RETURNING ${COMMAND_COLUMNS}`,
+      [
+        command.id, command.tenantId, command.deviceId, command.name, command.payload ? JSON.stringify(command.payload) : null,
+        command.status, command.result ? JSON.stringify(command.result) : null, command.error, command.actorId, command.completeTime ?? null,
+      ],
+    );
+    return toCommand(rows[0]);
+  }
+
+  async completeCommand(id: string, status: CommandOutcome, result: JsonObject | undefined, error: string): Promise<CommandRecord> {
+    const { rows } = await this.pool.query(
+      `UPDATE commands SET status = $2, result = $3::jsonb, error = $4, complete_time = now() WHERE id = $1 RETURNING ${COMMAND_COLUMNS}`,
+      [id, status, result ? JSON.stringify(result) : null, error],
+    );
+    return toCommand(rows[0]);
+  }
+
+  async listCommands(tenantId: string, deviceId: string, afterSeq: string | undefined, limit: number): Promise<CommandRecord[]> {
+    const { rows } = await this.pool.query(
+      `SELECT ${COMMAND_COLUMNS} FROM commands WHERE tenant_id = $1 AND device_id = $2 AND ($3::bigint IS NULL OR seq < $3::bigint) ORDER BY seq DESC LIMIT $4`,
+      [tenantId, deviceId, afterSeq ?? null, limit],
+    );
+    return rows.map(toCommand);
+  }
+}
