@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import { env } from '../../runtime/src';
 
 const DAY_MS = 86_400_000;
@@ -6,6 +7,13 @@ const DAY_MS = 86_400_000;
 export const monitoringEnv = {
   /** Address of the signing service (JWKS, API keys); unset means every call is refused as unauthenticated. */
   SIGNING_ADDRESS: env.optional(),
+  /** Where samples are stored: `postgres` (default) or `mongodb` (alert rules and alerts stay in PostgreSQL). */
+  TELEMETRY_STORE: env.oneOf(['postgres', 'mongodb'] as const, 'postgres'),
+  /** MongoDB connection string (database taken from the path, default `iot`) when TELEMETRY_STORE=mongodb. */
+  MONGODB_URL: z
+    .string()
+    .regex(/^mongodb(\+srv)?:\/\/[^/\s]+(\/[^\s]*)?$/, 'must be a URL starting with mongodb:// or mongodb+srv://')
+    .default('mongodb://127.0.0.1:27017/iot'),
   TELEMETRY_STREAM: env.string({ fallback: 'TELEMETRY' }),
   TELEMETRY_STREAM_MAX_BYTES: env.positiveInt(8 * 1024 ** 3),
   TELEMETRY_STREAM_MAX_AGE_MS: env.positiveInt(7 * DAY_MS),

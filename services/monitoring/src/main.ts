@@ -10,7 +10,9 @@ import { ensureTelemetryStream, ensureWriterConsumer } from './ingest/stream';
 import { TelemetryWriter } from './ingest/writer';
 import { LiveHub, LiveStats } from './live/live-hub';
 import { exportMonitoringMetrics } from './metrics';
+import { openMongoStore } from './store/mongo-connect';
 import { PostgresTelemetryStore } from './store/postgres-store';
+import type { TelemetryStore } from './store/telemetry-store';
 import { telemetryService } from './telemetry-grpc';
 
 const DAY_MS = 86_400_000;
@@ -45,11 +47,13 @@ export function createMonitoringService(hooks: MonitoringHooks = {}): ServiceSpe
       };
       let evaluatorRef: AlertEvaluator | undefined;
       const stats: MonitoringStats = { ingest: new IngestStats(), live: new LiveStats(), alertsIdle: async () => evaluatorRef?.idle() };
-      const store = new PostgresTelemetryStore(pool);
+      const pgStore = config.TELEMETRY_STORE === 'postgres' ? new PostgresTelemetryStore(pool) : undefined;
+      const mongo = config.TELEMETRY_STORE === 'mongodb' ? await openMongoStore(config.MONGODB_URL) : undefined;
+      const store: TelemetryStore = pgStore ?? mongo!.store;
 
       const maintainPartitions = async () => {
         const now = Date.now();
-        await store.ensurePartitions(new Date(now - DAY_MS), new Date(now + config.TELEMETRY_PARTITIONS_AHEAD_DAYS * DAY_MS));
+        await pgStore?.ensurePartitions(new Date(now - DAY_MS), new Date(now + config.TELEMETRY_PARTITIONS_AHEAD_DAYS * DAY_MS));
         const { removed } = await store.dropBefore(new Date(now - config.TELEMETRY_RETENTION_DAYS * DAY_MS));
         if (removed.length > 0) log.info({ removed }, 'retention dropped telemetry partitions');
       };
@@ -122,6 +126,7 @@ export function createMonitoringService(hooks: MonitoringHooks = {}): ServiceSpe
           await writer?.stop();
           directory.stop();
           auth?.close();
+          await mongo?.close();
         },
       };
     },

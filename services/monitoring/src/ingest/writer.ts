@@ -1,6 +1,6 @@
 import type { ConsumerMessages, JsMsg, NatsConnection } from 'nats';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Logger } from '../../../runtime/src';
+import { Logger, withBatchSpan } from '../../../runtime/src';
 import type { PointRow, TelemetryStore } from '../store/telemetry-store';
 import { publishDeadLetter } from './dead-letters';
 import { AcceptedTelemetry, decodeTelemetry, DeviceLookup, IngestLimits, payloadEncoding } from './decode';
@@ -111,7 +111,8 @@ export class TelemetryWriter {
       if (!this.running) break;
       const batch = this.queue.splice(0, batchMax);
       this.deps.stats.queued = this.queue.length;
-      if (batch.length > 0) await this.process(batch);
+      // One consumer span per batch, linked to each message's publisher; the store's queries are its children.
+      if (batch.length > 0) await withBatchSpan(batch, () => this.process(batch), { destination: this.deps.options.stream, consumerGroup: this.deps.options.durable });
     }
   }
 
