@@ -1,0 +1,134 @@
+import { Code, createClient } from '@connectrpc/connect';
+import { CredentialService } from '../../gen/es/iot/device/v1/credential_pb';
+import { DeviceEventType, DeviceService } from '../../gen/es/iot/device/v1/device_pb';
+import { deviceService } from '../../services/device/src/main';
+import { OperatorNats, startOperatorNats } from '../../testing/nats-operator';
+import { createTestDatabase, TestDatabase } from '../../testing/postgres';
+import { startTestService, TestService } from '../../testing/services';
+import { startSigningForTest, TestSigning, TestTenant } from '../../testing/signing';
+import { grpcWebTransport, rest, startTestGateway } from './gateway-harness';
+
+jest.setTimeout(60_000);
+
+/* Round trips through the Node gateway to a real device service (own database, operator-mode nats-server) and signing. */
+describe('gateway ↔ device', () => {
+  let signing: TestSigning;
+  let nats: OperatorNats;
+  let db: TestDatabase;
+  let device: TestService<never>;
+  let tenant: TestTenant;
+  let gateway: Awaited<ReturnType<typeof startTestGateway>>;
+
+  beforeAll(async () => {
+    [signing, nats, db] = await Promise.all([startSigningForTest(), startOperatorNats({ mqtt: true }), createTestDatabase('iot_gw_device')]);
+    device = (await startTestService(deviceService, {
+      DATABASE_URL: db.url,
+      REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
+      SIGNING_ADDRESS: signing.address,
+      ...nats.deviceEnv(),
+    })) as TestService<never>;
+    tenant = await signing.createTenant();
+    gateway = await startTestGateway({ signing: signing.address, device: device.address });
+  }, 60_000);
+
+  afterAll(async () => {
+    await gateway?.close();
+    await device?.stop();
+    await signing?.stop();
+    await nats?.stop();
+    await db?.drop();
+  });
+
+  it('manages a device over REST: create from a body field, read, update with a mask, list with filters, delete', async () => {
+    const admin = { authorization: tenant.admin.authorization };
+    const created = await rest(gateway.base, 'POST', '/v1/devices', { ...admin, body: { name: 'boiler-1', type: 'boiler', labels: { site: 'north' } } });
+    expect(created.status).toBe(200);
+    const id = created.json.device.id as string;
+    expect(created.json.device).toMatchObject({ name: 'boiler-1', type: 'boiler', labels: { site: 'north' }, tenantId: tenant.tenantId });
+
+    const fetched = await rest(gateway.base, 'GET', `/v1/devices/${id}`, { authorization: tenant.viewer.authorization });
+    expect(fetched.json.device.id).toBe(id);
+
+    const updated = await rest(gateway.base, 'PATCH', `/v1/devices/${id}?updateMask=labels`, { ...admin, body: { labels: { site: 'south' }, name: 'ignored' } });
+    expect(updated.status).toBe(200);
+    expect(updated.json.device).toMatchObject({ name: 'boiler-1', labels: { site: 'south' } });
+
+    await rest(gateway.base, 'POST', '/v1/devices:batchCreate', { ...admin, body: { devices: [{ name: 'fan-1', type: 'fan' }, { name: 'fan-2', type: 'fan' }] } });
+    const fans = await rest(gateway.base, 'GET', '/v1/devices?type=fan&namePrefix=fan-&page.pageSize=10', admin);
+    expect(fans.json.devices.map((d: { name: string }) => d.name).sort()).toEqual(['fan-1', 'fan-2']);
+    const offline = await rest(gateway.base, 'GET', '/v1/devices?status=DEVICE_STATUS_ONLINE', admin);
+    expect(offline.json.devices ?? []).toEqual([]);
+
+    const deleted = await rest(gateway.base, 'DELETE', `/v1/devices/${id}`, admin);
+    expect(deleted).toMatchObject({ status: 200, json: {} });
+    const gone = await rest(gateway.base, 'GET', `/v1/devices/${id}`, admin);
+    expect(gone).toMatchObject({ status: 404, json: { code: Code.NotFound } });
+  });
+
+  it('issues credentials, edits the twin and records commands over REST', async () => {
+    const admin = { authorization: tenant.admin.authorization };
+    const { json } = await rest(gateway.base, 'POST', '/v1/devices', { ...admin, body: { name: 'meter-1' } });
+    const id = json.device.id as string;
+    const issued = await rest(gateway.base, 'POST', `/v1/devices/${id}/credential:issue`, { ...admin, body: {} });
+    expect(issued.status).toBe(200);
+    expect(issued.json.credential).toMatchObject({ deviceId: id, tenantId: tenant.tenantId, mqttUrl: nats.server.mqttUrl });
+    expect(issued.json.credential.token.split('.')).toHaveLength(3);
+
+    const twin = await rest(gateway.base, 'PUT', `/v1/devices/${id}/twin/desired`, { ...admin, body: { desired: { interval: 30, mode: 'eco' } } });
+    expect(twin.status).toBe(200);
+    expect(twin.json.twin).toMatchObject({ deviceId: id, desired: { interval: 30, mode: 'eco' }, desiredVersion: '1' });
+    const stale = await rest(gateway.base, 'PUT', `/v1/devices/${id}/twin/desired`, { ...admin, body: { desired: { interval: 5 }, expectedVersion: '7' } });
+    expect([400, 409]).toContain(stale.status);
+    const read = await rest(gateway.base, 'GET', `/v1/devices/${id}/twin`, { authorization: tenant.viewer.authorization });
+    expect(read.json.twin.desired).toEqual({ interval: 30, mode: 'eco' });
+
+    const command = await rest(gateway.base, 'POST', `/v1/devices/${id}/commands`, { authorization: tenant.operator.authorization, body: { name: 'reboot', payload: { delay: 1 }, timeout: '2s' } });
+    expect(command).toMatchObject({ status: 503, json: { code: Code.Unavailable } });
+    const history = await rest(gateway.base, 'GET', `/v1/devices/${id}/commands`, { authorization: tenant.viewer.authorization });
+    expect(history.json.commands[0]).toMatchObject({ name: 'reboot', status: 'COMMAND_STATUS_DEVICE_OFFLINE', payload: { delay: 1 } });
+  });
+
+  it('maps device errors: bad input with field violations, duplicates, roles', async () => {
+    const invalid = await rest(gateway.base, 'POST', '/v1/devices', { authorization: tenant.admin.authorization, body: { id: 'Not Valid!', name: 'x' } });
+    expect(invalid.status).toBe(400);
+    expect(invalid.json.details?.[0]?.['@type']).toBe('type.googleapis.com/google.rpc.BadRequest');
+    await rest(gateway.base, 'POST', '/v1/devices', { authorization: tenant.admin.authorization, body: { id: 'dup-1', name: 'dup' } });
+    const duplicate = await rest(gateway.base, 'POST', '/v1/devices', { authorization: tenant.admin.authorization, body: { id: 'dup-1', name: 'dup' } });
+    expect(duplicate).toMatchObject({ status: 409, json: { code: Code.AlreadyExists } });
+    const viewer = await rest(gateway.base, 'POST', '/v1/devices', { authorization: tenant.viewer.authorization, body: { name: 'nope' } });
+    expect(viewer).toMatchObject({ status: 403, json: { code: Code.PermissionDenied } });
+  });
+
+  it('streams device events over gRPC-Web while changes are made over REST', async () => {
+    const devices = createClient(DeviceService, grpcWebTransport(gateway.base));
+    const abort = new AbortController();
+    const stream = devices.watchDevices({ labels: { watch: 'yes' } }, { signal: abort.signal, headers: { authorization: tenant.viewer.authorization } });
+    const seen: string[] = [];
+    let stop = false;
+    const creator = (async () => {
+      // The watch subscribes asynchronously; create matching devices until one is seen.
+      for (let i = 0; i < 50 && !stop; i++) {
+        await rest(gateway.base, 'POST', '/v1/devices', { authorization: tenant.admin.authorization, body: { name: `watched-${i}`, labels: { watch: 'yes' } } });
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+    for await (const event of stream) {
+      if (event.type === DeviceEventType.CREATED && event.device) seen.push(event.device.name);
+      if (seen.length > 0) break;
+    }
+    stop = true;
+    abort.abort();
+    await creator;
+    expect(seen[0]).toMatch(/^watched-\d+$/);
+  });
+
+  it('rotates a credential over gRPC-Web', async () => {
+    const { json } = await rest(gateway.base, 'POST', '/v1/devices', { authorization: tenant.admin.authorization, body: { name: 'rotor' } });
+    const credentials = createClient(CredentialService, grpcWebTransport(gateway.base));
+    const headers = { authorization: tenant.admin.authorization };
+    const first = await credentials.issueCredential({ deviceId: json.device.id }, { headers });
+    const second = await credentials.rotateCredential({ deviceId: json.device.id }, { headers });
+    expect(second.credential?.token).toBeTruthy();
+    expect(second.credential?.token).not.toBe(first.credential?.token);
+  });
+});
