@@ -1,3 +1,4 @@
+import { withPublishSpan } from '../../services/runtime/src/observability/nats-tracing';
 import { deviceSubject } from '../../services/runtime/src/subjects';
 import { CommandReply, Telemetry } from '../../gen/ts/iot/telemetry/v1/telemetry';
 import {
@@ -251,9 +252,12 @@ export class VirtualDevice {
     stats.sentPoints += outgoing.points;
     stats.sentBytes += outgoing.payload.length;
     if (outgoing.fault) stats.faults[outgoing.fault] = (stats.faults[outgoing.fault] ?? 0) + 1;
-    await this.link.publish(outgoing.subject, outgoing.payload, {
-      msgId: message.messageId,
-      traceparent: this.behaviour.trace ? newTraceparent() : undefined,
+    const publish = (traceparent?: string) => this.link.publish(outgoing.subject, outgoing.payload, { msgId: message.messageId, traceparent });
+    if (!this.behaviour.trace) return publish();
+    // A producer span when the process is traced (tracing entry with an exporter); otherwise a fresh random context.
+    await withPublishSpan(outgoing.subject, (headers) => publish(headers.get('traceparent') || newTraceparent()), {
+      messageId: message.messageId,
+      bodySize: outgoing.payload.length,
     });
   }
 

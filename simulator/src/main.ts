@@ -4,6 +4,7 @@
  * section for examples. Ctrl-C stops cleanly and prints the summary; a second
  * Ctrl-C exits at once.
  */
+import { flushTelemetry } from '../../services/runtime/src/observability/telemetry-flush';
 import { parseOptions, USAGE } from './options';
 import { startSimulation, summaryTable } from './run';
 
@@ -35,7 +36,8 @@ async function main(): Promise<number> {
 }
 
 main().then(
-  (code) => process.exit(code),
+  // Spans of the last publishes are still buffered when tracing is on.
+  (code) => flushTelemetry().then(() => process.exit(code)),
   (err: Error) => {
     process.stderr.write(`simulate: ${err.message}\n`);
     process.exit(1);

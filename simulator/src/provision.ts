@@ -42,20 +42,28 @@ export interface ProvisionRequest {
   labels?: Record<string, string>;
   /** Called after each batch with the number created so far. */
   onProgress?: (created: number) => void;
+  /** Called when the service cannot issue credentials and devices are created without. */
+  onNoCredentials?: (reason: string) => void;
 }
 
 /** The API's limit on one BatchCreateDevices call. */
 export const BATCH_LIMIT = 1000;
 
+const FAILED_PRECONDITION = 9;
+
 /**
  * Creates `count` devices through the device API in batches of up to 1,000
  * with `issue_credentials`, and returns each device's identity with its
- * credential (token and URLs, as the service returns them once).
+ * credential (token and URLs, as the service returns them once). A device
+ * service without NATS credentials configured (a development stack whose
+ * NATS has no auth) refuses to issue them: then the devices are created
+ * without, and connect unauthenticated.
  */
 export async function provisionDevices(request: ProvisionRequest): Promise<DeviceIdentity[]> {
   const prefix = request.prefix ?? `sim-${crypto.randomBytes(3).toString('hex')}`;
   const client = insecureClient(DeviceServiceClient, request.deviceAddress);
   const identities: DeviceIdentity[] = [];
+  let issueCredentials = true;
   try {
     for (let start = 0; start < request.count; start += BATCH_LIMIT) {
       const devices: Device[] = [];
@@ -65,8 +73,18 @@ export async function provisionDevices(request: ProvisionRequest): Promise<Devic
         if (!isSubjectToken(id)) throw new Error(`device id ${JSON.stringify(id)} is not a valid id; choose another prefix`);
         devices.push(Device.fromPartial({ id, name: `Simulated ${DEVICE_TYPES[profile]} ${i + 1}`, type: DEVICE_TYPES[profile], labels: { simulator: 'true', profile, ...request.labels } }));
       }
-      const response = await unary(client, client.batchCreateDevices, { devices, issueCredentials: true }, { authorization: request.authorization, deadlineMs: 120_000 });
-      identities.push(...response.credentials.map(identityOf));
+      const call = () => unary(client, client.batchCreateDevices, { devices, issueCredentials }, { authorization: request.authorization, deadlineMs: 120_000 });
+      let response;
+      try {
+        response = await call();
+      } catch (err) {
+        if ((err as { code?: number }).code !== FAILED_PRECONDITION || !issueCredentials || start > 0) throw err;
+        request.onNoCredentials?.((err as Error).message);
+        issueCredentials = false;
+        response = await call();
+      }
+      if (issueCredentials) identities.push(...response.credentials.map(identityOf));
+      else identities.push(...response.devices.map((d) => ({ tenantId: d.tenantId, deviceId: d.id })));
       request.onProgress?.(identities.length);
     }
   } finally {

@@ -31,6 +31,7 @@ export async function resolveDevices(options: SimulatorOptions, log: (line: stri
         prefix: source.prefix,
         profileOf: (i) => profileOf(options, i),
         onProgress: (n) => log(`  ${n} created`),
+        onNoCredentials: (reason) => log(`the device service issues no credentials (${reason}); devices connect without`),
       });
       if (source.saveTo) {
         writeCredentialsFile(source.saveTo, identities);
