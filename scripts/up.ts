@@ -1,0 +1,73 @@
+/**
+ * `npm run up`: the whole platform on one machine. Starts what is missing
+ * (nats-server with JetStream and MQTT, PostgreSQL, Redis — under the data
+ * folder, `.data/` by default), the services (which migrate on start), and
+ * prints a status table; Ctrl-C or SIGTERM stops everything in reverse order.
+ * Every port and URL comes from the environment (scripts/up-config.ts).
+ */
+import { ConfigError } from '../services/runtime/src';
+import { loadUpConfig, UpConfig } from './up-config';
+import { natsServer, postgresServer, redisServer } from './up-servers';
+import { dashboardAndGateway } from './up-gateway';
+import { simulatedFleet } from './up-fleet';
+import { adminBootstrap, bootstrapToken, grpcService, keyEncryptionKey } from './up-services';
+import { Component, runStack } from './up-stack';
+
+/**
+ * Everything the up-command runs, in start order (stopped in reverse). Each
+ * entry sees the variables and addresses of the ones before it (`ctx.env`,
+ * `ctx.addresses`). To add a piece — the gateway and dashboard, a simulated
+ * fleet — add one entry here; helpers for processes and health waits are in
+ * scripts/up-services.ts and scripts/up-stack.ts.
+ */
+export function components(config: UpConfig): Component[] {
+  // The dashboard builds (when it has no build yet) while the rest starts; the gateway comes last.
+  const edge = dashboardAndGateway();
+  return [
+    edge.build,
+    natsServer(),
+    postgresServer(),
+    redisServer(),
+    grpcService({
+      name: 'signing',
+      entry: 'services/signing/src/main',
+      port: (c) => c.SIGNING_GRPC_PORT,
+      portVariable: 'SIGNING_GRPC_PORT',
+      extraPorts: (c) => [{ port: c.SIGNING_HTTP_PORT, variable: 'SIGNING_HTTP_PORT' }],
+      extraRows: (c) => [{ name: 'signing jwks', address: `http://127.0.0.1:${c.SIGNING_HTTP_PORT}/.well-known/jwks.json`, port: c.SIGNING_HTTP_PORT }],
+      env: () => ({
+        SIGNING_BOOTSTRAP_TOKEN: bootstrapToken(config),
+        SIGNING_KEY_ENCRYPTION_KEY: keyEncryptionKey(config),
+        SIGNING_HTTP_PORT: String(config.SIGNING_HTTP_PORT),
+      }),
+    }),
+    adminBootstrap(),
+    grpcService({
+      name: 'device',
+      entry: 'services/device/src/main',
+      port: (c) => c.DEVICE_GRPC_PORT,
+      portVariable: 'DEVICE_GRPC_PORT',
+      // Written into device credentials: where devices reach this stack's NATS and MQTT.
+      env: (ctx) => ({
+        DEVICE_NATS_PUBLIC_URL: ctx.env.NATS_URL.split(',')[0],
+        ...(ctx.env.MQTT_URL ? { DEVICE_MQTT_PUBLIC_URL: ctx.env.MQTT_URL } : {}),
+      }),
+    }),
+    grpcService({ name: 'monitoring', entry: 'services/monitoring/src/main', port: (c) => c.MONITORING_GRPC_PORT, portVariable: 'MONITORING_GRPC_PORT' }),
+    edge.gateway,
+    simulatedFleet(),
+  ];
+}
+
+async function main(): Promise<void> {
+  let config: UpConfig;
+  try {
+    config = loadUpConfig();
+  } catch (err) {
+    console.error(err instanceof ConfigError ? `up: ${err.message}` : err);
+    process.exit(2);
+  }
+  process.exit(await runStack(components(config), config));
+}
+
+if (require.main === module) void main();
