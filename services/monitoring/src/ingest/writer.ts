@@ -30,6 +30,8 @@ export interface WriterDeps {
   options: WriterOptions;
   /** Called with the messages of each committed batch. */
   onCommitted?: (accepted: AcceptedTelemetry[]) => void;
+  /** (Re)creates the durable consumer; called before consuming again if consumption ended (consumer deleted, stream recreated). */
+  ensureConsumer?: () => Promise<void>;
 }
 
 /**
@@ -52,11 +54,22 @@ export class TelemetryWriter {
   constructor(private readonly deps: WriterDeps) {}
 
   async start(): Promise<void> {
+    this.running = true;
+    await this.consume();
+    this.heartbeat = setInterval(() => this.markInProgress(), Math.max(1000, Math.floor(this.deps.options.ackWaitMs / 3)));
+    this.heartbeat.unref();
+    this.loop = this.run().catch((err: Error) => this.deps.log.error({ err: err.message }, 'telemetry writer stopped unexpectedly'));
+  }
+
+  /** Starts pulling; if pulling ever ends while running, starts again (recreating the consumer when needed). */
+  private async consume(): Promise<void> {
     const { nc, options } = this.deps;
     const consumer = await nc.jetstream().consumers.get(options.stream, options.durable);
-    this.running = true;
-    this.messages = await consumer.consume({
+    const messages = await consumer.consume({
       max_messages: options.batchMax,
+      // End (and let us recreate it) rather than wait for someone else to restore a deleted consumer or stream.
+      abort_on_missing_resource: true,
+      expires: 5000,
       callback: (msg) => {
         this.queue.push(msg);
         this.deps.stats.messagesReceived++;
@@ -65,9 +78,22 @@ export class TelemetryWriter {
         if (this.queue.length === 1 || this.queue.length >= options.batchMax) this.wake?.();
       },
     });
-    this.heartbeat = setInterval(() => this.markInProgress(), Math.max(1000, Math.floor(options.ackWaitMs / 3)));
-    this.heartbeat.unref();
-    this.loop = this.run().catch((err: Error) => this.deps.log.error({ err: err.message }, 'telemetry writer stopped unexpectedly'));
+    this.messages = messages;
+    void messages.closed().then(async (err) => {
+      if (!this.running) return;
+      this.deps.log.warn({ err: err instanceof Error ? err.message : undefined }, 'telemetry consumption ended; starting again');
+      for (let delay = 500; this.running; delay = Math.min(delay * 2, this.deps.options.maxBackoffMs)) {
+        await sleep(delay);
+        if (!this.running) return;
+        try {
+          await this.deps.ensureConsumer?.();
+          await this.consume();
+          return;
+        } catch (e) {
+          this.deps.log.warn({ err: (e as Error).message, retryInMs: delay }, 'cannot consume telemetry yet');
+        }
+      }
+    });
   }
 
   /** Stops pulling, finishes (or gives back) the batch in hand and returns queued messages for redelivery. */

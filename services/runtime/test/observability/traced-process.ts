@@ -16,9 +16,9 @@ export interface TracedProcess {
   stop(): Promise<number | null>;
 }
 
-/** Starts `node --require tsx/cjs --require <tracing-entry> <script>` with the given environment. */
-export function startTracedProcess(script: string, environment: Record<string, string>): TracedProcess {
-  const child = spawn(process.execPath, ['--require', 'tsx/cjs', '--require', TRACING_ENTRY, script], {
+/** Starts `node --require tsx/cjs --require <tracing-entry> <script> [args]` with the given environment. */
+export function startTracedProcess(script: string, environment: Record<string, string>, args: string[] = []): TracedProcess {
+  const child = spawn(process.execPath, ['--require', 'tsx/cjs', '--require', TRACING_ENTRY, script, ...args], {
     cwd: repoPath(),
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...environment },
     stdio: ['ignore', 'pipe', 'pipe'],
