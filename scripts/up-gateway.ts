@@ -1,4 +1,6 @@
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
 import { env, loadConfig, repoPath, repoRoot } from '../services/runtime/src';
 import { nodeEntry } from './up-services';
 import { displayPath } from './up-status';
@@ -14,21 +16,54 @@ function hostPort(address: string | undefined, name: string): [string, string] {
   return [address.slice(0, at), address.slice(at + 1)];
 }
 
+/** The built dashboard the gateway serves by default. */
+const DASHBOARD_INDEX = repoPath('gateway', 'web', 'dist', 'index.html');
+
 /**
- * The Node gateway with the dashboard: builds the dashboard when no build
- * exists, starts gateway/src/main pointed at the services started before it,
- * waits for /healthz and prints the dashboard's URL.
+ * The dashboard build and the Node gateway, as two entries of the process
+ * table: `build` goes first and, when no build exists, runs Vite in the
+ * background while the rest starts; `gateway` goes last, waits for that build,
+ * starts gateway/src/main pointed at the services started before it, waits
+ * for /healthz and prints the dashboard's URL.
  */
-export function gatewayComponent(): Component {
+export function dashboardAndGateway(): { build: Component; gateway: Component } {
+  let built: Promise<void> = Promise.resolve();
+  const build: Component = {
+    name: 'dashboard build',
+    async start(ctx) {
+      if (fs.existsSync(DASHBOARD_INDEX)) return { rows: [] };
+      const logFile = path.join(ctx.config.logsDir, 'dashboard-build.log');
+      const out = fs.openSync(logFile, 'w');
+      const child = spawn(process.execPath, [repoPath('node_modules', 'vite', 'bin', 'vite.js'), 'build', 'gateway/web'], { cwd: repoRoot(), env: process.env, stdio: ['ignore', out, out] });
+      fs.closeSync(out);
+      const kill = () => child.kill('SIGTERM');
+      ctx.signal.addEventListener('abort', kill, { once: true });
+      built = new Promise<void>((resolve, reject) => {
+        child.once('error', reject);
+        child.once('exit', (code) => {
+          ctx.signal.removeEventListener('abort', kill);
+          if (code === 0) resolve();
+          else reject(new Error(`the dashboard build failed (exit ${code}); see ${displayPath(logFile)}`));
+        });
+      });
+      // Reported by the gateway entry, which waits for it.
+      built.catch(() => undefined);
+      ctx.say('  building the dashboard in the background (npm run build:web)…');
+      return { rows: [] };
+    },
+  };
+  return { build, gateway: gatewayComponent(() => built) };
+}
+
+/** The Node gateway entry; `dashboardBuilt` resolves once gateway/web/dist is ready. */
+export function gatewayComponent(dashboardBuilt: () => Promise<void> = async () => undefined): Component {
   return {
     name: 'gateway',
     async start(ctx) {
       const { GATEWAY_PORT: port } = loadConfig(gatewayEnv);
       await ensurePortFree(port, 'GATEWAY_PORT');
-      if (!fs.existsSync(repoPath('gateway', 'web', 'dist', 'index.html'))) {
-        ctx.say('  building the dashboard (npm run build:web)…');
-        await ctx.run({ name: 'dashboard-build', command: process.execPath, args: [repoPath('node_modules', 'vite', 'bin', 'vite.js'), 'build', 'gateway/web'], cwd: repoRoot(), env: process.env });
-      }
+      await dashboardBuilt();
+      if (!fs.existsSync(DASHBOARD_INDEX)) throw new Error('gateway: no dashboard build in gateway/web/dist (run npm run build:web)');
       const upstreams: Record<string, string> = {};
       for (const name of ['signing', 'device', 'monitoring']) {
         const [host, servicePort] = hostPort(ctx.addresses[name], name);
