@@ -159,3 +159,20 @@ export async function runStack(components: Component[], config: UpConfig, out: (
   out(failure ? 'stopped after a failure.' : clean ? 'all stopped.' : 'stopped, but not every piece stopped cleanly.');
   return failure || !clean ? 1 : 0;
 }
+
+/**
+ * Starts several components at the same time (they must not depend on each
+ * other) and reports them as one step; their rows keep the given order.
+ */
+export function together(name: string, parts: Component[]): Component {
+  return {
+    name,
+    async start(ctx) {
+      const results = await Promise.allSettled(parts.map((part) => part.start(ctx)));
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
+      const started = results.map((r) => (r as PromiseFulfilledResult<Started>).value);
+      return { rows: started.flatMap((s) => s.rows), notes: started.flatMap((s) => s.notes ?? []) };
+    },
+  };
+}

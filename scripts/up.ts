@@ -8,10 +8,9 @@
 import { ConfigError } from '../services/runtime/src';
 import { loadUpConfig, UpConfig } from './up-config';
 import { natsServer, postgresServer, redisServer } from './up-servers';
-import { dashboardAndGateway } from './up-gateway';
-import { simulatedFleet } from './up-fleet';
+import { gatewayComponent } from './up-gateway';
 import { adminBootstrap, bootstrapToken, grpcService, keyEncryptionKey } from './up-services';
-import { Component, runStack } from './up-stack';
+import { Component, runStack, together } from './up-stack';
 
 /**
  * Everything the up-command runs, in start order (stopped in reverse). Each
@@ -21,13 +20,8 @@ import { Component, runStack } from './up-stack';
  * scripts/up-services.ts and scripts/up-stack.ts.
  */
 export function components(config: UpConfig): Component[] {
-  // The dashboard builds (when it has no build yet) while the rest starts; the gateway comes last.
-  const edge = dashboardAndGateway();
   return [
-    edge.build,
-    natsServer(),
-    postgresServer(),
-    redisServer(),
+    together('nats + postgres + redis', [natsServer(), postgresServer(), redisServer()]),
     grpcService({
       name: 'signing',
       entry: 'services/signing/src/main',
@@ -42,20 +36,22 @@ export function components(config: UpConfig): Component[] {
       }),
     }),
     adminBootstrap(),
-    grpcService({
-      name: 'device',
-      entry: 'services/device/src/main',
-      port: (c) => c.DEVICE_GRPC_PORT,
-      portVariable: 'DEVICE_GRPC_PORT',
-      // Written into device credentials: where devices reach this stack's NATS and MQTT.
-      env: (ctx) => ({
-        DEVICE_NATS_PUBLIC_URL: ctx.env.NATS_URL.split(',')[0],
-        ...(ctx.env.MQTT_URL ? { DEVICE_MQTT_PUBLIC_URL: ctx.env.MQTT_URL } : {}),
+    // Neither needs the other to start: side by side.
+    together('device + monitoring', [
+      grpcService({
+        name: 'device',
+        entry: 'services/device/src/main',
+        port: (c) => c.DEVICE_GRPC_PORT,
+        portVariable: 'DEVICE_GRPC_PORT',
+        // Written into device credentials: where devices reach this stack's NATS and MQTT.
+        env: (ctx) => ({
+          DEVICE_NATS_PUBLIC_URL: ctx.env.NATS_URL.split(',')[0],
+          ...(ctx.env.MQTT_URL ? { DEVICE_MQTT_PUBLIC_URL: ctx.env.MQTT_URL } : {}),
+        }),
       }),
-    }),
-    grpcService({ name: 'monitoring', entry: 'services/monitoring/src/main', port: (c) => c.MONITORING_GRPC_PORT, portVariable: 'MONITORING_GRPC_PORT' }),
-    edge.gateway,
-    simulatedFleet(),
+      grpcService({ name: 'monitoring', entry: 'services/monitoring/src/main', port: (c) => c.MONITORING_GRPC_PORT, portVariable: 'MONITORING_GRPC_PORT' }),
+    ]),
+    gatewayComponent(),
   ];
 }
 
