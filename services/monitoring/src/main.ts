@@ -63,22 +63,28 @@ export function createMonitoringService(hooks: MonitoringHooks = {}): ServiceSpe
 
       const directory = await DeviceDirectory.open(nats, log.child({ component: 'device-directory' }));
       const jsm = await nats.jetstreamManager();
-      await ensureTelemetryStream(jsm, {
-        name: config.TELEMETRY_STREAM,
-        maxBytes: config.TELEMETRY_STREAM_MAX_BYTES,
-        maxAgeMs: config.TELEMETRY_STREAM_MAX_AGE_MS,
-        duplicateWindowMs: config.TELEMETRY_DUPLICATE_WINDOW_MS,
-        replicas: config.TELEMETRY_STREAM_REPLICAS,
-      });
+      const ensureStream = () =>
+        ensureTelemetryStream(jsm, {
+          name: config.TELEMETRY_STREAM,
+          maxBytes: config.TELEMETRY_STREAM_MAX_BYTES,
+          maxAgeMs: config.TELEMETRY_STREAM_MAX_AGE_MS,
+          duplicateWindowMs: config.TELEMETRY_DUPLICATE_WINDOW_MS,
+          replicas: config.TELEMETRY_STREAM_REPLICAS,
+        });
+      await ensureStream();
 
       let writer: TelemetryWriter | undefined;
       if (config.WRITER_ENABLED) {
-        await ensureWriterConsumer(jsm, {
-          stream: config.TELEMETRY_STREAM,
-          durable: config.WRITER_CONSUMER,
-          ackWaitMs: config.WRITER_ACK_WAIT_MS,
-          maxAckPending: config.WRITER_MAX_ACK_PENDING,
-        });
+        const ensureConsumer = async () => {
+          await ensureStream();
+          await ensureWriterConsumer(jsm, {
+            stream: config.TELEMETRY_STREAM,
+            durable: config.WRITER_CONSUMER,
+            ackWaitMs: config.WRITER_ACK_WAIT_MS,
+            maxAckPending: config.WRITER_MAX_ACK_PENDING,
+          });
+        };
+        await ensureConsumer();
         writer = new TelemetryWriter({
           nc: nats,
           store,
@@ -86,6 +92,7 @@ export function createMonitoringService(hooks: MonitoringHooks = {}): ServiceSpe
           limits,
           stats: stats.ingest,
           log: log.child({ component: 'writer' }),
+          ensureConsumer,
           options: {
             stream: config.TELEMETRY_STREAM,
             durable: config.WRITER_CONSUMER,

@@ -108,3 +108,19 @@ test('the writer carries on after the NATS server is killed and restarted, stori
   await eventually(async () => (await world.rowCount(t)) === 200, 'all 200 rows', 40_000);
   expect(await distinctRows(t)).toEqual({ total: 200, distinct: 200 });
 });
+
+test('the writers recreate their consumer when it is deleted under them', async () => {
+  const t = newTenant();
+  await world.registerDevice(t, 'd1');
+  const jsm = await world.nc.jetstreamManager();
+  await jsm.consumers.delete('TELEMETRY', 'monitoring-writer');
+  await eventually(async () => {
+    await jsm.consumers.info('TELEMETRY', 'monitoring-writer');
+    return true;
+  }, 'the consumer to be recreated');
+  // The recreated consumer starts from the beginning of the stream: nothing stored before is duplicated.
+  for (let i = 0; i < 10; i++) await world.publish(t, 'd1', jsonPayload({ messageId: `m${i}`, points: [{ metric: 'temp', numberValue: i }] }));
+  await eventually(async () => (await world.rowCount(t)) === 10, '10 rows');
+  const { rows } = await world.pool.query(`SELECT count(*)::int AS n, count(DISTINCT (tenant_id, device_id, metric, time, message_id, point_index))::int AS d FROM points`);
+  expect(rows[0].n).toBe(rows[0].d);
+});
