@@ -105,6 +105,14 @@ describe('generated Envoy config', () => {
     expect(cors.allow_headers.split(',')).toEqual(expect.arrayContaining(['authorization', 'x-grpc-web', 'content-type']));
   });
 
+  it('has a default in the container image for every variable it uses', () => {
+    const dockerfile = fs.readFileSync(path.join(path.dirname(ENVOY_TEMPLATE_PATH), 'Dockerfile'), 'utf8');
+    const defaults = new Set([...dockerfile.matchAll(/\b([A-Z_]+)=/g)].map((m) => m[1]));
+    const used = new Set([...committed.matchAll(/\$\{([A-Z_]+)\}/g)].map((m) => m[1]));
+    expect([...used].filter((name) => !defaults.has(name))).toEqual([]);
+    expect(dockerfile).toContain(`COPY gen/iot.binpb ${ENVOY_DESCRIPTOR_MOUNT}`);
+  });
+
   it('verifies bearer tokens against the signing service JWKS', () => {
     const jwt = filter('envoy.filters.http.jwt_authn');
     const remote = jwt.providers.signing.remote_jwks.http_uri;
