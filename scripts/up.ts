@@ -8,7 +8,8 @@
 import { ConfigError } from '../services/runtime/src';
 import { loadUpConfig, UpConfig } from './up-config';
 import { natsServer, postgresServer, redisServer } from './up-servers';
-import { gatewayComponent } from './up-gateway';
+import { dashboardAndGateway } from './up-gateway';
+import { simulatedFleet } from './up-fleet';
 import { adminBootstrap, bootstrapToken, grpcService, keyEncryptionKey } from './up-services';
 import { Component, runStack, together } from './up-stack';
 
@@ -20,7 +21,10 @@ import { Component, runStack, together } from './up-stack';
  * scripts/up-services.ts and scripts/up-stack.ts.
  */
 export function components(config: UpConfig): Component[] {
+  // The dashboard builds (when it has no build yet) while the rest starts; the gateway comes last.
+  const edge = dashboardAndGateway();
   return [
+    edge.build,
     together('nats + postgres + redis', [natsServer(), postgresServer(), redisServer()]),
     grpcService({
       name: 'signing',
@@ -51,7 +55,8 @@ export function components(config: UpConfig): Component[] {
       }),
       grpcService({ name: 'monitoring', entry: 'services/monitoring/src/main', port: (c) => c.MONITORING_GRPC_PORT, portVariable: 'MONITORING_GRPC_PORT' }),
     ]),
-    gatewayComponent(),
+    edge.gateway,
+    simulatedFleet(),
   ];
 }
 
