@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { env } from '../../runtime/src';
+import { parseTenantRetention } from './retention';
 
 const DAY_MS = 86_400_000;
 
@@ -33,6 +34,14 @@ export const monitoringEnv = {
   INGEST_MAX_PAST_MS: env.positiveInt(7 * DAY_MS),
   /** Samples older than this are dropped with their day partition. */
   TELEMETRY_RETENTION_DAYS: env.positiveInt(30),
+  /** Shorter retention for some tenants: `tenantA=7,tenantB=14` (days); their older samples are deleted in chunks. */
+  TELEMETRY_TENANT_RETENTION_DAYS: z
+    .string()
+    .optional()
+    .superRefine((value, ctx) => {
+      const parsed = parseTenantRetention(value);
+      if (typeof parsed === 'string') ctx.addIssue({ code: 'custom', message: parsed });
+    }),
   /** Day partitions created ahead of time. */
   TELEMETRY_PARTITIONS_AHEAD_DAYS: env.positiveInt(3),
   /** Shortest interval between two live frames to one client. */

@@ -11,6 +11,7 @@ import { TelemetryWriter } from './ingest/writer';
 import { LiveHub, LiveStats } from './live/live-hub';
 import { exportMonitoringMetrics } from './metrics';
 import { openMongoStore } from './store/mongo-connect';
+import { applyRetention, parseTenantRetention } from './retention';
 import { PostgresTelemetryStore } from './store/postgres-store';
 import type { TelemetryStore } from './store/telemetry-store';
 import { telemetryService } from './telemetry-grpc';
@@ -51,11 +52,11 @@ export function createMonitoringService(hooks: MonitoringHooks = {}): ServiceSpe
       const mongo = config.TELEMETRY_STORE === 'mongodb' ? await openMongoStore(config.MONGODB_URL) : undefined;
       const store: TelemetryStore = pgStore ?? mongo!.store;
 
+      const tenantRetention = parseTenantRetention(config.TELEMETRY_TENANT_RETENTION_DAYS) as Map<string, number>;
       const maintainPartitions = async () => {
         const now = Date.now();
         await pgStore?.ensurePartitions(new Date(now - DAY_MS), new Date(now + config.TELEMETRY_PARTITIONS_AHEAD_DAYS * DAY_MS));
-        const { removed } = await store.dropBefore(new Date(now - config.TELEMETRY_RETENTION_DAYS * DAY_MS));
-        if (removed.length > 0) log.info({ removed }, 'retention dropped telemetry partitions');
+        await applyRetention(store, now, config.TELEMETRY_RETENTION_DAYS, tenantRetention, log);
       };
       await maintainPartitions();
       const maintenance = setInterval(() => maintainPartitions().catch((err: Error) => log.warn({ err: err.message }, 'partition maintenance failed')), HOUR_MS);

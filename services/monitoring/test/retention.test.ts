@@ -1,0 +1,47 @@
+import { ConfigError, createLogger, loadConfig, Pool } from '../../runtime/src';
+import { monitoringEnv } from '../src/config';
+import { applyRetention, parseTenantRetention } from '../src/retention';
+import { PostgresTelemetryStore } from '../src/store/postgres-store';
+import { PointRow } from '../src/store/telemetry-store';
+import { migratedDatabase } from './helpers';
+
+const DAY = 86_400_000;
+let pool: Pool;
+let close: () => Promise<void>;
+
+beforeAll(async () => {
+  ({ pool, close } = await migratedDatabase());
+});
+afterAll(async () => {
+  await close?.();
+});
+
+test('TELEMETRY_TENANT_RETENTION_DAYS is validated at start', () => {
+  expect(parseTenantRetention('acme=7, beta-2=14')).toEqual(new Map([['acme', 7], ['beta-2', 14]]));
+  expect(typeof parseTenantRetention('acme=0')).toBe('string');
+  expect(typeof parseTenantRetention('Acme.*=7')).toBe('string');
+  expect(() => loadConfig(monitoringEnv, { TELEMETRY_TENANT_RETENTION_DAYS: 'acme=seven' })).toThrow(ConfigError);
+  expect(() => loadConfig(monitoringEnv, { TELEMETRY_TENANT_RETENTION_DAYS: 'acme=seven' })).toThrow(/TELEMETRY_TENANT_RETENTION_DAYS/);
+  expect(loadConfig(monitoringEnv, { TELEMETRY_TENANT_RETENTION_DAYS: 'acme=7' }).TELEMETRY_TENANT_RETENTION_DAYS).toBe('acme=7');
+});
+
+test('retention drops what is older than the global limit, and a tenant’s shorter limit deletes only that tenant’s older samples', async () => {
+  const store = new PostgresTelemetryStore(pool);
+  const now = Date.now();
+  const rows: PointRow[] = [];
+  for (const tenantId of ['acme', 'beta']) {
+    for (const age of [40, 10, 1]) {
+      rows.push({ tenantId, deviceId: 'd1', metric: 'temp', time: new Date(now - age * DAY), messageId: `${tenantId}-${age}`, pointIndex: 0, value: { number: age } });
+    }
+  }
+  await store.write(rows);
+  await applyRetention(store, now, 30, new Map([['acme', 5]]), createLogger('test', 'silent'));
+  const { rows: left } = await pool.query(`SELECT tenant_id, number_value FROM points ORDER BY tenant_id, number_value DESC`);
+  expect(left.map((r) => [r.tenant_id, r.number_value])).toEqual([
+    ['acme', 1],
+    ['beta', 10],
+    ['beta', 1],
+  ]);
+  const latest = await store.latest('acme', [], [], 10);
+  expect(latest.map((p) => p.value.number)).toEqual([1]);
+});
