@@ -35,11 +35,12 @@ describe('loadConfig', () => {
 });
 
 describe('a service with a bad configuration value', () => {
+  jest.setTimeout(120_000);
   it('exits non-zero naming the variable', () => {
     const result = spawnSync(process.execPath, ['--import', 'tsx', path.join(__dirname, 'fixtures', 'echo-service.ts')], {
       env: { ...process.env, GRPC_PORT: 'not-a-port', REDIS_URL: 'http://wrong' },
       encoding: 'utf8',
-      timeout: 20_000,
+      timeout: 90_000,
     });
     expect(result.status).toBe(2);
     expect(result.stderr).toContain('GRPC_PORT: must be a port number');

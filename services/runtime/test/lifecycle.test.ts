@@ -10,7 +10,7 @@ import { createTestDatabase, TestDatabase } from '../../../testing/postgres';
 const FIXTURE = path.join(__dirname, 'fixtures', 'echo-service.ts');
 
 /** Polls until `probe` returns `expected` (or throws after `timeoutMs`). */
-async function eventually<T>(probe: () => Promise<T>, expected: T, timeoutMs = 15_000): Promise<void> {
+async function eventually<T>(probe: () => Promise<T>, expected: T, timeoutMs = 60_000): Promise<void> {
   const until = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -28,6 +28,8 @@ async function eventually<T>(probe: () => Promise<T>, expected: T, timeoutMs = 1
 function exitOf(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   return new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
 }
+
+jest.setTimeout(180_000);
 
 describe('service process lifecycle', () => {
   let db: TestDatabase;
