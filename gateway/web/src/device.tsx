@@ -26,6 +26,29 @@ function numericValue(point: DataPoint): number | undefined {
   return undefined;
 }
 
+const ALL = '';
+
+/** Chooses which metric a chart draws: lines of very different scales (hPa next to °C) flatten each other. */
+function MetricPicker({ metrics, value, onChange }: { metrics: string[]; value: string; onChange: (metric: string) => void }) {
+  return (
+    <select value={value} onChange={(e) => onChange(e.target.value)} aria-label="metric">
+      <option value={ALL}>all metrics</option>
+      {metrics.map((m) => (
+        <option key={m} value={m}>
+          {m}
+        </option>
+      ))}
+    </select>
+  );
+}
+
+/** The metric shown unless the user picks another: temperature when there is one, else the first. */
+function useMetricChoice(metrics: string[]): [string, (metric: string) => void] {
+  const [picked, setPicked] = useState<string | undefined>(undefined);
+  const fallback = metrics.includes('temperature') ? 'temperature' : (metrics[0] ?? ALL);
+  return [picked ?? fallback, setPicked];
+}
+
 /** The live window: the last minute at least, up to LIVE_WINDOW_SECONDS, ending now or at the newest sample. */
 function liveRange(samples: Sample[]): [number, number] {
   const newest = Math.max(Date.now() / 1000, ...samples.map((s) => s.time));
@@ -59,7 +82,9 @@ function LiveChart({ deviceId }: { deviceId: string }) {
     return () => abort.abort();
   }, [deviceId]);
 
-  const data = useMemo(() => toChartData(samples), [samples]);
+  const metrics = useMemo(() => [...new Set(samples.map((s) => s.metric))].sort(), [samples]);
+  const [metric, setMetric] = useMetricChoice(metrics);
+  const data = useMemo(() => toChartData(metric === ALL ? samples : samples.filter((s) => s.metric === metric)), [samples, metric]);
   const latest = new Map<string, Sample>();
   for (const s of samples) if ((latest.get(s.metric)?.time ?? -Infinity) <= s.time) latest.set(s.metric, s);
 
@@ -68,6 +93,7 @@ function LiveChart({ deviceId }: { deviceId: string }) {
       <h2>
         Live <span className={`live-dot ${connected ? 'on' : ''}`} />
       </h2>
+      <MetricPicker metrics={metrics} value={metric} onChange={setMetric} />
       <TimeChart data={data} testId="live-chart" xRange={liveRange(samples)} />
       <ul className="latest" data-testid="live-latest">
         {[...latest.values()].map((s) => (
@@ -130,7 +156,9 @@ function HistoryChart({ deviceId }: { deviceId: string }) {
     return () => abort.abort();
   }, [deviceId, range, reload]);
 
-  const data = useMemo(() => toChartData(samples), [samples]);
+  const metrics = useMemo(() => [...new Set(samples.map((s) => s.metric))].sort(), [samples]);
+  const [metric, setMetric] = useMetricChoice(metrics);
+  const data = useMemo(() => toChartData(metric === ALL ? samples : samples.filter((s) => s.metric === metric)), [samples, metric]);
   return (
     <div className="card">
       <h2>History</h2>
@@ -141,6 +169,7 @@ function HistoryChart({ deviceId }: { deviceId: string }) {
           </button>
         ))}
         <button onClick={() => setReload((n) => n + 1)}>Refresh</button>
+        <MetricPicker metrics={metrics} value={metric} onChange={setMetric} />
         <span className="muted">{bucket}</span>
       </div>
       {error ? <p className="error">{error}</p> : <TimeChart data={data} testId="history-chart" xRange={span} />}
