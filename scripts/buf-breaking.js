@@ -28,8 +28,8 @@ function git(args, options = {}) {
   }
 }
 
-function runBuf(args, cwd) {
-  const result = spawnSync(process.execPath, [buf, ...args], { cwd, stdio: 'inherit' });
+function runBuf(args, cwd, stdio = 'inherit') {
+  const result = spawnSync(process.execPath, [buf, ...args], { cwd, stdio });
   return result.status ?? 1;
 }
 
@@ -53,6 +53,12 @@ try {
   const archive = git(['archive', '--format=tar', commit, 'buf.yaml', 'proto'], { maxBuffer: 256 * 1024 * 1024 });
   execFileSync('tar', ['-x', '-C', dir], { input: archive });
   fs.cpSync(deps, path.join(dir, 'gen', 'proto-deps'), { recursive: true });
+  // Old contracts that do not build leave nothing to compare against; that is
+  // not a fault of the current tree, so say so and skip.
+  if (runBuf(['build', '-o', os.devNull], dir, 'ignore') !== 0) {
+    console.log(`buf breaking: the contracts of ${ref} (${commit.slice(0, 12)}) do not build; skipped`);
+    process.exit(0);
+  }
   const status = runBuf(['breaking', '--against', dir], root);
   if (status !== 0) {
     console.error(`buf breaking: proto/ has breaking changes against ${ref} (${commit.slice(0, 12)}); make the change additive`);
