@@ -99,6 +99,8 @@ export async function startSigningForTest(options: StartSigningOptions = {}): Pr
       SIGNING_REDIS_PREFIX: `iot:test:signing:${crypto.randomBytes(6).toString('hex')}:`,
       SIGNING_KEY_ACTIVATION_DELAY_MS: '0',
       SIGNING_KEY_RETIRE_GRACE_MS: '0',
+      // The cheapest allowed scrypt cost: many tests log in many users on a shared machine.
+      SIGNING_PASSWORD_HASH_COST: '12',
       ...options.env,
     });
   } catch (err) {

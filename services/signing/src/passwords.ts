@@ -3,10 +3,11 @@ import { promisify } from 'node:util';
 
 const scrypt = promisify(crypto.scrypt) as (password: crypto.BinaryLike, salt: crypto.BinaryLike, keylen: number, options: crypto.ScryptOptions) => Promise<Buffer>;
 
-/** scrypt cost: 2^15 × 8 × 128 B = 32 MiB of memory per hash. */
-const COST = { N: 2 ** 15, r: 8, p: 1 };
+/** Default scrypt cost, as log2(N): 2^15 × 8 × 128 B = 32 MiB of memory per hash. */
+export const DEFAULT_PASSWORD_COST = 15;
+const BLOCK = { r: 8, p: 1 };
 const KEY_LENGTH = 32;
-const MAX_MEMORY = 64 * 1024 * 1024;
+const MAX_MEMORY = 512 * 1024 * 1024;
 
 export const PASSWORD_MIN_LENGTH = 12;
 export const PASSWORD_MAX_LENGTH = 256;
@@ -24,11 +25,16 @@ export function passwordWeakness(password: string, email = ''): string | undefin
   return undefined;
 }
 
-/** A memory-hard hash with a fresh random salt: `scrypt$N$r$p$salt$hash` (base64url). */
-export async function hashPassword(password: string): Promise<string> {
+/**
+ * A memory-hard hash with a fresh random salt: `scrypt$N$r$p$salt$hash`
+ * (base64url). The cost is stored with the hash, so changing it later only
+ * affects new hashes.
+ */
+export async function hashPassword(password: string, cost = DEFAULT_PASSWORD_COST): Promise<string> {
   const salt = crypto.randomBytes(16);
-  const hash = await scrypt(password.normalize('NFKC'), salt, KEY_LENGTH, { ...COST, maxmem: MAX_MEMORY });
-  return ['scrypt', COST.N, COST.r, COST.p, salt.toString('base64url'), hash.toString('base64url')].join('$');
+  const N = 2 ** cost;
+  const hash = await scrypt(password.normalize('NFKC'), salt, KEY_LENGTH, { N, ...BLOCK, maxmem: MAX_MEMORY });
+  return ['scrypt', N, BLOCK.r, BLOCK.p, salt.toString('base64url'), hash.toString('base64url')].join('$');
 }
 
 /** Checks a password against a stored hash in constant time. */
@@ -42,11 +48,12 @@ export async function verifyPassword(password: string, stored: string): Promise<
   return crypto.timingSafeEqual(actual, expected);
 }
 
-let dummyHash: Promise<string> | undefined;
+const dummyHashes = new Map<number, Promise<string>>();
 
 /** Spends the same time as a real check, so unknown accounts cannot be told apart by timing. */
-export async function verifyAgainstNothing(password: string): Promise<false> {
-  dummyHash ??= hashPassword(crypto.randomBytes(24).toString('base64url'));
-  await verifyPassword(password, await dummyHash);
+export async function verifyAgainstNothing(password: string, cost = DEFAULT_PASSWORD_COST): Promise<false> {
+  let dummy = dummyHashes.get(cost);
+  if (!dummy) dummyHashes.set(cost, (dummy = hashPassword(crypto.randomBytes(24).toString('base64url'), cost)));
+  await verifyPassword(password, await dummy);
   return false;
 }

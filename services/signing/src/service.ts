@@ -29,6 +29,8 @@ export interface IdentitySettings {
   bootstrapToken?: string;
   accessTokenTtlSeconds: number;
   refreshTokenTtlSeconds: number;
+  /** scrypt cost of new password hashes, as log2(N). */
+  passwordCost: number;
 }
 
 /** Tokens handed to a client by login and refresh. */
@@ -93,7 +95,7 @@ export class IdentityService {
       await this.throttle.failed(subject);
       throw errors.unauthenticated('wrong bootstrap token');
     }
-    const passwordHash = await hashPassword(input.password);
+    const passwordHash = await hashPassword(input.password, this.settings.passwordCost);
     const { tenant, admin, events } = await withTransaction(this.pool, async (client) => {
       await client.query("SELECT pg_advisory_xact_lock(hashtext('iot-signing:bootstrap'))");
       if ((await store.countTenants(client)) > 0) throw errors.failedPrecondition('the platform is already bootstrapped');
@@ -110,7 +112,7 @@ export class IdentityService {
   }
 
   async createTenant(actor: Principal, input: { name: string; email: string; password: string; displayName: string }, origin: RequestOrigin) {
-    const passwordHash = await hashPassword(input.password);
+    const passwordHash = await hashPassword(input.password, this.settings.passwordCost);
     const { tenant, admin, events } = await withTransaction(this.pool, async (client) => {
       if (await store.tenantByName(client, input.name)) throw errors.alreadyExists(`tenant ${JSON.stringify(input.name)} already exists`);
       const tenant = await store.insertTenant(client, { id: crypto.randomUUID(), name: input.name, platform: false });
@@ -146,7 +148,7 @@ export class IdentityService {
     await this.throttle.check(subject);
     const tenant = await store.tenantByName(this.pool, input.tenant);
     const user = tenant ? await store.userByEmail(this.pool, tenant.id, input.email) : undefined;
-    const ok = user ? await verifyPassword(input.password, user.passwordHash) : await verifyAgainstNothing(input.password);
+    const ok = user ? await verifyPassword(input.password, user.passwordHash) : await verifyAgainstNothing(input.password, this.settings.passwordCost);
     if (!ok || !tenant || !user) {
       const lockedForMs = await this.throttle.failed(subject);
       await this.record({
@@ -259,7 +261,7 @@ export class IdentityService {
   // --- users ---
 
   async createUser(actor: Principal, input: { email: string; displayName: string; password: string; role: RoleName }, origin: RequestOrigin): Promise<UserRecord> {
-    const passwordHash = await hashPassword(input.password);
+    const passwordHash = await hashPassword(input.password, this.settings.passwordCost);
     if (await store.userByEmail(this.pool, actor.tenantId, input.email)) throw errors.alreadyExists(`a user with email ${JSON.stringify(input.email)} already exists`);
     const user = await store.insertUser(this.pool, { id: crypto.randomUUID(), tenantId: actor.tenantId, email: input.email, displayName: input.displayName, role: input.role, passwordHash });
     await this.record({ tenantId: actor.tenantId, type: 'user.created', actorId: actor.id, subject: { kind: 'user', id: user.id }, sourceAddress: origin.address, details: { role: user.role } });
@@ -318,7 +320,7 @@ export class IdentityService {
       throw errors.permissionDenied('the current password is wrong');
     }
     await this.throttle.succeeded(subject);
-    const passwordHash = await hashPassword(input.newPassword);
+    const passwordHash = await hashPassword(input.newPassword, this.settings.passwordCost);
     const updated = await withTransaction(this.pool, async (client) => {
       const updated = await store.updateUser(client, actor.tenantId, actor.id, { passwordHash });
       await store.revokeRefreshTokensOfUser(client, actor.id);
