@@ -42,10 +42,24 @@ export async function runScenarios(
   const results: ScenarioResult[] & { profileSummary?: string[] } = [];
   let shared: Promise<Platform> | undefined;
   const ctx: BenchContext = { ...options, platform: () => (shared ??= Platform.start(platformNeeds(options.profile))) };
+  const stopShared = async () => {
+    if (shared) await (await shared.catch(() => undefined))?.stop();
+  };
+  // Ctrl-C or SIGTERM: stop the child processes before leaving (a second signal exits at once).
+  let signals = 0;
+  const onSignal = () => {
+    if (++signals > 1) process.exit(130);
+    options.log('stopping the platform…');
+    void stopShared().finally(() => process.exit(130));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
     await runEach(chosen, ctx, results, onResult);
   } finally {
-    if (shared) await (await shared.catch(() => undefined))?.stop();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await stopShared();
   }
   if (options.profile) results.profileSummary = summarizeCpuProfiles(path.join(PROFILE_DIR, 'monitoring'));
   return results;

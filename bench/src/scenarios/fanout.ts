@@ -93,11 +93,15 @@ export const fanoutScenario: Scenario = {
       // Baseline: the same traffic to as many plain NATS subscriptions (one connection per channel, like the gRPC side).
       const ncs = await Promise.all(Array.from({ length: size.channels }, (_, i) => platform.connectNats(`bench-fanout-${i}`)));
       let rawPoints = 0;
+      let rawMessages = 0;
       let rawCounting = false;
       for (let i = 0; i < size.streams; i++) {
         ncs[i % ncs.length].subscribe(`iot.${tenantId}.dev.*.tel`, {
           callback: (err, msg) => {
-            if (!err && rawCounting && msg.subject.includes('.fan-')) rawPoints += 5;
+            if (!err && rawCounting && msg.subject.includes('.fan-')) {
+              rawMessages++;
+              rawPoints += 5;
+            }
           },
         });
       }
@@ -114,7 +118,7 @@ export const fanoutScenario: Scenario = {
 
       const expected = (sent / seconds) * size.streams;
       figures.push(
-        { measure: `frames/s over ${size.streams} streams`, value: frames / seconds, unit: 'frames/s' },
+        { measure: `frames/s over ${size.streams} streams`, value: frames / seconds, unit: '/s', baseline: `messages/s to ${size.streams} raw NATS subscriptions`, baselineValue: rawMessages / rawSeconds },
         { measure: 'points/s delivered (all streams)', value: points / seconds, unit: 'pts/s', baseline: `${size.streams} raw NATS subscriptions`, baselineValue: rawPoints / rawSeconds },
         { measure: 'share of published points delivered', value: expected ? (points / seconds) / expected : 0, unit: '', baseline: 'raw NATS', baselineValue: rawSent ? rawPoints / (rawSent * size.streams) : 0 },
         { measure: 'monitoring RSS with streams open', value: mb(peaks.get('monitoring')), unit: 'MB', baseline: 'before the streams opened', baselineValue: mb(idle.peaks.get('monitoring')) },
