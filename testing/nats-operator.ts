@@ -25,7 +25,7 @@ export interface OperatorNats {
  * operator mode (JetStream; MQTT when asked) preloaded with both accounts.
  */
 export async function startOperatorNats(options: Omit<NatsServerOptions, 'operator'> = {}): Promise<OperatorNats> {
-  const setup = await generateOperatorSetup('iot-test');
+  const setup = generateOperatorSetup('iot-test');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iot-creds-'));
   const serviceCredsFile = path.join(dir, 'service.creds');
   const systemCredsFile = path.join(dir, 'system.creds');

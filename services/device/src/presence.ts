@@ -1,7 +1,7 @@
-import { decode } from '@nats-io/jwt';
 import { NatsConnection, Subscription } from 'nats';
 import { ALL_TELEMETRY, Logger, parseDeviceSubject } from '../../runtime/src';
 import { DeviceEvents } from './nats/device-events';
+import { peekNatsJwt } from './nats/nkeys';
 import { DeviceCache } from './store/device-cache';
 import { DeviceStore } from './store/device-store';
 import { TwinService } from './twin';
@@ -25,7 +25,7 @@ function userKeyOf(event: ConnectEvent): string | undefined {
   const jwt = event.client?.jwt;
   if (jwt) {
     try {
-      return decode(jwt).sub;
+      return peekNatsJwt(jwt).sub;
     } catch {
       return undefined;
     }

@@ -192,7 +192,7 @@ export class DeviceRegistry {
   private async issue(tenantId: string, devices: DeviceRecord[], expireTime: Date | undefined): Promise<{ devices: DeviceRecord[]; credentials: IssuedCredential[] }> {
     const authority = this.authority;
     const issueTime = new Date();
-    const minted = await Promise.all(devices.map((d) => authority.mint(tenantId, d.id, expireTime)));
+    const minted = devices.map((d) => authority.mint(tenantId, d.id, expireTime));
     const updated = await this.deps.store.setCredential(
       tenantId,
       devices.map((d) => d.id),

@@ -1,7 +1,7 @@
-import { KeyPair } from '@nats-io/jwt';
 import { NatsConnection } from 'nats';
 import { Logger } from '../../../runtime/src';
 import { encodeAppAccount, mintDeviceUser, MintedDeviceUser } from './account-claims';
+import { NKey } from './nkeys';
 
 /** Where the authority reads the revocation list from. */
 export type RevocationSource = () => Promise<Record<string, number>>;
@@ -19,8 +19,8 @@ export class AccountAuthority {
   private stopped = false;
 
   constructor(
-    private readonly operator: KeyPair,
-    private readonly account: KeyPair,
+    private readonly operator: NKey,
+    private readonly account: NKey,
     private readonly system: NatsConnection,
     private readonly revocations: RevocationSource,
     private readonly log: Logger,
@@ -28,11 +28,11 @@ export class AccountAuthority {
 
   /** Public key of the application account. */
   get accountId(): string {
-    return this.account.getPublicKey();
+    return this.account.publicKey;
   }
 
   /** Mints a bearer user JWT for one device. */
-  mint(tenantId: string, deviceId: string, expireTime?: Date): Promise<MintedDeviceUser> {
+  mint(tenantId: string, deviceId: string, expireTime?: Date): MintedDeviceUser {
     return mintDeviceUser(this.account, tenantId, deviceId, expireTime);
   }
 
@@ -65,7 +65,7 @@ export class AccountAuthority {
 
   private async push(): Promise<void> {
     const revocations = await this.revocations();
-    const jwt = await encodeAppAccount(this.operator, this.account, revocations);
+    const jwt = encodeAppAccount(this.operator, this.account, revocations);
     const reply = await this.system.request(`$SYS.REQ.ACCOUNT.${this.accountId}.CLAIMS.UPDATE`, new TextEncoder().encode(jwt), { timeout: 5000 });
     const body = JSON.parse(new TextDecoder().decode(reply.data)) as { data?: { code?: number }; error?: { code?: number; description?: string } };
     if (body.error || body.data?.code !== 200) {

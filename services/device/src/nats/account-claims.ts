@@ -1,5 +1,6 @@
-import { Algorithms, createAccount, createOperator, createUser, encodeAccount, encodeOperator, encodeUser, fmtCreds, fromSeed, KeyPair, OperatorLimits, RevocationList } from '@nats-io/jwt';
+import { OperatorLimits, RevocationList } from '@nats-io/jwt';
 import { deviceSubject } from '../../../runtime/src/subjects';
+import { encodeNatsJwt, formatCreds, newNKey, NKey, nkeyFromSeed } from './nkeys';
 
 /**
  * The decentralised-JWT world of one platform, in one place: the operator,
@@ -36,38 +37,31 @@ export const UNLIMITED_ACCOUNT_LIMITS: OperatorLimits = {
 };
 
 /** Decodes a seed and checks it is of the expected kind (`O` operator, `A` account, `U` user). */
-export function keyPairFromSeed(seed: string, kind: 'O' | 'A' | 'U'): KeyPair {
-  if (!seed.startsWith(`S${kind}`)) throw new Error(`not a${kind === 'A' ? 'n account' : kind === 'O' ? 'n operator' : ' user'} seed`);
-  const kp = fromSeed(new TextEncoder().encode(seed));
-  if (!kp.getPublicKey().startsWith(kind)) throw new Error('seed does not decode to the expected key kind');
-  return kp;
-}
-
-/** The seed of a key pair as a string. */
-export function seedOf(kp: KeyPair): string {
-  return new TextDecoder().decode(kp.getSeed());
+export function keyPairFromSeed(seed: string, kind: 'O' | 'A' | 'U'): NKey {
+  return nkeyFromSeed(seed, kind);
 }
 
 /** Builds (and signs with the operator key) the JWT of the application account. */
-export async function encodeAppAccount(operator: KeyPair, account: KeyPair, revocations: RevocationList = {}): Promise<string> {
-  return encodeAccount(
+export function encodeAppAccount(operator: NKey, account: NKey, revocations: RevocationList = {}): string {
+  return encodeNatsJwt(
+    'account',
     APP_ACCOUNT_NAME,
-    account,
+    account.publicKey,
     { limits: UNLIMITED_ACCOUNT_LIMITS, ...(Object.keys(revocations).length > 0 ? { revocations } : {}) },
-    { signer: operator, algorithm: Algorithms.v2 },
+    operator,
   );
 }
 
 /** Builds the JWT of the system account. */
-export async function encodeSystemAccount(operator: KeyPair, system: KeyPair): Promise<string> {
-  return encodeAccount(SYSTEM_ACCOUNT_NAME, system, { limits: { subs: -1, data: -1, payload: -1, imports: -1, exports: -1, wildcards: true, conn: -1, leaf: -1 } }, { signer: operator, algorithm: Algorithms.v2 });
+export function encodeSystemAccount(operator: NKey, system: NKey): string {
+  return encodeNatsJwt('account', SYSTEM_ACCOUNT_NAME, system.publicKey, { limits: { subs: -1, data: -1, payload: -1, imports: -1, exports: -1, wildcards: true, conn: -1, leaf: -1 } }, operator);
 }
 
 /** A `.creds` file body (user JWT + seed) for a user with full permissions in `account`. */
-export async function fullAccessCreds(account: KeyPair, name: string): Promise<string> {
-  const user = createUser();
-  const jwt = await encodeUser(name, user, account, { subs: -1, data: -1, payload: -1 }, { algorithm: Algorithms.v2 });
-  return new TextDecoder().decode(fmtCreds(jwt, user));
+export function fullAccessCreds(account: NKey, name: string): string {
+  const user = newNKey('U');
+  const jwt = encodeNatsJwt('user', name, user.publicKey, { pub: {}, sub: {}, subs: -1, data: -1, payload: -1 }, account);
+  return formatCreds(jwt, user);
 }
 
 /** Everything a platform's NATS needs, freshly generated. */
@@ -86,21 +80,20 @@ export interface NatsOperatorSetup {
 }
 
 /** Generates an operator, a system account and the application account with their users. */
-export async function generateOperatorSetup(operatorName = 'iot-mesh'): Promise<NatsOperatorSetup> {
-  const operator = createOperator();
-  const system = createAccount();
-  const app = createAccount();
-  const operatorJwt = await encodeOperator(operatorName, operator, { system_account: system.getPublicKey() }, { algorithm: Algorithms.v2 });
+export function generateOperatorSetup(operatorName = 'iot-mesh'): NatsOperatorSetup {
+  const operator = newNKey('O');
+  const system = newNKey('A');
+  const app = newNKey('A');
   return {
-    operatorSeed: seedOf(operator),
-    operatorJwt,
-    systemAccount: system.getPublicKey(),
-    systemAccountJwt: await encodeSystemAccount(operator, system),
-    systemCreds: await fullAccessCreds(system, 'iot-system'),
-    appAccount: app.getPublicKey(),
-    appAccountSeed: seedOf(app),
-    appAccountJwt: await encodeAppAccount(operator, app),
-    serviceCreds: await fullAccessCreds(app, 'iot-services'),
+    operatorSeed: operator.seed,
+    operatorJwt: encodeNatsJwt('operator', operatorName, operator.publicKey, { system_account: system.publicKey }, operator),
+    systemAccount: system.publicKey,
+    systemAccountJwt: encodeSystemAccount(operator, system),
+    systemCreds: fullAccessCreds(system, 'iot-system'),
+    appAccount: app.publicKey,
+    appAccountSeed: app.seed,
+    appAccountJwt: encodeAppAccount(operator, app),
+    serviceCreds: fullAccessCreds(app, 'iot-services'),
   };
 }
 
@@ -150,13 +143,13 @@ export interface MintedDeviceUser {
  * responses to requests it received), subscribe only on its own commands and
  * desired state. Bearer, so it is usable as an MQTT password with no seed.
  */
-export async function mintDeviceUser(account: KeyPair, tenantId: string, deviceId: string, expireTime?: Date): Promise<MintedDeviceUser> {
-  const user = createUser();
+export function mintDeviceUser(account: NKey, tenantId: string, deviceId: string, expireTime?: Date): MintedDeviceUser {
+  const user = newNKey('U');
   const permissions = devicePermissions(tenantId, deviceId);
-  const token = await encodeUser(
+  const token = encodeNatsJwt(
+    'user',
     `${tenantId}/${deviceId}`,
-    user,
-    account,
+    user.publicKey,
     {
       pub: { allow: permissions.publish },
       sub: { allow: [...permissions.subscribe, ...MQTT_INTERNAL_SUBSCRIBE] },
@@ -166,7 +159,8 @@ export async function mintDeviceUser(account: KeyPair, tenantId: string, deviceI
       data: -1,
       payload: -1,
     },
-    { algorithm: Algorithms.v2, ...(expireTime ? { exp: Math.floor(expireTime.getTime() / 1000) } : {}) },
+    account,
+    { exp: expireTime },
   );
-  return { token, publicKey: user.getPublicKey(), permissions };
+  return { token, publicKey: user.publicKey, permissions };
 }
