@@ -1,7 +1,15 @@
-/**
- * The browser-facing CORS policy, one list for both renderings of the edge:
- * the Envoy config and the Node gateway read it from here.
+/*
+ * What both renderings of the edge (the Envoy config and the Node gateway)
+ * must agree on beyond the route table itself.
  */
+
+/**
+ * Longest a unary call may take at the edge (a shorter client deadline wins).
+ * SendCommand waits up to 60 s for a device's reply; the rest is headroom.
+ */
+export const UNARY_TIMEOUT_MS = 65_000;
+
+/** The browser-facing CORS policy. */
 export const corsPolicy = {
   allowMethods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'],
   /** What gRPC-Web clients and REST callers send, plus auth and trace context. */

@@ -1,13 +1,12 @@
 import crypto from 'node:crypto';
 import YAML from 'yaml';
-import { corsPolicy } from './cors';
+import { corsPolicy, UNARY_TIMEOUT_MS } from './edge-policy';
 import { Cluster, RouteTable } from './route-table';
 
 /** Where the container image puts the descriptor set (the file `npm run generate` writes to gen/iot.binpb). */
 export const ENVOY_DESCRIPTOR_MOUNT = '/etc/envoy/iot.binpb';
 
-/** Unary calls get this route timeout; the client's grpc-timeout still applies when shorter. */
-const UNARY_TIMEOUT = '30s';
+const UNARY_TIMEOUT = `${UNARY_TIMEOUT_MS / 1000}s`;
 
 /** The variables `envsubst` fills at container start, with what each means. */
 export function envoyVariables(table: RouteTable): Array<{ name: string; meaning: string }> {
@@ -71,7 +70,8 @@ export function renderEnvoyConfig(table: RouteTable): string {
       m.kind === 'server_streaming'
         ? // Streams live as long as the browser watches: no route timeout, no idle cut, no max_stream_duration.
           { cluster: m.cluster.name, timeout: '0s', idle_timeout: '0s' }
-        : { cluster: m.cluster.name, timeout: UNARY_TIMEOUT },
+        : // A gRPC-Web client's grpc-timeout applies when shorter than the route timeout.
+          { cluster: m.cluster.name, timeout: UNARY_TIMEOUT, max_stream_duration: { grpc_timeout_header_max: UNARY_TIMEOUT } },
   }));
   routes.push({ name: 'dashboard', match: { prefix: '/' }, route: { cluster: 'dashboard', timeout: '30s' } });
 

@@ -2,7 +2,7 @@ import http, { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Code, ConnectError, createContextValues } from '@connectrpc/connect';
 import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from '@connectrpc/connect-node';
-import { corsPolicy } from './cors';
+import { corsPolicy } from './edge-policy';
 import { grpcWebHandlers, REMOTE_ADDRESS } from './grpc-web';
 import { isGrpcWebText, withGrpcWebText } from './grpc-web-text';
 import { handleRest, HTTP_STATUS_BY_CODE, RestRouter, statusJson } from './rest';

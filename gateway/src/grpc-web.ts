@@ -1,6 +1,7 @@
 import type { DescMethodServerStreaming, DescMethodUnary } from '@bufbuild/protobuf';
 import { createConnectRouter, createContextKey, HandlerContext } from '@connectrpc/connect';
 import type { UniversalHandler } from '@connectrpc/connect/protocol';
+import { UNARY_TIMEOUT_MS } from './edge-policy';
 import { RouteTable } from './route-table';
 import { copyResponseMetadata, forwardedHeaders, Upstreams } from './upstreams';
 
@@ -21,7 +22,8 @@ export function grpcWebHandlers(table: RouteTable, upstreams: Upstreams): Map<st
     if (route.kind === 'unary') {
       const method = route.method as DescMethodUnary;
       router.rpc(method, async (request, ctx) => {
-        const response = await transport.unary(method, ctx.signal, ctx.timeoutMs(), headersFor(ctx), request);
+        const timeoutMs = Math.min(ctx.timeoutMs() ?? UNARY_TIMEOUT_MS, UNARY_TIMEOUT_MS);
+        const response = await transport.unary(method, ctx.signal, timeoutMs, headersFor(ctx), request);
         copyResponseMetadata(response.header, ctx.responseHeader);
         copyResponseMetadata(response.trailer, ctx.responseTrailer);
         return response.message;

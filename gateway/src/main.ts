@@ -12,8 +12,11 @@
  * | CORS_ALLOWED_ORIGINS | * | comma-separated origins allowed to call from browsers |
  * | GATEWAY_STATIC_DIR | gateway/web/dist | built dashboard |
  * | LOG_LEVEL | info | pino level |
+ * | METRICS_PORT / METRICS_HOST | unset / 127.0.0.1 | Prometheus `/metrics` (process metrics; `0` = any free port) |
  */
+import { loadConfig } from '../../services/runtime/src/config';
 import { createLogger } from '../../services/runtime/src/logger';
+import { metricsEnv, startMetricsServer } from '../../services/runtime/src/observability/metrics-server';
 import { repoPath } from '../../services/runtime/src/repo-paths';
 import { startGateway } from './gateway';
 import { buildRouteTable } from './route-table';
@@ -39,9 +42,12 @@ async function main(): Promise<void> {
     onError: (err) => log.error({ err }, 'gateway request failed'),
   });
   log.info({ port: gateway.port, upstreams, rpcs: table.methods.length }, 'gateway listening');
+  const metricsConfig = loadConfig(metricsEnv, env);
+  const metrics = metricsConfig.METRICS_PORT === undefined ? undefined : await startMetricsServer(metricsConfig.METRICS_HOST, metricsConfig.METRICS_PORT);
+  if (metrics) log.info({ port: metrics.port }, 'metrics at /metrics');
   const stop = (signal: string) => {
     log.info({ signal }, 'stopping');
-    gateway.close().then(() => process.exit(0), () => process.exit(1));
+    Promise.all([gateway.close(), metrics?.close()]).then(() => process.exit(0), () => process.exit(1));
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));

@@ -1,12 +1,11 @@
 import type { IncomingMessage } from 'node:http';
 import { create, DescField, DescMessage, DescMethodUnary, fromBinary, fromJson, JsonObject, JsonValue, Registry, ScalarType, toJson } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
+import { UNARY_TIMEOUT_MS } from './edge-policy';
 import { HttpBinding, HttpVerb, RouteMethod, RouteTable } from './route-table';
 import { matchPathTemplate, PathBindings } from './path-template';
 import { forwardedHeaders, Upstreams } from './upstreams';
 
-/** Route timeout for unary calls, the same as the Envoy config's. */
-export const UNARY_TIMEOUT_MS = 30_000;
 
 /** Largest JSON body accepted. */
 const MAX_BODY_BYTES = 4 * 1024 * 1024;

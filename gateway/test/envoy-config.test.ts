@@ -80,6 +80,8 @@ describe('generated Envoy config', () => {
         });
       } else {
         expect(route.timeout).toMatch(/^[1-9]\d*s$/);
+        // A client's shorter grpc-timeout wins over the route timeout.
+        expect(route.max_stream_duration).toEqual({ grpc_timeout_header_max: route.timeout });
       }
     }
     expect(hcm.stream_idle_timeout).toBeUndefined();

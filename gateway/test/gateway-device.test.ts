@@ -8,7 +8,7 @@ import { startTestService, TestService } from '../../testing/services';
 import { startSigningForTest, TestSigning, TestTenant } from '../../testing/signing';
 import { grpcWebTransport, rest, startTestGateway } from './gateway-harness';
 
-jest.setTimeout(60_000);
+jest.setTimeout(120_000);
 
 /* Round trips through the Node gateway to a real device service (own database, operator-mode nats-server) and signing. */
 describe('gateway ↔ device', () => {
@@ -29,7 +29,8 @@ describe('gateway ↔ device', () => {
     })) as TestService<never>;
     tenant = await signing.createTenant();
     gateway = await startTestGateway({ signing: signing.address, device: device.address });
-  }, 60_000);
+    // Generous: four servers start here, and CI runs two test files side by side on two cores.
+  }, 120_000);
 
   afterAll(async () => {
     await gateway?.close();

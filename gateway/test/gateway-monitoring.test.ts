@@ -24,7 +24,7 @@ describe('gateway ↔ monitoring', () => {
     const points = Array.from({ length: 6 }, (_, i) => ({ metric: 'temperature', time: new Date(start + i * 60_000).toISOString(), numberValue: 20 + i }));
     await world.publish(tenant.tenantId, 'pump-1', jsonPayload({ messageId: 'seed', points }));
     await eventually(async () => (await world.rowCount(tenant.tenantId)) >= 6, 'seed rows');
-  }, 60_000);
+  }, 120_000);
 
   afterAll(async () => {
     await gateway?.close();

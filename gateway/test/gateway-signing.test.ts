@@ -15,7 +15,7 @@ describe('gateway ↔ signing', () => {
     signing = await startSigningForTest();
     tenant = await signing.createTenant();
     gateway = await startTestGateway({ signing: signing.address });
-  }, 60_000);
+  }, 120_000);
 
   afterAll(async () => {
     await gateway?.close();
