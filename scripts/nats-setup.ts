@@ -1,0 +1,118 @@
+/**
+ * NATS operator setup for local runs: one operator, the system account and the
+ * application account (devices and platform services), with the creds files
+ * the services connect with. Written once under a folder and reused after, so
+ * device credentials minted earlier stay valid across restarts.
+ *
+ *   npm run setup:nats [-- <folder>]     (default .data/nats/auth)
+ *
+ * The up-command uses {@link natsOperatorAuth} as its nats-server auth hook.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { generateOperatorSetup, NatsOperatorSetup } from '../services/device/src/nats/account-claims';
+
+/** Files of a setup folder. */
+export interface NatsSetupFiles {
+  dir: string;
+  /** All keys and JWTs (secret; mode 0600). */
+  setupFile: string;
+  operatorJwtFile: string;
+  /** Creds of the platform services' user: NATS_CREDS. */
+  serviceCredsFile: string;
+  /** Creds of a system-account user: DEVICE_NATS_SYSTEM_CREDS. */
+  systemCredsFile: string;
+  /** Where the full account resolver keeps account JWTs. */
+  resolverDir: string;
+  /** The device service's variables as an env file (secret; mode 0600). */
+  envFile: string;
+}
+
+/** Paths of the setup under `dir`. */
+export function natsSetupFiles(dir: string): NatsSetupFiles {
+  return {
+    dir,
+    setupFile: path.join(dir, 'operator-setup.json'),
+    operatorJwtFile: path.join(dir, 'operator.jwt'),
+    serviceCredsFile: path.join(dir, 'service.creds'),
+    systemCredsFile: path.join(dir, 'system.creds'),
+    resolverDir: path.join(dir, 'accounts'),
+    envFile: path.join(dir, 'device.env'),
+  };
+}
+
+/** Reads the setup of `dir`, generating and writing it first when there is none. */
+export function ensureNatsSetup(dir: string): { setup: NatsOperatorSetup; files: NatsSetupFiles; created: boolean } {
+  const files = natsSetupFiles(dir);
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  fs.mkdirSync(files.resolverDir, { recursive: true, mode: 0o700 });
+  let created = false;
+  let setup: NatsOperatorSetup;
+  if (fs.existsSync(files.setupFile)) {
+    setup = JSON.parse(fs.readFileSync(files.setupFile, 'utf8')) as NatsOperatorSetup;
+  } else {
+    setup = generateOperatorSetup('iot-mesh');
+    fs.writeFileSync(files.setupFile, JSON.stringify(setup, null, 2) + '\n', { mode: 0o600 });
+    created = true;
+  }
+  const secret = (file: string, body: string) => fs.writeFileSync(file, body, { mode: 0o600 });
+  fs.writeFileSync(files.operatorJwtFile, setup.operatorJwt + '\n');
+  secret(files.serviceCredsFile, setup.serviceCreds);
+  secret(files.systemCredsFile, setup.systemCreds);
+  secret(files.envFile, Object.entries(deviceServiceEnv(setup, files)).map(([k, v]) => `${k}=${v}`).join('\n') + '\n');
+  return { setup, files, created };
+}
+
+/** nats.conf lines for operator mode with a full resolver preloaded with both accounts. */
+export function natsConfigLines(setup: NatsOperatorSetup, files: NatsSetupFiles): string[] {
+  return [
+    `operator: "${files.operatorJwtFile}"`,
+    `system_account: ${setup.systemAccount}`,
+    `resolver: { type: full, dir: "${files.resolverDir}", allow_delete: false, interval: "2m" }`,
+    'resolver_preload: {',
+    `  ${setup.systemAccount}: "${setup.systemAccountJwt}"`,
+    `  ${setup.appAccount}: "${setup.appAccountJwt}"`,
+    '}',
+  ];
+}
+
+/** Variables of the device service (which also needs NATS_CREDS like every service). */
+export function deviceServiceEnv(setup: NatsOperatorSetup, files: NatsSetupFiles): Record<string, string> {
+  return {
+    NATS_CREDS: files.serviceCredsFile,
+    DEVICE_NATS_OPERATOR_SEED: setup.operatorSeed,
+    DEVICE_NATS_ACCOUNT_SEED: setup.appAccountSeed,
+    DEVICE_NATS_SYSTEM_CREDS: files.systemCredsFile,
+  };
+}
+
+/**
+ * The up-command's nats-server auth hook (`natsServer(natsOperatorAuth)`):
+ * operator mode, NATS_CREDS for every service and the device service's keys.
+ */
+export async function natsOperatorAuth(_ctx: unknown, natsDir: string): Promise<{ configLines: string[]; env: Record<string, string>; notes: string[] }> {
+  const { setup, files, created } = ensureNatsSetup(path.join(natsDir, 'auth'));
+  return {
+    configLines: natsConfigLines(setup, files),
+    env: deviceServiceEnv(setup, files),
+    notes: [`NATS operator mode: keys and creds ${created ? 'generated' : 'reused'} in ${files.dir} (secret)`],
+  };
+}
+
+if (require.main === module) {
+  const dir = path.resolve(process.argv[2] ?? path.join('.data', 'nats', 'auth'));
+  const { setup, files, created } = ensureNatsSetup(dir);
+  const lines = [
+    `${created ? 'generated' : 'kept existing'} NATS operator setup in ${files.dir}`,
+    `  operator          ${setup.operatorJwt ? 'operator.jwt' : ''}`,
+    `  system account    ${setup.systemAccount}`,
+    `  IOT account       ${setup.appAccount}`,
+    `  service creds     ${files.serviceCredsFile}   (NATS_CREDS for every service)`,
+    `  system creds      ${files.systemCredsFile}   (DEVICE_NATS_SYSTEM_CREDS)`,
+    `  device env        ${files.envFile}   (seeds: set -a; . ${path.relative(process.cwd(), files.envFile)}; set +a)`,
+    '',
+    'nats.conf lines:',
+    ...natsConfigLines(setup, files).map((l) => `  ${l.length > 160 ? `${l.slice(0, 157)}...` : l}`),
+  ];
+  console.log(lines.join('\n'));
+}

@@ -1,0 +1,50 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import mqtt from 'mqtt';
+import { connect, credsAuthenticator } from 'nats';
+import { nkeyFromSeed } from '../../services/device/src/nats/nkeys';
+import { mintDeviceUser } from '../../services/device/src/nats/account-claims';
+import { TestNatsServer } from '../../testing/nats-server';
+import { ensureNatsSetup, natsConfigLines, natsOperatorAuth } from '../nats-setup';
+
+jest.setTimeout(30_000);
+
+test('the setup folder runs a nats-server in operator mode where services and devices connect; re-runs keep the keys', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iot-nats-setup-'));
+  try {
+    const first = ensureNatsSetup(dir);
+    expect(first.created).toBe(true);
+    const again = ensureNatsSetup(dir);
+    expect(again.created).toBe(false);
+    expect(again.setup.appAccountSeed).toBe(first.setup.appAccountSeed);
+    for (const secret of [first.files.setupFile, first.files.serviceCredsFile, first.files.systemCredsFile, first.files.envFile]) {
+      expect(fs.statSync(secret).mode & 0o077).toBe(0);
+    }
+    const hook = await natsOperatorAuth(undefined, path.join(dir, 'up'));
+    expect(Object.keys(hook.env).sort()).toEqual(['DEVICE_NATS_ACCOUNT_SEED', 'DEVICE_NATS_OPERATOR_SEED', 'DEVICE_NATS_SYSTEM_CREDS', 'NATS_CREDS']);
+    expect(hook.notes.join(' ')).not.toContain(first.setup.operatorSeed);
+
+    const server = await TestNatsServer.start({ mqtt: true, extraConfig: natsConfigLines(first.setup, first.files).join('\n') });
+    try {
+      const service = await connect({ servers: server.url, authenticator: credsAuthenticator(fs.readFileSync(first.files.serviceCredsFile)), reconnect: false });
+      const system = await connect({ servers: server.url, authenticator: credsAuthenticator(fs.readFileSync(first.files.systemCredsFile)), reconnect: false });
+      const got: string[] = [];
+      service.subscribe('iot.>', { callback: (_e, m) => got.push(m.subject) });
+      await service.flush();
+      const device = mintDeviceUser(nkeyFromSeed(first.setup.appAccountSeed, 'A'), 't1', 'd1');
+      const client = await mqtt.connectAsync(server.mqttUrl, { username: 'd1', password: device.token, clientId: 'd1', protocolVersion: 4, reconnectPeriod: 0 });
+      await client.publishAsync('iot/t1/dev/d1/tel', '{}', { qos: 1 });
+      await client.endAsync();
+      await service.flush();
+      while (got.length === 0) await new Promise((r) => setTimeout(r, 20));
+      expect(got).toEqual(['iot.t1.dev.d1.tel']);
+      await service.close();
+      await system.close();
+    } finally {
+      await server.stop();
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
