@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import { Device, DeviceServiceClient } from '../../../gen/ts/iot/device/v1/device';
-import { AuthMiddleware, createAuthMiddleware, createLogger, insecureClient, keyFromJwk, unary } from '../../runtime/src';
+import { AuthMiddleware, createAuthMiddleware, createLogger, insecureClient, keyFromJwk, serverStream, signAccessToken, unary } from '../../runtime/src';
 import { freePort } from '../../../testing/ports';
 import { startTestService, TestService } from '../../../testing/services';
 import { startSigningForTest, TestSigning, TestTenant } from '../../../testing/signing';
@@ -77,6 +77,20 @@ describe('another service verifying callers with the shared middleware', () => {
     expect(await codeOf(create(tenant.admin.authorization))).toBe(status.OK);
   });
 
+  test('server streams are guarded the same way', async () => {
+    const open = (authorization?: string) =>
+      new Promise<number>((resolve) => {
+        const stream = serverStream(devices, devices.watchDevices, { deviceIds: [], labels: {} }, { authorization });
+        stream.on('data', () => undefined);
+        stream.on('error', (err: { code: number }) => resolve(err.code));
+        stream.on('end', () => resolve(status.OK));
+      });
+    expect(await open()).toBe(status.UNAUTHENTICATED);
+    expect(await open('Bearer x.y.z')).toBe(status.UNAUTHENTICATED);
+    // Past the middleware: the stand-in handler answers FAILED_PRECONDITION.
+    expect(await open(tenant.viewer.authorization)).toBe(status.FAILED_PRECONDITION);
+  });
+
   test('a method without a rule is refused', async () => {
     const { service, client } = await startEcho({ rules: { 'iot.device.v1.DeviceService': { CreateDevice: 'operator' } } });
     try {
@@ -101,7 +115,6 @@ describe('another service verifying callers with the shared middleware', () => {
       expect(await codeOf(getDevice(`Bearer ${token}`))).toBe(status.UNAUTHENTICATED);
       expect(await codeOf(unary(signing.clients.auth, signing.clients.auth.whoAmI, {}, { authorization: `Bearer ${token}` }))).toBe(status.UNAUTHENTICATED);
     };
-    const { signAccessToken } = jest.requireActual('../../runtime/src') as typeof import('../../runtime/src');
     const user = () => ({ sub: tenant.viewer.userId, tid: tenant.tenantId });
 
     test('a token signed with the real key is accepted (the forgeries below differ only in one thing)', async () => {
