@@ -69,12 +69,19 @@ describe('npm run up (scripts/up.ts)', () => {
   }, 110_000);
 
   afterAll(async () => {
-    if (up && up.child.exitCode === null) {
-      up.child.kill('SIGKILL');
-      for (const row of rows ?? []) if (row.pid && alive(row.pid)) process.kill(row.pid, 'SIGKILL');
+    // After a failure: let the up-command stop its children, then kill whatever its pid files still name.
+    if (up && up.child.exitCode === null && up.child.signalCode === null) {
+      up.child.kill('SIGINT');
+      const stopped = await Promise.race([exitOf(up.child).then(() => true), new Promise((r) => setTimeout(() => r(false), 30_000))]);
+      if (!stopped) up.child.kill('SIGKILL');
+    }
+    const runDir = dataDir ? path.join(dataDir, 'run') : '';
+    for (const file of runDir && fs.existsSync(runDir) ? fs.readdirSync(runDir) : []) {
+      const pid = Number(fs.readFileSync(path.join(runDir, file), 'utf8'));
+      if (pid > 0 && alive(pid)) process.kill(-pid, 'SIGKILL'); // each child leads its own process group
     }
     if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
-  });
+  }, 40_000);
 
   test('prints a status table with every piece, where it runs and its process', () => {
     const byName = Object.fromEntries(rows.map((r) => [r.name, r]));
