@@ -44,7 +44,8 @@ export interface WriterDeps {
  */
 export class TelemetryWriter {
   private readonly queue: JsMsg[] = [];
-  private inFlight: JsMsg[] = [];
+  /** Messages taken from the queue and not yet acked (at most two batches: one committing, one being prepared). */
+  private readonly inFlight = new Set<JsMsg>();
   private messages?: ConsumerMessages;
   private running = false;
   private loop?: Promise<void>;
@@ -107,6 +108,7 @@ export class TelemetryWriter {
     timeout.abort();
     clearInterval(this.heartbeat);
     for (const msg of [...this.inFlight, ...this.queue.splice(0)]) msg.nak();
+    this.inFlight.clear();
   }
 
   private markInProgress(): void {
@@ -129,16 +131,31 @@ export class TelemetryWriter {
     });
   }
 
+  /**
+   * Takes batches off the queue. A batch is decoded while the previous one
+   * commits (PostgreSQL and this process then work at the same time), and
+   * commits only after the previous one did: at most two batches in hand.
+   */
   private async run(): Promise<void> {
     const { batchMax, batchWaitMs } = this.deps.options;
-    while (this.running) {
-      if (this.queue.length === 0) await this.waitForWake(Infinity);
-      if (this.running && this.queue.length < batchMax) await this.waitForWake(batchWaitMs);
-      if (!this.running) break;
-      const batch = this.queue.splice(0, batchMax);
-      this.deps.stats.queued = this.queue.length;
-      // One consumer span per batch, linked to each message's publisher; the store's queries are its children.
-      if (batch.length > 0) await withBatchSpan(batch, () => this.process(batch), { destination: this.deps.options.stream, consumerGroup: this.deps.options.durable });
+    let previous: Promise<void> = Promise.resolve();
+    try {
+      while (this.running) {
+        if (this.queue.length === 0) await this.waitForWake(Infinity);
+        if (this.running && this.queue.length < batchMax) await this.waitForWake(batchWaitMs);
+        if (!this.running) break;
+        const batch = this.queue.splice(0, batchMax);
+        this.deps.stats.queued = this.queue.length;
+        if (batch.length === 0) continue;
+        for (const msg of batch) this.inFlight.add(msg);
+        const after = previous;
+        // One consumer span per batch, linked to each message's publisher; the store's queries are its children.
+        const current = withBatchSpan(batch, () => this.process(batch, after), { destination: this.deps.options.stream, consumerGroup: this.deps.options.durable });
+        await previous;
+        previous = current;
+      }
+    } finally {
+      await previous;
     }
   }
 
@@ -158,9 +175,9 @@ export class TelemetryWriter {
     }
   }
 
-  private async process(batch: JsMsg[]): Promise<void> {
+  /** Decodes a batch, dead-letters what is bad, then (after `previousCommitted`) writes and acks the rest. */
+  private async process(batch: JsMsg[], previousCommitted: Promise<void>): Promise<void> {
     const { nc, store, devices, limits, stats } = this.deps;
-    this.inFlight = batch;
     const accepted: { msg: JsMsg; decoded: AcceptedTelemetry }[] = [];
     for (const msg of batch) {
       // The stream's own timestamp is stable across redeliveries, so points without a time keep theirs.
@@ -172,8 +189,10 @@ export class TelemetryWriter {
       } else {
         publishDeadLetter(nc, stats, msg.subject, msg.data, decoded, msg.headers?.get('Nats-Msg-Id') || undefined);
         msg.ack();
+        this.inFlight.delete(msg);
       }
     }
+    await previousCommitted;
     const rows: PointRow[] = accepted.flatMap((a) => a.decoded.rows);
     if (rows.length > 0) {
       const started = Date.now();
@@ -187,8 +206,10 @@ export class TelemetryWriter {
       stats.writeMillis += millis;
       stats.onBatch?.(rows.length, millis);
     }
-    for (const { msg } of accepted) msg.ack();
-    this.inFlight = [];
+    for (const { msg } of accepted) {
+      msg.ack();
+      this.inFlight.delete(msg);
+    }
     if (accepted.length > 0) this.deps.onCommitted?.(accepted.map((a) => a.decoded));
   }
 }

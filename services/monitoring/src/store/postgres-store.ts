@@ -50,8 +50,9 @@ const COLUMNS = 'tenant_id, device_id, metric, time, message_id, point_index, nu
 
 /**
  * The PostgreSQL telemetry store: a day-partitioned `points` table written
- * by COPY into a session-local staging table and `INSERT … ON CONFLICT DO
- * NOTHING` (idempotent on the primary key), plus a small `latest_points`
+ * by COPY (straight into the table; when a batch holds rows already stored,
+ * through a session-local staging table and `INSERT … ON CONFLICT DO
+ * NOTHING` — idempotent on the primary key), plus a small `latest_points`
  * table upserted in the same transaction. Aggregation happens in SQL.
  */
 export class PostgresTelemetryStore implements TelemetryStore {
@@ -62,37 +63,31 @@ export class PostgresTelemetryStore implements TelemetryStore {
 
   async write(rows: PointRow[]): Promise<WriteResult> {
     if (rows.length === 0) return { inserted: 0 };
-    await this.ensurePartitionsFor(rows.map((r) => r.time.getTime()));
+    // Duplicates inside the batch, like rows stored before, make the direct COPY fail and take the slow path.
+    const batch = rows;
+    await this.ensurePartitionsFor(batch.map((r) => r.time.getTime()));
+    const data = batch.map(copyLine).join('');
     const client = await this.pool.connect();
     let broken = false;
     try {
-      if (!this.stagingReady.has(client)) {
-        await client.query(`CREATE TEMP TABLE IF NOT EXISTS points_staging (LIKE points) ON COMMIT DELETE ROWS`);
-        this.stagingReady.add(client);
-      }
       await client.query('BEGIN');
       try {
-        await pipeline(Readable.from([rows.map(copyLine).join('')]), client.query(copyFrom(`COPY points_staging (${COLUMNS}) FROM STDIN`)));
-        // Sorted so that concurrent writers take row locks in the same order.
-        const inserted = await client.query<{ n: string }>(
-          `WITH ins AS (
-             INSERT INTO points (${COLUMNS})
-             SELECT ${COLUMNS} FROM points_staging ORDER BY tenant_id, device_id, metric, time, message_id, point_index
-             ON CONFLICT DO NOTHING RETURNING 1)
-           SELECT count(*) AS n FROM ins`,
-        );
-        await client.query(
-          `INSERT INTO latest_points (tenant_id, device_id, metric, time, number_value, bool_value, string_value)
-           SELECT DISTINCT ON (tenant_id, device_id, metric) tenant_id, device_id, metric, time, number_value, bool_value, string_value
-             FROM points_staging
-            ORDER BY tenant_id, device_id, metric, time DESC, message_id DESC, point_index DESC
-           ON CONFLICT (tenant_id, device_id, metric) DO UPDATE
-             SET time = EXCLUDED.time, number_value = EXCLUDED.number_value,
-                 bool_value = EXCLUDED.bool_value, string_value = EXCLUDED.string_value
-           WHERE latest_points.time <= EXCLUDED.time`,
-        );
+        let inserted: number;
+        // Fast path: COPY straight into the partitioned table. Only when some rows
+        // are already stored (a redelivery) does it fail with a unique violation;
+        // then the batch goes through a staging table and ON CONFLICT DO NOTHING.
+        await client.query('SAVEPOINT direct_copy');
+        try {
+          await pipeline(Readable.from([data]), client.query(copyFrom(`COPY points (${COLUMNS}) FROM STDIN`)));
+          inserted = batch.length;
+        } catch (err) {
+          if ((err as { code?: string }).code !== '23505') throw err;
+          await client.query('ROLLBACK TO SAVEPOINT direct_copy');
+          inserted = await this.insertDeduplicated(client, data);
+        }
+        await this.upsertLatest(client, batch);
         await client.query('COMMIT');
-        return { inserted: Number(inserted.rows[0].n) };
+        return { inserted };
       } catch (err) {
         await client.query('ROLLBACK').catch(() => {
           broken = true;
@@ -106,6 +101,59 @@ export class PostgresTelemetryStore implements TelemetryStore {
       // A client that failed mid-COPY may be in an unknown protocol state: discard it.
       client.release(broken ? true : undefined);
     }
+  }
+
+  /** The slow path: COPY into a session-local staging table, then insert what is not stored yet. */
+  private async insertDeduplicated(client: PoolClient, data: string): Promise<number> {
+    if (!this.stagingReady.has(client)) {
+      await client.query(`CREATE TEMP TABLE IF NOT EXISTS points_staging (LIKE points) ON COMMIT DELETE ROWS`);
+      this.stagingReady.add(client);
+    }
+    await pipeline(Readable.from([data]), client.query(copyFrom(`COPY points_staging (${COLUMNS}) FROM STDIN`)));
+    // Sorted so that concurrent writers take row locks in the same order.
+    const result = await client.query<{ n: string }>(
+      `WITH ins AS (
+         INSERT INTO points (${COLUMNS})
+         SELECT ${COLUMNS} FROM points_staging ORDER BY tenant_id, device_id, metric, time, message_id, point_index
+         ON CONFLICT DO NOTHING RETURNING 1)
+       SELECT count(*) AS n FROM ins`,
+    );
+    return Number(result.rows[0].n);
+  }
+
+  /** Moves each series' latest value forward (never back) — one row per device and metric in the batch. */
+  private async upsertLatest(client: PoolClient, rows: PointRow[]): Promise<void> {
+    const newest = new Map<string, PointRow>();
+    for (const r of rows) {
+      const key = `${r.tenantId}\u0000${r.deviceId}\u0000${r.metric}`;
+      const seen = newest.get(key);
+      if (
+        !seen ||
+        seen.time.getTime() < r.time.getTime() ||
+        (seen.time.getTime() === r.time.getTime() && (seen.messageId < r.messageId || (seen.messageId === r.messageId && seen.pointIndex < r.pointIndex)))
+      ) {
+        newest.set(key, r);
+      }
+    }
+    // Sorted by key so that concurrent writers lock latest rows in the same order.
+    const list = [...newest.values()].sort((a, b) => (a.tenantId < b.tenantId ? -1 : a.tenantId > b.tenantId ? 1 : a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : a.metric < b.metric ? -1 : a.metric > b.metric ? 1 : 0));
+    await client.query(
+      `INSERT INTO latest_points (tenant_id, device_id, metric, time, number_value, bool_value, string_value)
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::float8[], $6::bool[], $7::text[])
+       ON CONFLICT (tenant_id, device_id, metric) DO UPDATE
+         SET time = EXCLUDED.time, number_value = EXCLUDED.number_value,
+             bool_value = EXCLUDED.bool_value, string_value = EXCLUDED.string_value
+       WHERE latest_points.time <= EXCLUDED.time`,
+      [
+        list.map((r) => r.tenantId),
+        list.map((r) => r.deviceId),
+        list.map((r) => r.metric),
+        list.map((r) => r.time),
+        list.map((r) => r.value.number ?? null),
+        list.map((r) => r.value.bool ?? null),
+        list.map((r) => r.value.string ?? null),
+      ],
+    );
   }
 
   /** Creates the day partitions holding these instants (and caches which exist). */
