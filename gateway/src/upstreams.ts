@@ -1,5 +1,6 @@
 import type { Transport } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
+import { injectTraceHeaders } from '../../services/runtime/src/observability/http-tracing';
 import { Cluster, RouteMethod } from './route-table';
 
 /** Where each cluster's service listens, `host:port`. */
@@ -88,7 +89,8 @@ export function forwardedHeaders(incoming: Headers, remoteAddress: string | unde
     const prior = incoming.get('x-forwarded-for');
     out.set('x-forwarded-for', prior ? `${prior}, ${remoteAddress}` : remoteAddress);
   }
-  return out;
+  // The service's span continues the gateway's request span (when the gateway is traced).
+  return injectTraceHeaders(out);
 }
 
 /** Response metadata from a service that the browser may see (not the gRPC framing headers). */

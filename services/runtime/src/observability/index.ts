@@ -9,3 +9,4 @@ export * from './pg-pool-metrics';
 export * from './log-trace-fields';
 export * from './nats-tracing';
 export * from './telemetry-flush';
+export * from './http-tracing';

@@ -1,37 +1,13 @@
 import { Metadata, ServiceError as GrpcError } from '@grpc/grpc-js';
 import crypto from 'node:crypto';
 import { TwinServiceClient } from '../../../../gen/ts/iot/device/v1/twin';
-import { checkHealth, insecureClient, unary } from '../../src';
+import { insecureClient, unary } from '../../src';
 import { repoPath } from '../../src/repo-paths';
 import { freePort } from '../../../../testing/ports';
 import { createTestDatabase, TestDatabase } from '../../../../testing/postgres';
 import { OtlpReceiver, ReceivedSpan } from './otlp-receiver';
+import { CLIENT, CONSUMER, isPostgres, logLines, PRODUCER, SERVER, waitServing } from './trace-helpers';
 import { otelEnv, startTracedProcess, TracedProcess } from './traced-process';
-
-const SERVER = 2;
-const CLIENT = 3;
-const PRODUCER = 4;
-const CONSUMER = 5;
-
-/** A PostgreSQL client span, under the stable (`db.system.name`) or the older (`db.system`) conventions. */
-const isPostgres = (s: ReceivedSpan) => (s.attributes['db.system.name'] ?? s.attributes['db.system']) === 'postgresql';
-
-/** pino lines of a process's output. */
-function logLines(output: string): Record<string, unknown>[] {
-  return output
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-}
-
-async function waitServing(address: string, process: TracedProcess): Promise<void> {
-  for (;;) {
-    if (process.child.exitCode !== null) throw new Error(`service exited ${process.child.exitCode}: ${process.output()}`);
-    const status = await checkHealth(address).catch(() => undefined);
-    if (status === 'SERVING') return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('OpenTelemetry traces across processes', () => {
   let receiver: OtlpReceiver;
