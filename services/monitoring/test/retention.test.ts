@@ -45,3 +45,15 @@ test('retention drops what is older than the global limit, and a tenant’s shor
   const latest = await store.latest('acme', [], [], 10);
   expect(latest.map((p) => p.value.number)).toEqual([1]);
 });
+
+test('a write recreates a partition that another replica dropped', async () => {
+  const store = new PostgresTelemetryStore(pool);
+  const time = new Date(Date.now() - 2 * DAY);
+  const row = (id: string): PointRow => ({ tenantId: 'gamma', deviceId: 'd1', metric: 'temp', time, messageId: id, pointIndex: 0, value: { number: 1 } });
+  await store.write([row('a')]);
+  const { rows } = await pool.query(`SELECT tableoid::regclass::text AS name FROM points WHERE tenant_id = 'gamma'`);
+  await pool.query(`DROP TABLE ${rows[0].name}`);
+  expect(await store.write([row('b')])).toEqual({ inserted: 1 });
+  const { rows: left } = await pool.query(`SELECT message_id FROM points WHERE tenant_id = 'gamma'`);
+  expect(left.map((r) => r.message_id)).toEqual(['b']);
+});

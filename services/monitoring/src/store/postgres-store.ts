@@ -62,6 +62,18 @@ export class PostgresTelemetryStore implements TelemetryStore {
   constructor(private readonly pool: Pool) {}
 
   async write(rows: PointRow[]): Promise<WriteResult> {
+    try {
+      return await this.writeOnce(rows);
+    } catch (err) {
+      // "no partition of relation found": a partition this process thought existed was dropped
+      // (retention in another replica); forget what we know and create it again.
+      if ((err as { code?: string }).code !== '23514') throw err;
+      this.knownPartitions.clear();
+      return this.writeOnce(rows);
+    }
+  }
+
+  private async writeOnce(rows: PointRow[]): Promise<WriteResult> {
     if (rows.length === 0) return { inserted: 0 };
     // Duplicates inside the batch, like rows stored before, make the direct COPY fail and take the slow path.
     const batch = rows;
