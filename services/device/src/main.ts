@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ALL_STATE, connectNats, createAuthMiddleware, env, parseDeviceSubject, pingNats, repoPath, runService, ServiceSpec, signingAddressEnv } from '../../runtime/src';
+import { ALL_STATE, connectNats, countCacheLookups, createAuthMiddleware, env, parseDeviceSubject, pingNats, repoPath, runService, ServiceSpec, signingAddressEnv } from '../../runtime/src';
 import { CommandService } from './commands';
 import { deviceServices } from './grpc';
 import { AccountAuthority } from './nats/account-authority';
@@ -58,7 +58,7 @@ export const deviceService: ServiceSpec<typeof deviceEnv> = {
     // The runtime parsed NATS_URL (it is not part of this service's own shape).
     const natsUrl = (config as unknown as { NATS_URL: string }).NATS_URL;
     const store = new PgDeviceStore(pool);
-    const cache = new DeviceCache(redis, log.child({ component: 'cache' }), config.DEVICE_CACHE_TTL_MS);
+    const cache = countCacheLookups(new DeviceCache(redis, log.child({ component: 'cache' }), config.DEVICE_CACHE_TTL_MS), 'get', 'device');
     const directory = await DeviceDirectory.open(nats, log.child({ component: 'directory' }));
     const events = new DeviceEvents(nats, log);
 

@@ -10,3 +10,4 @@ export * from './log-trace-fields';
 export * from './nats-tracing';
 export * from './telemetry-flush';
 export * from './http-tracing';
+export * from './cache-metrics';

@@ -3,7 +3,7 @@ import { DeviceServiceClient } from '../../../../gen/ts/iot/device/v1/device';
 import { TwinServiceClient } from '../../../../gen/ts/iot/device/v1/twin';
 import { createTestDatabase, TestDatabase } from '../../../../testing/postgres';
 import { startTestService, TestService } from '../../../../testing/services';
-import { ingestMetrics, insecureClient, metrics, serverStream, unary } from '../../src';
+import { countCacheLookups, ingestMetrics, insecureClient, metrics, serverStream, unary } from '../../src';
 import { echoService } from '../fixtures/echo-service';
 import { sampleValue, scrape } from './prometheus-text';
 
@@ -111,6 +111,20 @@ describe('Prometheus metrics of a service', () => {
     expect(families.get('nodejs_eventloop_lag_seconds')).toBe('gauge');
     expect(sampleValue(samples, 'iot_dead_letters_total', { reason: 'malformed' })).toBe(2);
     expect(sampleValue(samples, 'iot_db_pool_connections', { pool: 'echo_test', state: 'total' })).toBeGreaterThan(0);
+  });
+
+  it('counts cache hits, misses and errors of a decorated cache', async () => {
+    const store = new Map([['a', { id: 'a' }]]);
+    const cache = countCacheLookups({ async get(key: string) { if (key === 'boom') throw new Error('redis down'); return store.get(key); } }, 'get', 'test-cache');
+    expect((await scrape(metricsPort)).samples.filter((s) => s.name === 'iot_cache_requests_total' && s.labels.cache === 'test-cache').map((s) => [s.labels.result, s.value])).toEqual([['hit', 0], ['miss', 0]]);
+    expect(await cache.get('a')).toEqual({ id: 'a' });
+    expect(await cache.get('a')).toEqual({ id: 'a' });
+    expect(await cache.get('b')).toBeUndefined();
+    await expect(cache.get('boom')).rejects.toThrow('redis down');
+    const { samples } = await scrape(metricsPort);
+    expect(sampleValue(samples, 'iot_cache_requests_total', { cache: 'test-cache', result: 'hit' })).toBe(2);
+    expect(sampleValue(samples, 'iot_cache_requests_total', { cache: 'test-cache', result: 'miss' })).toBe(1);
+    expect(sampleValue(samples, 'iot_cache_requests_total', { cache: 'test-cache', result: 'error' })).toBe(1);
   });
 
   it('stops serving /metrics when the service stops', async () => {
