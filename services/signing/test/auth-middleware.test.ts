@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import { status } from '@grpc/grpc-js';
+import { Redis } from 'ioredis';
 import { Device, DeviceServiceClient } from '../../../gen/ts/iot/device/v1/device';
 import { AuthMiddleware, createAuthMiddleware, createLogger, insecureClient, keyFromJwk, serverStream, signAccessToken, unary } from '../../runtime/src';
 import { freePort } from '../../../testing/ports';
@@ -201,6 +202,35 @@ describe('another service verifying callers with the shared middleware', () => {
     } finally {
       client.close();
       await service.stop();
+    }
+  });
+
+  test('with Redis, replicas share the JWKS and API-key cache, so a replica verifies callers while signing is unreachable', async () => {
+    const redis = new Redis(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379');
+    const redisPrefix = `iot:test:auth:${crypto.randomBytes(6).toString('hex')}:`;
+    const deadAddress = `127.0.0.1:${await freePort()}`;
+    const live = await startEcho({ redis, redisPrefix });
+    const isolated = await startTestService(echoDeviceSpec(() => remoteAuth({ signingAddress: deadAddress, redis, redisPrefix })), {});
+    const isolatedClient = insecureClient(DeviceServiceClient, isolated.address);
+    try {
+      const key = await tenant.createApiKey('viewer', 'shared-cache');
+      // The replica that reaches signing fills the shared caches...
+      expect((await getDevice(tenant.viewer.authorization, live.client)).device?.tenantId).toBe(tenant.tenantId);
+      expect((await getDevice(key.authorization, live.client)).device?.tenantId).toBe(tenant.tenantId);
+      // ...which the one that cannot reach signing uses.
+      expect((await getDevice(tenant.viewer.authorization, isolatedClient)).device?.tenantId).toBe(tenant.tenantId);
+      expect((await getDevice(key.authorization, isolatedClient)).device?.type).toBe('api_key');
+      // The shared copy of a key holds the principal, never the secret.
+      const stored = await redis.keys(`${redisPrefix}*`);
+      expect(stored.sort()).toEqual(expect.arrayContaining([`${redisPrefix}jwks`]));
+      for (const k of stored) expect(`${k} ${await redis.get(k)}`).not.toContain(key.secret);
+      // A forged token is still refused from the shared keys.
+      expect(await codeOf(getDevice(`Bearer ${forge.tampered(tenant.viewer.accessToken, { role: 'admin' })}`, isolatedClient))).toBe(status.UNAUTHENTICATED);
+    } finally {
+      live.client.close();
+      isolatedClient.close();
+      await Promise.all([live.service.stop(), isolated.stop()]);
+      redis.disconnect();
     }
   });
 

@@ -1,6 +1,7 @@
 import { KeyObject } from 'node:crypto';
 import { errors } from '../errors';
 import { Logger } from '../logger';
+import type { Redis } from '../redis';
 import { keyFromJwk, PublicJwk } from './jwt';
 
 /**
@@ -39,7 +40,11 @@ export class JwksKeySource implements KeySource {
   private readonly maxAgeMs: number;
   private readonly minRefreshIntervalMs: number;
 
-  constructor(private readonly fetchJwks: () => Promise<Array<Partial<PublicJwk>>>, private readonly options: JwksKeySourceOptions = {}) {
+  /**
+   * @param fetchJwks fetches the published set; `fresh` is true when a token
+   *   named a key the set lacks, so no shared cache may answer.
+   */
+  constructor(private readonly fetchJwks: (fresh: boolean) => Promise<Array<Partial<PublicJwk>>>, private readonly options: JwksKeySourceOptions = {}) {
     this.maxAgeMs = options.maxAgeMs ?? 60_000;
     this.minRefreshIntervalMs = options.minRefreshIntervalMs ?? 5_000;
   }
@@ -51,17 +56,17 @@ export class JwksKeySource implements KeySource {
     } else if (now - this.fetchedAt > this.maxAgeMs) {
       await this.refresh(false);
     } else if (!this.keys.has(kid) && now - this.lastAttemptAt >= this.minRefreshIntervalMs) {
-      await this.refresh(false);
+      await this.refresh(false, true);
     }
     return this.keys.get(kid);
   }
 
   /** Fetches the set now (single flight). With `required`, failure is UNAVAILABLE; otherwise the old set stays. */
-  async refresh(required = false): Promise<void> {
+  async refresh(required = false, fresh = false): Promise<void> {
     this.inflight ??= (async () => {
       this.lastAttemptAt = Date.now();
       try {
-        const jwks = await this.fetchJwks();
+        const jwks = await this.fetchJwks(fresh);
         const next = new Map<string, KeyObject>();
         for (const jwk of jwks) {
           const key = jwk.kid ? keyFromJwk(jwk) : undefined;
@@ -82,4 +87,40 @@ export class JwksKeySource implements KeySource {
       if (required || this.fetchedAt === 0) throw errors.unavailable('the signing service is unreachable; cannot verify tokens', err);
     }
   }
+}
+
+/** Options of {@link sharedJwksFetcher}. */
+export interface SharedJwksOptions {
+  /** Redis key of the shared copy (default `iot:auth:jwks`). */
+  key?: string;
+  /** How long the shared copy is used (default 30 s). */
+  ttlMs?: number;
+  log?: Logger;
+}
+
+/**
+ * Puts a Redis copy of the JWKS in front of `fetchJwks`, so replicas of a
+ * service share one fetch and can verify tokens while signing restarts. A
+ * fetch for an unknown `kid` always goes to signing and refreshes the copy.
+ */
+export function sharedJwksFetcher(
+  fetchJwks: () => Promise<Array<Partial<PublicJwk>>>,
+  redis: Pick<Redis, 'get' | 'set'>,
+  options: SharedJwksOptions = {},
+): (fresh: boolean) => Promise<Array<Partial<PublicJwk>>> {
+  const key = options.key ?? 'iot:auth:jwks';
+  const ttlMs = options.ttlMs ?? 30_000;
+  return async (fresh) => {
+    if (!fresh) {
+      try {
+        const cached = await redis.get(key);
+        if (cached) return JSON.parse(cached) as Array<Partial<PublicJwk>>;
+      } catch (err) {
+        options.log?.debug({ err: (err as Error).message }, 'shared JWKS cache unavailable');
+      }
+    }
+    const jwks = await fetchJwks();
+    await redis.set(key, JSON.stringify(jwks), 'PX', ttlMs).catch(() => undefined);
+    return jwks;
+  };
 }

@@ -4,7 +4,7 @@ import { Redis } from '../redis';
 import type { CallContext, Middleware } from '../rpc';
 import { ApiKeyLookup, cachedApiKeyLookup } from './api-keys';
 import { TokenError, verifyAccessToken } from './jwt';
-import { JwksKeySource, KeySource } from './key-source';
+import { JwksKeySource, KeySource, sharedJwksFetcher } from './key-source';
 import { Principal, roleAtLeast, roleFromName } from './principal';
 import { Access, accessFor, ROLE_TABLE, RoleTable } from './role-table';
 import { grpcJwksFetcher, signingAuthClient, whoAmIApiKeyLookup } from './signing-client';
@@ -20,8 +20,10 @@ export interface AuthMiddlewareOptions {
   keySource?: KeySource;
   /** How API keys resolve; default: signing's WhoAmI, cached (see `apiKeyCacheMs`). */
   apiKeys?: ApiKeyLookup;
-  /** Shares the API-key cache across replicas. */
+  /** Shares the API-key cache and the JWKS across replicas. */
   redis?: Redis;
+  /** Prefix of the Redis keys of those shared caches (default `iot:auth:`). */
+  redisPrefix?: string;
   log: Logger;
   /** Access rules; default the mesh-wide {@link ROLE_TABLE}. */
   rules?: RoleTable;
@@ -51,9 +53,17 @@ export function createAuthMiddleware(options: AuthMiddlewareOptions): AuthMiddle
   const needsClient = !options.keySource || !options.apiKeys;
   if (needsClient && !options.signingAddress) throw new Error('createAuthMiddleware: signingAddress is required without keySource and apiKeys');
   const client = needsClient ? signingAuthClient(options.signingAddress!) : undefined;
-  const keySource = options.keySource ?? new JwksKeySource(grpcJwksFetcher(client!), { ...options.jwks, log: options.log });
+  const prefix = options.redisPrefix ?? 'iot:auth:';
+  const fetchJwks = client ? grpcJwksFetcher(client) : undefined;
+  const keySource =
+    options.keySource ??
+    new JwksKeySource(options.redis ? sharedJwksFetcher(fetchJwks!, options.redis, { key: `${prefix}jwks`, log: options.log }) : () => fetchJwks!(), {
+      ...options.jwks,
+      log: options.log,
+    });
   const apiKeys =
-    options.apiKeys ?? cachedApiKeyLookup(whoAmIApiKeyLookup(client!), { ttlMs: options.apiKeyCacheMs, redis: options.redis, log: options.log });
+    options.apiKeys ??
+    cachedApiKeyLookup(whoAmIApiKeyLookup(client!), { ttlMs: options.apiKeyCacheMs, redis: options.redis, redisPrefix: `${prefix}apikey:`, log: options.log });
 
   async function authenticate(ctx: CallContext): Promise<Principal> {
     const values = ctx.metadata.get('authorization');
