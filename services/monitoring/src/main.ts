@@ -111,7 +111,7 @@ export function createMonitoringService(hooks: MonitoringHooks = {}): ServiceSpe
       const evaluator = new AlertEvaluator(nats, alerts, directory, limits, config.ALERT_CHECK_INTERVAL_MS, log.child({ component: 'alerts' }));
       await evaluator.start();
       evaluatorRef = evaluator;
-      const auth = config.SIGNING_ADDRESS ? createAuthMiddleware({ signingAddress: config.SIGNING_ADDRESS, redis, log }) : undefined;
+      const auth = config.SIGNING_ADDRESS ? createAuthMiddleware({ signingAddress: config.SIGNING_ADDRESS, redis, redisPrefix: config.AUTH_CACHE_PREFIX, log }) : undefined;
       if (!auth) log.warn('SIGNING_ADDRESS is not set: every RPC is refused as unauthenticated');
       const stopMetrics = exportMonitoringMetrics(
         stats.ingest,

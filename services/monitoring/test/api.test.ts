@@ -1,5 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import mqtt from 'mqtt';
+import crypto from 'node:crypto';
 import { AlertServiceClient, AlertState, Comparison, Severity, StreamAlertsResponse, Alert } from '../../../gen/ts/iot/monitoring/v1/alerts';
 import { Aggregation, StreamLiveResponse, TelemetryServiceClient } from '../../../gen/ts/iot/monitoring/v1/telemetry';
 import { deviceSubject, eventSubject, insecureClient, serverStream, unary } from '../../runtime/src';
@@ -17,7 +18,8 @@ let alerts: AlertServiceClient;
 
 beforeAll(async () => {
   signing = await startSigningForTest();
-  world = await startWorld({ SIGNING_ADDRESS: signing.address, LIVE_CLIENT_BUFFER: '50', ALERT_CHECK_INTERVAL_MS: '100' });
+  // The auth caches in the machine's Redis are shared by every test run: use our own keys.
+  world = await startWorld({ LOG_LEVEL: process.env.MON_LOG ?? 'silent', SIGNING_ADDRESS: signing.address, AUTH_CACHE_PREFIX: `iot:test:auth:${crypto.randomBytes(6).toString('hex')}:`, LIVE_CLIENT_BUFFER: '50', ALERT_CHECK_INTERVAL_MS: '100' });
   [a, b] = await Promise.all([signing.createTenant(), signing.createTenant()]);
   const address = world.services[0].service.address;
   telemetry = insecureClient(TelemetryServiceClient, address);
