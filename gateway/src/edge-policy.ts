@@ -9,6 +9,9 @@
  */
 export const UNARY_TIMEOUT_MS = 65_000;
 
+/** Largest request body the edge reads (gRPC-Web message or REST JSON). */
+export const MAX_REQUEST_BYTES = 4 * 1024 * 1024;
+
 /** The browser-facing CORS policy. */
 export const corsPolicy = {
   allowMethods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'],

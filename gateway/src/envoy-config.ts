@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import YAML from 'yaml';
-import { corsPolicy, UNARY_TIMEOUT_MS } from './edge-policy';
+import { corsPolicy, MAX_REQUEST_BYTES, UNARY_TIMEOUT_MS } from './edge-policy';
 import { Cluster, RouteTable } from './route-table';
 
 /** Where the container image puts the descriptor set (the file `npm run generate` writes to gen/iot.binpb). */
@@ -113,6 +113,7 @@ export function renderEnvoyConfig(table: RouteTable): string {
         convert_grpc_status: true,
         print_options: { add_whitespace: false, always_print_primitive_fields: false, always_print_enums_as_ints: false, preserve_proto_field_names: false },
         request_validation_options: { reject_unknown_method: false, reject_unknown_query_parameters: true },
+        max_request_body_size: MAX_REQUEST_BYTES,
       },
     },
     { name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } },

@@ -42,8 +42,9 @@ function applyCors(req: IncomingMessage, res: ServerResponse, origins: string[])
   return true;
 }
 
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
+function sendJson(res: ServerResponse, status: number, body: unknown, headers?: Headers): void {
   const text = JSON.stringify(body);
+  headers?.forEach((value, name) => res.setHeader(name, value));
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
 }
@@ -90,7 +91,7 @@ export function createGatewayHandler(options: GatewayOptions): { handle: (req: I
       const abort = new AbortController();
       res.on('close', () => abort.abort());
       const result = await handleRest(match, url, req, upstreams, table, abort.signal);
-      sendJson(res, result.status, result.body);
+      sendJson(res, result.status, result.body, result.headers);
       return;
     }
     if (options.staticDir && serveStatic(options.staticDir, req, res, url.pathname)) return;

@@ -1,7 +1,7 @@
 import type { DescMethodServerStreaming, DescMethodUnary } from '@bufbuild/protobuf';
 import { createConnectRouter, createContextKey, HandlerContext } from '@connectrpc/connect';
 import type { UniversalHandler } from '@connectrpc/connect/protocol';
-import { UNARY_TIMEOUT_MS } from './edge-policy';
+import { MAX_REQUEST_BYTES, UNARY_TIMEOUT_MS } from './edge-policy';
 import { RouteTable } from './route-table';
 import { copyResponseMetadata, forwardedHeaders, Upstreams } from './upstreams';
 
@@ -15,7 +15,8 @@ export const REMOTE_ADDRESS = createContextKey<string | undefined>(undefined, { 
  * and status (with its `google.rpc` details) unchanged.
  */
 export function grpcWebHandlers(table: RouteTable, upstreams: Upstreams): Map<string, UniversalHandler> {
-  const router = createConnectRouter({ grpcWeb: true, grpc: false, connect: false });
+  // Requests are small; the limit keeps one browser from making the gateway buffer megabytes.
+  const router = createConnectRouter({ grpcWeb: true, grpc: false, connect: false, readMaxBytes: MAX_REQUEST_BYTES });
   for (const route of table.methods) {
     const transport = upstreams.transportFor(route);
     const headersFor = (ctx: HandlerContext) => forwardedHeaders(ctx.requestHeader, ctx.values.get(REMOTE_ADDRESS));

@@ -1,14 +1,12 @@
 import type { IncomingMessage } from 'node:http';
 import { create, DescField, DescMessage, DescMethodUnary, fromBinary, fromJson, JsonObject, JsonValue, Registry, ScalarType, toJson } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
-import { UNARY_TIMEOUT_MS } from './edge-policy';
+import { MAX_REQUEST_BYTES, UNARY_TIMEOUT_MS } from './edge-policy';
 import { HttpBinding, HttpVerb, RouteMethod, RouteTable } from './route-table';
 import { matchPathTemplate, PathBindings } from './path-template';
 import { forwardedHeaders, Upstreams } from './upstreams';
 
 
-/** Largest JSON body accepted. */
-const MAX_BODY_BYTES = 4 * 1024 * 1024;
 
 /** HTTP status for each gRPC code, as Envoy's transcoder maps them (Grpc::Utility::grpcToHttpStatus). */
 export const HTTP_STATUS_BY_CODE: Record<number, number> = {
@@ -137,12 +135,18 @@ function setJsonPath(root: JsonObject, message: DescMessage, path: string[], raw
   }
 }
 
+/**
+ * A body over MAX_REQUEST_BYTES: answered 413, as Envoy's transcoder does.
+ * (Not a ConnectError subclass: ConnectError's instanceof matches any ConnectError.)
+ */
+class BodyTooLarge extends Error {}
+
 async function readBody(req: IncomingMessage): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) throw new ConnectError(`request body larger than ${MAX_BODY_BYTES} bytes`, Code.ResourceExhausted);
+    if (size > MAX_REQUEST_BYTES) throw new BodyTooLarge();
     chunks.push(chunk as Buffer);
   }
   return Buffer.concat(chunks).toString('utf8');
@@ -220,7 +224,10 @@ export async function handleRest(match: RestMatch, url: URL, req: IncomingMessag
     const field = findField(method.output, responseBody);
     return { status: 200, body: field ? (output[field.jsonName] ?? null) : null };
   } catch (err) {
-    const error = ConnectError.from(err);
-    return { status: HTTP_STATUS_BY_CODE[error.code] ?? 500, body: statusJson(error, table.registry) };
+    const tooLarge = err instanceof BodyTooLarge;
+    const error = tooLarge ? new ConnectError(`request body larger than ${MAX_REQUEST_BYTES} bytes`, Code.ResourceExhausted) : ConnectError.from(err);
+    const status = tooLarge ? 413 : (HTTP_STATUS_BY_CODE[error.code] ?? 500);
+    // The rest of an oversized body is never read, so the connection cannot be reused.
+    return { status, body: statusJson(error, table.registry), headers: tooLarge ? new Headers({ connection: 'close' }) : undefined };
   }
 }

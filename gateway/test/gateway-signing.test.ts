@@ -101,6 +101,8 @@ describe('gateway ↔ signing', () => {
       expect(wrongType.status).toBe(400);
       const wrongVerb = await rest(gateway.base, 'DELETE', '/v1/auth:login');
       expect(wrongVerb.status).toBe(405);
+      const huge = await rest(gateway.base, 'POST', '/v1/auth:login', { body: { tenant: 'x'.repeat(5 * 1024 * 1024) } });
+      expect(huge).toMatchObject({ status: 413, json: { code: Code.ResourceExhausted } });
     });
   });
 
