@@ -107,7 +107,8 @@ export const deviceService: ServiceSpec<typeof deviceEnv> = {
     });
     await directory.resync(store.scanAll(500));
 
-    const auth = createAuthMiddleware({ signingAddress: config.SIGNING_ADDRESS, redis, log });
+    // The shared JWKS/API-key copies are per signing deployment (tests run many signing instances against one Redis).
+    const auth = createAuthMiddleware({ signingAddress: config.SIGNING_ADDRESS, redis, redisPrefix: `iot:auth:${config.SIGNING_ADDRESS}:`, log });
     return {
       services: deviceServices({ registry, twin, commands, events }),
       middlewares: [auth],

@@ -82,6 +82,7 @@ export class Presence {
         );
       }
       await system.flush();
+      await this.reconcile();
     }
     this.subs.push(
       nc.subscribe(ALL_TELEMETRY, {
@@ -96,6 +97,35 @@ export class Presence {
     await nc.flush();
     this.flushTimer = setInterval(() => void this.flushLastSeen(), LAST_SEEN_FLUSH_MS);
     this.flushTimer.unref();
+  }
+
+  /**
+   * Connect events missed while no replica listened (a restart) would leave
+   * statuses wrong: ask every server for the account's live connections and
+   * set the counts from them.
+   */
+  async reconcile(): Promise<void> {
+    const { system, accountId, store, cache, events, log } = this.deps;
+    if (!system || !accountId) return;
+    const counts = new Map<string, number>();
+    try {
+      const replies = await system.requestMany('$SYS.REQ.SERVER.PING.CONNZ', new TextEncoder().encode(JSON.stringify({ acc: accountId, auth: true, limit: 1_000_000 })), { maxWait: 1000 });
+      for await (const reply of replies) {
+        const body = JSON.parse(new TextDecoder().decode(reply.data)) as { data?: { connections?: { jwt?: string; authorized_user?: string }[] } };
+        for (const conn of body.data?.connections ?? []) {
+          const key = userKeyOf({ client: { jwt: conn.jwt, user: conn.authorized_user } });
+          if (key) counts.set(key, (counts.get(key) ?? 0) + 1);
+        }
+      }
+      const changes = await store.reconcileConnections(counts);
+      for (const change of changes) {
+        await cache.invalidate(change.device.tenantId, change.device.id, change.device.version);
+        if (change.changed) events.publish('status_changed', [change.device]);
+      }
+      log.info({ connected: counts.size, changed: changes.length }, 'device connection status reconciled with the NATS servers');
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'reconciling device connection status failed');
+    }
   }
 
   private onConnectEvent(kind: 'CONNECT' | 'DISCONNECT', event: ConnectEvent): void {

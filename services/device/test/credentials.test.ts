@@ -5,7 +5,9 @@ import { unary } from '../../runtime/src';
 import { CommandStatus } from '../../../gen/ts/iot/device/v1/command';
 import { CredentialState, Device, DeviceCredential, DeviceStatus } from '../../../gen/ts/iot/device/v1/device';
 import { TestTenant } from '../../../testing/signing';
-import { DeviceHarness, eventually, startDeviceHarness } from './harness';
+import { startTestService } from '../../../testing/services';
+import { deviceService } from '../src/main';
+import { DeviceHarness, deviceClients, eventually, startDeviceHarness } from './harness';
 
 jest.setTimeout(90_000);
 
@@ -225,4 +227,24 @@ test('revocations survive a nats-server that lost its account state: the service
   );
   // Stays refused (it was not a transient failure).
   await expect(natsConnect(cred)).rejects.toThrow();
+});
+
+test('after a restart of the device service, status is reconciled with the connections the server reports', async () => {
+  const first = await newDevice('rc-1');
+  const second = await newDevice('rc-2');
+  const nc1 = await natsConnect(first);
+  await eventually('rc-1 online', async () => (await getDevice('rc-1')).status === DeviceStatus.DEVICE_STATUS_ONLINE);
+  await h.device.stop();
+  // While no device service listens: rc-1 leaves, rc-2 arrives.
+  await nc1.close();
+  await natsConnect(second);
+  const restarted = await startTestService(deviceService, h.env);
+  const clients = deviceClients(restarted.address);
+  cleanup.push(async () => {
+    clients.close();
+    await restarted.stop();
+  });
+  const read = (id: string) => unary(clients.devices, clients.devices.getDevice, { id }, { authorization: t.viewer.authorization }).then((r) => r.device!);
+  expect((await read('rc-1')).status).toBe(DeviceStatus.DEVICE_STATUS_OFFLINE);
+  expect((await read('rc-2')).status).toBe(DeviceStatus.DEVICE_STATUS_ONLINE);
 });

@@ -28,8 +28,8 @@ export interface DeviceStore {
 
   connected(publicKey: string, at: Date): Promise<StatusChange | undefined>;
   disconnected(publicKey: string, at: Date): Promise<StatusChange | undefined>;
-  /** Sets every device offline (the status source starts from scratch). */
-  resetConnections(): Promise<void>;
+  /** Sets every device's connection count to what the NATS servers report (credential key → live connections). */
+  reconcileConnections(counts: Map<string, number>): Promise<StatusChange[]>;
   /** Advances last-seen times; returns the devices touched. */
   touchLastSeen(entries: { tenantId: string; id: string; at: Date }[]): Promise<{ tenantId: string; id: string; version: number }[]>;
 
@@ -266,8 +266,22 @@ export class PgDeviceStore implements DeviceStore {
     return this.changeConnections(publicKey, at, -1);
   }
 
-  async resetConnections(): Promise<void> {
-    await this.pool.query(`UPDATE devices SET connections = 0, status = 'offline', version = nextval('device_versions') WHERE connections <> 0 OR status <> 'offline'`);
+  async reconcileConnections(counts: Map<string, number>): Promise<StatusChange[]> {
+    const { rows } = await this.pool.query(
+      `WITH counts AS (SELECT * FROM unnest($1::text[], $2::int[]) AS c(key, n)),
+       target AS (
+         SELECT d.tenant_id, d.id, d.status AS previous_status, COALESCE(c.n, 0) AS n
+           FROM devices d LEFT JOIN counts c ON c.key = d.credential_key
+          WHERE d.connections <> COALESCE(c.n, 0) OR d.status <> CASE WHEN COALESCE(c.n, 0) > 0 THEN 'online' ELSE 'offline' END
+          FOR UPDATE OF d)
+       UPDATE devices d SET connections = t.n, status = CASE WHEN t.n > 0 THEN 'online' ELSE 'offline' END,
+           last_disconnect_time = CASE WHEN t.n = 0 AND d.status = 'online' THEN now() ELSE d.last_disconnect_time END,
+           version = nextval('device_versions')
+         FROM target t WHERE d.tenant_id = t.tenant_id AND d.id = t.id
+         RETURNING ${DEVICE_COLUMNS.split(',').map((c) => `d.${c.trim()}`).join(', ')}, t.previous_status`,
+      [[...counts.keys()], [...counts.values()]],
+    );
+    return rows.map((r) => ({ device: toDevice(r), changed: r.previous_status !== r.status }));
   }
 
   async touchLastSeen(entries: { tenantId: string; id: string; at: Date }[]): Promise<{ tenantId: string; id: string; version: number }[]> {
