@@ -1,3 +1,4 @@
+import { ChildProcess, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { connect, ConnectionOptions, credsAuthenticator, KV, NatsConnection } from 'nats';
@@ -52,6 +53,8 @@ export class Platform {
   tenantId = `bench${crypto.randomBytes(3).toString('hex')}`;
   private directory?: KV;
   private readonly started: BenchProcess[] = [];
+  /** A private redis-server: services share caches (JWKS copies, API keys) through Redis, so a shared one mixes platforms. */
+  redis?: { process: ChildProcess; url: string };
 
   /** Extra environment every service gets (NATS credentials in operator mode, …). */
   serviceEnv: Record<string, string> = {};
@@ -77,7 +80,11 @@ export class Platform {
     }
     this.db = await createTestDatabase('iot_bench');
     this.nc = await this.connectNats('bench');
-    const common = { DATABASE_URL: this.db.url, NATS_URL: this.nats.url, ...this.serviceEnv };
+    const redisPort = await freePort();
+    const redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    this.redis = { process: redis, url: `redis://127.0.0.1:${redisPort}` };
+    await waitForPort(redisPort, '127.0.0.1', 10_000);
+    const common = { DATABASE_URL: this.db.url, NATS_URL: this.nats.url, REDIS_URL: this.redis.url, ...this.serviceEnv };
     if (needs.signing) {
       const bootstrapToken = crypto.randomBytes(24).toString('hex');
       this.signing = await startService('signing', {
@@ -141,6 +148,7 @@ export class Platform {
     // TestNatsServer keeps its child private; its pid is only read here, for memory figures.
     const natsPid = (this.nats as unknown as { child?: { pid?: number } } | undefined)?.child?.pid;
     if (natsPid) out['nats-server'] = natsPid;
+    if (this.redis?.process.pid) out['redis-server'] = this.redis.process.pid;
     for (const p of this.started) if (p.running) out[p.name] = p.pid;
     return out;
   }
@@ -192,6 +200,12 @@ export class Platform {
 
   async stop(): Promise<void> {
     await stopAll(this.started);
+    const redis = this.redis?.process;
+    if (redis && redis.exitCode === null && redis.signalCode === null) {
+      const exited = new Promise((resolve) => redis.once('exit', resolve));
+      redis.kill('SIGTERM');
+      await exited;
+    }
     await this.nc?.close().catch(() => undefined);
     await this.db?.drop().catch(() => undefined);
     await (this.operatorNats ?? this.nats)?.stop().catch(() => undefined);

@@ -25,7 +25,7 @@ export const historyScenario: Scenario = {
     const platform = await ctx.platform();
     const days = ctx.smoke ? 0.05 : 7;
     const total = Math.round(days * 86_400);
-    const queries = ctx.smoke ? 5 : 100;
+    const queries = ctx.smoke ? 5 : 20;
     const tenantId = platform.tenantId;
     const deviceId = `hist-${Date.now().toString(36)}`;
     const metric = 'temperature';
@@ -50,6 +50,7 @@ export const historyScenario: Scenario = {
           rows.push({ tenantId, deviceId, metric, time, messageId: `h-${j}`, pointIndex: 0, value: { number: sensor.read(time)[0].value as number } });
         }
         await store.write(rows);
+        if ((i / batch) % 5 === 4) ctx.log(`    ${(i + rows.length).toLocaleString('en-US')} points (${((nowMs() - loadStarted) / 1000).toFixed(0)} s)`);
       }
       const loadS = (nowMs() - loadStarted) / 1000;
       await pool.query('ANALYZE points');
