@@ -17,6 +17,8 @@ let other: TestTenant;
 let echo: TestService<{}>;
 let devices: DeviceServiceClient;
 const middlewares: AuthMiddleware[] = [];
+/** The stand-in services hold no work worth waiting for at stop. */
+const ECHO_ENV = { SHUTDOWN_GRACE_MS: '100' };
 
 function remoteAuth(options: Partial<Parameters<typeof createAuthMiddleware>[0]> = {}) {
   const middleware = createAuthMiddleware({ signingAddress: signing.address, log, jwks: { minRefreshIntervalMs: 0 }, ...options });
@@ -25,7 +27,7 @@ function remoteAuth(options: Partial<Parameters<typeof createAuthMiddleware>[0]>
 }
 
 async function startEcho(options: Partial<Parameters<typeof createAuthMiddleware>[0]> = {}): Promise<{ service: TestService<{}>; client: DeviceServiceClient }> {
-  const service = await startTestService(echoDeviceSpec(() => remoteAuth(options)), {});
+  const service = await startTestService(echoDeviceSpec(() => remoteAuth(options)), ECHO_ENV);
   return { service, client: insecureClient(DeviceServiceClient, service.address) };
 }
 
@@ -194,7 +196,7 @@ describe('another service verifying callers with the shared middleware', () => {
       const m = createAuthMiddleware({ signingAddress: deadAddress, log });
       middlewares.push(m);
       return m;
-    }), {});
+    }), ECHO_ENV);
     const client = insecureClient(DeviceServiceClient, service.address);
     try {
       expect(await codeOf(getDevice(tenant.viewer.authorization, client))).toBe(status.UNAVAILABLE);
@@ -210,7 +212,7 @@ describe('another service verifying callers with the shared middleware', () => {
     const redisPrefix = `iot:test:auth:${crypto.randomBytes(6).toString('hex')}:`;
     const deadAddress = `127.0.0.1:${await freePort()}`;
     const live = await startEcho({ redis, redisPrefix });
-    const isolated = await startTestService(echoDeviceSpec(() => remoteAuth({ signingAddress: deadAddress, redis, redisPrefix })), {});
+    const isolated = await startTestService(echoDeviceSpec(() => remoteAuth({ signingAddress: deadAddress, redis, redisPrefix })), ECHO_ENV);
     const isolatedClient = insecureClient(DeviceServiceClient, isolated.address);
     try {
       const key = await tenant.createApiKey('viewer', 'shared-cache');
