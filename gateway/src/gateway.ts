@@ -116,7 +116,7 @@ export function createGatewayHandler(options: GatewayOptions): { handle: (req: I
 
 /** Starts the gateway on host:port (0 picks a free port). */
 export async function startGateway(options: GatewayOptions & { host?: string; port: number }): Promise<Gateway> {
-  const { handle } = createGatewayHandler(options);
+  const { handle, upstreams } = createGatewayHandler(options);
   const server = http.createServer(handle);
   // Streams stay open as long as the browser watches.
   server.requestTimeout = 0;
@@ -133,6 +133,7 @@ export async function startGateway(options: GatewayOptions & { host?: string; po
       new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
+        upstreams.close();
       }),
   };
 }

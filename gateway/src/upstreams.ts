@@ -1,5 +1,5 @@
 import type { Transport } from '@connectrpc/connect';
-import { createGrpcTransport } from '@connectrpc/connect-node';
+import { createGrpcTransport, Http2SessionManager } from '@connectrpc/connect-node';
 import { injectTraceHeaders } from '../../services/runtime/src/observability/http-tracing';
 import { Cluster, RouteMethod } from './route-table';
 
@@ -27,11 +27,20 @@ export function upstreamAddressesFromEnv(clusters: Cluster[], env: NodeJS.Proces
 /** One HTTP/2 gRPC transport per cluster; each keeps one multiplexed connection. */
 export class Upstreams {
   private readonly transports = new Map<string, Transport>();
+  private readonly sessions: Http2SessionManager[] = [];
 
   constructor(readonly addresses: UpstreamAddresses) {
     for (const [name, address] of Object.entries(addresses)) {
-      this.transports.set(name, createGrpcTransport({ baseUrl: `http://${address}` }));
+      const baseUrl = `http://${address}`;
+      const sessionManager = new Http2SessionManager(baseUrl);
+      this.sessions.push(sessionManager);
+      this.transports.set(name, createGrpcTransport({ baseUrl, sessionManager }));
     }
+  }
+
+  /** Closes the connections to the services (and any call still on them). */
+  close(): void {
+    for (const session of this.sessions) session.abort();
   }
 
   /** The transport of the cluster a method is routed to. */
