@@ -29,6 +29,8 @@ export const upEnv = {
   UP_NATS_PORT: env.port(4223),
   UP_NATS_MQTT_PORT: env.port(1884),
   UP_NATS_HTTP_PORT: env.port(8223),
+  /** `operator`: decentralised JWT auth (keys from `npm run setup:nats` under <data>/nats/auth); `none`: an open server. */
+  UP_NATS_AUTH: env.oneOf(['operator', 'none'] as const, 'operator'),
   UP_POSTGRES_PORT: env.port(5433),
   UP_REDIS_PORT: env.port(6380),
   /** Directory with initdb and postgres; default: the newest /usr/lib/postgresql/<v>/bin. */

@@ -7,6 +7,7 @@
  */
 import { ConfigError } from '../services/runtime/src';
 import { loadUpConfig, UpConfig } from './up-config';
+import { natsOperatorAuth } from './nats-setup';
 import { natsServer, postgresServer, redisServer } from './up-servers';
 import { dashboardAndGateway } from './up-gateway';
 import { simulatedFleet } from './up-fleet';
@@ -25,7 +26,7 @@ export function components(config: UpConfig): Component[] {
   const edge = dashboardAndGateway();
   return [
     edge.build,
-    together('nats + postgres + redis', [natsServer(), postgresServer(), redisServer()]),
+    together('nats + postgres + redis', [natsServer(config.UP_NATS_AUTH === 'operator' ? natsOperatorAuth : undefined), postgresServer(), redisServer()]),
     grpcService({
       name: 'signing',
       entry: 'services/signing/src/main',

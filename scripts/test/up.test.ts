@@ -3,11 +3,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import mqtt from 'mqtt';
-import { connect, NatsConnection } from 'nats';
+import { connect, credsAuthenticator, NatsConnection } from 'nats';
 import Redis from 'ioredis';
 import { Client } from 'pg';
-import { checkHealth, readMigrations, repoPath, repoRoot } from '../../services/runtime/src';
+import { keyPairFromSeed, mintDeviceUser, NatsOperatorSetup } from '../../services/device/src/nats/account-claims';
+import { checkHealth, deviceSubject, readMigrations, repoPath, repoRoot } from '../../services/runtime/src';
 import { freePort } from '../../testing/ports';
+import { natsSetupFiles } from '../nats-setup';
 import { ManagedProcess } from '../up-process';
 import { parseStatus, StatusRow } from '../up-status';
 
@@ -123,26 +125,37 @@ describe('npm run up (scripts/up.ts)', () => {
     }
   });
 
-  test('its Redis answers and its nats-server runs JetStream and carries MQTT publishes to NATS subjects', async () => {
+  test('its Redis answers, and its nats-server runs JetStream and MQTT in operator mode', async () => {
     const redis = new Redis(ports.UP_REDIS_PORT, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 1 });
     await redis.connect();
     expect(await redis.ping()).toBe('PONG');
     redis.disconnect();
 
-    const nc: NatsConnection = await connect({ servers: `nats://127.0.0.1:${ports.UP_NATS_PORT}` });
+    const servers = `nats://127.0.0.1:${ports.UP_NATS_PORT}`;
+    const mqttUrl = `mqtt://127.0.0.1:${ports.UP_NATS_MQTT_PORT}`;
+    // No credentials, no entry: over NATS and over MQTT.
+    await expect(connect({ servers, reconnect: false })).rejects.toThrow(/authoriz/i);
+    await expect(mqtt.connectAsync(mqttUrl, { clientId: 'up-test-anonymous', reconnectPeriod: 0 })).rejects.toThrow(/authoriz/i);
+
+    // The services' creds and the application account written by the setup hook.
+    const files = natsSetupFiles(path.join(dataDir, 'nats', 'auth'));
+    const setup = JSON.parse(fs.readFileSync(files.setupFile, 'utf8')) as NatsOperatorSetup;
+    const nc: NatsConnection = await connect({ servers, timeout: 30_000, authenticator: credsAuthenticator(fs.readFileSync(files.serviceCredsFile)) });
     try {
       const account = await (await nc.jetstreamManager()).getAccountInfo();
       expect(account.limits).toBeDefined();
-      const sub = nc.subscribe('uptest.dev.one.tel', { max: 1 });
+      const sub = nc.subscribe(deviceSubject('uptest', 'one', 'tel'), { max: 1 });
       await nc.flush();
-      const device = await mqtt.connectAsync(`mqtt://127.0.0.1:${ports.UP_NATS_MQTT_PORT}`, { clientId: 'up-test', reconnectPeriod: 0 });
-      await device.publishAsync('uptest/dev/one/tel', 'hello', { qos: 1 });
+      // A device credential minted by the application account is the MQTT password.
+      const { token } = mintDeviceUser(keyPairFromSeed(setup.appAccountSeed, 'A'), 'uptest', 'one');
+      const device = await mqtt.connectAsync(mqttUrl, { clientId: 'up-test', username: 'one', password: token, reconnectPeriod: 0 });
+      await device.publishAsync('iot/uptest/dev/one/tel', 'hello', { qos: 1 });
       for await (const msg of sub) expect(Buffer.from(msg.data).toString()).toBe('hello');
       await device.endAsync();
     } finally {
       await nc.close();
     }
-  });
+  }, 60_000);
 
   test('SIGINT stops everything in reverse order and exits 0', async () => {
     up.child.kill('SIGINT');
