@@ -101,6 +101,7 @@ export class VirtualDevice {
   private pointsPerMessage: number;
   private desiredVersion = 0n;
   private online = false;
+  private backToBack = 0;
 
   constructor(
     readonly identity: DeviceIdentity,
@@ -219,15 +220,21 @@ export class VirtualDevice {
       if (this.burst > 0) {
         const count = this.burst;
         this.burst = 0;
-        for (let i = 0; i < count && this.running; i++) await this.publishTelemetry();
+        for (let i = 0; i < count && this.running; i++) {
+          await this.publishTelemetry();
+          if (i % 32 === 31) await new Promise((resolve) => setImmediate(resolve));
+        }
         continue;
       }
       const wait = due - Date.now();
       if (wait > 0) {
+        this.backToBack = 0;
         await this.sleep(wait);
         continue;
       }
       await this.publishTelemetry();
+      // Catching up runs on resolved promises only; let timers and sockets of the process have a turn.
+      if (++this.backToBack % 32 === 0) await new Promise((resolve) => setImmediate(resolve));
       due += this.nextGap();
       // After a long stall (reconnect, overload) resume the schedule instead of flooding to catch up.
       if (Date.now() - due > 5000) due = Date.now();
