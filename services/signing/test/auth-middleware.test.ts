@@ -209,11 +209,16 @@ describe('another service verifying callers with the shared middleware', () => {
 
   test('with Redis, replicas share the JWKS and API-key cache, so a replica verifies callers while signing is unreachable', async () => {
     const redis = new Redis(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379');
-    const redisPrefix = `iot:test:auth:${crypto.randomBytes(6).toString('hex')}:`;
+    // The default prefix names the signing deployment; the isolated replica reaches
+    // another address (none) but is configured into the same deployment's cache.
+    const redisPrefix = `iot:auth:${signing.address}:`;
     const deadAddress = `127.0.0.1:${await freePort()}`;
-    const live = await startEcho({ redis, redisPrefix });
+    const live = await startEcho({ redis });
     const isolated = await startTestService(echoDeviceSpec(() => remoteAuth({ signingAddress: deadAddress, redis, redisPrefix })), ECHO_ENV);
     const isolatedClient = insecureClient(DeviceServiceClient, isolated.address);
+    // A service of another signing deployment (by default) never reads this one's keys.
+    const elsewhere = await startTestService(echoDeviceSpec(() => remoteAuth({ signingAddress: deadAddress, redis })), ECHO_ENV);
+    const elsewhereClient = insecureClient(DeviceServiceClient, elsewhere.address);
     try {
       const key = await tenant.createApiKey('viewer', 'shared-cache');
       // The replica that reaches signing fills the shared caches...
@@ -226,12 +231,14 @@ describe('another service verifying callers with the shared middleware', () => {
       const stored = await redis.keys(`${redisPrefix}*`);
       expect(stored.sort()).toEqual(expect.arrayContaining([`${redisPrefix}jwks`]));
       for (const k of stored) expect(`${k} ${await redis.get(k)}`).not.toContain(key.secret);
+      expect(await codeOf(getDevice(tenant.viewer.authorization, elsewhereClient))).toBe(status.UNAVAILABLE);
       // A forged token is still refused from the shared keys.
       expect(await codeOf(getDevice(`Bearer ${forge.tampered(tenant.viewer.accessToken, { role: 'admin' })}`, isolatedClient))).toBe(status.UNAUTHENTICATED);
     } finally {
       live.client.close();
       isolatedClient.close();
-      await Promise.all([live.service.stop(), isolated.stop()]);
+      elsewhereClient.close();
+      await Promise.all([live.service.stop(), isolated.stop(), elsewhere.stop()]);
       redis.disconnect();
     }
   });

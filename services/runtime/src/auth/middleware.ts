@@ -22,7 +22,11 @@ export interface AuthMiddlewareOptions {
   apiKeys?: ApiKeyLookup;
   /** Shares the API-key cache and the JWKS across replicas. */
   redis?: Redis;
-  /** Prefix of the Redis keys of those shared caches (default `iot:auth:`). */
+  /**
+   * Prefix of the Redis keys of those shared caches; default
+   * `iot:auth:<signingAddress>:`, one cache per signing deployment (test
+   * runs start many signing services against one Redis).
+   */
   redisPrefix?: string;
   log: Logger;
   /** Access rules; default the mesh-wide {@link ROLE_TABLE}. */
@@ -53,7 +57,7 @@ export function createAuthMiddleware(options: AuthMiddlewareOptions): AuthMiddle
   const needsClient = !options.keySource || !options.apiKeys;
   if (needsClient && !options.signingAddress) throw new Error('createAuthMiddleware: signingAddress is required without keySource and apiKeys');
   const client = needsClient ? signingAuthClient(options.signingAddress!) : undefined;
-  const prefix = options.redisPrefix ?? 'iot:auth:';
+  const prefix = options.redisPrefix ?? `iot:auth:${options.signingAddress ?? 'local'}:`;
   const fetchJwks = client ? grpcJwksFetcher(client) : undefined;
   const keySource =
     options.keySource ??
