@@ -144,7 +144,7 @@ describe('Prometheus scraping the running services', () => {
       await eventually(`${job} SERVING`, async () => {
         if (processes[job]!.child.exitCode !== null) throw new Error(`${job} exited: ${processes[job]!.output()}`);
         return (await checkHealth(`127.0.0.1:${grpcPorts[job]}`, '', 1000)) === 'SERVING' ? true : undefined;
-      }, 60_000);
+      }, 90_000);
     }
 
     promDir = fs.mkdtempSync(path.join(os.tmpdir(), 'iot-prom-'));
@@ -163,10 +163,14 @@ describe('Prometheus scraping the running services', () => {
     promBase = `http://127.0.0.1:${promPort}`;
     await waitForPort(promPort, '127.0.0.1', 20_000);
     await eventually('prometheus ready', async () => ((await fetch(`${promBase}/-/ready`)).ok ? true : undefined));
-  }, 120_000);
+  }, 180_000);
 
   afterAll(async () => {
-    prometheus?.kill('SIGTERM');
+    if (prometheus && prometheus.exitCode === null) {
+      const exited = new Promise((resolve) => prometheus.once('exit', resolve));
+      prometheus.kill('SIGTERM');
+      await exited;
+    }
     await Promise.all(jobs.map((job) => processes[job]?.stop()));
     await nats?.stop();
     await db?.drop();
@@ -179,7 +183,7 @@ describe('Prometheus scraping the running services', () => {
       return result.length === jobs.length ? result : undefined;
     });
     expect(Object.fromEntries(up.map((r) => [r.metric.job, r.value[1]]))).toEqual({ 'iot-signing': '1', 'iot-device': '1', 'iot-monitoring': '1' });
-  });
+  }, 60_000);
 
   it('answers RED and ingest queries with data from the processes', async () => {
     // A call the signing service refuses, and a telemetry message from a device nobody registered.
@@ -213,7 +217,7 @@ describe('Prometheus scraping the running services', () => {
       return r.length > 0 ? r : undefined;
     });
     expect(pending[0].metric).toMatchObject({ job: 'iot-monitoring', stream: 'TELEMETRY' });
-  });
+  }, 90_000);
 
   it('loads the shipped rules and evaluates every one without error', async () => {
     const expected = (fs.readFileSync(path.join(RULES_DIR, 'iot-mesh.rules.yml'), 'utf8').match(/^\s+- (alert|record):/gm) ?? []).length;
@@ -223,7 +227,7 @@ describe('Prometheus scraping the running services', () => {
       return all.length === expected && all.every((r) => r.health !== 'unknown') ? all : undefined;
     });
     expect(rules.filter((r) => r.health !== 'ok').map((r) => `${r.name}: ${r.lastError}`)).toEqual([]);
-  });
+  }, 60_000);
 
   it('has dashboards of valid JSON that read only metrics the processes export', async () => {
     // Make sure at least one scrape of every target has landed, then list every series name Prometheus holds.
@@ -249,7 +253,7 @@ describe('Prometheus scraping the running services', () => {
     const nowExported = Object.keys(NOT_YET_EXPORTED).filter((name) => exported.has(name));
     if (nowExported.length > 0) console.warn(`now exported, remove from NOT_YET_EXPORTED: ${nowExported.join(', ')}`);
     expect(missing).toEqual({});
-  });
+  }, 60_000);
 });
 
 describe('metric names of PromQL expressions', () => {

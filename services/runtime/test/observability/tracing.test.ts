@@ -27,7 +27,7 @@ describe('OpenTelemetry traces across processes', () => {
       LOG_LEVEL: 'debug',
     });
     await waitServing(echoAddress, echo);
-  }, 30_000);
+  }, 90_000);
 
   afterAll(async () => {
     await echo?.stop();
@@ -73,7 +73,7 @@ describe('OpenTelemetry traces across processes', () => {
     expect(missingServer.attributes['rpc.grpc.status_code']).toBe(5);
     const rejected = logLines(echo.output()).find((l) => l.msg === 'call rejected' && l.trace_id === missing.traceId);
     expect(rejected).toMatchObject({ trace_id: missing.traceId, span_id: missingServer.spanId });
-  });
+  }, 60_000);
 
   it('links a batch consumer span to every published message and parents its insert under it', async () => {
     const messages = 5;
@@ -107,7 +107,7 @@ describe('OpenTelemetry traces across processes', () => {
     expect(insert!.traceId).toBe(batch.traceId);
     const committed = logLines(pipeline.output()).find((l) => l.msg === 'batch committed');
     expect(committed).toMatchObject({ trace_id: batch.traceId, span_id: batch.spanId });
-  });
+  }, 60_000);
 });
 
 describe('tracing without an exporter', () => {
@@ -135,5 +135,5 @@ describe('tracing without an exporter', () => {
     await receiver.close();
     const rejected = logLines(echo.output()).find((l) => l.msg === 'call rejected');
     expect(rejected).toMatchObject({ trace_id: traceId, span_id: parentId });
-  }, 45_000);
+  }, 60_000);
 });
