@@ -47,9 +47,14 @@ export function summarizeCpuProfiles(dir: string, top = 12): string[] {
   const selfByFrame = new Map<string, number>();
   const selfByArea = new Map<string, number>();
   let total = 0;
+  let used = 0;
   for (const file of files) {
     const profile = JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8')) as { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] };
     const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+    // Threads that only ever idle (tsx's module loader thread) would dilute the shares: skip them.
+    const idleSamples = profile.samples.filter((id) => byId.get(id)?.callFrame.functionName === '(idle)').length;
+    if (idleSamples > 0.99 * profile.samples.length) continue;
+    used++;
     profile.samples.forEach((id, i) => {
       const node = byId.get(id);
       if (!node) return;
@@ -72,7 +77,7 @@ export function summarizeCpuProfiles(dir: string, top = 12): string[] {
   if (total === 0) return [];
   const pct = (v: number) => `${((100 * v) / total).toFixed(1).padStart(5)}%`;
   const busy = total - (selfByArea.get('idle') ?? 0);
-  const lines = [`CPU profile (${files.length} file(s), ${(total / 1e6).toFixed(1)} s sampled, ${((100 * busy) / total).toFixed(0)}% busy) — by area:`];
+  const lines = [`CPU profile (${used} thread(s), ${(total / 1e6).toFixed(1)} s sampled, ${((100 * busy) / total).toFixed(0)}% busy) — by area:`];
   for (const [area, v] of [...selfByArea.entries()].sort((a, b) => b[1] - a[1]).slice(0, 10)) lines.push(`  ${pct(v)}  ${area}`);
   lines.push('hottest functions (self time):');
   for (const [frame, v] of [...selfByFrame.entries()].filter(([k]) => !k.startsWith('(idle)')).sort((a, b) => b[1] - a[1]).slice(0, top)) lines.push(`  ${pct(v)}  ${frame}`);
