@@ -4,11 +4,7 @@ import { Device, DeviceEventType, DeviceStatus, WatchDevicesResponse, Credential
 import { Status } from '../../../gen/ts/google/rpc/status';
 import { BadRequest } from '../../../gen/ts/google/rpc/error_details';
 import { TestTenant } from '../../../testing/signing';
-import { spawn } from 'node:child_process';
-import { freePort, waitForPort } from '../../../testing/ports';
-import { startTestService } from '../../../testing/services';
-import { deviceService } from '../src/main';
-import { DeviceHarness, deviceClients, eventually, startDeviceHarness } from './harness';
+import { DeviceHarness, eventually, startDeviceHarness } from './harness';
 
 jest.setTimeout(60_000);
 
@@ -227,33 +223,4 @@ test('WatchDevices streams created, updated and deleted events of the caller’s
   expect(forWatched[1].device!.name).toBe('Renamed');
   expect(received.some((e) => e.device?.id === 'other-tenant' || e.device?.id === 'unlabelled')).toBe(false);
   stream.cancel();
-});
-
-test('with Redis gone, reads fall back to PostgreSQL and stay fresh', async () => {
-  // A private Redis for a second service instance, killed once the instance is up.
-  const port = await freePort();
-  const redis = spawn('redis-server', ['--port', String(port), '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  try {
-    await waitForPort(port);
-    const second = await startTestService(deviceService, { ...h.env, REDIS_URL: `redis://127.0.0.1:${port}` });
-    const clients = deviceClients(second.address);
-    try {
-      await create(a, { id: 'redis-down-1', name: 'Before' });
-      const viaSecond = () => unary(clients.devices, clients.devices.getDevice, { id: 'redis-down-1' }, { authorization: a.viewer.authorization }).then((r) => r.device!.name);
-      expect(await viaSecond()).toBe('Before');
-      await new Promise<void>((resolve) => {
-        redis.once('exit', () => resolve());
-        redis.kill('SIGKILL');
-      });
-      await unary(clients.devices, clients.devices.updateDevice, { device: Device.fromPartial({ id: 'redis-down-1', name: 'After' }), updateMask: ['name'] }, { authorization: a.operator.authorization });
-      expect(await viaSecond()).toBe('After');
-      const listed = await unary(clients.devices, clients.devices.listDevices, { page: undefined, labels: {}, status: 0, namePrefix: 'After', type: '' }, { authorization: a.viewer.authorization });
-      expect(listed.devices.map((d) => d.id)).toEqual(['redis-down-1']);
-    } finally {
-      clients.close();
-      await second.stop();
-    }
-  } finally {
-    redis.kill('SIGKILL');
-  }
 });
