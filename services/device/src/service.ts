@@ -128,6 +128,7 @@ export class DeviceRegistry {
     const device = await this.deps.store.delete(tenantId, id);
     if (!device) throw errors.notFound('device', id);
     await this.changed('deleted', [{ ...device, version: device.version + 1 }]);
+    // Normally the server has dropped the device when this returns; if NATS is away the push is retried.
     if (device.credentialKey) await this.deps.authority?.syncInBackground();
   }
 

@@ -125,6 +125,14 @@ test('revoke drops the live connection and refuses reconnects; rotate kills the 
   expect(await unary(h.clients.credentials, h.clients.credentials.issueCredential, { deviceId: 'rv-1', expireTime: undefined }, op()).catch((e) => e.code)).toBe(status.FAILED_PRECONDITION);
 });
 
+test('deleting a device drops its live connection and its token stops working', async () => {
+  const cred = await newDevice('del-1');
+  const nc = await natsConnect(cred);
+  await unary(h.clients.devices, h.clients.devices.deleteDevice, { id: 'del-1' }, op());
+  await nc.closed();
+  await expect(natsConnect(cred)).rejects.toThrow();
+});
+
 test('desired state reaches the device on change and again when it reconnects', async () => {
   const cred = await newDevice('tw-1');
   const first = await mqttConnect(cred, 'tw-1');
