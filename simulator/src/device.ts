@@ -1,5 +1,5 @@
 import { withPublishSpan } from '../../services/runtime/src/observability/nats-tracing';
-import { deviceSubject } from '../../services/runtime/src/subjects';
+import { commandReplySubject, deviceSubject } from '../../services/runtime/src/subjects';
 import { CommandReply, Telemetry } from '../../gen/ts/iot/telemetry/v1/telemetry';
 import {
   decodeCommandRequest,
@@ -16,11 +16,6 @@ import { createLink, DeviceLink, Transport } from './links';
 import { createSensor, PointSource, ProfileName } from './profiles';
 import { Random, seedOf } from './random';
 import { FleetStats } from './stats';
-
-/** Where a device that cannot answer a NATS request (MQTT) publishes its CommandReply (as the device service expects). */
-export function commandReplySubject(tenantId: string, deviceId: string): string {
-  return `${deviceSubject(tenantId, deviceId, 'cmd')}.reply`;
-}
 
 /** Who a virtual device is and how it may connect (from provisioning or a credentials file). */
 export interface DeviceIdentity {

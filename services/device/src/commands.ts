@@ -1,8 +1,7 @@
 import crypto from 'node:crypto';
 import { createInbox, NatsConnection, Subscription } from 'nats';
-import { decodePageToken, deviceSubject, encodePageToken, errors, Logger, parseDeviceSubject, Violations } from '../../runtime/src';
+import { ALL_COMMAND_REPLIES, decodePageToken, deviceSubject, encodePageToken, errors, Logger, parseDeviceSubject, Violations } from '../../runtime/src';
 import { CommandReply, CommandRequest } from '../../../gen/ts/iot/telemetry/v1/telemetry';
-import { ALL_COMMAND_REPLIES } from './nats/account-claims';
 import { CommandRecord, DeviceRecord, JsonObject } from './model';
 import { DeviceStore } from './store/device-store';
 import { decodeDevicePayload, documentSize, TWIN_DOCUMENT_LIMIT } from './twin';

@@ -4,6 +4,7 @@
  *   iot.<tenant>.dev.<device>.tel       telemetry (device → platform), MQTT iot/<tenant>/dev/<device>/tel
  *   iot.<tenant>.dev.<device>.state     reported state (device → platform)
  *   iot.<tenant>.dev.<device>.cmd       commands (platform → device, request/reply)
+ *   iot.<tenant>.dev.<device>.cmd.reply command replies of devices that cannot answer a request (MQTT)
  *   iot.<tenant>.dev.<device>.desired   desired state (platform → device)
  *   iot.<tenant>.evt.<topic...>         domain events (device.created, audit.login_failed, alert.raised, …)
  *   iot.<tenant>.dlq.tel                dead-lettered telemetry, with the reason in headers
@@ -39,6 +40,17 @@ export function eventSubject(tenantId: string, ...topic: string[]): string {
 export function deadLetterSubject(tenantId: string | undefined): string {
   return `iot.${tenantId && isSubjectToken(tenantId) ? tenantId : '_'}.dlq.tel`;
 }
+
+/**
+ * Where a device that cannot answer a NATS request (an MQTT client) publishes
+ * its `CommandReply`. NATS clients may simply respond to the request.
+ */
+export function commandReplySubject(tenantId: string, deviceId: string): string {
+  return `${deviceSubject(tenantId, deviceId, 'cmd')}.reply`;
+}
+
+/** Wildcard of every device's command reply subject. */
+export const ALL_COMMAND_REPLIES = 'iot.*.dev.*.cmd.reply';
 
 /** Wildcard matching telemetry of every device of every tenant (the stream's subject). */
 export const ALL_TELEMETRY = 'iot.*.dev.*.tel';

@@ -1,5 +1,5 @@
 import { OperatorLimits, RevocationList } from '@nats-io/jwt';
-import { deviceSubject } from '../../../runtime/src/subjects';
+import { commandReplySubject, deviceSubject } from '../../../runtime/src/subjects';
 import { encodeNatsJwt, formatCreds, newNKey, NKey, nkeyFromSeed } from './nkeys';
 
 /**
@@ -117,18 +117,6 @@ export function devicePermissions(tenantId: string, deviceId: string): DevicePer
     subscribe: [deviceSubject(tenantId, deviceId, 'cmd'), deviceSubject(tenantId, deviceId, 'desired')],
   };
 }
-
-/**
- * Where a device that cannot answer a NATS request (an MQTT client) publishes
- * its `CommandReply`: `iot.<tenant>.dev.<device>.cmd.reply`. NATS clients may
- * simply respond to the request.
- */
-export function commandReplySubject(tenantId: string, deviceId: string): string {
-  return `${deviceSubject(tenantId, deviceId, 'cmd')}.reply`;
-}
-
-/** Wildcard of every device's command reply subject. */
-export const ALL_COMMAND_REPLIES = 'iot.*.dev.*.cmd.reply';
 
 /** A freshly minted device user: the bearer JWT and the public key it was issued for. */
 export interface MintedDeviceUser {
