@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import { Platform, PlatformNeeds } from './platform';
 import { RUN_DIR } from './processes';
@@ -62,6 +63,9 @@ export async function runScenarios(
     await stopShared();
   }
   if (options.profile) results.profileSummary = summarizeCpuProfiles(path.join(PROFILE_DIR, 'monitoring'));
+  // The services' logs are kept only when something failed (the error names the folder).
+  if (results.some((r) => r.error)) options.log(`service logs kept in ${RUN_DIR}`);
+  else fs.rmSync(RUN_DIR, { recursive: true, force: true });
   return results;
 }
 
