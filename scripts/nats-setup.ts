@@ -88,15 +88,28 @@ export function deviceServiceEnv(setup: NatsOperatorSetup, files: NatsSetupFiles
 
 /**
  * The up-command's nats-server auth hook (`natsServer(natsOperatorAuth)`):
- * operator mode, NATS_CREDS for every service and the device service's keys.
+ * operator mode and NATS_CREDS for every process. The device service's keys
+ * are not among them: only the device entry asks for them, through
+ * {@link deviceServiceEnvBeside}, so no other process holds the seeds.
  */
 export async function natsOperatorAuth(_ctx: unknown, natsDir: string): Promise<{ configLines: string[]; env: Record<string, string>; notes: string[] }> {
   const { setup, files, created } = ensureNatsSetup(path.join(natsDir, 'auth'));
   return {
     configLines: natsConfigLines(setup, files),
-    env: deviceServiceEnv(setup, files),
+    env: { NATS_CREDS: files.serviceCredsFile },
     notes: [`NATS operator mode: keys and creds ${created ? 'generated' : 'reused'} in ${files.dir} (secret)`],
   };
+}
+
+/**
+ * The device service's variables for the operator setup whose service creds
+ * file is `serviceCredsFile` (as handed to every process in NATS_CREDS); empty
+ * when NATS runs without operator mode.
+ */
+export function deviceServiceEnvBeside(serviceCredsFile: string | undefined): Record<string, string> {
+  if (!serviceCredsFile) return {};
+  const { setup, files } = ensureNatsSetup(path.dirname(serviceCredsFile));
+  return deviceServiceEnv(setup, files);
 }
 
 if (require.main === module) {

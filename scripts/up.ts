@@ -7,7 +7,7 @@
  */
 import { ConfigError } from '../services/runtime/src';
 import { loadUpConfig, UpConfig } from './up-config';
-import { natsOperatorAuth } from './nats-setup';
+import { deviceServiceEnvBeside, natsOperatorAuth } from './nats-setup';
 import { natsServer, postgresServer, redisServer } from './up-servers';
 import { dashboardAndGateway } from './up-gateway';
 import { simulatedFleet } from './up-fleet';
@@ -50,6 +50,7 @@ export function components(config: UpConfig): Component[] {
         portVariable: 'DEVICE_GRPC_PORT',
         // Written into device credentials: where devices reach this stack's NATS and MQTT.
         env: (ctx) => ({
+          ...deviceServiceEnvBeside(ctx.env.NATS_CREDS),
           DEVICE_NATS_PUBLIC_URL: ctx.env.NATS_URL.split(',')[0],
           ...(ctx.env.MQTT_URL ? { DEVICE_MQTT_PUBLIC_URL: ctx.env.MQTT_URL } : {}),
         }),

@@ -97,6 +97,19 @@ describe('npm run up (scripts/up.ts)', () => {
     for (const name of ['nats', 'postgres', 'redis', 'signing', 'device', 'monitoring']) expect(alive(byName[name].pid!)).toBe(true);
   });
 
+  test('only the device service is handed the NATS operator and account seeds', () => {
+    const byName = Object.fromEntries(rows.map((r) => [r.name, r]));
+    const variablesOf = (pid: number) =>
+      fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').map((entry) => entry.split('=')[0]);
+    expect(variablesOf(byName.device.pid!)).toEqual(expect.arrayContaining(['DEVICE_NATS_ACCOUNT_SEED', 'DEVICE_NATS_OPERATOR_SEED', 'NATS_CREDS']));
+    for (const name of ['signing', 'monitoring']) {
+      const variables = variablesOf(byName[name].pid!);
+      expect(variables).toContain('NATS_CREDS');
+      expect(variables).not.toContain('DEVICE_NATS_ACCOUNT_SEED');
+      expect(variables).not.toContain('DEVICE_NATS_OPERATOR_SEED');
+    }
+  });
+
   test('serves the dashboard through the gateway and prints its URL', async () => {
     const gateway = rows.find((r) => r.name === 'gateway');
     expect(gateway).toMatchObject({ state: 'listening', address: `http://127.0.0.1:${ports.GATEWAY_PORT}` });
