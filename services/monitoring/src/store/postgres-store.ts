@@ -213,10 +213,15 @@ export class PostgresTelemetryStore implements TelemetryStore {
   }
 
   async history(query: HistoryQuery): Promise<HistorySeries[]> {
+    // `last` needs every bucket's rows sorted (an external sort over large
+    // ranges), so it is computed only when asked for.
+    const last = query.aggregations.includes('last')
+      ? '(array_agg(v ORDER BY time DESC, message_id DESC, point_index DESC))[1]'
+      : "'NaN'::float8";
     const { rows } = await this.pool.query(
       `SELECT metric, date_bin(make_interval(secs => $6::float8 / 1000), time, $7::timestamptz) AS bucket,
               min(v) AS min, max(v) AS max, avg(v) AS avg, sum(v) AS sum, count(*) AS count,
-              (array_agg(v ORDER BY time DESC, message_id DESC, point_index DESC))[1] AS last
+              ${last} AS last
          FROM (SELECT metric, time, message_id, point_index, coalesce(number_value, bool_value::int::float8) AS v
                  FROM points
                 WHERE tenant_id = $1 AND device_id = $2 AND metric = ANY($3) AND time >= $4 AND time < $5) s

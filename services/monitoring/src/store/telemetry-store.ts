@@ -42,7 +42,7 @@ export interface HistoryQuery {
   aggregations: AggregationKind[];
 }
 
-/** One bucket of one metric, with every aggregation computed. */
+/** One bucket of one metric: the requested aggregations (a store may leave `last` NaN unless it was requested). */
 export interface HistoryBucket {
   start: Date;
   /** Number of numeric (or boolean, counted as 0/1) samples in the bucket. */
