@@ -6,7 +6,7 @@ import { connect, credsAuthenticator } from 'nats';
 import { nkeyFromSeed } from '../../services/device/src/nats/nkeys';
 import { mintDeviceUser } from '../../services/device/src/nats/account-claims';
 import { TestNatsServer } from '../../testing/nats-server';
-import { ensureNatsSetup, natsConfigLines, natsOperatorAuth } from '../nats-setup';
+import { deviceServiceEnvBeside, ensureNatsSetup, natsConfigLines, natsOperatorAuth } from '../nats-setup';
 
 jest.setTimeout(30_000);
 
@@ -22,8 +22,13 @@ test('the setup folder runs a nats-server in operator mode where services and de
       expect(fs.statSync(secret).mode & 0o077).toBe(0);
     }
     const hook = await natsOperatorAuth(undefined, path.join(dir, 'up'));
-    expect(Object.keys(hook.env).sort()).toEqual(['DEVICE_NATS_ACCOUNT_SEED', 'DEVICE_NATS_OPERATOR_SEED', 'DEVICE_NATS_SYSTEM_CREDS', 'NATS_CREDS']);
+    // Every process gets the service creds; only the device service gets the seeds, read beside them.
+    expect(Object.keys(hook.env)).toEqual(['NATS_CREDS']);
     expect(hook.notes.join(' ')).not.toContain(first.setup.operatorSeed);
+    const deviceEnv = deviceServiceEnvBeside(hook.env.NATS_CREDS);
+    expect(Object.keys(deviceEnv).sort()).toEqual(['DEVICE_NATS_ACCOUNT_SEED', 'DEVICE_NATS_OPERATOR_SEED', 'DEVICE_NATS_SYSTEM_CREDS', 'NATS_CREDS']);
+    expect(deviceServiceEnvBeside(hook.env.NATS_CREDS)).toEqual(deviceEnv);
+    expect(deviceServiceEnvBeside(undefined)).toEqual({});
 
     const server = await TestNatsServer.start({ mqtt: true, extraConfig: natsConfigLines(first.setup, first.files).join('\n') });
     try {
