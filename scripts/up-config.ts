@@ -44,6 +44,10 @@ export const upEnv = {
   SIGNING_HTTP_PORT: env.port(8081),
   DEVICE_GRPC_PORT: env.port(50052),
   MONITORING_GRPC_PORT: env.port(50053),
+  /** Prometheus `/metrics` of each service (METRICS_PORT of that process). */
+  SIGNING_METRICS_PORT: env.port(9464),
+  DEVICE_METRICS_PORT: env.port(9465),
+  MONITORING_METRICS_PORT: env.port(9466),
   /** Use running servers instead of local ones. */
   DATABASE_URL: env.url(['postgres', 'postgresql']).optional(),
   REDIS_URL: env.url(['redis', 'rediss']).optional(),

@@ -32,6 +32,8 @@ export interface GrpcServiceOptions {
   port: (config: UpConfig) => number;
   /** The variable that sets the port, for messages. */
   portVariable: string;
+  /** Its Prometheus `/metrics` port (handed over as METRICS_PORT) and the variable that sets it. */
+  metrics: { port: (config: UpConfig) => number; variable: string };
   /** Extra node options placed before the entry (for example `--import` of a tracing preload). */
   nodeOptions?: string[];
   /** Further ports it listens on, checked free before it starts (`SIGNING_HTTP_PORT`…). */
@@ -54,7 +56,9 @@ export function grpcService(options: GrpcServiceOptions): Component {
     name: options.name,
     async start(ctx) {
       const port = options.port(ctx.config);
+      const metricsPort = options.metrics.port(ctx.config);
       await ensurePortFree(port, options.portVariable);
+      await ensurePortFree(metricsPort, options.metrics.variable);
       for (const extra of options.extraPorts?.(ctx.config) ?? []) await ensurePortFree(extra.port, extra.variable);
       const address = `${LOCAL}:${port}`;
       const proc = await ctx.spawn({
@@ -62,7 +66,7 @@ export function grpcService(options: GrpcServiceOptions): Component {
         command: process.execPath,
         args: [...(options.nodeOptions ?? []), ...nodeEntry(options.entry)],
         cwd: repoRoot(),
-        env: { ...process.env, ...ctx.env, GRPC_HOST: LOCAL, GRPC_PORT: String(port), ...(await options.env?.(ctx)) },
+        env: { ...process.env, ...ctx.env, GRPC_HOST: LOCAL, GRPC_PORT: String(port), METRICS_PORT: String(metricsPort), ...(await options.env?.(ctx)) },
       });
       await waitUntil(`${options.name} health`, async () => (await checkHealth(address, '', 1000)) === 'SERVING', {
         timeoutMs: ctx.config.UP_START_TIMEOUT_MS,
@@ -74,7 +78,8 @@ export function grpcService(options: GrpcServiceOptions): Component {
       // Later children find it the way services find signing: SIGNING_ADDRESS, DEVICE_ADDRESS…
       ctx.env[`${options.name.toUpperCase()}_ADDRESS`] = address;
       const extraRows = [];
-      for (const { port: extraPort, ...row } of options.extraRows?.(ctx.config) ?? []) {
+      const rows = [{ name: `${options.name} metrics`, address: `http://${LOCAL}:${metricsPort}/metrics`, port: metricsPort }, ...(options.extraRows?.(ctx.config) ?? [])];
+      for (const { port: extraPort, ...row } of rows) {
         extraRows.push({ state: (await portAnswers(extraPort)) ? 'listening' : 'closed', pid: proc.pid, ...row });
       }
       return { rows: [{ name: options.name, state: 'SERVING', address, pid: proc.pid, detail: displayPath(proc.logFile) }, ...extraRows] };

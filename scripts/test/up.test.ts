@@ -61,7 +61,7 @@ describe('npm run up (scripts/up.ts)', () => {
   beforeAll(async () => {
     dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'iot-up-'));
     ports = {};
-    for (const name of ['UP_NATS_PORT', 'UP_NATS_MQTT_PORT', 'UP_NATS_HTTP_PORT', 'UP_POSTGRES_PORT', 'UP_REDIS_PORT', 'SIGNING_GRPC_PORT', 'SIGNING_HTTP_PORT', 'DEVICE_GRPC_PORT', 'MONITORING_GRPC_PORT', 'GATEWAY_PORT']) {
+    for (const name of ['UP_NATS_PORT', 'UP_NATS_MQTT_PORT', 'UP_NATS_HTTP_PORT', 'UP_POSTGRES_PORT', 'UP_REDIS_PORT', 'SIGNING_GRPC_PORT', 'SIGNING_HTTP_PORT', 'DEVICE_GRPC_PORT', 'MONITORING_GRPC_PORT', 'GATEWAY_PORT', 'SIGNING_METRICS_PORT', 'DEVICE_METRICS_PORT', 'MONITORING_METRICS_PORT']) {
       ports[name] = await freePort();
     }
     up = startUp({ UP_DATA_DIR: dataDir, ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])) });
@@ -107,6 +107,17 @@ describe('npm run up (scripts/up.ts)', () => {
       expect(variables).toContain('NATS_CREDS');
       expect(variables).not.toContain('DEVICE_NATS_ACCOUNT_SEED');
       expect(variables).not.toContain('DEVICE_NATS_OPERATOR_SEED');
+    }
+  });
+
+  test('each service serves Prometheus metrics on its own port, listed in the table', async () => {
+    const byName = Object.fromEntries(rows.map((r) => [r.name, r]));
+    for (const name of ['signing', 'device', 'monitoring']) {
+      const port = ports[`${name.toUpperCase()}_METRICS_PORT`];
+      expect(byName[`${name} metrics`]).toMatchObject({ state: 'listening', address: `http://127.0.0.1:${port}/metrics` });
+      const body = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      expect(body).toContain('grpc_server_handled_total');
+      expect(body).toContain('process_cpu_user_seconds_total');
     }
   });
 
