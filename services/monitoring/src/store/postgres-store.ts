@@ -171,8 +171,10 @@ export class PostgresTelemetryStore implements TelemetryStore {
   /** Creates the day partitions holding these instants (and caches which exist). */
   async ensurePartitionsFor(times: number[]): Promise<void> {
     const missing = new Map<string, ReturnType<typeof partitionOf>>();
-    for (const t of times) {
-      const p = partitionOf(t);
+    // A batch spans a day or two: name each day once, not once per row.
+    const days = new Set(times.map((t) => Math.floor(t / DAY_MS)));
+    for (const day of days) {
+      const p = partitionOf(day * DAY_MS);
       if (!this.knownPartitions.has(p.name)) missing.set(p.name, p);
     }
     if (missing.size === 0) return;
