@@ -108,7 +108,7 @@ export const deviceService: ServiceSpec<typeof deviceEnv> = {
     await directory.resync(store.scanAll(500));
 
     // The shared JWKS/API-key copies are per signing deployment (tests run many signing instances against one Redis).
-    const auth = createAuthMiddleware({ signingAddress: config.SIGNING_ADDRESS, redis, redisPrefix: `iot:auth:${config.SIGNING_ADDRESS}:`, log });
+    const auth = createAuthMiddleware({ signingAddress: config.SIGNING_ADDRESS, redis, log });
     return {
       services: deviceServices({ registry, twin, commands, events }),
       middlewares: [auth],

@@ -8,8 +8,12 @@ const DAY_MS = 86_400_000;
 export const monitoringEnv = {
   /** Address of the signing service (JWKS, API keys); unset means every call is refused as unauthenticated. */
   SIGNING_ADDRESS: env.optional(),
-  /** Prefix of the auth middleware's shared Redis caches (JWKS, API keys); one per signing deployment. */
-  AUTH_CACHE_PREFIX: env.string({ fallback: 'iot:auth:' }),
+  /**
+   * Prefix of the auth middleware's shared Redis caches (JWKS, API keys); one
+   * per signing deployment. Unset: the middleware's own, which names the
+   * signing address, so deployments sharing a Redis never read each other's keys.
+   */
+  AUTH_CACHE_PREFIX: env.optional(),
   /** Where samples are stored: `postgres` (default) or `mongodb` (alert rules and alerts stay in PostgreSQL). */
   TELEMETRY_STORE: env.oneOf(['postgres', 'mongodb'] as const, 'postgres'),
   /** MongoDB connection string (database taken from the path, default `iot`) when TELEMETRY_STORE=mongodb. */

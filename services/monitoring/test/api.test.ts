@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import mqtt from 'mqtt';
-import crypto from 'node:crypto';
+import Redis from 'ioredis';
 import { AlertServiceClient, AlertState, Comparison, Severity, StreamAlertsResponse, Alert } from '../../../gen/ts/iot/monitoring/v1/alerts';
 import { Aggregation, StreamLiveResponse, TelemetryServiceClient } from '../../../gen/ts/iot/monitoring/v1/telemetry';
 import { deviceSubject, eventSubject, insecureClient, serverStream, unary } from '../../runtime/src';
@@ -18,8 +18,8 @@ let alerts: AlertServiceClient;
 
 beforeAll(async () => {
   signing = await startSigningForTest();
-  // The auth caches in the machine's Redis are shared by every test run: use our own keys.
-  world = await startWorld({ LOG_LEVEL: process.env.MON_LOG ?? 'silent', SIGNING_ADDRESS: signing.address, AUTH_CACHE_PREFIX: `iot:test:auth:${crypto.randomBytes(6).toString('hex')}:`, LIVE_CLIENT_BUFFER: '50', ALERT_CHECK_INTERVAL_MS: '100' });
+  // The machine's Redis is shared by every test run: the default auth cache prefix keeps each signing deployment apart.
+  world = await startWorld({ LOG_LEVEL: process.env.MON_LOG ?? 'silent', SIGNING_ADDRESS: signing.address, LIVE_CLIENT_BUFFER: '50', ALERT_CHECK_INTERVAL_MS: '100' });
   [a, b] = await Promise.all([signing.createTenant(), signing.createTenant()]);
   const address = world.services[0].service.address;
   telemetry = insecureClient(TelemetryServiceClient, address);
@@ -36,6 +36,17 @@ afterAll(async () => {
 });
 
 const MIN = 60_000;
+
+test('the shared auth caches in Redis are kept per signing deployment by default', async () => {
+  await unary(telemetry, telemetry.getLatest, { deviceIds: [], metrics: [] }, { authorization: a.viewer.authorization });
+  const redis = new Redis(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379');
+  try {
+    // Another deployment's services (another signing address) never read these keys.
+    expect(await redis.exists(`iot:auth:${signing.address}:jwks`)).toBe(1);
+  } finally {
+    redis.disconnect();
+  }
+});
 
 test('latest, history and raw points come back for the caller’s tenant only', async () => {
   const base = Math.floor((Date.now() - 30 * MIN) / MIN) * MIN;
