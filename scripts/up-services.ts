@@ -18,8 +18,11 @@ const LOCAL = '127.0.0.1';
  * when it runs as TypeScript (tests, `npx tsx scripts/up.ts`).
  */
 export function nodeEntry(entry: string): string[] {
-  if (__filename.endsWith('.ts')) return ['--import', 'tsx', path.join(repoRoot(), `${entry}.ts`)];
-  return [path.resolve(__dirname, '..', `${entry}.js`)];
+  // The tracing entry loads first in every process; it exports spans only when
+  // OTEL_* variables ask for it (README "Operating it"), and costs nothing else.
+  const tracing = 'services/runtime/src/observability/tracing-entry';
+  if (__filename.endsWith('.ts')) return ['--import', 'tsx', '--import', path.join(repoRoot(), `${tracing}.ts`), path.join(repoRoot(), `${entry}.ts`)];
+  return ['--require', path.resolve(__dirname, '..', `${tracing}.js`), path.resolve(__dirname, '..', `${entry}.js`)];
 }
 
 /** A gRPC service process of ours, started with `node`. */
