@@ -25,18 +25,25 @@ export function nodeEntry(entry: string): string[] {
   return ['--require', path.resolve(__dirname, '..', `${tracing}.js`), path.resolve(__dirname, '..', `${entry}.js`)];
 }
 
+/** The services the up-command starts. */
+export type ServiceName = 'signing' | 'device' | 'monitoring';
+
+/** The up-command variables holding a service's gRPC and `/metrics` ports: SIGNING_GRPC_PORT, SIGNING_METRICS_PORT… */
+function portVariables(name: ServiceName) {
+  const prefix = name.toUpperCase() as Uppercase<ServiceName>;
+  return { grpc: `${prefix}_GRPC_PORT` as const, metrics: `${prefix}_METRICS_PORT` as const };
+}
+
 /** A gRPC service process of ours, started with `node`. */
 export interface GrpcServiceOptions {
-  /** `signing`, `device`… also the address key in `ctx.addresses`. */
-  name: string;
+  /**
+   * `signing`, `device`… also the address key in `ctx.addresses`; its ports
+   * come from `<NAME>_GRPC_PORT` and `<NAME>_METRICS_PORT` (handed over as
+   * GRPC_PORT and METRICS_PORT).
+   */
+  name: ServiceName;
   /** Entry point without extension, relative to the repository root. */
   entry: string;
-  /** The port from the up-command's configuration (SIGNING_GRPC_PORT…). */
-  port: (config: UpConfig) => number;
-  /** The variable that sets the port, for messages. */
-  portVariable: string;
-  /** Its Prometheus `/metrics` port (handed over as METRICS_PORT) and the variable that sets it. */
-  metrics: { port: (config: UpConfig) => number; variable: string };
   /** Extra node options placed before the entry (for example `--import` of a tracing preload). */
   nodeOptions?: string[];
   /** Further ports it listens on, checked free before it starts (`SIGNING_HTTP_PORT`…). */
@@ -58,10 +65,11 @@ export function grpcService(options: GrpcServiceOptions): Component {
   return {
     name: options.name,
     async start(ctx) {
-      const port = options.port(ctx.config);
-      const metricsPort = options.metrics.port(ctx.config);
-      await ensurePortFree(port, options.portVariable);
-      await ensurePortFree(metricsPort, options.metrics.variable);
+      const variables = portVariables(options.name);
+      const port = ctx.config[variables.grpc];
+      const metricsPort = ctx.config[variables.metrics];
+      await ensurePortFree(port, variables.grpc);
+      await ensurePortFree(metricsPort, variables.metrics);
       for (const extra of options.extraPorts?.(ctx.config) ?? []) await ensurePortFree(extra.port, extra.variable);
       const address = `${LOCAL}:${port}`;
       const proc = await ctx.spawn({

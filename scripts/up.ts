@@ -30,9 +30,6 @@ export function components(config: UpConfig): Component[] {
     grpcService({
       name: 'signing',
       entry: 'services/signing/src/main',
-      port: (c) => c.SIGNING_GRPC_PORT,
-      portVariable: 'SIGNING_GRPC_PORT',
-      metrics: { port: (c) => c.SIGNING_METRICS_PORT, variable: 'SIGNING_METRICS_PORT' },
       extraPorts: (c) => [{ port: c.SIGNING_HTTP_PORT, variable: 'SIGNING_HTTP_PORT' }],
       extraRows: (c) => [{ name: 'signing jwks', address: `http://127.0.0.1:${c.SIGNING_HTTP_PORT}/.well-known/jwks.json`, port: c.SIGNING_HTTP_PORT }],
       env: () => ({
@@ -47,9 +44,6 @@ export function components(config: UpConfig): Component[] {
       grpcService({
         name: 'device',
         entry: 'services/device/src/main',
-        port: (c) => c.DEVICE_GRPC_PORT,
-        portVariable: 'DEVICE_GRPC_PORT',
-        metrics: { port: (c) => c.DEVICE_METRICS_PORT, variable: 'DEVICE_METRICS_PORT' },
         // Written into device credentials: where devices reach this stack's NATS and MQTT.
         env: (ctx) => ({
           ...deviceServiceEnvBeside(ctx.env.NATS_CREDS),
@@ -57,13 +51,7 @@ export function components(config: UpConfig): Component[] {
           ...(ctx.env.MQTT_URL ? { DEVICE_MQTT_PUBLIC_URL: ctx.env.MQTT_URL } : {}),
         }),
       }),
-      grpcService({
-        name: 'monitoring',
-        entry: 'services/monitoring/src/main',
-        port: (c) => c.MONITORING_GRPC_PORT,
-        portVariable: 'MONITORING_GRPC_PORT',
-        metrics: { port: (c) => c.MONITORING_METRICS_PORT, variable: 'MONITORING_METRICS_PORT' },
-      }),
+      grpcService({ name: 'monitoring', entry: 'services/monitoring/src/main' }),
     ]),
     edge.gateway,
     simulatedFleet(),
