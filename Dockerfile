@@ -5,24 +5,20 @@
 
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
-COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
 COPY . .
-# generate (proto → gen/), tsc → dist/, the dashboard bundle → gateway/web/dist
+RUN npm ci --no-audit --no-fund
+# generate (proto → gen/), type check, the dashboard bundle → gateway/web/dist
 RUN npm run build
 
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production
 WORKDIR /app
-COPY package.json package-lock.json ./
+COPY . .
+# TypeScript runs through tsx (a runtime dependency); workspaces are linked by npm ci.
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
-COPY --from=build /app/dist ./dist
-# Read at run time through repoPath(): the descriptor set, the dashboard, the migrations.
-COPY --from=build /app/gen/iot.binpb ./gen/iot.binpb
+# Read at run time through repoPath(): the descriptor set and the dashboard.
+COPY --from=build /app/gen ./gen
 COPY --from=build /app/gateway/web/dist ./gateway/web/dist
-COPY services/signing/migrations ./services/signing/migrations
-COPY services/device/migrations ./services/device/migrations
-COPY services/monitoring/migrations ./services/monitoring/migrations
 USER node
 EXPOSE 50051 50052 50053 8080 8081 9464
-CMD ["node", "--require", "dist/services/runtime/src/observability/tracing-entry.js", "dist/services/signing/src/main.js"]
+CMD ["node", "--import", "tsx", "--import", "./packages/runtime/src/observability/tracing-entry.ts", "services/signing/src/main.ts"]

@@ -10,7 +10,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { generateOperatorSetup, NatsOperatorSetup } from '../services/device/src/nats/account-claims';
+import { generateOperatorSetup, NatsOperatorSetup } from '@iot-mesh/nats-auth';
 
 /** Files of a setup folder. */
 export interface NatsSetupFiles {

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
-import { env, loadConfig, repoPath } from '../services/runtime/src';
+import { env, loadConfig, repoPath } from '@iot-mesh/runtime';
 
 /** An optional comma-separated list of URLs with one of the schemes. */
 function optionalUrls(schemes: string[]) {

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { env, loadConfig, repoRoot } from '../services/runtime/src';
+import { env, loadConfig, repoRoot } from '@iot-mesh/runtime';
 import { nodeEntry } from './up-services';
 import { displayPath } from './up-status';
 import { Component } from './up-stack';

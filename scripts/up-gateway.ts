@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { env, loadConfig, repoPath, repoRoot } from '../services/runtime/src';
+import { env, loadConfig, repoPath, repoRoot } from '@iot-mesh/runtime';
 import { nodeEntry } from './up-services';
 import { displayPath } from './up-status';
 import { Component } from './up-stack';

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Client } from 'pg';
-import { redactUrl } from '../services/runtime/src';
+import { redactUrl } from '@iot-mesh/runtime';
 import { displayPath } from './up-status';
 import { Component, UpContext } from './up-stack';
 import { ensurePortFree, portAnswers, waitUntil } from './up-wait';

@@ -3,7 +3,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { AuthServiceClient } from '../gen/ts/iot/signing/v1/auth';
-import { checkHealth, insecureClient, repoRoot, unary } from '../services/runtime/src';
+import { checkHealth, insecureClient, repoRoot, unary } from '@iot-mesh/runtime';
 import { UpConfig } from './up-config';
 import { displayPath } from './up-status';
 import { Component, UpContext } from './up-stack';
@@ -13,16 +13,13 @@ const LOCAL = '127.0.0.1';
 
 /**
  * The node command line for a TypeScript entry point given without extension
- * (`services/signing/src/main`): the compiled file under dist/ when the
- * up-command itself runs compiled (`npm run up`), the source through tsx
- * when it runs as TypeScript (tests, `npx tsx scripts/up.ts`).
+ * (`services/signing/src/main`): every process runs its TypeScript through tsx,
+ * with the runtime's tracing entry loaded first.
  */
 export function nodeEntry(entry: string): string[] {
   // The tracing entry loads first in every process; it exports spans only when
   // OTEL_* variables ask for it (README "Operating it"), and costs nothing else.
-  const tracing = 'services/runtime/src/observability/tracing-entry';
-  if (__filename.endsWith('.ts')) return ['--import', 'tsx', '--import', path.join(repoRoot(), `${tracing}.ts`), path.join(repoRoot(), `${entry}.ts`)];
-  return ['--require', path.resolve(__dirname, '..', `${tracing}.js`), path.resolve(__dirname, '..', `${entry}.js`)];
+  return ['--import', 'tsx', '--import', require.resolve('@iot-mesh/runtime/tracing-entry'), path.join(repoRoot(), `${entry}.ts`)];
 }
 
 /** The services the up-command starts. */

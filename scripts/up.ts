@@ -5,7 +5,7 @@
  * prints a status table; Ctrl-C or SIGTERM stops everything in reverse order.
  * Every port and URL comes from the environment (scripts/up-config.ts).
  */
-import { ConfigError } from '../services/runtime/src';
+import { ConfigError } from '@iot-mesh/runtime';
 import { loadUpConfig, UpConfig } from './up-config';
 import { deviceServiceEnvBeside, natsOperatorAuth } from './nats-setup';
 import { natsServer, postgresServer, redisServer } from './up-servers';

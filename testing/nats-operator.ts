@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { generateOperatorSetup, NatsOperatorSetup } from '../services/device/src/nats/account-claims';
+import { generateOperatorSetup, NatsOperatorSetup } from '@iot-mesh/nats-auth';
 import { NatsServerOptions, TestNatsServer } from './nats-server';
 
 /** A private nats-server in operator mode with the platform's accounts, and the files to use it. */

@@ -1,4 +1,4 @@
-import { EnvShape, RunningService, ServiceContext, ServiceSpec, startService } from '../services/runtime/src';
+import { EnvShape, RunningService, ServiceContext, ServiceSpec, startService } from '@iot-mesh/runtime';
 
 /** A service started in-process for a test, already SERVING. */
 export interface TestService<S extends EnvShape> {

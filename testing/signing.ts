@@ -1,11 +1,11 @@
 import crypto from 'node:crypto';
-import { insecureClient, Role, unary } from '../services/runtime/src';
+import { insecureClient, Role, unary } from '@iot-mesh/runtime';
 import { ApiKeyServiceClient } from '../gen/ts/iot/signing/v1/api_keys';
 import { AuditServiceClient } from '../gen/ts/iot/signing/v1/audit';
 import { AuthServiceClient } from '../gen/ts/iot/signing/v1/auth';
 import { TenantServiceClient } from '../gen/ts/iot/signing/v1/tenants';
 import { UserServiceClient } from '../gen/ts/iot/signing/v1/users';
-import { signingService, signingEnv } from '../services/signing/src/main';
+import { signingService, signingEnv } from '@iot-mesh/signing';
 import { freePort } from './ports';
 import { createTestDatabase, TestDatabase } from './postgres';
 import { startTestService, TestService } from './services';

@@ -5,7 +5,7 @@ import { credentials, Client as GrpcClient, Metadata } from '@grpc/grpc-js';
 import { connect, ConnectionOptions, headers, JetStreamClient, PubAck, StorageType } from 'nats';
 import { Client } from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { repoPath } from '../../services/runtime/src/repo-paths';
+import { repoPath } from '@iot-mesh/runtime';
 import { closedLoop, Latencies, nowMs } from './measure';
 import { startNode } from './processes';
 import { freePort, waitForPort } from '../../testing/ports';

@@ -13,11 +13,11 @@ import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import { z } from 'zod';
-import { baseEnv, EnvShape, repoPath } from '../../services/runtime/src';
-import { metricsEnv } from '../../services/runtime/src/observability/metrics-server';
-import { deviceService } from '../../services/device/src/main';
-import { monitoringService } from '../../services/monitoring/src/main';
-import { signingService } from '../../services/signing/src/main';
+import { baseEnv, EnvShape, repoPath } from '@iot-mesh/runtime';
+import { metricsEnv } from '@iot-mesh/runtime';
+import { deviceService } from '@iot-mesh/device';
+import { monitoringService } from '@iot-mesh/monitoring';
+import { signingService } from '@iot-mesh/signing';
 
 const CHART = repoPath('charts', 'iot-mesh');
 const read = (file: string) => fs.readFileSync(path.join(CHART, file), 'utf8');

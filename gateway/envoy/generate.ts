@@ -4,7 +4,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { repoPath } from '../../services/runtime/src/repo-paths';
+import { repoPath } from '@iot-mesh/runtime';
 import { renderEnvoyConfig } from '../src/envoy-config';
 import { buildRouteTable } from '../src/route-table';
 

@@ -14,10 +14,10 @@
  * | LOG_LEVEL | info | pino level |
  * | METRICS_PORT / METRICS_HOST | unset / 127.0.0.1 | Prometheus `/metrics` (process metrics; `0` = any free port) |
  */
-import { loadConfig } from '../../services/runtime/src/config';
-import { createLogger } from '../../services/runtime/src/logger';
-import { metricsEnv, startMetricsServer } from '../../services/runtime/src/observability/metrics-server';
-import { repoPath } from '../../services/runtime/src/repo-paths';
+import { loadConfig } from '@iot-mesh/runtime';
+import { createLogger } from '@iot-mesh/runtime';
+import { metricsEnv, startMetricsServer } from '@iot-mesh/runtime';
+import { repoPath } from '@iot-mesh/runtime';
 import { startGateway } from './gateway';
 import { buildRouteTable } from './route-table';
 import { upstreamAddressesFromEnv } from './upstreams';

@@ -1,6 +1,6 @@
 import { createFileRegistry, DescMethod, DescService, fromBinary, FileRegistry, getOption, hasOption } from '@bufbuild/protobuf';
 import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
-import { descriptorSetPath, readDescriptorSet } from '../../services/runtime/src/repo-paths';
+import { descriptorSetPath, readDescriptorSet } from '@iot-mesh/runtime';
 import { compilePathTemplate, PathTemplate } from './path-template';
 
 /** Where `npm run generate` writes the descriptor set every rendering is derived from. */

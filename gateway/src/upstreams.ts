@@ -1,6 +1,6 @@
 import type { Transport } from '@connectrpc/connect';
 import { createGrpcTransport, Http2SessionManager } from '@connectrpc/connect-node';
-import { injectTraceHeaders } from '../../services/runtime/src/observability/http-tracing';
+import { injectTraceHeaders } from '@iot-mesh/runtime';
 import { Cluster, RouteMethod } from './route-table';
 
 /** Where each cluster's service listens, `host:port`. */

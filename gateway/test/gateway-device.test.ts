@@ -1,7 +1,7 @@
 import { Code, createClient } from '@connectrpc/connect';
 import { CredentialService } from '../../gen/es/iot/device/v1/credential_pb';
 import { DeviceEventType, DeviceService } from '../../gen/es/iot/device/v1/device_pb';
-import { deviceService } from '../../services/device/src/main';
+import { deviceService } from '@iot-mesh/device';
 import { OperatorNats, startOperatorNats } from '../../testing/nats-operator';
 import { createTestDatabase, TestDatabase } from '../../testing/postgres';
 import { startTestService, TestService } from '../../testing/services';

@@ -1,7 +1,7 @@
 import { Code, ConnectError, createClient } from '@connectrpc/connect';
 import { Alert, AlertService, AlertState } from '../../gen/es/iot/monitoring/v1/alerts_pb';
 import { StreamLiveRequestSchema, StreamLiveResponseSchema, TelemetryService } from '../../gen/es/iot/monitoring/v1/telemetry_pb';
-import { eventually, jsonPayload, MonitoringWorld, startWorld } from '../../services/monitoring/test/harness';
+import { eventually, jsonPayload, MonitoringWorld, startWorld } from '@iot-mesh/monitoring/test-harness';
 import { startSigningForTest, TestSigning, TestTenant } from '../../testing/signing';
 import { grpcWebTextStream, grpcWebTransport, rest, startTestGateway } from './gateway-harness';
 

@@ -2,7 +2,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { repoPath } from '../../services/runtime/src';
+import { repoPath } from '@iot-mesh/runtime';
 
 /**
  * scripts/buf-breaking.js in a scratch repository holding this repository's

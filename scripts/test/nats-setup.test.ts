@@ -3,8 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import mqtt from 'mqtt';
 import { connect, credsAuthenticator } from 'nats';
-import { nkeyFromSeed } from '../../services/device/src/nats/nkeys';
-import { mintDeviceUser } from '../../services/device/src/nats/account-claims';
+import { nkeyFromSeed } from '@iot-mesh/nats-auth';
+import { mintDeviceUser } from '@iot-mesh/nats-auth';
 import { TestNatsServer } from '../../testing/nats-server';
 import { deviceServiceEnvBeside, ensureNatsSetup, natsConfigLines, natsOperatorAuth } from '../nats-setup';
 

@@ -1,5 +1,5 @@
-import { withPublishSpan } from '../../services/runtime/src/observability/nats-tracing';
-import { commandReplySubject, deviceSubject } from '../../services/runtime/src/subjects';
+import { withPublishSpan } from '@iot-mesh/runtime';
+import { commandReplySubject, deviceSubject } from '@iot-mesh/runtime';
 import { CommandReply, Telemetry } from '../../gen/ts/iot/telemetry/v1/telemetry';
 import {
   decodeCommandRequest,

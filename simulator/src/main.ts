@@ -4,7 +4,7 @@
  * section for examples. Ctrl-C stops cleanly and prints the summary; a second
  * Ctrl-C exits at once.
  */
-import { flushTelemetry } from '../../services/runtime/src/observability/telemetry-flush';
+import { flushTelemetry } from '@iot-mesh/runtime';
 import { parseOptions, USAGE } from './options';
 import { startSimulation, summaryTable } from './run';
 

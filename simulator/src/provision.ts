@@ -2,8 +2,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { Device, DeviceCredential, DeviceServiceClient } from '../../gen/ts/iot/device/v1/device';
 import { AuthServiceClient } from '../../gen/ts/iot/signing/v1/auth';
-import { insecureClient, unary } from '../../services/runtime/src/client';
-import { isSubjectToken } from '../../services/runtime/src/subjects';
+import { insecureClient, unary } from '@iot-mesh/runtime';
+import { isSubjectToken } from '@iot-mesh/runtime';
 import { DeviceIdentity } from './device';
 import { DEVICE_TYPES, ProfileName } from './profiles';
 

@@ -1,9 +1,9 @@
 import { Aggregation, TelemetryServiceClient } from '../../../gen/ts/iot/monitoring/v1/telemetry';
 import { PostgresTelemetryStore } from '../../../services/monitoring/src/store/postgres-store';
 import { PointRow } from '../../../services/monitoring/src/store/telemetry-store';
-import { insecureClient, unary } from '../../../services/runtime/src/client';
-import { createLogger } from '../../../services/runtime/src/logger';
-import { createPool } from '../../../services/runtime/src/postgres';
+import { insecureClient, unary } from '@iot-mesh/runtime';
+import { createLogger } from '@iot-mesh/runtime';
+import { createPool } from '@iot-mesh/runtime';
 import { createSensor } from '../../../simulator/src/profiles';
 import { Latencies, nowMs } from '../measure';
 import { Figure, ScenarioResult } from '../report';

@@ -1,6 +1,6 @@
 import { ClientReadableStream } from '@grpc/grpc-js';
 import { StreamLiveResponse, TelemetryServiceClient } from '../../../gen/ts/iot/monitoring/v1/telemetry';
-import { insecureClient, serverStream } from '../../../services/runtime/src/client';
+import { insecureClient, serverStream } from '@iot-mesh/runtime';
 import { DEFAULT_BEHAVIOUR } from '../../../simulator/src/device';
 import { decodeTelemetry } from '../../../simulator/src/encoding';
 import { Fleet } from '../../../simulator/src/fleet';

@@ -1,6 +1,6 @@
 import http from 'node:http';
 import { DeviceServiceClient, GetDeviceRequest, GetDeviceResponse } from '../../../gen/ts/iot/device/v1/device';
-import { insecureClient, unary } from '../../../services/runtime/src/client';
+import { insecureClient, unary } from '@iot-mesh/runtime';
 import { echoLoad, startEchoServer } from '../baselines';
 import { closedLoop, Latencies } from '../measure';
 import { Figure, ScenarioResult } from '../report';

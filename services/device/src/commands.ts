@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import { createInbox, NatsConnection, Subscription } from 'nats';
-import { ALL_COMMAND_REPLIES, decodePageToken, deviceSubject, encodePageToken, errors, Logger, parseDeviceSubject, Violations } from '../../runtime/src';
+import { ALL_COMMAND_REPLIES, decodePageToken, deviceSubject, encodePageToken, errors, Logger, parseDeviceSubject, Violations } from '@iot-mesh/runtime';
 import { CommandReply, CommandRequest } from '../../../gen/ts/iot/telemetry/v1/telemetry';
 import { CommandRecord, DeviceRecord, JsonObject } from './model';
 import { DeviceStore } from './store/device-store';

@@ -1,4 +1,4 @@
-import { callerPrincipal, callerTenant, defineService, pageSize, ServiceRegistration } from '../../runtime/src';
+import { callerPrincipal, callerTenant, defineService, pageSize, ServiceRegistration } from '@iot-mesh/runtime';
 import { CommandServiceService } from '../../../gen/ts/iot/device/v1/command';
 import { CredentialServiceService, } from '../../../gen/ts/iot/device/v1/credential';
 import { DeviceCredential, DeviceServiceService, WatchDevicesResponse } from '../../../gen/ts/iot/device/v1/device';

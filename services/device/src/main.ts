@@ -1,9 +1,9 @@
 import { z } from 'zod';
-import { ALL_STATE, connectNats, countCacheLookups, createAuthMiddleware, env, parseDeviceSubject, pingNats, repoPath, runService, ServiceSpec, signingAddressEnv } from '../../runtime/src';
+import { ALL_STATE, connectNats, countCacheLookups, createAuthMiddleware, env, parseDeviceSubject, pingNats, repoPath, runService, ServiceSpec, signingAddressEnv } from '@iot-mesh/runtime';
 import { CommandService } from './commands';
 import { deviceServices } from './grpc';
 import { AccountAuthority } from './nats/account-authority';
-import { keyPairFromSeed } from './nats/account-claims';
+import { keyPairFromSeed } from '@iot-mesh/nats-auth';
 import { DeviceDirectory } from './nats/device-directory';
 import { DeviceEvents } from './nats/device-events';
 import { DEVICE_QUEUE, Presence } from './presence';

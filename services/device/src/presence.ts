@@ -1,7 +1,7 @@
 import { NatsConnection, Subscription } from 'nats';
-import { ALL_TELEMETRY, Logger, parseDeviceSubject } from '../../runtime/src';
+import { ALL_TELEMETRY, Logger, parseDeviceSubject } from '@iot-mesh/runtime';
 import { DeviceEvents } from './nats/device-events';
-import { peekNatsJwt } from './nats/nkeys';
+import { peekNatsJwt } from '@iot-mesh/nats-auth';
 import { DeviceCache } from './store/device-cache';
 import { DeviceStore } from './store/device-store';
 import { TwinService } from './twin';

@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import { decodePageToken, encodePageToken, errors, isSubjectToken, Logger, Violations } from '../../runtime/src';
+import { decodePageToken, encodePageToken, errors, isSubjectToken, Logger, Violations } from '@iot-mesh/runtime';
 import { DeviceEvents } from './nats/device-events';
 import { DeviceDirectory } from './nats/device-directory';
 import { AccountAuthority } from './nats/account-authority';

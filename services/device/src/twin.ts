@@ -1,6 +1,6 @@
 import { NatsConnection, ErrorCode, NatsError } from 'nats';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { deviceSubject, errors, Logger, ParsedDeviceSubject } from '../../runtime/src';
+import { deviceSubject, errors, Logger, ParsedDeviceSubject } from '@iot-mesh/runtime';
 import { DesiredState, StateReport } from '../../../gen/ts/iot/telemetry/v1/telemetry';
 import { DeviceStore } from './store/device-store';
 import { JsonObject, TwinRecord } from './model';

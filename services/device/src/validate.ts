@@ -1,4 +1,4 @@
-import { isSubjectToken, Violations } from '../../runtime/src';
+import { isSubjectToken, Violations } from '@iot-mesh/runtime';
 import { DevicePatch, NewDevice } from './model';
 
 /** Limits of device fields, checked with a field violation each. */

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { unary } from '../../runtime/src';
+import { unary } from '@iot-mesh/runtime';
 import { Device } from '../../../gen/ts/iot/device/v1/device';
 import { freePort, waitForPort } from '../../../testing/ports';
 import { startTestService } from '../../../testing/services';

@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import mqtt, { MqttClient } from 'mqtt';
 import { connect, jwtAuthenticator, NatsConnection } from 'nats';
-import { unary } from '../../runtime/src';
+import { unary } from '@iot-mesh/runtime';
 import { CommandStatus } from '../../../gen/ts/iot/device/v1/command';
 import { CredentialState, Device, DeviceCredential, DeviceStatus } from '../../../gen/ts/iot/device/v1/device';
 import { TestTenant } from '../../../testing/signing';

@@ -1,6 +1,6 @@
 import { credsAuthenticator, NatsConnection, connect } from 'nats';
 import fs from 'node:fs';
-import { insecureClient } from '../../runtime/src';
+import { insecureClient } from '@iot-mesh/runtime';
 import { CommandServiceClient } from '../../../gen/ts/iot/device/v1/command';
 import { CredentialServiceClient } from '../../../gen/ts/iot/device/v1/credential';
 import { DeviceServiceClient } from '../../../gen/ts/iot/device/v1/device';

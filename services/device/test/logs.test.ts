@@ -1,6 +1,6 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import mqtt from 'mqtt';
-import { unary, repoPath } from '../../runtime/src';
+import { unary, repoPath } from '@iot-mesh/runtime';
 import { Device, DeviceStatus } from '../../../gen/ts/iot/device/v1/device';
 import { OperatorNats, startOperatorNats } from '../../../testing/nats-operator';
 import { freePort } from '../../../testing/ports';

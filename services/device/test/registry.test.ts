@@ -1,5 +1,5 @@
 import { Metadata, status } from '@grpc/grpc-js';
-import { serverStream, unary, DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey, DeviceDirectoryEntry } from '../../runtime/src';
+import { serverStream, unary, DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey, DeviceDirectoryEntry } from '@iot-mesh/runtime';
 import { Device, DeviceEventType, DeviceStatus, WatchDevicesResponse, CredentialState } from '../../../gen/ts/iot/device/v1/device';
 import { Status } from '../../../gen/ts/google/rpc/status';
 import { BadRequest } from '../../../gen/ts/google/rpc/error_details';

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { env } from '../../runtime/src';
+import { env } from '@iot-mesh/runtime';
 import { parseTenantRetention } from './retention';
 
 const DAY_MS = 86_400_000;

@@ -1,4 +1,4 @@
-import { createAuthMiddleware, repoPath, runService, ServiceSpec } from '../../runtime/src';
+import { createAuthMiddleware, repoPath, runService, ServiceSpec } from '@iot-mesh/runtime';
 import { AlertStore } from './alerts/alert-store';
 import { alertService } from './alerts/alerts-grpc';
 import { AlertEvaluator } from './alerts/evaluator';

@@ -1,5 +1,5 @@
 import type { JetStreamManager } from 'nats';
-import { ingestMetrics, liveMetrics } from '../../runtime/src/observability';
+import { ingestMetrics, liveMetrics } from '@iot-mesh/runtime';
 import type { IngestStats } from './ingest/stats';
 import type { LiveStats } from './live/live-hub';
 

@@ -1,4 +1,4 @@
-import { isSubjectToken, Logger } from '../../runtime/src';
+import { isSubjectToken, Logger } from '@iot-mesh/runtime';
 import type { TelemetryStore } from './store/telemetry-store';
 
 const DAY_MS = 86_400_000;

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Duration } from '../../../gen/ts/google/protobuf/duration';
 import { Aggregation, Series, TelemetryServiceService } from '../../../gen/ts/iot/monitoring/v1/telemetry';
-import { callerTenant, decodePageToken, defineService, encodePageToken, isSubjectToken, pageSize, ServiceRegistration, Violations } from '../../runtime/src';
+import { callerTenant, decodePageToken, defineService, encodePageToken, isSubjectToken, pageSize, ServiceRegistration, Violations } from '@iot-mesh/runtime';
 import { METRIC_NAME } from './ingest/decode';
 import type { LiveHub } from './live/live-hub';
 import { toDataPoint } from './points';

@@ -3,7 +3,7 @@ import mqtt from 'mqtt';
 import Redis from 'ioredis';
 import { AlertServiceClient, AlertState, Comparison, Severity, StreamAlertsResponse, Alert } from '../../../gen/ts/iot/monitoring/v1/alerts';
 import { Aggregation, StreamLiveResponse, TelemetryServiceClient } from '../../../gen/ts/iot/monitoring/v1/telemetry';
-import { deviceSubject, eventSubject, insecureClient, serverStream, unary } from '../../runtime/src';
+import { deviceSubject, eventSubject, insecureClient, serverStream, unary } from '@iot-mesh/runtime';
 import { startSigningForTest, TestSigning, TestTenant } from '../../../testing/signing';
 import { eventually, jsonPayload, MonitoringWorld, protobufPayload, startWorld } from './harness';
 

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, headers, KV, NatsConnection } from 'nats';
 import { Point, Telemetry } from '../../../gen/ts/iot/telemetry/v1/telemetry';
-import { createLogger, createPool, DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey, DeviceDirectoryEntry, deviceSubject, Pool } from '../../runtime/src';
+import { createLogger, createPool, DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey, DeviceDirectoryEntry, deviceSubject, Pool } from '@iot-mesh/runtime';
 import { TestNatsServer } from '../../../testing/nats-server';
 import { createTestDatabase, TestDatabase } from '../../../testing/postgres';
 import { startTestService, TestService } from '../../../testing/services';

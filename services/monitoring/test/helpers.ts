@@ -1,4 +1,4 @@
-import { createLogger, createPool, migrate, Pool, repoPath } from '../../runtime/src';
+import { createLogger, createPool, migrate, Pool, repoPath } from '@iot-mesh/runtime';
 import { createTestDatabase, TestDatabase } from '../../../testing/postgres';
 
 /** A fresh database with the monitoring migrations applied, and a pool on it. */

@@ -1,6 +1,6 @@
 import mqtt from 'mqtt';
 import { Msg } from 'nats';
-import { deadLetterSubject, deviceSubject } from '../../runtime/src';
+import { deadLetterSubject, deviceSubject } from '@iot-mesh/runtime';
 import { DEAD_LETTER_HEADERS } from '../src/ingest/dead-letters';
 import { DeadLetterReason } from '../src/ingest/decode';
 import { eventually, jsonPayload, MonitoringWorld, newTenant, protobufPayload, startWorld } from './harness';

@@ -1,4 +1,4 @@
-import { ConfigError, createLogger, loadConfig, Pool } from '../../runtime/src';
+import { ConfigError, createLogger, loadConfig, Pool } from '@iot-mesh/runtime';
 import { monitoringEnv } from '../src/config';
 import { applyRetention, parseTenantRetention } from '../src/retention';
 import { PostgresTelemetryStore } from '../src/store/postgres-store';

@@ -87,7 +87,7 @@ test('the writer holds the batch while the database is down, JetStream keeps the
   } finally {
     await admin((c) => c.query(`ALTER DATABASE "${world.db.name}" ALLOW_CONNECTIONS true`));
   }
-  const { createPool, createLogger } = await import('../../runtime/src');
+  const { createPool, createLogger } = await import('@iot-mesh/runtime');
   world.pool = createPool(world.db.url, 'monitoring', createLogger('test', 'silent'));
   await eventually(async () => (await world.rowCount(t)) === 301, 'the backlog to drain', 30_000);
   expect(await distinctRows(t)).toEqual({ total: 301, distinct: 301 });

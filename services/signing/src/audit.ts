@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import { eventSubject, isSubjectToken, Logger, NatsConnection, Pool, PoolClient } from '../../runtime/src';
+import { eventSubject, isSubjectToken, Logger, NatsConnection, Pool, PoolClient } from '@iot-mesh/runtime';
 
 /** One security-relevant event, as stored and published. */
 export interface AuditEventRecord {

@@ -9,7 +9,7 @@ import {
   roleName,
   ServiceRegistration,
   Violations,
-} from '../../runtime/src';
+} from '@iot-mesh/runtime';
 import { PageRequest } from '../../../gen/ts/iot/common/v1/common';
 import { ApiKey, ApiKeyServiceService } from '../../../gen/ts/iot/signing/v1/api_keys';
 import { AuditEvent, AuditServiceService } from '../../../gen/ts/iot/signing/v1/audit';

@@ -1,6 +1,6 @@
 import http from 'node:http';
 import { AddressInfo } from 'node:net';
-import { Logger, PublicJwk } from '../../runtime/src';
+import { Logger, PublicJwk } from '@iot-mesh/runtime';
 
 /** The JWKS path every verifier (an edge, another platform) fetches. */
 export const JWKS_PATH = '/.well-known/jwks.json';

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { createAuthMiddleware, env, repoPath, runService, ServiceSpec } from '../../runtime/src';
+import { createAuthMiddleware, env, repoPath, runService, ServiceSpec } from '@iot-mesh/runtime';
 import { AuditLog } from './audit';
 import { signingRegistrations } from './grpc';
 import { startJwksHttpServer } from './http';

@@ -14,7 +14,7 @@ import {
   TOKEN_AUDIENCE,
   TOKEN_ISSUER,
   withTransaction,
-} from '../../runtime/src';
+} from '@iot-mesh/runtime';
 import { AuditEventInput, AuditEventRecord, AuditLog } from './audit';
 import { SigningKeyStore } from './keys/key-store';
 import { hashPassword, verifyAgainstNothing, verifyPassword } from './passwords';

@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import { errors, Logger, Redis } from '../../runtime/src';
+import { errors, Logger, Redis } from '@iot-mesh/runtime';
 
 /** Limits of failed-login throttling. */
 export interface ThrottlePolicy {

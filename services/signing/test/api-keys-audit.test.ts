@@ -2,7 +2,7 @@ import { status } from '@grpc/grpc-js';
 import { connect, NatsConnection, StringCodec } from 'nats';
 import { Client } from 'pg';
 import { PrincipalKind } from '../../../gen/ts/iot/signing/v1/auth';
-import { Role, unary } from '../../runtime/src';
+import { Role, unary } from '@iot-mesh/runtime';
 import { startSigningForTest, TestSigning, TestTenant } from '../../../testing/signing';
 import { codeOf } from './support/grpc-errors';
 

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import { Redis } from 'ioredis';
 import { Device, DeviceServiceClient } from '../../../gen/ts/iot/device/v1/device';
-import { AuthMiddleware, createAuthMiddleware, createLogger, insecureClient, keyFromJwk, serverStream, signAccessToken, unary } from '../../runtime/src';
+import { AuthMiddleware, createAuthMiddleware, createLogger, insecureClient, keyFromJwk, serverStream, signAccessToken, unary } from '@iot-mesh/runtime';
 import { freePort } from '../../../testing/ports';
 import { startTestService, TestService } from '../../../testing/services';
 import { startSigningForTest, TestSigning, TestTenant } from '../../../testing/signing';

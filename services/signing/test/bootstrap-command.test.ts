@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
-import { insecureClient, repoPath, unary } from '../../runtime/src';
+import { insecureClient, repoPath, unary } from '@iot-mesh/runtime';
 import { AuthServiceClient } from '../../../gen/ts/iot/signing/v1/auth';
 import { freePort } from '../../../testing/ports';
 import { createTestDatabase, TestDatabase } from '../../../testing/postgres';

@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
-import { Role } from '../../runtime/src';
+import { Role } from '@iot-mesh/runtime';
 import { PrincipalKind } from '../../../gen/ts/iot/signing/v1/auth';
-import { ConfigError, startService, unary } from '../../runtime/src';
+import { ConfigError, startService, unary } from '@iot-mesh/runtime';
 import { startSigningForTest, TestSigning, TestTenant } from '../../../testing/signing';
 import { signingService } from '../src/main';
 import { codeOf, failureOf, fields } from './support/grpc-errors';

@@ -1,6 +1,6 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
-import { Role, insecureClient, repoPath, unary } from '../../runtime/src';
+import { Role, insecureClient, repoPath, unary } from '@iot-mesh/runtime';
 import { ApiKeyServiceClient } from '../../../gen/ts/iot/signing/v1/api_keys';
 import { AuthServiceClient } from '../../../gen/ts/iot/signing/v1/auth';
 import { TenantServiceClient } from '../../../gen/ts/iot/signing/v1/tenants';

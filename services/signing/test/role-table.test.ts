@@ -1,5 +1,5 @@
 import * as protoLoader from '@grpc/proto-loader';
-import { accessFor, readDescriptorSet, ROLE_TABLE } from '../../runtime/src';
+import { accessFor, readDescriptorSet, ROLE_TABLE } from '@iot-mesh/runtime';
 
 /** Every RPC of every iot.* service in the descriptor set, as `/pkg.Service/Method`. */
 function methodsInDescriptor(): string[] {

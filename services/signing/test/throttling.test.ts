@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { Metadata } from '@grpc/grpc-js';
-import { unary } from '../../runtime/src';
+import { unary } from '@iot-mesh/runtime';
 import { startSigningForTest, TestSigning, TestTenant } from '../../../testing/signing';
 import { failureOf } from './support/grpc-errors';
 

@@ -1,7 +1,7 @@
 import { NatsConnection } from 'nats';
-import { Logger } from '../../../runtime/src';
-import { encodeAppAccount, mintDeviceUser, MintedDeviceUser } from './account-claims';
-import { NKey } from './nkeys';
+import { Logger } from '@iot-mesh/runtime';
+import { encodeAppAccount, mintDeviceUser, MintedDeviceUser } from '@iot-mesh/nats-auth';
+import { NKey } from '@iot-mesh/nats-auth';
 
 /** Where the authority reads the revocation list from. */
 export type RevocationSource = () => Promise<Record<string, number>>;

@@ -1,5 +1,5 @@
 import { KV, NatsConnection } from 'nats';
-import { DEVICE_DIRECTORY_BUCKET, DeviceDirectoryEntry, deviceDirectoryKey, Logger } from '../../../runtime/src';
+import { DEVICE_DIRECTORY_BUCKET, DeviceDirectoryEntry, deviceDirectoryKey, Logger } from '@iot-mesh/runtime';
 import { DeviceRecord } from '../model';
 
 /** The directory entry of a device, exactly as readers of the bucket expect it. */

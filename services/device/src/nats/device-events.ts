@@ -1,5 +1,5 @@
 import { NatsConnection, Subscription } from 'nats';
-import { eventSubject, Logger } from '../../../runtime/src';
+import { eventSubject, Logger } from '@iot-mesh/runtime';
 import { WatchDevicesResponse } from '../../../../gen/ts/iot/device/v1/device';
 import { toDeviceMessage, toEventType } from '../convert';
 import { DeviceEventKind, DeviceRecord } from '../model';

@@ -1,4 +1,4 @@
-import { Logger, Redis } from '../../../runtime/src';
+import { Logger, Redis } from '@iot-mesh/runtime';
 import { DeviceRecord } from '../model';
 
 /**

@@ -1,4 +1,4 @@
-import { Pool, PoolClient, withTransaction } from '../../../runtime/src';
+import { Pool, PoolClient, withTransaction } from '@iot-mesh/runtime';
 import { CommandOutcome, CommandRecord, DeviceFilter, DevicePatch, DeviceRecord, JsonObject, NewDevice, TwinRecord } from '../model';
 
 /** A connection status change applied to a device. */

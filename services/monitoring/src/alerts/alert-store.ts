@@ -1,5 +1,5 @@
 import { Alert, AlertRule, AlertState, Comparison, Severity } from '../../../../gen/ts/iot/monitoring/v1/alerts';
-import type { Pool } from '../../../runtime/src';
+import type { Pool } from '@iot-mesh/runtime';
 
 /** How a rule's condition is stored (JSON column). */
 type StoredCondition =

@@ -12,7 +12,7 @@ import {
   pageSize,
   ServiceRegistration,
   Violations,
-} from '../../../runtime/src';
+} from '@iot-mesh/runtime';
 import { METRIC_NAME } from '../ingest/decode';
 import { AlertStore } from './alert-store';
 import { publishAlertEvent, rulesChangedSubject } from './evaluator';

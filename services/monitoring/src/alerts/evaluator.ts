@@ -1,6 +1,6 @@
 import type { NatsConnection, Subscription } from 'nats';
 import { Alert, AlertRule, Comparison } from '../../../../gen/ts/iot/monitoring/v1/alerts';
-import { eventSubject, Logger, parseDeviceSubject } from '../../../runtime/src';
+import { eventSubject, Logger, parseDeviceSubject } from '@iot-mesh/runtime';
 import { decodeTelemetry, IngestLimits } from '../ingest/decode';
 import { DeviceDirectory, labelsMatch } from '../ingest/device-directory';
 import type { PointRow } from '../store/telemetry-store';

@@ -1,5 +1,5 @@
 import { headers, NatsConnection } from 'nats';
-import { deadLetterSubject } from '../../../runtime/src';
+import { deadLetterSubject } from '@iot-mesh/runtime';
 import type { RejectedTelemetry } from './decode';
 import type { IngestStats } from './stats';
 

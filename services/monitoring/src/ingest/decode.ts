@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import { Telemetry } from '../../../../gen/ts/iot/telemetry/v1/telemetry';
-import { DeviceDirectoryEntry, parseDeviceSubject } from '../../../runtime/src';
+import { DeviceDirectoryEntry, parseDeviceSubject } from '@iot-mesh/runtime';
 import type { PointRow } from '../store/telemetry-store';
 
 /** Why a telemetry message was dead-lettered. */

@@ -1,5 +1,5 @@
 import type { KV, NatsConnection, QueuedIterator, KvEntry } from 'nats';
-import { DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey, DeviceDirectoryEntry, isSubjectToken, Logger } from '../../../runtime/src';
+import { DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey, DeviceDirectoryEntry, isSubjectToken, Logger } from '@iot-mesh/runtime';
 import type { DeviceLookup } from './decode';
 
 /** How long a device found missing is not looked up again (a directory update clears it at once). */

@@ -1,5 +1,5 @@
 import { AckPolicy, DeliverPolicy, DiscardPolicy, JetStreamManager, NatsError, nanos, RetentionPolicy, StorageType, StreamConfig } from 'nats';
-import { ALL_TELEMETRY } from '../../../runtime/src';
+import { ALL_TELEMETRY } from '@iot-mesh/runtime';
 
 const STREAM_NOT_FOUND = 10059;
 const CONSUMER_NOT_FOUND = 10014;

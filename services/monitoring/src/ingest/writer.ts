@@ -1,6 +1,6 @@
 import type { ConsumerMessages, JsMsg, NatsConnection } from 'nats';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Logger, withBatchSpan } from '../../../runtime/src';
+import { Logger, withBatchSpan } from '@iot-mesh/runtime';
 import type { PointRow, TelemetryStore } from '../store/telemetry-store';
 import { publishDeadLetter } from './dead-letters';
 import { AcceptedTelemetry, decodeTelemetry, DeviceLookup, IngestLimits, payloadEncoding } from './decode';

@@ -1,6 +1,6 @@
 import type { NatsConnection, Subscription } from 'nats';
 import type { DataPoint } from '../../../../gen/ts/iot/monitoring/v1/telemetry';
-import type { Logger } from '../../../runtime/src';
+import type { Logger } from '@iot-mesh/runtime';
 import { decodeTelemetry, IngestLimits } from '../ingest/decode';
 import { DeviceDirectory, labelsMatch } from '../ingest/device-directory';
 import { toDataPoint } from '../points';

@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { from as copyFrom } from 'pg-copy-streams';
-import type { Pool, PoolClient } from '../../../runtime/src';
+import type { Pool, PoolClient } from '@iot-mesh/runtime';
 import {
   AggregationKind,
   HistoryQuery,

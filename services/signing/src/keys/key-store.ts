@@ -1,5 +1,5 @@
 import crypto, { KeyObject } from 'node:crypto';
-import { KeySource, Logger, Pool, PublicJwk, publicJwkOf, withTransaction } from '../../../runtime/src';
+import { KeySource, Logger, Pool, PublicJwk, publicJwkOf, withTransaction } from '@iot-mesh/runtime';
 import { KeyEncryption } from './key-encryption';
 
 /** Timing of key rotation. */

@@ -1,4 +1,4 @@
-import { Pool, PoolClient } from '../../../runtime/src';
+import { Pool, PoolClient } from '@iot-mesh/runtime';
 import { ApiKeyRecord, Cursor, RefreshTokenRecord, TenantRecord, UserRecord } from './records';
 
 type Db = Pool | PoolClient;

@@ -1,4 +1,4 @@
-import type { RoleName } from '../../../runtime/src';
+import type { RoleName } from '@iot-mesh/runtime';
 
 /** A tenant as stored. */
 export interface TenantRecord {

@@ -1,4 +1,4 @@
-import { callerTenant, defineService, errors, Middleware, ServiceSpec } from '../../../runtime/src';
+import { callerTenant, defineService, errors, Middleware, ServiceSpec } from '@iot-mesh/runtime';
 import { DeviceServiceService } from '../../../../gen/ts/iot/device/v1/device';
 
 /**

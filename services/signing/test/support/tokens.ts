@@ -1,6 +1,6 @@
 import crypto, { KeyObject } from 'node:crypto';
 import { Pool } from 'pg';
-import { AccessTokenClaims, createLogger, signAccessToken, TOKEN_AUDIENCE, TOKEN_ISSUER } from '../../../runtime/src';
+import { AccessTokenClaims, createLogger, signAccessToken, TOKEN_AUDIENCE, TOKEN_ISSUER } from '@iot-mesh/runtime';
 import { KeyEncryption } from '../../src/keys/key-encryption';
 import { SigningKeyStore } from '../../src/keys/key-store';
 

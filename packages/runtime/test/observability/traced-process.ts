@@ -3,7 +3,7 @@ import path from 'node:path';
 import { repoPath } from '../../src/repo-paths';
 
 /** The side-effect entry every traced process loads first. */
-export const TRACING_ENTRY = repoPath('services', 'runtime', 'src', 'observability', 'tracing-entry.ts');
+export const TRACING_ENTRY = repoPath('packages', 'runtime', 'src', 'observability', 'tracing-entry.ts');
 
 /** A TypeScript entry point run in its own Node process with tracing, as production runs the built JavaScript. */
 export interface TracedProcess {

@@ -13,7 +13,7 @@ describe('a browser call traced through the gateway', () => {
     const echoPort = await freePort();
     const gatewayPort = await freePort();
     const metricsPort = await freePort();
-    const echo = startTracedProcess(repoPath('services', 'runtime', 'test', 'fixtures', 'echo-service.ts'), { ...otelEnv(receiver.endpoint, 'echo'), GRPC_PORT: String(echoPort), DATABASE_URL: db.url, LOG_LEVEL: 'warn' });
+    const echo = startTracedProcess(repoPath('packages', 'runtime', 'test', 'fixtures', 'echo-service.ts'), { ...otelEnv(receiver.endpoint, 'echo'), GRPC_PORT: String(echoPort), DATABASE_URL: db.url, LOG_LEVEL: 'warn' });
     // The echo fixture serves iot.device.v1 services, so the gateway's device cluster points at it.
     const gateway = startTracedProcess(repoPath('gateway', 'src', 'main.ts'), {
       ...otelEnv(receiver.endpoint, 'iot-gateway'),

@@ -3,7 +3,7 @@
  * grpc-js, pg, ioredis and http are instrumented when the service requires
  * them. Use it as the first module of the process:
  *
- *   node --require ./dist/services/runtime/src/observability/tracing-entry.js dist/services/device/src/main.js
+ *   node --import tsx --import ./packages/runtime/src/observability/tracing-entry.ts services/device/src/main.ts
  *
  * Configuration is by the standard OTEL_* variables (see the README's
  * "Operating it" section); with none set nothing is exported.

@@ -1,5 +1,5 @@
 import { OperatorLimits, RevocationList } from '@nats-io/jwt';
-import { commandReplySubject, deviceSubject } from '../../../runtime/src/subjects';
+import { commandReplySubject, deviceSubject } from '@iot-mesh/runtime';
 import { encodeNatsJwt, formatCreds, newNKey, NKey, nkeyFromSeed } from './nkeys';
 
 /**

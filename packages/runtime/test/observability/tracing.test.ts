@@ -20,7 +20,7 @@ describe('OpenTelemetry traces across processes', () => {
     db = await createTestDatabase();
     const port = await freePort();
     echoAddress = `127.0.0.1:${port}`;
-    echo = startTracedProcess(repoPath('services', 'runtime', 'test', 'fixtures', 'echo-service.ts'), {
+    echo = startTracedProcess(repoPath('packages', 'runtime', 'test', 'fixtures', 'echo-service.ts'), {
       ...otelEnv(receiver.endpoint, 'echo'),
       GRPC_PORT: String(port),
       DATABASE_URL: db.url,
@@ -36,7 +36,7 @@ describe('OpenTelemetry traces across processes', () => {
   });
 
   it('joins a client call, the server span and its PostgreSQL query in one trace with rpc.* and db.* attributes', async () => {
-    const client = startTracedProcess(repoPath('services', 'runtime', 'test', 'observability', 'fixtures', 'traced-call.ts'), {
+    const client = startTracedProcess(repoPath('packages', 'runtime', 'test', 'observability', 'fixtures', 'traced-call.ts'), {
       ...otelEnv(receiver.endpoint, 'caller'),
       ECHO_ADDRESS: echoAddress,
       NOTE_ID: 'tr1',
@@ -78,7 +78,7 @@ describe('OpenTelemetry traces across processes', () => {
   it('links a batch consumer span to every published message and parents its insert under it', async () => {
     const messages = 5;
     const subject = `iot.trace-test.dev.d${Date.now()}.tel`;
-    const pipeline = startTracedProcess(repoPath('services', 'runtime', 'test', 'observability', 'fixtures', 'nats-pipeline.ts'), {
+    const pipeline = startTracedProcess(repoPath('packages', 'runtime', 'test', 'observability', 'fixtures', 'nats-pipeline.ts'), {
       ...otelEnv(receiver.endpoint, 'pipeline'),
       NATS_URL: 'nats://127.0.0.1:4222',
       DATABASE_URL: db.url,
@@ -116,7 +116,7 @@ describe('tracing without an exporter', () => {
     const db = await createTestDatabase();
     const port = await freePort();
     // The receiver is running, but nothing names it: no OTEL_EXPORTER_OTLP_ENDPOINT.
-    const echo = startTracedProcess(repoPath('services', 'runtime', 'test', 'fixtures', 'echo-service.ts'), { GRPC_PORT: String(port), DATABASE_URL: db.url, LOG_LEVEL: 'debug', OTEL_BSP_SCHEDULE_DELAY: '50' });
+    const echo = startTracedProcess(repoPath('packages', 'runtime', 'test', 'fixtures', 'echo-service.ts'), { GRPC_PORT: String(port), DATABASE_URL: db.url, LOG_LEVEL: 'debug', OTEL_BSP_SCHEDULE_DELAY: '50' });
     const traceId = crypto.randomBytes(16).toString('hex');
     const parentId = crypto.randomBytes(8).toString('hex');
     try {

@@ -2,17 +2,15 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 /**
- * The repository root, found by walking up from this file to the folder with
- * package.json, so paths work from src/ (tests, tsx) and dist/ alike.
+ * The repository root: the nearest folder above this file whose package.json
+ * declares the npm workspaces (each package has a package.json of its own).
  */
 export function repoRoot(): string {
-  let dir = __dirname;
-  while (!fs.existsSync(path.join(dir, 'package.json')) || dir.endsWith(`${path.sep}dist`) || path.basename(dir) === 'src') {
-    const parent = path.dirname(dir);
-    if (parent === dir) throw new Error(`no package.json above ${__dirname}`);
-    dir = parent;
+  for (let dir = __dirname; ; dir = path.dirname(dir)) {
+    const manifest = path.join(dir, 'package.json');
+    if (fs.existsSync(manifest) && Array.isArray(JSON.parse(fs.readFileSync(manifest, 'utf8')).workspaces)) return dir;
+    if (path.dirname(dir) === dir) throw new Error(`no workspace root above ${__dirname}`);
   }
-  return dir;
 }
 
 /** A path inside the repository: `repoPath('services', 'device', 'migrations')`. */
