@@ -15,3 +15,5 @@ export * from './service';
 export * from './subjects';
 export * from './validation';
 export * from './auth';
+export * from './time';
+export * from './default-ports';

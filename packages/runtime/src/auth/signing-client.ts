@@ -1,3 +1,4 @@
+import { defaultAddress } from '../default-ports';
 import { status } from '@grpc/grpc-js';
 import { AuthServiceClient, PrincipalKind, Principal as PrincipalMessage } from '../../../../gen/ts/iot/signing/v1/auth';
 import { insecureClient, unary } from '../client';
@@ -8,7 +9,7 @@ import { PublicJwk } from './jwt';
 import { Principal } from './principal';
 
 /** Where services find the signing service (host:port of its gRPC server). */
-export const DEFAULT_SIGNING_ADDRESS = '127.0.0.1:50051';
+export const DEFAULT_SIGNING_ADDRESS = defaultAddress('signing');
 
 /**
  * The variable every service that verifies callers reads. Spread it into a
