@@ -2,11 +2,11 @@ import { errors } from '../errors';
 import { Logger } from '../logger';
 import { Redis } from '../redis';
 import type { CallContext, Middleware } from '../rpc';
+import { Access, accessRuleOf, AccessRules, descriptorAccessRules } from './access-rules';
 import { ApiKeyLookup, cachedApiKeyLookup } from './api-keys';
 import { TokenError, verifyAccessToken } from './jwt';
 import { JwksKeySource, KeySource, sharedJwksFetcher } from './key-source';
 import { Principal, roleAtLeast, roleFromName } from './principal';
-import { Access, accessFor, ROLE_TABLE, RoleTable } from './role-table';
 import { grpcJwksFetcher, signingAuthClient, whoAmIApiKeyLookup } from './signing-client';
 
 /** Options of {@link createAuthMiddleware}. */
@@ -29,8 +29,11 @@ export interface AuthMiddlewareOptions {
    */
   redisPrefix?: string;
   log: Logger;
-  /** Access rules; default the mesh-wide {@link ROLE_TABLE}. */
-  rules?: RoleTable;
+  /**
+   * Access rules; default the `(iot.common.v1.access)` options of the
+   * descriptor set the server loads ({@link descriptorAccessRules}).
+   */
+  rules?: AccessRules;
   /** JWKS cache settings of the default key source. */
   jwks?: { maxAgeMs?: number; minRefreshIntervalMs?: number };
   /** How long a resolved API key is reused (default 30 s) — its revocation delay. */
@@ -44,7 +47,7 @@ const BEARER = /^Bearer[ ]+([A-Za-z0-9_.-]+)$/i;
 const API_KEY = /^ApiKey[ ]+(\S+)$/i;
 
 /**
- * The interceptor every service runs first: finds the RPC in the role table,
+ * The interceptor every service runs first: finds the RPC's access rule,
  * authenticates the caller from `authorization: Bearer <jwt>` (verified
  * locally against cached keys, ES256 only) or `authorization: ApiKey <secret>`
  * (a cached lookup at signing), puts the {@link Principal} into
@@ -53,7 +56,8 @@ const API_KEY = /^ApiKey[ ]+(\S+)$/i;
  * rule → PERMISSION_DENIED.
  */
 export function createAuthMiddleware(options: AuthMiddlewareOptions): AuthMiddleware {
-  const rules = options.rules ?? ROLE_TABLE;
+  // Read once, at start: a descriptor without access.proto fails here, not on the first call.
+  const rules = options.rules ?? descriptorAccessRules();
   const needsClient = !options.keySource || !options.apiKeys;
   if (needsClient && !options.signingAddress) throw new Error('createAuthMiddleware: signingAddress is required without keySource and apiKeys');
   const client = needsClient ? signingAuthClient(options.signingAddress!) : undefined;
@@ -97,7 +101,7 @@ export function createAuthMiddleware(options: AuthMiddlewareOptions): AuthMiddle
   }
 
   const middleware = (async (ctx, _request, next) => {
-    const access = accessFor(ctx.method, rules);
+    const access = accessRuleOf(ctx.method, rules);
     if (access === undefined) throw errors.permissionDenied(`${ctx.method} has no access rule`);
     if (access === 'public') return next();
     const principal = await authenticate(ctx);

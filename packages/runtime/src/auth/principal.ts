@@ -15,7 +15,7 @@ export interface Principal {
   name?: string;
 }
 
-/** Role names as they appear in tokens and the role table. */
+/** Role names as they appear in tokens and access rules. */
 export type RoleName = 'viewer' | 'operator' | 'admin';
 
 const RANK: Record<RoleName, number> = { viewer: 1, operator: 2, admin: 3 };
