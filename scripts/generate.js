@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // Regenerates everything derived from proto/: TypeScript (ts-proto, grpc-js
-// services) under gen/ts and the descriptor set gen/iot.binpb. Offline and
+// services) under gen/ts and the descriptor set gen/iot.binpb (every file with
+// its imports, the well-known types, and grpc.health.v1 / grpc.reflection
+// themselves: servers serve reflection from it as built). Offline and
 // reproducible; gen/ is never committed or edited by hand.
 'use strict';
 const fs = require('node:fs');
@@ -22,10 +24,23 @@ const THIRD_PARTY = [
   'google/rpc/error_details.proto',
 ];
 
+/**
+ * The protos of the services every server carries besides its own, under
+ * their canonical names, so the descriptor set (and so server reflection,
+ * which serves it as built) resolves them too: from the npm packages that
+ * implement them.
+ */
+const GRPC_PROTOS = {
+  'grpc/health/v1/health.proto': path.join(path.dirname(require.resolve('grpc-health-check/package.json')), 'proto', 'health', 'v1', 'health.proto'),
+  'grpc/reflection/v1/reflection.proto': path.join(path.dirname(require.resolve('@grpc/reflection/package.json')), 'build', 'proto', 'grpc', 'reflection', 'v1', 'reflection.proto'),
+  'grpc/reflection/v1alpha/reflection.proto': path.join(path.dirname(require.resolve('@grpc/reflection/package.json')), 'build', 'proto', 'grpc', 'reflection', 'v1alpha', 'reflection.proto'),
+};
+
 fs.rmSync(deps, { recursive: true, force: true });
-for (const file of THIRD_PARTY) {
+const copies = [...THIRD_PARTY.map((file) => [file, path.join(googleProtos, file)]), ...Object.entries(GRPC_PROTOS)];
+for (const [file, source] of copies) {
   fs.mkdirSync(path.dirname(path.join(deps, file)), { recursive: true });
-  fs.copyFileSync(path.join(googleProtos, file), path.join(deps, file));
+  fs.copyFileSync(source, path.join(deps, file));
 }
 
 runBuf(['generate']);

@@ -1,7 +1,6 @@
 import { Server, ServerCredentials } from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import { ReflectionService } from '@grpc/reflection';
 import { readDescriptorSet } from './repo-paths';
+import { addReflection, DescriptorIndex } from './reflection';
 import { toServiceError, GrpcCode } from './errors';
 import { HealthMonitor } from './health';
 import { Logger } from './logger';
@@ -27,6 +26,9 @@ export function errorLogging(): Middleware {
     }
   };
 }
+
+/** The health service every server carries (grpc.health.v1, from the grpc-health-check package). */
+const HEALTH_SERVICE_NAME = 'grpc.health.v1.Health';
 
 /** A bound gRPC server carrying health and reflection; business services are added later. */
 export class GrpcServer {
@@ -65,9 +67,13 @@ export class GrpcServer {
       this.server.addService(registration.definition as never, toGrpcImplementation(registration, chain, this.log));
       this.health.addService(registration.name);
     }
-    const definition = protoLoader.loadFileDescriptorSetFromBuffer(readDescriptorSet(), { longs: String, enums: String, defaults: true });
-    const services = ['grpc.health.v1.Health', ...registrations.map((r) => r.name)];
-    new ReflectionService(definition, { services }).addToServer(this.server);
+    // Reflection serves the descriptor set as `buf build` wrote it (one file
+    // per proto, with its imports), so any client resolves every type.
+    const index = new DescriptorIndex(readDescriptorSet());
+    const services = [HEALTH_SERVICE_NAME, ...registrations.map((r) => r.name)];
+    const undeclared = services.filter((name) => !index.hasService(name));
+    if (undeclared.length > 0) this.log.warn({ services: undeclared }, 'services missing from the descriptor set: reflection cannot describe them (run `npm run generate`)');
+    addReflection(this.server, index, services);
   }
 
   /**
