@@ -51,6 +51,24 @@ function httpCluster(name: string, host: string, port: string): object {
   return { name, type: 'STRICT_DNS', connect_timeout: '2s', lb_policy: 'ROUND_ROBIN', load_assignment: endpoint(name, host, port) };
 }
 
+/**
+ * The `jwt_authn` rules, first match wins: a public RPC (`(iot.common.v1.access)
+ * = ACCESS_PUBLIC`), by its gRPC path or any of its REST bindings, skips the
+ * check, so a stale token cannot block a login; on every other path a bearer
+ * token must verify when present. Calls without one (API keys) pass to the
+ * services, which decide. REST paths are matched as sent: the transcoder runs
+ * after this filter.
+ */
+export function jwtRules(table: RouteTable): object[] {
+  const skip = table.methods
+    .filter((m) => m.access === 'public')
+    .flatMap((m) => [
+      { match: { path: m.grpcPath } },
+      ...m.http.map((b) => ({ match: { safe_regex: { regex: b.template.pattern }, headers: [{ name: ':method', string_match: { exact: b.verb } }] } })),
+    ]);
+  return [...skip, { match: { prefix: '/' }, requires: { requires_any: { requirements: [{ provider_name: 'signing' }, { allow_missing: {} }] } } }];
+}
+
 /** SHA-256 of the descriptor set, written into the config so staleness is visible. */
 export function descriptorDigest(descriptor: Uint8Array): string {
   return crypto.createHash('sha256').update(descriptor).digest('hex');
@@ -95,13 +113,7 @@ export function renderEnvoyConfig(table: RouteTable): string {
             forward: true,
           },
         },
-        rules: [
-          {
-            match: { prefix: '/' },
-            // A bearer token, when present, must verify; calls without one (login, API keys) pass to the services, which decide.
-            requires: { requires_any: { requirements: [{ provider_name: 'signing' }, { allow_missing: {} }] } },
-          },
-        ],
+        rules: jwtRules(table),
       },
     },
     {

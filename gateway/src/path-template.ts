@@ -24,6 +24,8 @@ export interface PathTemplate {
   /** Number of literal segments, used to try more specific templates first. */
   literalCount: number;
   verb: string | undefined;
+  /** The whole-path regular expression as text, in the subset JavaScript and RE2 (Envoy's `safe_regex`) share. */
+  pattern: string;
   regex: RegExp;
 }
 
@@ -95,7 +97,8 @@ export function compilePathTemplate(source: string): PathTemplate {
     return `(${compiled.regex})`;
   });
   const verbRegex = verb === undefined ? '' : `:${escapeRegex(verb)}`;
-  return { source, variables, literalCount, verb, regex: new RegExp(`^/${parts.join('/')}${verbRegex}$`) };
+  const pattern = `^/${parts.join('/')}${verbRegex}$`;
+  return { source, variables, literalCount, verb, pattern, regex: new RegExp(pattern) };
 }
 
 /**

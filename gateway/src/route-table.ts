@@ -1,6 +1,5 @@
-import { createFileRegistry, DescMethod, DescService, fromBinary, FileRegistry, getOption, hasOption } from '@bufbuild/protobuf';
-import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
-import { descriptorSetPath, readDescriptorSet } from '@iot-mesh/runtime';
+import { DescMethod, DescService, FileRegistry, getOption, hasOption } from '@bufbuild/protobuf';
+import { Access, accessReader, DEFAULT_GRPC_PORTS, descriptorRegistry, descriptorSetPath, methodPath, readDescriptorSet } from '@iot-mesh/runtime';
 import { compilePathTemplate, PathTemplate } from './path-template';
 
 /** Where `npm run generate` writes the descriptor set every rendering is derived from. */
@@ -25,7 +24,7 @@ export interface Cluster {
   name: string;
   /** Environment variable prefix of its address: `SIGNING_HOST`, `SIGNING_PORT`. */
   envPrefix: string;
-  /** Default gRPC port of the service (DESIGN: signing 50051, device 50052, monitoring 50053). */
+  /** Default gRPC port of the service (`DEFAULT_GRPC_PORTS`); 0 when it has none and must be given by environment. */
   defaultPort: number;
 }
 
@@ -36,6 +35,8 @@ export interface RouteMethod {
   /** gRPC path `/iot.signing.v1.AuthService/Login`. */
   grpcPath: string;
   kind: 'unary' | 'server_streaming';
+  /** Who may call it, from its `(iot.common.v1.access)` option; `public` routes skip the edge's JWT check. */
+  access: Access;
   cluster: Cluster;
   /** REST bindings from `google.api.http`; empty for methods only reachable over gRPC-Web. */
   http: HttpBinding[];
@@ -50,9 +51,6 @@ export interface RouteTable {
   services: DescService[];
   methods: RouteMethod[];
 }
-
-/** Default gRPC ports by cluster name; a cluster not listed here must be given by environment. */
-const DEFAULT_PORTS: Record<string, number> = { signing: 50051, device: 50052, monitoring: 50053 };
 
 /** Public services live in `iot.<cluster>.v<N>` packages. */
 const PUBLIC_PACKAGE = /^iot\.([a-z][a-z0-9_]*)\.v\d+$/;
@@ -80,11 +78,13 @@ function bindingsOf(rule: HttpRuleValue, where: string): HttpBinding[] {
 /**
  * Reads a descriptor set and builds the route table: every service of an
  * `iot.<name>.v<N>` package, each method with its kind, cluster and HTTP
- * bindings. Client and bidirectional streams are refused: browsers cannot
- * make them over gRPC-Web.
+ * bindings and access rule. Client and bidirectional streams are refused:
+ * browsers cannot make them over gRPC-Web; so is a method without an access
+ * rule, which every service would refuse anyway.
  */
 export function buildRouteTable(descriptor: Uint8Array = readDescriptorSet()): RouteTable {
-  const registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, descriptor));
+  const registry = descriptorRegistry(descriptor);
+  const access = accessReader(registry);
   const httpExtension = registry.getExtension('google.api.http');
   if (!httpExtension) throw new Error('descriptor set lacks google/api/annotations.proto');
   const clusters = new Map<string, Cluster>();
@@ -96,7 +96,7 @@ export function buildRouteTable(descriptor: Uint8Array = readDescriptorSet()): R
     const name = match[1];
     let cluster = clusters.get(name);
     if (!cluster) {
-      cluster = { name, envPrefix: name.toUpperCase(), defaultPort: DEFAULT_PORTS[name] ?? 0 };
+      cluster = { name, envPrefix: name.toUpperCase(), defaultPort: (DEFAULT_GRPC_PORTS as Record<string, number>)[name] ?? 0 };
       clusters.set(name, cluster);
     }
     for (const service of file.services) {
@@ -106,8 +106,10 @@ export function buildRouteTable(descriptor: Uint8Array = readDescriptorSet()): R
         if (method.methodKind !== 'unary' && method.methodKind !== 'server_streaming') {
           throw new Error(`${where}: ${method.methodKind} methods cannot be served to browsers`);
         }
+        const rule = access.accessOf(method);
+        if (!rule) throw new Error(`${where}: no (iot.common.v1.access) option`);
         const http = hasOption(method, httpExtension) ? bindingsOf(getOption(method, httpExtension) as HttpRuleValue, where) : [];
-        methods.push({ service, method, grpcPath: `/${service.typeName}/${method.name}`, kind: method.methodKind, cluster, http });
+        methods.push({ service, method, grpcPath: methodPath(method), kind: method.methodKind, access: rule, cluster, http });
       }
     }
   }

@@ -4,6 +4,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { createFileRegistry, fromBinary } from '@bufbuild/protobuf';
 import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
+import { accessRuleOf, descriptorAccessRules } from '@iot-mesh/runtime';
 import { ENVOY_TEMPLATE_PATH } from '../envoy/generate';
 import { ENVOY_DESCRIPTOR_MOUNT, envoyVariables, renderEnvoyConfig } from '../src/envoy-config';
 import { buildRouteTable, DESCRIPTOR_PATH } from '../src/route-table';
@@ -38,6 +39,29 @@ function descriptorMethods(): Array<{ grpcPath: string; streaming: boolean }> {
     }
   }
   return out;
+}
+
+/** The first `jwt_authn` rule that matches a request, as Envoy picks it. */
+function jwtRuleFor(verb: string, urlPath: string): any {
+  const { rules } = filter('envoy.filters.http.jwt_authn');
+  return rules.find((rule: any) => {
+    const { match } = rule;
+    const method = match.headers?.find((h: any) => h.name === ':method')?.string_match.exact;
+    if (method !== undefined && method !== verb) return false;
+    if (match.path !== undefined) return match.path === urlPath;
+    if (match.prefix !== undefined) return urlPath.startsWith(match.prefix);
+    return new RegExp(match.safe_regex.regex).test(urlPath);
+  });
+}
+
+/** True when a `jwt_authn` rule verifies a bearer token with the signing provider. */
+function verifies(rule: any): boolean {
+  return rule?.requires?.requires_any?.requirements?.some((r: any) => r.provider_name === 'signing') === true;
+}
+
+/** A concrete URL path a `google.api.http` template matches (each variable filled with `x`). */
+function samplePath(template: string): string {
+  return template.replace(/\{[^}=]+=([^}]+)\}/g, (_, segments: string) => segments.replace(/\*\*/g, 'x/y').replace(/\*/g, 'x')).replace(/\{[^}]+\}/g, 'x');
 }
 
 describe('generated Envoy config', () => {
@@ -122,5 +146,25 @@ describe('generated Envoy config', () => {
     const cluster = clusters.find((c) => c.name === remote.cluster);
     expect(cluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value).toBe(Number(values.SIGNING_HTTP_PORT));
     expect(jwt.providers.signing.forward).toBe(true);
+  });
+
+  it('skips the JWT check exactly on the public RPCs, by gRPC path and by REST binding, as the services\' access rules say', () => {
+    const rules = descriptorAccessRules();
+    const checked: string[] = [];
+    for (const method of descriptorMethods()) {
+      const isPublic = accessRuleOf(method.grpcPath, rules) === 'public';
+      expect({ path: method.grpcPath, verifies: verifies(jwtRuleFor('POST', method.grpcPath)) }).toEqual({ path: method.grpcPath, verifies: !isPublic });
+      for (const binding of table.methods.find((m) => m.grpcPath === method.grpcPath)!.http) {
+        const url = samplePath(binding.template.source);
+        expect({ route: `${binding.verb} ${url}`, verifies: verifies(jwtRuleFor(binding.verb, url)) }).toEqual({ route: `${binding.verb} ${url}`, verifies: !isPublic });
+        if (isPublic) checked.push(`${binding.verb} ${url}`);
+      }
+    }
+    // The login form and the key set are reachable without a token even when a stale one is sent.
+    expect(checked).toEqual(expect.arrayContaining(['POST /v1/auth:login', 'GET /.well-known/jwks.json']));
+    // A public REST path under another verb is not public: it reaches the catch-all.
+    expect(verifies(jwtRuleFor('GET', '/v1/auth:login'))).toBe(true);
+    // Anything else, the dashboard's files included, verifies a bearer token when one is present and lets calls without one through.
+    expect(jwtRuleFor('GET', '/index.html').requires).toEqual({ requires_any: { requirements: [{ provider_name: 'signing' }, { allow_missing: {} }] } });
   });
 });
