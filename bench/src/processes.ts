@@ -2,8 +2,7 @@ import { ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { checkHealth } from '@iot-mesh/runtime';
-import { repoRoot } from '@iot-mesh/runtime';
+import { checkHealth, repoRoot } from '@iot-mesh/runtime';
 import { freePort } from '../../testing/ports';
 import { sleep, waitFor } from './measure';
 

@@ -25,6 +25,14 @@ export interface Scenario {
   run(ctx: BenchContext): Promise<ScenarioResult>;
 }
 
+/**
+ * A fresh result of `scenario` run with `parameters`; the scenario pushes its figures and notes into
+ * `result.figures` / `result.notes` as it measures, so a failure part-way still reports what it had.
+ */
+export function emptyResult(scenario: Pick<Scenario, 'name' | 'title'>, parameters: Record<string, unknown>): ScenarioResult {
+  return { scenario: scenario.name, title: scenario.title, parameters, figures: [], notes: [] };
+}
+
 /** Node options that make a child write a CPU profile into `dir` when it exits. */
 export function cpuProfileArgs(dir: string): string[] {
   fs.mkdirSync(dir, { recursive: true });

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { Platform, PlatformNeeds } from './platform';
 import { RUN_DIR } from './processes';
 import { ScenarioResult } from './report';
-import { BenchContext, cpuProfileArgs, Scenario, summarizeCpuProfiles } from './scenario';
+import { BenchContext, cpuProfileArgs, emptyResult, Scenario, summarizeCpuProfiles } from './scenario';
 import { connectionsScenario } from './scenarios/connections';
 import { fanoutScenario } from './scenarios/fanout';
 import { historyScenario } from './scenarios/history';
@@ -77,7 +77,7 @@ async function runEach(chosen: Scenario[], ctx: BenchContext, results: ScenarioR
     try {
       result = await scenario.run(ctx);
     } catch (err) {
-      result = { scenario: scenario.name, title: scenario.title, parameters: {}, figures: [], notes: [], error: (err as Error).message };
+      result = { ...emptyResult(scenario, {}), error: (err as Error).message };
     }
     result.seconds = (Date.now() - started) / 1000;
     result.smoke = ctx.smoke;

@@ -6,9 +6,7 @@
  * |---|---|---|
  * | GATEWAY_HOST | 127.0.0.1 | address to listen on |
  * | GATEWAY_PORT | 8080 | port to listen on |
- * | SIGNING_HOST / SIGNING_PORT | 127.0.0.1 / 50051 | signing service |
- * | DEVICE_HOST / DEVICE_PORT | 127.0.0.1 / 50052 | device service |
- * | MONITORING_HOST / MONITORING_PORT | 127.0.0.1 / 50053 | monitoring service |
+ * | `<SERVICE>_HOST` / `<SERVICE>_PORT` | 127.0.0.1 / the service's entry in `DEFAULT_GRPC_PORTS` (@iot-mesh/runtime) | where each service of the route table (SIGNING, DEVICE, MONITORING) answers gRPC |
  * | CORS_ALLOWED_ORIGINS | * | comma-separated origins allowed to call from browsers |
  * | GATEWAY_STATIC_DIR | gateway/web/dist | built dashboard |
  * | LOG_LEVEL | info | pino level |

@@ -1,5 +1,4 @@
-import { withPublishSpan } from '@iot-mesh/runtime';
-import { commandReplySubject, deviceSubject } from '@iot-mesh/runtime';
+import { commandReplySubject, deviceSubject, withPublishSpan } from '@iot-mesh/runtime';
 import { CommandReply, Telemetry } from '../../gen/ts/iot/telemetry/v1/telemetry';
 import {
   decodeCommandRequest,

@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { defaultAddress } from '@iot-mesh/runtime';
 import { DEFAULT_BEHAVIOUR, DeviceBehaviour } from './device';
 import { Encoding, ENCODINGS } from './encoding';
 import { parseFaultPlan } from './faults';
@@ -38,8 +39,8 @@ Devices (one of):
   --tenant <id>              open development server: devices <prefix>-1..N of this tenant, no credentials (default "dev")
   --credentials <file>       a credentials export file (device ids, tenant, token, URLs)
   --provision                create the devices through the device API with credentials; needs
-      --device-api <host:port>   (default 127.0.0.1:50052)
-      --signing-api <host:port>  (default 127.0.0.1:50051), --tenant-name, --email and
+      --device-api <host:port>   (default ${defaultAddress('device')})
+      --signing-api <host:port>  (default ${defaultAddress('signing')}), --tenant-name, --email and
                                  SIMULATOR_PASSWORD in the environment; or SIMULATOR_API_KEY
       --save-credentials <file>  keep the minted credentials for later runs
   --prefix <text>            device id prefix (default "sim")
@@ -140,9 +141,9 @@ export function parseOptions(argv: string[], environment: NodeJS.ProcessEnv = pr
       if (!values['tenant-name'] || !values.email || !password) {
         throw new Error('--provision needs SIMULATOR_API_KEY, or --tenant-name, --email and SIMULATOR_PASSWORD');
       }
-      auth = { kind: 'password', signingAddress: values['signing-api'] ?? '127.0.0.1:50051', tenant: values['tenant-name'], email: values.email, password };
+      auth = { kind: 'password', signingAddress: values['signing-api'] ?? defaultAddress('signing'), tenant: values['tenant-name'], email: values.email, password };
     }
-    source = { kind: 'provision', deviceAddress: values['device-api'] ?? '127.0.0.1:50052', auth, prefix: values.prefix, saveTo: values['save-credentials'] };
+    source = { kind: 'provision', deviceAddress: values['device-api'] ?? defaultAddress('device'), auth, prefix: values.prefix, saveTo: values['save-credentials'] };
   } else source = { kind: 'open', tenantId: values.tenant ?? 'dev', prefix };
 
   const rate = number('rate', values.rate, DEFAULT_BEHAVIOUR.rate, (n) => n > 0 && n <= 10_000, 'messages per second per device, > 0 and ≤ 10000');

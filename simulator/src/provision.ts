@@ -2,8 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { Device, DeviceCredential, DeviceServiceClient } from '../../gen/ts/iot/device/v1/device';
 import { AuthServiceClient } from '../../gen/ts/iot/signing/v1/auth';
-import { insecureClient, unary } from '@iot-mesh/runtime';
-import { isSubjectToken } from '@iot-mesh/runtime';
+import { insecureClient, isSubjectToken, unary } from '@iot-mesh/runtime';
 import { DeviceIdentity } from './device';
 import { DEVICE_TYPES, ProfileName } from './profiles';
 
@@ -93,26 +92,18 @@ export async function provisionDevices(request: ProvisionRequest): Promise<Devic
   return identities;
 }
 
-/** A device credential from the API as the simulator's identity. */
+/** A device credential from the API (or a credentials file) as the simulator's identity. */
 export function identityOf(credential: DeviceCredential): DeviceIdentity {
-  return {
-    tenantId: credential.tenantId,
-    deviceId: credential.deviceId,
-    token: credential.token,
-    natsUrl: credential.natsUrl || undefined,
-    mqttUrl: credential.mqttUrl || undefined,
-  };
-}
-
-function pick(o: Record<string, unknown>, ...names: string[]): string | undefined {
-  for (const n of names) if (typeof o[n] === 'string' && o[n] !== '') return o[n] as string;
-  return undefined;
+  const { tenantId, deviceId, token, natsUrl, mqttUrl } = credential;
+  // proto3 leaves an unset string empty; the identity says "absent" instead (open server, the credential's URL).
+  return { tenantId, deviceId, token: token || undefined, natsUrl: natsUrl || undefined, mqttUrl: mqttUrl || undefined };
 }
 
 /**
  * Reads a credentials file: a JSON array of credentials, an object holding
  * one under `credentials` or `devices`, or one JSON credential per line.
- * Field names may be camelCase (`deviceId`) or proto snake_case (`device_id`).
+ * Each is an `iot.device.v1.DeviceCredential` in proto3 JSON, so field names may be camelCase
+ * (`deviceId`) or proto snake_case (`device_id`).
  */
 export function parseCredentials(text: string): DeviceIdentity[] {
   let items: unknown[];
@@ -130,13 +121,13 @@ export function parseCredentials(text: string): DeviceIdentity[] {
     const o = (item ?? {}) as Record<string, unknown>;
     const nested = typeof o.credential === 'object' && o.credential ? (o.credential as Record<string, unknown>) : {};
     const all = { ...o, ...nested };
-    const identity: DeviceIdentity = {
-      tenantId: pick(all, 'tenantId', 'tenant_id') ?? '',
-      deviceId: pick(all, 'deviceId', 'device_id', 'id') ?? '',
-      token: pick(all, 'token', 'jwt'),
-      natsUrl: pick(all, 'natsUrl', 'nats_url'),
-      mqttUrl: pick(all, 'mqttUrl', 'mqtt_url'),
-    };
+    // The file is DeviceCredential JSON (either field-name spelling); `id` and `jwt` are older exports' names.
+    const credential = DeviceCredential.fromJSON(all);
+    const identity = identityOf({
+      ...credential,
+      deviceId: credential.deviceId || (typeof all.id === 'string' ? all.id : ''),
+      token: credential.token || (typeof all.jwt === 'string' ? all.jwt : ''),
+    });
     if (!isSubjectToken(identity.tenantId) || !isSubjectToken(identity.deviceId)) {
       throw new Error(`credentials file: entry ${i + 1} lacks a valid tenant id and device id`);
     }
@@ -151,6 +142,6 @@ export function readCredentialsFile(file: string): DeviceIdentity[] {
 
 /** Writes identities as a credentials file (mode 0600: it holds secrets). */
 export function writeCredentialsFile(file: string, identities: DeviceIdentity[]): void {
-  const body = { credentials: identities.map((d) => ({ tenantId: d.tenantId, deviceId: d.deviceId, token: d.token, natsUrl: d.natsUrl, mqttUrl: d.mqttUrl })) };
+  const body = { credentials: identities.map((identity) => DeviceCredential.toJSON(DeviceCredential.fromPartial(identity))) };
   fs.writeFileSync(file, JSON.stringify(body, null, 2) + '\n', { mode: 0o600 });
 }

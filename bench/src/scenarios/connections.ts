@@ -2,8 +2,7 @@ import { DEFAULT_BEHAVIOUR, DeviceBehaviour, DeviceIdentity } from '../../../sim
 import { Fleet } from '../../../simulator/src/fleet';
 import { TestNatsServer } from '../../../testing/nats-server';
 import { nowMs, processCpuSeconds, processMemory, sleep } from '../measure';
-import { Figure, ScenarioResult } from '../report';
-import { Scenario } from '../scenario';
+import { emptyResult, Scenario } from '../scenario';
 
 const passive: DeviceBehaviour = { ...DEFAULT_BEHAVIOUR, transport: 'mqtt', interactive: false, qos: 1 };
 
@@ -33,9 +32,8 @@ export const connectionsScenario: Scenario = {
     const platform = await ctx.platform();
     const count = ctx.smoke ? 20 : 10_000;
     const concurrency = ctx.smoke ? 10 : 100;
-    const figures: Figure[] = [];
-    const notes: string[] = [];
-    const result: ScenarioResult = { scenario: 'connections', title: this.title, parameters: { connections: count, concurrency, qos: 1, cleanSession: true }, figures, notes };
+    const result = emptyResult(this, { connections: count, concurrency, qos: 1, cleanSession: true });
+    const { figures, notes } = result;
 
     ctx.log(`  provisioning ${count} devices with credentials…`);
     const provisionStarted = nowMs();

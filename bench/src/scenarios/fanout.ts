@@ -4,8 +4,7 @@ import { DEFAULT_BEHAVIOUR } from '../../../simulator/src/device';
 import { Fleet } from '../../../simulator/src/fleet';
 import { nowMs, PeakSampler, processMemory, sleep } from '../measure';
 import { Platform } from '../platform';
-import { Figure, ScenarioResult } from '../report';
-import { Scenario } from '../scenario';
+import { emptyResult, Scenario } from '../scenario';
 import { openLiveStream } from './live';
 
 interface FanoutSize {
@@ -39,9 +38,8 @@ export const fanoutScenario: Scenario = {
     const size: FanoutSize = ctx.smoke
       ? { streams: 20, channels: 2, devices: 5, pointsPerS: 200, seconds: 2 }
       : { streams: 500, channels: 10, devices: 50, pointsPerS: 1000, seconds: 20 };
-    const figures: Figure[] = [];
-    const notes: string[] = [];
-    const result: ScenarioResult = { scenario: 'fanout', title: this.title, parameters: { ...size, pointsPerMessage: 5 }, figures, notes };
+    const result = emptyResult(this, { ...size, pointsPerMessage: 5 });
+    const { figures, notes } = result;
     const tenantId = platform.tenantId;
     const identities = await platform.devices('fan', size.devices);
     const ids = identities.map((d) => d.deviceId);

@@ -7,8 +7,7 @@ import { createSensor, PointSource } from '../../../simulator/src/profiles';
 import { rawCopyRate, rawJetStreamRate } from '../baselines';
 import { nowMs, PeakSampler, processMemory, sleep, waitFor } from '../measure';
 import { Platform } from '../platform';
-import { Figure, ScenarioResult } from '../report';
-import { BenchContext, Scenario } from '../scenario';
+import { BenchContext, emptyResult, Scenario } from '../scenario';
 
 /** Rows inserted into the telemetry partitions so far (statistics collector; cheap, ~1 s behind). */
 async function insertedRows(pg: Client): Promise<number> {
@@ -132,9 +131,8 @@ export const ingestScenario: Scenario = {
       ? { devices: 5, rate: 20, points: 10, seconds: 1, baselineSeconds: 0.5, drainLimitSeconds: 30 }
       : { devices: 100, rate: 100, points: 10, seconds: 30, baselineSeconds: 10, drainLimitSeconds: 60 };
     const platform = await ctx.platform();
-    const figures: Figure[] = [];
-    const notes: string[] = [];
-    const result: ScenarioResult = { scenario: 'ingest', title: this.title, parameters: { ...size, encoding: 'protobuf', mqttQos: 1 }, figures, notes };
+    const result = emptyResult(this, { ...size, encoding: 'protobuf', mqttQos: 1 });
+    const { figures, notes } = result;
     const pg = await platform.pg();
     const memory = new PeakSampler(Object.fromEntries(Object.entries(platform.pids()).map(([name, pid]) => [name, () => processMemory(pid)?.rss])));
     try {

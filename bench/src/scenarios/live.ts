@@ -6,8 +6,7 @@ import { decodeTelemetry } from '../../../simulator/src/encoding';
 import { Fleet } from '../../../simulator/src/fleet';
 import { Latencies, sleep } from '../measure';
 import { Platform } from '../platform';
-import { Figure, ScenarioResult } from '../report';
-import { Scenario } from '../scenario';
+import { emptyResult, Scenario } from '../scenario';
 
 /** Opens a live stream and resolves once its first (empty) frame says the subscription is in place. */
 export async function openLiveStream(
@@ -113,9 +112,8 @@ export const liveScenario: Scenario = {
     const seconds = ctx.smoke ? 1 : 20;
     const rates = ctx.smoke ? [200, 1000] : [1000, 10_000];
     const devices = ctx.smoke ? 10 : 100;
-    const figures: Figure[] = [];
-    const notes: string[] = [];
-    const result: ScenarioResult = { scenario: 'live', title: this.title, parameters: { seconds, rates, devices, pointsPerMessage: 5, encoding: 'protobuf', transport: 'nats' }, figures, notes };
+    const result = emptyResult(this, { seconds, rates, devices, pointsPerMessage: 5, encoding: 'protobuf', transport: 'nats' });
+    const { figures, notes } = result;
     for (const rate of rates) {
       ctx.log(`  ${rate} points/s for ${seconds}s…`);
       const r = await measureRate(platform, rate, seconds, devices, ctx.smoke ? 500 : 2000);

@@ -3,8 +3,7 @@ import { DeviceServiceClient, GetDeviceRequest, GetDeviceResponse } from '../../
 import { insecureClient, unary } from '@iot-mesh/runtime';
 import { echoLoad, startEchoServer } from '../baselines';
 import { closedLoop, Latencies } from '../measure';
-import { Figure, ScenarioResult } from '../report';
-import { Scenario } from '../scenario';
+import { emptyResult, Scenario } from '../scenario';
 
 /** GET over keep-alive HTTP/1.1, resolving with the status and body. */
 function get(agent: http.Agent, url: string, authorization: string): Promise<{ status: number; body: string }> {
@@ -37,9 +36,8 @@ export const unaryScenario: Scenario = {
     const platform = await ctx.platform();
     const concurrency = ctx.smoke ? 10 : 100;
     const durationMs = ctx.smoke ? 1000 : 10_000;
-    const figures: Figure[] = [];
-    const notes: string[] = [];
-    const result: ScenarioResult = { scenario: 'unary', title: this.title, parameters: { concurrency, seconds: durationMs / 1000 }, figures, notes };
+    const result = emptyResult(this, { concurrency, seconds: durationMs / 1000 });
+    const { figures, notes } = result;
     const [device] = await platform.devices('unary', 1);
     const authorization = platform.authorization!;
     const client = insecureClient(DeviceServiceClient, platform.device!.address);
