@@ -6,7 +6,9 @@ module.exports = {
   testPathIgnorePatterns: ['/node_modules/', '/dist/', '/gen/'],
   modulePathIgnorePatterns: ['<rootDir>/dist/'],
   transform: { '^.+\\.ts$': ['@swc/jest', { jsc: { target: 'es2022' } }] },
-  setupFilesAfterEnv: ['<rootDir>/testing/jest-setup.ts'],
+  // PostgreSQL, Redis and NATS for the run: the machine's own, else private ones (testing/global-setup.ts).
+  globalSetup: '<rootDir>/testing/global-setup.ts',
+  globalTeardown: '<rootDir>/testing/global-teardown.ts',
   testTimeout: 30000,
   maxWorkers: 2,
 };

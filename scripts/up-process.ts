@@ -15,6 +15,12 @@ export interface ProcessSpec {
   gid?: number;
   /** The signal that asks for a clean stop; SIGTERM unless the program prefers another. */
   stopSignal?: NodeJS.Signals;
+  /**
+   * Own process group (default true): a Ctrl-C in the terminal then reaches
+   * only the up-command, which stops its children in order. Test runs say
+   * false, so a Ctrl-C of jest ends their servers too.
+   */
+  detached?: boolean;
 }
 
 /** Where the up-command keeps logs and pid files. */
@@ -117,7 +123,7 @@ export class ManagedProcess {
         cwd: this.spec.cwd,
         env: this.spec.env ?? process.env,
         stdio: ['ignore', out, out],
-        detached: true,
+        detached: this.spec.detached ?? true,
         uid: this.spec.uid,
         gid: this.spec.gid,
       });

@@ -1,12 +1,20 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { Client } from 'pg';
 import { redactUrl } from '@iot-mesh/runtime';
 import { displayPath } from './up-status';
 import { Component, UpContext } from './up-stack';
-import { ensurePortFree, portAnswers, waitUntil } from './up-wait';
+import { startNatsServer, startPostgres, startRedis, postgresBinDir } from './local-servers';
+import { ensurePortFree } from './up-wait';
 
-const LOCAL = '127.0.0.1';
+/** A configured port, with 0 meaning "let the server pick one" (it reports what it bound). */
+function anyWhenZero(port: number): number | undefined {
+  return port === 0 ? undefined : port;
+}
+
+/** Checks each configured port (0: any) up front, so a clash names its variable. */
+async function ensurePortsFree(ports: Array<[number, string]>): Promise<void> {
+  for (const [port, variable] of ports) if (port !== 0) await ensurePortFree(port, variable);
+}
 
 /**
  * Settings a NATS auth setup (operator mode) adds to the up-command's
@@ -36,31 +44,25 @@ export function natsServer(auth?: (ctx: UpContext, dir: string) => Promise<NatsA
         if (config.MQTT_URL) ctx.env.MQTT_URL = config.MQTT_URL;
         return { rows: [{ name: 'nats', state: 'external', address: redactUrl(config.NATS_URL), detail: 'NATS_URL' }] };
       }
-      await ensurePortFree(config.UP_NATS_PORT, 'UP_NATS_PORT');
-      await ensurePortFree(config.UP_NATS_MQTT_PORT, 'UP_NATS_MQTT_PORT');
-      await ensurePortFree(config.UP_NATS_HTTP_PORT, 'UP_NATS_HTTP_PORT');
+      await ensurePortsFree([
+        [config.UP_NATS_PORT, 'UP_NATS_PORT'],
+        [config.UP_NATS_MQTT_PORT, 'UP_NATS_MQTT_PORT'],
+        [config.UP_NATS_HTTP_PORT, 'UP_NATS_HTTP_PORT'],
+      ]);
       const dir = path.join(config.dataDir, 'nats');
       fs.mkdirSync(dir, { recursive: true });
       const setup = auth ? await auth(ctx, dir) : undefined;
-      const configFile = path.join(dir, 'nats.conf');
-      const lines = [
-        '# Written by `npm run up` on every start; edit scripts/up-servers.ts instead.',
-        'server_name: iot_local',
-        `listen: ${LOCAL}:${config.UP_NATS_PORT}`,
-        `http: ${LOCAL}:${config.UP_NATS_HTTP_PORT}`,
-        `jetstream { store_dir: "${path.join(dir, 'jetstream')}" }`,
-        `mqtt { listen: ${LOCAL}:${config.UP_NATS_MQTT_PORT} }`,
-        ...(setup?.configLines ?? []),
-      ];
-      fs.writeFileSync(configFile, lines.join('\n') + '\n');
-      const proc = await ctx.spawn({ name: 'nats', command: 'nats-server', args: ['-c', configFile], stopSignal: 'SIGINT' });
-      await waitUntil(
-        'nats',
-        async () => (await portAnswers(config.UP_NATS_PORT)) && (await portAnswers(config.UP_NATS_MQTT_PORT)),
-        { timeoutMs: config.UP_START_TIMEOUT_MS, signal: ctx.signal, failed: () => (proc.running ? undefined : `exited (${proc.exitDescription})`) },
-      );
-      const url = `nats://${LOCAL}:${config.UP_NATS_PORT}`;
-      const mqttUrl = `mqtt://${LOCAL}:${config.UP_NATS_MQTT_PORT}`;
+      const nats = await startNatsServer(ctx, {
+        dir,
+        serverName: 'iot_local',
+        port: anyWhenZero(config.UP_NATS_PORT),
+        httpPort: anyWhenZero(config.UP_NATS_HTTP_PORT),
+        mqtt: anyWhenZero(config.UP_NATS_MQTT_PORT) ?? true,
+        configLines: setup?.configLines,
+        timeoutMs: config.UP_START_TIMEOUT_MS,
+      });
+      const { proc, url } = nats;
+      const mqttUrl = nats.mqttUrl!;
       ctx.env.NATS_URL = url;
       ctx.env.MQTT_URL = mqttUrl;
       Object.assign(ctx.env, setup?.env ?? {});
@@ -68,33 +70,12 @@ export function natsServer(auth?: (ctx: UpContext, dir: string) => Promise<NatsA
         rows: [
           { name: 'nats', state: 'started', address: url, pid: proc.pid, detail: displayPath(proc.logFile) },
           { name: 'nats mqtt', state: 'started', address: mqttUrl, pid: proc.pid, detail: setup ? 'device credential as password' : 'no auth' },
-          { name: 'nats monitor', state: 'started', address: `http://${LOCAL}:${config.UP_NATS_HTTP_PORT}`, pid: proc.pid, detail: '/varz /jsz /connz' },
+          { name: 'nats monitor', state: 'started', address: nats.monitorUrl, pid: proc.pid, detail: '/varz /jsz /connz' },
         ],
         notes: setup?.notes,
       };
     },
   };
-}
-
-/** Numeric uid and gid of a local user, from /etc/passwd. */
-function userIds(name: string): { uid: number; gid: number } | undefined {
-  const line = fs
-    .readFileSync('/etc/passwd', 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith(`${name}:`));
-  if (!line) return undefined;
-  const [, , uid, gid] = line.split(':');
-  return { uid: Number(uid), gid: Number(gid) };
-}
-
-/** The folder with initdb and postgres: UP_POSTGRES_BIN or the newest Debian install. */
-function postgresBinDir(configured?: string): string {
-  if (configured) return configured;
-  const base = '/usr/lib/postgresql';
-  const versions = fs.existsSync(base) ? fs.readdirSync(base).filter((v) => fs.existsSync(path.join(base, v, 'bin', 'initdb'))) : [];
-  versions.sort((a, b) => Number(b) - Number(a));
-  if (versions.length === 0) throw new Error('no PostgreSQL server found under /usr/lib/postgresql: install the postgresql package, set UP_POSTGRES_BIN, or set DATABASE_URL');
-  return path.join(base, versions[0], 'bin');
 }
 
 /** The database the services share (one schema each). */
@@ -115,42 +96,14 @@ export function postgresServer(): Component {
         ctx.env.DATABASE_URL = config.DATABASE_URL;
         return { rows: [{ name: 'postgres', state: 'external', address: redactUrl(config.DATABASE_URL), detail: 'DATABASE_URL' }] };
       }
-      const bin = postgresBinDir(config.UP_POSTGRES_BIN);
-      const ids = process.getuid?.() === 0 ? userIds('postgres') : undefined;
-      if (process.getuid?.() === 0 && !ids) throw new Error('running as root, and PostgreSQL refuses root: create a `postgres` user (the postgresql package does) or set DATABASE_URL');
-      const dir = path.join(config.dataDir, 'postgres');
-      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-      if (ids) fs.chownSync(dir, ids.uid, ids.gid);
-      if (!fs.existsSync(path.join(dir, 'PG_VERSION'))) {
-        ctx.say(`  creating a PostgreSQL cluster in ${displayPath(dir)}`);
-        await ctx.run({ name: 'initdb', command: path.join(bin, 'initdb'), args: ['-D', dir, '-U', 'postgres', '--auth=trust', '--encoding=UTF8', '--no-instructions'], ...ids });
-      }
-      await ensurePortFree(config.UP_POSTGRES_PORT, 'UP_POSTGRES_PORT');
-      // No Unix socket (-k ''): the data folder may be too deep for a socket path.
-      const proc = await ctx.spawn({
-        name: 'postgres',
-        command: path.join(bin, 'postgres'),
-        args: ['-D', dir, '-p', String(config.UP_POSTGRES_PORT), '-h', LOCAL, '-k', '', '-c', 'max_connections=200'],
-        stopSignal: 'SIGINT', // fast shutdown: roll back open transactions, exit 0
-        ...ids,
+      await ensurePortsFree([[config.UP_POSTGRES_PORT, 'UP_POSTGRES_PORT']]);
+      const { proc, url } = await startPostgres(ctx, {
+        dir: path.join(config.dataDir, 'postgres'),
+        port: anyWhenZero(config.UP_POSTGRES_PORT),
+        binDir: postgresBinDir(config.UP_POSTGRES_BIN),
+        database: DATABASE,
+        timeoutMs: config.UP_START_TIMEOUT_MS,
       });
-      const adminUrl = `postgres://postgres@${LOCAL}:${config.UP_POSTGRES_PORT}/postgres`;
-      await waitUntil(
-        'postgres',
-        async () => {
-          const client = new Client({ connectionString: adminUrl, connectionTimeoutMillis: 1000 });
-          try {
-            await client.connect();
-            const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [DATABASE]);
-            if (rowCount === 0) await client.query(`CREATE DATABASE ${DATABASE}`);
-            return true;
-          } finally {
-            await client.end().catch(() => undefined);
-          }
-        },
-        { timeoutMs: config.UP_START_TIMEOUT_MS, signal: ctx.signal, intervalMs: 200, failed: () => (proc.running ? undefined : `exited (${proc.exitDescription})`) },
-      );
-      const url = `postgres://postgres@${LOCAL}:${config.UP_POSTGRES_PORT}/${DATABASE}`;
       ctx.env.DATABASE_URL = url;
       return { rows: [{ name: 'postgres', state: 'started', address: url, pid: proc.pid, detail: displayPath(proc.logFile) }] };
     },
@@ -167,20 +120,8 @@ export function redisServer(): Component {
         ctx.env.REDIS_URL = config.REDIS_URL;
         return { rows: [{ name: 'redis', state: 'external', address: redactUrl(config.REDIS_URL), detail: 'REDIS_URL' }] };
       }
-      await ensurePortFree(config.UP_REDIS_PORT, 'UP_REDIS_PORT');
-      const dir = path.join(config.dataDir, 'redis');
-      fs.mkdirSync(dir, { recursive: true });
-      const proc = await ctx.spawn({
-        name: 'redis',
-        command: 'redis-server',
-        args: ['--port', String(config.UP_REDIS_PORT), '--bind', LOCAL, '--dir', dir, '--save', '', '--appendonly', 'no', '--daemonize', 'no'],
-      });
-      await waitUntil('redis', () => portAnswers(config.UP_REDIS_PORT), {
-        timeoutMs: config.UP_START_TIMEOUT_MS,
-        signal: ctx.signal,
-        failed: () => (proc.running ? undefined : `exited (${proc.exitDescription})`),
-      });
-      const url = `redis://${LOCAL}:${config.UP_REDIS_PORT}`;
+      await ensurePortsFree([[config.UP_REDIS_PORT, 'UP_REDIS_PORT']]);
+      const { proc, url } = await startRedis(ctx, { dir: path.join(config.dataDir, 'redis'), port: anyWhenZero(config.UP_REDIS_PORT), timeoutMs: config.UP_START_TIMEOUT_MS });
       ctx.env.REDIS_URL = url;
       return { rows: [{ name: 'redis', state: 'started', address: url, pid: proc.pid, detail: displayPath(proc.logFile) }] };
     },

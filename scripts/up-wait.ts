@@ -50,3 +50,20 @@ export async function ensurePortFree(port: number, variable: string, host = '127
   });
   if (!free) throw new Error(`port ${host}:${port} is already in use: stop what holds it or set ${variable} to another port`);
 }
+
+/**
+ * A TCP port that was free on 127.0.0.1 a moment ago, for a server that
+ * cannot bind port 0 and report what it bound (PostgreSQL, Redis): whoever
+ * uses it must start again on another pick when its bind fails.
+ */
+export function pickFreePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, host, () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}

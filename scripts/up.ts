@@ -4,10 +4,13 @@
  * folder, `.data/` by default), the services (which migrate on start), and
  * prints a status table; Ctrl-C or SIGTERM stops everything in reverse order.
  * Every port and URL comes from the environment (scripts/up-config.ts).
+ * A server program missing from the machine is installed first, or named with
+ * the command that installs it (scripts/preflight.ts).
  */
 import { ConfigError } from '@iot-mesh/runtime';
 import { loadUpConfig, UpConfig } from './up-config';
 import { deviceServiceEnvBeside, natsOperatorAuth } from './nats-setup';
+import { Need, preflightOrExit } from './preflight';
 import { natsServer, postgresServer, redisServer } from './up-servers';
 import { dashboardAndGateway } from './up-gateway';
 import { simulatedFleet } from './up-fleet';
@@ -58,6 +61,15 @@ export function components(config: UpConfig): Component[] {
   ];
 }
 
+/** The server programs this configuration starts itself (none of those it is pointed at). */
+export function upNeeds(config: UpConfig): Need[] {
+  const needs: Need[] = [];
+  if (!config.NATS_URL) needs.push('nats-server');
+  if (!config.DATABASE_URL && !config.UP_POSTGRES_BIN) needs.push('postgresql');
+  if (!config.REDIS_URL) needs.push('redis-server');
+  return needs;
+}
+
 async function main(): Promise<void> {
   let config: UpConfig;
   try {
@@ -66,6 +78,7 @@ async function main(): Promise<void> {
     console.error(err instanceof ConfigError ? `up: ${err.message}` : err);
     process.exit(2);
   }
+  preflightOrExit(upNeeds(config), { who: 'npm run up' });
   process.exit(await runStack(components(config), config));
 }
 

@@ -1,8 +1,8 @@
-import { ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { freePort, waitForPort } from './ports';
+import { startNatsServer, StartedNatsServer } from '../scripts/local-servers';
+import { ManagedProcess } from '../scripts/up-process';
+import { TestLauncher } from './server-launcher';
 
 /** Operator-mode (decentralised JWT) settings for a test server. */
 export interface OperatorModeOptions {
@@ -26,104 +26,129 @@ export interface NatsServerOptions {
   extraConfig?: string;
 }
 
-/** A private nats-server process on random ports, for one test file. */
+/** The operator-mode config lines, with the JWT files they name written into `dir`. */
+function operatorLines(dir: string, operator: OperatorModeOptions): string[] {
+  fs.writeFileSync(path.join(dir, 'operator.jwt'), operator.operatorJwt);
+  fs.mkdirSync(path.join(dir, 'accounts'), { recursive: true });
+  return [
+    `operator: "${path.join(dir, 'operator.jwt')}"`,
+    `system_account: ${operator.systemAccount}`,
+    `resolver: { type: full, dir: "${path.join(dir, 'accounts')}", allow_delete: false, interval: "2m" }`,
+    'resolver_preload: {',
+    ...Object.entries(operator.accounts).map(([pub, jwt]) => `  ${pub}: "${jwt}"`),
+    '}',
+  ];
+}
+
+/**
+ * A private nats-server process for one test file, started by the same
+ * starter as the up-command's (scripts/local-servers.ts): it binds ports of
+ * its own choosing and reports them, so no port is picked and released first.
+ */
 export class TestNatsServer {
-  private child?: ChildProcess;
+  private proc?: ManagedProcess;
+  private bound: StartedNatsServer;
 
   private constructor(
-    readonly dir: string,
-    readonly configFile: string,
-    readonly port: number,
-    readonly mqttPort: number | undefined,
-    readonly monitorPort: number,
-  ) {}
+    private readonly launcher: TestLauncher,
+    private readonly options: NatsServerOptions,
+    private readonly configLines: string[],
+    started: StartedNatsServer,
+  ) {
+    this.bound = started;
+    this.proc = started.proc;
+  }
+
+  /** The server's folder: config, JetStream store, `accounts/` of the resolver, logs. */
+  get dir(): string {
+    return this.launcher.dir;
+  }
+
+  /** The config file it runs with. */
+  get configFile(): string {
+    return this.bound.configFile;
+  }
+
+  /** Client port. */
+  get port(): number {
+    return this.bound.port;
+  }
+
+  /** MQTT port when MQTT is on. */
+  get mqttPort(): number | undefined {
+    return this.bound.mqttPort;
+  }
+
+  /** HTTP monitoring port (/varz, /jsz). */
+  get monitorPort(): number {
+    return this.bound.httpPort;
+  }
 
   /** `nats://127.0.0.1:<port>` */
   get url(): string {
-    return `nats://127.0.0.1:${this.port}`;
+    return this.bound.url;
   }
 
   /** `mqtt://127.0.0.1:<port>` when MQTT is on. */
   get mqttUrl(): string {
-    if (!this.mqttPort) throw new Error('this server has no MQTT listener');
-    return `mqtt://127.0.0.1:${this.mqttPort}`;
+    if (!this.bound.mqttUrl) throw new Error('this server has no MQTT listener');
+    return this.bound.mqttUrl;
   }
 
   /** Starts a server with the options; resolves once its ports accept connections. */
   static async start(options: NatsServerOptions = {}): Promise<TestNatsServer> {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iot-nats-'));
-    const port = await freePort();
-    const monitorPort = await freePort();
-    const mqttPort = options.mqtt ? await freePort() : undefined;
-    const lines = [
-      `server_name: test_${port}`,
-      `listen: 127.0.0.1:${port}`,
-      `http: 127.0.0.1:${monitorPort}`,
-    ];
-    if (options.jetstream !== false || options.mqtt) lines.push(`jetstream { store_dir: "${path.join(dir, 'js')}" }`);
-    if (mqttPort) lines.push(`mqtt { listen: 127.0.0.1:${mqttPort} }`);
-    if (options.operator) {
-      fs.writeFileSync(path.join(dir, 'operator.jwt'), options.operator.operatorJwt);
-      fs.mkdirSync(path.join(dir, 'accounts'));
-      lines.push(`operator: "${path.join(dir, 'operator.jwt')}"`);
-      lines.push(`system_account: ${options.operator.systemAccount}`);
-      lines.push(`resolver: { type: full, dir: "${path.join(dir, 'accounts')}", allow_delete: false, interval: "2m" }`);
-      lines.push('resolver_preload: {');
-      for (const [pub, jwt] of Object.entries(options.operator.accounts)) lines.push(`  ${pub}: "${jwt}"`);
-      lines.push('}');
+    const launcher = new TestLauncher();
+    try {
+      const configLines = [...(options.operator ? operatorLines(launcher.dir, options.operator) : []), ...(options.extraConfig ? [options.extraConfig] : [])];
+      const started = await launcher.explain(() =>
+        startNatsServer(launcher, {
+          dir: launcher.dir,
+          serverName: `test_${path.basename(launcher.dir).replace(/\W/g, '_')}`,
+          jetstream: options.jetstream,
+          mqtt: options.mqtt,
+          configLines,
+          timeoutMs: 20_000,
+        }),
+      );
+      return new TestNatsServer(launcher, options, configLines, started);
+    } catch (err) {
+      await launcher.destroy();
+      throw err;
     }
-    if (options.extraConfig) lines.push(options.extraConfig);
-    const configFile = path.join(dir, 'nats.conf');
-    fs.writeFileSync(configFile, lines.join('\n') + '\n');
-    const server = new TestNatsServer(dir, configFile, port, mqttPort, monitorPort);
-    await server.spawn();
-    return server;
   }
 
-  private async spawn(): Promise<void> {
-    const child = spawn('nats-server', ['-c', this.configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr?.on('data', (chunk: Buffer) => {
-      stderr = (stderr + chunk.toString()).slice(-4000);
-    });
-    this.child = child;
-    const exited = new Promise<never>((_, reject) =>
-      child.once('exit', (code) => reject(new Error(`nats-server exited with ${code}: ${stderr}`))),
-    );
-    await Promise.race([
-      (async () => {
-        await waitForPort(this.port);
-        if (this.mqttPort) await waitForPort(this.mqttPort);
-      })(),
-      exited,
-    ]);
-    exited.catch(() => undefined);
-  }
-
-  /** Starts the server again with the same config and data (after stop or kill). */
+  /**
+   * Starts the server again with the same config and data (after stop or
+   * kill), on the ports it had, so clients reconnect to the address they know.
+   */
   async restart(): Promise<void> {
     await this.stop(false);
-    await this.spawn();
+    this.bound = await this.launcher.explain(() =>
+      startNatsServer(this.launcher, {
+        dir: this.launcher.dir,
+        serverName: `test_${path.basename(this.launcher.dir).replace(/\W/g, '_')}`,
+        port: this.bound.port,
+        httpPort: this.bound.httpPort,
+        jetstream: this.options.jetstream,
+        mqtt: this.bound.mqttPort ?? false,
+        configLines: this.configLines,
+        timeoutMs: 20_000,
+      }),
+    );
+    this.proc = this.bound.proc;
   }
 
   /** Kills the server hard (SIGKILL), leaving its data folder, like a crash. */
   async kill(): Promise<void> {
-    await this.signal('SIGKILL');
+    const proc = this.proc;
+    if (!proc?.running) return;
+    proc.kill();
+    await proc.exited();
   }
 
-  /** Stops the server; removes its data folder unless `keepData` is false. */
+  /** Stops the server; removes its data folder unless `removeData` is false. */
   async stop(removeData = true): Promise<void> {
-    await this.signal('SIGTERM');
-    if (removeData) fs.rmSync(this.dir, { recursive: true, force: true });
-  }
-
-  private async signal(sig: NodeJS.Signals): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    await new Promise<void>((resolve) => {
-      child.once('exit', () => resolve());
-      child.kill(sig);
-    });
-    this.child = undefined;
+    await this.proc?.stop(10_000);
+    if (removeData) await this.launcher.destroy();
   }
 }

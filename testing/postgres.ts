@@ -1,8 +1,8 @@
 import crypto from 'node:crypto';
 import { Client } from 'pg';
+import { TEST_PG_ADMIN_URL } from './test-services';
 
-/** The server tests create their databases on (trust auth on this machine and in CI). */
-export const TEST_PG_ADMIN_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+export { TEST_PG_ADMIN_URL };
 
 /** A database of one test file's own. */
 export interface TestDatabase {

@@ -78,8 +78,8 @@ function randomPassword(): string {
 
 /**
  * Starts a real signing service in-process on a free port with its own test
- * database, the machine's Redis (keys under a random prefix) and NATS
- * (127.0.0.1:4222 unless NATS_URL says otherwise), bootstraps the platform
+ * database, the test run's Redis (keys under a random prefix) and NATS
+ * (testing/test-services.ts), bootstraps the platform
  * tenant and returns helpers to create tenants and API keys. Call `stop()`
  * in `afterAll`.
  */
@@ -91,8 +91,6 @@ export async function startSigningForTest(options: StartSigningOptions = {}): Pr
   try {
     service = await startTestService(signingService, {
       DATABASE_URL: database.url,
-      REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
-      NATS_URL: process.env.TEST_NATS_URL ?? 'nats://127.0.0.1:4222',
       SIGNING_HTTP_PORT: String(httpPort),
       SIGNING_BOOTSTRAP_TOKEN: bootstrapToken,
       SIGNING_KEY_ENCRYPTION_KEY: crypto.randomBytes(32).toString('base64url'),

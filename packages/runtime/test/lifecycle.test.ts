@@ -3,9 +3,11 @@ import path from 'node:path';
 import { ServiceError as GrpcError, status } from '@grpc/grpc-js';
 import { TwinServiceClient } from '../../../gen/ts/iot/device/v1/twin';
 import { checkHealth, insecureClient, unary } from '../src';
+import { startRedis } from '../../../scripts/local-servers';
 import { TestNatsServer } from '../../../testing/nats-server';
-import { freePort } from '../../../testing/ports';
 import { createTestDatabase, TestDatabase } from '../../../testing/postgres';
+import { TestLauncher } from '../../../testing/server-launcher';
+import { testServiceEnv } from '../../../testing/test-services';
 
 const FIXTURE = path.join(__dirname, 'fixtures', 'echo-service.ts');
 
@@ -44,51 +46,66 @@ describe('service process lifecycle', () => {
     await db.drop();
   });
 
+  /** Starts the fixture on GRPC_PORT=0 and reads the port it bound from its own log. */
   async function startProcess(env: Record<string, string>): Promise<{ child: ChildProcess; address: string; output: () => string }> {
-    const port = await freePort();
     const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE], {
-      env: { ...process.env, GRPC_PORT: String(port), DATABASE_URL: db.url, NATS_URL: nats.url, HEALTH_INTERVAL_MS: '200', ...env },
+      env: { ...process.env, ...testServiceEnv(), GRPC_PORT: '0', DATABASE_URL: db.url, NATS_URL: nats.url, HEALTH_INTERVAL_MS: '200', LOG_LEVEL: 'info', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
-    child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
-    child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
-    return { child, address: `127.0.0.1:${port}`, output: () => out };
+    const port = new Promise<number>((resolve, reject) => {
+      const onData = (c: Buffer) => {
+        out += c.toString();
+        const listening = /"port":(\d+)[^\n]*"msg":"grpc listening/.exec(out);
+        if (listening) resolve(Number(listening[1]));
+      };
+      child.stdout!.on('data', onData);
+      child.stderr!.on('data', onData);
+      child.once('exit', (code) => reject(new Error(`the fixture exited (${code}) before listening:\n${out}`)));
+    });
+    return { child, address: `127.0.0.1:${await port}`, output: () => out };
   }
 
   it('is NOT_SERVING while a dependency is down and SERVING once it is up', async () => {
-    const redisPort = await freePort();
-    const { child, address } = await startProcess({ REDIS_URL: `redis://127.0.0.1:${redisPort}` });
+    // Redis binds its own port first, then stops: the service is pointed at where Redis will come back.
+    const launcher = new TestLauncher();
     try {
-      await eventually(() => checkHealth(address), 'NOT_SERVING');
-      // Still not serving a moment later: Redis has not appeared.
-      await new Promise((r) => setTimeout(r, 500));
-      expect(await checkHealth(address)).toBe('NOT_SERVING');
-      const redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+      const first = await startRedis(launcher, { dir: launcher.dir, timeoutMs: 20_000 });
+      await first.proc.stop(10_000);
+      const { child, address } = await startProcess({ REDIS_URL: first.url });
       try {
+        await eventually(() => checkHealth(address), 'NOT_SERVING');
+        // Still not serving a moment later: Redis has not appeared.
+        await new Promise((r) => setTimeout(r, 500));
+        expect(await checkHealth(address)).toBe('NOT_SERVING');
+        await startRedis(launcher, { dir: launcher.dir, port: first.port, timeoutMs: 20_000 });
         await eventually(() => checkHealth(address), 'SERVING');
       } finally {
-        redis.kill('SIGTERM');
-        await exitOf(redis);
+        child.kill('SIGTERM');
+        expect((await exitOf(child)).code).toBe(0);
       }
     } finally {
-      child.kill('SIGTERM');
-      expect((await exitOf(child)).code).toBe(0);
+      await launcher.destroy();
     }
   });
 
-  it('goes NOT_SERVING when NATS dies and SERVING again when it returns', async () => {
+  it('goes NOT_SERVING when NATS dies, stays up, and is SERVING again when NATS returns', async () => {
     const { child, address } = await startProcess({});
+    const exited = exitOf(child);
     try {
       await eventually(() => checkHealth(address), 'SERVING');
       await nats.kill();
       await eventually(() => checkHealth(address), 'NOT_SERVING');
+      // The loss of NATS is waited out, not fatal: still running, still NOT_SERVING a moment later.
+      await new Promise((r) => setTimeout(r, 500));
+      expect(child.exitCode).toBeNull();
+      expect(await checkHealth(address)).toBe('NOT_SERVING');
       await nats.restart();
       await eventually(() => checkHealth(address), 'SERVING');
     } finally {
       child.kill('SIGTERM');
-      await exitOf(child);
     }
+    expect(await exited).toEqual({ code: 0, signal: null });
   });
 
   it('on SIGTERM finishes in-flight calls, refuses new ones and exits 0', async () => {
