@@ -3,7 +3,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { AuthServiceClient } from '../gen/ts/iot/signing/v1/auth';
-import { checkHealth, insecureClient, repoRoot, unary } from '@iot-mesh/runtime';
+import { checkHealth, insecureClient, MeshServiceName, repoRoot, unary } from '@iot-mesh/runtime';
 import { UpConfig } from './up-config';
 import { displayPath } from './up-status';
 import { Component, UpContext } from './up-stack';
@@ -22,8 +22,8 @@ export function nodeEntry(entry: string): string[] {
   return ['--import', 'tsx', '--import', require.resolve('@iot-mesh/runtime/tracing-entry'), path.join(repoRoot(), `${entry}.ts`)];
 }
 
-/** The services the up-command starts. */
-export type ServiceName = 'signing' | 'device' | 'monitoring';
+/** The services the up-command starts: the mesh's services, the ones with a default port. */
+export type ServiceName = MeshServiceName;
 
 /** The up-command variables holding a service's gRPC and `/metrics` ports: SIGNING_GRPC_PORT, SIGNING_METRICS_PORT… */
 function portVariables(name: ServiceName) {
