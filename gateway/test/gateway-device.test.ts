@@ -23,7 +23,6 @@ describe('gateway ↔ device', () => {
     [signing, nats, db] = await Promise.all([startSigningForTest(), startOperatorNats({ mqtt: true }), createTestDatabase('iot_gw_device')]);
     device = (await startTestService(deviceService, {
       DATABASE_URL: db.url,
-      REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
       SIGNING_ADDRESS: signing.address,
       ...nats.deviceEnv(),
     })) as TestService<never>;
@@ -79,7 +78,8 @@ describe('gateway ↔ device', () => {
     expect(twin.status).toBe(200);
     expect(twin.json.twin).toMatchObject({ deviceId: id, desired: { interval: 30, mode: 'eco' }, desiredVersion: '1' });
     const stale = await rest(gateway.base, 'PUT', `/v1/devices/${id}/twin/desired`, { ...admin, body: { desired: { interval: 5 }, expectedVersion: '7' } });
-    expect([400, 409]).toContain(stale.status);
+    // A version mismatch is ABORTED (retry after reading again), which REST maps to 409.
+    expect(stale).toMatchObject({ status: 409, json: { code: Code.Aborted } });
     const read = await rest(gateway.base, 'GET', `/v1/devices/${id}/twin`, { authorization: tenant.viewer.authorization });
     expect(read.json.twin.desired).toEqual({ interval: 30, mode: 'eco' });
 
@@ -100,27 +100,50 @@ describe('gateway ↔ device', () => {
     expect(viewer).toMatchObject({ status: 403, json: { code: Code.PermissionDenied } });
   });
 
-  it('streams device events over gRPC-Web while changes are made over REST', async () => {
+  it('streams exactly the events of matching devices over gRPC-Web while changes are made over REST', async () => {
+    const admin = { authorization: tenant.admin.authorization };
     const devices = createClient(DeviceService, grpcWebTransport(gateway.base));
     const abort = new AbortController();
-    const stream = devices.watchDevices({ labels: { watch: 'yes' } }, { signal: abort.signal, headers: { authorization: tenant.viewer.authorization } });
-    const seen: string[] = [];
-    let stop = false;
-    const creator = (async () => {
-      // The watch subscribes asynchronously; create matching devices until one is seen.
-      for (let i = 0; i < 50 && !stop; i++) {
-        await rest(gateway.base, 'POST', '/v1/devices', { authorization: tenant.admin.authorization, body: { name: `watched-${i}`, labels: { watch: 'yes' } } });
-        await new Promise((r) => setTimeout(r, 100));
+    const events = devices.watchDevices({ labels: { watch: 'yes' } }, { signal: abort.signal, headers: { authorization: tenant.viewer.authorization } })[Symbol.asyncIterator]();
+    const next = async () => {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no device event within 15 s')), 15_000)));
+      try {
+        const { value, done } = await Promise.race([events.next(), timeout]);
+        if (done) throw new Error('the watch ended');
+        return { type: value.type, id: value.device?.id, name: value.device?.name, labels: value.device?.labels };
+      } finally {
+        clearTimeout(timer);
       }
-    })();
-    for await (const event of stream) {
-      if (event.type === DeviceEventType.CREATED && event.device) seen.push(event.device.name);
-      if (seen.length > 0) break;
+    };
+    try {
+      // The watch subscribes asynchronously: create matching devices until the first one shows.
+      const probes: string[] = [];
+      let live = false;
+      const prober = (async () => {
+        for (let i = 0; i < 50 && !live; i++) {
+          const created = await rest(gateway.base, 'POST', '/v1/devices', { ...admin, body: { name: `watched-${i}`, labels: { watch: 'yes' } } });
+          probes.push(created.json.device.id);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      })();
+      const first = await next();
+      live = true;
+      await prober;
+      expect(first).toMatchObject({ type: DeviceEventType.CREATED, labels: { watch: 'yes' } });
+      expect(probes).toContain(first.id);
+      // Every probe created after that one arrives, in order.
+      for (const id of probes.slice(probes.indexOf(first.id!) + 1)) expect(await next()).toMatchObject({ type: DeviceEventType.CREATED, id });
+
+      // A device without the label is not streamed; the watched one's update and deletion are, and nothing else.
+      await rest(gateway.base, 'POST', '/v1/devices', { ...admin, body: { name: 'unwatched', labels: { watch: 'no' } } });
+      await rest(gateway.base, 'PATCH', `/v1/devices/${first.id}?updateMask=labels`, { ...admin, body: { labels: { watch: 'yes', floor: '2' } } });
+      await rest(gateway.base, 'DELETE', `/v1/devices/${first.id}`, admin);
+      expect(await next()).toEqual({ type: DeviceEventType.UPDATED, id: first.id, name: first.name, labels: { watch: 'yes', floor: '2' } });
+      expect(await next()).toMatchObject({ type: DeviceEventType.DELETED, id: first.id });
+    } finally {
+      abort.abort();
     }
-    stop = true;
-    abort.abort();
-    await creator;
-    expect(seen[0]).toMatch(/^watched-\d+$/);
   });
 
   it('rotates a credential over gRPC-Web', async () => {
