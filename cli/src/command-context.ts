@@ -1,0 +1,56 @@
+import { Command, Option } from 'commander';
+import { PageRequest } from '../../gen/ts/iot/common/v1/common';
+import { Connection, GlobalOptions } from './connection';
+import { parsePositiveInt } from './parse';
+
+/** The options of one command merged with the global ones. */
+export type CommandOptions<T = Record<string, unknown>> = GlobalOptions & T;
+
+/**
+ * Runs a command's body with a {@link Connection} built from its options
+ * (global ones included) and closes the channels afterwards, so the process
+ * exits as soon as the work is done.
+ */
+export async function run<T>(command: Command, body: (connection: Connection, options: CommandOptions<T>) => Promise<void>): Promise<void> {
+  const options = command.optsWithGlobals<CommandOptions<T>>();
+  const connection = new Connection(options);
+  try {
+    await body(connection, options);
+  } finally {
+    connection.close();
+  }
+}
+
+/** The options of a paged list. */
+export interface PageOptions {
+  pageSize?: number;
+  pageToken?: string;
+  all?: boolean;
+}
+
+/** Adds `--page-size`, `--page-token` and `--all` to a list command. */
+export function pageOptions(command: Command): Command {
+  return command
+    .addOption(new Option('--page-size <n>', 'items per page (the server caps it)').argParser(parsePositiveInt))
+    .option('--page-token <token>', 'continue from the token a previous page printed')
+    .option('--all', 'follow next-page tokens until the last page');
+}
+
+/**
+ * Fetches one page, or every page with `--all`. When more remain, the next
+ * page's token is printed on stderr, so stdout stays one parseable document.
+ */
+export async function listPages<T>(options: PageOptions, fetchPage: (page: PageRequest) => Promise<{ items: T[]; nextPageToken: string }>): Promise<T[]> {
+  const items: T[] = [];
+  let pageToken = options.pageToken ?? '';
+  for (;;) {
+    const page = await fetchPage({ pageSize: options.pageSize ?? 0, pageToken });
+    items.push(...page.items);
+    pageToken = page.nextPageToken;
+    if (!pageToken) return items;
+    if (!options.all) {
+      process.stderr.write(`more results: --page-token ${pageToken} (or --all)\n`);
+      return items;
+    }
+  }
+}

@@ -1,0 +1,186 @@
+import { Command, Option } from 'commander';
+import { credentialStateToJSON, Device, DeviceCredential, DeviceStatus, deviceStatusToJSON } from '../../../gen/ts/iot/device/v1/device';
+import { UsageError } from '../cli-error';
+import { listPages, pageOptions, PageOptions, run } from '../command-context';
+import { formatLabels, formatTime, printDone, printList, printOne, View } from '../output';
+import { collectLabel, enumChoices, enumLabel, parseDuration } from '../parse';
+
+const STATUS = enumChoices(DeviceStatus, 'DEVICE_STATUS_');
+
+/** How a device prints in lists. */
+export const deviceListView: View<Device> = {
+  columns: [
+    { header: 'ID', value: (d) => d.id },
+    { header: 'NAME', value: (d) => d.name },
+    { header: 'TYPE', value: (d) => d.type },
+    { header: 'STATUS', value: (d) => enumLabel(deviceStatusToJSON(d.status), 'DEVICE_STATUS_') },
+    { header: 'CREDENTIAL', value: (d) => enumLabel(credentialStateToJSON(d.credentialState), 'CREDENTIAL_STATE_') },
+    { header: 'LABELS', value: (d) => formatLabels(d.labels) },
+    { header: 'LAST SEEN', value: (d) => formatTime(d.lastSeenTime) },
+  ],
+  toJson: (d) => Device.toJSON(d),
+};
+
+/** How one device prints (`devices get`, `create`, `update`). */
+export const deviceView: View<Device> = {
+  columns: [
+    ...deviceListView.columns,
+    { header: 'TENANT', value: (d) => d.tenantId },
+    { header: 'LAST CONNECT', value: (d) => formatTime(d.lastConnectTime) },
+    { header: 'LAST DISCONNECT', value: (d) => formatTime(d.lastDisconnectTime) },
+    { header: 'CREATED', value: (d) => formatTime(d.createTime) },
+    { header: 'UPDATED', value: (d) => formatTime(d.updateTime) },
+  ],
+  toJson: (d) => Device.toJSON(d),
+};
+
+/** How a credential prints: the token is shown this once, the server keeps no copy. */
+export const credentialView: View<DeviceCredential> = {
+  columns: [
+    { header: 'DEVICE', value: (c) => c.deviceId },
+    { header: 'TENANT', value: (c) => c.tenantId },
+    { header: 'ISSUED', value: (c) => formatTime(c.issueTime) },
+    { header: 'EXPIRES', value: (c) => formatTime(c.expireTime) },
+    { header: 'NATS URL', value: (c) => c.natsUrl },
+    { header: 'MQTT URL', value: (c) => c.mqttUrl },
+    { header: 'PUBLISH', value: (c) => c.publishSubjects.join(',') },
+    { header: 'SUBSCRIBE', value: (c) => c.subscribeSubjects.join(',') },
+    { header: 'TOKEN', value: (c) => c.token },
+  ],
+  toJson: (c) => DeviceCredential.toJSON(c),
+};
+
+function labelOption(description: string): Option {
+  return new Option('--label <key=value>', `${description} (repeatable)`).argParser(collectLabel);
+}
+
+/** `--expires 30d`: a time that long from now. */
+function expiryOption(): Option {
+  return new Option('--expires <duration>', 'lifetime of the credential, such as 30d (default: the server\'s)').argParser((v) => new Date(Date.now() + parseDuration(v)));
+}
+
+/** `devices …` and `credentials …`. */
+export function deviceCommands(program: Command): void {
+  const devices = program.command('devices').description('the device registry');
+
+  pageOptions(
+    devices
+      .command('list')
+      .description('list devices, filtered by labels, status, name prefix or type')
+      .addOption(labelOption('only devices with this label'))
+      .addOption(new Option('--status <status>', 'only devices with this status').choices(Object.keys(STATUS)))
+      .option('--name-prefix <prefix>', 'only devices whose name starts so')
+      .option('--type <type>', 'only devices of this type'),
+  ).action((_o, command: Command) =>
+    run<PageOptions & { label?: Record<string, string>; status?: string; namePrefix?: string; type?: string }>(command, async (connection, options) => {
+      const items = await listPages(options, async (page) => {
+        const res = await connection.call(connection.devices, connection.devices.listDevices, {
+          page,
+          labels: options.label ?? {},
+          status: options.status ? STATUS[options.status] : DeviceStatus.DEVICE_STATUS_UNSPECIFIED,
+          namePrefix: options.namePrefix ?? '',
+          type: options.type ?? '',
+        });
+        return { items: res.devices, nextPageToken: res.page?.nextPageToken ?? '' };
+      });
+      printList(options.output, deviceListView, items);
+    }),
+  );
+
+  devices
+    .command('get')
+    .description('show one device')
+    .argument('<id>', 'device id')
+    .action((id: string, _o, command: Command) =>
+      run(command, async (connection, options) => {
+        const res = await connection.call(connection.devices, connection.devices.getDevice, { id });
+        printOne(options.output, deviceView, res.device!);
+      }),
+    );
+
+  devices
+    .command('create')
+    .description('register a device (then `iotctl credentials issue <id>` gives it a credential)')
+    .requiredOption('--name <name>', 'display name')
+    .option('--id <id>', 'device id (lower-case letters, digits, - and _; server-assigned when missing)')
+    .option('--type <type>', 'model or kind, such as weather-station', '')
+    .addOption(labelOption('a label'))
+    .action((_o, command: Command) =>
+      run<{ name: string; id?: string; type: string; label?: Record<string, string> }>(command, async (connection, options) => {
+        const device = Device.fromPartial({ id: options.id ?? '', name: options.name, type: options.type, labels: options.label ?? {} });
+        const res = await connection.call(connection.devices, connection.devices.createDevice, { device });
+        printOne(options.output, deviceView, res.device!);
+      }),
+    );
+
+  devices
+    .command('update')
+    .description('change a device\'s name, type or labels (only what is given; --label replaces all labels)')
+    .argument('<id>', 'device id')
+    .option('--name <name>', 'new display name')
+    .option('--type <type>', 'new type')
+    .addOption(labelOption('the new labels, replacing the old ones'))
+    .option('--clear-labels', 'remove every label')
+    .action((id: string, _o, command: Command) =>
+      run<{ name?: string; type?: string; label?: Record<string, string>; clearLabels?: boolean }>(command, async (connection, options) => {
+        if (options.label && options.clearLabels) throw new UsageError('--label and --clear-labels exclude each other');
+        const updateMask = [
+          ...(options.name !== undefined ? ['name'] : []),
+          ...(options.type !== undefined ? ['type'] : []),
+          ...(options.label || options.clearLabels ? ['labels'] : []),
+        ];
+        if (updateMask.length === 0) throw new UsageError('nothing to update: give --name, --type, --label or --clear-labels');
+        const device = Device.fromPartial({ id, name: options.name ?? '', type: options.type ?? '', labels: options.label ?? {} });
+        const res = await connection.call(connection.devices, connection.devices.updateDevice, { device, updateMask });
+        printOne(options.output, deviceView, res.device!);
+      }),
+    );
+
+  devices
+    .command('delete')
+    .description('delete a device (its credential stops working)')
+    .argument('<id>', 'device id')
+    .action((id: string, _o, command: Command) =>
+      run(command, async (connection, options) => {
+        await connection.call(connection.devices, connection.devices.deleteDevice, { id });
+        printDone(options.output, `deleted device ${id}`, { deleted: id });
+      }),
+    );
+
+  const credentials = program.command('credentials').description('a device\'s NATS/MQTT credential (the token is shown once)');
+
+  credentials
+    .command('issue')
+    .description('issue a device its credential')
+    .argument('<device-id>', 'device id')
+    .addOption(expiryOption())
+    .action((deviceId: string, _o, command: Command) =>
+      run<{ expires?: Date }>(command, async (connection, options) => {
+        const res = await connection.call(connection.credentials, connection.credentials.issueCredential, { deviceId, expireTime: options.expires });
+        printOne(options.output, credentialView, res.credential!);
+      }),
+    );
+
+  credentials
+    .command('rotate')
+    .description('replace a device\'s credential (the old one is revoked)')
+    .argument('<device-id>', 'device id')
+    .addOption(expiryOption())
+    .action((deviceId: string, _o, command: Command) =>
+      run<{ expires?: Date }>(command, async (connection, options) => {
+        const res = await connection.call(connection.credentials, connection.credentials.rotateCredential, { deviceId, expireTime: options.expires });
+        printOne(options.output, credentialView, res.credential!);
+      }),
+    );
+
+  credentials
+    .command('revoke')
+    .description('revoke a device\'s credential (its live connection is dropped)')
+    .argument('<device-id>', 'device id')
+    .action((deviceId: string, _o, command: Command) =>
+      run(command, async (connection, options) => {
+        const res = await connection.call(connection.credentials, connection.credentials.revokeCredential, { deviceId });
+        printOne(options.output, deviceView, res.device!);
+      }),
+    );
+}

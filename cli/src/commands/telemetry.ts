@@ -1,0 +1,254 @@
+import fs from 'node:fs';
+import { Command, Option } from 'commander';
+import { stringify } from 'csv-stringify/sync';
+import { durationToMs, msToDuration } from '@iot-mesh/runtime';
+import { Aggregation, aggregationToJSON, DataPoint, Series, Bucket, StreamLiveResponse, Value } from '../../../gen/ts/iot/monitoring/v1/telemetry';
+import { CliError, UsageError } from '../cli-error';
+import { run } from '../command-context';
+import { EXIT } from '../exit-codes';
+import { formatTime, Out, printList, View } from '../output';
+import { collectLabel, collectList, enumChoices, enumLabel, parseDuration, parsePositiveInt, parseTime } from '../parse';
+
+const AGGREGATION = enumChoices(Aggregation, 'AGGREGATION_');
+
+/** A sample's value as text: the number, `true`/`false`, or the string. */
+export function formatValue(value: Value | undefined): string {
+  if (value?.numberValue !== undefined) return String(value.numberValue);
+  if (value?.boolValue !== undefined) return String(value.boolValue);
+  return value?.stringValue ?? '';
+}
+
+/** How a data point prints. */
+export const pointView: View<DataPoint> = {
+  columns: [
+    { header: 'DEVICE', value: (p) => p.deviceId },
+    { header: 'METRIC', value: (p) => p.metric },
+    { header: 'TIME', value: (p) => formatTime(p.time) },
+    { header: 'VALUE', value: (p) => formatValue(p.value) },
+  ],
+  toJson: (p) => DataPoint.toJSON(p),
+};
+
+/** One bucket of one series, flattened for table and CSV output. */
+interface BucketRow {
+  series: Series;
+  bucket: Bucket;
+}
+
+const bucketView: View<BucketRow> = {
+  columns: [
+    { header: 'METRIC', value: (r) => r.series.metric },
+    { header: 'AGGREGATION', value: (r) => enumLabel(aggregationToJSON(r.series.aggregation), 'AGGREGATION_') },
+    { header: 'START', value: (r) => formatTime(r.bucket.startTime) },
+    { header: 'VALUE', value: (r) => String(r.bucket.value) },
+    { header: 'COUNT', value: (r) => String(r.bucket.count) },
+  ],
+  toJson: (r) => ({ metric: r.series.metric, aggregation: aggregationToJSON(r.series.aggregation), ...(Bucket.toJSON(r.bucket) as object) }),
+};
+
+function timeRangeOptions(command: Command, defaultFrom: string): Command {
+  return command
+    .addOption(new Option('--from <time>', 'start: ISO 8601, now, or a duration ago (24h, 7d)').default(defaultFrom))
+    .addOption(new Option('--to <time>', 'end (exclusive), same forms').default('now'));
+}
+
+function timeRange(options: { from: string; to: string }): { start: Date; end: Date } {
+  const now = Date.now();
+  const parse = (flag: string, v: string) => {
+    try {
+      return parseTime(v, now);
+    } catch (err) {
+      throw new UsageError(`option '${flag}': ${(err as Error).message}`);
+    }
+  };
+  const range = { start: parse('--from', options.from), end: parse('--to', options.to) };
+  if (range.start >= range.end) throw new UsageError('--from must be before --to');
+  return range;
+}
+
+/** One streamed point as a line: NDJSON for json, a CSV row for csv, aligned-enough columns for table. */
+function pointLine(format: string, p: DataPoint): string {
+  if (format === 'json') return JSON.stringify(DataPoint.toJSON(p)) + '\n';
+  const cells = pointView.columns.map((c) => c.value(p));
+  if (format === 'csv') return stringify([cells]);
+  return `${formatTime(p.time).padEnd(24)}  ${p.deviceId.padEnd(20)}  ${p.metric.padEnd(16)}  ${formatValue(p.value)}\n`;
+}
+
+/** Writes to a file or stdout, waiting for drain so memory stays flat however much is exported. */
+class Sink implements Out {
+  private readonly stream: NodeJS.WritableStream;
+  private pending: string[] = [];
+
+  constructor(readonly file: string | undefined) {
+    this.stream = file ? fs.createWriteStream(`${file}.partial`, { mode: 0o644 }) : process.stdout;
+  }
+
+  write(text: string): void {
+    this.pending.push(text);
+  }
+
+  async flush(): Promise<void> {
+    const text = this.pending.join('');
+    this.pending = [];
+    if (text && !this.stream.write(text)) await new Promise((resolve) => this.stream.once('drain', resolve));
+  }
+
+  /** Ends the file and moves it into place, so a half-written export never carries the final name. */
+  async finish(): Promise<void> {
+    await this.flush();
+    if (!this.file) return;
+    await new Promise<void>((resolve, reject) => this.stream.end(() => resolve()).on('error', reject));
+    fs.renameSync(`${this.file}.partial`, this.file);
+  }
+}
+
+/** Progress on stderr: one rewritten line on a terminal, a line every few seconds otherwise. */
+class Progress {
+  private last = 0;
+  constructor(private readonly quiet: boolean) {}
+
+  update(text: string, final = false): void {
+    if (this.quiet) return;
+    if (process.stderr.isTTY) return void process.stderr.write(`\r\x1b[K${text}${final ? '\n' : ''}`);
+    if (!final && Date.now() - this.last < 2000) return;
+    this.last = Date.now();
+    process.stderr.write(`${text}\n`);
+  }
+}
+
+/** `telemetry latest|history|tail` and `export`. */
+export function telemetryCommands(program: Command): void {
+  const telemetry = program.command('telemetry').description('stored and live telemetry');
+
+  telemetry
+    .command('latest')
+    .description('the newest value of each metric of the given devices (all devices when none given, capped at 1000)')
+    .argument('[device-ids...]', 'device ids')
+    .addOption(new Option('--metric <name>', 'only this metric (repeatable, or comma-separated)').argParser(collectList))
+    .action((deviceIds: string[], _o, command: Command) =>
+      run<{ metric?: string[] }>(command, async (connection, options) => {
+        const res = await connection.call(connection.telemetry, connection.telemetry.getLatest, { deviceIds, metrics: options.metric ?? [] });
+        printList(options.output, pointView, res.points);
+      }),
+    );
+
+  timeRangeOptions(
+    telemetry
+      .command('history')
+      .description('one device\'s metrics aggregated into time buckets (empty buckets are left out)')
+      .argument('<device-id>', 'device id')
+      .addOption(new Option('--metric <name>', 'metric (repeatable or comma-separated; at least one)').argParser(collectList).makeOptionMandatory())
+      .addOption(new Option('--bucket <duration>', 'bucket width, such as 5m (default: the server fits --max-points)').argParser(parseDuration))
+      .addOption(new Option('--max-points <n>', 'at most this many buckets per series when --bucket is not given').argParser(parsePositiveInt))
+      .addOption(new Option('--aggregation <name>', `aggregation (repeatable or comma-separated): ${Object.keys(AGGREGATION).join(', ')}; default avg`).argParser(collectList)),
+    '24h',
+  ).action((deviceId: string, _o, command: Command) =>
+    run<{ metric: string[]; bucket?: number; maxPoints?: number; aggregation?: string[]; from: string; to: string }>(command, async (connection, options) => {
+      const aggregations = (options.aggregation ?? []).map((a) => {
+        if (!(a in AGGREGATION)) throw new UsageError(`option '--aggregation': unknown ${JSON.stringify(a)}; one of ${Object.keys(AGGREGATION).join(', ')}`);
+        return AGGREGATION[a];
+      });
+      const res = await connection.call(connection.telemetry, connection.telemetry.queryHistory, {
+        deviceId,
+        metrics: options.metric,
+        timeRange: timeRange(options),
+        bucketWidth: options.bucket !== undefined ? msToDuration(options.bucket) : undefined,
+        maxPoints: options.maxPoints ?? 0,
+        aggregations,
+      });
+      if (options.output !== 'json') process.stderr.write(`bucket width ${(durationToMs(res.bucketWidth) ?? 0) / 1000} s\n`);
+      printList(
+        options.output,
+        bucketView,
+        res.series.flatMap((series) => series.buckets.map((bucket) => ({ series, bucket }))),
+      );
+    }),
+  );
+
+  telemetry
+    .command('tail')
+    .description('print points live as devices send them, until Ctrl-C (or --count points)')
+    .argument('[device-ids...]', 'device ids (all matching --label, or the whole tenant, when none)')
+    .addOption(new Option('--label <key=value>', 'only devices with this label (repeatable)').argParser(collectLabel))
+    .addOption(new Option('--metric <name>', 'only this metric (repeatable or comma-separated)').argParser(collectList))
+    .addOption(new Option('--count <n>', 'stop after this many points').argParser(parsePositiveInt))
+    .action((deviceIds: string[], _o, command: Command) =>
+      run<{ label?: Record<string, string>; metric?: string[]; count?: number }>(command, async (connection, options) => {
+        const stream = await connection.stream(connection.telemetry, connection.telemetry.streamLive, { deviceIds, labels: options.label ?? {}, metrics: options.metric ?? [] });
+        let seen = 0;
+        let stopped = false;
+        const stop = () => {
+          stopped = true;
+          stream.cancel();
+        };
+        process.once('SIGINT', stop);
+        if (options.output === 'csv') process.stdout.write(stringify([pointView.columns.map((c) => c.header)]));
+        else if (options.output === 'table') process.stderr.write('waiting for points (Ctrl-C to stop)\n');
+        try {
+          await new Promise<void>((resolve, reject) => {
+            stream.on('data', (frame: StreamLiveResponse) => {
+              if (frame.droppedPoints > 0n) process.stderr.write(`warning: ${frame.droppedPoints} points dropped (reading too slowly)\n`);
+              for (const point of frame.points) {
+                if (stopped) break;
+                process.stdout.write(pointLine(options.output, point));
+                if (options.count !== undefined && ++seen >= options.count) stop();
+              }
+            });
+            stream.on('error', (err) => (stopped ? resolve() : reject(err)));
+            stream.on('end', () => resolve());
+          });
+        } finally {
+          process.removeListener('SIGINT', stop);
+        }
+      }),
+    );
+
+  timeRangeOptions(
+    program
+      .command('export')
+      .description('write a device\'s raw points to CSV or NDJSON, paging through the store (constant memory); progress on stderr')
+      .argument('<device-id>', 'device id')
+      .addOption(new Option('--metric <name>', 'only this metric (repeatable or comma-separated)').argParser(collectList))
+      .addOption(new Option('--format <format>', 'file format').choices(['csv', 'ndjson']).default('csv'))
+      .option('--file <path>', 'write here (atomically: <path>.partial until done) instead of stdout')
+      .addOption(new Option('--page-size <n>', 'points per request').argParser(parsePositiveInt).default(1000))
+      .option('--quiet', 'no progress on stderr'),
+    '24h',
+  ).action((deviceId: string, _o, command: Command) =>
+    run<{ metric?: string[]; format: 'csv' | 'ndjson'; file?: string; pageSize: number; quiet?: boolean; from: string; to: string }>(command, async (connection, options) => {
+      const range = timeRange(options);
+      const sink = new Sink(options.file);
+      const progress = new Progress(options.quiet === true);
+      let interrupted = false;
+      const interrupt = () => (interrupted = true);
+      process.once('SIGINT', interrupt);
+      let count = 0;
+      try {
+        if (options.format === 'csv') sink.write(stringify([['time', 'device_id', 'metric', 'value']]));
+        let pageToken = '';
+        do {
+          const res = await connection.call(connection.telemetry, connection.telemetry.listPoints, {
+            deviceId,
+            metrics: options.metric ?? [],
+            timeRange: range,
+            page: { pageSize: options.pageSize, pageToken },
+          });
+          for (const p of res.points) {
+            sink.write(options.format === 'csv' ? stringify([[formatTime(p.time), p.deviceId, p.metric, formatValue(p.value)]]) : JSON.stringify(DataPoint.toJSON(p)) + '\n');
+          }
+          await sink.flush();
+          count += res.points.length;
+          pageToken = res.page?.nextPageToken ?? '';
+          progress.update(`exported ${count} points${res.points.length ? ` (up to ${formatTime(res.points[res.points.length - 1].time)})` : ''}`);
+          if (interrupted) {
+            throw new CliError(EXIT.interrupted, `interrupted after ${count} points${options.file ? `; partial output left in ${options.file}.partial` : ''}`);
+          }
+        } while (pageToken);
+        await sink.finish();
+        progress.update(`exported ${count} points${options.file ? ` to ${options.file}` : ''}`, true);
+      } finally {
+        process.removeListener('SIGINT', interrupt);
+      }
+    }),
+  );
+}
