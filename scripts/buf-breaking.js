@@ -1,14 +1,28 @@
 #!/usr/bin/env node
-// `buf breaking` against an earlier commit (default HEAD~1; BUF_BREAKING_AGAINST
-// or the first argument names another ref), offline.
+// `buf breaking` of the working tree's contracts against main's, offline.
 //
-// Why not `buf breaking --against '.git#ref=HEAD~1'`: buf.yaml has a second
-// module, gen/proto-deps (google/api and google/rpc protos copied from the
-// google-proto-files npm package by `npm run generate`), which is never
-// committed, so that git input cannot build. Instead the old commit's buf.yaml
-// and proto/ are extracted to a temporary folder, today's gen/proto-deps (the
-// same third-party files) is placed beside them, the old contracts are built
-// into an image, and today's workspace is checked against that image.
+// What "main's" means (the first that applies):
+//   1. a ref given as the first argument or in BUF_BREAKING_AGAINST;
+//   2. on a branch: the merge base with main (`git merge-base HEAD origin/main`
+//      when the remote exists, else with the local `main`), so everything the
+//      branch changed is checked, however many commits it has;
+//   3. on main itself (a developer's checkout, or CI's clean clone, where the
+//      merge base is HEAD): HEAD when the working tree changes proto/ or
+//      buf.yaml; otherwise the parent of the last commit that touched them, so
+//      the latest contract change is checked (comparing HEAD with itself would
+//      check nothing).
+// It fails when that commit's contracts do not build (a comparison that cannot
+// be made is not a pass), when the named ref does not exist, and in a shallow
+// clone whose history stops before it; it skips only where history has no
+// earlier contracts at all.
+//
+// Why not `buf breaking --against '.git#ref=...'`: buf.yaml has a second
+// module, gen/proto-deps (google/api, google/rpc and grpc protos copied from
+// npm packages by `npm run generate`), which is never committed, so that git
+// input cannot build. Instead the old commit's buf.yaml and proto/ are
+// extracted to a temporary folder, today's gen/proto-deps is placed beside
+// them, the old contracts are built, and today's workspace is checked against
+// them.
 'use strict';
 const { execFileSync, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -17,15 +31,22 @@ const path = require('node:path');
 
 const root = path.resolve(__dirname, '..');
 const buf = require.resolve('@bufbuild/buf/bin/buf');
-const ref = process.argv[2] || process.env.BUF_BREAKING_AGAINST || 'HEAD~1';
+const CONTRACTS = ['buf.yaml', 'proto'];
 
-/** Runs git in the repository; returns stdout, or undefined when git fails. */
+/** Runs git in the repository; returns trimmed stdout, or undefined when git fails. */
 function git(args, options = {}) {
   try {
-    return execFileSync('git', args, { cwd: root, stdio: ['ignore', 'pipe', 'ignore'], ...options });
+    return execFileSync('git', args, { cwd: root, stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 256 * 1024 * 1024, ...options });
   } catch {
     return undefined;
   }
+}
+const gitText = (args) => git(args)?.toString().trim() || undefined;
+const resolveCommit = (ref) => gitText(['rev-parse', '--verify', '--quiet', `${ref}^{commit}`]);
+
+function fail(message) {
+  console.error(`buf breaking: ${message}`);
+  process.exit(1);
 }
 
 function runBuf(args, cwd, stdio = 'inherit') {
@@ -33,38 +54,71 @@ function runBuf(args, cwd, stdio = 'inherit') {
   return result.status ?? 1;
 }
 
-const commit = git(['rev-parse', '--verify', '--quiet', `${ref}^{commit}`])?.toString().trim();
-if (!commit) {
-  console.log(`buf breaking: no commit ${ref} (first commit or shallow clone); skipped`);
-  process.exit(0);
+const shallowHint = () => (gitText(['rev-parse', '--is-shallow-repository']) === 'true' ? ' (shallow clone: run `git fetch --unshallow`)' : '');
+
+/** The commit to compare against and how it was chosen; exits when there is none. */
+function chooseAgainst() {
+  const named = process.argv[2] || process.env.BUF_BREAKING_AGAINST;
+  if (named) {
+    const commit = resolveCommit(named);
+    if (!commit) fail(`no commit ${named}${shallowHint()}`);
+    return { commit, label: named };
+  }
+  const head = resolveCommit('HEAD');
+  if (!head) {
+    console.log('buf breaking: no commit yet; skipped');
+    process.exit(0);
+  }
+  for (const main of ['origin/main', 'main']) {
+    if (!resolveCommit(main)) continue;
+    const base = gitText(['merge-base', 'HEAD', main]);
+    if (!base) fail(`HEAD and ${main} have no merge base${shallowHint()}`);
+    if (base !== head) return { commit: base, label: `the merge base with ${main}` };
+    break;
+  }
+  if (gitText(['status', '--porcelain', '--', ...CONTRACTS])) return { commit: head, label: 'HEAD (the working tree changes the contracts)' };
+  const last = gitText(['log', '-1', '--format=%H', 'HEAD', '--', ...CONTRACTS]);
+  if (!last) {
+    console.log('buf breaking: no commit has contracts yet; skipped');
+    process.exit(0);
+  }
+  const parent = resolveCommit(`${last}^`);
+  if (!parent) {
+    if (shallowHint()) fail(`the parent of ${last.slice(0, 12)}, the last commit touching the contracts, is not in this clone${shallowHint()}`);
+    console.log(`buf breaking: ${last.slice(0, 12)}, the last commit touching the contracts, is the first commit: no earlier contracts; skipped`);
+    process.exit(0);
+  }
+  return { commit: parent, label: `the parent of ${last.slice(0, 12)} (the last commit touching the contracts)` };
 }
+
+const { commit, label } = chooseAgainst();
+const against = `${label} (${commit.slice(0, 12)})`;
 if (!git(['cat-file', '-e', `${commit}:buf.yaml`]) || !git(['cat-file', '-e', `${commit}:proto`])) {
-  console.log(`buf breaking: ${ref} (${commit.slice(0, 12)}) has no buf.yaml and proto/; skipped`);
+  console.log(`buf breaking: ${against} has no buf.yaml and proto/: no earlier contracts; skipped`);
   process.exit(0);
 }
 const deps = path.join(root, 'gen', 'proto-deps');
-if (!fs.existsSync(deps)) {
-  console.error('buf breaking: gen/proto-deps is missing: run `npm run generate` first');
-  process.exit(1);
-}
+if (!fs.existsSync(deps)) fail('gen/proto-deps is missing: run `npm run generate` first');
+
+const archive = git(['archive', '--format=tar', commit, ...CONTRACTS]);
+if (!archive) fail(`cannot read the contracts of ${against}`);
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iot-buf-against-'));
+let status = 1;
 try {
-  const archive = git(['archive', '--format=tar', commit, 'buf.yaml', 'proto'], { maxBuffer: 256 * 1024 * 1024 });
   execFileSync('tar', ['-x', '-C', dir], { input: archive });
   fs.cpSync(deps, path.join(dir, 'gen', 'proto-deps'), { recursive: true });
-  // Old contracts that do not build leave nothing to compare against; that is
-  // not a fault of the current tree, so say so and skip.
-  if (runBuf(['build', '-o', os.devNull], dir, 'ignore') !== 0) {
-    console.log(`buf breaking: the contracts of ${ref} (${commit.slice(0, 12)}) do not build; skipped`);
-    process.exit(0);
+  if (runBuf(['build', '-o', os.devNull], dir) !== 0) {
+    console.error(
+      `buf breaking: the contracts of ${against} do not build (errors above), so nothing was compared. ` +
+        'Name a commit whose contracts build with BUF_BREAKING_AGAINST=<ref> once you know why.',
+    );
+  } else {
+    status = runBuf(['breaking', '--against', dir], root);
+    if (status !== 0) console.error(`buf breaking: proto/ has breaking changes against ${against}; make the change additive`);
+    else console.log(`buf breaking: no breaking changes against ${against}`);
   }
-  const status = runBuf(['breaking', '--against', dir], root);
-  if (status !== 0) {
-    console.error(`buf breaking: proto/ has breaking changes against ${ref} (${commit.slice(0, 12)}); make the change additive`);
-    process.exit(status);
-  }
-  console.log(`buf breaking: no breaking changes against ${ref} (${commit.slice(0, 12)})`);
 } finally {
   fs.rmSync(dir, { recursive: true, force: true });
 }
+process.exit(status);
