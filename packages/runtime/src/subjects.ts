@@ -36,6 +36,34 @@ export function eventSubject(tenantId: string, ...topic: string[]): string {
   return `iot.${token('tenant', tenantId)}.evt.${topic.join('.')}`;
 }
 
+/** What an alert event is called on NATS: `iot.<tenant>.evt.alert.<kind>`. */
+export type AlertEventKind = 'raised' | 'resolved' | 'acknowledged';
+
+/** Subject of one alert event (body: binary Protobuf `iot.monitoring.v1.Alert`). */
+export function alertEventSubject(tenantId: string, kind: AlertEventKind): string {
+  return eventSubject(tenantId, 'alert', kind);
+}
+
+/** Wildcard of every alert event of one tenant. */
+export function alertEventsOf(tenantId: string): string {
+  return `${eventSubject(tenantId, 'alert')}.*`;
+}
+
+/** Subject telling every monitoring replica that a tenant's alert rules changed (body: empty, i.e. `google.protobuf.Empty`). */
+export function alertRulesChangedSubject(tenantId: string): string {
+  return eventSubject(tenantId, 'alert_rule', 'changed');
+}
+
+/** Wildcard of every tenant's alert-rules-changed notice. */
+export const ALL_ALERT_RULES_CHANGED = 'iot.*.evt.alert_rule.changed';
+
+/** The tenant of a domain-event subject (`iot.<tenant>.evt.…`); undefined when the subject is not one. */
+export function eventSubjectTenant(subject: string): string | undefined {
+  const parts = subject.split('.');
+  if (parts.length < 4 || parts[0] !== 'iot' || parts[2] !== 'evt' || !isSubjectToken(parts[1])) return undefined;
+  return parts[1];
+}
+
 /** Subject of the telemetry dead-letter queue of a tenant (or of unparseable subjects, `_`). */
 export function deadLetterSubject(tenantId: string | undefined): string {
   return `iot.${tenantId && isSubjectToken(tenantId) ? tenantId : '_'}.dlq.tel`;

@@ -1,8 +1,26 @@
 import { z } from 'zod';
-import { env } from '@iot-mesh/runtime';
-import { parseTenantRetention } from './retention';
+import { ConfigOf, env, isSubjectToken } from '@iot-mesh/runtime';
+import type { RetentionPolicy } from './domain/retention';
+import type { IngestLimits } from './events/telemetry-decoder';
+import type { TelemetryStreamOptions, WriterConsumerOptions } from './events/telemetry-stream';
+import type { WriterOptions } from './events/telemetry-writer';
 
 const DAY_MS = 86_400_000;
+
+/**
+ * Parses `TELEMETRY_TENANT_RETENTION_DAYS`: `tenantA=7,tenantB=14`. Returns
+ * the problem as a string when the value is not of that form.
+ */
+export function parseTenantRetention(value: string | undefined): Map<string, number> | string {
+  const out = new Map<string, number>();
+  if (!value) return out;
+  for (const part of value.split(',')) {
+    const m = /^\s*([^=\s]+)\s*=\s*(\d+)\s*$/.exec(part);
+    if (!m || !isSubjectToken(m[1]) || Number(m[2]) < 1) return `"${part.trim()}" is not <tenant>=<days> with days ≥ 1`;
+    out.set(m[1], Number(m[2]));
+  }
+  return out;
+}
 
 /** The monitoring service's own environment variables (documented in the README's Telemetry section). */
 export const monitoringEnv = {
@@ -57,3 +75,53 @@ export const monitoringEnv = {
   /** How often no-data alert rules are checked. */
   ALERT_CHECK_INTERVAL_MS: env.positiveInt(1000),
 };
+
+/** The monitoring service's configuration, as loaded and validated. */
+export type MonitoringConfig = ConfigOf<typeof monitoringEnv>;
+
+/** What a telemetry payload must respect. */
+export function ingestLimits(config: MonitoringConfig): IngestLimits {
+  return {
+    maxPayloadBytes: config.INGEST_MAX_PAYLOAD_BYTES,
+    maxPoints: config.INGEST_MAX_POINTS,
+    maxFutureMs: config.INGEST_MAX_FUTURE_MS,
+    maxPastMs: config.INGEST_MAX_PAST_MS,
+  };
+}
+
+/** How long telemetry is kept. */
+export function retentionPolicy(config: MonitoringConfig): RetentionPolicy {
+  return {
+    globalDays: config.TELEMETRY_RETENTION_DAYS,
+    perTenant: parseTenantRetention(config.TELEMETRY_TENANT_RETENTION_DAYS) as Map<string, number>,
+    partitionsAheadDays: config.TELEMETRY_PARTITIONS_AHEAD_DAYS,
+  };
+}
+
+/** How the telemetry stream is kept. */
+export function telemetryStreamOptions(config: MonitoringConfig): TelemetryStreamOptions {
+  return {
+    name: config.TELEMETRY_STREAM,
+    maxBytes: config.TELEMETRY_STREAM_MAX_BYTES,
+    maxAgeMs: config.TELEMETRY_STREAM_MAX_AGE_MS,
+    duplicateWindowMs: config.TELEMETRY_DUPLICATE_WINDOW_MS,
+    replicas: config.TELEMETRY_STREAM_REPLICAS,
+  };
+}
+
+/** The writers' shared durable consumer. */
+export function writerConsumerOptions(config: MonitoringConfig): WriterConsumerOptions {
+  return { stream: config.TELEMETRY_STREAM, durable: config.WRITER_CONSUMER, ackWaitMs: config.WRITER_ACK_WAIT_MS, maxAckPending: config.WRITER_MAX_ACK_PENDING };
+}
+
+/** How the writer batches and retries. */
+export function writerOptions(config: MonitoringConfig): WriterOptions {
+  return {
+    stream: config.TELEMETRY_STREAM,
+    durable: config.WRITER_CONSUMER,
+    batchMax: config.WRITER_BATCH_MAX,
+    batchWaitMs: config.WRITER_BATCH_WAIT_MS,
+    ackWaitMs: config.WRITER_ACK_WAIT_MS,
+    maxBackoffMs: config.WRITER_MAX_BACKOFF_MS,
+  };
+}

@@ -1,8 +1,8 @@
 import mqtt from 'mqtt';
 import { Msg } from 'nats';
 import { deadLetterSubject, deviceSubject } from '@iot-mesh/runtime';
-import { DEAD_LETTER_HEADERS } from '../src/ingest/dead-letters';
-import { DeadLetterReason } from '../src/ingest/decode';
+import { DEAD_LETTER_HEADERS } from '../src/events/dead-letters';
+import { DeadLetterReason } from '../src/events/telemetry-decoder';
 import { eventually, jsonPayload, MonitoringWorld, newTenant, protobufPayload, startWorld } from './harness';
 
 jest.setTimeout(60_000);

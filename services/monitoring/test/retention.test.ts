@@ -1,6 +1,6 @@
 import { ConfigError, createLogger, loadConfig, Pool } from '@iot-mesh/runtime';
-import { monitoringEnv } from '../src/config';
-import { applyRetention, parseTenantRetention } from '../src/retention';
+import { monitoringEnv, parseTenantRetention } from '../src/config';
+import { applyRetention } from '../src/domain/retention';
 import { PostgresTelemetryStore } from '../src/store/postgres-store';
 import { PointRow } from '../src/store/telemetry-store';
 import { migratedDatabase } from './helpers';

@@ -1,27 +1,11 @@
-import type { NatsConnection, Subscription } from 'nats';
 import { Alert, AlertRule, Comparison } from '../../../../gen/ts/iot/monitoring/v1/alerts';
-import { eventSubject, Logger, parseDeviceSubject } from '@iot-mesh/runtime';
-import { decodeTelemetry, IngestLimits } from '../ingest/decode';
-import { DeviceDirectory, labelsMatch } from '../ingest/device-directory';
+import { AlertEventKind, durationToMs, Logger } from '@iot-mesh/runtime';
+import type { AlertRepository } from '../store/alert-store';
 import type { PointRow } from '../store/telemetry-store';
-import { AlertStore } from './alert-store';
+import { KnownDevices, labelsMatch, TelemetryMessage } from './telemetry';
 
-/** Subject telling every replica that a tenant's rules changed. */
-export function rulesChangedSubject(tenantId: string): string {
-  return eventSubject(tenantId, 'alert_rule', 'changed');
-}
-
-/** What an alert event is called on NATS: `iot.<tenant>.evt.alert.<kind>`. */
-export type AlertEventKind = 'raised' | 'resolved' | 'acknowledged';
-
-/** Publishes an alert event; the body is the binary Protobuf `iot.monitoring.v1.Alert`. */
-export function publishAlertEvent(nc: NatsConnection, kind: AlertEventKind, alert: Alert): void {
-  nc.publish(eventSubject(alert.tenantId, 'alert', kind), Alert.encode(alert).finish());
-}
-
-function durationMs(d: { seconds: bigint; nanos: number } | undefined): number {
-  return d ? Number(d.seconds) * 1000 + Math.floor(d.nanos / 1e6) : 0;
-}
+/** Where alert changes go (published as alert events); called only by whoever actually changed the alert. */
+export type AlertChanges = (kind: AlertEventKind, alert: Alert) => void;
 
 const SYMBOL: Record<number, string> = {
   [Comparison.COMPARISON_GREATER_THAN]: '>',
@@ -69,7 +53,7 @@ interface SeriesState {
 }
 
 /**
- * Evaluates alert rules against telemetry as it arrives on core NATS.
+ * Evaluates alert rules against telemetry as the fan-out hands it over.
  * Threshold rules use device time: the condition must hold across samples
  * spanning at least `duration`, and resolves once the value is back past
  * the threshold by `hysteresis`. No-data rules use wall-clock time since the
@@ -81,37 +65,50 @@ export class AlertEvaluator {
   private rules = new Map<string, AlertRule[]>();
   private readonly state = new Map<string, SeriesState>();
   private readonly lastSeen = new Map<string, number>();
-  private readonly subscriptions: Subscription[] = [];
   private chain: Promise<void> = Promise.resolve();
   private timer?: NodeJS.Timeout;
   private readonly startedAt = Date.now();
+  /** Reloads queued and not yet done: until then any tenant may have rules. */
+  private pendingReloads = 0;
 
   constructor(
-    private readonly nc: NatsConnection,
-    private readonly store: AlertStore,
-    private readonly directory: DeviceDirectory,
-    private readonly limits: IngestLimits,
+    private readonly store: AlertRepository,
+    private readonly devices: KnownDevices,
+    private readonly changes: AlertChanges,
     private readonly checkIntervalMs: number,
     private readonly log: Logger,
   ) {}
 
+  /** Loads the rules and open alerts, and starts checking no-data rules. */
   async start(): Promise<void> {
     await this.reload();
     for (const alert of await this.store.openAlerts()) this.series(alert.ruleId, alert.deviceId).open = true;
-    this.subscriptions.push(
-      this.nc.subscribe('iot.*.dev.*.tel', { callback: (err, msg) => !err && this.enqueue(() => this.onTelemetry(msg.subject, msg.data)) }),
-      this.nc.subscribe('iot.*.evt.alert_rule.changed', {
-        callback: (err, msg) => !err && this.enqueue(() => this.reload(msg.subject.split('.')[1])),
-      }),
-    );
-    await this.nc.flush();
     this.timer = setInterval(() => this.enqueue(() => this.checkNoData()), this.checkIntervalMs);
     this.timer.unref();
   }
 
+  /** Stops checking. */
   stop(): void {
     clearInterval(this.timer);
-    for (const s of this.subscriptions) s.unsubscribe();
+  }
+
+  /** True when the tenant has enabled rules: only then is its telemetry decoded for evaluation. */
+  wants(tenantId: string): boolean {
+    return this.pendingReloads > 0 || (this.rules.get(tenantId)?.length ?? 0) > 0;
+  }
+
+  /** Takes a message as the fan-out decodes it; evaluated in arrival order, after what came before. */
+  receive(decoded: Promise<TelemetryMessage | undefined>): void {
+    this.enqueue(async () => {
+      const message = await decoded;
+      if (message) await this.onTelemetry(message);
+    });
+  }
+
+  /** Reloads one tenant's rules after another replica changed them, in turn with evaluation. */
+  rulesChanged(tenantId: string): void {
+    this.pendingReloads++;
+    this.enqueue(() => this.reload(tenantId).finally(() => this.pendingReloads--));
   }
 
   /** Serialises evaluation so samples are judged in arrival order. */
@@ -119,9 +116,8 @@ export class AlertEvaluator {
     this.chain = this.chain.then(task).catch((err: Error) => this.log.warn({ err: err.message }, 'alert evaluation failed'));
   }
 
-  /** Waits until everything received so far has been evaluated. */
+  /** Waits until everything handed over so far has been evaluated. */
   async idle(): Promise<void> {
-    await this.nc.flush();
     await this.chain;
   }
 
@@ -146,17 +142,14 @@ export class AlertEvaluator {
 
   private applies(rule: AlertRule, deviceId: string, tenantId: string): boolean {
     if (rule.deviceIds.length > 0) return rule.deviceIds.includes(deviceId);
-    return labelsMatch(rule.labels, this.directory.get(tenantId, deviceId)?.labels);
+    return labelsMatch(rule.labels, this.devices.get(tenantId, deviceId)?.labels);
   }
 
-  private async onTelemetry(subject: string, data: Uint8Array): Promise<void> {
-    const parsed = parseDeviceSubject(subject);
-    const rules = parsed && this.rules.get(parsed.tenantId);
-    if (!parsed || !rules || rules.length === 0) return;
-    const decoded = await decodeTelemetry({ subject, data, receivedAt: new Date() }, this.limits, this.directory);
-    if (!decoded.ok) return;
+  private async onTelemetry(message: TelemetryMessage): Promise<void> {
+    const rules = this.rules.get(message.tenantId);
+    if (!rules || rules.length === 0) return;
     const now = Date.now();
-    for (const row of decoded.rows) {
+    for (const row of message.rows) {
       this.lastSeen.set(`${row.tenantId}/${row.deviceId}/${row.metric}`, now);
       for (const rule of rules) {
         if (rule.metric !== row.metric || !this.applies(rule, row.deviceId, row.tenantId)) continue;
@@ -184,11 +177,11 @@ export class AlertEvaluator {
       return;
     }
     s.pendingSince ??= t;
-    if (t - s.pendingSince < durationMs(c.duration)) return;
+    if (t - s.pendingSince < (durationToMs(c.duration) ?? 0)) return;
     const message = `${rule.metric} ${SYMBOL[c.comparison]} ${c.threshold} (value ${value}) on ${row.deviceId}`;
     s.open = true;
     const alert = await this.store.raise(rule, row.deviceId, value, message, row.time);
-    if (alert) publishAlertEvent(this.nc, 'raised', alert);
+    if (alert) this.changes('raised', alert);
   }
 
   private async resolve(rule: AlertRule, deviceId: string, time: Date): Promise<void> {
@@ -196,7 +189,7 @@ export class AlertEvaluator {
     if (!s.open) return;
     s.open = false;
     const alert = await this.store.resolve(rule.id, deviceId, time);
-    if (alert) publishAlertEvent(this.nc, 'resolved', alert);
+    if (alert) this.changes('resolved', alert);
   }
 
   private async checkNoData(): Promise<void> {
@@ -204,8 +197,8 @@ export class AlertEvaluator {
     for (const [tenantId, rules] of this.rules) {
       for (const rule of rules) {
         if (!rule.noData) continue;
-        const timeout = durationMs(rule.noData.timeout);
-        const devices = rule.deviceIds.length > 0 ? rule.deviceIds : this.directory.devicesOf(tenantId).filter((d) => labelsMatch(rule.labels, d.labels)).map((d) => d.deviceId);
+        const timeout = durationToMs(rule.noData.timeout) ?? 0;
+        const devices = rule.deviceIds.length > 0 ? rule.deviceIds : this.devices.devicesOf(tenantId).filter((d) => labelsMatch(rule.labels, d.labels)).map((d) => d.deviceId);
         const baseline = Math.max(this.startedAt, rule.updateTime?.getTime() ?? 0);
         for (const deviceId of devices) {
           const s = this.series(rule.id, deviceId);
@@ -214,7 +207,7 @@ export class AlertEvaluator {
           if (now - Math.max(last, baseline) < timeout) continue;
           s.open = true;
           const alert = await this.store.raise(rule, deviceId, undefined, `no ${rule.metric} from ${deviceId} for ${Math.round(timeout / 1000)} s`, new Date(now));
-          if (alert) publishAlertEvent(this.nc, 'raised', alert);
+          if (alert) this.changes('raised', alert);
         }
       }
     }

@@ -1,9 +1,5 @@
-import type { NatsConnection, Subscription } from 'nats';
 import type { DataPoint } from '../../../../gen/ts/iot/monitoring/v1/telemetry';
-import type { Logger } from '@iot-mesh/runtime';
-import { decodeTelemetry, IngestLimits } from '../ingest/decode';
-import { DeviceDirectory, labelsMatch } from '../ingest/device-directory';
-import { toDataPoint } from '../points';
+import { KnownDevices, labelsMatch, TelemetryMessage, toDataPoint } from './telemetry';
 
 /** What a live client asked for. */
 export interface LiveFilter {
@@ -14,14 +10,14 @@ export interface LiveFilter {
   metrics: Set<string>;
 }
 
-/** Counters of live streaming, for the metrics layer. */
-export class LiveStats {
-  openStreams = 0;
-  framesSent = 0;
-  pointsDropped = 0;
-  onFrame?: () => void;
-  onDropped?: (points: number) => void;
-  onStreams?: (open: number) => void;
+/** Told what live streaming does, for whoever counts it (the metrics layer). */
+export interface LiveObserver {
+  /** A frame was taken for sending. */
+  frameSent(): void;
+  /** Points were pushed out of a slow client's buffer. */
+  droppedPoints(points: number): void;
+  /** The number of open live streams changed. */
+  streamsOpen(open: number): void;
 }
 
 /**
@@ -33,22 +29,23 @@ export class LiveClient {
   private buffer: DataPoint[] = [];
   private dropped = 0;
   private waiter?: () => void;
+  /** True once the stream ended. */
   closed = false;
 
   constructor(
     readonly tenantId: string,
     readonly filter: LiveFilter,
     private readonly capacity: number,
-    private readonly stats: LiveStats,
+    private readonly observer: LiveObserver,
     private readonly onClose: (client: LiveClient) => void,
   ) {}
 
+  /** Buffers one point for the next frame. */
   push(point: DataPoint): void {
     if (this.buffer.length >= this.capacity) {
       this.buffer.shift();
       this.dropped++;
-      this.stats.pointsDropped++;
-      this.stats.onDropped?.(1);
+      this.observer.droppedPoints(1);
     }
     this.buffer.push(point);
     this.waiter?.();
@@ -73,9 +70,11 @@ export class LiveClient {
     const frame = { points: this.buffer, droppedPoints: BigInt(this.dropped) };
     this.buffer = [];
     this.dropped = 0;
+    this.observer.frameSent();
     return frame;
   }
 
+  /** Ends the client: it receives nothing more. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -84,80 +83,65 @@ export class LiveClient {
 }
 
 /**
- * Fans telemetry out to live clients straight from core NATS (never waiting
- * for the database): one subscription per tenant that has clients, shared by
- * all of them, validated like the writer does so rejected data never shows.
+ * Fans validated telemetry out to live clients, per tenant, filtered by
+ * device, labels and metric. It is handed each message as soon as it is
+ * decoded (never after the database), and holds no connection of its own.
  */
 export class LiveHub {
-  private readonly tenants = new Map<string, { subscription: Subscription; clients: Set<LiveClient> }>();
+  private readonly tenants = new Map<string, Set<LiveClient>>();
+  private open_ = 0;
 
   constructor(
-    private readonly nc: NatsConnection,
-    private readonly directory: DeviceDirectory,
-    private readonly limits: IngestLimits,
+    private readonly devices: KnownDevices,
     private readonly capacity: number,
-    readonly stats: LiveStats,
-    private readonly log: Logger,
+    private readonly observer: LiveObserver,
   ) {}
 
   /** Registers a client; call `close()` on it when the stream ends. */
   open(tenantId: string, filter: LiveFilter): LiveClient {
-    let tenant = this.tenants.get(tenantId);
-    if (!tenant) {
-      const clients = new Set<LiveClient>();
-      const subscription = this.nc.subscribe(`iot.${tenantId}.dev.*.tel`, {
-        callback: (err, msg) => {
-          if (err) return;
-          void this.deliver(clients, msg.subject, msg.data);
-        },
-      });
-      tenant = { subscription, clients };
-      this.tenants.set(tenantId, tenant);
-    }
-    const client = new LiveClient(tenantId, filter, this.capacity, this.stats, (c) => this.remove(c));
-    tenant.clients.add(client);
-    this.stats.openStreams++;
-    this.stats.onStreams?.(this.stats.openStreams);
+    let clients = this.tenants.get(tenantId);
+    if (!clients) this.tenants.set(tenantId, (clients = new Set()));
+    const client = new LiveClient(tenantId, filter, this.capacity, this.observer, (c) => this.remove(c));
+    clients.add(client);
+    this.observer.streamsOpen(++this.open_);
     return client;
   }
 
-  /** Resolves once the subscriptions opened so far are known to the server. */
-  async flush(): Promise<void> {
-    await this.nc.flush();
+  /** True while some client watches the tenant: telemetry of other tenants need not be decoded for live. */
+  wants(tenantId: string): boolean {
+    return this.tenants.has(tenantId);
+  }
+
+  /** Takes a message as the fan-out decodes it: delivered the moment it is decoded, in no queue. */
+  receive(decoded: Promise<TelemetryMessage | undefined>): void {
+    void decoded.then((message) => message && this.deliver(message));
+  }
+
+  /** Pushes a message's points to every client whose filter they pass. */
+  deliver(message: TelemetryMessage): void {
+    const clients = this.tenants.get(message.tenantId);
+    if (!clients) return;
+    const labels = this.devices.get(message.tenantId, message.deviceId)?.labels;
+    for (const client of clients) {
+      const f = client.filter;
+      if (f.deviceIds.size > 0 ? !f.deviceIds.has(message.deviceId) : !labelsMatch(f.labels, labels)) continue;
+      for (const row of message.rows) {
+        if (f.metrics.size > 0 && !f.metrics.has(row.metric)) continue;
+        client.push(toDataPoint(row));
+      }
+    }
   }
 
   private remove(client: LiveClient): void {
-    const tenant = this.tenants.get(client.tenantId);
-    this.stats.openStreams--;
-    this.stats.onStreams?.(this.stats.openStreams);
-    if (!tenant) return;
-    tenant.clients.delete(client);
-    if (tenant.clients.size === 0) {
-      tenant.subscription.unsubscribe();
-      this.tenants.delete(client.tenantId);
-    }
+    this.observer.streamsOpen(--this.open_);
+    const clients = this.tenants.get(client.tenantId);
+    if (!clients) return;
+    clients.delete(client);
+    if (clients.size === 0) this.tenants.delete(client.tenantId);
   }
 
-  private async deliver(clients: Set<LiveClient>, subject: string, data: Uint8Array): Promise<void> {
-    try {
-      const decoded = await decodeTelemetry({ subject, data, receivedAt: new Date() }, this.limits, this.directory);
-      if (!decoded.ok) return;
-      const labels = this.directory.get(decoded.tenantId, decoded.deviceId)?.labels;
-      for (const client of clients) {
-        const f = client.filter;
-        if (f.deviceIds.size > 0 ? !f.deviceIds.has(decoded.deviceId) : !labelsMatch(f.labels, labels)) continue;
-        for (const row of decoded.rows) {
-          if (f.metrics.size > 0 && !f.metrics.has(row.metric)) continue;
-          client.push(toDataPoint(row));
-        }
-      }
-    } catch (err) {
-      this.log.debug({ err: (err as Error).message }, 'live delivery skipped a message');
-    }
-  }
-
+  /** Forgets every client (at shutdown). */
   stop(): void {
-    for (const tenant of this.tenants.values()) tenant.subscription.unsubscribe();
     this.tenants.clear();
   }
 }

@@ -1,22 +1,7 @@
-import { isSubjectToken, Logger } from '@iot-mesh/runtime';
-import type { TelemetryStore } from './store/telemetry-store';
+import type { Logger } from '@iot-mesh/runtime';
+import type { TelemetryStore } from '../store/telemetry-store';
 
 const DAY_MS = 86_400_000;
-
-/**
- * Parses `TELEMETRY_TENANT_RETENTION_DAYS`: `tenantA=7,tenantB=14`. Returns
- * the problem as a string when the value is not of that form.
- */
-export function parseTenantRetention(value: string | undefined): Map<string, number> | string {
-  const out = new Map<string, number>();
-  if (!value) return out;
-  for (const part of value.split(',')) {
-    const m = /^\s*([^=\s]+)\s*=\s*(\d+)\s*$/.exec(part);
-    if (!m || !isSubjectToken(m[1]) || Number(m[2]) < 1) return `"${part.trim()}" is not <tenant>=<days> with days ≥ 1`;
-    out.set(m[1], Number(m[2]));
-  }
-  return out;
-}
 
 /**
  * Applies retention once: whole partitions older than the global retention
@@ -32,4 +17,21 @@ export async function applyRetention(store: TelemetryStore, now: number, globalD
     const deleted = await store.deleteTenantBefore(tenantId, new Date(now - days * DAY_MS));
     if (deleted > 0) log.info({ tenantId, deleted, days }, 'tenant retention deleted old telemetry');
   }
+}
+
+/** How telemetry is kept: global and per-tenant retention, partitions prepared ahead. */
+export interface RetentionPolicy {
+  globalDays: number;
+  perTenant: Map<string, number>;
+  /** Days of partitions created ahead of time (stores that partition). */
+  partitionsAheadDays: number;
+}
+
+/**
+ * One round of upkeep: partitions from yesterday to `partitionsAheadDays`
+ * ahead exist (where the store partitions), and retention is applied.
+ */
+export async function maintainTelemetry(store: TelemetryStore, now: number, policy: RetentionPolicy, log: Logger): Promise<void> {
+  await store.ensurePartitions?.(new Date(now - DAY_MS), new Date(now + policy.partitionsAheadDays * DAY_MS));
+  await applyRetention(store, now, policy.globalDays, policy.perTenant, log);
 }

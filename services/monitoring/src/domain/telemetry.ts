@@ -1,5 +1,60 @@
-import type { DataPoint, Value } from '../../../gen/ts/iot/monitoring/v1/telemetry';
-import type { SampleValue, StoredPoint } from './store/telemetry-store';
+import { Aggregation, DataPoint, Series, Value } from '../../../../gen/ts/iot/monitoring/v1/telemetry';
+import type { AggregationKind, PointCursor, PointRow, SampleValue, StoredPoint, TelemetryStore } from '../store/telemetry-store';
+
+/** Metric names: letters, digits, '_', '.', '-', at most 128 characters. */
+export const METRIC_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
+
+/** Most devices one GetLatest names (and most values it returns). */
+export const LATEST_LIMIT = 1000;
+/** Most metrics one query names. */
+export const MAX_METRICS = 50;
+/** Most buckets one QueryHistory answer holds. */
+export const MAX_BUCKETS = 10_000;
+/** Buckets of a QueryHistory that names neither bucket width nor max points. */
+const DEFAULT_MAX_POINTS = 1000;
+/** The time range of a query that names none ends now and spans a day. */
+export const DEFAULT_RANGE_MS = 86_400_000;
+
+/** The aggregations QueryHistory supports, as the store computes them. */
+export const AGGREGATIONS: Partial<Record<Aggregation, AggregationKind>> = {
+  [Aggregation.AGGREGATION_MIN]: 'min',
+  [Aggregation.AGGREGATION_MAX]: 'max',
+  [Aggregation.AGGREGATION_AVG]: 'avg',
+  [Aggregation.AGGREGATION_SUM]: 'sum',
+  [Aggregation.AGGREGATION_COUNT]: 'count',
+  [Aggregation.AGGREGATION_LAST]: 'last',
+};
+
+/** One validated telemetry message: its device and its points as rows. */
+export interface TelemetryMessage {
+  tenantId: string;
+  deviceId: string;
+  messageId: string;
+  rows: PointRow[];
+}
+
+/** A device as monitoring knows it from the device directory. */
+export interface KnownDevice {
+  tenantId: string;
+  deviceId: string;
+  labels: Record<string, string>;
+  /** Its credentials are revoked: its telemetry is refused. */
+  revoked: boolean;
+}
+
+/** The devices monitoring knows of, in memory (the device directory view). */
+export interface KnownDevices {
+  /** The device, if it is known right now. */
+  get(tenantId: string, deviceId: string): KnownDevice | undefined;
+  /** Every known device of a tenant. */
+  devicesOf(tenantId: string): KnownDevice[];
+}
+
+/** True when every label of `selector` is on the device with the same value. */
+export function labelsMatch(selector: Record<string, string>, labels: Record<string, string> | undefined): boolean {
+  for (const [k, v] of Object.entries(selector)) if (labels?.[k] !== v) return false;
+  return true;
+}
 
 /** A stored or live sample's value as the API's `Value`. */
 export function toValue(value: SampleValue): Value {
@@ -11,4 +66,92 @@ export function toValue(value: SampleValue): Value {
 /** A sample as the API's `DataPoint`. */
 export function toDataPoint(point: Pick<StoredPoint, 'deviceId' | 'metric' | 'time' | 'value'>): DataPoint {
   return { deviceId: point.deviceId, metric: point.metric, time: point.time, value: toValue(point.value) };
+}
+
+/** A QueryHistory as the domain takes it (already validated). */
+export interface HistoryRequest {
+  tenantId: string;
+  deviceId: string;
+  metrics: string[];
+  start: Date;
+  end: Date;
+  /** A fixed bucket width; unset: the range divided into `maxPoints` buckets. */
+  bucketWidthMs?: number;
+  /** 0: the default (1,000). */
+  maxPoints: number;
+  /** Empty: average. */
+  aggregations: Aggregation[];
+}
+
+/** How a history query is bucketed. */
+export interface BucketPlan {
+  bucketMs: number;
+  /** Bucket starts are origin + k × bucketMs. */
+  origin: Date;
+}
+
+/**
+ * Chooses the buckets of a history query. An explicit width aligns to whole
+ * multiples of it (minutes on the minute); otherwise the range is cut into at
+ * most `maxPoints` buckets aligned to its start.
+ */
+export function planBuckets(start: Date, end: Date, bucketWidthMs: number | undefined, maxPoints: number): BucketPlan {
+  if (bucketWidthMs !== undefined) return { bucketMs: Math.max(1, bucketWidthMs), origin: new Date(0) };
+  const span = end.getTime() - start.getTime();
+  return { bucketMs: Math.max(1, Math.ceil(span / (maxPoints || DEFAULT_MAX_POINTS))), origin: start };
+}
+
+/** A page of raw points and where the next one starts. */
+export interface PointsResult {
+  points: DataPoint[];
+  next?: PointCursor;
+}
+
+/**
+ * Telemetry reads: latest values, bucketed history and raw points, each
+ * scoped to one tenant. Requests arrive validated; this decides how they are
+ * answered from the store and shapes the answers.
+ */
+export class TelemetryQueries {
+  constructor(private readonly store: TelemetryStore) {}
+
+  /** Newest value per device and metric (empty lists mean all). */
+  async latest(tenantId: string, deviceIds: string[], metrics: string[]): Promise<DataPoint[]> {
+    const points = await this.store.latest(tenantId, deviceIds, metrics, LATEST_LIMIT);
+    return points.map(toDataPoint);
+  }
+
+  /** One series per metric and requested aggregation, and the bucket width used. */
+  async history(request: HistoryRequest): Promise<{ series: Series[]; bucketWidthMs: number }> {
+    const { bucketMs, origin } = planBuckets(request.start, request.end, request.bucketWidthMs, request.maxPoints);
+    const requested = request.aggregations.length > 0 ? request.aggregations : [Aggregation.AGGREGATION_AVG];
+    const kinds = requested.map((a) => {
+      const kind = AGGREGATIONS[a];
+      if (!kind) throw new Error(`aggregation ${a} is not supported`);
+      return kind;
+    });
+    const result = await this.store.history({
+      tenantId: request.tenantId,
+      deviceId: request.deviceId,
+      metrics: [...new Set(request.metrics)],
+      start: request.start,
+      end: request.end,
+      bucketMs,
+      origin,
+      aggregations: kinds,
+    });
+    const series: Series[] = [];
+    for (const s of result) {
+      requested.forEach((aggregation, i) => {
+        series.push({ metric: s.metric, aggregation, buckets: s.buckets.map((b) => ({ startTime: b.start, value: b.values[kinds[i]], count: b.count })) });
+      });
+    }
+    return { series, bucketWidthMs: bucketMs };
+  }
+
+  /** Raw points, oldest first, `limit` at a time after `after`. */
+  async points(query: { tenantId: string; deviceId: string; metrics: string[]; start: Date; end: Date; after?: PointCursor; limit: number }): Promise<PointsResult> {
+    const page = await this.store.points(query);
+    return { points: page.points.map(toDataPoint), next: page.next };
+  }
 }

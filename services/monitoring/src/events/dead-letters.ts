@@ -1,7 +1,7 @@
 import { headers, NatsConnection } from 'nats';
 import { deadLetterSubject } from '@iot-mesh/runtime';
-import type { RejectedTelemetry } from './decode';
-import type { IngestStats } from './stats';
+import type { IngestStats } from '../metrics';
+import type { RejectedTelemetry } from './telemetry-decoder';
 
 /** Headers of a dead-lettered message; its body is the original payload, byte for byte. */
 export const DEAD_LETTER_HEADERS = {

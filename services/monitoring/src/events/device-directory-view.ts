@@ -1,18 +1,27 @@
 import type { KV, NatsConnection, QueuedIterator, KvEntry } from 'nats';
 import { DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey, DeviceDirectoryEntry, isSubjectToken, Logger } from '@iot-mesh/runtime';
-import type { DeviceLookup } from './decode';
+import type { KnownDevice, KnownDevices } from '../domain/telemetry';
+import type { DeviceLookup } from './telemetry-decoder';
 
 /** How long a device found missing is not looked up again (a directory update clears it at once). */
 const NEGATIVE_CACHE_MS = 2000;
 
+/** A directory value as monitoring uses it; undefined when it is not a device entry. */
+function knownDevice(entry: KvEntry): KnownDevice | undefined {
+  const value = entry.json<DeviceDirectoryEntry>();
+  if (typeof value?.tenantId !== 'string' || typeof value.deviceId !== 'string') return undefined;
+  return { tenantId: value.tenantId, deviceId: value.deviceId, labels: value.labels ?? {}, revoked: value.credentialState === 'revoked' };
+}
+
 /**
- * The device directory (KV bucket `IOT_DEVICES`, written by the device
- * service) watched into memory, so validation needs no lookup per message.
- * A device missing from memory is looked up once in the bucket before it is
- * called unknown, to cover a device created a moment ago.
+ * Monitoring's read-only view of the device directory (KV bucket
+ * `IOT_DEVICES`, written by the device service), watched into memory so
+ * validation needs no lookup per message. A device missing from memory is
+ * looked up once in the bucket before it is called unknown, to cover a
+ * device created a moment ago.
  */
-export class DeviceDirectory implements DeviceLookup {
-  private readonly entries = new Map<string, DeviceDirectoryEntry>();
+export class DeviceDirectoryView implements DeviceLookup, KnownDevices {
+  private readonly entries = new Map<string, KnownDevice>();
   /** Keys recently looked up and not found, so a flood from an unknown device costs one lookup per few seconds. */
   private readonly missing = new Map<string, number>();
   private watcher?: QueuedIterator<KvEntry>;
@@ -23,9 +32,9 @@ export class DeviceDirectory implements DeviceLookup {
   ) {}
 
   /** Opens (creating when missing) the bucket and resolves once its current content is in memory. */
-  static async open(nc: NatsConnection, log: Logger): Promise<DeviceDirectory> {
+  static async open(nc: NatsConnection, log: Logger): Promise<DeviceDirectoryView> {
     const kv = await nc.jetstream().views.kv(DEVICE_DIRECTORY_BUCKET);
-    const directory = new DeviceDirectory(kv, log);
+    const directory = new DeviceDirectoryView(kv, log);
     await directory.watch();
     return directory;
   }
@@ -53,10 +62,10 @@ export class DeviceDirectory implements DeviceLookup {
     if (parsed) this.entries.set(entry.key, parsed);
   }
 
-  private parse(entry: KvEntry): DeviceDirectoryEntry | undefined {
+  private parse(entry: KvEntry): KnownDevice | undefined {
     try {
-      const value = entry.json<DeviceDirectoryEntry>();
-      if (typeof value?.tenantId === 'string' && typeof value.deviceId === 'string') return { ...value, labels: value.labels ?? {} };
+      const device = knownDevice(entry);
+      if (device) return device;
     } catch {
       // fall through
     }
@@ -65,11 +74,11 @@ export class DeviceDirectory implements DeviceLookup {
   }
 
   /** The entry in memory, if any. */
-  get(tenantId: string, deviceId: string): DeviceDirectoryEntry | undefined {
+  get(tenantId: string, deviceId: string): KnownDevice | undefined {
     return this.entries.get(`${tenantId}.${deviceId}`);
   }
 
-  async lookup(tenantId: string, deviceId: string): Promise<DeviceDirectoryEntry | undefined> {
+  async lookup(tenantId: string, deviceId: string): Promise<KnownDevice | undefined> {
     const known = this.get(tenantId, deviceId);
     if (known) return known;
     if (!isSubjectToken(tenantId) || !isSubjectToken(deviceId)) return undefined;
@@ -88,19 +97,14 @@ export class DeviceDirectory implements DeviceLookup {
   }
 
   /** Every device of a tenant currently in the directory. */
-  devicesOf(tenantId: string): DeviceDirectoryEntry[] {
-    const out: DeviceDirectoryEntry[] = [];
+  devicesOf(tenantId: string): KnownDevice[] {
+    const out: KnownDevice[] = [];
     for (const entry of this.entries.values()) if (entry.tenantId === tenantId) out.push(entry);
     return out;
   }
 
+  /** Stops watching the bucket. */
   stop(): void {
     this.watcher?.stop();
   }
-}
-
-/** True when every label of `selector` is on the device with the same value. */
-export function labelsMatch(selector: Record<string, string>, labels: Record<string, string> | undefined): boolean {
-  for (const [k, v] of Object.entries(selector)) if (labels?.[k] !== v) return false;
-  return true;
 }

@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import { Telemetry } from '../../../../gen/ts/iot/telemetry/v1/telemetry';
-import { DeviceDirectoryEntry, parseDeviceSubject } from '@iot-mesh/runtime';
+import { parseDeviceSubject } from '@iot-mesh/runtime';
+import { KnownDevice, METRIC_NAME, TelemetryMessage } from '../domain/telemetry';
 import type { PointRow } from '../store/telemetry-store';
 
 /** Why a telemetry message was dead-lettered. */
@@ -42,7 +43,8 @@ export interface IngestLimits {
 
 /** Looks devices up in the directory (memory first). */
 export interface DeviceLookup {
-  lookup(tenantId: string, deviceId: string): Promise<DeviceDirectoryEntry | undefined>;
+  /** The device, or undefined when it is not registered. */
+  lookup(tenantId: string, deviceId: string): Promise<KnownDevice | undefined>;
 }
 
 /** One received message, from JetStream or core NATS. */
@@ -54,12 +56,8 @@ export interface ReceivedTelemetry {
 }
 
 /** A message that passed validation. */
-export interface AcceptedTelemetry {
+export interface AcceptedTelemetry extends TelemetryMessage {
   ok: true;
-  tenantId: string;
-  deviceId: string;
-  messageId: string;
-  rows: PointRow[];
 }
 
 /** A message that did not. */
@@ -71,10 +69,8 @@ export interface RejectedTelemetry {
   detail: string;
 }
 
+/** What decoding one message gives: its rows, or why it is dead-lettered. */
 export type DecodedTelemetry = AcceptedTelemetry | RejectedTelemetry;
-
-/** Metric names: letters, digits, '_', '.', '-', at most 128 characters. */
-export const METRIC_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
 
 const SPECIAL_DOUBLES = new Set(['NaN', 'Infinity', '-Infinity']);
 
@@ -145,11 +141,28 @@ function payloadId(data: Uint8Array): string {
 }
 
 /**
- * Validates one telemetry message against the subject it arrived on, the
- * device directory and the limits, and turns it into rows. Never throws for
- * bad input: it says why instead.
+ * The one telemetry decoder of a process: the writer, the live hub and the
+ * alert evaluator all take what it decoded, so each delivered message is
+ * parsed and validated once.
  */
-export async function decodeTelemetry(message: ReceivedTelemetry, limits: IngestLimits, devices: DeviceLookup): Promise<DecodedTelemetry> {
+export class TelemetryDecoder {
+  constructor(
+    private readonly limits: IngestLimits,
+    private readonly devices: DeviceLookup,
+  ) {}
+
+  /**
+   * Validates one telemetry message against the subject it arrived on, the
+   * device directory and the limits, and turns it into rows. Never throws for
+   * bad input: it says why instead (it throws only when the directory cannot
+   * be read).
+   */
+  decode(message: ReceivedTelemetry): Promise<DecodedTelemetry> {
+    return decodeTelemetry(message, this.limits, this.devices);
+  }
+}
+
+async function decodeTelemetry(message: ReceivedTelemetry, limits: IngestLimits, devices: DeviceLookup): Promise<DecodedTelemetry> {
   const subject = parseDeviceSubject(message.subject);
   if (!subject || subject.channel !== 'tel') return { ok: false, reason: 'bad_subject', detail: `not a telemetry subject: ${message.subject}` };
   const { tenantId, deviceId } = subject;
@@ -160,7 +173,7 @@ export async function decodeTelemetry(message: ReceivedTelemetry, limits: Ingest
   }
   const device = await devices.lookup(tenantId, deviceId);
   if (!device) return reject('unknown_device', `device ${deviceId} is not registered in tenant ${tenantId}`);
-  if (device.credentialState === 'revoked') return reject('revoked_device', `device ${deviceId} has its credentials revoked`);
+  if (device.revoked) return reject('revoked_device', `device ${deviceId} has its credentials revoked`);
 
   const payload = parsePayload(message.data);
   if (typeof payload === 'string') return reject('malformed', payload);

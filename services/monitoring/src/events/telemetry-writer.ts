@@ -2,9 +2,9 @@ import type { ConsumerMessages, JsMsg, NatsConnection } from 'nats';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Logger, withBatchSpan } from '@iot-mesh/runtime';
 import type { PointRow, TelemetryStore } from '../store/telemetry-store';
+import type { IngestStats } from '../metrics';
 import { publishDeadLetter } from './dead-letters';
-import { AcceptedTelemetry, decodeTelemetry, DeviceLookup, IngestLimits, payloadEncoding } from './decode';
-import type { IngestStats } from './stats';
+import { AcceptedTelemetry, payloadEncoding, TelemetryDecoder } from './telemetry-decoder';
 
 /** How the writer batches. */
 export interface WriterOptions {
@@ -20,11 +20,12 @@ export interface WriterOptions {
   maxBackoffMs: number;
 }
 
+/** What the writer needs. */
 export interface WriterDeps {
   nc: NatsConnection;
   store: TelemetryStore;
-  devices: DeviceLookup;
-  limits: IngestLimits;
+  /** The process's one decoder (shared with the live fan-out). */
+  decoder: TelemetryDecoder;
   stats: IngestStats;
   log: Logger;
   options: WriterOptions;
@@ -54,6 +55,7 @@ export class TelemetryWriter {
 
   constructor(private readonly deps: WriterDeps) {}
 
+  /** Starts pulling and writing. */
   async start(): Promise<void> {
     this.running = true;
     await this.consume();
@@ -177,12 +179,12 @@ export class TelemetryWriter {
 
   /** Decodes a batch, dead-letters what is bad, then (after `previousCommitted`) writes and acks the rest. */
   private async process(batch: JsMsg[], previousCommitted: Promise<void>): Promise<void> {
-    const { nc, store, devices, limits, stats } = this.deps;
+    const { nc, store, decoder, stats } = this.deps;
     const accepted: { msg: JsMsg; decoded: AcceptedTelemetry }[] = [];
     for (const msg of batch) {
       // The stream's own timestamp is stable across redeliveries, so points without a time keep theirs.
       const receivedAt = new Date(Math.floor(msg.info.timestampNanos / 1e6));
-      const decoded = await this.retrying('device lookup', () => decodeTelemetry({ subject: msg.subject, data: msg.data, receivedAt }, limits, devices));
+      const decoded = await this.retrying('device lookup', () => decoder.decode({ subject: msg.subject, data: msg.data, receivedAt }));
       if (!decoded) return; // stopping: stop() gives the batch back
       if (decoded.ok) {
         accepted.push({ msg, decoded });

@@ -1,5 +1,5 @@
 import { Alert, AlertRule, AlertState, Comparison, Severity } from '../../../../gen/ts/iot/monitoring/v1/alerts';
-import type { Pool } from '@iot-mesh/runtime';
+import { durationToMs, msToDuration, Pool } from '@iot-mesh/runtime';
 
 /** How a rule's condition is stored (JSON column). */
 type StoredCondition =
@@ -13,20 +13,12 @@ export function isId(id: string): boolean {
   return UUID.test(id);
 }
 
-function durationMsOf(d: { seconds: bigint; nanos: number } | undefined): number {
-  return d ? Number(d.seconds) * 1000 + Math.floor(d.nanos / 1e6) : 0;
-}
-
-function toDuration(ms: number) {
-  return { seconds: BigInt(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1e6 };
-}
-
 function conditionOf(rule: AlertRule): StoredCondition {
   if (rule.threshold) {
     const t = rule.threshold;
-    return { threshold: { comparison: t.comparison, threshold: t.threshold, hysteresis: t.hysteresis, durationMs: durationMsOf(t.duration) } };
+    return { threshold: { comparison: t.comparison, threshold: t.threshold, hysteresis: t.hysteresis, durationMs: durationToMs(t.duration) ?? 0 } };
   }
-  return { noData: { timeoutMs: durationMsOf(rule.noData?.timeout) } };
+  return { noData: { timeoutMs: durationToMs(rule.noData?.timeout) ?? 0 } };
 }
 
 function ruleOf(r: any): AlertRule {
@@ -40,9 +32,9 @@ function ruleOf(r: any): AlertRule {
     labels: r.labels,
     threshold:
       'threshold' in c
-        ? { comparison: c.threshold.comparison, threshold: c.threshold.threshold, hysteresis: c.threshold.hysteresis, duration: toDuration(c.threshold.durationMs) }
+        ? { comparison: c.threshold.comparison, threshold: c.threshold.threshold, hysteresis: c.threshold.hysteresis, duration: msToDuration(c.threshold.durationMs) }
         : undefined,
-    noData: 'noData' in c ? { timeout: toDuration(c.noData.timeoutMs) } : undefined,
+    noData: 'noData' in c ? { timeout: msToDuration(c.noData.timeoutMs) } : undefined,
     severity: r.severity,
     enabled: r.enabled,
     createTime: r.create_time,
@@ -68,15 +60,41 @@ function alertOf(r: any): Alert {
   };
 }
 
-/** Filters of {@link AlertStore.listAlerts}. */
+/** Filters of {@link AlertRepository.listAlerts}. */
 export interface AlertFilter {
   state?: AlertState;
   deviceId?: string;
   unacknowledgedOnly?: boolean;
 }
 
-/** Alert rules and alerts in PostgreSQL; every query is scoped to one tenant. */
-export class AlertStore {
+/** Alert rules and alerts; every query but the evaluator's is scoped to one tenant. */
+export interface AlertRepository {
+  /** Stores a new rule (id and times assigned here). */
+  createRule(tenantId: string, rule: AlertRule): Promise<AlertRule>;
+  /** The rule, or undefined when the tenant has none with this id. */
+  getRule(tenantId: string, id: string): Promise<AlertRule | undefined>;
+  /** Rules oldest first, after the keyset position `after` ([createTime ISO, id]). */
+  listRules(tenantId: string, limit: number, after?: [string, string]): Promise<AlertRule[]>;
+  /** Enabled rules of every tenant (or one), for the evaluator. */
+  enabledRules(tenantId?: string): Promise<AlertRule[]>;
+  /** Replaces a rule's fields; undefined when the tenant has no such rule. */
+  replaceRule(tenantId: string, rule: AlertRule): Promise<AlertRule | undefined>;
+  /** Deletes a rule; false when the tenant has no such rule. */
+  deleteRule(tenantId: string, id: string): Promise<boolean>;
+  /** Raises an alert unless one is already open for the rule and device; the new alert, or undefined. */
+  raise(rule: AlertRule, deviceId: string, value: number | undefined, message: string, time: Date): Promise<Alert | undefined>;
+  /** Resolves the open alert of a rule and device; the resolved alert, or undefined when none was open. */
+  resolve(ruleId: string, deviceId: string, time: Date): Promise<Alert | undefined>;
+  /** Open alerts of every tenant, to restore evaluator state. */
+  openAlerts(): Promise<Alert[]>;
+  /** Newest first, after keyset position `after` ([raiseTime ISO, id]). */
+  listAlerts(tenantId: string, filter: AlertFilter, limit: number, after?: [string, string]): Promise<Alert[]>;
+  /** Acknowledges an alert once (`changed` false on a second call); undefined when the tenant has no such alert. */
+  acknowledge(tenantId: string, id: string, by: string): Promise<{ alert: Alert; changed: boolean } | undefined>;
+}
+
+/** Alert rules and alerts in PostgreSQL (tables `alert_rules`, `alerts`). */
+export class PostgresAlertStore implements AlertRepository {
   constructor(private readonly pool: Pool) {}
 
   async createRule(tenantId: string, rule: AlertRule): Promise<AlertRule> {

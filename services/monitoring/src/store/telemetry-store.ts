@@ -76,6 +76,7 @@ export interface PointsQuery {
   limit: number;
 }
 
+/** What {@link TelemetryStore.points} returns. */
 export interface PointsPage {
   points: StoredPoint[];
   /** Position of the last point returned when more may follow. */
@@ -106,6 +107,8 @@ export interface TelemetryStore {
   dropBefore(before: Date): Promise<{ removed: string[] }>;
   /** Removes one tenant's samples older than `before`, in bounded chunks; returns rows deleted. */
   deleteTenantBefore(tenantId: string, before: Date, chunkSize?: number): Promise<number>;
+  /** Creates storage for every day from `from` to `to` ahead of time; only stores that partition by day have it. */
+  ensurePartitions?(from: Date, to: Date): Promise<void>;
   /** Is the store reachable right now? Throws when not. */
   ping(): Promise<void>;
 }

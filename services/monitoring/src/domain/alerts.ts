@@ -1,0 +1,148 @@
+import { Alert, AlertRule, Comparison, Severity } from '../../../../gen/ts/iot/monitoring/v1/alerts';
+import { durationToMs, FieldViolation, isSubjectToken } from '@iot-mesh/runtime';
+import type { AlertFilter, AlertRepository } from '../store/alert-store';
+import type { AlertChanges } from './alert-evaluation';
+import { METRIC_NAME } from './telemetry';
+
+/** Fields an update mask may name. */
+export const MUTABLE_RULE_FIELDS = ['name', 'metric', 'device_ids', 'labels', 'threshold', 'no_data', 'severity', 'enabled'] as const;
+
+const WEEK_MS = 7 * 86_400_000;
+
+/** What makes a rule invalid, as field violations under `prefix` (empty when it is valid). */
+export function ruleViolations(rule: AlertRule, prefix = 'rule'): FieldViolation[] {
+  const out: FieldViolation[] = [];
+  const check = (ok: boolean, field: string, description: string) => {
+    if (!ok) out.push({ field: `${prefix}.${field}`, description });
+  };
+  if (!rule.name) check(false, 'name', 'is required');
+  else check(rule.name.length <= 200, 'name', 'must be at most 200 characters');
+  if (!rule.metric) check(false, 'metric', 'is required');
+  else check(METRIC_NAME.test(rule.metric), 'metric', 'is not a valid metric name');
+  check(rule.deviceIds.length <= 1000, 'device_ids', 'at most 1000 devices');
+  rule.deviceIds.forEach((d, i) => check(isSubjectToken(d), `device_ids[${i}]`, 'is not a valid device id'));
+  check(Object.keys(rule.labels).length <= 20, 'labels', 'at most 20 labels');
+  check(!!rule.threshold || !!rule.noData, 'condition', 'set threshold or no_data');
+  check(!(rule.threshold && rule.noData), 'condition', 'set only one of threshold and no_data');
+  if (rule.threshold) {
+    const t = rule.threshold;
+    check(t.comparison !== Comparison.COMPARISON_UNSPECIFIED && Comparison[t.comparison] !== undefined, 'threshold.comparison', 'is required');
+    check(Number.isFinite(t.threshold), 'threshold.threshold', 'must be a finite number');
+    check(Number.isFinite(t.hysteresis) && t.hysteresis >= 0, 'threshold.hysteresis', 'must be a non-negative number');
+    const d = durationToMs(t.duration) ?? 0;
+    check(d >= 0 && d <= WEEK_MS, 'threshold.duration', 'must be between 0 and 7 days');
+  }
+  if (rule.noData) {
+    const d = durationToMs(rule.noData.timeout) ?? 0;
+    check(d >= 1000 && d <= WEEK_MS, 'no_data.timeout', 'must be between 1 s and 7 days');
+  }
+  check(Severity[rule.severity] !== undefined, 'severity', 'is not a severity');
+  return out;
+}
+
+/** A rule as stored: severity defaulted, device ids without repeats. */
+function normalise(rule: AlertRule): AlertRule {
+  return { ...rule, severity: rule.severity || Severity.SEVERITY_WARNING, deviceIds: [...new Set(rule.deviceIds)] };
+}
+
+/**
+ * The rule an update leaves: with no mask the incoming rule whole; with a
+ * mask the existing rule with the named fields taken from the incoming one
+ * (threshold and no_data replace each other).
+ */
+export function mergeRule(existing: AlertRule, incoming: AlertRule, paths: readonly string[]): AlertRule {
+  if (paths.length === 0) return { ...incoming, id: existing.id, tenantId: existing.tenantId };
+  let merged = { ...existing };
+  const set = new Set(paths);
+  if (set.has('name')) merged.name = incoming.name;
+  if (set.has('metric')) merged.metric = incoming.metric;
+  if (set.has('device_ids')) merged.deviceIds = incoming.deviceIds;
+  if (set.has('labels')) merged.labels = incoming.labels;
+  if (set.has('severity')) merged.severity = incoming.severity;
+  if (set.has('enabled')) merged.enabled = incoming.enabled;
+  if (set.has('threshold')) merged = { ...merged, threshold: incoming.threshold, noData: incoming.threshold ? undefined : merged.noData };
+  if (set.has('no_data')) merged = { ...merged, noData: incoming.noData, threshold: incoming.noData ? undefined : merged.threshold };
+  return merged;
+}
+
+/** What an update did: the stored rule, or why not. */
+export type RuleUpdate = { rule: AlertRule } | { notFound: true } | { violations: FieldViolation[] };
+
+/** A page of a keyset-paged list and the cursor of the next one. */
+export interface Page<T> {
+  items: T[];
+  /** [time ISO, id] of the last item, when more follow. */
+  next?: [string, string];
+}
+
+function page<T>(rows: T[], limit: number, cursor: (last: T) => [string, string]): Page<T> {
+  const items = rows.slice(0, limit);
+  const last = items[items.length - 1];
+  return { items, next: rows.length > limit && last ? cursor(last) : undefined };
+}
+
+/** What the alert domain needs around it. */
+export interface AlertDomainDeps {
+  store: AlertRepository;
+  /** Where alert changes go (published as alert events). */
+  changes: AlertChanges;
+  /** Called after a tenant's rules changed: reloads them here and tells the other replicas. */
+  rulesChanged(tenantId: string): Promise<void>;
+}
+
+/** Alert rules (create, read, update, delete) and alerts (list, acknowledge) of one tenant at a time. */
+export class AlertRules {
+  constructor(private readonly deps: AlertDomainDeps) {}
+
+  /** Stores a valid rule (see {@link ruleViolations}) and puts it to work. */
+  async create(tenantId: string, rule: AlertRule): Promise<AlertRule> {
+    const created = await this.deps.store.createRule(tenantId, normalise(rule));
+    await this.deps.rulesChanged(tenantId);
+    return created;
+  }
+
+  /** The rule, or undefined. */
+  get(tenantId: string, id: string): Promise<AlertRule | undefined> {
+    return this.deps.store.getRule(tenantId, id);
+  }
+
+  /** Rules oldest first. */
+  async list(tenantId: string, limit: number, after?: [string, string]): Promise<Page<AlertRule>> {
+    const rows = await this.deps.store.listRules(tenantId, limit + 1, after);
+    return page(rows, limit, (r) => [r.createTime!.toISOString(), r.id]);
+  }
+
+  /** Applies an update (mask paths already checked against {@link MUTABLE_RULE_FIELDS}); the merged rule must be valid. */
+  async update(tenantId: string, incoming: AlertRule, paths: readonly string[]): Promise<RuleUpdate> {
+    const existing = await this.deps.store.getRule(tenantId, incoming.id);
+    if (!existing) return { notFound: true };
+    const merged = mergeRule(existing, { ...incoming, tenantId }, paths);
+    const violations = ruleViolations(merged);
+    if (violations.length > 0) return { violations };
+    const rule = await this.deps.store.replaceRule(tenantId, normalise(merged));
+    if (!rule) return { notFound: true };
+    await this.deps.rulesChanged(tenantId);
+    return { rule };
+  }
+
+  /** Deletes a rule; false when there was none. */
+  async delete(tenantId: string, id: string): Promise<boolean> {
+    if (!(await this.deps.store.deleteRule(tenantId, id))) return false;
+    await this.deps.rulesChanged(tenantId);
+    return true;
+  }
+
+  /** Alerts newest first. */
+  async alerts(tenantId: string, filter: AlertFilter, limit: number, after?: [string, string]): Promise<Page<Alert>> {
+    const rows = await this.deps.store.listAlerts(tenantId, filter, limit + 1, after);
+    return page(rows, limit, (a) => [a.raiseTime!.toISOString(), a.id]);
+  }
+
+  /** Acknowledges an alert once, announcing the first acknowledgement; undefined when there is none. */
+  async acknowledge(tenantId: string, id: string, by: string): Promise<Alert | undefined> {
+    const result = await this.deps.store.acknowledge(tenantId, id, by);
+    if (!result) return undefined;
+    if (result.changed) this.deps.changes('acknowledged', result.alert);
+    return result.alert;
+  }
+}
