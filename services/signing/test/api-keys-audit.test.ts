@@ -1,6 +1,7 @@
 import { status } from '@grpc/grpc-js';
-import { connect, NatsConnection, StringCodec } from 'nats';
+import { connect, NatsConnection } from 'nats';
 import { Client } from 'pg';
+import { AuditEvent } from '../../../gen/ts/iot/signing/v1/audit';
 import { PrincipalKind } from '../../../gen/ts/iot/signing/v1/auth';
 import { Role, unary } from '@iot-mesh/runtime';
 import { startSigningForTest, TestSigning, TestTenant } from '../../../testing/signing';
@@ -82,10 +83,10 @@ describe('API keys', () => {
 describe('audit', () => {
   test('security events are stored and published on iot.<tenant>.evt.audit.<type>', async () => {
     const t = await signing.createTenant();
-    const received: Array<{ subject: string; event: Record<string, any> }> = [];
+    const received: Array<{ subject: string; event: AuditEvent }> = [];
     const sub = nc.subscribe(`iot.${t.tenantId}.evt.audit.>`);
     const collecting = (async () => {
-      for await (const msg of sub) received.push({ subject: msg.subject, event: JSON.parse(StringCodec().decode(msg.data)) });
+      for await (const msg of sub) received.push({ subject: msg.subject, event: AuditEvent.decode(msg.data) });
     })();
     await nc.flush();
 
@@ -136,6 +137,9 @@ describe('audit', () => {
       expect(message?.subject).toBe(`iot.${t.tenantId}.evt.audit.${type}`);
       expect(message?.event.tenantId).toBe(t.tenantId);
     }
+    // Published as binary iot.signing.v1.AuditEvent, the same message the API lists.
+    const publishedRoleChange = received.find((r) => r.event.type === 'user.role_changed')!.event;
+    expect(publishedRoleChange).toEqual(roleChange);
     // Other tenants' admins see none of it.
     const others = await unary(signing.clients.audit, signing.clients.audit.listAuditEvents, { page: { pageSize: 500, pageToken: '' }, type: '' }, { authorization: tenant.admin.authorization });
     expect(others.events.some((e) => e.tenantId === t.tenantId)).toBe(false);

@@ -27,7 +27,7 @@ afterAll(async () => {
 
 function runCommand(args: string[], env: Record<string, string>, stdin?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', repoPath('services', 'signing', 'src', 'bootstrap-command.ts'), ...args], {
+    const child = spawn(process.execPath, ['--import', 'tsx', repoPath('services', 'signing', 'src', 'api', 'bootstrap-command.ts'), ...args], {
       cwd: repoPath(),
       env: { PATH: process.env.PATH, ...env },
     });

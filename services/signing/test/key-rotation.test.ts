@@ -1,7 +1,8 @@
 import crypto from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import { DeviceServiceClient } from '../../../gen/ts/iot/device/v1/device';
-import { AuthMiddleware, createAuthMiddleware, createLogger, insecureClient, signAccessToken, unary } from '@iot-mesh/runtime';
+import { AuthMiddleware, createAuthMiddleware, createLogger, insecureClient, unary } from '@iot-mesh/runtime';
+import { signAccessToken } from '../src/domain/access-tokens';
 import { startTestService, TestService } from '../../../testing/services';
 import { startSigningForTest, TestSigning, TestTenant, TestUser } from '../../../testing/signing';
 import { echoDeviceSpec } from './support/echo-service';

@@ -1,4 +1,4 @@
-import { hashPassword, passwordWeakness, verifyPassword } from '../src/passwords';
+import { hashPassword, passwordWeakness, verifyPassword } from '../src/domain/passwords';
 
 describe('password hashing', () => {
   test('scrypt with a per-hash salt; verifies the right password only', async () => {

@@ -1,10 +1,15 @@
 import crypto, { KeyObject } from 'node:crypto';
 
+/**
+ * Verification of the platform's access tokens (compact JWS, ES256) against
+ * published keys. Only the signing service signs; its signer lives there.
+ */
+
 /** Who issues access tokens and who they are for; checked on every verification. */
 export const TOKEN_ISSUER = 'iot-signing';
 export const TOKEN_AUDIENCE = 'iot-mesh';
 
-/** The only signature algorithm the platform signs with or accepts. */
+/** The only signature algorithm the platform signs with (in the signing service) or accepts. */
 export const TOKEN_ALGORITHM = 'ES256';
 
 /** Claims of a platform access token. */
@@ -43,10 +48,6 @@ export class TokenError extends Error {
   }
 }
 
-function b64url(data: Buffer | string): string {
-  return Buffer.from(data).toString('base64url');
-}
-
 function decodeJson(part: string): Record<string, unknown> {
   if (!/^[A-Za-z0-9_-]+$/.test(part)) throw new TokenError('malformed');
   try {
@@ -56,14 +57,6 @@ function decodeJson(part: string): Record<string, unknown> {
     // fall through
   }
   throw new TokenError('malformed');
-}
-
-/** Signs claims as a compact JWS with ES256 and the given key id. */
-export function signAccessToken(claims: AccessTokenClaims, privateKey: KeyObject, kid: string): string {
-  const header = b64url(JSON.stringify({ alg: TOKEN_ALGORITHM, typ: 'JWT', kid }));
-  const payload = b64url(JSON.stringify(claims));
-  const signature = crypto.sign('sha256', Buffer.from(`${header}.${payload}`), { key: privateKey, dsaEncoding: 'ieee-p1363' });
-  return `${header}.${payload}.${b64url(signature)}`;
 }
 
 /** Reads the `kid` of a compact JWS without verifying anything. */
@@ -107,14 +100,6 @@ export async function verifyAccessToken(
   if (!['admin', 'operator', 'viewer'].includes(claims.role as string)) throw new TokenError('claims');
   if (claims.exp <= nowSeconds) throw new TokenError('expired');
   return claims as unknown as AccessTokenClaims;
-}
-
-/** The public JWK of an EC P-256 key (private or public). */
-export function publicJwkOf(key: KeyObject, kid: string): PublicJwk {
-  const publicKey = key.type === 'private' ? crypto.createPublicKey(key) : key;
-  const jwk = publicKey.export({ format: 'jwk' }) as { kty?: string; crv?: string; x?: string; y?: string };
-  if (jwk.kty !== 'EC' || jwk.crv !== 'P-256' || !jwk.x || !jwk.y) throw new Error('signing keys must be EC P-256');
-  return { kty: 'EC', crv: 'P-256', x: jwk.x, y: jwk.y, kid, alg: 'ES256', use: 'sig' };
 }
 
 /** A verification key from a JWK; undefined when the JWK is not an ES256 P-256 key. */

@@ -9,7 +9,7 @@
  */
 import crypto from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { AuthServiceClient } from '../../../gen/ts/iot/signing/v1/auth';
+import { AuthServiceClient } from '../../../../gen/ts/iot/signing/v1/auth';
 import { DEFAULT_SIGNING_ADDRESS, insecureClient, unary } from '@iot-mesh/runtime';
 
 async function readStdin(): Promise<string> {

@@ -1,15 +1,18 @@
 import crypto, { KeyObject } from 'node:crypto';
 import { Pool } from 'pg';
-import { AccessTokenClaims, createLogger, signAccessToken, TOKEN_AUDIENCE, TOKEN_ISSUER } from '@iot-mesh/runtime';
-import { KeyEncryption } from '../../src/keys/key-encryption';
-import { SigningKeyStore } from '../../src/keys/key-store';
+import { AccessTokenClaims, TOKEN_AUDIENCE, TOKEN_ISSUER } from '@iot-mesh/runtime';
+import { signAccessToken } from '../../src/domain/access-tokens';
+import { currentSigningKeyOf } from '../../src/domain/signing-keys';
+import { KeyEncryption } from '../../src/store/key-encryption';
+import { PostgresSigningKeyRepository } from '../../src/store/signing-keys';
 
 /** Reads the signing service's current private key straight from its database, to forge test tokens. */
 export async function currentSigningKey(databaseUrl: string, encryptionKey: string): Promise<{ kid: string; privateKey: KeyObject }> {
   const pool = new Pool({ connectionString: databaseUrl, options: '-c search_path=signing,public', max: 1 });
   try {
-    const store = new SigningKeyStore(pool, { accessTokenTtlMs: 0, activationDelayMs: 0, retireGraceMs: 0 }, new KeyEncryption(encryptionKey), createLogger('test', 'silent'), 0);
-    return await store.signingKey();
+    const key = currentSigningKeyOf(await new PostgresSigningKeyRepository(pool, new KeyEncryption(encryptionKey)).published());
+    if (!key) throw new Error('the signing service has no active signing key');
+    return { kid: key.kid, privateKey: key.openPrivateKey() };
   } finally {
     await pool.end();
   }

@@ -1,0 +1,72 @@
+import { CallContext, pageSize, Role, RoleName, roleName, Violations } from '@iot-mesh/runtime';
+import { PageRequest } from '../../../../gen/ts/iot/common/v1/common';
+import { passwordWeakness } from '../domain/passwords';
+import type { RequestOrigin } from '../domain/request-origin';
+
+/** How handlers learn the client's address. */
+export interface OriginOptions {
+  /** Take the first `x-forwarded-for` address (only behind a trusted edge). */
+  trustForwardedFor: boolean;
+}
+
+const TENANT_NAME = /^[a-z0-9][a-z0-9-]{1,62}$/;
+const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** Checks a (normalised) tenant name. */
+export function checkTenantName(v: Violations, name: string, field: string): void {
+  if (v.required(name, field)) v.matches(name, TENANT_NAME, field, 'must be 2-63 lower-case letters, digits or dashes, starting with a letter or digit');
+}
+
+/** Checks a (normalised) email address. */
+export function checkEmail(v: Violations, email: string, field: string): void {
+  if (v.required(email, field)) {
+    v.maxLength(email, 254, field);
+    v.matches(email, EMAIL, field, 'must be an email address');
+  }
+}
+
+/** Checks a password about to be set against the password rules. */
+export function checkNewPassword(v: Violations, password: string, email: string, field: string): void {
+  if (v.required(password, field)) {
+    const weakness = passwordWeakness(password, email);
+    if (weakness) v.add(field, weakness);
+  }
+}
+
+/** Checks an id this service issued. */
+export function checkId(v: Violations, id: string, field: string): void {
+  if (v.required(id, field)) v.matches(id, UUID, field, 'must be an id this service issued (a UUID)');
+}
+
+/** The role name of a tenant role; a violation (and undefined) for anything else. */
+export function checkRole(v: Violations, role: Role, field: string): RoleName | undefined {
+  const name = roleName(role);
+  v.check(name !== undefined, field, 'must be ROLE_ADMIN, ROLE_OPERATOR or ROLE_VIEWER');
+  return name;
+}
+
+/** The page size (default 50, at most 500) and token of a list request. */
+export function checkPage(v: Violations, page: PageRequest | undefined): { limit: number; pageToken?: string } {
+  v.check((page?.pageSize ?? 0) >= 0, 'page.page_size', 'must not be negative');
+  return { limit: pageSize(page?.pageSize, 50, 500), pageToken: page?.pageToken || undefined };
+}
+
+/** An email address as stored: trimmed, lower case. */
+export const normalEmail = (email: string): string => email.trim().toLowerCase();
+
+/** A tenant name as stored: trimmed, lower case. */
+export const normalName = (name: string): string => name.trim().toLowerCase();
+
+/** The client's address without its port: `ipv4:1.2.3.4:5678` → `1.2.3.4`. */
+export function originOf(ctx: CallContext, options: OriginOptions): RequestOrigin {
+  if (options.trustForwardedFor) {
+    const forwarded = ctx.metadata.get('x-forwarded-for')[0];
+    if (forwarded) return { address: String(forwarded).split(',')[0].trim() };
+  }
+  const peer = ctx.peer.replace(/^ipv[46]:/, '');
+  const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(peer);
+  if (bracketed) return { address: bracketed[1] };
+  const v4 = /^([^:]+):\d+$/.exec(peer);
+  return { address: v4 ? v4[1] : peer || 'unknown' };
+}
