@@ -1,5 +1,10 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { repoPath } from '../src';
+import { status as grpcStatus } from '@grpc/grpc-js';
+import { fromBinary } from '@bufbuild/protobuf';
+import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
+import { ServerReflectionResponse } from '../../../gen/ts/grpc/reflection/v1/reflection';
+import { readDescriptorSet, repoPath } from '../src';
+import { answerReflectionRequest, DescriptorIndex, splitDescriptorSet } from '../src/reflection';
 import { startMeshForTest, TestMesh } from '../../../testing/mesh';
 import { TestTenant } from '../../../testing/signing';
 
@@ -83,12 +88,14 @@ describe('a client that knows nothing but server reflection (Debian python3-grpc
           { id: 'signing.health', server: 'signing', method: 'grpc.health.v1.Health/Check', request: {} },
           { id: 'signing.jwks', server: 'signing', method: 'iot.signing.v1.AuthService/GetJwks', request: {} },
           { id: 'signing.login_wrong_password', server: 'signing', method: 'iot.signing.v1.AuthService/Login', request: { tenant: tenant.tenantName, email: tenant.admin.email, password: 'wrong' } },
-          { id: 'signing.login', server: 'signing', method: 'iot.signing.v1.AuthService/Login', request: { tenant: tenant.tenantName, email: tenant.admin.email, password: tenant.admin.password }, save: { token: 'tokens.accessToken' } },
+          { id: 'signing.login', server: 'signing', method: 'iot.signing.v1.AuthService/Login', request: { tenant: tenant.tenantName, email: tenant.admin.email, password: tenant.admin.password }, save: { token: 'tokens.accessToken', refreshToken: 'tokens.refreshToken' } },
           { id: 'signing.whoami', server: 'signing', method: 'iot.signing.v1.AuthService/WhoAmI', request: {}, metadata: bearer },
           { id: 'signing.tenant', server: 'signing', method: 'iot.signing.v1.TenantService/GetTenant', request: { id: tenant.tenantId }, metadata: bearer },
           { id: 'signing.users', server: 'signing', method: 'iot.signing.v1.UserService/ListUsers', request: {}, metadata: bearer },
           { id: 'signing.create_api_key', server: 'signing', method: 'iot.signing.v1.ApiKeyService/CreateApiKey', request: { name: 'reflection', role: 'ROLE_VIEWER' }, metadata: bearer },
           { id: 'signing.api_keys', server: 'signing', method: 'iot.signing.v1.ApiKeyService/ListApiKeys', request: {}, metadata: bearer },
+          { id: 'signing.refresh', server: 'signing', method: 'iot.signing.v1.AuthService/Refresh', request: { refreshToken: '${refreshToken}' }, save: { newRefreshToken: 'tokens.refreshToken' } },
+          { id: 'signing.refresh_spent', server: 'signing', method: 'iot.signing.v1.AuthService/Refresh', request: { refreshToken: '${refreshToken}' } },
           { id: 'signing.audit', server: 'signing', method: 'iot.signing.v1.AuditService/ListAuditEvents', request: {}, metadata: bearer },
 
           { id: 'device.health', server: 'device', method: 'grpc.health.v1.Health/Check', request: {} },
@@ -198,6 +205,8 @@ describe('a client that knows nothing but server reflection (Debian python3-grpc
     expect(step('signing.users').response.users.map((u: { email: string }) => u.email).sort()).toEqual([tenant.admin.email, tenant.operator.email, tenant.viewer.email].sort());
     expect(step('signing.create_api_key').response.secret).toEqual(expect.any(String));
     expect(step('signing.api_keys').response.apiKeys.map((k: { name: string }) => k.name)).toEqual(['reflection']);
+    expect(step('signing.refresh').response.tokens.accessToken).toMatch(/^ey/);
+    expect(step('signing.refresh_spent')).toMatchObject({ code: 'UNAUTHENTICATED' });
     expect(step('signing.audit').response.events.length).toBeGreaterThan(0);
   });
 
@@ -231,5 +240,50 @@ describe('a client that knows nothing but server reflection (Debian python3-grpc
     expect(alerts.messages[0].alert).toMatchObject({ ruleId, deviceId: 'pump-1', value: 90 });
     expect(step('monitoring.rules').response.rules.map((r: { id: string }) => r.id)).toEqual([ruleId]);
     expect(step('monitoring.alerts').response.alerts[0]).toMatchObject({ ruleId, deviceId: 'pump-1' });
+  });
+});
+
+describe('the reflection answers, from the descriptor set as built', () => {
+  const index = new DescriptorIndex(readDescriptorSet());
+  const services = ['grpc.health.v1.Health', 'iot.device.v1.DeviceService'];
+  const names = (response: ServerReflectionResponse) => response.fileDescriptorResponse!.fileDescriptorProto.map((bytes) => fromBinary(FileDescriptorProtoSchema, bytes).name);
+
+  it('serves each file with the exact bytes buf wrote', () => {
+    const built = splitDescriptorSet(readDescriptorSet());
+    const answer = answerReflectionRequest(index, services, { host: '', fileByFilename: 'iot/device/v1/device.proto' }, new Set());
+    const served = answer.fileDescriptorResponse!.fileDescriptorProto[0];
+    expect(built.some((bytes) => Buffer.compare(Buffer.from(bytes), served) === 0)).toBe(true);
+  });
+
+  it('sends a file again when asked but its imports only once per stream', () => {
+    const sent = new Set<string>();
+    const first = names(answerReflectionRequest(index, services, { host: '', fileByFilename: 'iot/device/v1/twin.proto' }, sent));
+    expect(first).toEqual(expect.arrayContaining(['iot/device/v1/twin.proto', 'google/protobuf/struct.proto', 'iot/common/v1/access.proto', 'google/protobuf/descriptor.proto']));
+    const second = names(answerReflectionRequest(index, services, { host: '', fileContainingSymbol: 'iot.device.v1.DeviceService.GetDevice' }, sent));
+    expect(second[0]).toBe('iot/device/v1/device.proto');
+    expect(second).not.toContain('iot/common/v1/access.proto');
+    expect(names(answerReflectionRequest(index, services, { host: '', fileByFilename: 'iot/device/v1/twin.proto' }, sent))).toEqual(['iot/device/v1/twin.proto']);
+  });
+
+  it('finds extensions by the message they extend (the access option and google.api.http)', () => {
+    const byNumber = answerReflectionRequest(index, services, { host: '', fileContainingExtension: { containingType: 'google.protobuf.MethodOptions', extensionNumber: 50001 } }, new Set());
+    expect(names(byNumber)[0]).toBe('iot/common/v1/access.proto');
+    const numbers = answerReflectionRequest(index, services, { host: '', allExtensionNumbersOfType: 'google.protobuf.MethodOptions' }, new Set());
+    expect(numbers.allExtensionNumbersResponse).toEqual({ baseTypeName: 'google.protobuf.MethodOptions', extensionNumber: expect.arrayContaining([50001, 72295728]) });
+    expect(names(answerReflectionRequest(index, services, { host: '', fileContainingSymbol: 'iot.common.v1.access' }, new Set()))[0]).toBe('iot/common/v1/access.proto');
+  });
+
+  it('resolves nested types and enum values, and answers NOT_FOUND for what the set does not declare', () => {
+    expect(names(answerReflectionRequest(index, services, { host: '', fileContainingSymbol: 'grpc.health.v1.HealthCheckResponse.ServingStatus' }, new Set()))[0]).toBe('grpc/health/v1/health.proto');
+    expect(names(answerReflectionRequest(index, services, { host: '', fileContainingSymbol: 'iot.common.v1.ROLE_ADMIN' }, new Set()))[0]).toBe('iot/common/v1/common.proto');
+    for (const request of [
+      { host: '', fileContainingSymbol: 'iot.device.v1.NoSuchThing' },
+      { host: '', fileByFilename: 'iot/device/v1/none.proto' },
+      { host: '', fileContainingExtension: { containingType: 'google.protobuf.MethodOptions', extensionNumber: 1 } },
+      { host: '', allExtensionNumbersOfType: 'iot.device.v1.NoSuchThing' },
+    ]) {
+      expect(answerReflectionRequest(index, services, request, new Set()).errorResponse).toMatchObject({ errorCode: grpcStatus.NOT_FOUND });
+    }
+    expect(answerReflectionRequest(index, services, { host: '' }, new Set()).errorResponse).toMatchObject({ errorCode: grpcStatus.INVALID_ARGUMENT });
   });
 });
