@@ -61,13 +61,18 @@ describe('npm run up (scripts/up.ts)', () => {
   beforeAll(async () => {
     dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'iot-up-'));
     ports = {};
-    for (const name of ['UP_NATS_PORT', 'UP_NATS_MQTT_PORT', 'UP_NATS_HTTP_PORT', 'UP_POSTGRES_PORT', 'UP_REDIS_PORT', 'SIGNING_GRPC_PORT', 'SIGNING_HTTP_PORT', 'DEVICE_GRPC_PORT', 'MONITORING_GRPC_PORT', 'GATEWAY_PORT', 'SIGNING_METRICS_PORT', 'DEVICE_METRICS_PORT', 'MONITORING_METRICS_PORT']) {
+    // The servers bind ports of their own choosing and the table reports them; the services still take theirs.
+    const servers = { UP_NATS_PORT: '0', UP_NATS_MQTT_PORT: '0', UP_NATS_HTTP_PORT: '0', UP_POSTGRES_PORT: '0', UP_REDIS_PORT: '0' };
+    for (const name of ['SIGNING_GRPC_PORT', 'SIGNING_HTTP_PORT', 'DEVICE_GRPC_PORT', 'MONITORING_GRPC_PORT', 'GATEWAY_PORT', 'SIGNING_METRICS_PORT', 'DEVICE_METRICS_PORT', 'MONITORING_METRICS_PORT']) {
       ports[name] = await freePort();
     }
-    up = startUp({ UP_DATA_DIR: dataDir, ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])) });
+    up = startUp({ UP_DATA_DIR: dataDir, ...servers, ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])) });
     // Each service compiles its sources through tsx on first start: slow on a cold cache and a busy machine.
     await waitForOutput(up, 'iot-mesh is up', 100_000);
     rows = parseStatus(up.output());
+    const byName = Object.fromEntries(rows.map((r) => [r.name, r]));
+    const portOf = (name: string) => Number(new URL(byName[name].address).port);
+    Object.assign(ports, { UP_NATS_PORT: portOf('nats'), UP_NATS_MQTT_PORT: portOf('nats mqtt'), UP_POSTGRES_PORT: portOf('postgres'), UP_REDIS_PORT: portOf('redis') });
   }, 110_000);
 
   afterAll(async () => {
@@ -87,6 +92,7 @@ describe('npm run up (scripts/up.ts)', () => {
 
   test('prints a status table with every piece, where it runs and its process', () => {
     const byName = Object.fromEntries(rows.map((r) => [r.name, r]));
+    for (const name of ['UP_NATS_PORT', 'UP_NATS_MQTT_PORT', 'UP_POSTGRES_PORT', 'UP_REDIS_PORT']) expect(ports[name]).toBeGreaterThan(0);
     expect(byName.nats).toMatchObject({ state: 'started', address: `nats://127.0.0.1:${ports.UP_NATS_PORT}` });
     expect(byName['nats mqtt']).toMatchObject({ address: `mqtt://127.0.0.1:${ports.UP_NATS_MQTT_PORT}` });
     expect(byName.postgres).toMatchObject({ state: 'started', address: `postgres://postgres@127.0.0.1:${ports.UP_POSTGRES_PORT}/iot` });
@@ -154,6 +160,11 @@ describe('npm run up (scripts/up.ts)', () => {
     await redis.connect();
     expect(await redis.ping()).toBe('PONG');
     redis.disconnect();
+
+    // The ports nats-server chose are the ones the table shows.
+    const monitor = rows.find((r) => r.name === 'nats monitor')!.address;
+    const varz = (await (await fetch(`${monitor}/varz`)).json()) as { port: number; mqtt: { port: number } };
+    expect(varz).toMatchObject({ port: ports.UP_NATS_PORT, mqtt: { port: ports.UP_NATS_MQTT_PORT } });
 
     const servers = `nats://127.0.0.1:${ports.UP_NATS_PORT}`;
     const mqttUrl = `mqtt://127.0.0.1:${ports.UP_NATS_MQTT_PORT}`;
