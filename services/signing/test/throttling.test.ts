@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { Metadata } from '@grpc/grpc-js';
-import { unary } from '@iot-mesh/runtime';
+import { metrics, unary } from '@iot-mesh/runtime';
 import { startSigningForTest, TestSigning, TestTenant } from '../../../testing/signing';
 import { failureOf } from './support/grpc-errors';
 
@@ -23,7 +23,15 @@ const login = (email: string, password: string, metadata?: Metadata) =>
   unary(signing.clients.auth, signing.clients.auth.login, { tenant: tenant.tenantName, email, password }, { metadata });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** `iot_auth_logins_total` by result, as this process's /metrics shows it (the service runs in-process). */
+async function loginCounts(): Promise<Record<string, number>> {
+  const counts: Record<string, number> = { success: 0, bad_credentials: 0, throttled: 0 };
+  for (const [, result, value] of (await metrics.text()).matchAll(/^iot_auth_logins_total\{result="([a-z_]+)"\} (\d+)$/gm)) counts[result] = Number(value);
+  return counts;
+}
+
 test('failed logins of one account back off exponentially with RESOURCE_EXHAUSTED and RetryInfo', async () => {
+  const before = await loginCounts();
   const { email, password } = tenant.operator;
   for (let i = 0; i < 3; i++) expect((await failureOf(login(email, 'wrong-password-x'))).code).toBe(status.UNAUTHENTICATED);
   // The fourth failure locks the account for the base delay.
@@ -49,6 +57,14 @@ test('failed logins of one account back off exponentially with RESOURCE_EXHAUSTE
 
   // Other accounts were never locked.
   await login(tenant.viewer.email, tenant.viewer.password);
+
+  // Every attempt was counted by its result.
+  const after = await loginCounts();
+  expect({ success: after.success - before.success, bad_credentials: after.bad_credentials - before.bad_credentials, throttled: after.throttled - before.throttled }).toEqual({
+    success: 3,
+    bad_credentials: 6,
+    throttled: 2,
+  });
 });
 
 test('failed logins from one source address are throttled across accounts; x-forwarded-for is not trusted by default', async () => {
