@@ -33,9 +33,9 @@ function isMeshService(service: DescService): boolean {
 }
 
 /**
- * A descriptor set's registry and the access option's descriptor in it. The
- * option is read through the registry rather than compiled-in code, so the
- * descriptor set is the only input.
+ * Reads the access option of the methods of one registry. The option's
+ * descriptor comes from the registry itself rather than from generated code,
+ * so the descriptor set is the only input.
  */
 export interface AccessReader {
   /** The access rule declared on `method`; undefined when it has none or ACCESS_UNSPECIFIED. */
