@@ -242,10 +242,24 @@ test('threshold rules raise after the minimum duration and resolve only past the
 
   const listed = await unary(alerts, alerts.listAlerts, { state: AlertState.ALERT_STATE_RESOLVED, deviceId: 'd2', unacknowledgedOnly: true }, { authorization: a.viewer.authorization });
   expect(listed.alerts.map((x) => x.id)).toEqual([stream.received[0].id]);
-  const acked = await unary(alerts, alerts.acknowledgeAlert, { id: stream.received[0].id }, operator);
-  expect(acked.alert!.acknowledgedBy).toBe(a.operator.userId);
+  const beforeAck = Date.now();
+  const acked = (await unary(alerts, alerts.acknowledgeAlert, { id: stream.received[0].id }, operator)).alert!;
+  const afterAck = Date.now();
+  // Acknowledging records who and when, and leaves the alert's state alone.
+  expect(acked).toMatchObject({ id: stream.received[0].id, state: AlertState.ALERT_STATE_RESOLVED, acknowledgedBy: a.operator.userId });
+  expect(acked.acknowledgeTime!.getTime()).toBeGreaterThanOrEqual(beforeAck - 1000);
+  expect(acked.acknowledgeTime!.getTime()).toBeLessThanOrEqual(afterAck + 1000);
   await eventually(() => stream.received.length === 3, 'the acknowledged event');
-  expect(stream.received[2].acknowledgeTime).toBeDefined();
+  expect(stream.received[2]).toMatchObject({ id: acked.id, state: AlertState.ALERT_STATE_RESOLVED, acknowledgedBy: a.operator.userId, acknowledgeTime: acked.acknowledgeTime });
+  // It is stored so: the list shows it acknowledged by the same caller at the same time.
+  const stored = (await unary(alerts, alerts.listAlerts, { state: AlertState.ALERT_STATE_RESOLVED, deviceId: 'd2', unacknowledgedOnly: false }, operator)).alerts;
+  expect(stored).toEqual([expect.objectContaining({ id: acked.id, acknowledgedBy: a.operator.userId, acknowledgeTime: acked.acknowledgeTime })]);
+  // A second acknowledgement (by another user) changes nothing and announces nothing.
+  const again = (await unary(alerts, alerts.acknowledgeAlert, { id: acked.id }, { authorization: a.admin.authorization })).alert!;
+  expect(again).toMatchObject({ acknowledgedBy: a.operator.userId, acknowledgeTime: acked.acknowledgeTime });
+  // An event would take a NATS hop and a gRPC hop; give it ample time to show up if one were sent.
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  expect(stream.received).toHaveLength(3);
   expect((await unary(alerts, alerts.listAlerts, { state: 0, deviceId: '', unacknowledgedOnly: true }, operator)).alerts).toEqual([]);
   await expect(unary(alerts, alerts.acknowledgeAlert, { id: stream.received[0].id }, { authorization: b.admin.authorization })).rejects.toMatchObject({ code: status.NOT_FOUND });
   expect((await unary(alerts, alerts.listAlerts, { state: 0, deviceId: '', unacknowledgedOnly: false }, { authorization: b.admin.authorization })).alerts).toEqual([]);

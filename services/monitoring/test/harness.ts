@@ -61,14 +61,45 @@ export interface MonitoringWorld {
   close(): Promise<void>;
 }
 
-/** Starts nats-server (JetStream + MQTT), a database and one monitoring replica. */
+/**
+ * Starts nats-server (JetStream + MQTT), a database and one monitoring
+ * replica. When start-up fails partway, whatever was already started is
+ * stopped again before the error is thrown: nothing leaks into later tests.
+ */
 export async function startWorld(env: Record<string, string> = {}, options: { replicas?: number; natsServer?: TestNatsServer } = {}): Promise<MonitoringWorld> {
+  const started: { name: string; stop: () => Promise<unknown> }[] = [];
+  const stopStarted = async () => {
+    for (const s of started.reverse()) await s.stop().catch(() => undefined);
+    started.length = 0;
+  };
+  try {
+    return await buildWorld(env, options, started);
+  } catch (err) {
+    await stopStarted();
+    throw err;
+  }
+}
+
+async function buildWorld(
+  env: Record<string, string>,
+  options: { replicas?: number; natsServer?: TestNatsServer },
+  started: { name: string; stop: () => Promise<unknown> }[],
+): Promise<MonitoringWorld> {
   const nats = options.natsServer ?? (await TestNatsServer.start({ jetstream: true, mqtt: true }));
+  if (!options.natsServer) started.push({ name: 'nats-server', stop: () => nats.stop() });
   const db = await createTestDatabase('iot_mon');
+  started.push({ name: 'database', stop: () => db.drop() });
   const baseEnv = { DATABASE_URL: db.url, NATS_URL: nats.url, WRITER_BATCH_WAIT_MS: '20', ...env };
   const nc = await connect({ servers: nats.url });
+  started.push({ name: 'nats connection', stop: () => nc.close() });
   const directory = await nc.jetstream().views.kv(DEVICE_DIRECTORY_BUCKET);
   const services: MonitoringWorld['services'] = [];
+  started.push({
+    name: 'monitoring replicas',
+    stop: async () => {
+      for (const s of services) await s.service.stop().catch(() => undefined);
+    },
+  });
   const startReplica = async (extraEnv: Record<string, string> = {}) => {
     let stats!: MonitoringStats;
     const service = await startTestService(createMonitoringService({ onStats: (s) => (stats = s) }), { ...baseEnv, ...extraEnv });

@@ -70,6 +70,10 @@ test('the writer holds the batch while the database is down, JetStream keeps the
   await world.registerDevice(t, 'd1');
   await world.publish(t, 'd1', jsonPayload({ messageId: 'first', points: [{ metric: 'temp', numberValue: 0 }] }));
   await eventually(async () => (await world.rowCount(t)) === 1, 'the first row');
+  const jsm = await world.nc.jetstreamManager();
+  // Everything published so far is acknowledged: the ack floor stands at the stream's last message.
+  const { state: before } = await jsm.streams.info('TELEMETRY');
+  await eventually(async () => (await jsm.consumers.info('TELEMETRY', 'monitoring-writer')).ack_floor.stream_seq === before.last_seq, 'the first message acked');
   await world.pool.end();
   const failuresBefore = world.services.reduce((n, s) => n + s.stats.ingest.writeFailures, 0);
 
@@ -79,11 +83,13 @@ test('the writer holds the batch while the database is down, JetStream keeps the
   });
   try {
     for (let i = 0; i < 300; i++) await world.publish(t, 'd1', jsonPayload({ messageId: `during-${i}`, points: [{ metric: 'temp', numberValue: i }] }));
-    await eventually(() => world.services.reduce((n, s) => n + s.stats.ingest.writeFailures, 0) > failuresBefore, 'failed write attempts');
-    const jsm = await world.nc.jetstreamManager();
+    // Wait for the writers to retry at least twice each side of the publishes, so a batch acked by mistake would show.
+    await eventually(() => world.services.reduce((n, s) => n + s.stats.ingest.writeFailures, 0) >= failuresBefore + 4, 'failed write attempts');
     const info = await jsm.consumers.info('TELEMETRY', 'monitoring-writer');
-    // Nothing was acknowledged while the database was down.
-    expect(info.num_ack_pending + info.num_pending).toBeGreaterThan(0);
+    // Nothing was acknowledged while the database was down: the ack floor has not moved, and
+    // every one of the 300 messages is still held (delivered and unacknowledged) or waiting.
+    expect(info.ack_floor.stream_seq).toBe(before.last_seq);
+    expect(info.num_ack_pending + info.num_pending).toBe(300);
   } finally {
     await admin((c) => c.query(`ALTER DATABASE "${world.db.name}" ALLOW_CONNECTIONS true`));
   }
@@ -91,6 +97,8 @@ test('the writer holds the batch while the database is down, JetStream keeps the
   world.pool = createPool(world.db.url, 'monitoring', createLogger('test', 'silent'));
   await eventually(async () => (await world.rowCount(t)) === 301, 'the backlog to drain', 30_000);
   expect(await distinctRows(t)).toEqual({ total: 301, distinct: 301 });
+  // And now everything is acknowledged.
+  await eventually(async () => (await jsm.consumers.info('TELEMETRY', 'monitoring-writer')).ack_floor.stream_seq === before.last_seq + 300, 'the backlog acked');
 });
 
 test('the writer carries on after the NATS server is killed and restarted, storing everything once', async () => {
