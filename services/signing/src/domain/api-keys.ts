@@ -48,7 +48,8 @@ export class ApiKeys {
     if (!secret.startsWith('iotk_') || secret.length > 200) return undefined;
     const key = await this.store.apiKeys.byHash(secretDigest(secret));
     if (!key || key.revokeTime || (key.expireTime && key.expireTime.getTime() <= Date.now())) return undefined;
-    this.store.apiKeys.touch(key.id).catch((err: Error) => this.log.debug({ err: err.message }, 'noting API key use failed'));
+    // Awaited, so a list right after a call shows its use; failing to note it never refuses the call.
+    await this.store.apiKeys.touch(key.id).catch((err: Error) => this.log.debug({ err: err.message }, 'noting API key use failed'));
     return { kind: 'api_key', id: key.id, tenantId: key.tenantId, role: roleFromName(key.role)!, platformAdmin: false, name: key.name };
   }
 }
