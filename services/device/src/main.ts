@@ -1,48 +1,29 @@
-import { z } from 'zod';
-import { ALL_STATE, connectNats, countCacheLookups, createAuthMiddleware, env, parseDeviceSubject, pingNats, repoPath, runService, ServiceSpec, signingAddressEnv } from '@iot-mesh/runtime';
-import { CommandService } from './commands';
-import { deviceServices } from './grpc';
-import { AccountAuthority } from './nats/account-authority';
+import { connectNats, countCacheLookups, createAuthMiddleware, pingNats, repoPath, runService, ServiceSpec } from '@iot-mesh/runtime';
 import { keyPairFromSeed } from '@iot-mesh/nats-auth';
-import { DeviceDirectory } from './nats/device-directory';
-import { DeviceEvents } from './nats/device-events';
-import { DEVICE_QUEUE, Presence } from './presence';
-import { DeviceRegistry } from './service';
+import { commandApi } from './api/commands';
+import { credentialApi } from './api/credentials';
+import { deviceApi } from './api/devices';
+import { twinApi } from './api/twins';
+import { deviceEnv } from './config';
+import { Commands } from './domain/commands';
+import { Credentials } from './domain/credentials';
+import { DeviceChanges, DeviceRegistry } from './domain/devices';
+import { Presence } from './domain/presence';
+import { Twins } from './domain/twins';
+import { AccountAuthority } from './events/account-authority';
+import { NatsCommandChannel } from './events/command-channel';
+import { ConnectEvents } from './events/connect-events';
+import { NatsDesiredStateChannel } from './events/desired-state';
+import { DeviceDirectoryPublisher } from './events/device-directory-publisher';
+import { DeviceEvents } from './events/device-events';
+import { StateReports } from './events/state-reports';
+import { countCredentialOperations } from './metrics';
+import { PgCommandStore } from './store/command-store';
 import { DeviceCache } from './store/device-cache';
 import { PgDeviceStore } from './store/device-store';
-import { TwinService } from './twin';
+import { PgTwinStore } from './store/twin-store';
 
-function seed(kind: 'O' | 'A', what: string) {
-  return z
-    .string()
-    .optional()
-    .refine((value) => {
-      if (value === undefined) return true;
-      try {
-        keyPairFromSeed(value.trim(), kind);
-        return true;
-      } catch {
-        return false;
-      }
-    }, `must be an ${what} seed (S${kind}…), as written by npm run setup:nats`);
-}
-
-/** The device service's own variables. */
-export const deviceEnv = {
-  ...signingAddressEnv,
-  /** Operator seed: signs the account JWT re-issued with revocations. */
-  DEVICE_NATS_OPERATOR_SEED: seed('O', 'operator'),
-  /** Application account seed: signs device credentials. */
-  DEVICE_NATS_ACCOUNT_SEED: seed('A', 'account'),
-  /** Creds file of a system-account user: pushes account claims, receives connect events. */
-  DEVICE_NATS_SYSTEM_CREDS: env.optional(),
-  /** NATS URL put into device credentials (default: the first NATS_URL). */
-  DEVICE_NATS_PUBLIC_URL: env.optional(),
-  /** MQTT URL put into device credentials. */
-  DEVICE_MQTT_PUBLIC_URL: env.url(['mqtt', 'mqtts', 'tcp', 'ssl', 'ws', 'wss'], 'mqtt://127.0.0.1:1883'),
-  /** How long a cached device lookup lives. */
-  DEVICE_CACHE_TTL_MS: env.positiveInt(60_000),
-};
+export { deviceEnv } from './config';
 
 /** The device service: registry, credentials, status, twin, commands. */
 export const deviceService: ServiceSpec<typeof deviceEnv> = {
@@ -57,24 +38,27 @@ export const deviceService: ServiceSpec<typeof deviceEnv> = {
     }
     // The runtime parsed NATS_URL (it is not part of this service's own shape).
     const natsUrl = (config as unknown as { NATS_URL: string }).NATS_URL;
+
+    // Storage.
     const store = new PgDeviceStore(pool);
     const cache = countCacheLookups(new DeviceCache(redis, log.child({ component: 'cache' }), config.DEVICE_CACHE_TTL_MS), 'get', 'device');
-    const directory = await DeviceDirectory.open(nats, log.child({ component: 'directory' }));
-    const events = new DeviceEvents(nats, log);
 
+    // The message plane.
+    const directory = await DeviceDirectoryPublisher.open(nats, log.child({ component: 'directory' }));
+    const events = new DeviceEvents(nats, log);
     let system: Awaited<ReturnType<typeof connectNats>> | undefined;
     let authority: AccountAuthority | undefined;
     if (config.DEVICE_NATS_ACCOUNT_SEED) {
       system = await connectNats(natsUrl, 'iot-device-system', log.child({ component: 'nats-system' }), { credsFile: config.DEVICE_NATS_SYSTEM_CREDS });
       const sys = system;
-      authority = new AccountAuthority(
+      const auth = new AccountAuthority(
         keyPairFromSeed(config.DEVICE_NATS_OPERATOR_SEED!.trim(), 'O'),
         keyPairFromSeed(config.DEVICE_NATS_ACCOUNT_SEED.trim(), 'A'),
         sys,
         () => store.revocations(),
         log.child({ component: 'nats-account' }),
       );
-      const auth = authority;
+      authority = auth;
       // A restarted NATS server may have forgotten revocations: apply them on start and after every reconnect.
       await auth.sync();
       void (async () => {
@@ -83,41 +67,40 @@ export const deviceService: ServiceSpec<typeof deviceEnv> = {
     } else {
       log.warn('DEVICE_NATS_* are not set: device credentials and connection status are disabled');
     }
+    const desired = new NatsDesiredStateChannel(nats, log.child({ component: 'twin' }));
+    const commandChannel = new NatsCommandChannel(nats, log.child({ component: 'commands' }));
 
-    const twin = new TwinService(store, nats, log.child({ component: 'twin' }));
-    const registry = new DeviceRegistry({
-      store,
-      cache,
-      directory,
-      events,
-      authority,
-      urls: { nats: config.DEVICE_NATS_PUBLIC_URL ?? natsUrl.split(',')[0].trim(), mqtt: config.DEVICE_MQTT_PUBLIC_URL },
-      log,
-    });
-    const commands = new CommandService(store, nats, log.child({ component: 'commands' }));
-    await commands.start();
-    const presence = new Presence({ store, cache, events, twin, nc: nats, system, accountId: authority?.accountId, log: log.child({ component: 'presence' }) });
-    await presence.start();
-    const stateReports = nats.subscribe(ALL_STATE, {
-      queue: DEVICE_QUEUE,
-      callback: (err, msg) => {
-        const from = err ? undefined : parseDeviceSubject(msg.subject);
-        if (from) void twin.report(from, msg.data).catch((e: Error) => log.warn({ err: e.message }, 'storing a state report failed'));
-      },
-    });
+    // The domain, with its decorators.
+    const changes = new DeviceChanges(cache, directory, events);
+    const credentials = countCredentialOperations(
+      new Credentials({ store, changes, authority, urls: { nats: config.DEVICE_NATS_PUBLIC_URL ?? natsUrl.split(',')[0].trim(), mqtt: config.DEVICE_MQTT_PUBLIC_URL } }),
+    );
+    const registry = new DeviceRegistry({ store, cache, changes, credentials });
+    const twins = new Twins(new PgTwinStore(pool), registry, desired);
+    const commands = new Commands(new PgCommandStore(pool), registry, commandChannel);
+    const presence = new Presence({ store, changes, twins, log: log.child({ component: 'presence' }) });
+
+    // What the service consumes.
+    await commandChannel.start();
+    const connectEvents = new ConnectEvents({ presence, nc: nats, system, accountId: authority?.accountId, log: log.child({ component: 'presence' }) });
+    await connectEvents.start();
+    presence.start();
+    const stateReports = new StateReports(nats, twins, log);
+    stateReports.start();
     await directory.resync(store.scanAll(500));
 
     // The shared JWKS/API-key copies are per signing deployment (tests run many signing instances against one Redis).
     const auth = createAuthMiddleware({ signingAddress: config.SIGNING_ADDRESS, redis, log });
     return {
-      services: deviceServices({ registry, twin, commands, events }),
+      services: [deviceApi({ registry, events }), credentialApi(credentials), twinApi(twins), commandApi(commands)],
       middlewares: [auth],
       checks: system ? [{ name: 'nats-system', check: () => pingNats(system!) }] : [],
       async stop() {
-        stateReports.unsubscribe();
-        commands.stop();
-        twin.stop();
+        stateReports.stop();
+        commandChannel.stop();
+        desired.stop();
         authority?.stop();
+        connectEvents.stop();
         await presence.stop();
         auth.close();
         if (system && !system.isClosed()) await system.drain().catch(() => undefined);

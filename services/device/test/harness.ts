@@ -20,6 +20,7 @@ export interface DeviceClients {
   close(): void;
 }
 
+/** Clients of every device API at `address` (plaintext); `close()` closes them all. */
 export function deviceClients(address: string): DeviceClients {
   const devices = insecureClient(DeviceServiceClient, address);
   const credentials = insecureClient(CredentialServiceClient, address);
@@ -42,35 +43,48 @@ export interface DeviceHarness {
   stop(): Promise<void>;
 }
 
+/**
+ * Starts signing, an operator-mode NATS server, a database and the device
+ * service. When a step fails, whatever had started is stopped before the
+ * error is rethrown, so a failed start leaks no server.
+ */
 export async function startDeviceHarness(options: { mqtt?: boolean; env?: Record<string, string> } = {}): Promise<DeviceHarness> {
-  const [signing, nats, db] = await Promise.all([startSigningForTest(), startOperatorNats({ mqtt: options.mqtt }), createTestDatabase('iot_device')]);
-  const env = {
-    DATABASE_URL: db.url,
-    REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
-    SIGNING_ADDRESS: signing.address,
-    ...nats.deviceEnv(),
-    ...options.env,
+  // Stop actions of what has started so far, run in reverse order.
+  const started: (() => Promise<unknown> | void)[] = [];
+  const stopAll = async () => {
+    for (const stop of started.splice(0).reverse()) await Promise.resolve(stop()).catch(() => undefined);
   };
-  const device = await startTestService(deviceService, env);
-  const clients = deviceClients(device.address);
-  const platform = await connect({ servers: nats.server.url, authenticator: credsAuthenticator(fs.readFileSync(nats.serviceCredsFile)) });
-  return {
-    signing,
-    nats,
-    db,
-    device,
-    clients,
-    platform,
-    env,
-    async stop() {
-      clients.close();
-      await platform.close().catch(() => undefined);
-      await device.stop();
-      await signing.stop();
-      await nats.stop();
-      await db.drop();
-    },
-  };
+  try {
+    // allSettled, not all: a failure must not leave a sibling still starting, unseen and never stopped.
+    const [signing, nats, db] = await Promise.allSettled([startSigningForTest(), startOperatorNats({ mqtt: options.mqtt }), createTestDatabase('iot_device')]).then(
+      ([signing, nats, db]) => {
+        // Stopped in reverse: the database is dropped last.
+        if (db.status === 'fulfilled') started.push(() => db.value.drop());
+        if (nats.status === 'fulfilled') started.push(() => nats.value.stop());
+        if (signing.status === 'fulfilled') started.push(() => signing.value.stop());
+        const failed = [signing, nats, db].find((r): r is PromiseRejectedResult => r.status === 'rejected');
+        if (failed) throw failed.reason;
+        return [(signing as PromiseFulfilledResult<TestSigning>).value, (nats as PromiseFulfilledResult<OperatorNats>).value, (db as PromiseFulfilledResult<TestDatabase>).value] as const;
+      },
+    );
+    const env = {
+      DATABASE_URL: db.url,
+      REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
+      SIGNING_ADDRESS: signing.address,
+      ...nats.deviceEnv(),
+      ...options.env,
+    };
+    const device = await startTestService(deviceService, env);
+    started.push(() => device.stop());
+    const clients = deviceClients(device.address);
+    started.push(() => clients.close());
+    const platform = await connect({ servers: nats.server.url, authenticator: credsAuthenticator(fs.readFileSync(nats.serviceCredsFile)) });
+    started.push(() => platform.close());
+    return { signing, nats, db, device, clients, platform, env, stop: stopAll };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
 }
 
 /** Resolves when `predicate` holds, polling every `everyMs`; rejects after `timeoutMs` with `what`. */

@@ -1,5 +1,6 @@
 import { Metadata, status } from '@grpc/grpc-js';
-import { serverStream, unary, DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey, DeviceDirectoryEntry } from '@iot-mesh/runtime';
+import { serverStream, unary, DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey } from '@iot-mesh/runtime';
+import { DeviceDirectoryEntry } from '../../../gen/ts/iot/device/v1/directory';
 import { Device, DeviceEventType, DeviceStatus, WatchDevicesResponse, CredentialState } from '../../../gen/ts/iot/device/v1/device';
 import { Status } from '../../../gen/ts/google/rpc/status';
 import { BadRequest } from '../../../gen/ts/google/rpc/error_details';
@@ -49,8 +50,8 @@ test('create, get, update with a field mask, delete; the directory follows', asy
   expect(got.device!.labels).toEqual({ site: 'lab', floor: '2' });
 
   const kv = await h.platform.jetstream().views.kv(DEVICE_DIRECTORY_BUCKET);
-  const entry = JSON.parse(new TextDecoder().decode((await kv.get(deviceDirectoryKey(a.tenantId, 'thermo-1')))!.value)) as DeviceDirectoryEntry;
-  expect(entry).toEqual({ tenantId: a.tenantId, deviceId: 'thermo-1', name: 'Thermometer 1', type: 'thermometer', labels: { site: 'lab', floor: '2' }, credentialState: 'none', updateTime: created.updateTime!.toISOString() });
+  const entry = DeviceDirectoryEntry.decode((await kv.get(deviceDirectoryKey(a.tenantId, 'thermo-1')))!.value);
+  expect(entry).toEqual({ tenantId: a.tenantId, deviceId: 'thermo-1', name: 'Thermometer 1', type: 'thermometer', labels: { site: 'lab', floor: '2' }, credentialState: CredentialState.CREDENTIAL_STATE_NONE, updateTime: created.updateTime });
 
   // Only the masked field changes; a read right after the update never sees the old value (cache).
   const updated = await unary(
@@ -66,7 +67,7 @@ test('create, get, update with a field mask, delete; the directory follows', asy
     const read = await unary(h.clients.devices, h.clients.devices.getDevice, { id: 'thermo-1' }, { authorization: a.viewer.authorization });
     expect(read.device!.name).toBe(name);
   }
-  const updatedEntry = JSON.parse(new TextDecoder().decode((await kv.get(deviceDirectoryKey(a.tenantId, 'thermo-1')))!.value)) as DeviceDirectoryEntry;
+  const updatedEntry = DeviceDirectoryEntry.decode((await kv.get(deviceDirectoryKey(a.tenantId, 'thermo-1')))!.value);
   expect(updatedEntry).toMatchObject({ name: 'Thermometer v4', labels: { site: 'roof' } });
 
   await unary(h.clients.devices, h.clients.devices.deleteDevice, { id: 'thermo-1' }, { authorization: a.operator.authorization });
@@ -187,8 +188,8 @@ test('bulk create of 1000 devices with credentials', async () => {
   expect(response.devices.every((d) => d.credentialState === CredentialState.CREDENTIAL_STATE_ACTIVE)).toBe(true);
   expect(response.credentials[5].publishSubjects).toEqual([`iot.${c.tenantId}.dev.bulk-5.tel`, `iot.${c.tenantId}.dev.bulk-5.state`, `iot.${c.tenantId}.dev.bulk-5.cmd.reply`]);
   const kv = await h.platform.jetstream().views.kv(DEVICE_DIRECTORY_BUCKET);
-  const last = JSON.parse(new TextDecoder().decode((await kv.get(deviceDirectoryKey(c.tenantId, 'bulk-999')))!.value)) as DeviceDirectoryEntry;
-  expect(last).toMatchObject({ deviceId: 'bulk-999', credentialState: 'active', labels: { batch: 'one' } });
+  const last = DeviceDirectoryEntry.decode((await kv.get(deviceDirectoryKey(c.tenantId, 'bulk-999')))!.value);
+  expect(last).toMatchObject({ deviceId: 'bulk-999', credentialState: CredentialState.CREDENTIAL_STATE_ACTIVE, labels: { batch: 'one' } });
   // All or nothing: a batch with one existing id creates none.
   const retry = await rejection(
     unary(h.clients.devices, h.clients.devices.batchCreateDevices, { devices: [Device.fromPartial({ id: 'fresh-1', name: 'x' }), Device.fromPartial({ id: 'bulk-3', name: 'x' })], issueCredentials: false }, { authorization: c.operator.authorization }),
@@ -223,4 +224,19 @@ test('WatchDevices streams created, updated and deleted events of the caller’s
   expect(forWatched[1].device!.name).toBe('Renamed');
   expect(received.some((e) => e.device?.id === 'other-tenant' || e.device?.id === 'unlabelled')).toBe(false);
   stream.cancel();
+});
+
+test('device events on NATS are binary WatchDevicesResponse on iot.<tenant>.evt.device.<kind>', async () => {
+  const c = await h.signing.createTenant();
+  const sub = h.platform.subscribe(`iot.${c.tenantId}.evt.device.>`, { max: 1 });
+  await h.platform.flush();
+  const created = await create(c, { id: 'evt-1', name: 'Evented', labels: { k: 'v' } });
+  let message: { subject: string; data: Uint8Array } | undefined;
+  for await (const m of sub) message = m;
+  expect(message!.subject).toBe(`iot.${c.tenantId}.evt.device.created`);
+  // Binary Protobuf, not JSON: a JSON object would start with '{'.
+  expect(message!.data[0]).not.toBe(0x7b);
+  const event = WatchDevicesResponse.decode(message!.data);
+  expect(event.type).toBe(DeviceEventType.DEVICE_EVENT_TYPE_CREATED);
+  expect(event.device).toEqual(created);
 });

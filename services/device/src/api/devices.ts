@@ -1,134 +1,237 @@
-import { callerPrincipal, callerTenant, defineService, pageSize, ServiceRegistration } from '@iot-mesh/runtime';
-import { CommandServiceService } from '../../../gen/ts/iot/device/v1/command';
-import { CredentialServiceService, } from '../../../gen/ts/iot/device/v1/credential';
-import { DeviceCredential, DeviceServiceService, WatchDevicesResponse } from '../../../gen/ts/iot/device/v1/device';
-import { TwinServiceService } from '../../../gen/ts/iot/device/v1/twin';
-import { Duration } from '../../../gen/ts/google/protobuf/duration';
-import { CommandService } from './commands';
-import { fromDeviceStatus, toCommandMessage, toDeviceMessage, toTwinMessage } from './convert';
-import { DeviceEvents } from './nats/device-events';
-import { DeviceRegistry, IssuedCredential } from './service';
-import { TwinService } from './twin';
+import { callerTenant, decodePageToken, defineService, encodePageToken, errors, isSubjectToken, pageSize, ServiceRegistration, Violations } from '@iot-mesh/runtime';
+import { CredentialState, Device, DeviceCredential, DeviceServiceService, DeviceStatus, WatchDevicesResponse } from '../../../../gen/ts/iot/device/v1/device';
+import type { IssuedCredential } from '../domain/credentials';
+import { DeviceRegistry, newDeviceId } from '../domain/devices';
+import { ConnectionStatus, DevicePatch, DeviceRecord, NewDevice } from '../domain/model';
 
 /** How many events a slow WatchDevices client may lag behind before the oldest are dropped. */
 const WATCH_BUFFER = 10_000;
 
-function toCredentialMessage(c: IssuedCredential): DeviceCredential {
-  return { ...c };
+/** Limits of device fields, checked with a field violation each. */
+export const DEVICE_LIMITS = {
+  nameLength: 200,
+  typeLength: 100,
+  labels: 64,
+  labelKeyLength: 63,
+  labelValueLength: 256,
+  batch: 1000,
+} as const;
+
+const LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9_.\/-]*$/;
+
+/** Where WatchDevices gets the tenant's device events (`events/device-events.ts`). */
+export interface DeviceEventSource {
+  subscribe(tenantId: string, onEvent: (event: WatchDevicesResponse) => void): Promise<{ unsubscribe(): void }>;
 }
 
-function durationMs(d: Duration | undefined): number | undefined {
-  if (!d) return undefined;
-  return Number(d.seconds) * 1000 + Math.floor(d.nanos / 1e6);
-}
-
-/** The domain objects the gRPC handlers call. */
-export interface DeviceHandlersDeps {
+/** What the DeviceService handlers call. */
+export interface DeviceApiDeps {
   registry: DeviceRegistry;
-  twin: TwinService;
-  commands: CommandService;
-  events: DeviceEvents;
+  events: DeviceEventSource;
 }
 
-/** Thin transport: decode → domain call scoped to the caller's tenant → encode. */
-export function deviceServices({ registry, twin, commands, events }: DeviceHandlersDeps): ServiceRegistration[] {
-  return [
-    defineService(DeviceServiceService, {
-      async createDevice(request, ctx) {
-        return { device: toDeviceMessage(await registry.create(callerTenant(ctx), request.device)) };
-      },
-      async getDevice(request, ctx) {
-        return { device: toDeviceMessage(await registry.get(callerTenant(ctx), request.id)) };
-      },
-      async updateDevice(request, ctx) {
-        return { device: toDeviceMessage(await registry.update(callerTenant(ctx), request.device, request.updateMask ?? [])) };
-      },
-      async deleteDevice(request, ctx) {
-        await registry.delete(callerTenant(ctx), request.id);
-        return {};
-      },
-      async listDevices(request, ctx) {
-        const page = await registry.list(
-          callerTenant(ctx),
-          { labels: request.labels, status: fromDeviceStatus(request.status), namePrefix: request.namePrefix || undefined, type: request.type || undefined },
-          pageSize(request.page?.pageSize),
-          request.page?.pageToken || undefined,
-        );
-        return { devices: page.devices.map(toDeviceMessage), page: { nextPageToken: page.nextPageToken } };
-      },
-      async batchCreateDevices(request, ctx) {
-        const result = await registry.createMany(callerTenant(ctx), request.devices, request.issueCredentials);
-        return { devices: result.devices.map(toDeviceMessage), credentials: result.credentials.map(toCredentialMessage) };
-      },
-      async watchDevices(request, ctx, send) {
-        const tenantId = callerTenant(ctx);
-        const ids = new Set(request.deviceIds);
-        const labels = Object.entries(request.labels);
-        const matches = (e: WatchDevicesResponse) =>
-          e.device !== undefined && (ids.size === 0 || ids.has(e.device.id)) && labels.every(([k, v]) => e.device!.labels[k] === v);
-        const queue: WatchDevicesResponse[] = [];
-        let wake: (() => void) | undefined;
-        const sub = await events.subscribe(tenantId, (event) => {
-          if (!matches(event)) return;
-          queue.push(event);
-          if (queue.length > WATCH_BUFFER) queue.shift();
-          wake?.();
-        });
-        const aborted = new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve(), { once: true }));
-        try {
-          while (!ctx.signal.aborted) {
-            if (queue.length === 0) await Promise.race([new Promise<void>((resolve) => (wake = resolve)), aborted]);
-            wake = undefined;
-            while (queue.length > 0 && !ctx.signal.aborted) await send(queue.shift()!);
-          }
-        } finally {
-          sub.unsubscribe();
+/** `iot.device.v1.DeviceService`: decode and validate → registry call scoped to the caller's tenant → encode. */
+export function deviceApi({ registry, events }: DeviceApiDeps): ServiceRegistration {
+  return defineService(DeviceServiceService, {
+    async createDevice(request, ctx) {
+      const v = new Violations();
+      checkNewDevice(request.device, 'device', v);
+      v.throwIfAny();
+      const [device] = await registry.create(callerTenant(ctx), [toNewDevice(request.device!)]);
+      return { device: toDeviceMessage(device) };
+    },
+    async getDevice(request, ctx) {
+      return { device: toDeviceMessage(await registry.get(callerTenant(ctx), request.id)) };
+    },
+    async updateDevice(request, ctx) {
+      const v = new Violations();
+      v.required(request.device?.id, 'device.id');
+      const patch = toPatch(request.device, request.updateMask ?? [], v);
+      v.throwIfAny();
+      return { device: toDeviceMessage(await registry.update(callerTenant(ctx), request.device!.id, patch)) };
+    },
+    async deleteDevice(request, ctx) {
+      await registry.delete(callerTenant(ctx), request.id);
+      return {};
+    },
+    async listDevices(request, ctx) {
+      const after = decodeSeqToken(request.page?.pageToken);
+      const v = new Violations();
+      for (const key of Object.keys(request.labels)) v.check(key.length > 0, 'labels', 'label keys must not be empty');
+      v.throwIfAny();
+      const page = await registry.list(
+        callerTenant(ctx),
+        { labels: request.labels, status: fromDeviceStatus(request.status), namePrefix: request.namePrefix || undefined, type: request.type || undefined },
+        pageSize(request.page?.pageSize),
+        after,
+      );
+      return { devices: page.devices.map(toDeviceMessage), page: { nextPageToken: encodeSeqToken(page.nextAfter) } };
+    },
+    async batchCreateDevices(request, ctx) {
+      const v = new Violations();
+      const inputs = request.devices;
+      v.check(inputs.length > 0, 'devices', 'at least one device is required');
+      v.check(inputs.length <= DEVICE_LIMITS.batch, 'devices', `at most ${DEVICE_LIMITS.batch} devices per call`);
+      if (inputs.length <= DEVICE_LIMITS.batch) inputs.forEach((input, i) => checkNewDevice(input, `devices[${i}]`, v));
+      const seen = new Map<string, number>();
+      inputs.forEach((input, i) => {
+        if (!input.id) return;
+        if (seen.has(input.id)) v.add(`devices[${i}].id`, `repeats devices[${seen.get(input.id)}].id`);
+        else seen.set(input.id, i);
+      });
+      v.throwIfAny();
+      const result = await registry.createMany(callerTenant(ctx), inputs.map(toNewDevice), request.issueCredentials);
+      return { devices: result.devices.map(toDeviceMessage), credentials: result.credentials.map(toCredentialMessage) };
+    },
+    async watchDevices(request, ctx, send) {
+      const tenantId = callerTenant(ctx);
+      const ids = new Set(request.deviceIds);
+      const labels = Object.entries(request.labels);
+      const matches = (e: WatchDevicesResponse) =>
+        e.device !== undefined && (ids.size === 0 || ids.has(e.device.id)) && labels.every(([k, v]) => e.device!.labels[k] === v);
+      const queue: WatchDevicesResponse[] = [];
+      let wake: (() => void) | undefined;
+      const sub = await events.subscribe(tenantId, (event) => {
+        if (!matches(event)) return;
+        queue.push(event);
+        if (queue.length > WATCH_BUFFER) queue.shift();
+        wake?.();
+      });
+      const aborted = new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve(), { once: true }));
+      try {
+        while (!ctx.signal.aborted) {
+          if (queue.length === 0) await Promise.race([new Promise<void>((resolve) => (wake = resolve)), aborted]);
+          wake = undefined;
+          while (queue.length > 0 && !ctx.signal.aborted) await send(queue.shift()!);
         }
-      },
-    }),
-    defineService(CredentialServiceService, {
-      async issueCredential(request, ctx) {
-        return { credential: toCredentialMessage(await registry.issueCredential(callerTenant(ctx), request.deviceId, request.expireTime)) };
-      },
-      async rotateCredential(request, ctx) {
-        return { credential: toCredentialMessage(await registry.rotateCredential(callerTenant(ctx), request.deviceId, request.expireTime)) };
-      },
-      async revokeCredential(request, ctx) {
-        return { device: toDeviceMessage(await registry.revokeCredential(callerTenant(ctx), request.deviceId)) };
-      },
-    }),
-    defineService(TwinServiceService, {
-      async getTwin(request, ctx) {
-        const tenantId = callerTenant(ctx);
-        await registry.get(tenantId, request.deviceId);
-        return { twin: toTwinMessage(await twin.get(tenantId, request.deviceId)) };
-      },
-      async updateDesired(request, ctx) {
-        const tenantId = callerTenant(ctx);
-        await registry.get(tenantId, request.deviceId);
-        return { twin: toTwinMessage(await twin.updateDesired(tenantId, request.deviceId, request.desired, Number(request.expectedVersion))) };
-      },
-    }),
-    defineService(CommandServiceService, {
-      async sendCommand(request, ctx) {
-        const principal = callerPrincipal(ctx);
-        const device = await registry.get(principal.tenantId, request.deviceId);
-        const command = await commands.send(device, {
-          name: request.name,
-          payload: request.payload,
-          timeoutMs: durationMs(request.timeout),
-          actorId: principal.id,
-          remainingMs: ctx.remainingMs(),
-          signal: ctx.signal,
-        });
-        return { command: toCommandMessage(command) };
-      },
-      async listCommands(request, ctx) {
-        const tenantId = callerTenant(ctx);
-        await registry.get(tenantId, request.deviceId);
-        const page = await commands.list(tenantId, request.deviceId, pageSize(request.page?.pageSize), request.page?.pageToken || undefined);
-        return { commands: page.commands.map(toCommandMessage), page: { nextPageToken: page.nextPageToken } };
-      },
-    }),
-  ];
+      } finally {
+        sub.unsubscribe();
+      }
+    },
+  });
+}
+
+/** A list position (a keyset `seq`) as a page token; '' for the last page. */
+export function encodeSeqToken(seq: string | undefined): string {
+  return seq === undefined ? '' : encodePageToken([seq]);
+}
+
+/** The keyset position of a page token made by {@link encodeSeqToken}; INVALID_ARGUMENT for any other token. */
+export function decodeSeqToken(token: string | undefined): string | undefined {
+  const cursor = decodePageToken(token || undefined);
+  if (!cursor) return undefined;
+  if (cursor.length !== 1 || typeof cursor[0] !== 'string' || !/^\d+$/.test(cursor[0])) {
+    throw errors.invalidArgument([{ field: 'page.page_token', description: 'is not a token this server issued' }]);
+  }
+  return cursor[0];
+}
+
+function checkLabels(labels: Record<string, string>, field: string, v: Violations): void {
+  const keys = Object.keys(labels);
+  v.check(keys.length <= DEVICE_LIMITS.labels, field, `at most ${DEVICE_LIMITS.labels} labels`);
+  for (const key of keys) {
+    v.check(key.length <= DEVICE_LIMITS.labelKeyLength && LABEL_KEY.test(key), `${field}[${key}]`, `label keys are 1-${DEVICE_LIMITS.labelKeyLength} characters: letters, digits, '_', '.', '/', '-'`);
+    v.check(labels[key].length <= DEVICE_LIMITS.labelValueLength, `${field}[${key}]`, `label values are at most ${DEVICE_LIMITS.labelValueLength} characters`);
+  }
+}
+
+function checkName(name: string | undefined, field: string, v: Violations): void {
+  if (v.required(name?.trim(), field)) v.maxLength(name, DEVICE_LIMITS.nameLength, field);
+}
+
+function checkType(type: string | undefined, field: string, v: Violations): void {
+  v.maxLength(type, DEVICE_LIMITS.typeLength, field);
+}
+
+/** Validates one device to create (`prefix` names it in violations, e.g. `devices[3]`). */
+function checkNewDevice(input: Device | undefined, prefix: string, v: Violations): void {
+  if (!input) {
+    v.add(prefix, 'is required');
+    return;
+  }
+  if (input.id) v.check(isSubjectToken(input.id), `${prefix}.id`, "must be 1-64 characters: lower-case letters, digits, '-', '_', starting with a letter or digit");
+  checkName(input.name, `${prefix}.name`, v);
+  checkType(input.type, `${prefix}.type`, v);
+  checkLabels(input.labels ?? {}, `${prefix}.labels`, v);
+}
+
+/** The device to insert, with a server-assigned id when none was given. */
+function toNewDevice(input: Device): NewDevice {
+  return { id: input.id || newDeviceId(), name: input.name.trim(), type: input.type ?? '', labels: input.labels ?? {} };
+}
+
+/** Paths of UpdateDevice's field mask (proto field names). */
+const UPDATABLE = new Set(['name', 'type', 'labels']);
+
+/**
+ * The patch an update asks for: the masked fields, or (empty mask) every
+ * field the caller set. Violations for unknown paths or bad values.
+ */
+function toPatch(input: Device | undefined, paths: string[], v: Violations): DevicePatch {
+  if (!input) {
+    v.add('device', 'is required');
+    return {};
+  }
+  const effective = paths.length > 0 ? paths : ['name', 'type', 'labels'].filter((p) => (p === 'labels' ? Object.keys(input.labels ?? {}).length > 0 : Boolean(input[p as 'name' | 'type'])));
+  for (const path of paths) v.check(UPDATABLE.has(path), 'update_mask', `cannot update ${JSON.stringify(path)}; updatable: name, type, labels`);
+  v.check(effective.length > 0, 'update_mask', 'names no field to update');
+  const patch: DevicePatch = {};
+  if (effective.includes('name')) {
+    checkName(input.name, 'device.name', v);
+    patch.name = input.name?.trim();
+  }
+  if (effective.includes('type')) {
+    checkType(input.type, 'device.type', v);
+    patch.type = input.type ?? '';
+  }
+  if (effective.includes('labels')) {
+    checkLabels(input.labels ?? {}, 'device.labels', v);
+    patch.labels = input.labels ?? {};
+  }
+  return patch;
+}
+
+const CREDENTIAL_STATES: Record<DeviceRecord['credentialState'], CredentialState> = {
+  none: CredentialState.CREDENTIAL_STATE_NONE,
+  active: CredentialState.CREDENTIAL_STATE_ACTIVE,
+  revoked: CredentialState.CREDENTIAL_STATE_REVOKED,
+};
+
+/** The `iot.device.v1.CredentialState` of a record's credential state. */
+export function toCredentialState(state: DeviceRecord['credentialState']): CredentialState {
+  return CREDENTIAL_STATES[state];
+}
+
+function toDeviceStatus(status: ConnectionStatus): DeviceStatus {
+  return status === 'online' ? DeviceStatus.DEVICE_STATUS_ONLINE : DeviceStatus.DEVICE_STATUS_OFFLINE;
+}
+
+/** The connection status a list filter asks for; undefined for "any". */
+function fromDeviceStatus(status: DeviceStatus): ConnectionStatus | undefined {
+  if (status === DeviceStatus.DEVICE_STATUS_ONLINE) return 'online';
+  if (status === DeviceStatus.DEVICE_STATUS_OFFLINE) return 'offline';
+  return undefined;
+}
+
+/** A device record as the `iot.device.v1.Device` message (the API's and the device events' encoding). */
+export function toDeviceMessage(d: DeviceRecord): Device {
+  return {
+    id: d.id,
+    tenantId: d.tenantId,
+    name: d.name,
+    type: d.type,
+    labels: d.labels,
+    credentialState: toCredentialState(d.credentialState),
+    status: toDeviceStatus(d.status),
+    lastSeenTime: d.lastSeenTime,
+    lastConnectTime: d.lastConnectTime,
+    lastDisconnectTime: d.lastDisconnectTime,
+    createTime: d.createTime,
+    updateTime: d.updateTime,
+  };
+}
+
+/** An issued credential as the `iot.device.v1.DeviceCredential` message (it carries the token: shown once). */
+export function toCredentialMessage(c: IssuedCredential): DeviceCredential {
+  return { ...c };
 }

@@ -1,12 +1,13 @@
 import crypto from 'node:crypto';
-import { createInbox, NatsConnection, Subscription } from 'nats';
-import { ALL_COMMAND_REPLIES, decodePageToken, deviceSubject, encodePageToken, errors, Logger, parseDeviceSubject, Violations } from '@iot-mesh/runtime';
-import { CommandReply, CommandRequest } from '../../../gen/ts/iot/telemetry/v1/telemetry';
-import { CommandRecord, DeviceRecord, JsonObject } from './model';
-import { DeviceStore } from './store/device-store';
-import { decodeDevicePayload, documentSize, TWIN_DOCUMENT_LIMIT } from './twin';
+import { errors, Violations } from '@iot-mesh/runtime';
+import type { CommandStore } from '../store/command-store';
+import type { DeviceRegistry } from './devices';
+import { CommandRecord, JsonObject } from './model';
+import { documentSize, TWIN_DOCUMENT_LIMIT } from './twins';
 
+/** How long SendCommand waits for the device when the caller names no timeout. */
 export const DEFAULT_COMMAND_TIMEOUT_MS = 5000;
+/** The longest timeout a caller may ask for. */
 export const MAX_COMMAND_TIMEOUT_MS = 60_000;
 const COMMAND_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
 
@@ -22,75 +23,50 @@ export interface CommandInput {
   signal: AbortSignal;
 }
 
-interface Waiter {
-  tenantId: string;
-  deviceId: string;
-  resolve(reply: CommandReply): void;
+/** A command as it goes to the device. */
+export interface OutgoingCommand {
+  commandId: string;
+  name: string;
+  payload?: JsonObject;
+  /** When the platform stops waiting. */
+  deadline: Date;
+}
+
+/** A device's answer. */
+export interface CommandAnswer {
+  ok: boolean;
+  result?: JsonObject;
+  error: string;
+}
+
+/** How commands reach devices and answers come back (`events/command-channel.ts`). */
+export interface CommandChannel {
+  /** Sends `command` to the device; resolves with its answer, or undefined when none came in `waitMs` or `signal` aborted. */
+  request(tenantId: string, deviceId: string, command: OutgoingCommand, waitMs: number, signal: AbortSignal): Promise<CommandAnswer | undefined>;
+}
+
+/** A page of commands, newest first. */
+export interface CommandPage {
+  commands: CommandRecord[];
+  /** Keyset position of the last command when more follow. */
+  nextBefore?: string;
 }
 
 /**
- * Commands: a `CommandRequest` published to the device's `.cmd` subject with a
- * reply subject of this replica. A NATS device responds to it; an MQTT device
- * (which cannot see reply subjects) publishes its `CommandReply` on
- * `.cmd.reply`. Every command is recorded with its outcome.
+ * Commands: request/reply to one device with a deadline. Every command is
+ * recorded with its outcome: succeeded, failed, timed out, or refused because
+ * the device is offline.
  */
-export class CommandService {
-  private readonly inboxPrefix = createInbox();
-  private readonly waiters = new Map<string, Waiter>();
-  private readonly subs: Subscription[] = [];
-
+export class Commands {
   constructor(
-    private readonly store: DeviceStore,
-    private readonly nc: NatsConnection,
-    private readonly log: Logger,
+    private readonly store: CommandStore,
+    private readonly devices: Pick<DeviceRegistry, 'get'>,
+    private readonly channel: CommandChannel,
   ) {}
 
-  async start(): Promise<void> {
-    this.subs.push(
-      this.nc.subscribe(`${this.inboxPrefix}.*`, {
-        callback: (err, msg) => {
-          if (err) return;
-          const id = msg.subject.slice(this.inboxPrefix.length + 1);
-          const waiter = this.waiters.get(id);
-          if (waiter) this.settle(id, waiter, msg.data);
-        },
-      }),
-      this.nc.subscribe(ALL_COMMAND_REPLIES, {
-        callback: (err, msg) => {
-          if (err) return;
-          const from = parseDeviceSubject(msg.subject.slice(0, -'.reply'.length));
-          if (!from) return;
-          let reply: CommandReply;
-          try {
-            reply = decodeDevicePayload(msg.data, CommandReply);
-          } catch {
-            return;
-          }
-          const waiter = this.waiters.get(reply.commandId);
-          // Only the device the command went to may answer it.
-          if (waiter && waiter.tenantId === from.tenantId && waiter.deviceId === from.deviceId) {
-            this.waiters.delete(reply.commandId);
-            waiter.resolve(reply);
-          }
-        },
-      }),
-    );
-    await this.nc.flush();
-  }
-
-  private settle(id: string, waiter: Waiter, data: Uint8Array): void {
-    let reply: CommandReply;
-    try {
-      reply = decodeDevicePayload(data, CommandReply);
-    } catch {
-      reply = { commandId: id, ok: false, result: undefined, error: 'the device sent an undecodable reply' };
-    }
-    this.waiters.delete(id);
-    waiter.resolve(reply);
-  }
-
-  /** Sends a command to `device` and waits for its reply. */
-  async send(device: DeviceRecord, input: CommandInput): Promise<CommandRecord> {
+  /** Sends a command to the device of `tenantId` and waits for its reply. */
+  async send(tenantId: string, deviceId: string, input: CommandInput): Promise<CommandRecord> {
+    const device = await this.devices.get(tenantId, deviceId);
     const v = new Violations();
     v.check(COMMAND_NAME.test(input.name), 'name', "must be 1-128 characters: letters, digits, '_', '.', '-'");
     if (input.payload) v.check(documentSize(input.payload) <= TWIN_DOCUMENT_LIMIT, 'payload', `must be at most ${TWIN_DOCUMENT_LIMIT} bytes as JSON`);
@@ -101,52 +77,23 @@ export class CommandService {
       await this.store.insertCommand({ ...base, status: 'device_offline', error: 'device offline', completeTime: new Date() });
       throw errors.unavailable(`device ${JSON.stringify(device.id)} is offline`);
     }
+    // Leave the caller time to receive the answer before its own deadline.
     const waitMs = Math.max(0, Math.min(input.timeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS, input.remainingMs - 50));
     const deadline = new Date(Date.now() + waitMs);
     await this.store.insertCommand({ ...base, status: 'pending', completeTime: undefined });
-    const request: CommandRequest = { commandId: base.id, name: input.name, payload: input.payload, deadline };
-    const reply = await new Promise<CommandReply | undefined>((resolve) => {
-      const timer = setTimeout(() => done(undefined), waitMs);
-      const onAbort = () => done(undefined);
-      const done = (r: CommandReply | undefined) => {
-        clearTimeout(timer);
-        input.signal.removeEventListener('abort', onAbort);
-        this.waiters.delete(base.id);
-        resolve(r);
-      };
-      input.signal.addEventListener('abort', onAbort, { once: true });
-      this.waiters.set(base.id, { tenantId: device.tenantId, deviceId: device.id, resolve: done });
-      try {
-        this.nc.publish(deviceSubject(device.tenantId, device.id, 'cmd'), new TextEncoder().encode(JSON.stringify(CommandRequest.toJSON(request))), {
-          reply: `${this.inboxPrefix}.${base.id}`,
-        });
-      } catch (err) {
-        this.log.warn({ err: (err as Error).message }, 'publishing a command failed');
-        done(undefined);
-      }
-    });
-    if (!reply) {
+    const answer = await this.channel.request(device.tenantId, device.id, { commandId: base.id, name: input.name, payload: input.payload, deadline }, waitMs, input.signal);
+    if (!answer) {
       await this.store.completeCommand(base.id, 'timed_out', undefined, 'the device did not answer in time');
       throw errors.deadlineExceeded(`device ${JSON.stringify(device.id)} did not answer within ${waitMs} ms`);
     }
-    return this.store.completeCommand(base.id, reply.ok ? 'succeeded' : 'failed', reply.result, reply.ok ? '' : reply.error || 'the device reported a failure');
+    return this.store.completeCommand(base.id, answer.ok ? 'succeeded' : 'failed', answer.result, answer.ok ? '' : answer.error || 'the device reported a failure');
   }
 
-  async list(tenantId: string, deviceId: string, size: number, pageToken: string | undefined): Promise<{ commands: CommandRecord[]; nextPageToken: string }> {
-    const cursor = decodePageToken(pageToken);
-    if (cursor && (cursor.length !== 1 || typeof cursor[0] !== 'string' || !/^\d+$/.test(cursor[0]))) {
-      throw errors.invalidArgument([{ field: 'page.page_token', description: 'is not a token this server issued' }]);
-    }
-    const rows = await this.store.listCommands(tenantId, deviceId, cursor?.[0] as string | undefined, size + 1);
+  /** Commands of one device, newest first, before keyset position `before`. */
+  async list(tenantId: string, deviceId: string, size: number, before: string | undefined): Promise<CommandPage> {
+    await this.devices.get(tenantId, deviceId);
+    const rows = await this.store.listCommands(tenantId, deviceId, before, size + 1);
     const commands = rows.slice(0, size);
-    return { commands, nextPageToken: rows.length > size ? encodePageToken([commands[commands.length - 1].seq]) : '' };
-  }
-
-  stop(): void {
-    for (const sub of this.subs) sub.unsubscribe();
-    for (const [id, waiter] of this.waiters) {
-      this.waiters.delete(id);
-      waiter.resolve({ commandId: id, ok: false, result: undefined, error: 'the server is shutting down' });
-    }
+    return { commands, nextBefore: rows.length > size ? commands[commands.length - 1].seq : undefined };
   }
 }

@@ -1,7 +1,7 @@
 import { NatsConnection } from 'nats';
 import { Logger } from '@iot-mesh/runtime';
-import { encodeAppAccount, mintDeviceUser, MintedDeviceUser } from '@iot-mesh/nats-auth';
-import { NKey } from '@iot-mesh/nats-auth';
+import { encodeAppAccount, mintDeviceUser, MintedDeviceUser, NKey } from '@iot-mesh/nats-auth';
+import type { CredentialAuthority } from '../domain/credentials';
 
 /** Where the authority reads the revocation list from. */
 export type RevocationSource = () => Promise<Record<string, number>>;
@@ -13,7 +13,7 @@ export type RevocationSource = () => Promise<Record<string, number>>;
  * and refuses revoked credentials. Pushes run one at a time and each reads the
  * list afresh, so the last push always carries every revocation.
  */
-export class AccountAuthority {
+export class AccountAuthority implements CredentialAuthority {
   private chain: Promise<unknown> = Promise.resolve();
   private retryTimer?: NodeJS.Timeout;
   private stopped = false;
@@ -74,6 +74,7 @@ export class AccountAuthority {
     this.log.info({ account: this.accountId, revocations: Object.keys(revocations).length }, 'account revocation list applied');
   }
 
+  /** Ends the retries. */
   stop(): void {
     this.stopped = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);

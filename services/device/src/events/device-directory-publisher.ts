@@ -1,6 +1,9 @@
 import { KV, NatsConnection } from 'nats';
-import { DEVICE_DIRECTORY_BUCKET, DeviceDirectoryEntry, deviceDirectoryKey, Logger } from '@iot-mesh/runtime';
-import { DeviceRecord } from '../model';
+import { DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey, Logger } from '@iot-mesh/runtime';
+import { DeviceDirectoryEntry } from '../../../../gen/ts/iot/device/v1/directory';
+import { toCredentialState } from '../api/devices';
+import type { DeviceDirectoryWriter } from '../domain/devices';
+import { DeviceRecord } from '../domain/model';
 
 /** The directory entry of a device, exactly as readers of the bucket expect it. */
 export function directoryEntry(device: DeviceRecord): DeviceDirectoryEntry {
@@ -10,35 +13,35 @@ export function directoryEntry(device: DeviceRecord): DeviceDirectoryEntry {
     name: device.name,
     type: device.type,
     labels: device.labels,
-    credentialState: device.credentialState,
-    updateTime: device.updateTime.toISOString(),
+    credentialState: toCredentialState(device.credentialState),
+    updateTime: device.updateTime,
   };
 }
 
 /**
- * Writes the device directory (JetStream KV bucket {@link DEVICE_DIRECTORY_BUCKET})
- * that other services watch instead of asking the device service per message.
- * PostgreSQL stays the source of truth: {@link DeviceDirectory.resync} rebuilds
- * the bucket from it on start.
+ * Writes the device directory (JetStream KV bucket {@link DEVICE_DIRECTORY_BUCKET},
+ * values binary `iot.device.v1.DeviceDirectoryEntry`) that other services
+ * watch instead of asking the device service per message. PostgreSQL stays
+ * the source of truth: {@link DeviceDirectoryPublisher.resync} rebuilds the
+ * bucket from it on start.
  */
-export class DeviceDirectory {
+export class DeviceDirectoryPublisher implements DeviceDirectoryWriter {
   private constructor(
     private readonly kv: KV,
     private readonly log: Logger,
   ) {}
 
   /** Opens (creating when missing) the bucket. */
-  static async open(nc: NatsConnection, log: Logger): Promise<DeviceDirectory> {
+  static async open(nc: NatsConnection, log: Logger): Promise<DeviceDirectoryPublisher> {
     const kv = await nc.jetstream().views.kv(DEVICE_DIRECTORY_BUCKET, { history: 1 });
-    return new DeviceDirectory(kv, log);
+    return new DeviceDirectoryPublisher(kv, log);
   }
 
   /** Writes the entries of `devices`; failures are logged (the next resync repairs them). */
   async put(devices: DeviceRecord[]): Promise<void> {
-    const encoder = new TextEncoder();
     for (let i = 0; i < devices.length; i += 100) {
       const chunk = devices.slice(i, i + 100);
-      const results = await Promise.allSettled(chunk.map((d) => this.kv.put(deviceDirectoryKey(d.tenantId, d.id), encoder.encode(JSON.stringify(directoryEntry(d))))));
+      const results = await Promise.allSettled(chunk.map((d) => this.kv.put(deviceDirectoryKey(d.tenantId, d.id), DeviceDirectoryEntry.encode(directoryEntry(d)).finish())));
       const failed = results.filter((r) => r.status === 'rejected').length;
       if (failed > 0) this.log.warn({ failed, err: String((results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason) }, 'device directory write failed');
     }

@@ -1,5 +1,5 @@
 import { Logger, Redis } from '@iot-mesh/runtime';
-import { DeviceRecord } from '../model';
+import { DeviceRecord } from '../domain/model';
 
 /**
  * Sets a cached value only if it is newer than what is there: a key holds

@@ -1,5 +1,5 @@
-import { Pool, PoolClient, withTransaction } from '@iot-mesh/runtime';
-import { CommandOutcome, CommandRecord, DeviceFilter, DevicePatch, DeviceRecord, JsonObject, NewDevice, TwinRecord } from '../model';
+import { errors, Pool, PoolClient, withTransaction } from '@iot-mesh/runtime';
+import { DeviceFilter, DevicePatch, DeviceRecord, NewDevice } from '../domain/model';
 
 /** A connection status change applied to a device. */
 export interface StatusChange {
@@ -8,8 +8,9 @@ export interface StatusChange {
   changed: boolean;
 }
 
-/** Persistence of the registry, credentials, twins and commands. */
+/** Persistence of the registry, credentials and connection status (twins: `twin-store.ts`, commands: `command-store.ts`). */
 export interface DeviceStore {
+  /** Inserts all or none; ALREADY_EXISTS when an id is taken. */
   insert(tenantId: string, devices: NewDevice[]): Promise<DeviceRecord[]>;
   get(tenantId: string, id: string): Promise<DeviceRecord | undefined>;
   update(tenantId: string, id: string, patch: DevicePatch): Promise<DeviceRecord | undefined>;
@@ -26,34 +27,24 @@ export interface DeviceStore {
   /** Public key → revocation instant (unix seconds) of every revoked credential still alive. */
   revocations(): Promise<Record<string, number>>;
 
+  /** One more live connection of the credential `publicKey`; undefined when no device holds it. */
   connected(publicKey: string, at: Date): Promise<StatusChange | undefined>;
+  /** One fewer live connection of the credential `publicKey`. */
   disconnected(publicKey: string, at: Date): Promise<StatusChange | undefined>;
   /** Sets every device's connection count to what the NATS servers report (credential key → live connections). */
   reconcileConnections(counts: Map<string, number>): Promise<StatusChange[]>;
   /** Advances last-seen times; returns the devices touched. */
   touchLastSeen(entries: { tenantId: string; id: string; at: Date }[]): Promise<{ tenantId: string; id: string; version: number }[]>;
-
-  getTwin(tenantId: string, id: string): Promise<TwinRecord | undefined>;
-  /** Replaces the desired document; `expectedVersion` 0 means "any". Undefined when the device is missing; 'conflict' on a version mismatch. */
-  setDesired(tenantId: string, id: string, desired: JsonObject, expectedVersion: number): Promise<TwinRecord | 'conflict' | undefined>;
-  setReported(tenantId: string, id: string, reported: JsonObject): Promise<TwinRecord | undefined>;
-
-  insertCommand(command: Omit<CommandRecord, 'seq' | 'createTime'>): Promise<CommandRecord>;
-  completeCommand(id: string, status: CommandOutcome, result: JsonObject | undefined, error: string): Promise<CommandRecord>;
-  /** Newest first; `beforeSeq` continues a previous page. */
-  listCommands(tenantId: string, deviceId: string, beforeSeq: string | undefined, limit: number): Promise<CommandRecord[]>;
 }
 
 const DEVICE_COLUMNS = `tenant_id, id, seq, name, type, labels, credential_state, credential_key, credential_issue_time,
   credential_expire_time, status, last_seen_time, last_connect_time, last_disconnect_time, create_time, update_time, version`;
 
-const TWIN_COLUMNS = 'id, desired, desired_version, desired_update_time, reported, reported_version, reported_update_time';
+/** A result row. */
+export type Row = Record<string, any>;
 
-const COMMAND_COLUMNS = 'id, tenant_id, device_id, seq, name, payload, status, result, error, actor_id, create_time, complete_time';
-
-type Row = Record<string, any>;
-
-function optionalDate(value: Date | null): Date | undefined {
+/** A nullable column as an optional field. */
+export function optionalDate(value: Date | null): Date | undefined {
   return value ?? undefined;
 }
 
@@ -79,34 +70,8 @@ function toDevice(row: Row): DeviceRecord {
   };
 }
 
-function toTwin(row: Row): TwinRecord {
-  return {
-    deviceId: row.id,
-    desired: row.desired,
-    desiredVersion: Number(row.desired_version),
-    desiredUpdateTime: optionalDate(row.desired_update_time),
-    reported: row.reported,
-    reportedVersion: Number(row.reported_version),
-    reportedUpdateTime: optionalDate(row.reported_update_time),
-  };
-}
-
-function toCommand(row: Row): CommandRecord {
-  return {
-    id: row.id,
-    tenantId: row.tenant_id,
-    deviceId: row.device_id,
-    seq: String(row.seq),
-    name: row.name,
-    payload: row.payload ?? undefined,
-    status: row.status,
-    result: row.result ?? undefined,
-    error: row.error,
-    actorId: row.actor_id,
-    createTime: row.create_time,
-    completeTime: optionalDate(row.complete_time),
-  };
-}
+/** PostgreSQL's SQLSTATE for a duplicate key. */
+const UNIQUE_VIOLATION = '23505';
 
 /** Escapes LIKE metacharacters so a name prefix matches literally. */
 function likePrefix(prefix: string): string {
@@ -126,7 +91,10 @@ export class PgDeviceStore implements DeviceStore {
         ORDER BY d.n
        RETURNING ${DEVICE_COLUMNS}`,
       [tenantId, devices.map((d) => d.id), devices.map((d) => d.name), devices.map((d) => d.type), devices.map((d) => JSON.stringify(d.labels))],
-    );
+    ).catch((err: { code?: string }) => {
+      if (err.code === UNIQUE_VIOLATION) throw errors.alreadyExists('a device with this id already exists');
+      throw err;
+    });
     const byId = new Map(rows.map((r) => [r.id as string, toDevice(r)]));
     return devices.map((d) => byId.get(d.id)!);
   }
@@ -296,58 +264,4 @@ export class PgDeviceStore implements DeviceStore {
     return rows.map((r) => ({ tenantId: r.tenant_id, id: r.id, version: Number(r.version) }));
   }
 
-  async getTwin(tenantId: string, id: string): Promise<TwinRecord | undefined> {
-    const { rows } = await this.pool.query(`SELECT ${TWIN_COLUMNS} FROM devices WHERE tenant_id = $1 AND id = $2`, [tenantId, id]);
-    return rows[0] ? toTwin(rows[0]) : undefined;
-  }
-
-  async setDesired(tenantId: string, id: string, desired: JsonObject, expectedVersion: number): Promise<TwinRecord | 'conflict' | undefined> {
-    const { rows } = await this.pool.query(
-      `UPDATE devices SET desired = $3::jsonb, desired_version = desired_version + 1, desired_update_time = now()
-        WHERE tenant_id = $1 AND id = $2 AND ($4::bigint = 0 OR desired_version = $4::bigint)
-        RETURNING ${TWIN_COLUMNS}`,
-      [tenantId, id, JSON.stringify(desired), expectedVersion],
-    );
-    if (rows[0]) return toTwin(rows[0]);
-    if (expectedVersion !== 0 && (await this.getTwin(tenantId, id))) return 'conflict';
-    return undefined;
-  }
-
-  async setReported(tenantId: string, id: string, reported: JsonObject): Promise<TwinRecord | undefined> {
-    const { rows } = await this.pool.query(
-      `UPDATE devices SET reported = $3::jsonb, reported_version = reported_version + 1, reported_update_time = now(),
-          last_seen_time = GREATEST(last_seen_time, now())
-        WHERE tenant_id = $1 AND id = $2 RETURNING ${TWIN_COLUMNS}`,
-      [tenantId, id, JSON.stringify(reported)],
-    );
-    return rows[0] ? toTwin(rows[0]) : undefined;
-  }
-
-  async insertCommand(command: Omit<CommandRecord, 'seq' | 'createTime'>): Promise<CommandRecord> {
-    const { rows } = await this.pool.query(
-      `INSERT INTO commands (id, tenant_id, device_id, name, payload, status, result, error, actor_id, complete_time)
-       VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7::jsonb, $8, $9, $10) RETURNING ${COMMAND_COLUMNS}`,
-      [
-        command.id, command.tenantId, command.deviceId, command.name, command.payload ? JSON.stringify(command.payload) : null,
-        command.status, command.result ? JSON.stringify(command.result) : null, command.error, command.actorId, command.completeTime ?? null,
-      ],
-    );
-    return toCommand(rows[0]);
-  }
-
-  async completeCommand(id: string, status: CommandOutcome, result: JsonObject | undefined, error: string): Promise<CommandRecord> {
-    const { rows } = await this.pool.query(
-      `UPDATE commands SET status = $2, result = $3::jsonb, error = $4, complete_time = now() WHERE id = $1 RETURNING ${COMMAND_COLUMNS}`,
-      [id, status, result ? JSON.stringify(result) : null, error],
-    );
-    return toCommand(rows[0]);
-  }
-
-  async listCommands(tenantId: string, deviceId: string, afterSeq: string | undefined, limit: number): Promise<CommandRecord[]> {
-    const { rows } = await this.pool.query(
-      `SELECT ${COMMAND_COLUMNS} FROM commands WHERE tenant_id = $1 AND device_id = $2 AND ($3::bigint IS NULL OR seq < $3::bigint) ORDER BY seq DESC LIMIT $4`,
-      [tenantId, deviceId, afterSeq ?? null, limit],
-    );
-    return rows.map(toCommand);
-  }
 }

@@ -1,0 +1,122 @@
+import { NatsConnection, Subscription } from 'nats';
+import { ALL_TELEMETRY, Logger, parseDeviceSubject } from '@iot-mesh/runtime';
+import { peekNatsJwt } from '@iot-mesh/nats-auth';
+import type { ConnectionEvent, Presence } from '../domain/presence';
+
+/** Queue group shared by device service replicas, so each event is handled once. */
+export const DEVICE_QUEUE = 'iot-device';
+
+/** The part of a `$SYS.ACCOUNT.<acc>.CONNECT|DISCONNECT` event we read. */
+interface ConnectEvent {
+  timestamp?: string;
+  client?: { jwt?: string; user?: string; start?: string; stop?: string };
+}
+
+/** The NATS user public key a connect event is about; the JWT itself is never kept or logged. */
+function userKeyOf(event: ConnectEvent): string | undefined {
+  const jwt = event.client?.jwt;
+  if (jwt) {
+    try {
+      return peekNatsJwt(jwt).sub;
+    } catch {
+      return undefined;
+    }
+  }
+  const user = event.client?.user;
+  return user && /^U[A-Z2-7]{55}$/.test(user) ? user : undefined;
+}
+
+/** What feeds presence. */
+export interface ConnectEventsDeps {
+  presence: Pick<Presence, 'connection' | 'reconcile' | 'seen'>;
+  /** The service's own connection (telemetry, for last-seen times). */
+  nc: NatsConnection;
+  /** A system-account connection (connect events); absent without credentials. */
+  system?: NatsConnection;
+  /** The application account whose connections are devices. */
+  accountId?: string;
+  log: Logger;
+}
+
+/**
+ * What the NATS server itself says about device connections: the system
+ * account's connect and disconnect events of the application account, its
+ * CONNZ answers (to reconcile after a restart), and the telemetry subjects
+ * (last seen). Everything goes to {@link Presence}.
+ */
+export class ConnectEvents {
+  private readonly subs: Subscription[] = [];
+
+  constructor(private readonly deps: ConnectEventsDeps) {}
+
+  /** Subscribes to connect events and telemetry and reconciles; resolves once the server has the subscriptions. */
+  async start(): Promise<void> {
+    const { system, accountId, nc, presence, log } = this.deps;
+    if (system && accountId) {
+      for (const kind of ['CONNECT', 'DISCONNECT'] as const) {
+        this.subs.push(
+          system.subscribe(`$SYS.ACCOUNT.${accountId}.${kind}`, {
+            queue: DEVICE_QUEUE,
+            callback: (err, msg) => {
+              if (err) return;
+              try {
+                this.onConnectEvent(kind, JSON.parse(new TextDecoder().decode(msg.data)) as ConnectEvent);
+              } catch (e) {
+                log.warn({ err: (e as Error).message }, 'undecodable connect event');
+              }
+            },
+          }),
+        );
+      }
+      await system.flush();
+      await this.reconcile();
+    }
+    this.subs.push(
+      nc.subscribe(ALL_TELEMETRY, {
+        queue: DEVICE_QUEUE,
+        callback: (err, msg) => {
+          if (err) return;
+          const parsed = parseDeviceSubject(msg.subject);
+          if (parsed) presence.seen(parsed.tenantId, parsed.deviceId);
+        },
+      }),
+    );
+    await nc.flush();
+  }
+
+  private onConnectEvent(kind: ConnectionEvent, event: ConnectEvent): void {
+    const key = userKeyOf(event);
+    if (!key) return;
+    const at = new Date(event.timestamp ?? (kind === 'CONNECT' ? event.client?.start : event.client?.stop) ?? Date.now());
+    this.deps.presence.connection(kind, key, at);
+  }
+
+  /**
+   * Connect events missed while no replica listened (a restart) would leave
+   * statuses wrong: ask every server for the account's live connections and
+   * set the counts from them.
+   */
+  async reconcile(): Promise<void> {
+    const { system, accountId, presence, log } = this.deps;
+    if (!system || !accountId) return;
+    const counts = new Map<string, number>();
+    try {
+      const replies = await system.requestMany('$SYS.REQ.SERVER.PING.CONNZ', new TextEncoder().encode(JSON.stringify({ acc: accountId, auth: true, limit: 1_000_000 })), { maxWait: 1000 });
+      for await (const reply of replies) {
+        const body = JSON.parse(new TextDecoder().decode(reply.data)) as { data?: { connections?: { jwt?: string; authorized_user?: string }[] } };
+        for (const conn of body.data?.connections ?? []) {
+          const key = userKeyOf({ client: { jwt: conn.jwt, user: conn.authorized_user } });
+          if (key) counts.set(key, (counts.get(key) ?? 0) + 1);
+        }
+      }
+      const changed = await presence.reconcile(counts);
+      log.info({ connected: counts.size, changed }, 'device connection status reconciled with the NATS servers');
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'reconciling device connection status failed');
+    }
+  }
+
+  stop(): void {
+    for (const sub of this.subs) sub.unsubscribe();
+  }
+}

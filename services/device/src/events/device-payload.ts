@@ -1,0 +1,27 @@
+/**
+ * The device protocol's two encodings of one schema (`iot.telemetry.v1`):
+ * devices send canonical proto3 JSON (MQTT devices do) or binary Protobuf;
+ * what the platform sends to devices (`cmd`, `desired`) is JSON, which every
+ * device understands.
+ */
+
+/** A ts-proto message type, as far as the device protocol uses it. */
+export interface DeviceMessageType<T> {
+  fromJSON(o: unknown): T;
+  toJSON(m: T): unknown;
+  decode(b: Uint8Array): T;
+}
+
+/** Decodes a device payload that is either canonical proto3 JSON or binary Protobuf. */
+export function decodeDevicePayload<T>(data: Uint8Array, type: Pick<DeviceMessageType<T>, 'fromJSON' | 'decode'>): T {
+  let i = 0;
+  while (i < data.length && (data[i] === 0x20 || data[i] === 0x0a || data[i] === 0x0d || data[i] === 0x09)) i++;
+  // A JSON object starts with '{'; no message of these types starts with that byte in binary.
+  if (data[i] === 0x7b) return type.fromJSON(JSON.parse(new TextDecoder().decode(data)));
+  return type.decode(data);
+}
+
+/** A message to a device, as canonical proto3 JSON. */
+export function encodeForDevice<T>(message: T, type: Pick<DeviceMessageType<T>, 'toJSON'>): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(type.toJSON(message)));
+}
