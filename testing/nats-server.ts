@@ -84,6 +84,11 @@ export class TestNatsServer {
     return this.bound.httpPort;
   }
 
+  /** The server's process id while it runs (benchmarks read its memory and CPU). */
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
   /** `nats://127.0.0.1:<port>` */
   get url(): string {
     return this.bound.url;

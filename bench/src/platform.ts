@@ -4,7 +4,9 @@ import fs from 'node:fs';
 import { connect, ConnectionOptions, credsAuthenticator, KV, NatsConnection } from 'nats';
 import { Client as PgClient } from 'pg';
 import { AuthServiceClient } from '../../gen/ts/iot/signing/v1/auth';
-import { DEVICE_DIRECTORY_BUCKET, DeviceDirectoryEntry, deviceDirectoryKey, insecureClient, unary } from '@iot-mesh/runtime';
+import { CredentialState } from '../../gen/ts/iot/device/v1/device';
+import { DeviceDirectoryEntry } from '../../gen/ts/iot/device/v1/directory';
+import { DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey, insecureClient, unary } from '@iot-mesh/runtime';
 import { DeviceIdentity } from '../../simulator/src/device';
 import { ProfileName } from '../../simulator/src/profiles';
 import { provisionDevices } from '../../simulator/src/provision';
@@ -144,8 +146,7 @@ export class Platform {
   /** Processes to report memory for: name → pid (this process included as `bench`). */
   pids(): Record<string, number> {
     const out: Record<string, number> = { bench: process.pid };
-    // TestNatsServer keeps its child private; its pid is only read here, for memory figures.
-    const natsPid = (this.nats as unknown as { child?: { pid?: number } } | undefined)?.child?.pid;
+    const natsPid = this.nats?.pid;
     if (natsPid) out['nats-server'] = natsPid;
     if (this.redis?.process.pid) out['redis-server'] = this.redis.process.pid;
     for (const p of this.started) if (p.running) out[p.name] = p.pid;
@@ -178,14 +179,14 @@ export class Platform {
     return ids.map((deviceId) => ({ tenantId: this.tenantId, deviceId, natsUrl: this.nats.url, mqttUrl: this.nats.mqttUrl }));
   }
 
-  /** Registers devices in the device directory as the device service does (for scenarios without it). */
+  /** Registers devices in the device directory as the device service does (binary `DeviceDirectoryEntry`), for scenarios without it. */
   async registerDevices(tenantId: string, deviceIds: string[], labels: Record<string, string> = {}): Promise<void> {
     this.directory ??= await this.nc.jetstream().views.kv(DEVICE_DIRECTORY_BUCKET);
-    const now = new Date().toISOString();
+    const updateTime = new Date();
     await Promise.all(
       deviceIds.map((deviceId) => {
-        const entry: DeviceDirectoryEntry = { tenantId, deviceId, name: deviceId, type: 'weather-station', labels, credentialState: 'active', updateTime: now };
-        return this.directory!.put(deviceDirectoryKey(tenantId, deviceId), JSON.stringify(entry));
+        const entry: DeviceDirectoryEntry = { tenantId, deviceId, name: deviceId, type: 'weather-station', labels, credentialState: CredentialState.CREDENTIAL_STATE_ACTIVE, updateTime };
+        return this.directory!.put(deviceDirectoryKey(tenantId, deviceId), DeviceDirectoryEntry.encode(entry).finish());
       }),
     );
   }

@@ -50,7 +50,7 @@ export const connectionsScenario: Scenario = {
       const openIds = identities.map((d) => ({ tenantId: d.tenantId, deviceId: d.deviceId }));
       const base = await connectAll(openIds, open.mqttUrl, concurrency);
       baselineS = base.seconds;
-      baselineNatsMb = mb(processMemory((open as unknown as { child: { pid: number } }).child.pid)?.rss);
+      baselineNatsMb = mb(open.pid === undefined ? undefined : processMemory(open.pid)?.rss);
       await base.fleet.stop();
     } finally {
       await open.stop();
