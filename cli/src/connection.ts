@@ -1,5 +1,5 @@
 import { ChannelCredentials, Client, ClientOptions, ClientReadableStream, status as GrpcCode } from '@grpc/grpc-js';
-import { defaultAddress, insecureClient, MeshServiceName, serverStream, unary } from '@iot-mesh/runtime';
+import { defaultAddress, insecureClient, MeshServiceName, serverStream, unary } from '@iot-mesh/runtime/client';
 import { CredentialServiceClient } from '../../gen/ts/iot/device/v1/credential';
 import { DeviceServiceClient } from '../../gen/ts/iot/device/v1/device';
 import { AlertServiceClient } from '../../gen/ts/iot/monitoring/v1/alerts';

@@ -1,4 +1,6 @@
 import { Command, CommanderError, Option } from 'commander';
+import { defaultAddress } from '@iot-mesh/runtime/client';
+import { version } from '../package.json';
 import { describeFailure, failureOf } from './cli-error';
 import { adminCommands } from './commands/admin';
 import { alertCommands } from './commands/alerts';
@@ -9,11 +11,11 @@ import { EXIT, EXIT_CODES_HELP } from './exit-codes';
 import { OUTPUT_FORMATS } from './output';
 import { parseDuration } from './parse';
 
-const ENVIRONMENT_HELP = `Environment:
+const ENVIRONMENT_HELP = `Environment (flags win over variables):
   IOTCTL_ADDRESS             one host:port serving all three services (an edge), like --address
-  IOTCTL_SIGNING_ADDRESS     signing service (default 127.0.0.1:50051), like --signing
-  IOTCTL_DEVICE_ADDRESS      device service (default 127.0.0.1:50052), like --device
-  IOTCTL_MONITORING_ADDRESS  monitoring service (default 127.0.0.1:50053), like --monitoring
+  IOTCTL_SIGNING_ADDRESS     signing service (default ${defaultAddress('signing')}), like --signing
+  IOTCTL_DEVICE_ADDRESS      device service (default ${defaultAddress('device')}), like --device
+  IOTCTL_MONITORING_ADDRESS  monitoring service (default ${defaultAddress('monitoring')}), like --monitoring
   IOTCTL_API_KEY             API key secret, like --api-key (used instead of the login session)
   XDG_CONFIG_HOME            the session is kept in $XDG_CONFIG_HOME/iotctl/credentials.json (default ~/.config)`;
 
@@ -21,6 +23,7 @@ const ENVIRONMENT_HELP = `Environment:
 export function buildProgram(): Command {
   const program = new Command('iotctl')
     .description('Command-line client of iot-mesh: devices, credentials, telemetry, alerts, users and API keys over gRPC.\n(Jobs are not offered yet: the platform has no jobs API.)')
+    .version(version)
     .exitOverride()
     .showHelpAfterError('(add --help for usage)')
     .option('--address <host:port>', 'one address for all services (an edge in front of them)')

@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { durationToMs, msToDuration } from '@iot-mesh/runtime';
+import { durationToMs, msToDuration } from '@iot-mesh/runtime/client';
 import { Alert, AlertRule, AlertState, alertStateToJSON, Comparison, Severity, severityToJSON } from '../../../gen/ts/iot/monitoring/v1/alerts';
 import { UsageError } from '../cli-error';
 import { listPages, pageOptions, PageOptions, run } from '../command-context';

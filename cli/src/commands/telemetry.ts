@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { Command, Option } from 'commander';
 import { stringify } from 'csv-stringify/sync';
-import { durationToMs, msToDuration } from '@iot-mesh/runtime';
+import { durationToMs, msToDuration } from '@iot-mesh/runtime/client';
 import { Aggregation, aggregationToJSON, DataPoint, Series, Bucket, StreamLiveResponse, Value } from '../../../gen/ts/iot/monitoring/v1/telemetry';
 import { CliError, UsageError } from '../cli-error';
 import { run } from '../command-context';

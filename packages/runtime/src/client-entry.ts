@@ -1,0 +1,10 @@
+/**
+ * The client side of the runtime alone (`@iot-mesh/runtime/client`): gRPC
+ * client helpers, the services' default addresses and Duration/Timestamp
+ * conversion, without the server, database and tracing modules the main
+ * entry loads. Command-line tools import this so they start in a fraction of
+ * the time.
+ */
+export * from './client';
+export * from './default-ports';
+export * from './time';
