@@ -5,7 +5,7 @@ import type { SigningKeys } from '../domain/signing-keys';
 import type { Tenants } from '../domain/tenants';
 import { countLogin } from '../metrics';
 import { tenantMessage, userMessage } from './messages';
-import { checkEmail, checkNewPassword, checkTenantName, normalEmail, normalName, originOf, OriginOptions } from './requests';
+import { checkNewTenant, normalEmail, normalName, originOf, OriginOptions } from './requests';
 
 function tokenPair(t: IssuedTokens): TokenPair {
   return { ...t, tokenType: 'Bearer' };
@@ -20,17 +20,9 @@ export function authService(domain: { sessions: Sessions; tenants: Tenants; keys
     async bootstrap(req, ctx) {
       const v = new Violations();
       v.required(req.bootstrapToken, 'bootstrap_token');
-      const name = normalName(req.tenantName);
-      const email = normalEmail(req.adminEmail);
-      checkTenantName(v, name, 'tenant_name');
-      checkEmail(v, email, 'admin_email');
-      checkNewPassword(v, req.adminPassword, email, 'admin_password');
-      v.maxLength(req.adminDisplayName, 200, 'admin_display_name');
+      const input = checkNewTenant(v, { ...req, name: req.tenantName }, 'tenant_name');
       v.throwIfAny();
-      const { tenant, admin } = await tenants.bootstrap(
-        { bootstrapToken: req.bootstrapToken, name, email, password: req.adminPassword, displayName: req.adminDisplayName.trim() },
-        origin(ctx),
-      );
+      const { tenant, admin } = await tenants.bootstrap({ ...input, bootstrapToken: req.bootstrapToken }, origin(ctx));
       return { tenant: tenantMessage(tenant), admin: userMessage(admin) };
     },
 

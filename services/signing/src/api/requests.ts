@@ -2,6 +2,7 @@ import { CallContext, pageSize, Role, RoleName, roleName, Violations } from '@io
 import { PageRequest } from '../../../../gen/ts/iot/common/v1/common';
 import { passwordWeakness } from '../domain/passwords';
 import type { RequestOrigin } from '../domain/request-origin';
+import type { NewTenantInput } from '../domain/tenants';
 
 /** How handlers learn the client's address. */
 export interface OriginOptions {
@@ -14,7 +15,7 @@ const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** Checks a (normalised) tenant name. */
-export function checkTenantName(v: Violations, name: string, field: string): void {
+function checkTenantName(v: Violations, name: string, field: string): void {
   if (v.required(name, field)) v.matches(name, TENANT_NAME, field, 'must be 2-63 lower-case letters, digits or dashes, starting with a letter or digit');
 }
 
@@ -32,6 +33,24 @@ export function checkNewPassword(v: Violations, password: string, email: string,
     const weakness = passwordWeakness(password, email);
     if (weakness) v.add(field, weakness);
   }
+}
+
+/**
+ * Checks and normalises a new tenant with its first admin (Bootstrap and
+ * CreateTenant); `nameField` is the request's field of the tenant name.
+ */
+export function checkNewTenant(
+  v: Violations,
+  req: { name: string; adminEmail: string; adminPassword: string; adminDisplayName: string },
+  nameField: string,
+): NewTenantInput {
+  const name = normalName(req.name);
+  const email = normalEmail(req.adminEmail);
+  checkTenantName(v, name, nameField);
+  checkEmail(v, email, 'admin_email');
+  checkNewPassword(v, req.adminPassword, email, 'admin_password');
+  v.maxLength(req.adminDisplayName, 200, 'admin_display_name');
+  return { name, email, password: req.adminPassword, displayName: req.adminDisplayName.trim() };
 }
 
 /** Checks an id this service issued. */

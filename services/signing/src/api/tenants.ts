@@ -2,7 +2,7 @@ import { callerPrincipal, CallContext, defineService, ServiceRegistration, Viola
 import { TenantServiceService } from '../../../../gen/ts/iot/signing/v1/tenants';
 import type { Tenants } from '../domain/tenants';
 import { tenantMessage, userMessage } from './messages';
-import { checkEmail, checkId, checkNewPassword, checkPage, checkTenantName, normalEmail, normalName, originOf, OriginOptions } from './requests';
+import { checkId, checkNewTenant, checkPage, originOf, OriginOptions } from './requests';
 
 /** `iot.signing.v1.TenantService`: create, get and list tenants. */
 export function tenantService(tenants: Tenants, originOptions: OriginOptions): ServiceRegistration {
@@ -11,14 +11,9 @@ export function tenantService(tenants: Tenants, originOptions: OriginOptions): S
   return defineService(TenantServiceService, {
     async createTenant(req, ctx) {
       const v = new Violations();
-      const name = normalName(req.name);
-      const email = normalEmail(req.adminEmail);
-      checkTenantName(v, name, 'name');
-      checkEmail(v, email, 'admin_email');
-      checkNewPassword(v, req.adminPassword, email, 'admin_password');
-      v.maxLength(req.adminDisplayName, 200, 'admin_display_name');
+      const input = checkNewTenant(v, req, 'name');
       v.throwIfAny();
-      const { tenant, admin } = await tenants.create(callerPrincipal(ctx), { name, email, password: req.adminPassword, displayName: req.adminDisplayName.trim() }, origin(ctx));
+      const { tenant, admin } = await tenants.create(callerPrincipal(ctx), input, origin(ctx));
       return { tenant: tenantMessage(tenant), admin: userMessage(admin) };
     },
 

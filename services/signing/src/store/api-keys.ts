@@ -1,5 +1,5 @@
 import type { RoleName } from '@iot-mesh/runtime';
-import { after, Cursor, Db, PAGE_ORDER } from './sql';
+import { Cursor, Db, listAfter } from './sql';
 
 /** An API key's metadata as stored (the secret's hash stays in the table). */
 export interface ApiKeyRecord {
@@ -72,12 +72,8 @@ export class PostgresApiKeyRepository implements ApiKeyRepository {
     return rows[0] ? apiKeyOf(rows[0]) : undefined;
   }
 
-  async list(tenantId: string, limit: number, cursor?: Cursor): Promise<ApiKeyRecord[]> {
-    const params: unknown[] = [tenantId];
-    const where = after(cursor, params);
-    params.push(limit);
-    const { rows } = await this.db.query(`SELECT ${COLUMNS} FROM api_keys WHERE tenant_id = $1${where} ${PAGE_ORDER} LIMIT $${params.length}`, params);
-    return rows.map(apiKeyOf);
+  list(tenantId: string, limit: number, cursor?: Cursor): Promise<ApiKeyRecord[]> {
+    return listAfter(this.db, `SELECT ${COLUMNS} FROM api_keys WHERE tenant_id = $1`, [tenantId], cursor, limit, apiKeyOf);
   }
 
   async revoke(tenantId: string, id: string): Promise<{ key: ApiKeyRecord; changed: boolean } | undefined> {

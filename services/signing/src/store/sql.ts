@@ -13,12 +13,19 @@ export type Cursor = [string, string];
  */
 const PAGE_KEY = "date_trunc('milliseconds', create_time), id";
 
-/** `ORDER BY` of every create-time-ordered list. */
-export const PAGE_ORDER = `ORDER BY ${PAGE_KEY}`;
-
-/** The ` AND …` condition of rows after `cursor` (nothing without one); pushes its parameters. */
-export function after(cursor: Cursor | undefined, params: unknown[]): string {
-  if (!cursor) return '';
-  params.push(cursor[0], cursor[1]);
-  return ` AND (${PAGE_KEY}) > ($${params.length - 1}::timestamptz, $${params.length}::uuid)`;
+/**
+ * One page of a create-time-ordered list: `select` (a query ending in its
+ * WHERE conditions, with `params`) restricted to rows after `cursor`, oldest
+ * first, at most `limit` rows.
+ */
+export async function listAfter<T>(db: Db, select: string, params: unknown[], cursor: Cursor | undefined, limit: number, rowOf: (row: any) => T): Promise<T[]> {
+  const all = [...params];
+  let where = '';
+  if (cursor) {
+    all.push(cursor[0], cursor[1]);
+    where = ` AND (${PAGE_KEY}) > ($${all.length - 1}::timestamptz, $${all.length}::uuid)`;
+  }
+  all.push(limit);
+  const { rows } = await db.query(`${select}${where} ORDER BY ${PAGE_KEY} LIMIT $${all.length}`, all);
+  return rows.map(rowOf);
 }

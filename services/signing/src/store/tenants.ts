@@ -1,4 +1,4 @@
-import { after, Cursor, Db, PAGE_ORDER } from './sql';
+import { Cursor, Db, listAfter } from './sql';
 
 /** A tenant as stored. */
 export interface TenantRecord {
@@ -51,12 +51,8 @@ export class PostgresTenantRepository implements TenantRepository {
     return rows[0] ? tenantOf(rows[0]) : undefined;
   }
 
-  async list(limit: number, cursor?: Cursor): Promise<TenantRecord[]> {
-    const params: unknown[] = [];
-    const where = after(cursor, params);
-    params.push(limit);
-    const { rows } = await this.db.query(`SELECT ${COLUMNS} FROM tenants WHERE true${where} ${PAGE_ORDER} LIMIT $${params.length}`, params);
-    return rows.map(tenantOf);
+  list(limit: number, cursor?: Cursor): Promise<TenantRecord[]> {
+    return listAfter(this.db, `SELECT ${COLUMNS} FROM tenants WHERE true`, [], cursor, limit, tenantOf);
   }
 
   async lockBootstrap(): Promise<void> {

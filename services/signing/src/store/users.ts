@@ -1,5 +1,5 @@
 import type { RoleName } from '@iot-mesh/runtime';
-import { after, Cursor, Db, PAGE_ORDER } from './sql';
+import { Cursor, Db, listAfter } from './sql';
 
 /** A user as stored (with the password hash, which never leaves the service). */
 export interface UserRecord {
@@ -70,12 +70,8 @@ export class PostgresUserRepository implements UserRepository {
     return rows[0] ? userOf(rows[0]) : undefined;
   }
 
-  async list(tenantId: string, limit: number, cursor?: Cursor): Promise<UserRecord[]> {
-    const params: unknown[] = [tenantId];
-    const where = after(cursor, params);
-    params.push(limit);
-    const { rows } = await this.db.query(`SELECT ${COLUMNS} FROM users WHERE tenant_id = $1${where} ${PAGE_ORDER} LIMIT $${params.length}`, params);
-    return rows.map(userOf);
+  list(tenantId: string, limit: number, cursor?: Cursor): Promise<UserRecord[]> {
+    return listAfter(this.db, `SELECT ${COLUMNS} FROM users WHERE tenant_id = $1`, [tenantId], cursor, limit, userOf);
   }
 
   async update(tenantId: string, id: string, changes: UserChanges): Promise<UserRecord | undefined> {
