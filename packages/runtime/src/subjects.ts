@@ -106,21 +106,10 @@ export function parseDeviceSubject(subject: string): ParsedDeviceSubject | undef
  * The device directory: a JetStream KV bucket written by the device service and
  * read (watched into memory) by anyone who must know whether a device exists,
  * is allowed to send, and what labels it has — without a per-message lookup.
- * Key: `<tenantId>.<deviceId>`; a deleted device's key is deleted.
+ * Key: `<tenantId>.<deviceId>`; a deleted device's key is deleted. Values are
+ * binary `iot.device.v1.DeviceDirectoryEntry` (proto/iot/device/v1/directory.proto).
  */
 export const DEVICE_DIRECTORY_BUCKET = 'IOT_DEVICES';
-
-/** One entry of the device directory (JSON in the KV bucket). */
-export interface DeviceDirectoryEntry {
-  tenantId: string;
-  deviceId: string;
-  name: string;
-  type: string;
-  labels: Record<string, string>;
-  credentialState: 'none' | 'active' | 'revoked';
-  /** ISO 8601. */
-  updateTime: string;
-}
 
 /** Key of a device in the directory bucket. */
 export function deviceDirectoryKey(tenantId: string, deviceId: string): string {

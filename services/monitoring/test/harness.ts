@@ -2,11 +2,16 @@ import crypto from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, headers, KV, NatsConnection } from 'nats';
 import { Point, Telemetry } from '../../../gen/ts/iot/telemetry/v1/telemetry';
-import { createLogger, createPool, DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey, DeviceDirectoryEntry, deviceSubject, Pool } from '@iot-mesh/runtime';
+import { createLogger, createPool, DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey, deviceSubject, Pool } from '@iot-mesh/runtime';
+import { CredentialState } from '../../../gen/ts/iot/device/v1/device';
+import { DeviceDirectoryEntry } from '../../../gen/ts/iot/device/v1/directory';
 import { TestNatsServer } from '../../../testing/nats-server';
 import { createTestDatabase, TestDatabase } from '../../../testing/postgres';
 import { startTestService, TestService } from '../../../testing/services';
 import { createMonitoringService, MonitoringStats } from '../src/main';
+
+/** The directory's credential states by the names tests use. */
+const CREDENTIAL_STATES = { none: CredentialState.CREDENTIAL_STATE_NONE, active: CredentialState.CREDENTIAL_STATE_ACTIVE, revoked: CredentialState.CREDENTIAL_STATE_REVOKED };
 
 /** A unique tenant id (a valid subject token). */
 export function newTenant(): string {
@@ -53,7 +58,7 @@ export interface MonitoringWorld {
   /** Starts one more replica with the same database and NATS. */
   startReplica(extraEnv?: Record<string, string>): Promise<{ service: TestService<any>; stats: MonitoringStats }>;
   /** Registers a device in the directory (as the device service would). */
-  registerDevice(tenantId: string, deviceId: string, options?: { labels?: Record<string, string>; credentialState?: DeviceDirectoryEntry['credentialState'] }): Promise<void>;
+  registerDevice(tenantId: string, deviceId: string, options?: { labels?: Record<string, string>; credentialState?: 'none' | 'active' | 'revoked' }): Promise<void>;
   /** Publishes telemetry on the device's subject over NATS (optionally with a Nats-Msg-Id header) via JetStream. */
   publish(tenantId: string, deviceId: string, payload: Uint8Array, msgId?: string): Promise<void>;
   /** Rows stored for a tenant. */
@@ -126,10 +131,10 @@ async function buildWorld(
         name: deviceId,
         type: 'sensor',
         labels: opts.labels ?? {},
-        credentialState: opts.credentialState ?? 'active',
-        updateTime: new Date().toISOString(),
+        credentialState: CREDENTIAL_STATES[opts.credentialState ?? 'active'],
+        updateTime: new Date(),
       };
-      await directory.put(deviceDirectoryKey(tenantId, deviceId), JSON.stringify(entry));
+      await directory.put(deviceDirectoryKey(tenantId, deviceId), DeviceDirectoryEntry.encode(entry).finish());
     },
     async publish(tenantId, deviceId, payload, msgId) {
       const h = headers();

@@ -1,5 +1,7 @@
 import { connect } from 'nats';
-import { checkHealth, DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey, DeviceDirectoryEntry } from '../../src';
+import { checkHealth, DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey } from '../../src';
+import { CredentialState } from '../../../../gen/ts/iot/device/v1/device';
+import { DeviceDirectoryEntry } from '../../../../gen/ts/iot/device/v1/directory';
 import { repoPath } from '../../src/repo-paths';
 import { TestNatsServer } from '../../../../testing/nats-server';
 import { freePort } from '../../../../testing/ports';
@@ -47,8 +49,8 @@ describe('a device publish traced through the monitoring writer to the database'
     // Register the simulator's device as the device service would.
     const nc = await connect({ servers: nats.url });
     const directory = await nc.jetstream().views.kv(DEVICE_DIRECTORY_BUCKET);
-    const entry: DeviceDirectoryEntry = { tenantId: tenant, deviceId: 'sim-1', name: 'sim-1', type: 'weather', labels: {}, credentialState: 'active', updateTime: new Date().toISOString() };
-    await directory.put(deviceDirectoryKey(tenant, 'sim-1'), JSON.stringify(entry));
+    const entry: DeviceDirectoryEntry = { tenantId: tenant, deviceId: 'sim-1', name: 'sim-1', type: 'weather', labels: {}, credentialState: CredentialState.CREDENTIAL_STATE_ACTIVE, updateTime: new Date() };
+    await directory.put(deviceDirectoryKey(tenant, 'sim-1'), DeviceDirectoryEntry.encode(entry).finish());
     await nc.close();
   }, 60_000);
 

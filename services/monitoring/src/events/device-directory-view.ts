@@ -1,5 +1,7 @@
 import type { KV, NatsConnection, QueuedIterator, KvEntry } from 'nats';
-import { DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey, DeviceDirectoryEntry, isSubjectToken, Logger } from '@iot-mesh/runtime';
+import { DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey, isSubjectToken, Logger } from '@iot-mesh/runtime';
+import { CredentialState } from '../../../../gen/ts/iot/device/v1/device';
+import { DeviceDirectoryEntry } from '../../../../gen/ts/iot/device/v1/directory';
 import type { KnownDevice, KnownDevices } from '../domain/telemetry';
 import type { DeviceLookup } from './telemetry-decoder';
 
@@ -8,9 +10,9 @@ const NEGATIVE_CACHE_MS = 2000;
 
 /** A directory value as monitoring uses it; undefined when it is not a device entry. */
 function knownDevice(entry: KvEntry): KnownDevice | undefined {
-  const value = entry.json<DeviceDirectoryEntry>();
-  if (typeof value?.tenantId !== 'string' || typeof value.deviceId !== 'string') return undefined;
-  return { tenantId: value.tenantId, deviceId: value.deviceId, labels: value.labels ?? {}, revoked: value.credentialState === 'revoked' };
+  const value = DeviceDirectoryEntry.decode(entry.value);
+  if (!value.tenantId || !value.deviceId) return undefined;
+  return { tenantId: value.tenantId, deviceId: value.deviceId, labels: value.labels, revoked: value.credentialState === CredentialState.CREDENTIAL_STATE_REVOKED };
 }
 
 /**
