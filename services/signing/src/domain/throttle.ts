@@ -1,5 +1,5 @@
 import { errors, Logger } from '@iot-mesh/runtime';
-import { ThrottleCounters, ThrottleScope } from '../store/throttle-counters';
+import type { ThrottleCounters, ThrottleScope } from '../store/throttle-counters';
 
 /** Limits of failed-login throttling. */
 export interface ThrottlePolicy {
