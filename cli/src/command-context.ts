@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
-import { PageRequest } from '../../gen/ts/iot/common/v1/common';
+import { PageRequest, PageResponse } from '../../gen/ts/iot/common/v1/common';
 import { Connection, GlobalOptions } from './connection';
+import { printList, View } from './output';
 import { parsePositiveInt } from './parse';
 
 /** The options of one command merged with the global ones. */
@@ -40,17 +41,34 @@ export function pageOptions(command: Command): Command {
  * Fetches one page, or every page with `--all`. When more remain, the next
  * page's token is printed on stderr, so stdout stays one parseable document.
  */
-export async function listPages<T>(options: PageOptions, fetchPage: (page: PageRequest) => Promise<{ items: T[]; nextPageToken: string }>): Promise<T[]> {
+export async function listPages<T>(options: PageOptions, fetchPage: (page: PageRequest) => Promise<{ items: T[]; page?: PageResponse }>): Promise<T[]> {
   const items: T[] = [];
   let pageToken = options.pageToken ?? '';
   for (;;) {
-    const page = await fetchPage({ pageSize: options.pageSize ?? 0, pageToken });
-    items.push(...page.items);
-    pageToken = page.nextPageToken;
+    const res = await fetchPage({ pageSize: options.pageSize ?? 0, pageToken });
+    items.push(...res.items);
+    pageToken = res.page?.nextPageToken ?? '';
     if (!pageToken) return items;
     if (!options.all) {
       process.stderr.write(`more results: --page-token ${pageToken} (or --all)\n`);
       return items;
     }
   }
+}
+
+/**
+ * Adds a paged `list` subcommand printing `view`; its filters are options the
+ * caller adds to the returned command, read by `fetchPage` from `options`.
+ */
+export function listCommand<T, O = object>(
+  parent: Command,
+  description: string,
+  view: View<T>,
+  fetchPage: (connection: Connection, page: PageRequest, options: CommandOptions<O>) => Promise<{ items: T[]; page?: PageResponse }>,
+): Command {
+  return pageOptions(parent.command('list').description(description)).action((_o, command: Command) =>
+    run<O & PageOptions>(command, async (connection, options) => {
+      printList(options.output, view, await listPages(options, (page) => fetchPage(connection, page, options)));
+    }),
+  );
 }

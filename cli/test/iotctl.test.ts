@@ -149,6 +149,39 @@ describe('iotctl', () => {
     expect(JSON.parse(tailed.stdout.trim())).toMatchObject({ deviceId: 'pump-1', metric: 'pressure', value: { numberValue: expect.any(Number) } });
   });
 
+  it('manages alert rules, lists and acknowledges the alert a rule raised, and manages users', async () => {
+    const [rule, user] = await Promise.all([
+      ok(['alerts', 'rules', 'create', '--name', 'overpressure', '--metric', 'pressure', '--device-id', 'pump-1', '--above', '5000', '--severity', 'critical', '-o', 'json']).then(JSON.parse),
+      ok(['users', 'create', '--email', `new@${tenant.tenantName}.example.test`, '--display-name', 'New', '--role', 'viewer', '--password-stdin', '-o', 'json'], { stdin: 'a-long-enough-password-1\n' }).then(JSON.parse),
+    ]);
+    expect(rule).toMatchObject({ name: 'overpressure', metric: 'pressure', deviceIds: ['pump-1'], threshold: { comparison: 'COMPARISON_GREATER_THAN', threshold: 5000 }, severity: 'SEVERITY_CRITICAL', enabled: true });
+    expect(user).toMatchObject({ email: `new@${tenant.tenantName}.example.test`, role: 'ROLE_VIEWER' });
+
+    const [rules, users, twoConditions] = await Promise.all([
+      ok(['alerts', 'rules', 'list']),
+      ok(['users', 'list', '-o', 'csv']),
+      iotctl(['alerts', 'rules', 'create', '--name', 'x', '--metric', 'm', '--above', '1', '--absent-for', '5m']),
+    ]);
+    expect(rules).toMatch(new RegExp(`^${rule.id} +overpressure +pressure +> 5000 +critical +yes +pump-1`, 'm'));
+    expect((parseCsv(users, { columns: true }) as Record<string, string>[]).map((u) => u.EMAIL)).toContain(user.email);
+    expect(twoConditions.code).toBe(1);
+    expect(twoConditions.stderr).toContain('give exactly one condition');
+
+    await mesh.monitoring.publish(tenant.tenantId, 'pump-1', jsonPayload({ points: [{ metric: 'pressure', numberValue: 9000 }] }));
+    const alert = await eventually(async () => {
+      const alerts = JSON.parse(await ok(['alerts', 'list', '--unacknowledged', '-o', 'json']));
+      return alerts.find((a: { ruleId: string }) => a.ruleId === rule.id);
+    }, 'the raised alert', 30_000);
+    expect(alert).toMatchObject({ deviceId: 'pump-1', state: 'ALERT_STATE_RAISED', value: 9000 });
+    const acked = JSON.parse(await ok(['alerts', 'ack', alert.id, '-o', 'json']));
+    expect(acked.acknowledgedBy).toBeTruthy();
+
+    await Promise.all([ok(['alerts', 'rules', 'delete', rule.id]), ok(['users', 'delete', user.id])]);
+    const [rulesAfter, usersAfter] = await Promise.all([ok(['alerts', 'rules', 'list', '-o', 'json']), ok(['users', 'list', '-o', 'json'])]);
+    expect(JSON.parse(rulesAfter)).toEqual([]);
+    expect(JSON.parse(usersAfter).map((u: { id: string }) => u.id)).not.toContain(user.id);
+  });
+
   it('exits with the documented codes and prints the server\'s message and field violations', async () => {
     const [unknown, badLabel, invalid, noSession] = await Promise.all([
       iotctl(['devices', 'get', 'no-such-device']),

@@ -2,8 +2,8 @@ import { Command, Option } from 'commander';
 import { Role, roleToJSON } from '../../../gen/ts/iot/common/v1/common';
 import { ApiKey } from '../../../gen/ts/iot/signing/v1/api_keys';
 import { User } from '../../../gen/ts/iot/signing/v1/auth';
-import { listPages, pageOptions, PageOptions, run } from '../command-context';
-import { formatTime, printDone, printList, printOne, View } from '../output';
+import { listCommand, run } from '../command-context';
+import { formatTime, printDone, printOne, View } from '../output';
 import { enumChoices, enumLabel, parseDuration } from '../parse';
 import { ask, readStdinLine } from '../prompt';
 
@@ -48,15 +48,10 @@ function roleOption(): Option {
 export function adminCommands(program: Command): void {
   const users = program.command('users').description('users of the caller\'s tenant');
 
-  pageOptions(users.command('list').description('list users')).action((_o, command: Command) =>
-    run<PageOptions>(command, async (connection, options) => {
-      const items = await listPages(options, async (page) => {
-        const res = await connection.call(connection.users, connection.users.listUsers, { page });
-        return { items: res.users, nextPageToken: res.page?.nextPageToken ?? '' };
-      });
-      printList(options.output, userView, items);
-    }),
-  );
+  listCommand(users, 'list users', userView, async (connection, page) => {
+    const res = await connection.call(connection.users, connection.users.listUsers, { page });
+    return { items: res.users, page: res.page };
+  });
 
   users
     .command('create')
@@ -86,15 +81,10 @@ export function adminCommands(program: Command): void {
 
   const apiKeys = program.command('api-keys').description('API keys for scripts and machines (pass one as --api-key or IOTCTL_API_KEY)');
 
-  pageOptions(apiKeys.command('list').description('list API keys')).action((_o, command: Command) =>
-    run<PageOptions>(command, async (connection, options) => {
-      const items = await listPages(options, async (page) => {
-        const res = await connection.call(connection.apiKeys, connection.apiKeys.listApiKeys, { page });
-        return { items: res.apiKeys, nextPageToken: res.page?.nextPageToken ?? '' };
-      });
-      printList(options.output, apiKeyView, items);
-    }),
-  );
+  listCommand(apiKeys, 'list API keys', apiKeyView, async (connection, page) => {
+    const res = await connection.call(connection.apiKeys, connection.apiKeys.listApiKeys, { page });
+    return { items: res.apiKeys, page: res.page };
+  });
 
   apiKeys
     .command('create')

@@ -2,8 +2,8 @@ import { Command, Option } from 'commander';
 import { durationToMs, msToDuration } from '@iot-mesh/runtime/client';
 import { Alert, AlertRule, AlertState, alertStateToJSON, Comparison, Severity, severityToJSON } from '../../../gen/ts/iot/monitoring/v1/alerts';
 import { UsageError } from '../cli-error';
-import { listPages, pageOptions, PageOptions, run } from '../command-context';
-import { formatLabels, formatTime, printDone, printList, printOne, View } from '../output';
+import { listCommand, run } from '../command-context';
+import { formatLabels, formatTime, printDone, printOne, View } from '../output';
 import { collectLabel, collectList, enumChoices, enumLabel, parseDuration, parseNumber } from '../parse';
 
 const SEVERITY = enumChoices(Severity, 'SEVERITY_');
@@ -103,15 +103,10 @@ export function alertCommands(program: Command): void {
   const alerts = program.command('alerts').description('alert rules and the alerts they raise');
   const rules = alerts.command('rules').description('alert rules (threshold and no-data)');
 
-  pageOptions(rules.command('list').description('list alert rules')).action((_o, command: Command) =>
-    run<PageOptions>(command, async (connection, options) => {
-      const items = await listPages(options, async (page) => {
-        const res = await connection.call(connection.alerts, connection.alerts.listAlertRules, { page });
-        return { items: res.rules, nextPageToken: res.page?.nextPageToken ?? '' };
-      });
-      printList(options.output, ruleView, items);
-    }),
-  );
+  listCommand(rules, 'list alert rules', ruleView, async (connection, page) => {
+    const res = await connection.call(connection.alerts, connection.alerts.listAlertRules, { page });
+    return { items: res.rules, page: res.page };
+  });
 
   rules
     .command('create')
@@ -147,27 +142,18 @@ export function alertCommands(program: Command): void {
       }),
     );
 
-  pageOptions(
-    alerts
-      .command('list')
-      .description('list alerts, newest first')
-      .addOption(new Option('--state <state>', 'only alerts in this state').choices(Object.keys(STATE)))
-      .option('--device-id <id>', 'only this device\'s alerts')
-      .option('--unacknowledged', 'only alerts nobody acknowledged'),
-  ).action((_o, command: Command) =>
-    run<PageOptions & { state?: string; deviceId?: string; unacknowledged?: boolean }>(command, async (connection, options) => {
-      const items = await listPages(options, async (page) => {
-        const res = await connection.call(connection.alerts, connection.alerts.listAlerts, {
-          page,
-          state: options.state ? STATE[options.state] : AlertState.ALERT_STATE_UNSPECIFIED,
-          deviceId: options.deviceId ?? '',
-          unacknowledgedOnly: options.unacknowledged === true,
-        });
-        return { items: res.alerts, nextPageToken: res.page?.nextPageToken ?? '' };
-      });
-      printList(options.output, alertView, items);
-    }),
-  );
+  listCommand<Alert, { state?: string; deviceId?: string; unacknowledged?: boolean }>(alerts, 'list alerts, newest first', alertView, async (connection, page, options) => {
+    const res = await connection.call(connection.alerts, connection.alerts.listAlerts, {
+      page,
+      state: options.state ? STATE[options.state] : AlertState.ALERT_STATE_UNSPECIFIED,
+      deviceId: options.deviceId ?? '',
+      unacknowledgedOnly: options.unacknowledged === true,
+    });
+    return { items: res.alerts, page: res.page };
+  })
+    .addOption(new Option('--state <state>', 'only alerts in this state').choices(Object.keys(STATE)))
+    .option('--device-id <id>', 'only this device\'s alerts')
+    .option('--unacknowledged', 'only alerts nobody acknowledged');
 
   alerts
     .command('ack')

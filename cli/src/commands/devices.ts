@@ -1,8 +1,8 @@
 import { Command, Option } from 'commander';
 import { credentialStateToJSON, Device, DeviceCredential, DeviceStatus, deviceStatusToJSON } from '../../../gen/ts/iot/device/v1/device';
 import { UsageError } from '../cli-error';
-import { listPages, pageOptions, PageOptions, run } from '../command-context';
-import { formatLabels, formatTime, printDone, printList, printOne, View } from '../output';
+import { listCommand, run } from '../command-context';
+import { formatLabels, formatTime, printDone, printOne, View } from '../output';
 import { collectLabel, enumChoices, enumLabel, parseDuration } from '../parse';
 
 const STATUS = enumChoices(DeviceStatus, 'DEVICE_STATUS_');
@@ -63,29 +63,25 @@ function expiryOption(): Option {
 export function deviceCommands(program: Command): void {
   const devices = program.command('devices').description('the device registry');
 
-  pageOptions(
-    devices
-      .command('list')
-      .description('list devices, filtered by labels, status, name prefix or type')
-      .addOption(labelOption('only devices with this label'))
-      .addOption(new Option('--status <status>', 'only devices with this status').choices(Object.keys(STATUS)))
-      .option('--name-prefix <prefix>', 'only devices whose name starts so')
-      .option('--type <type>', 'only devices of this type'),
-  ).action((_o, command: Command) =>
-    run<PageOptions & { label?: Record<string, string>; status?: string; namePrefix?: string; type?: string }>(command, async (connection, options) => {
-      const items = await listPages(options, async (page) => {
-        const res = await connection.call(connection.devices, connection.devices.listDevices, {
-          page,
-          labels: options.label ?? {},
-          status: options.status ? STATUS[options.status] : DeviceStatus.DEVICE_STATUS_UNSPECIFIED,
-          namePrefix: options.namePrefix ?? '',
-          type: options.type ?? '',
-        });
-        return { items: res.devices, nextPageToken: res.page?.nextPageToken ?? '' };
+  listCommand<Device, { label?: Record<string, string>; status?: string; namePrefix?: string; type?: string }>(
+    devices,
+    'list devices, filtered by labels, status, name prefix or type',
+    deviceListView,
+    async (connection, page, options) => {
+      const res = await connection.call(connection.devices, connection.devices.listDevices, {
+        page,
+        labels: options.label ?? {},
+        status: options.status ? STATUS[options.status] : DeviceStatus.DEVICE_STATUS_UNSPECIFIED,
+        namePrefix: options.namePrefix ?? '',
+        type: options.type ?? '',
       });
-      printList(options.output, deviceListView, items);
-    }),
-  );
+      return { items: res.devices, page: res.page };
+    },
+  )
+    .addOption(labelOption('only devices with this label'))
+    .addOption(new Option('--status <status>', 'only devices with this status').choices(Object.keys(STATUS)))
+    .option('--name-prefix <prefix>', 'only devices whose name starts so')
+    .option('--type <type>', 'only devices of this type');
 
   devices
     .command('get')
@@ -149,29 +145,24 @@ export function deviceCommands(program: Command): void {
 
   const credentials = program.command('credentials').description('a device\'s NATS/MQTT credential (the token is shown once)');
 
-  credentials
-    .command('issue')
-    .description('issue a device its credential')
-    .argument('<device-id>', 'device id')
-    .addOption(expiryOption())
-    .action((deviceId: string, _o, command: Command) =>
-      run<{ expires?: Date }>(command, async (connection, options) => {
-        const res = await connection.call(connection.credentials, connection.credentials.issueCredential, { deviceId, expireTime: options.expires });
-        printOne(options.output, credentialView, res.credential!);
-      }),
-    );
-
-  credentials
-    .command('rotate')
-    .description('replace a device\'s credential (the old one is revoked)')
-    .argument('<device-id>', 'device id')
-    .addOption(expiryOption())
-    .action((deviceId: string, _o, command: Command) =>
-      run<{ expires?: Date }>(command, async (connection, options) => {
-        const res = await connection.call(connection.credentials, connection.credentials.rotateCredential, { deviceId, expireTime: options.expires });
-        printOne(options.output, credentialView, res.credential!);
-      }),
-    );
+  // Issue and rotate take the same request and answer the same way.
+  for (const [name, description, method] of [
+    ['issue', 'issue a device its credential', 'issueCredential'],
+    ['rotate', 'replace a device\'s credential (the old one is revoked)', 'rotateCredential'],
+  ] as const) {
+    credentials
+      .command(name)
+      .description(description)
+      .argument('<device-id>', 'device id')
+      .addOption(expiryOption())
+      .action((deviceId: string, _o, command: Command) =>
+        run<{ expires?: Date }>(command, async (connection, options) => {
+          const client = connection.credentials;
+          const res = await connection.call(client, client[method], { deviceId, expireTime: options.expires });
+          printOne(options.output, credentialView, res.credential!);
+        }),
+      );
+  }
 
   credentials
     .command('revoke')
