@@ -6,7 +6,7 @@ import mqtt from 'mqtt';
 import { connect, credsAuthenticator, NatsConnection } from 'nats';
 import Redis from 'ioredis';
 import { Client } from 'pg';
-import { keyPairFromSeed, mintDeviceUser, NatsOperatorSetup } from '@iot-mesh/nats-auth';
+import { nkeyFromSeed, mintDeviceUser, NatsOperatorSetup } from '@iot-mesh/nats-auth';
 import { checkHealth, deviceSubject, readMigrations, repoPath, repoRoot } from '@iot-mesh/runtime';
 import { freePort } from '../../testing/ports';
 import { natsSetupFiles } from '../nats-setup';
@@ -182,7 +182,7 @@ describe('npm run up (scripts/up.ts)', () => {
       const sub = nc.subscribe(deviceSubject('uptest', 'one', 'tel'), { max: 1 });
       await nc.flush();
       // A device credential minted by the application account is the MQTT password.
-      const { token } = mintDeviceUser(keyPairFromSeed(setup.appAccountSeed, 'A'), 'uptest', 'one');
+      const { token } = mintDeviceUser(nkeyFromSeed(setup.appAccountSeed, 'A'), 'uptest', 'one');
       const device = await mqtt.connectAsync(mqttUrl, { clientId: 'up-test', username: 'one', password: token, reconnectPeriod: 0 });
       await device.publishAsync('iot/uptest/dev/one/tel', 'hello', { qos: 1 });
       for await (const msg of sub) expect(Buffer.from(msg.data).toString()).toBe('hello');

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { env, signingAddressEnv } from '@iot-mesh/runtime';
-import { keyPairFromSeed } from '@iot-mesh/nats-auth';
+import { nkeyFromSeed } from '@iot-mesh/nats-auth';
 
 /** A seed variable: absent, or a seed of `kind` (checked at start, so a typo fails with this message, not at first use). */
 function seed(kind: 'O' | 'A', what: string) {
@@ -10,7 +10,7 @@ function seed(kind: 'O' | 'A', what: string) {
     .refine((value) => {
       if (value === undefined) return true;
       try {
-        keyPairFromSeed(value.trim(), kind);
+        nkeyFromSeed(value.trim(), kind);
         return true;
       } catch {
         return false;

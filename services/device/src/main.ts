@@ -1,5 +1,5 @@
 import { connectNats, countCacheLookups, createAuthMiddleware, pingNats, repoPath, runService, ServiceSpec } from '@iot-mesh/runtime';
-import { keyPairFromSeed } from '@iot-mesh/nats-auth';
+import { nkeyFromSeed } from '@iot-mesh/nats-auth';
 import { commandApi } from './api/commands';
 import { credentialApi } from './api/credentials';
 import { deviceApi } from './api/devices';
@@ -52,8 +52,8 @@ export const deviceService: ServiceSpec<typeof deviceEnv> = {
       system = await connectNats(natsUrl, 'iot-device-system', log.child({ component: 'nats-system' }), { credsFile: config.DEVICE_NATS_SYSTEM_CREDS });
       const sys = system;
       const auth = new AccountAuthority(
-        keyPairFromSeed(config.DEVICE_NATS_OPERATOR_SEED!.trim(), 'O'),
-        keyPairFromSeed(config.DEVICE_NATS_ACCOUNT_SEED.trim(), 'A'),
+        nkeyFromSeed(config.DEVICE_NATS_OPERATOR_SEED!.trim(), 'O'),
+        nkeyFromSeed(config.DEVICE_NATS_ACCOUNT_SEED.trim(), 'A'),
         sys,
         () => store.revocations(),
         log.child({ component: 'nats-account' }),
