@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import mqtt, { MqttClient } from 'mqtt';
 import { connect, jwtAuthenticator, NatsConnection } from 'nats';
-import { unary } from '@iot-mesh/runtime';
+import { metrics, unary } from '@iot-mesh/runtime';
 import { CommandStatus } from '../../../gen/ts/iot/device/v1/command';
 import { CredentialState, Device, DeviceCredential, DeviceStatus } from '../../../gen/ts/iot/device/v1/device';
 import { TestTenant } from '../../../testing/signing';
@@ -236,6 +236,21 @@ test('revocations survive a nats-server that lost its account state: the service
   );
   // Stays refused (it was not a transient failure).
   await expect(natsConnect(cred)).rejects.toMatchObject({ code: 'AUTHORIZATION_VIOLATION' });
+});
+
+test('credential operations are counted by kind in iot_device_credential_operations_total', async () => {
+  const count = async (operation: string) => {
+    const metric = metrics.registry.getSingleMetric('iot_device_credential_operations_total');
+    return (await metric!.get()).values.find((v) => v.labels.operation === operation)?.value ?? 0;
+  };
+  const before = { issue: await count('issue'), rotate: await count('rotate'), revoke: await count('revoke') };
+  await newDevice('metered-1');
+  await unary(h.clients.credentials, h.clients.credentials.rotateCredential, { deviceId: 'metered-1', expireTime: undefined }, op());
+  await unary(h.clients.credentials, h.clients.credentials.revokeCredential, { deviceId: 'metered-1' }, op());
+  await unary(h.clients.devices, h.clients.devices.batchCreateDevices, { devices: [Device.fromPartial({ id: 'metered-2', name: 'x' }), Device.fromPartial({ id: 'metered-3', name: 'y' })], issueCredentials: true }, op());
+  // A refused operation is not counted.
+  await expect(unary(h.clients.credentials, h.clients.credentials.issueCredential, { deviceId: 'metered-2', expireTime: undefined }, op())).rejects.toMatchObject({ code: status.FAILED_PRECONDITION });
+  expect({ issue: await count('issue'), rotate: await count('rotate'), revoke: await count('revoke') }).toEqual({ issue: before.issue + 3, rotate: before.rotate + 1, revoke: before.revoke + 1 });
 });
 
 test('after a restart of the device service, status is reconciled with the connections the server reports', async () => {
