@@ -26,6 +26,7 @@ export function buildProgram(): Command {
     .version(version)
     .exitOverride()
     .showHelpAfterError('(add --help for usage)')
+    .configureHelp({ showGlobalOptions: true })
     .option('--address <host:port>', 'one address for all services (an edge in front of them)')
     .option('--signing <host:port>', 'signing service address')
     .option('--device <host:port>', 'device service address')

@@ -115,18 +115,24 @@ describe('iotctl', () => {
   it('reads the latest value, tails live points and exports history to CSV and NDJSON', async () => {
     const world = mesh.monitoring;
     await world.registerDevice(tenant.tenantId, 'pump-1');
-    const start = Date.now() - 10 * 60_000;
+    // Whole minutes, so each point starts its own 1-minute history bucket.
+    const start = Math.floor(Date.now() / 60_000) * 60_000 - 10 * 60_000;
     const points = Array.from({ length: 5 }, (_, i) => ({ metric: 'pressure', time: new Date(start + i * 60_000).toISOString(), numberValue: 1000 + i }));
     await world.publish(tenant.tenantId, 'pump-1', jsonPayload({ messageId: 'cli-seed', points }));
     await eventually(async () => (await world.rowCount(tenant.tenantId)) >= 5, 'stored points');
 
     const file = path.join(configHome, 'pressure.csv');
-    const [latest, exported, ndjson] = await Promise.all([
+    const [latest, history, exported, ndjson] = await Promise.all([
       ok(['telemetry', 'latest', 'pump-1', '-o', 'json']),
+      ok(['telemetry', 'history', 'pump-1', '--metric', 'pressure', '--from', '1h', '--bucket', '1m', '--aggregation', 'max,count', '-o', 'csv']),
       iotctl(['export', 'pump-1', '--from', '1h', '--file', file, '--page-size', '2']),
       ok(['export', 'pump-1', '--from', '1h', '--format', 'ndjson', '--quiet']),
     ]);
     expect(JSON.parse(latest)).toEqual([{ deviceId: 'pump-1', metric: 'pressure', time: points[4].time, value: { numberValue: 1004 } }]);
+
+    const buckets = parseCsv(history, { columns: true }) as Record<string, string>[];
+    expect(buckets.filter((b) => b.AGGREGATION === 'max').map((b) => [b.START, b.VALUE])).toEqual(points.map((p) => [p.time, String(p.numberValue)]));
+    expect(buckets.filter((b) => b.AGGREGATION === 'count').map((b) => b.VALUE)).toEqual(['1', '1', '1', '1', '1']);
 
     expect(exported.code).toBe(0);
     expect(exported.stdout).toBe('');
