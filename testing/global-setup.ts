@@ -4,7 +4,7 @@ import { startNatsServer, startPostgres, startRedis } from '../scripts/local-ser
 import { preflightOrExit } from '../scripts/preflight';
 import { portAnswers } from '../scripts/up-wait';
 import { TestLauncher } from './server-launcher';
-import { STANDARD_SERVICES, TEST_SERVICE_VARIABLES } from './test-services';
+import { STANDARD_SERVICES, TEST_SERVICE_VARIABLES, testServiceEnv } from './test-services';
 
 /** Where the global teardown finds the private servers (same process as the setup). */
 const KEY = Symbol.for('iot-mesh.test-servers');
@@ -19,9 +19,20 @@ type Server = keyof typeof STANDARD_SERVICES;
  * standard server on 127.0.0.1 is used when it answers (unless
  * IOT_TEST_STANDARD_SERVICES=off); else a private one is started from the
  * installed binaries, once for the whole run. The URLs reach the test files
- * through those variables (workers inherit this process's environment).
+ * through those variables (workers inherit this process's environment), and
+ * DATABASE_URL, REDIS_URL and NATS_URL are set to the same servers, so a
+ * service process a test spawns with its environment finds them too.
  */
 export default async function globalSetup(): Promise<void> {
+  const launcher = await prepareTestServers();
+  if (launcher) (globalThis as Record<symbol, unknown>)[KEY] = launcher;
+}
+
+/**
+ * What {@link globalSetup} does, returning the launcher of the private
+ * servers it started (stop them with its `destroy()`), or undefined.
+ */
+export async function prepareTestServers(): Promise<TestLauncher | undefined> {
   preflightOrExit(['nats-server', 'postgresql', 'redis-server'], { who: 'npm test' });
   const useStandard = process.env.IOT_TEST_STANDARD_SERVICES !== 'off';
   const wanted: Server[] = [];
@@ -31,12 +42,16 @@ export default async function globalSetup(): Promise<void> {
     if (useStandard && (await portAnswers(STANDARD_SERVICES[server].port))) process.env[variable] = STANDARD_SERVICES[server].url;
     else wanted.push(server);
   }
-  if (wanted.length === 0) return;
+  const launcher = wanted.length > 0 ? await startPrivate(wanted) : undefined;
+  Object.assign(process.env, testServiceEnv());
+  return launcher;
+}
 
+/** Starts the private servers and points their TEST_* variables at them. */
+async function startPrivate(wanted: Server[]): Promise<TestLauncher> {
   const launcher = new TestLauncher();
   // PostgreSQL runs as the postgres user when we are root: it must reach its folder.
   fs.chmodSync(launcher.dir, 0o755);
-  (globalThis as Record<symbol, unknown>)[KEY] = launcher;
   const timeoutMs = 60_000;
   const started = await launcher
     .explain(() =>
@@ -55,6 +70,7 @@ export default async function globalSetup(): Promise<void> {
     });
   for (const [server, url] of started) process.env[TEST_SERVICE_VARIABLES[server]] = url;
   process.stderr.write(`\nprivate test servers (${launcher.dir}): ${started.map(([s, url]) => `${s} ${url}`).join(', ')}\n`);
+  return launcher;
 }
 
 /** jest globalTeardown: stops the private servers the setup started. */

@@ -26,7 +26,11 @@ export const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? STANDARD_SERVICES.re
 /** The open NATS server with JetStream that tests share (private servers come from testing/nats-server.ts). */
 export const TEST_NATS_URL = process.env.TEST_NATS_URL ?? STANDARD_SERVICES.nats.url;
 
-/** DATABASE_URL, REDIS_URL and NATS_URL for a service under test, pointing at the test servers. */
-export function testServiceEnv(): Record<'DATABASE_URL' | 'REDIS_URL' | 'NATS_URL', string> {
-  return { DATABASE_URL: TEST_PG_ADMIN_URL, REDIS_URL: TEST_REDIS_URL, NATS_URL: TEST_NATS_URL };
+/** DATABASE_URL, REDIS_URL and NATS_URL for a service under test, pointing at the test servers (read now, not at import). */
+export function testServiceEnv(environment: NodeJS.ProcessEnv = process.env): Record<'DATABASE_URL' | 'REDIS_URL' | 'NATS_URL', string> {
+  return {
+    DATABASE_URL: environment.TEST_DATABASE_URL ?? STANDARD_SERVICES.postgres.url,
+    REDIS_URL: environment.TEST_REDIS_URL ?? STANDARD_SERVICES.redis.url,
+    NATS_URL: environment.TEST_NATS_URL ?? STANDARD_SERVICES.nats.url,
+  };
 }
