@@ -59,17 +59,6 @@ function decodeJson(part: string): Record<string, unknown> {
   throw new TokenError('malformed');
 }
 
-/** Reads the `kid` of a compact JWS without verifying anything. */
-export function peekKid(token: string): string | undefined {
-  const header = token.split('.')[0];
-  try {
-    const kid = decodeJson(header ?? '').kid;
-    return typeof kid === 'string' ? kid : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /**
  * Verifies a compact JWS access token: ES256 only (so `none` and HS256 with a
  * public key as secret fail), a `kid` that `keyFor` knows, a valid signature,

@@ -1,4 +1,12 @@
-import { cacheMetrics } from './domain-metrics';
+import { metrics } from './metrics-registry';
+
+/** Caches in Redis (device lookups, JWKS, API keys). Hit ratio = hits / (hits + misses). */
+function cacheMetrics() {
+  return {
+    /** Cache lookups by cache name and result (`hit`, `miss`, `error`). */
+    requests: metrics.counter('iot_cache_requests_total', 'Cache lookups by cache and result (hit, miss, error).', ['cache', 'result']),
+  };
+}
 
 type AsyncMethodKeys<T> = { [K in keyof T]: T[K] extends (...args: any[]) => Promise<unknown> ? K : never }[keyof T];
 

@@ -4,7 +4,6 @@ export * from './grpc-codes';
 export * from './grpc-server-metrics';
 export * from './metrics-registry';
 export * from './metrics-server';
-export * from './domain-metrics';
 export * from './pg-pool-metrics';
 export * from './log-trace-fields';
 export * from './nats-tracing';
