@@ -38,6 +38,8 @@ export interface KnownDevice {
   tenantId: string;
   deviceId: string;
   labels: Record<string, string>;
+  /** Its device type name ('' when it has none); rules select devices by it. */
+  type?: string;
   /** Its credentials are revoked: its telemetry is refused. */
   revoked: boolean;
 }

@@ -12,7 +12,7 @@ const NEGATIVE_CACHE_MS = 2000;
 function knownDevice(entry: KvEntry): KnownDevice | undefined {
   const value = DeviceDirectoryEntry.decode(entry.value);
   if (!value.tenantId || !value.deviceId) return undefined;
-  return { tenantId: value.tenantId, deviceId: value.deviceId, labels: value.labels, revoked: value.credentialState === CredentialState.CREDENTIAL_STATE_REVOKED };
+  return { tenantId: value.tenantId, deviceId: value.deviceId, labels: value.labels, type: value.type, revoked: value.credentialState === CredentialState.CREDENTIAL_STATE_REVOKED };
 }
 
 /**
