@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
-import { env, loadConfig, repoPath } from '@iot-mesh/runtime';
+import { DEFAULT_GRPC_PORTS, env, loadConfig, repoPath } from '@iot-mesh/runtime';
 
 /** An optional comma-separated list of URLs with one of the schemes. */
 function optionalUrls(schemes: string[]) {
@@ -39,11 +39,11 @@ export const upEnv = {
   UP_START_TIMEOUT_MS: env.positiveInt(60_000),
   /** How long each piece may take to stop before it is killed. */
   UP_STOP_TIMEOUT_MS: env.positiveInt(15_000),
-  SIGNING_GRPC_PORT: env.port(50051),
+  SIGNING_GRPC_PORT: env.port(DEFAULT_GRPC_PORTS.signing),
   /** signing's HTTP port (JWKS at /.well-known/jwks.json). */
   SIGNING_HTTP_PORT: env.port(8081),
-  DEVICE_GRPC_PORT: env.port(50052),
-  MONITORING_GRPC_PORT: env.port(50053),
+  DEVICE_GRPC_PORT: env.port(DEFAULT_GRPC_PORTS.device),
+  MONITORING_GRPC_PORT: env.port(DEFAULT_GRPC_PORTS.monitoring),
   /** Prometheus `/metrics` of each service (METRICS_PORT of that process). */
   SIGNING_METRICS_PORT: env.port(9464),
   DEVICE_METRICS_PORT: env.port(9465),
