@@ -135,6 +135,23 @@ export function preflight(needs: Need[], options: PreflightOptions): void {
   throw new PreflightError(`${options.who}: ${missing.join(', ')} ${missing.length > 1 ? 'are' : 'is'} not installed; run this, then try again${why}:\n\n  ${command}\n`, command, missing);
 }
 
+/** What points the up-command at a running server instead of one it starts (an {@link UpConfig}, or the raw environment). */
+export interface UpServers {
+  NATS_URL?: string;
+  DATABASE_URL?: string;
+  UP_POSTGRES_BIN?: string;
+  REDIS_URL?: string;
+}
+
+/** The server programs the up-command starts itself with this configuration (none of those it is pointed at). */
+export function upNeeds(config: UpServers): Need[] {
+  const needs: Need[] = [];
+  if (!config.NATS_URL) needs.push('nats-server');
+  if (!config.DATABASE_URL && !config.UP_POSTGRES_BIN) needs.push('postgresql');
+  if (!config.REDIS_URL) needs.push('redis-server');
+  return needs;
+}
+
 /**
  * {@link preflight} for a command-line entry: prints a PreflightError's
  * message (no stack trace) and exits 1.
@@ -146,5 +163,21 @@ export function preflightOrExit(needs: Need[], options: PreflightOptions): void 
     if (!(err instanceof PreflightError)) throw err;
     process.stderr.write(`\n${err.message}\n`);
     process.exit(1);
+  }
+}
+
+/**
+ * `tsx scripts/preflight.ts test|up`: the check alone, run first by `npm test`
+ * and `npm run up` so a missing program stops them before anything is
+ * generated. It loads nothing but this file (the environment is read raw, an
+ * empty variable counting as unset), so it costs well under a second.
+ */
+if (require.main === module) {
+  const target = process.argv[2];
+  if (target === 'test') preflightOrExit(['nats-server', 'postgresql', 'redis-server'], { who: 'npm test' });
+  else if (target === 'up') preflightOrExit(upNeeds(process.env), { who: 'npm run up' });
+  else {
+    process.stderr.write('usage: tsx scripts/preflight.ts test|up\n');
+    process.exit(2);
   }
 }

@@ -10,7 +10,7 @@
 import { ConfigError } from '@iot-mesh/runtime';
 import { loadUpConfig, UpConfig } from './up-config';
 import { deviceServiceEnvBeside, natsOperatorAuth } from './nats-setup';
-import { Need, preflightOrExit } from './preflight';
+import { preflightOrExit, upNeeds } from './preflight';
 import { natsServer, postgresServer, redisServer } from './up-servers';
 import { dashboardAndGateway } from './up-gateway';
 import { simulatedFleet } from './up-fleet';
@@ -59,15 +59,6 @@ export function components(config: UpConfig): Component[] {
     edge.gateway,
     simulatedFleet(),
   ];
-}
-
-/** The server programs this configuration starts itself (none of those it is pointed at). */
-export function upNeeds(config: UpConfig): Need[] {
-  const needs: Need[] = [];
-  if (!config.NATS_URL) needs.push('nats-server');
-  if (!config.DATABASE_URL && !config.UP_POSTGRES_BIN) needs.push('postgresql');
-  if (!config.REDIS_URL) needs.push('redis-server');
-  return needs;
 }
 
 async function main(): Promise<void> {

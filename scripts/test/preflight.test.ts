@@ -2,8 +2,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { installCommand, missingPackages, preflight, PreflightError } from '../preflight';
-import { upNeeds } from '../up';
+import { installCommand, missingPackages, preflight, PreflightError, upNeeds } from '../preflight';
 import { loadUpConfig } from '../up-config';
 
 /* The preflight of `npm run up` and `npm test` on a machine lacking server programs; apt-get is never really run. */
@@ -98,5 +97,7 @@ describe('preflight (scripts/preflight.ts)', () => {
   test('the up-command needs only the servers it starts itself', () => {
     expect(upNeeds(loadUpConfig({}))).toEqual(['nats-server', 'postgresql', 'redis-server']);
     expect(upNeeds(loadUpConfig({ NATS_URL: 'nats://x:4222', DATABASE_URL: 'postgres://x/db' }))).toEqual(['redis-server']);
+    // The package.json entry (`preflight.ts up`) reads the raw environment, where an empty variable is unset.
+    expect(upNeeds({ NATS_URL: '', DATABASE_URL: '', UP_POSTGRES_BIN: '/opt/pg/bin', REDIS_URL: 'redis://x' })).toEqual(['nats-server']);
   });
 });
