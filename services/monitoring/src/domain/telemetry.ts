@@ -92,15 +92,48 @@ export interface BucketPlan {
   origin: Date;
 }
 
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
+const HOUR = 60 * MINUTE;
+const DAY = 24 * HOUR;
 /**
- * Chooses the buckets of a history query. An explicit width aligns to whole
- * multiples of it (minutes on the minute); otherwise the range is cut into at
- * most `maxPoints` buckets aligned to its start.
+ * Bucket widths a chosen bucketing rounds up to: whole seconds, minutes, hours
+ * or days, each dividing the next unit, so buckets never start at fractional
+ * seconds and, from a minute up, the store's minute/hour/day rollups divide them.
+ */
+const NICE_WIDTHS_MS = [
+  1, 2, 5, 10, 20, 50, 100, 200, 500,
+  SECOND, 2 * SECOND, 5 * SECOND, 10 * SECOND, 15 * SECOND, 30 * SECOND,
+  MINUTE, 2 * MINUTE, 5 * MINUTE, 10 * MINUTE, 15 * MINUTE, 30 * MINUTE,
+  HOUR, 2 * HOUR, 3 * HOUR, 6 * HOUR, 12 * HOUR, DAY,
+];
+
+/** The smallest nice width (whole days beyond a day) at or above `ms`. */
+function niceWidthAtLeast(ms: number): number {
+  return NICE_WIDTHS_MS.find((w) => w >= ms) ?? Math.ceil(ms / DAY) * DAY;
+}
+
+/** The next nice width after `width`. */
+function nextNiceWidth(width: number): number {
+  return NICE_WIDTHS_MS.find((w) => w > width) ?? width + DAY;
+}
+
+/**
+ * Chooses the buckets of a history query; buckets start at whole multiples of
+ * the width since the epoch (minutes on the minute), so answers line up with
+ * the store's rollups. An explicit width is used as it is; otherwise the
+ * smallest nice width (see above) that cuts the range into at most
+ * `maxPoints` buckets, counting the partial ones at either end.
  */
 export function planBuckets(start: Date, end: Date, bucketWidthMs: number | undefined, maxPoints: number): BucketPlan {
-  if (bucketWidthMs !== undefined) return { bucketMs: Math.max(1, bucketWidthMs), origin: new Date(0) };
-  const span = end.getTime() - start.getTime();
-  return { bucketMs: Math.max(1, Math.ceil(span / (maxPoints || DEFAULT_MAX_POINTS))), origin: start };
+  const origin = new Date(0);
+  if (bucketWidthMs !== undefined) return { bucketMs: Math.max(1, bucketWidthMs), origin };
+  const from = start.getTime();
+  const to = end.getTime();
+  const most = maxPoints || DEFAULT_MAX_POINTS;
+  let width = niceWidthAtLeast(Math.ceil((to - from) / most));
+  while (Math.floor((to - 1) / width) - Math.floor(from / width) + 1 > most) width = nextNiceWidth(width);
+  return { bucketMs: width, origin };
 }
 
 /** A page of raw points and where the next one starts. */

@@ -14,6 +14,7 @@ import {
   TelemetryStore,
   WriteResult,
 } from './telemetry-store';
+import { planHistorySpans, rollupsOf } from './rollups';
 
 const DAY_MS = 86_400_000;
 const PARTITION_NAME = /^points_p(\d{4})(\d{2})(\d{2})$/;
@@ -46,6 +47,9 @@ function valueOf(row: { number_value: number | null; bool_value: boolean | null;
   return { string: row.string_value ?? '' };
 }
 
+/** The incoming rollup row's last point comes after the stored one's (time, message id, point index). */
+const LATER = '(EXCLUDED.last_time, EXCLUDED.last_message_id COLLATE "C", EXCLUDED.last_point_index) > (r.last_time, r.last_message_id COLLATE "C", r.last_point_index)';
+
 const COLUMNS = 'tenant_id, device_id, metric, time, message_id, point_index, number_value, bool_value, string_value';
 
 /**
@@ -53,7 +57,9 @@ const COLUMNS = 'tenant_id, device_id, metric, time, message_id, point_index, nu
  * by COPY (straight into the table; when a batch holds rows already stored,
  * through a session-local staging table and `INSERT … ON CONFLICT DO
  * NOTHING` — idempotent on the primary key), plus a small `latest_points`
- * table upserted in the same transaction. Aggregation happens in SQL.
+ * table and the minute/hour/day `rollups` of the rows actually inserted,
+ * upserted in the same transaction. History reads the coarsest rollup that
+ * divides its buckets and raw points only at the edges; aggregation happens in SQL.
  */
 export class PostgresTelemetryStore implements TelemetryStore {
   private readonly knownPartitions = new Set<string>();
@@ -84,22 +90,24 @@ export class PostgresTelemetryStore implements TelemetryStore {
     try {
       await client.query('BEGIN');
       try {
-        let inserted: number;
+        let inserted: PointRow[];
         // Fast path: COPY straight into the partitioned table. Only when some rows
         // are already stored (a redelivery) does it fail with a unique violation;
         // then the batch goes through a staging table and ON CONFLICT DO NOTHING.
         await client.query('SAVEPOINT direct_copy');
         try {
           await pipeline(Readable.from([data]), client.query(copyFrom(`COPY points (${COLUMNS}) FROM STDIN`)));
-          inserted = batch.length;
+          inserted = batch;
         } catch (err) {
           if ((err as { code?: string }).code !== '23505') throw err;
           await client.query('ROLLBACK TO SAVEPOINT direct_copy');
           inserted = await this.insertDeduplicated(client, data);
         }
         await this.upsertLatest(client, batch);
+        // Only rows this transaction inserted count: a redelivered point is already in its rollups.
+        await this.upsertRollups(client, inserted);
         await client.query('COMMIT');
-        return { inserted };
+        return { inserted: inserted.length };
       } catch (err) {
         await client.query('ROLLBACK').catch(() => {
           broken = true;
@@ -115,22 +123,68 @@ export class PostgresTelemetryStore implements TelemetryStore {
     }
   }
 
-  /** The slow path: COPY into a session-local staging table, then insert what is not stored yet. */
-  private async insertDeduplicated(client: PoolClient, data: string): Promise<number> {
+  /** The slow path: COPY into a session-local staging table, then insert what is not stored yet; returns the rows inserted. */
+  private async insertDeduplicated(client: PoolClient, data: string): Promise<PointRow[]> {
     if (!this.stagingReady.has(client)) {
       await client.query(`CREATE TEMP TABLE IF NOT EXISTS points_staging (LIKE points) ON COMMIT DELETE ROWS`);
       this.stagingReady.add(client);
     }
     await pipeline(Readable.from([data]), client.query(copyFrom(`COPY points_staging (${COLUMNS}) FROM STDIN`)));
     // Sorted so that concurrent writers take row locks in the same order.
-    const result = await client.query<{ n: string }>(
-      `WITH ins AS (
-         INSERT INTO points (${COLUMNS})
-         SELECT ${COLUMNS} FROM points_staging ORDER BY tenant_id, device_id, metric, time, message_id, point_index
-         ON CONFLICT DO NOTHING RETURNING 1)
-       SELECT count(*) AS n FROM ins`,
+    const result = await client.query(
+      `INSERT INTO points (${COLUMNS})
+       SELECT ${COLUMNS} FROM points_staging ORDER BY tenant_id, device_id, metric, time, message_id, point_index
+       ON CONFLICT DO NOTHING
+       RETURNING tenant_id, device_id, metric, time, message_id, point_index, number_value, bool_value`,
     );
-    return Number(result.rows[0].n);
+    return result.rows.map((r) => ({
+      tenantId: r.tenant_id,
+      deviceId: r.device_id,
+      metric: r.metric,
+      time: r.time,
+      messageId: r.message_id,
+      pointIndex: r.point_index,
+      value: r.number_value !== null ? { number: r.number_value } : r.bool_value !== null ? { bool: r.bool_value } : { string: '' },
+    }));
+  }
+
+  /**
+   * Folds newly inserted points into the minute, hour and day rollups: one
+   * statement, rows sorted by key (concurrent writers lock them in the same
+   * order), merged exactly with what is stored.
+   */
+  private async upsertRollups(client: PoolClient, inserted: PointRow[]): Promise<void> {
+    const rollups = rollupsOf(inserted);
+    if (rollups.length === 0) return;
+    await client.query(
+      `INSERT INTO rollups AS r (tenant_id, device_id, metric, width_s, bucket, count, sum, min, max, last, last_time, last_message_id, last_point_index)
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::timestamptz[], $6::bigint[], $7::float8[], $8::float8[], $9::float8[],
+                            $10::float8[], $11::timestamptz[], $12::text[], $13::int[])
+       ON CONFLICT (tenant_id, device_id, metric, width_s, bucket) DO UPDATE SET
+         count = r.count + EXCLUDED.count,
+         sum = r.sum + EXCLUDED.sum,
+         min = least(r.min, EXCLUDED.min),
+         max = greatest(r.max, EXCLUDED.max),
+         last = CASE WHEN ${LATER} THEN EXCLUDED.last ELSE r.last END,
+         last_time = CASE WHEN ${LATER} THEN EXCLUDED.last_time ELSE r.last_time END,
+         last_message_id = CASE WHEN ${LATER} THEN EXCLUDED.last_message_id ELSE r.last_message_id END,
+         last_point_index = CASE WHEN ${LATER} THEN EXCLUDED.last_point_index ELSE r.last_point_index END`,
+      [
+        rollups.map((x) => x.tenantId),
+        rollups.map((x) => x.deviceId),
+        rollups.map((x) => x.metric),
+        rollups.map((x) => x.widthMs / 1000),
+        rollups.map((x) => new Date(x.bucket)),
+        rollups.map((x) => x.count),
+        rollups.map((x) => x.sum),
+        rollups.map((x) => x.min),
+        rollups.map((x) => x.max),
+        rollups.map((x) => x.last),
+        rollups.map((x) => new Date(x.lastTime)),
+        rollups.map((x) => x.lastMessageId),
+        rollups.map((x) => x.lastPointIndex),
+      ],
+    );
   }
 
   /** Moves each series' latest value forward (never back) — one row per device and metric in the batch. */
@@ -215,22 +269,37 @@ export class PostgresTelemetryStore implements TelemetryStore {
   }
 
   async history(query: HistoryQuery): Promise<HistorySeries[]> {
-    // `last` needs every bucket's rows sorted (an external sort over large
+    const spans = planHistorySpans(query.start.getTime(), query.end.getTime(), query.bucketMs, query.origin.getTime());
+    // `last` needs every bucket's rows sorted (an external sort over large raw
     // ranges), so it is computed only when asked for.
-    const last = query.aggregations.includes('last')
-      ? '(array_agg(v ORDER BY time DESC, message_id DESC, point_index DESC))[1]'
-      : "'NaN'::float8";
+    const wantLast = query.aggregations.includes('last');
+    const params: unknown[] = [query.tenantId, query.deviceId, query.metrics, query.bucketMs, query.origin];
+    const param = (value: unknown) => `$${params.push(value)}`;
+    const parts = spans.map((span) => {
+      const from = param(new Date(span.from));
+      const to = param(new Date(span.to));
+      if (span.widthMs === 0) {
+        return `SELECT metric, time AS t, 1::bigint AS count, v AS sum, v AS min, v AS max, v AS last,
+                       time AS last_time, message_id AS last_message_id, point_index AS last_point_index
+                  FROM (SELECT metric, time, message_id, point_index, coalesce(number_value, bool_value::int::float8) AS v
+                          FROM points
+                         WHERE tenant_id = $1 AND device_id = $2 AND metric = ANY($3) AND time >= ${from} AND time < ${to}) s
+                 WHERE v IS NOT NULL`;
+      }
+      return `SELECT metric, bucket AS t, count, sum, min, max, last, last_time, last_message_id, last_point_index
+                FROM rollups
+               WHERE tenant_id = $1 AND device_id = $2 AND metric = ANY($3) AND width_s = ${param(span.widthMs / 1000)}
+                 AND bucket >= ${from} AND bucket < ${to}`;
+    });
+    const last = wantLast ? '(array_agg(last ORDER BY last_time DESC, last_message_id COLLATE "C" DESC, last_point_index DESC))[1]' : "'NaN'::float8";
     const { rows } = await this.pool.query(
-      `SELECT metric, date_bin(make_interval(secs => $6::float8 / 1000), time, $7::timestamptz) AS bucket,
-              min(v) AS min, max(v) AS max, avg(v) AS avg, sum(v) AS sum, count(*) AS count,
+      `SELECT metric, date_bin(make_interval(secs => $4::float8 / 1000), t, $5::timestamptz) AS bucket,
+              min(min) AS min, max(max) AS max, sum(sum) AS sum, sum(count) AS count, sum(sum) / sum(count)::float8 AS avg,
               ${last} AS last
-         FROM (SELECT metric, time, message_id, point_index, coalesce(number_value, bool_value::int::float8) AS v
-                 FROM points
-                WHERE tenant_id = $1 AND device_id = $2 AND metric = ANY($3) AND time >= $4 AND time < $5) s
-        WHERE v IS NOT NULL
+         FROM (${parts.join(' UNION ALL ')}) p
         GROUP BY metric, bucket
         ORDER BY metric, bucket`,
-      [query.tenantId, query.deviceId, query.metrics, query.start, query.end, query.bucketMs, query.origin],
+      params,
     );
     const byMetric = new Map<string, HistorySeries>(query.metrics.map((m) => [m, { metric: m, buckets: [] }]));
     for (const r of rows) {
@@ -299,6 +368,20 @@ export class PostgresTelemetryStore implements TelemetryStore {
       if (!rowCount || rowCount < chunkSize) break;
     }
     await this.pool.query('DELETE FROM latest_points WHERE tenant_id = $1 AND time < $2', [tenantId, before]);
+    return total;
+  }
+
+  async dropRollupsBefore(before: Date, chunkSize = 50_000): Promise<number> {
+    let total = 0;
+    for (;;) {
+      // Chunked, so that a long-idle retention round does not hold one huge transaction.
+      const { rowCount } = await this.pool.query(
+        `DELETE FROM rollups WHERE ctid = ANY (ARRAY(SELECT ctid FROM rollups WHERE bucket < $1 LIMIT $2))`,
+        [before, chunkSize],
+      );
+      total += rowCount ?? 0;
+      if (!rowCount || rowCount < chunkSize) break;
+    }
     return total;
   }
 

@@ -99,12 +99,17 @@ export interface TelemetryStore {
   write(rows: PointRow[]): Promise<WriteResult>;
   /** Newest sample per device and metric (empty lists mean all), at most `limit`. */
   latest(tenantId: string, deviceIds: string[], metrics: string[], limit: number): Promise<StoredPoint[]>;
-  /** Bucketed aggregates computed by the database. */
+  /** Bucketed aggregates computed by the database (from rollups where the store keeps them). */
   history(query: HistoryQuery): Promise<HistorySeries[]>;
   /** Raw points, oldest first, keyset-paged. */
   points(query: PointsQuery): Promise<PointsPage>;
   /** Removes every sample older than `before` (all tenants); returns what was removed, for logs. */
   dropBefore(before: Date): Promise<{ removed: string[] }>;
+  /**
+   * Removes rollups (downsampled history) whose buckets start before `before`; returns rows
+   * deleted. Stores without rollups (history from raw points) do not have it.
+   */
+  dropRollupsBefore?(before: Date): Promise<number>;
   /** Removes one tenant's samples older than `before`, in bounded chunks; returns rows deleted. */
   deleteTenantBefore(tenantId: string, before: Date, chunkSize?: number): Promise<number>;
   /** Creates storage for every day from `from` to `to` ahead of time; only stores that partition by day have it. */
