@@ -14,7 +14,7 @@ export const signingEnv = {
   SIGNING_HTTP_PORT: env.port(8081),
   SIGNING_ACCESS_TOKEN_TTL_SECONDS: z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(1, 'must be at least 1').max(900, 'must be at most 900 (15 minutes)').default(900),
   SIGNING_REFRESH_TOKEN_TTL_SECONDS: env.positiveInt(30 * 24 * 3600),
-  /** scrypt cost of new password hashes as log2(N): 15 = 32 MiB per hash. */
+  /** scrypt cost of new password hashes as log2(N): 17 (OWASP) = 128 MiB per hash; tests use 12. */
   SIGNING_PASSWORD_HASH_COST: z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(12, 'must be at least 12').max(18, 'must be at most 18').default(DEFAULT_PASSWORD_COST),
   SIGNING_KEY_ACTIVATION_DELAY_MS: nonNegativeInt(60_000),
   SIGNING_KEY_RETIRE_GRACE_MS: nonNegativeInt(60_000),

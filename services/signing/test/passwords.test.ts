@@ -13,8 +13,8 @@ describe('password hashing', () => {
     expect(await verifyPassword('correct horse battery', 'bcrypt$whatever')).toBe(false);
   });
 
-  test('the default cost is 2^15', async () => {
-    expect(await hashPassword('correct horse battery')).toMatch(/^scrypt\$32768\$8\$1\$/);
+  test("the default cost is OWASP's guidance for scrypt: N=2^17, r=8, p=1", async () => {
+    expect(await hashPassword('correct horse battery')).toMatch(/^scrypt\$131072\$8\$1\$/);
   });
 
   test('weak passwords are refused with a reason', () => {

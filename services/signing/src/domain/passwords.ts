@@ -3,8 +3,8 @@ import { promisify } from 'node:util';
 
 const scrypt = promisify(crypto.scrypt) as (password: crypto.BinaryLike, salt: crypto.BinaryLike, keylen: number, options: crypto.ScryptOptions) => Promise<Buffer>;
 
-/** Default scrypt cost, as log2(N): 2^15 × 8 × 128 B = 32 MiB of memory per hash. */
-export const DEFAULT_PASSWORD_COST = 15;
+/** Default scrypt cost, as log2(N): OWASP's N=2^17, r=8, p=1 (2^17 × 8 × 128 B = 128 MiB of memory per hash). */
+export const DEFAULT_PASSWORD_COST = 17;
 const BLOCK = { r: 8, p: 1 };
 const KEY_LENGTH = 32;
 const MAX_MEMORY = 512 * 1024 * 1024;

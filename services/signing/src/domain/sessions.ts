@@ -47,13 +47,13 @@ export class Sessions {
   /** Exchanges a password for tokens; throttled per account and source address. */
   async login(input: { tenant: string; email: string; password: string }, origin: RequestOrigin): Promise<{ tokens: IssuedTokens; user: UserRecord }> {
     const subject = { account: `${input.tenant}/${input.email}`, address: origin.address };
-    await this.throttle.check(subject);
+    const attempt = await this.throttle.attempt(subject);
     const tenant = await this.store.tenants.byName(input.tenant);
     const user = tenant ? await this.store.users.byEmail(tenant.id, input.email) : undefined;
     // Unknown accounts cost as much as wrong passwords, so they cannot be told apart by timing.
     const ok = user ? await verifyPassword(input.password, user.passwordHash) : await verifyAgainstNothing(input.password, this.settings.passwordCost);
     if (!ok || !tenant || !user) {
-      const lockedForMs = await this.throttle.failed(subject);
+      const { lockedForMs } = attempt;
       await this.audit.record({
         tenantId: tenant?.id ?? null,
         type: 'login.failed',
@@ -64,7 +64,7 @@ export class Sessions {
       });
       throw errors.unauthenticated('wrong tenant, email or password');
     }
-    await this.throttle.succeeded(subject);
+    await attempt.succeeded();
     const tokens = await this.store.transaction((tx) => this.issueTokens(tx, tenant, user, crypto.randomUUID()));
     await this.audit.record({ tenantId: tenant.id, type: 'login.succeeded', actorId: user.id, subject: { kind: 'user', id: user.id }, sourceAddress: origin.address });
     return { tokens, user };

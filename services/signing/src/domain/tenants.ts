@@ -36,15 +36,19 @@ export class Tenants {
     private readonly log: Logger,
   ) {}
 
-  /** Creates the platform tenant and its first admin, once, given the configured bootstrap token. */
-  async bootstrap(input: NewTenantInput & { bootstrapToken: string }, origin: RequestOrigin): Promise<{ tenant: TenantRecord; admin: UserRecord }> {
+  /**
+   * Creates the platform tenant and its first admin, once, given the
+   * configured bootstrap token. `checkInput` validates the request and runs
+   * only after the token was accepted, so an anonymous caller reaches no
+   * validation code. Wrong tokens are throttled per source address.
+   */
+  async bootstrap(bootstrapToken: string, origin: RequestOrigin, checkInput: () => NewTenantInput): Promise<{ tenant: TenantRecord; admin: UserRecord }> {
     if (!this.settings.bootstrapToken) throw errors.failedPrecondition('bootstrap is disabled: set SIGNING_BOOTSTRAP_TOKEN on the signing service');
-    const subject = { account: 'bootstrap', address: origin.address };
-    await this.throttle.check(subject);
-    if (!secretsEqual(input.bootstrapToken, this.settings.bootstrapToken)) {
-      await this.throttle.failed(subject);
-      throw errors.unauthenticated('wrong bootstrap token');
-    }
+    const subject = { account: `bootstrap:${origin.address}`, address: origin.address };
+    const attempt = await this.throttle.attempt(subject);
+    if (!secretsEqual(bootstrapToken, this.settings.bootstrapToken)) throw errors.unauthenticated('wrong bootstrap token');
+    await attempt.succeeded();
+    const input = checkInput();
     const passwordHash = await hashPassword(input.password, this.settings.passwordCost);
     const { tenant, admin, event } = await this.store.transaction(async (tx) => {
       await tx.tenants.lockBootstrap();

@@ -5,7 +5,7 @@ import type { SigningStore } from '../store/signing-store';
 import type { UserRecord } from '../store/users';
 import { AuditTrail } from './audit';
 import { byCreateTime, cursorOf, Page, pageOf } from './pages';
-import { hashPassword, verifyPassword } from './passwords';
+import { hashPassword, passwordWeakness, verifyPassword } from './passwords';
 import { RequestOrigin } from './request-origin';
 import { LoginThrottle } from './throttle';
 
@@ -24,8 +24,21 @@ export class Users {
     private readonly settings: UserSettings,
   ) {}
 
+  /**
+   * Admins of the platform tenant are platform admins, so only a platform
+   * admin (a user; API keys never are) may make one: otherwise an admin API
+   * key of the platform tenant could create or promote a user and log in as
+   * a platform admin (issue 13, finding 6).
+   */
+  private async checkMayGrant(actor: Principal, role: RoleName): Promise<void> {
+    if (role !== 'admin' || actor.platformAdmin) return;
+    const tenant = await this.store.tenants.byId(actor.tenantId);
+    if (tenant?.platform) throw errors.permissionDenied('only a platform admin may make an admin of the platform tenant; API keys never can');
+  }
+
   /** Creates a user in the caller's tenant; ALREADY_EXISTS when the email is taken. */
   async create(actor: Principal, input: { email: string; displayName: string; password: string; role: RoleName }, origin: RequestOrigin): Promise<UserRecord> {
+    await this.checkMayGrant(actor, input.role);
     const passwordHash = await hashPassword(input.password, this.settings.passwordCost);
     if (await this.store.users.byEmail(actor.tenantId, input.email)) throw errors.alreadyExists(`a user with email ${JSON.stringify(input.email)} already exists`);
     const user = await this.store.users.insert({ id: crypto.randomUUID(), tenantId: actor.tenantId, email: input.email, displayName: input.displayName, role: input.role, passwordHash });
@@ -48,6 +61,7 @@ export class Users {
   /** Changes display name and/or role. A role change ends the user's sessions (refresh tokens). */
   async update(actor: Principal, id: string, changes: { displayName?: string; role?: RoleName }, origin: RequestOrigin): Promise<UserRecord> {
     if (changes.role && id === actor.id) throw errors.failedPrecondition('admins cannot change their own role');
+    if (changes.role) await this.checkMayGrant(actor, changes.role);
     const { user, events } = await this.store.transaction(async (tx) => {
       const before = await tx.users.byId(actor.tenantId, id);
       if (!before) throw errors.notFound('user', id);
@@ -79,15 +93,17 @@ export class Users {
   async changePassword(actor: Principal, input: { currentPassword: string; newPassword: string }, origin: RequestOrigin): Promise<Date> {
     if (actor.kind !== 'user') throw errors.failedPrecondition('only users have passwords');
     const subject = { account: `user:${actor.id}`, address: origin.address };
-    await this.throttle.check(subject);
     const user = await this.store.users.byId(actor.tenantId, actor.id);
     if (!user) throw errors.unauthenticated('the user no longer exists');
+    // A bearer token carries no email, so the rule is checked against the stored one here (issue 13, finding 9).
+    const weakness = passwordWeakness(input.newPassword, user.email);
+    if (weakness) throw errors.invalidArgument([{ field: 'new_password', description: weakness }]);
+    const attempt = await this.throttle.attempt(subject);
     if (!(await verifyPassword(input.currentPassword, user.passwordHash))) {
-      await this.throttle.failed(subject);
       await this.audit.record({ tenantId: actor.tenantId, type: 'password_change.failed', actorId: actor.id, subject: { kind: 'user', id: actor.id }, sourceAddress: origin.address });
       throw errors.permissionDenied('the current password is wrong');
     }
-    await this.throttle.succeeded(subject);
+    await attempt.succeeded();
     const passwordHash = await hashPassword(input.newPassword, this.settings.passwordCost);
     const updated = await this.store.transaction(async (tx) => {
       const updated = await tx.users.update(actor.tenantId, actor.id, { passwordHash });
