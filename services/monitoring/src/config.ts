@@ -73,9 +73,10 @@ export const monitoringEnv = {
   TELEMETRY_ROLLUP_RETENTION_DAYS: env.positiveInt(400),
   /** Day partitions created ahead of time. */
   TELEMETRY_PARTITIONS_AHEAD_DAYS: env.positiveInt(3),
-  /** Shortest interval between two live frames to one client. */
-  LIVE_FRAME_MS: env.positiveInt(50),
-  /** Points held per live client; beyond it the oldest are dropped and counted. */
+  /**
+   * Points held per live client while a frame to it is in flight (frames have no fixed delay);
+   * beyond it the oldest are dropped and the count is sent in the next frame.
+   */
   LIVE_CLIENT_BUFFER: env.positiveInt(10_000),
   /** How often no-data alert rules are checked. */
   ALERT_CHECK_INTERVAL_MS: env.positiveInt(1000),

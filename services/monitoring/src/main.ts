@@ -1,6 +1,6 @@
 import { createAuthMiddleware, repoPath, runService, ServiceSpec } from '@iot-mesh/runtime';
 import { alertService } from './api/alerts';
-import { telemetryService } from './api/telemetry';
+import { encodeLiveFragment, telemetryService } from './api/telemetry';
 import { ingestLimits, monitoringEnv, retentionPolicy, telemetryStreamOptions, writerConsumerOptions, writerOptions } from './config';
 import { AlertChanges, AlertEvaluator } from './domain/alert-evaluation';
 import { AlertRules } from './domain/alerts';
@@ -84,7 +84,7 @@ export function createMonitoringService(hooks: MonitoringHooks = {}): ServiceSpe
         },
       });
 
-      const live = new LiveHub(directory, config.LIVE_CLIENT_BUFFER, liveStats);
+      const live = new LiveHub(directory, config.LIVE_CLIENT_BUFFER, liveStats, encodeLiveFragment);
       const fanout = new TelemetryFanout(nats, decoder, [live, evaluator], log.child({ component: 'live' }));
       await fanout.start();
 
@@ -101,7 +101,7 @@ export function createMonitoringService(hooks: MonitoringHooks = {}): ServiceSpe
       });
 
       return {
-        services: [telemetryService({ queries: new TelemetryQueries(store), live, frameMs: config.LIVE_FRAME_MS }), alertService({ rules, nc: nats })],
+        services: [telemetryService({ queries: new TelemetryQueries(store), live }), alertService({ rules, nc: nats })],
         middlewares: auth ? [auth] : [],
         async stop() {
           clearInterval(maintenance);

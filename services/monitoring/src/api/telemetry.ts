@@ -1,5 +1,4 @@
-import { setTimeout as sleep } from 'node:timers/promises';
-import { TelemetryServiceService } from '../../../../gen/ts/iot/monitoring/v1/telemetry';
+import { DataPoint, StreamLiveResponse, TelemetryServiceService } from '../../../../gen/ts/iot/monitoring/v1/telemetry';
 import {
   callerTenant,
   decodePageToken,
@@ -12,7 +11,7 @@ import {
   ServiceRegistration,
   Violations,
 } from '@iot-mesh/runtime';
-import type { LiveHub } from '../domain/live';
+import type { LiveFrame, LiveHub } from '../domain/live';
 import { AGGREGATIONS, DEFAULT_RANGE_MS, LATEST_LIMIT, MAX_BUCKETS, MAX_METRICS, METRIC_NAME, TelemetryQueries } from '../domain/telemetry';
 import type { PointCursor } from '../store/telemetry-store';
 
@@ -44,17 +43,40 @@ function pointCursor(pageToken: string | undefined): PointCursor | undefined {
   return { time: new Date(time as string), metric: metric as string, messageId: messageId as string, pointIndex: pointIndex as number };
 }
 
+/** Encodes a message's points once as a `StreamLiveResponse` fragment that every stream wanting them shares. */
+export function encodeLiveFragment(points: DataPoint[]): Uint8Array {
+  return StreamLiveResponse.encode({ points, droppedPoints: 0n }).finish();
+}
+
+/**
+ * A frame's wire bytes: its shared fragments back to back (concatenated
+ * Protobuf messages merge, repeated points append), then the dropped count.
+ * A frame of one fragment is that fragment's bytes, not a copy.
+ */
+export function liveFrameBytes(frame: LiveFrame): Buffer {
+  const parts = frame.chunks.map((c) => Buffer.from(c.buffer, c.byteOffset, c.byteLength));
+  if (frame.droppedPoints > 0) parts.push(Buffer.from(StreamLiveResponse.encode({ points: [], droppedPoints: BigInt(frame.droppedPoints) }).finish()));
+  return parts.length === 1 ? parts[0] : Buffer.concat(parts);
+}
+
+/**
+ * The generated definition with StreamLive's serializer bypassed: live frames
+ * are written as bytes already encoded (shared between streams), not re-encoded per call.
+ */
+const telemetryDefinition = {
+  ...TelemetryServiceService,
+  streamLive: { ...TelemetryServiceService.streamLive, responseSerialize: (frame: Buffer): Buffer => frame },
+};
+
 /** What the TelemetryService handlers call. */
 export interface TelemetryHandlerDeps {
   queries: TelemetryQueries;
   live: LiveHub;
-  /** Shortest interval between two live frames to one client. */
-  frameMs: number;
 }
 
 /** TelemetryService: decode → validate → telemetry queries or live hub → encode, scoped to the caller's tenant. */
-export function telemetryService({ queries, live, frameMs }: TelemetryHandlerDeps): ServiceRegistration {
-  return defineService(TelemetryServiceService, {
+export function telemetryService({ queries, live }: TelemetryHandlerDeps): ServiceRegistration {
+  return defineService(telemetryDefinition, {
     async getLatest(request, ctx) {
       const tenantId = callerTenant(ctx);
       const v = new Violations();
@@ -117,15 +139,14 @@ export function telemetryService({ queries, live, frameMs }: TelemetryHandlerDep
       v.throwIfAny();
       const client = live.open(tenantId, { deviceIds: new Set(request.deviceIds), labels: request.labels, metrics: new Set(request.metrics) });
       try {
-        // An empty first frame tells the client the subscription is in place.
-        await send({ points: [], droppedPoints: 0n });
+        // An empty first frame (an empty message encodes as no bytes) tells the client the subscription is in place.
+        await send(Buffer.alloc(0));
+        // No fixed delay: a frame goes out as soon as the stream can take it; points coalesce
+        // in the client's buffer only while the previous frame is still being written.
         while (!ctx.signal.aborted) {
           await client.ready(ctx.signal);
           if (ctx.signal.aborted) break;
-          const started = Date.now();
-          await send(client.take());
-          const wait = frameMs - (Date.now() - started);
-          if (wait > 0) await sleep(wait, undefined, { signal: ctx.signal }).catch(() => undefined);
+          await send(liveFrameBytes(client.take()));
         }
       } finally {
         client.close();

@@ -21,12 +21,37 @@ export interface LiveObserver {
 }
 
 /**
- * One live client's bounded buffer. Points beyond `capacity` push out the
- * oldest ones (a live view wants the newest); the number pushed out is
- * reported with the next frame.
+ * The points of one message that one kind of filter lets through, encoded
+ * once as a frame fragment: a frame is its fragments concatenated (repeated
+ * fields of concatenated Protobuf messages append), so every stream that
+ * wants these points shares the same bytes.
+ */
+export interface LiveChunk {
+  bytes: Uint8Array;
+  points: number;
+}
+
+/** Encodes points as a frame fragment (the transport's wire form; the hub does not know it). */
+export type LiveEncoder = (points: DataPoint[]) => Uint8Array;
+
+/** What one frame to one client carries: shared fragments and what was dropped since the last frame. */
+export interface LiveFrame {
+  chunks: Uint8Array[];
+  droppedPoints: number;
+}
+
+/**
+ * One live client's bounded buffer of shared fragments. It only fills while
+ * a frame to this client is in flight (an idle stream takes each fragment at
+ * once); beyond `capacity` points the oldest fragments are pushed out (a live
+ * view wants the newest) and the number of points pushed out is reported
+ * with the next frame. Memory per client is bounded by references to
+ * fragments every client shares.
  */
 export class LiveClient {
-  private buffer: DataPoint[] = [];
+  private chunks: LiveChunk[] = [];
+  private head = 0;
+  private buffered = 0;
   private dropped = 0;
   private waiter?: () => void;
   /** True once the stream ended. */
@@ -40,20 +65,27 @@ export class LiveClient {
     private readonly onClose: (client: LiveClient) => void,
   ) {}
 
-  /** Buffers one point for the next frame. */
-  push(point: DataPoint): void {
-    if (this.buffer.length >= this.capacity) {
-      this.buffer.shift();
-      this.dropped++;
-      this.observer.droppedPoints(1);
+  /** Buffers one shared fragment for the next frame. */
+  push(chunk: LiveChunk): void {
+    this.chunks.push(chunk);
+    this.buffered += chunk.points;
+    let dropped = 0;
+    // The newest fragment always stays, even if it alone exceeds the capacity.
+    while (this.buffered > this.capacity && this.chunks.length - this.head > 1) {
+      const oldest = this.chunks[this.head++];
+      this.buffered -= oldest.points;
+      dropped += oldest.points;
     }
-    this.buffer.push(point);
+    if (dropped > 0) {
+      this.dropped += dropped;
+      this.observer.droppedPoints(dropped);
+    }
     this.waiter?.();
   }
 
   /** Resolves once there is something to send (or the signal aborts). */
   ready(signal: AbortSignal): Promise<void> {
-    if (this.buffer.length > 0 || this.dropped > 0 || signal.aborted) return Promise.resolve();
+    if (this.chunks.length > this.head || this.dropped > 0 || signal.aborted) return Promise.resolve();
     return new Promise((resolve) => {
       const done = () => {
         this.waiter = undefined;
@@ -66,9 +98,11 @@ export class LiveClient {
   }
 
   /** Takes everything buffered as one frame. */
-  take(): { points: DataPoint[]; droppedPoints: bigint } {
-    const frame = { points: this.buffer, droppedPoints: BigInt(this.dropped) };
-    this.buffer = [];
+  take(): LiveFrame {
+    const frame = { chunks: this.chunks.slice(this.head).map((c) => c.bytes), droppedPoints: this.dropped };
+    this.chunks = [];
+    this.head = 0;
+    this.buffered = 0;
     this.dropped = 0;
     this.observer.frameSent();
     return frame;
@@ -82,27 +116,52 @@ export class LiveClient {
   }
 }
 
+/** A key naming which metrics a filter lets through: clients with equal keys share fragments. */
+function metricsKey(metrics: Set<string>): string {
+  return metrics.size === 0 ? '' : [...metrics].sort().join('\u0000');
+}
+
+/** The clients of one tenant, indexed so that a message finds its watchers without scanning the others. */
+interface TenantClients {
+  /** Clients naming devices, by device. */
+  byDevice: Map<string, Set<LiveClient>>;
+  /** Clients selecting by labels (or watching every device). */
+  bySelector: Set<LiveClient>;
+  size: number;
+}
+
 /**
  * Fans validated telemetry out to live clients, per tenant, filtered by
  * device, labels and metric. It is handed each message as soon as it is
  * decoded (never after the database), and holds no connection of its own.
+ * Each message is encoded once per distinct metric filter among the clients
+ * that want it, whatever their number; each client then holds a reference.
  */
 export class LiveHub {
-  private readonly tenants = new Map<string, Set<LiveClient>>();
+  private readonly tenants = new Map<string, TenantClients>();
+  private readonly metricKeys = new WeakMap<LiveClient, string>();
   private open_ = 0;
 
   constructor(
     private readonly devices: KnownDevices,
     private readonly capacity: number,
     private readonly observer: LiveObserver,
+    private readonly encode: LiveEncoder,
   ) {}
 
   /** Registers a client; call `close()` on it when the stream ends. */
   open(tenantId: string, filter: LiveFilter): LiveClient {
     let clients = this.tenants.get(tenantId);
-    if (!clients) this.tenants.set(tenantId, (clients = new Set()));
+    if (!clients) this.tenants.set(tenantId, (clients = { byDevice: new Map(), bySelector: new Set(), size: 0 }));
     const client = new LiveClient(tenantId, filter, this.capacity, this.observer, (c) => this.remove(c));
-    clients.add(client);
+    this.metricKeys.set(client, metricsKey(filter.metrics));
+    if (filter.deviceIds.size === 0) clients.bySelector.add(client);
+    for (const deviceId of filter.deviceIds) {
+      let set = clients.byDevice.get(deviceId);
+      if (!set) clients.byDevice.set(deviceId, (set = new Set()));
+      set.add(client);
+    }
+    clients.size++;
     this.observer.streamsOpen(++this.open_);
     return client;
   }
@@ -117,17 +176,36 @@ export class LiveHub {
     void decoded.then((message) => message && this.deliver(message));
   }
 
-  /** Pushes a message's points to every client whose filter they pass. */
+  /** Pushes a message's points to every client whose filter they pass, encoded once per metric filter. */
   deliver(message: TelemetryMessage): void {
     const clients = this.tenants.get(message.tenantId);
     if (!clients) return;
-    const labels = this.devices.get(message.tenantId, message.deviceId)?.labels;
-    for (const client of clients) {
-      const f = client.filter;
-      if (f.deviceIds.size > 0 ? !f.deviceIds.has(message.deviceId) : !labelsMatch(f.labels, labels)) continue;
-      for (const row of message.rows) {
-        if (f.metrics.size > 0 && !f.metrics.has(row.metric)) continue;
-        client.push(toDataPoint(row));
+    const chunks = new Map<string, LiveChunk | null>();
+    const points = message.rows.map(toDataPoint);
+    const chunkFor = (client: LiveClient): LiveChunk | null => {
+      const key = this.metricKeys.get(client) ?? '';
+      let chunk = chunks.get(key);
+      if (chunk === undefined) {
+        const metrics = client.filter.metrics;
+        const wanted = metrics.size === 0 ? points : points.filter((p) => metrics.has(p.metric));
+        chunk = wanted.length === 0 ? null : { bytes: this.encode(wanted), points: wanted.length };
+        chunks.set(key, chunk);
+      }
+      return chunk;
+    };
+    const named = clients.byDevice.get(message.deviceId);
+    if (named) {
+      for (const client of named) {
+        const chunk = chunkFor(client);
+        if (chunk) client.push(chunk);
+      }
+    }
+    if (clients.bySelector.size > 0) {
+      const labels = this.devices.get(message.tenantId, message.deviceId)?.labels;
+      for (const client of clients.bySelector) {
+        if (!labelsMatch(client.filter.labels, labels)) continue;
+        const chunk = chunkFor(client);
+        if (chunk) client.push(chunk);
       }
     }
   }
@@ -136,8 +214,13 @@ export class LiveHub {
     this.observer.streamsOpen(--this.open_);
     const clients = this.tenants.get(client.tenantId);
     if (!clients) return;
-    clients.delete(client);
-    if (clients.size === 0) this.tenants.delete(client.tenantId);
+    clients.bySelector.delete(client);
+    for (const deviceId of client.filter.deviceIds) {
+      const set = clients.byDevice.get(deviceId);
+      set?.delete(client);
+      if (set?.size === 0) clients.byDevice.delete(deviceId);
+    }
+    if (--clients.size === 0) this.tenants.delete(client.tenantId);
   }
 
   /** Forgets every client (at shutdown). */
