@@ -1,8 +1,10 @@
 /**
- * NATS operator setup for local runs: one operator, the system account and the
- * application account (devices and platform services), with the creds files
- * the services connect with. Written once under a folder and reused after, so
- * device credentials minted earlier stay valid across restarts.
+ * NATS operator setup for local runs: one operator (its identity key signs
+ * only the operator JWT; an operator signing key signs the accounts), the
+ * system account and the platform account (the services), with the creds
+ * files the services connect with, and the secret the device service derives
+ * each tenant's own account from. Written once under a folder and reused
+ * after, so device credentials minted earlier stay valid across restarts.
  *
  *   npm run setup:nats [-- <folder>]     (default .data/nats/auth)
  *
@@ -41,15 +43,16 @@ export function natsSetupFiles(dir: string): NatsSetupFiles {
   };
 }
 
-/** Reads the setup of `dir`, generating and writing it first when there is none. */
+/** Reads the setup of `dir`, generating and writing it first when there is none (a setup from before tenant accounts is replaced). */
 export function ensureNatsSetup(dir: string): { setup: NatsOperatorSetup; files: NatsSetupFiles; created: boolean } {
   const files = natsSetupFiles(dir);
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   fs.mkdirSync(files.resolverDir, { recursive: true, mode: 0o700 });
   let created = false;
   let setup: NatsOperatorSetup;
-  if (fs.existsSync(files.setupFile)) {
-    setup = JSON.parse(fs.readFileSync(files.setupFile, 'utf8')) as NatsOperatorSetup;
+  const existing = fs.existsSync(files.setupFile) ? (JSON.parse(fs.readFileSync(files.setupFile, 'utf8')) as Partial<NatsOperatorSetup>) : undefined;
+  if (existing?.operatorSigningSeed && existing.tenantKeySecret) {
+    setup = existing as NatsOperatorSetup;
   } else {
     setup = generateOperatorSetup('iot-mesh');
     fs.writeFileSync(files.setupFile, JSON.stringify(setup, null, 2) + '\n', { mode: 0o600 });
@@ -63,7 +66,11 @@ export function ensureNatsSetup(dir: string): { setup: NatsOperatorSetup; files:
   return { setup, files, created };
 }
 
-/** nats.conf lines for operator mode with a full resolver preloaded with both accounts. */
+/**
+ * nats.conf lines for operator mode: a full resolver (it accepts the device
+ * service's pushes of tenant accounts and keeps them in `resolverDir`),
+ * preloaded with the system and platform accounts.
+ */
 export function natsConfigLines(setup: NatsOperatorSetup, files: NatsSetupFiles): string[] {
   return [
     `operator: "${files.operatorJwtFile}"`,
@@ -80,8 +87,9 @@ export function natsConfigLines(setup: NatsOperatorSetup, files: NatsSetupFiles)
 export function deviceServiceEnv(setup: NatsOperatorSetup, files: NatsSetupFiles): Record<string, string> {
   return {
     NATS_CREDS: files.serviceCredsFile,
-    DEVICE_NATS_OPERATOR_SEED: setup.operatorSeed,
-    DEVICE_NATS_ACCOUNT_SEED: setup.appAccountSeed,
+    DEVICE_NATS_OPERATOR_SIGNING_SEED: setup.operatorSigningSeed,
+    DEVICE_NATS_PLATFORM_ACCOUNT: setup.appAccount,
+    DEVICE_NATS_TENANT_KEY_SECRET: setup.tenantKeySecret,
     DEVICE_NATS_SYSTEM_CREDS: files.systemCredsFile,
   };
 }
@@ -119,7 +127,7 @@ if (require.main === module) {
     `${created ? 'generated' : 'kept existing'} NATS operator setup in ${files.dir}`,
     `  operator          ${setup.operatorJwt ? 'operator.jwt' : ''}`,
     `  system account    ${setup.systemAccount}`,
-    `  IOT account       ${setup.appAccount}`,
+    `  platform account  ${setup.appAccount}   (IOT: the services; each tenant's devices get an account of their own)`,
     `  service creds     ${files.serviceCredsFile}   (NATS_CREDS for every service)`,
     `  system creds      ${files.systemCredsFile}   (DEVICE_NATS_SYSTEM_CREDS)`,
     `  device env        ${files.envFile}   (seeds: set -a; . ${path.relative(process.cwd(), files.envFile)}; set +a)`,

@@ -20,9 +20,11 @@ export interface OperatorNats {
 }
 
 /**
- * Generates a fresh operator, system account and application account, writes
- * the service and system creds to a temp folder and starts a TestNatsServer in
- * operator mode (JetStream; MQTT when asked) preloaded with both accounts.
+ * Generates a fresh operator (with a signing key), system account and
+ * platform account, writes the service and system creds to a temp folder and
+ * starts a TestNatsServer in operator mode (JetStream; MQTT when asked) with a
+ * full resolver preloaded with both accounts; tenant accounts are pushed by
+ * the device service.
  */
 export async function startOperatorNats(options: Omit<NatsServerOptions, 'operator'> = {}): Promise<OperatorNats> {
   const setup = generateOperatorSetup('iot-test');
@@ -48,8 +50,9 @@ export async function startOperatorNats(options: Omit<NatsServerOptions, 'operat
     deviceEnv: () => ({
       NATS_URL: server.url,
       NATS_CREDS: serviceCredsFile,
-      DEVICE_NATS_OPERATOR_SEED: setup.operatorSeed,
-      DEVICE_NATS_ACCOUNT_SEED: setup.appAccountSeed,
+      DEVICE_NATS_OPERATOR_SIGNING_SEED: setup.operatorSigningSeed,
+      DEVICE_NATS_PLATFORM_ACCOUNT: setup.appAccount,
+      DEVICE_NATS_TENANT_KEY_SECRET: setup.tenantKeySecret,
       DEVICE_NATS_SYSTEM_CREDS: systemCredsFile,
       DEVICE_NATS_PUBLIC_URL: server.url,
       ...(server.mqttPort ? { DEVICE_MQTT_PUBLIC_URL: server.mqttUrl } : {}),

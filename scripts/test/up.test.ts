@@ -6,7 +6,7 @@ import mqtt from 'mqtt';
 import { connect, credsAuthenticator, NatsConnection } from 'nats';
 import Redis from 'ioredis';
 import { Client } from 'pg';
-import { nkeyFromSeed, mintDeviceUser, NatsOperatorSetup } from '@iot-mesh/nats-auth';
+import { encodeTenantAccount, mintDeviceUser, NatsOperatorSetup, nkeyFromSeed, tenantAccountKeys, updateAccountClaims } from '@iot-mesh/nats-auth';
 import { checkHealth, deviceSubject, readMigrations, repoPath, repoRoot } from '@iot-mesh/runtime';
 import { freePort } from '../../testing/ports';
 import { natsSetupFiles } from '../nats-setup';
@@ -103,17 +103,19 @@ describe('npm run up (scripts/up.ts)', () => {
     for (const name of ['nats', 'postgres', 'redis', 'signing', 'device', 'monitoring']) expect(alive(byName[name].pid!)).toBe(true);
   });
 
-  test('only the device service is handed the NATS operator and account seeds', () => {
+  test('only the device service is handed the NATS operator signing key and the tenant key secret; nobody the operator identity', () => {
     const byName = Object.fromEntries(rows.map((r) => [r.name, r]));
     const variablesOf = (pid: number) =>
       fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').map((entry) => entry.split('=')[0]);
-    expect(variablesOf(byName.device.pid!)).toEqual(expect.arrayContaining(['DEVICE_NATS_ACCOUNT_SEED', 'DEVICE_NATS_OPERATOR_SEED', 'NATS_CREDS']));
+    expect(variablesOf(byName.device.pid!)).toEqual(expect.arrayContaining(['DEVICE_NATS_OPERATOR_SIGNING_SEED', 'DEVICE_NATS_TENANT_KEY_SECRET', 'NATS_CREDS']));
     for (const name of ['signing', 'monitoring']) {
       const variables = variablesOf(byName[name].pid!);
       expect(variables).toContain('NATS_CREDS');
-      expect(variables).not.toContain('DEVICE_NATS_ACCOUNT_SEED');
-      expect(variables).not.toContain('DEVICE_NATS_OPERATOR_SEED');
+      expect(variables).not.toContain('DEVICE_NATS_OPERATOR_SIGNING_SEED');
+      expect(variables).not.toContain('DEVICE_NATS_TENANT_KEY_SECRET');
     }
+    const setup = JSON.parse(fs.readFileSync(natsSetupFiles(path.join(dataDir, 'nats', 'auth')).setupFile, 'utf8')) as NatsOperatorSetup;
+    for (const row of rows.filter((r) => r.pid && alive(r.pid))) expect(fs.readFileSync(`/proc/${row.pid}/environ`, 'utf8')).not.toContain(setup.operatorSeed);
   });
 
   test('each service serves Prometheus metrics on its own port, listed in the table', async () => {
@@ -181,8 +183,15 @@ describe('npm run up (scripts/up.ts)', () => {
       expect(account.limits).toBeDefined();
       const sub = nc.subscribe(deviceSubject('uptest', 'one', 'tel'), { max: 1 });
       await nc.flush();
-      // A device credential minted by the application account is the MQTT password.
-      const { token } = mintDeviceUser(nkeyFromSeed(setup.appAccountSeed, 'A'), 'uptest', 'one');
+      // A device credential minted in the tenant's own account is the MQTT password. Only the tenant account is
+      // pushed (its imports carry telemetry into the platform account); the platform account, with the device
+      // service's imports of the fleet's tenants, is left as the device service pushed it.
+      const system = await connect({ servers, authenticator: credsAuthenticator(fs.readFileSync(files.systemCredsFile)) });
+      const signer = nkeyFromSeed(setup.operatorSigningSeed, 'O');
+      const tenant = tenantAccountKeys(setup.tenantKeySecret, 'uptest');
+      await updateAccountClaims(system, tenant.account.publicKey, encodeTenantAccount(signer, tenant, setup.appAccount, { connections: 10, mqttStorageBytes: 1 << 24 }));
+      await system.close();
+      const { token } = mintDeviceUser(tenant, { deviceId: 'one', kind: 'mqtt', expireTime: new Date(Date.now() + 3_600_000) });
       const device = await mqtt.connectAsync(mqttUrl, { clientId: 'up-test', username: 'one', password: token, reconnectPeriod: 0 });
       await device.publishAsync('iot/uptest/dev/one/tel', 'hello', { qos: 1 });
       for await (const msg of sub) expect(Buffer.from(msg.data).toString()).toBe('hello');

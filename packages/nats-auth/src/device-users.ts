@@ -1,5 +1,6 @@
 import { commandReplySubject, deviceSubject } from '@iot-mesh/runtime';
-import { encodeNatsJwt, newNKey, NKey } from './nkeys';
+import { encodeNatsJwt, newNKey } from './nkeys';
+import type { TenantAccountKeys } from './tenant-accounts';
 
 /** Subjects a device credential may use. */
 export interface DevicePermissions {
@@ -7,10 +8,15 @@ export interface DevicePermissions {
   subscribe: string[];
 }
 
+/** How a device connects with a credential: nats-server refuses the other connection type. */
+export type DeviceConnectionKind = 'mqtt' | 'nats';
+
 /**
  * Subscriptions nats-server 2.9 makes on behalf of an MQTT client with a
  * QoS 1 subscription (its JetStream consumer delivers to `$MQTT.sub.<id>`);
- * they are checked against the user's permissions.
+ * they are checked against the user's permissions. Only MQTT credentials get
+ * it (and they cannot connect over plain NATS); it reaches only the tenant's
+ * own account.
  */
 export const MQTT_INTERNAL_SUBSCRIBE = ['$MQTT.sub.>'];
 
@@ -26,33 +32,46 @@ export function devicePermissions(tenantId: string, deviceId: string): DevicePer
 export interface MintedDeviceUser {
   token: string;
   publicKey: string;
+  kind: DeviceConnectionKind;
   permissions: DevicePermissions;
 }
 
+/** What to mint. */
+export interface DeviceUserRequest {
+  deviceId: string;
+  kind: DeviceConnectionKind;
+  /** When the server stops accepting the token; every credential has one, so its revocation can be pruned after it. */
+  expireTime: Date;
+}
+
 /**
- * Mints a bearer user JWT for one device, signed by the application account:
- * publish only on its own telemetry, state and command-reply subjects (and
- * responses to requests it received), subscribe only on its own commands and
- * desired state. Bearer, so it is usable as an MQTT password with no seed.
+ * Mints a bearer user JWT for one device of the tenant whose account `keys`
+ * are, signed by the account's signing key: publish only on its own
+ * telemetry, state and command-reply subjects (and one response to each
+ * request it received), subscribe only on its own commands and desired
+ * state, over one connection type. Bearer, so it is usable as an MQTT
+ * password with no seed.
  */
-export function mintDeviceUser(account: NKey, tenantId: string, deviceId: string, expireTime?: Date): MintedDeviceUser {
+export function mintDeviceUser(keys: TenantAccountKeys, request: DeviceUserRequest): MintedDeviceUser {
   const user = newNKey('U');
-  const permissions = devicePermissions(tenantId, deviceId);
+  const permissions = devicePermissions(keys.tenantId, request.deviceId);
   const token = encodeNatsJwt(
     'user',
-    `${tenantId}/${deviceId}`,
+    `${keys.tenantId}/${request.deviceId}`,
     user.publicKey,
     {
       pub: { allow: permissions.publish },
-      sub: { allow: [...permissions.subscribe, ...MQTT_INTERNAL_SUBSCRIBE] },
+      sub: { allow: request.kind === 'mqtt' ? [...permissions.subscribe, ...MQTT_INTERNAL_SUBSCRIBE] : permissions.subscribe },
       resp: { max: 1, ttl: 0 },
       bearer_token: true,
+      allowed_connection_types: request.kind === 'mqtt' ? ['MQTT'] : ['STANDARD'],
+      issuer_account: keys.account.publicKey,
       subs: -1,
       data: -1,
       payload: -1,
     },
-    account,
-    { exp: expireTime },
+    keys.signer,
+    { exp: request.expireTime },
   );
-  return { token, publicKey: user.publicKey, permissions };
+  return { token, publicKey: user.publicKey, kind: request.kind, permissions };
 }

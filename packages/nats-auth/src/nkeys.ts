@@ -51,8 +51,31 @@ export function newNKey(kind: NKeyKind): NKey {
 export function nkeyFromSeed(seed: string, kind: NKeyKind): NKey {
   const decoded = Codec.decodeSeed(new TextEncoder().encode(seed.trim()));
   if (decoded.prefix !== PREFIX[kind]) throw new Error(`not a seed of kind ${kind}`);
-  const privateKey = crypto.createPrivateKey({ key: Buffer.concat([PKCS8_ED25519, decoded.buf]), format: 'der', type: 'pkcs8' });
-  return fromKeyObject(kind, privateKey, decoded.buf);
+  return nkeyFromRaw(kind, decoded.buf);
+}
+
+function nkeyFromRaw(kind: NKeyKind, raw: Uint8Array): NKey {
+  const privateKey = crypto.createPrivateKey({ key: Buffer.concat([PKCS8_ED25519, raw]), format: 'der', type: 'pkcs8' });
+  return fromKeyObject(kind, privateKey, raw);
+}
+
+/**
+ * The nkey derived from `secret` for `purpose` (HKDF-SHA256): the same
+ * secret and purpose always give the same key, so keys derived per tenant
+ * need no storage and survive restarts.
+ */
+export function deriveNKey(kind: NKeyKind, secret: string, purpose: string): NKey {
+  const raw = new Uint8Array(crypto.hkdfSync('sha256', secret, 'iot-mesh nats-auth', purpose, 32));
+  return nkeyFromRaw(kind, raw);
+}
+
+/** True when `key` is a well-formed public nkey of `kind` (`A…` for an account). */
+export function isPublicNKey(key: string, kind: NKeyKind): boolean {
+  try {
+    return Codec.decode(PREFIX[kind], new TextEncoder().encode(key)).length === 32;
+  } catch {
+    return false;
+  }
 }
 
 /** JWT claim types. */

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { env, signingAddressEnv } from '@iot-mesh/runtime';
-import { nkeyFromSeed } from '@iot-mesh/nats-auth';
+import { isPublicNKey, nkeyFromSeed } from '@iot-mesh/nats-auth';
 
 /** A seed variable: absent, or a seed of `kind` (checked at start, so a typo fails with this message, not at first use). */
 function seed(kind: 'O' | 'A', what: string) {
@@ -21,12 +21,29 @@ function seed(kind: 'O' | 'A', what: string) {
 /** The device service's own variables. */
 export const deviceEnv = {
   ...signingAddressEnv,
-  /** Operator seed: signs the account JWT re-issued with revocations. */
-  DEVICE_NATS_OPERATOR_SEED: seed('O', 'operator'),
-  /** Application account seed: signs device credentials. */
-  DEVICE_NATS_ACCOUNT_SEED: seed('A', 'account'),
+  /** An operator signing key's seed (not the operator identity): signs the tenant accounts and the platform account. */
+  DEVICE_NATS_OPERATOR_SIGNING_SEED: seed('O', 'operator signing key'),
+  /** Public key of the platform account (where the services connect). */
+  DEVICE_NATS_PLATFORM_ACCOUNT: z
+    .string()
+    .optional()
+    .refine((value) => value === undefined || isPublicNKey(value.trim(), 'A'), 'must be an account public key (A…), as written by npm run setup:nats'),
+  /** Secret the tenant accounts' keys are derived from; keep it stable (changing it orphans every device credential). */
+  DEVICE_NATS_TENANT_KEY_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   /** Creds file of a system-account user: pushes account claims, receives connect events. */
   DEVICE_NATS_SYSTEM_CREDS: env.optional(),
+  /** Lifetime of a credential whose request names no expire time (default 90 days). */
+  DEVICE_CREDENTIAL_TTL_SECONDS: env.positiveInt(90 * 86_400),
+  /** Longest lifetime a request may ask for (default 366 days): bounds how long a revocation stays in the account JWT. */
+  DEVICE_CREDENTIAL_MAX_TTL_SECONDS: env.positiveInt(366 * 86_400),
+  /** Kind of credentials whose request names none, and of BatchCreateDevices' credentials. */
+  DEVICE_CREDENTIAL_DEFAULT_KIND: env.oneOf(['mqtt', 'nats'] as const, 'mqtt'),
+  /** Active device credentials per tenant. */
+  DEVICE_TENANT_MAX_CREDENTIALS: env.positiveInt(100_000),
+  /** Live device connections per tenant (the tenant account's `conn` limit, enforced by nats-server). */
+  DEVICE_TENANT_MAX_CONNECTIONS: env.positiveInt(100_000),
+  /** JetStream file storage per tenant for MQTT sessions and retained messages, bytes. */
+  DEVICE_TENANT_MQTT_STORAGE_BYTES: env.positiveInt(1024 * 1024 * 1024),
   /** NATS URL put into device credentials (default: the first NATS_URL). */
   DEVICE_NATS_PUBLIC_URL: env.optional(),
   /** MQTT URL put into device credentials. */

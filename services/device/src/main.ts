@@ -1,12 +1,11 @@
-import { connectNats, countCacheLookups, createAuthMiddleware, pingNats, repoPath, runService, ServiceSpec } from '@iot-mesh/runtime';
-import { nkeyFromSeed } from '@iot-mesh/nats-auth';
+import { countCacheLookups, createAuthMiddleware, pingNats, repoPath, runService, ServiceSpec } from '@iot-mesh/runtime';
 import { commandApi } from './api/commands';
 import { credentialApi } from './api/credentials';
 import { deviceApi } from './api/devices';
 import { twinApi } from './api/twins';
 import { deviceEnv } from './config';
 import { Commands } from './domain/commands';
-import { Credentials } from './domain/credentials';
+import { credentialPolicy, Credentials } from './domain/credentials';
 import { DeviceChanges, DeviceRegistry } from './domain/devices';
 import { Presence } from './domain/presence';
 import { Twins } from './domain/twins';
@@ -18,6 +17,7 @@ import { DeviceDirectoryPublisher } from './events/device-directory-publisher';
 import { DeviceEvents } from './events/device-events';
 import { StateReports } from './events/state-reports';
 import { countCredentialOperations } from './metrics';
+import { PgAccountStore } from './store/account-store';
 import { PgCommandStore } from './store/command-store';
 import { DeviceCache } from './store/device-cache';
 import { PgDeviceStore } from './store/device-store';
@@ -32,10 +32,6 @@ export const deviceService: ServiceSpec<typeof deviceEnv> = {
   defaultPort: 50052,
   uses: { postgres: { migrations: repoPath('services', 'device', 'migrations') }, redis: true, nats: true },
   async build({ config, log, pool, redis, nats }) {
-    const credentialVars = [config.DEVICE_NATS_OPERATOR_SEED, config.DEVICE_NATS_ACCOUNT_SEED, config.DEVICE_NATS_SYSTEM_CREDS];
-    if (credentialVars.some(Boolean) && !credentialVars.every(Boolean)) {
-      throw new Error('DEVICE_NATS_OPERATOR_SEED, DEVICE_NATS_ACCOUNT_SEED and DEVICE_NATS_SYSTEM_CREDS must be set together');
-    }
     // The runtime parsed NATS_URL (it is not part of this service's own shape).
     const natsUrl = (config as unknown as { NATS_URL: string }).NATS_URL;
 
@@ -46,34 +42,22 @@ export const deviceService: ServiceSpec<typeof deviceEnv> = {
     // The message plane.
     const directory = await DeviceDirectoryPublisher.open(nats, log.child({ component: 'directory' }));
     const events = new DeviceEvents(nats, log);
-    let system: Awaited<ReturnType<typeof connectNats>> | undefined;
-    let authority: AccountAuthority | undefined;
-    if (config.DEVICE_NATS_ACCOUNT_SEED) {
-      system = await connectNats(natsUrl, 'iot-device-system', log.child({ component: 'nats-system' }), { credsFile: config.DEVICE_NATS_SYSTEM_CREDS });
-      const sys = system;
-      const auth = new AccountAuthority(
-        nkeyFromSeed(config.DEVICE_NATS_OPERATOR_SEED!.trim(), 'O'),
-        nkeyFromSeed(config.DEVICE_NATS_ACCOUNT_SEED.trim(), 'A'),
-        sys,
-        () => store.revocations(),
-        log.child({ component: 'nats-account' }),
-      );
-      authority = auth;
-      // A restarted NATS server may have forgotten revocations: apply them on start and after every reconnect.
-      await auth.sync();
-      void (async () => {
-        for await (const status of sys.status()) if (status.type === 'reconnect') void auth.syncInBackground();
-      })();
-    } else {
-      log.warn('DEVICE_NATS_* are not set: device credentials and connection status are disabled');
-    }
+    const accountStore = new PgAccountStore(pool);
+    const { system, authority } = (await AccountAuthority.open(config, natsUrl, accountStore, log)) ?? {};
     const desired = new NatsDesiredStateChannel(nats, log.child({ component: 'twin' }));
     const commandChannel = new NatsCommandChannel(nats, log.child({ component: 'commands' }));
 
     // The domain, with its decorators.
     const changes = new DeviceChanges(cache, directory, events);
     const credentials = countCredentialOperations(
-      new Credentials({ store, changes, authority, urls: { nats: config.DEVICE_NATS_PUBLIC_URL ?? natsUrl.split(',')[0].trim(), mqtt: config.DEVICE_MQTT_PUBLIC_URL } }),
+      new Credentials({
+        store,
+        changes,
+        authority,
+        urls: { nats: config.DEVICE_NATS_PUBLIC_URL ?? natsUrl.split(',')[0].trim(), mqtt: config.DEVICE_MQTT_PUBLIC_URL },
+        policy: credentialPolicy(config),
+        counts: accountStore,
+      }),
     );
     const registry = new DeviceRegistry({ store, cache, changes, credentials });
     const twins = new Twins(new PgTwinStore(pool), registry, desired);
@@ -82,7 +66,7 @@ export const deviceService: ServiceSpec<typeof deviceEnv> = {
 
     // What the service consumes.
     await commandChannel.start();
-    const connectEvents = new ConnectEvents({ presence, nc: nats, system, accountId: authority?.accountId, log: log.child({ component: 'presence' }) });
+    const connectEvents = new ConnectEvents({ presence, nc: nats, system, log: log.child({ component: 'presence' }) });
     await connectEvents.start();
     presence.start();
     const stateReports = new StateReports(nats, twins, log);

@@ -1,5 +1,6 @@
 import { callerTenant, defineService, ServiceRegistration } from '@iot-mesh/runtime';
-import { CredentialServiceService } from '../../../../gen/ts/iot/device/v1/credential';
+import type { DeviceConnectionKind } from '@iot-mesh/nats-auth';
+import { CredentialKind, CredentialServiceService } from '../../../../gen/ts/iot/device/v1/credential';
 import { Credentials } from '../domain/credentials';
 import { toCredentialMessage, toDeviceMessage } from './devices';
 
@@ -7,13 +8,20 @@ import { toCredentialMessage, toDeviceMessage } from './devices';
 export function credentialApi(credentials: Credentials): ServiceRegistration {
   return defineService(CredentialServiceService, {
     async issueCredential(request, ctx) {
-      return { credential: toCredentialMessage(await credentials.issue(callerTenant(ctx), request.deviceId, request.expireTime)) };
+      return { credential: toCredentialMessage(await credentials.issue(callerTenant(ctx), request.deviceId, request.expireTime, kindOf(request.kind))) };
     },
     async rotateCredential(request, ctx) {
-      return { credential: toCredentialMessage(await credentials.rotate(callerTenant(ctx), request.deviceId, request.expireTime)) };
+      return { credential: toCredentialMessage(await credentials.rotate(callerTenant(ctx), request.deviceId, request.expireTime, kindOf(request.kind))) };
     },
     async revokeCredential(request, ctx) {
       return { device: toDeviceMessage(await credentials.revoke(callerTenant(ctx), request.deviceId)) };
     },
   });
+}
+
+/** The connection kind a request asked for; undefined for the server's default (an unknown value too, as proto3 enums are open). */
+function kindOf(kind: CredentialKind): DeviceConnectionKind | undefined {
+  if (kind === CredentialKind.CREDENTIAL_KIND_MQTT) return 'mqtt';
+  if (kind === CredentialKind.CREDENTIAL_KIND_NATS) return 'nats';
+  return undefined;
 }

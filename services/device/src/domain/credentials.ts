@@ -1,5 +1,5 @@
-import { errors } from '@iot-mesh/runtime';
-import type { MintedDeviceUser } from '@iot-mesh/nats-auth';
+import { errors, GrpcCode, ServiceError } from '@iot-mesh/runtime';
+import type { DeviceConnectionKind, MintedDeviceUser } from '@iot-mesh/nats-auth';
 import type { DeviceStore } from '../store/device-store';
 import { checkDeviceId, DeviceChanges } from './devices';
 import { DeviceRecord } from './model';
@@ -10,8 +10,9 @@ export interface IssuedCredential {
   tenantId: string;
   token: string;
   publicKey: string;
+  kind: DeviceConnectionKind;
   issueTime: Date;
-  expireTime?: Date;
+  expireTime: Date;
   natsUrl: string;
   mqttUrl: string;
   publishSubjects: string[];
@@ -20,11 +21,46 @@ export interface IssuedCredential {
 
 /** What signs device credentials and makes the NATS server enforce revocations (`events/account-authority.ts`). */
 export interface CredentialAuthority {
-  mint(tenantId: string, deviceId: string, expireTime?: Date): MintedDeviceUser;
-  /** Resolves once a NATS server applied the current revocation list. */
-  sync(): Promise<void>;
+  /** Makes sure the tenant's own NATS account exists at the server (before its first credential). */
+  prepare(tenantId: string): Promise<void>;
+  mint(tenantId: string, deviceId: string, kind: DeviceConnectionKind, expireTime: Date): MintedDeviceUser;
+  /** Resolves once a NATS server applied the tenant's current revocation list. */
+  sync(tenantId: string): Promise<void>;
   /** Like `sync`, but only logs a failure (it is retried). */
-  syncInBackground(): Promise<void>;
+  syncInBackground(tenantId: string): Promise<void>;
+}
+
+/** Lifetimes, the default kind and the per-tenant quota of credentials. */
+export interface CredentialPolicy {
+  /** Lifetime of a credential whose request names no expire time. */
+  defaultTtlMs: number;
+  /** The latest expire time a request may ask for, from now. */
+  maxTtlMs: number;
+  /** Kind of a credential whose request names none (and of batch-created ones). */
+  defaultKind: DeviceConnectionKind;
+  /** Active credentials per tenant. */
+  maxPerTenant: number;
+}
+
+/** The policy the device service's variables describe (`config.ts`). */
+export function credentialPolicy(config: {
+  DEVICE_CREDENTIAL_TTL_SECONDS: number;
+  DEVICE_CREDENTIAL_MAX_TTL_SECONDS: number;
+  DEVICE_CREDENTIAL_DEFAULT_KIND: DeviceConnectionKind;
+  DEVICE_TENANT_MAX_CREDENTIALS: number;
+}): CredentialPolicy {
+  if (config.DEVICE_CREDENTIAL_TTL_SECONDS > config.DEVICE_CREDENTIAL_MAX_TTL_SECONDS) throw new Error('DEVICE_CREDENTIAL_TTL_SECONDS must not exceed DEVICE_CREDENTIAL_MAX_TTL_SECONDS');
+  return {
+    defaultTtlMs: config.DEVICE_CREDENTIAL_TTL_SECONDS * 1000,
+    maxTtlMs: config.DEVICE_CREDENTIAL_MAX_TTL_SECONDS * 1000,
+    defaultKind: config.DEVICE_CREDENTIAL_DEFAULT_KIND,
+    maxPerTenant: config.DEVICE_TENANT_MAX_CREDENTIALS,
+  };
+}
+
+/** Counts of the tenant's credentials, for the quota. */
+export interface CredentialCounts {
+  activeCredentials(tenantId: string): Promise<number>;
 }
 
 /** What the credentials are built from. */
@@ -35,12 +71,16 @@ export interface CredentialsDeps {
   authority?: CredentialAuthority;
   /** Where devices connect, as put into credentials. */
   urls: { nats: string; mqtt: string };
+  policy: CredentialPolicy;
+  counts: CredentialCounts;
 }
 
 /**
- * Per-device NATS/MQTT credentials: issue, rotate, revoke. A revocation is
- * recorded in PostgreSQL first, then pushed to the NATS server, which drops
- * the live connection and refuses reconnects.
+ * Per-device NATS/MQTT credentials: issue, rotate, revoke. Each is typed
+ * (MQTT or NATS) and expires, so a revocation can be left out of the account
+ * JWT once the token is dead anyway. A revocation is recorded in PostgreSQL
+ * first, then pushed to the NATS server (the tenant's own account), which
+ * drops the live connection and refuses reconnects.
  */
 export class Credentials {
   constructor(private readonly deps: CredentialsDeps) {}
@@ -52,18 +92,18 @@ export class Credentials {
   }
 
   /** Mints a credential for a device that has no active one. */
-  async issue(tenantId: string, id: string, expireTime: Date | undefined): Promise<IssuedCredential> {
-    const device = await this.existing(tenantId, id, expireTime);
+  async issue(tenantId: string, id: string, expireTime: Date | undefined, kind?: DeviceConnectionKind): Promise<IssuedCredential> {
+    const device = await this.existing(tenantId, id);
     if (device.credentialState === 'active') throw errors.failedPrecondition(`device ${JSON.stringify(id)} already has an active credential; rotate or revoke it`);
-    const { credentials } = await this.mint(tenantId, [device], expireTime);
+    const { credentials } = await this.mint(tenantId, [device], expireTime, kind);
     return credentials[0];
   }
 
   /** Mints a new credential and revokes the previous one at the NATS server before returning. */
-  async rotate(tenantId: string, id: string, expireTime: Date | undefined): Promise<IssuedCredential> {
-    const device = await this.existing(tenantId, id, expireTime);
-    const { credentials } = await this.mint(tenantId, [device], expireTime);
-    if (device.credentialKey) await this.enforceRevocations();
+  async rotate(tenantId: string, id: string, expireTime: Date | undefined, kind?: DeviceConnectionKind): Promise<IssuedCredential> {
+    const device = await this.existing(tenantId, id);
+    const { credentials } = await this.mint(tenantId, [device], expireTime, kind);
+    if (device.credentialKey) await this.enforceRevocations(tenantId);
     return credentials[0];
   }
 
@@ -73,43 +113,69 @@ export class Credentials {
     this.requireConfigured();
     const device = await this.deps.store.revokeCredential(tenantId, id);
     if (!device) throw errors.notFound('device', id);
-    await this.enforceRevocations();
+    await this.enforceRevocations(tenantId);
     await this.deps.changes.announce('credential_revoked', [device]);
     return device;
   }
 
   /** Mints a credential for each of `devices` (just created, so none has one). */
-  issueFor(tenantId: string, devices: DeviceRecord[], expireTime: Date | undefined): Promise<{ devices: DeviceRecord[]; credentials: IssuedCredential[] }> {
-    return this.mint(tenantId, devices, expireTime);
+  issueFor(tenantId: string, devices: DeviceRecord[], expireTime: Date | undefined, kind?: DeviceConnectionKind): Promise<{ devices: DeviceRecord[]; credentials: IssuedCredential[] }> {
+    return this.mint(tenantId, devices, expireTime, kind);
   }
 
   /** A deleted device's credential is on the revocation list: push it (normally done when this returns; retried if NATS is away). */
   async deviceDeleted(device: DeviceRecord): Promise<void> {
-    if (device.credentialKey) await this.deps.authority?.syncInBackground();
+    if (device.credentialKey) await this.deps.authority?.syncInBackground(device.tenantId);
   }
 
-  /** Pushes the revocation list; a NATS failure becomes UNAVAILABLE (the registry already holds the revocation and retries). */
-  private async enforceRevocations(): Promise<void> {
+  /** Pushes the tenant's revocation list; a NATS failure becomes UNAVAILABLE (the registry already holds the revocation and retries). */
+  private async enforceRevocations(tenantId: string): Promise<void> {
     try {
-      await this.requireConfigured().sync();
+      await this.requireConfigured().sync(tenantId);
     } catch (err) {
       throw errors.unavailable('the revocation is recorded but the NATS server has not confirmed it yet; it is retried', err);
     }
   }
 
-  private async existing(tenantId: string, id: string, expireTime: Date | undefined): Promise<DeviceRecord> {
+  private async existing(tenantId: string, id: string): Promise<DeviceRecord> {
     checkDeviceId(id, 'device_id');
     this.requireConfigured();
-    if (expireTime && expireTime.getTime() <= Date.now()) throw errors.invalidArgument([{ field: 'expire_time', description: 'must be in the future' }]);
     const device = await this.deps.store.get(tenantId, id);
     if (!device) throw errors.notFound('device', id);
     return device;
   }
 
-  private async mint(tenantId: string, devices: DeviceRecord[], expireTime: Date | undefined): Promise<{ devices: DeviceRecord[]; credentials: IssuedCredential[] }> {
+  /** The expire time a request asked for, checked, or the default lifetime from now. */
+  private expiry(requested: Date | undefined, now: Date): Date {
+    const { defaultTtlMs, maxTtlMs } = this.deps.policy;
+    if (!requested) return new Date(now.getTime() + defaultTtlMs);
+    if (requested.getTime() <= now.getTime()) throw errors.invalidArgument([{ field: 'expire_time', description: 'must be in the future' }]);
+    if (requested.getTime() > now.getTime() + maxTtlMs) {
+      throw errors.invalidArgument([{ field: 'expire_time', description: `must be at most ${Math.floor(maxTtlMs / 1000)} s from now (DEVICE_CREDENTIAL_MAX_TTL_SECONDS)` }]);
+    }
+    return requested;
+  }
+
+  /** RESOURCE_EXHAUSTED when `devices` would take the tenant past its quota of active credentials (a rotation replaces one). */
+  private async checkQuota(tenantId: string, devices: DeviceRecord[]): Promise<void> {
+    const added = devices.filter((d) => !d.credentialKey).length;
+    if (added === 0) return;
+    const active = await this.deps.counts.activeCredentials(tenantId);
+    const { maxPerTenant } = this.deps.policy;
+    if (active + added > maxPerTenant) {
+      // A quota, not a rate: no RetryInfo, waiting does not help; revoking or deleting does.
+      throw new ServiceError(GrpcCode.RESOURCE_EXHAUSTED, `the tenant holds ${active} active device credentials; ${added} more would exceed its quota of ${maxPerTenant} (DEVICE_TENANT_MAX_CREDENTIALS)`);
+    }
+  }
+
+  private async mint(tenantId: string, devices: DeviceRecord[], requestedExpiry: Date | undefined, requestedKind: DeviceConnectionKind | undefined): Promise<{ devices: DeviceRecord[]; credentials: IssuedCredential[] }> {
     const authority = this.requireConfigured();
     const issueTime = new Date();
-    const minted = devices.map((d) => authority.mint(tenantId, d.id, expireTime));
+    const expireTime = this.expiry(requestedExpiry, issueTime);
+    const kind = requestedKind ?? this.deps.policy.defaultKind;
+    await this.checkQuota(tenantId, devices);
+    await authority.prepare(tenantId);
+    const minted = devices.map((d) => authority.mint(tenantId, d.id, kind, expireTime));
     const updated = await this.deps.store.setCredential(
       tenantId,
       devices.map((d) => d.id),
@@ -122,6 +188,7 @@ export class Credentials {
       tenantId,
       token: minted[i].token,
       publicKey: minted[i].publicKey,
+      kind,
       issueTime,
       expireTime,
       natsUrl: this.deps.urls.nats,

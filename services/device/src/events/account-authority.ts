@@ -1,77 +1,154 @@
 import { NatsConnection } from 'nats';
-import { Logger } from '@iot-mesh/runtime';
-import { encodeAppAccount, mintDeviceUser, MintedDeviceUser, NKey } from '@iot-mesh/nats-auth';
+import { connectNats, Logger } from '@iot-mesh/runtime';
+import {
+  DeviceConnectionKind,
+  nkeyFromSeed,
+  encodeAppAccount,
+  encodeTenantAccount,
+  mintDeviceUser,
+  MintedDeviceUser,
+  NKey,
+  TenantAccountKeys,
+  tenantAccountKeys,
+  TenantAccountLimits,
+  updateAccountClaims,
+} from '@iot-mesh/nats-auth';
 import type { CredentialAuthority } from '../domain/credentials';
+import type { AccountStore } from '../store/account-store';
 
-/** Where the authority reads the revocation list from. */
-export type RevocationSource = () => Promise<Record<string, number>>;
+/** The device service's variables the authority reads (`config.ts`). */
+export interface DeviceNatsConfig {
+  DEVICE_NATS_OPERATOR_SIGNING_SEED?: string;
+  DEVICE_NATS_PLATFORM_ACCOUNT?: string;
+  DEVICE_NATS_TENANT_KEY_SECRET?: string;
+  DEVICE_NATS_SYSTEM_CREDS?: string;
+  DEVICE_TENANT_MAX_CONNECTIONS: number;
+  DEVICE_TENANT_MQTT_STORAGE_BYTES: number;
+}
+
+/** What the authority is built from. */
+export interface AccountAuthorityOptions {
+  /** An operator signing key (not the operator identity): signs the account JWTs. */
+  operatorSigner: NKey;
+  /** Public key of the platform account, where the services connect. */
+  platformAccount: string;
+  /** Secret the tenant accounts' keys are derived from. */
+  tenantKeySecret: string;
+  /** Quotas written into every tenant account. */
+  limits: TenantAccountLimits;
+  /** A system-account connection: claim updates go through it. */
+  system: NatsConnection;
+  store: AccountStore;
+  log: Logger;
+}
 
 /**
- * Holds the application account's keys: mints device users, and re-issues the
- * account JWT with the revocation list, pushed through a system-account user to
- * `$SYS.REQ.ACCOUNT.<account>.CLAIMS.UPDATE` so the NATS server itself drops
- * and refuses revoked credentials. Pushes run one at a time and each reads the
- * list afresh, so the last push always carries every revocation.
+ * Keeps one NATS account per tenant (`@iot-mesh/nats-auth` tenant-accounts):
+ * creates it when the tenant's first credential is minted (recorded in
+ * PostgreSQL, its JWT pushed, then the platform account re-issued with imports
+ * of every recorded tenant), mints device users with the tenant account's
+ * signing key, and re-issues a tenant's JWT with its live revocation list.
+ * JWTs go through a system-account user to
+ * `$SYS.REQ.ACCOUNT.<account>.CLAIMS.UPDATE`, so the NATS server itself drops
+ * and refuses revoked credentials. Pushes run one at a time and each reads
+ * the store afresh, so the last push always carries every revocation.
  */
 export class AccountAuthority implements CredentialAuthority {
   private chain: Promise<unknown> = Promise.resolve();
+  private readonly known = new Set<string>();
   private retryTimer?: NodeJS.Timeout;
   private stopped = false;
 
-  constructor(
-    private readonly operator: NKey,
-    private readonly account: NKey,
-    private readonly system: NatsConnection,
-    private readonly revocations: RevocationSource,
-    private readonly log: Logger,
-  ) {}
+  constructor(private readonly options: AccountAuthorityOptions) {}
 
-  /** Public key of the application account. */
-  get accountId(): string {
-    return this.account.publicKey;
+  /**
+   * The authority the device service's variables describe, connected and
+   * synced (every tenant account and the platform account pushed), and kept
+   * synced after every reconnect; undefined (with a warning) when the
+   * DEVICE_NATS_* variables are unset.
+   */
+  static async open(config: DeviceNatsConfig, natsUrl: string, store: AccountStore, log: Logger): Promise<{ system: NatsConnection; authority: AccountAuthority } | undefined> {
+    const vars = [config.DEVICE_NATS_OPERATOR_SIGNING_SEED, config.DEVICE_NATS_PLATFORM_ACCOUNT, config.DEVICE_NATS_TENANT_KEY_SECRET, config.DEVICE_NATS_SYSTEM_CREDS];
+    if (vars.some(Boolean) && !vars.every(Boolean)) {
+      throw new Error('DEVICE_NATS_OPERATOR_SIGNING_SEED, DEVICE_NATS_PLATFORM_ACCOUNT, DEVICE_NATS_TENANT_KEY_SECRET and DEVICE_NATS_SYSTEM_CREDS must be set together');
+    }
+    if (!vars.every(Boolean)) {
+      log.warn('DEVICE_NATS_* are not set: device credentials and connection status are disabled');
+      return undefined;
+    }
+    const system = await connectNats(natsUrl, 'iot-device-system', log.child({ component: 'nats-system' }), { credsFile: config.DEVICE_NATS_SYSTEM_CREDS });
+    const authority = new AccountAuthority({
+      operatorSigner: nkeyFromSeed(config.DEVICE_NATS_OPERATOR_SIGNING_SEED!.trim(), 'O'),
+      platformAccount: config.DEVICE_NATS_PLATFORM_ACCOUNT!.trim(),
+      tenantKeySecret: config.DEVICE_NATS_TENANT_KEY_SECRET!,
+      limits: { connections: config.DEVICE_TENANT_MAX_CONNECTIONS, mqttStorageBytes: config.DEVICE_TENANT_MQTT_STORAGE_BYTES },
+      system,
+      store,
+      log: log.child({ component: 'nats-account' }),
+    });
+    // A restarted NATS server may have forgotten accounts or revocations: push them on start and after every reconnect.
+    await authority.syncAll();
+    void (async () => {
+      for await (const status of system.status()) if (status.type === 'reconnect') void authority.syncAll().catch(() => undefined);
+    })();
+    return { system, authority };
   }
 
-  /** Mints a bearer user JWT for one device. */
-  mint(tenantId: string, deviceId: string, expireTime?: Date): MintedDeviceUser {
-    return mintDeviceUser(this.account, tenantId, deviceId, expireTime);
+  /** The keys of a tenant's account. */
+  keysOf(tenantId: string): TenantAccountKeys {
+    return tenantAccountKeys(this.options.tenantKeySecret, tenantId);
+  }
+
+  /** Makes sure the tenant's account exists at the NATS server (a no-op after the first time). */
+  async prepare(tenantId: string): Promise<void> {
+    if (this.known.has(tenantId)) return;
+    await this.options.store.addTenantAccount(tenantId, this.keysOf(tenantId).account.publicKey);
+    await this.serial(async () => {
+      await this.pushTenant(tenantId);
+      await this.pushPlatform();
+    });
+    this.known.add(tenantId);
+  }
+
+  /** Mints a bearer user JWT for one device (after {@link prepare}). */
+  mint(tenantId: string, deviceId: string, kind: DeviceConnectionKind, expireTime: Date): MintedDeviceUser {
+    return mintDeviceUser(this.keysOf(tenantId), { deviceId, kind, expireTime });
   }
 
   /**
-   * Pushes the account JWT with the current revocation list; resolves once a
-   * server confirmed it. On failure a retry is scheduled and the error thrown.
+   * Pushes the tenant's account JWT with its current revocation list;
+   * resolves once a server confirmed it. On failure a full re-sync is
+   * scheduled and the error thrown.
    */
-  sync(): Promise<void> {
-    const run = this.chain.then(() => this.push());
-    this.chain = run.catch(() => undefined);
-    return run.catch((err: Error) => {
+  sync(tenantId: string): Promise<void> {
+    return this.serial(() => this.pushTenant(tenantId)).catch((err: Error) => {
       this.scheduleRetry();
       throw err;
     });
   }
 
   /** Like {@link sync}, but only logs a failure (the retry keeps going). */
-  syncInBackground(): Promise<void> {
-    return this.sync().catch((err: Error) => this.log.warn({ err: err.message }, 'pushing the account revocation list failed; retrying'));
+  syncInBackground(tenantId: string): Promise<void> {
+    return this.sync(tenantId).catch((err: Error) => this.options.log.warn({ err: err.message, tenantId }, 'pushing a tenant account failed; retrying'));
   }
 
-  private scheduleRetry(): void {
-    if (this.retryTimer || this.stopped) return;
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = undefined;
-      void this.syncInBackground();
-    }, 5000);
-    this.retryTimer.unref();
-  }
-
-  private async push(): Promise<void> {
-    const revocations = await this.revocations();
-    const jwt = encodeAppAccount(this.operator, this.account, revocations);
-    const reply = await this.system.request(`$SYS.REQ.ACCOUNT.${this.accountId}.CLAIMS.UPDATE`, new TextEncoder().encode(jwt), { timeout: 5000 });
-    const body = JSON.parse(new TextDecoder().decode(reply.data)) as { data?: { code?: number }; error?: { code?: number; description?: string } };
-    if (body.error || body.data?.code !== 200) {
-      throw new Error(`account claims update refused: ${body.error?.description ?? JSON.stringify(body.data ?? body)}`);
-    }
-    this.log.info({ account: this.accountId, revocations: Object.keys(revocations).length }, 'account revocation list applied');
+  /**
+   * Pushes every recorded tenant account and the platform account: on start
+   * and after every reconnect, so a restarted NATS server cannot forget an
+   * account or a revocation.
+   */
+  syncAll(): Promise<void> {
+    return this.serial(async () => {
+      const tenants = await this.options.store.tenantAccounts();
+      for (const { tenantId } of tenants) {
+        await this.pushTenant(tenantId);
+        this.known.add(tenantId);
+      }
+      await this.pushPlatform();
+    }).catch((err: Error) => {
+      this.scheduleRetry();
+      throw err;
+    });
   }
 
   /** Ends the retries. */
@@ -79,4 +156,39 @@ export class AccountAuthority implements CredentialAuthority {
     this.stopped = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
   }
+
+  private serial<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(work);
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  private scheduleRetry(): void {
+    if (this.retryTimer || this.stopped) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      void this.syncAll().catch((err: Error) => this.options.log.warn({ err: err.message }, 're-syncing the NATS accounts failed; retrying'));
+    }, 5000);
+    this.retryTimer.unref();
+  }
+
+  private async pushTenant(tenantId: string): Promise<void> {
+    const { operatorSigner, platformAccount, limits, store, log } = this.options;
+    const keys = this.keysOf(tenantId);
+    const revocations = await store.revocations(tenantId);
+    await this.push(keys.account.publicKey, encodeTenantAccount(operatorSigner, keys, platformAccount, limits, revocations));
+    log.info({ tenantId, account: keys.account.publicKey, revocations: Object.keys(revocations).length }, 'tenant account applied');
+  }
+
+  private async pushPlatform(): Promise<void> {
+    const { operatorSigner, platformAccount, store } = this.options;
+    // Account ids derived afresh rather than read back, so the imports always name the accounts that sign the devices.
+    const tenants = (await store.tenantAccounts()).map(({ tenantId }) => ({ tenantId, account: this.keysOf(tenantId).account.publicKey }));
+    await this.push(platformAccount, encodeAppAccount(operatorSigner, platformAccount, tenants));
+  }
+
+  private push(account: string, jwt: string): Promise<void> {
+    return updateAccountClaims(this.options.system, account, jwt);
+  }
+
 }

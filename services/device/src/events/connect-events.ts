@@ -33,14 +33,14 @@ export interface ConnectEventsDeps {
   nc: NatsConnection;
   /** A system-account connection (connect events); absent without credentials. */
   system?: NatsConnection;
-  /** The application account whose connections are devices. */
-  accountId?: string;
   log: Logger;
 }
 
 /**
  * What the NATS server itself says about device connections: the system
- * account's connect and disconnect events of the application account, its
+ * account's connect and disconnect events of every account (each tenant's
+ * devices connect to the tenant's own account; a connection whose user key
+ * no device holds, such as a service's, is ignored by {@link Presence}), its
  * CONNZ answers (to reconcile after a restart), and the telemetry subjects
  * (last seen). Everything goes to {@link Presence}.
  */
@@ -51,11 +51,11 @@ export class ConnectEvents {
 
   /** Subscribes to connect events and telemetry and reconciles; resolves once the server has the subscriptions. */
   async start(): Promise<void> {
-    const { system, accountId, nc, presence, log } = this.deps;
-    if (system && accountId) {
+    const { system, nc, presence, log } = this.deps;
+    if (system) {
       for (const kind of ['CONNECT', 'DISCONNECT'] as const) {
         this.subs.push(
-          system.subscribe(`$SYS.ACCOUNT.${accountId}.${kind}`, {
+          system.subscribe(`$SYS.ACCOUNT.*.${kind}`, {
             queue: DEVICE_QUEUE,
             callback: (err, msg) => {
               if (err) return;
@@ -93,15 +93,15 @@ export class ConnectEvents {
 
   /**
    * Connect events missed while no replica listened (a restart) would leave
-   * statuses wrong: ask every server for the account's live connections and
-   * set the counts from them.
+   * statuses wrong: ask every server for its live connections (of every
+   * account: the system account sees them all) and set the counts from them.
    */
   async reconcile(): Promise<void> {
-    const { system, accountId, presence, log } = this.deps;
-    if (!system || !accountId) return;
+    const { system, presence, log } = this.deps;
+    if (!system) return;
     const counts = new Map<string, number>();
     try {
-      const replies = await system.requestMany('$SYS.REQ.SERVER.PING.CONNZ', new TextEncoder().encode(JSON.stringify({ acc: accountId, auth: true, limit: 1_000_000 })), { maxWait: 1000 });
+      const replies = await system.requestMany('$SYS.REQ.SERVER.PING.CONNZ', new TextEncoder().encode(JSON.stringify({ auth: true, limit: 1_000_000 })), { maxWait: 1000 });
       for await (const reply of replies) {
         const body = JSON.parse(new TextDecoder().decode(reply.data)) as { data?: { connections?: { jwt?: string; authorized_user?: string }[] } };
         for (const conn of body.data?.connections ?? []) {
