@@ -6,9 +6,8 @@
  * `--check` changes nothing and exits 1 when the README is stale.
  */
 import fs from 'node:fs';
-import { DescMethod, DescService } from '@bufbuild/protobuf';
-import { FileDescriptorProtoSchema, ServiceDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
 import { Access, repoPath } from '@iot-mesh/runtime';
+import { leadingComment } from '../gateway/src/proto-comments';
 import { buildRouteTable, RouteTable } from '../gateway/src/route-table';
 
 /** The README the tables live in. */
@@ -27,15 +26,6 @@ const ACCESS_LABEL: Record<Access, string> = {
   admin: 'admin',
   platform_admin: 'platform admin',
 };
-
-/** The leading comment of a service or method, from the source info `buf build` keeps in the descriptor set. */
-function leadingComment(desc: DescService | DescMethod): string {
-  const service = desc.kind === 'service' ? desc : desc.parent;
-  const path = [FileDescriptorProtoSchema.field.service.number, service.file.services.indexOf(service)];
-  if (desc.kind === 'rpc') path.push(ServiceDescriptorProtoSchema.field.method.number, service.methods.indexOf(desc));
-  const location = service.file.proto.sourceCodeInfo?.location.find((l) => l.path.length === path.length && l.path.every((p, i) => p === path[i]));
-  return location?.leadingComments ?? '';
-}
 
 /**
  * The first sentence of a comment's first paragraph, on one line: proto

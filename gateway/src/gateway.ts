@@ -2,7 +2,10 @@ import http, { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Code, ConnectError, createContextValues } from '@connectrpc/connect';
 import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from '@connectrpc/connect-node';
+import { metrics } from '@iot-mesh/runtime';
+import { apiReferenceHandler } from './api-reference';
 import { corsPolicy } from './edge-policy';
+import { gatewayMetrics, GatewayProtocol } from './gateway-metrics';
 import { grpcWebHandlers, REMOTE_ADDRESS } from './grpc-web';
 import { isGrpcWebText, withGrpcWebText } from './grpc-web-text';
 import { handleRest, HTTP_STATUS_BY_CODE, RestRouter, statusJson } from './rest';
@@ -18,8 +21,10 @@ export interface GatewayOptions {
   corsOrigins: string[];
   /** Folder of the built dashboard; no static files when unset. */
   staticDir?: string;
-  /** Called for each failure the gateway itself caused (not the services' errors). */
+  /** Called for each failure the gateway itself caused (not the services' errors, not clients going away). */
   onError?: (err: unknown) => void;
+  /** Called when a client closed a response before its end (a browser leaving a page that streams): not an error. */
+  onClientClosed?: (info: { path: string; reason: string }) => void;
 }
 
 /** A running gateway. */
@@ -60,9 +65,10 @@ export function createGatewayHandler(options: GatewayOptions): { handle: (req: I
   const grpcWeb = grpcWebHandlers(table, upstreams);
   const rest = new RestRouter(table);
   const report = options.onError ?? (() => {});
+  const reference = apiReferenceHandler(table);
+  const requestMetrics = gatewayMetrics();
 
-  async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://gateway');
+  async function route(req: IncomingMessage, res: ServerResponse, url: URL, seen: { protocol: GatewayProtocol; route: string }): Promise<void> {
     const corsAllowed = applyCors(req, res, corsOrigins);
     if (req.method === 'OPTIONS' && req.headers['access-control-request-method']) {
       if (corsAllowed) {
@@ -77,9 +83,16 @@ export function createGatewayHandler(options: GatewayOptions): { handle: (req: I
       sendJson(res, 200, { status: 'SERVING' });
       return;
     }
+    if (url.pathname === '/metrics' && req.method === 'GET') {
+      const text = await metrics.text();
+      res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text);
+      return;
+    }
     const contentType = req.headers['content-type'] ?? '';
     const grpcWebHandler = grpcWeb.get(url.pathname);
     if (grpcWebHandler && GRPC_WEB_CONTENT_TYPE.test(contentType)) {
+      seen.protocol = 'grpc-web';
+      seen.route = url.pathname;
       const contextValues = createContextValues().set(REMOTE_ADDRESS, req.socket.remoteAddress);
       const handler = isGrpcWebText(contentType) ? withGrpcWebText(grpcWebHandler) : grpcWebHandler;
       const response = await handler(universalRequestFromNodeRequest(req, res, undefined, contextValues));
@@ -88,13 +101,24 @@ export function createGatewayHandler(options: GatewayOptions): { handle: (req: I
     }
     const match = rest.match(req.method ?? 'GET', url.pathname);
     if (match && match !== 'method-not-allowed') {
+      seen.protocol = 'rest';
+      seen.route = `${match.binding.verb} ${match.binding.template.source}`;
       const abort = new AbortController();
       res.on('close', () => abort.abort());
       const result = await handleRest(match, url, req, upstreams, table, abort.signal);
       sendJson(res, result.status, result.body, result.headers);
       return;
     }
-    if (options.staticDir && serveStatic(options.staticDir, req, res, url.pathname)) return;
+    if (reference(req, res, url.pathname)) {
+      seen.protocol = 'reference';
+      seen.route = url.pathname.startsWith('/docs') ? '/docs' : url.pathname;
+      return;
+    }
+    if (options.staticDir && serveStatic(options.staticDir, req, res, url.pathname)) {
+      seen.protocol = 'static';
+      seen.route = 'static';
+      return;
+    }
     const error =
       match === 'method-not-allowed'
         ? new ConnectError(`method ${req.method} is not allowed on ${url.pathname}`, Code.Unimplemented)
@@ -105,7 +129,15 @@ export function createGatewayHandler(options: GatewayOptions): { handle: (req: I
   return {
     upstreams,
     handle(req, res) {
-      route(req, res).catch((err) => {
+      const url = new URL(req.url ?? '/', 'http://gateway');
+      const seen: { protocol: GatewayProtocol; route: string } = { protocol: 'other', route: url.pathname === '/healthz' || url.pathname === '/metrics' ? url.pathname : 'unmatched' };
+      requestMetrics.observe(req, res, () => seen.protocol, () => seen.route);
+      route(req, res, url, seen).catch((err) => {
+        // A browser leaving a page closes its streams mid-response: expected, so no stack trace.
+        if (req.destroyed || res.destroyed) {
+          options.onClientClosed?.({ path: url.pathname, reason: err instanceof Error ? err.message : String(err) });
+          return;
+        }
         report(err);
         if (!res.headersSent) sendJson(res, 500, { code: Code.Internal, message: 'gateway error' });
         else res.destroy();

@@ -10,7 +10,9 @@
  * | CORS_ALLOWED_ORIGINS | * | comma-separated origins allowed to call from browsers |
  * | GATEWAY_STATIC_DIR | gateway/web/dist | built dashboard |
  * | LOG_LEVEL | info | pino level |
- * | METRICS_PORT / METRICS_HOST | unset / 127.0.0.1 | Prometheus `/metrics` (process metrics; `0` = any free port) |
+ * | METRICS_PORT / METRICS_HOST | unset / 127.0.0.1 | Prometheus `/metrics` on a port of its own too (`0` = any free port); the gateway's port always serves `/metrics` |
+ *
+ * It also serves `/openapi.json` (the REST API, generated from the descriptor set) and the reference page at `/docs/`.
  */
 import { loadConfig } from '@iot-mesh/runtime';
 import { createLogger } from '@iot-mesh/runtime';
@@ -38,6 +40,7 @@ async function main(): Promise<void> {
     corsOrigins: (env.CORS_ALLOWED_ORIGINS || '*').split(',').map((o) => o.trim()).filter(Boolean),
     staticDir: env.GATEWAY_STATIC_DIR || DEFAULT_STATIC_DIR,
     onError: (err) => log.error({ err }, 'gateway request failed'),
+    onClientClosed: (info) => log.debug(info, 'client closed the response'),
   });
   log.info({ port: gateway.port, upstreams, rpcs: table.methods.length }, 'gateway listening');
   const metricsConfig = loadConfig(metricsEnv, env);

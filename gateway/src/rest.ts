@@ -118,8 +118,17 @@ function setJsonPath(root: JsonObject, message: DescMessage, path: string[], raw
     const field = findField(current, part);
     if (!field) throw invalid(`${where}: no field ${JSON.stringify(path.slice(0, i + 1).join('.'))} in ${current.typeName}`);
     if (field.name !== field.jsonName) delete object[field.name];
+    if (field.fieldKind === 'map' && i === path.length - 2) {
+      // `labels.site=a` or `labels[site]=a`: one entry of a map with string keys and scalar values.
+      if (field.mapKey !== ScalarType.STRING || field.mapKind !== 'scalar') throw invalid(`${where}: only maps from strings to scalars can be set from the URL`);
+      const entries = object[field.jsonName];
+      const map = entries !== null && typeof entries === 'object' && !Array.isArray(entries) ? entries : {};
+      map[path[i + 1]] = field.scalar === ScalarType.BOOL ? raw === 'true' : raw;
+      object[field.jsonName] = map;
+      return;
+    }
     if (i === path.length - 1) {
-      if (field.fieldKind === 'map') throw invalid(`${where}: map fields cannot be set from the URL`);
+      if (field.fieldKind === 'map') throw invalid(`${where}: set map entries as ${field.name}[key]=value or ${field.name}.key=value`);
       const value = jsonValueFor(field, raw, where);
       if (field.fieldKind === 'list') {
         const existing = object[field.jsonName];
@@ -133,6 +142,12 @@ function setJsonPath(root: JsonObject, message: DescMessage, path: string[], raw
     object = object[field.jsonName] as JsonObject;
     current = field.message;
   }
+}
+
+/** `page.page_size` → [page, page_size]; `labels[site]` → [labels, site] (a map key may hold dots then). */
+function queryFieldPath(name: string): string[] {
+  const bracket = /^([^[\]]+)\[([^[\]]*)\]$/.exec(name);
+  return bracket ? [...bracket[1].split('.'), bracket[2]] : name.split('.');
 }
 
 /**
@@ -183,7 +198,7 @@ export async function restRequestJson(match: RestMatch, query: URLSearchParams, 
   const bodyField = body !== '' && body !== '*' ? findField(input, body) : undefined;
   for (const [name, value] of query) {
     if (body === '*') throw invalid(`query parameter ${JSON.stringify(name)}: this method takes all fields in the body`);
-    const path = name.split('.');
+    const path = queryFieldPath(name);
     if (bodyField && findField(input, path[0]) === bodyField) throw invalid(`query parameter ${JSON.stringify(name)}: set in the body instead`);
     setJsonPath(json, input, path, value, `query parameter ${JSON.stringify(name)}`, true);
   }

@@ -18,6 +18,8 @@ describe('gateway ↔ device', () => {
   let device: TestService<never>;
   let tenant: TestTenant;
   let gateway: Awaited<ReturnType<typeof startTestGateway>>;
+  const gatewayErrors: unknown[] = [];
+  const clientClosed: Array<{ path: string }> = [];
 
   beforeAll(async () => {
     [signing, nats, db] = await Promise.all([startSigningForTest(), startOperatorNats({ mqtt: true }), createTestDatabase('iot_gw_device')]);
@@ -27,7 +29,10 @@ describe('gateway ↔ device', () => {
       ...nats.deviceEnv(),
     })) as TestService<never>;
     tenant = await signing.createTenant();
-    gateway = await startTestGateway({ signing: signing.address, device: device.address });
+    gateway = await startTestGateway({ signing: signing.address, device: device.address }, ['*'], undefined, {
+      onError: (err) => gatewayErrors.push(err),
+      onClientClosed: (info) => clientClosed.push(info),
+    });
     // Generous: four servers start here, and CI runs two test files side by side on two cores.
   }, 120_000);
 
@@ -144,6 +149,40 @@ describe('gateway ↔ device', () => {
     } finally {
       abort.abort();
     }
+  });
+
+  it('filters devices by labels from the URL (labels[key]=value and labels.key=value)', async () => {
+    const admin = { authorization: tenant.admin.authorization };
+    await rest(gateway.base, 'POST', '/v1/devices:batchCreate', {
+      ...admin,
+      body: { devices: [{ name: 'lf-1', labels: { site: 'lf-a', floor: '1' } }, { name: 'lf-2', labels: { site: 'lf-a', floor: '2' } }, { name: 'lf-3', labels: { site: 'lf-b', floor: '1' } }] },
+    });
+    const names = (json: { devices?: Array<{ name: string }> }) => (json.devices ?? []).map((d) => d.name).sort();
+    const bySite = await rest(gateway.base, 'GET', '/v1/devices?labels[site]=lf-a', admin);
+    expect(bySite.status).toBe(200);
+    expect(names(bySite.json)).toEqual(['lf-1', 'lf-2']);
+    const both = await rest(gateway.base, 'GET', `/v1/devices?${encodeURIComponent('labels[site]')}=lf-a&labels.floor=2`, admin);
+    expect(names(both.json)).toEqual(['lf-2']);
+    const whole = await rest(gateway.base, 'GET', '/v1/devices?labels=site', admin);
+    expect(whole).toMatchObject({ status: 400, json: { message: expect.stringContaining('labels[key]=value') } });
+  });
+
+  it('takes a browser closing a stream as normal: reported as client-closed, not as a gateway error, and counted', async () => {
+    const devices = createClient(DeviceService, grpcWebTransport(gateway.base));
+    const abort = new AbortController();
+    const before = clientClosed.length;
+    const watch = devices.watchDevices({}, { signal: abort.signal, headers: { authorization: tenant.viewer.authorization } })[Symbol.asyncIterator]();
+    const first = watch.next().catch(() => undefined);
+    // Something to stream, so the response is surely under way when the client leaves.
+    await rest(gateway.base, 'POST', '/v1/devices', { authorization: tenant.admin.authorization, body: { name: 'stream-closer' } });
+    await first;
+    abort.abort();
+    while (clientClosed.length === before) await new Promise((r) => setTimeout(r, 20));
+    expect(clientClosed.at(-1)).toMatchObject({ path: '/iot.device.v1.DeviceService/WatchDevices' });
+    expect(gatewayErrors).toEqual([]);
+    const scraped = await fetch(`${gateway.base}/metrics`).then((r) => r.text());
+    expect(scraped).toMatch(/iot_gateway_client_closed_total\{protocol="grpc-web"\} [1-9]/);
+    expect(scraped).toMatch(/iot_gateway_requests_total\{protocol="rest",route="POST \/v1\/devices",status="200"\} [1-9]/);
   });
 
   it('rotates a credential over gRPC-Web', async () => {

@@ -1,6 +1,6 @@
 import { create, DescMessage, fromBinary, MessageInitShape, MessageShape, toBinary } from '@bufbuild/protobuf';
 import { createGrpcWebTransport } from '@connectrpc/connect-node';
-import { Gateway, startGateway } from '../src/gateway';
+import { Gateway, GatewayOptions, startGateway } from '../src/gateway';
 import { buildRouteTable, RouteTable } from '../src/route-table';
 
 /** The route table of the generated descriptor set, built once per test file. */
@@ -14,8 +14,10 @@ export async function startTestGateway(
   upstreams: Partial<Record<'signing' | 'device' | 'monitoring', string>>,
   corsOrigins = ['*'],
   staticDir?: string,
+  extra: Pick<GatewayOptions, 'onError' | 'onClientClosed'> = {},
 ): Promise<Gateway & { base: string }> {
   const gateway = await startGateway({
+    ...extra,
     table,
     upstreams: { signing: UNREACHABLE, device: UNREACHABLE, monitoring: UNREACHABLE, ...upstreams },
     corsOrigins,
