@@ -34,7 +34,6 @@ export async function startMeshForTest(): Promise<TestMesh> {
     stops.push(() => nats.stop(), () => db.drop());
     const device = (await startTestService(deviceService, {
       DATABASE_URL: db.url,
-      REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
       SIGNING_ADDRESS: signing.address,
       ...nats.deviceEnv(),
     })) as TestService<never>;

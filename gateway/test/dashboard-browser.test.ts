@@ -12,6 +12,7 @@ import { OperatorNats, startOperatorNats } from '../../testing/nats-operator';
 import { createTestDatabase, TestDatabase } from '../../testing/postgres';
 import { startTestService, TestService } from '../../testing/services';
 import { startSigningForTest, TestSigning, TestTenant } from '../../testing/signing';
+import { TEST_REDIS_URL } from '../../testing/test-services';
 import { rest, startTestGateway } from './gateway-harness';
 
 /** The flags node-svc machines need for headless Debian chromium (closed network, root). */
@@ -47,12 +48,11 @@ describe('dashboard in Chromium', () => {
     const [deviceDb, monitoringDb] = await Promise.all([createTestDatabase('iot_gw_device'), createTestDatabase('iot_gw_monitoring')]);
     databases = [deviceDb, monitoringDb];
     [signing, nats] = await Promise.all([startSigningForTest(), startOperatorNats({ mqtt: true, jetstream: true })]);
-    const redis = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
     const [deviceSvc, monitoringSvc] = await Promise.all([
-      startTestService(deviceService, { DATABASE_URL: deviceDb.url, REDIS_URL: redis, SIGNING_ADDRESS: signing.address, ...nats.deviceEnv() }),
+      startTestService(deviceService, { DATABASE_URL: deviceDb.url, REDIS_URL: TEST_REDIS_URL, SIGNING_ADDRESS: signing.address, ...nats.deviceEnv() }),
       startTestService(createMonitoringService(), {
         DATABASE_URL: monitoringDb.url,
-        REDIS_URL: redis,
+        REDIS_URL: TEST_REDIS_URL,
         SIGNING_ADDRESS: signing.address,
         WRITER_BATCH_WAIT_MS: '20',
         ALERT_CHECK_INTERVAL_MS: '100',

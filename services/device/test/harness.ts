@@ -69,7 +69,6 @@ export async function startDeviceHarness(options: { mqtt?: boolean; env?: Record
     );
     const env = {
       DATABASE_URL: db.url,
-      REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
       SIGNING_ADDRESS: signing.address,
       ...nats.deviceEnv(),
       ...options.env,

@@ -5,6 +5,7 @@ import { AlertServiceClient, AlertState, Comparison, Severity, StreamAlertsRespo
 import { Aggregation, StreamLiveResponse, TelemetryServiceClient } from '../../../gen/ts/iot/monitoring/v1/telemetry';
 import { deviceSubject, eventSubject, insecureClient, serverStream, unary } from '@iot-mesh/runtime';
 import { startSigningForTest, TestSigning, TestTenant } from '../../../testing/signing';
+import { TEST_REDIS_URL } from '../../../testing/test-services';
 import { eventually, jsonPayload, MonitoringWorld, protobufPayload, startWorld } from './harness';
 
 jest.setTimeout(60_000);
@@ -39,7 +40,7 @@ const MIN = 60_000;
 
 test('the shared auth caches in Redis are kept per signing deployment by default', async () => {
   await unary(telemetry, telemetry.getLatest, { deviceIds: [], metrics: [] }, { authorization: a.viewer.authorization });
-  const redis = new Redis(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379');
+  const redis = new Redis(TEST_REDIS_URL);
   try {
     // Another deployment's services (another signing address) never read these keys.
     expect(await redis.exists(`iot:auth:${signing.address}:jwks`)).toBe(1);

@@ -5,6 +5,7 @@ import { AuditEvent } from '../../../gen/ts/iot/signing/v1/audit';
 import { PrincipalKind } from '../../../gen/ts/iot/signing/v1/auth';
 import { Role, unary } from '@iot-mesh/runtime';
 import { startSigningForTest, TestSigning, TestTenant } from '../../../testing/signing';
+import { TEST_NATS_URL } from '../../../testing/test-services';
 import { codeOf } from './support/grpc-errors';
 
 let signing: TestSigning;
@@ -14,7 +15,7 @@ let nc: NatsConnection;
 beforeAll(async () => {
   signing = await startSigningForTest();
   tenant = await signing.createTenant();
-  nc = await connect({ servers: process.env.TEST_NATS_URL ?? 'nats://127.0.0.1:4222' });
+  nc = await connect({ servers: TEST_NATS_URL });
 }, 60000);
 afterAll(async () => {
   await nc?.drain();
