@@ -63,9 +63,9 @@ function expiryOption(): Option {
 export function deviceCommands(program: Command): void {
   const devices = program.command('devices').description('the device registry');
 
-  listCommand<Device, { label?: Record<string, string>; status?: string; namePrefix?: string; type?: string }>(
+  listCommand<Device, { label?: Record<string, string>; status?: string; namePrefix?: string; type?: string; group?: string; deviceType?: string }>(
     devices,
-    'list devices, filtered by labels, status, name prefix or type',
+    'list devices, filtered by labels, status, name prefix, type, device type or group',
     deviceListView,
     async (connection, page, options) => {
       const res = await connection.call(connection.devices, connection.devices.listDevices, {
@@ -74,6 +74,8 @@ export function deviceCommands(program: Command): void {
         status: options.status ? STATUS[options.status] : DeviceStatus.DEVICE_STATUS_UNSPECIFIED,
         namePrefix: options.namePrefix ?? '',
         type: options.type ?? '',
+        groupId: options.group ?? '',
+        deviceTypeId: options.deviceType ?? '',
       });
       return { items: res.devices, page: res.page };
     },
@@ -81,7 +83,9 @@ export function deviceCommands(program: Command): void {
     .addOption(labelOption('only devices with this label'))
     .addOption(new Option('--status <status>', 'only devices with this status').choices(Object.keys(STATUS)))
     .option('--name-prefix <prefix>', 'only devices whose name starts so')
-    .option('--type <type>', 'only devices of this type');
+    .option('--type <type>', 'only devices of this type')
+    .option('--device-type <id>', 'only devices of this device type (id)')
+    .option('--group <id>', "only devices the group's selector matches");
 
   devices
     .command('get')

@@ -1,13 +1,19 @@
 import { countCacheLookups, createAuthMiddleware, pingNats, repoPath, runService, ServiceSpec } from '@iot-mesh/runtime';
 import { commandApi } from './api/commands';
 import { credentialApi } from './api/credentials';
+import { deviceTypeApi } from './api/device-types';
 import { deviceApi } from './api/devices';
+import { groupApi } from './api/groups';
+import { provisioningApi } from './api/provisioning';
 import { twinApi } from './api/twins';
 import { deviceEnv } from './config';
 import { Commands } from './domain/commands';
 import { credentialPolicy, Credentials } from './domain/credentials';
+import { DeviceTypes } from './domain/device-types';
 import { DeviceChanges, DeviceRegistry } from './domain/devices';
+import { Groups } from './domain/groups';
 import { Presence } from './domain/presence';
+import { Provisioning } from './domain/provisioning';
 import { Twins } from './domain/twins';
 import { AccountAuthority } from './events/account-authority';
 import { NatsCommandChannel } from './events/command-channel';
@@ -16,16 +22,19 @@ import { NatsDesiredStateChannel } from './events/desired-state';
 import { DeviceDirectoryPublisher } from './events/device-directory-publisher';
 import { DeviceEvents } from './events/device-events';
 import { StateReports } from './events/state-reports';
-import { countCredentialOperations } from './metrics';
+import { countClaims, countCredentialOperations } from './metrics';
 import { PgAccountStore } from './store/account-store';
 import { PgCommandStore } from './store/command-store';
 import { DeviceCache } from './store/device-cache';
 import { PgDeviceStore } from './store/device-store';
+import { PgDeviceTypeStore } from './store/device-type-store';
+import { PgGroupStore } from './store/group-store';
+import { PgProvisioningStore } from './store/provisioning-store';
 import { PgTwinStore } from './store/twin-store';
 
 export { deviceEnv } from './config';
 
-/** The device service: registry, credentials, status, twin, commands. */
+/** The device service: registry, credentials, status, twin, commands, device types, groups, self-provisioning. */
 export const deviceService: ServiceSpec<typeof deviceEnv> = {
   name: 'device',
   env: deviceEnv,
@@ -37,10 +46,12 @@ export const deviceService: ServiceSpec<typeof deviceEnv> = {
 
     // Storage.
     const store = new PgDeviceStore(pool);
+    const typeStore = new PgDeviceTypeStore(pool);
+    const groupStore = new PgGroupStore(pool);
     const cache = countCacheLookups(new DeviceCache(redis, log.child({ component: 'cache' }), config.DEVICE_CACHE_TTL_MS), 'get', 'device');
 
     // The message plane.
-    const directory = await DeviceDirectoryPublisher.open(nats, log.child({ component: 'directory' }));
+    const directory = await DeviceDirectoryPublisher.open(nats, log.child({ component: 'directory' }), typeStore);
     const events = new DeviceEvents(nats, log);
     const accountStore = new PgAccountStore(pool);
     const { system, authority } = (await AccountAuthority.open(config, natsUrl, accountStore, log)) ?? {};
@@ -59,9 +70,12 @@ export const deviceService: ServiceSpec<typeof deviceEnv> = {
         counts: accountStore,
       }),
     );
-    const registry = new DeviceRegistry({ store, cache, changes, credentials });
-    const twins = new Twins(new PgTwinStore(pool), registry, desired);
-    const commands = new Commands(new PgCommandStore(pool), registry, commandChannel);
+    const types = new DeviceTypes({ store: typeStore, devices: store, changes });
+    const registry = new DeviceRegistry({ store, cache, changes, credentials, types, groups: groupStore });
+    const twins = new Twins(new PgTwinStore(pool), registry, desired, types);
+    const commands = new Commands(new PgCommandStore(pool), registry, commandChannel, types);
+    const groups = new Groups(groupStore, types, registry);
+    const provisioning = countClaims(new Provisioning({ store: new PgProvisioningStore(pool), types, registry, changes, credentials }));
     const presence = new Presence({ store, changes, twins, log: log.child({ component: 'presence' }) });
 
     // What the service consumes.
@@ -76,7 +90,15 @@ export const deviceService: ServiceSpec<typeof deviceEnv> = {
     // The shared JWKS/API-key copies are per signing deployment (tests run many signing instances against one Redis).
     const auth = createAuthMiddleware({ signingAddress: config.SIGNING_ADDRESS, redis, log });
     return {
-      services: [deviceApi({ registry, events }), credentialApi(credentials), twinApi(twins), commandApi(commands)],
+      services: [
+        deviceApi({ registry, events }),
+        credentialApi(credentials),
+        twinApi(twins),
+        commandApi(commands),
+        deviceTypeApi(types),
+        groupApi(groups),
+        provisioningApi(provisioning),
+      ],
       middlewares: [auth],
       checks: system ? [{ name: 'nats-system', check: () => pingNats(system!) }] : [],
       async stop() {

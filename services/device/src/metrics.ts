@@ -1,5 +1,6 @@
-import { metrics } from '@iot-mesh/runtime';
+import { GrpcCode, metrics, ServiceError } from '@iot-mesh/runtime';
 import type { Credentials } from './domain/credentials';
+import { CLAIM_REFUSALS, Provisioning } from './domain/provisioning';
 
 /**
  * The device service's own metrics. Devices failing to use their credentials
@@ -11,6 +12,8 @@ export function deviceMetrics() {
   return {
     /** Credential operations by kind (`issue`, `rotate`, `revoke`). */
     credentialOperations: metrics.counter('iot_device_credential_operations_total', 'Device credential operations by kind (issue, rotate, revoke).', ['operation']),
+    /** Provisioning claims by outcome (`created`, `reclaimed`, `refused_*`, `invalid`, `error`). */
+    claims: metrics.counter('iot_device_provisioning_claims_total', 'Provisioning claims by outcome (created, reclaimed, refused_unknown, refused_revoked, refused_expired, refused_exhausted, invalid, error).', ['outcome']),
   };
 }
 
@@ -48,4 +51,30 @@ export function countCredentialOperations(credentials: Credentials): Credentials
     return revoked;
   };
   return credentials;
+}
+
+const REFUSAL_OUTCOMES = new Map<string, string>(Object.entries(CLAIM_REFUSALS).map(([outcome, reason]) => [reason, outcome === 'unknown' ? 'refused_unknown' : outcome]));
+
+/**
+ * Counts every ClaimDevice call as `iot_device_provisioning_claims_total{outcome}`
+ * (a decorator like {@link countCredentialOperations}); refusals are counted
+ * by their reason, malformed requests as `invalid`, anything else as `error`.
+ */
+export function countClaims(provisioning: Provisioning): Provisioning {
+  const { claims } = deviceMetrics();
+  for (const outcome of ['created', 'reclaimed', ...REFUSAL_OUTCOMES.values()]) claims.inc({ outcome }, 0);
+  const claim = provisioning.claim.bind(provisioning);
+  provisioning.claim = async (...args) => {
+    try {
+      const claimed = await claim(...args);
+      claims.inc({ outcome: claimed.outcome });
+      return claimed;
+    } catch (err) {
+      const reason = err instanceof ServiceError ? err.reason : undefined;
+      const outcome = reason && REFUSAL_OUTCOMES.get(reason);
+      claims.inc({ outcome: outcome ?? (err instanceof ServiceError && err.code === GrpcCode.INVALID_ARGUMENT ? 'invalid' : 'error') });
+      throw err;
+    }
+  };
+  return provisioning;
 }

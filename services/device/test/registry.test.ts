@@ -51,7 +51,7 @@ test('create, get, update with a field mask, delete; the directory follows', asy
 
   const kv = await h.platform.jetstream().views.kv(DEVICE_DIRECTORY_BUCKET);
   const entry = DeviceDirectoryEntry.decode((await kv.get(deviceDirectoryKey(a.tenantId, 'thermo-1')))!.value);
-  expect(entry).toEqual({ tenantId: a.tenantId, deviceId: 'thermo-1', name: 'Thermometer 1', type: 'thermometer', labels: { site: 'lab', floor: '2' }, credentialState: CredentialState.CREDENTIAL_STATE_NONE, updateTime: created.updateTime });
+  expect(entry).toEqual({ tenantId: a.tenantId, deviceId: 'thermo-1', name: 'Thermometer 1', type: 'thermometer', labels: { site: 'lab', floor: '2' }, credentialState: CredentialState.CREDENTIAL_STATE_NONE, updateTime: created.updateTime, deviceTypeId: '', unknownMetricPolicy: 0, metrics: [] });
 
   // Only the masked field changes; a read right after the update never sees the old value (cache).
   const updated = await unary(
@@ -121,7 +121,7 @@ test('roles and tenants: viewers cannot write, nobody sees another tenant’s de
     unary(h.clients.credentials, h.clients.credentials.revokeCredential, { deviceId: 'private-1' }, auth),
   ];
   for (const call of notFound) expect((await rejection(call)).code).toBe(status.NOT_FOUND);
-  const listed = await unary(h.clients.devices, h.clients.devices.listDevices, { page: { pageSize: 1000, pageToken: '' }, labels: {}, status: 0, namePrefix: '', type: '' }, auth);
+  const listed = await unary(h.clients.devices, h.clients.devices.listDevices, { page: { pageSize: 1000, pageToken: '' }, labels: {}, status: 0, namePrefix: '', type: '', groupId: '', deviceTypeId: '' }, auth);
   expect(listed.devices.map((d) => d.id)).not.toContain('private-1');
   // Still there, unchanged, for its own tenant.
   const own = await unary(h.clients.devices, h.clients.devices.getDevice, { id: 'private-1' }, { authorization: a.viewer.authorization });
@@ -141,7 +141,7 @@ test('list filters by labels, status, name prefix and type', async () => {
       await unary(
         h.clients.devices,
         h.clients.devices.listDevices,
-        { page: undefined, labels: filter.labels ?? {}, status: filter.status ?? 0, namePrefix: filter.namePrefix ?? '', type: filter.type ?? '' },
+        { page: undefined, labels: filter.labels ?? {}, status: filter.status ?? 0, namePrefix: filter.namePrefix ?? '', type: filter.type ?? '', groupId: '', deviceTypeId: '' },
         { authorization: c.viewer.authorization },
       )
     ).devices.map((d) => d.id);
@@ -165,7 +165,7 @@ test('page tokens return every device exactly once while devices are inserted', 
   let token = '';
   let inserted = 0;
   do {
-    const page = await unary(h.clients.devices, h.clients.devices.listDevices, { page: { pageSize: 7, pageToken: token }, labels: {}, status: 0, namePrefix: '', type: '' }, auth);
+    const page = await unary(h.clients.devices, h.clients.devices.listDevices, { page: { pageSize: 7, pageToken: token }, labels: {}, status: 0, namePrefix: '', type: '', groupId: '', deviceTypeId: '' }, auth);
     seen.push(...page.devices.map((d) => d.id));
     token = page.page!.nextPageToken;
     // Concurrent writers insert while the client pages.
@@ -173,7 +173,7 @@ test('page tokens return every device exactly once while devices are inserted', 
   } while (token && seen.length < 1000);
   expect(new Set(seen).size).toBe(seen.length);
   for (const d of initial) expect(seen).toContain(d.id);
-  expect((await rejection(unary(h.clients.devices, h.clients.devices.listDevices, { page: { pageSize: 7, pageToken: 'garbage' }, labels: {}, status: 0, namePrefix: '', type: '' }, auth))).code).toBe(
+  expect((await rejection(unary(h.clients.devices, h.clients.devices.listDevices, { page: { pageSize: 7, pageToken: 'garbage' }, labels: {}, status: 0, namePrefix: '', type: '', groupId: '', deviceTypeId: '' }, auth))).code).toBe(
     status.INVALID_ARGUMENT,
   );
 });

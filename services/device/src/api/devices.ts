@@ -61,7 +61,14 @@ export function deviceApi({ registry, events }: DeviceApiDeps): ServiceRegistrat
       v.throwIfAny();
       const page = await registry.list(
         callerTenant(ctx),
-        { labels: request.labels, status: fromDeviceStatus(request.status), namePrefix: request.namePrefix || undefined, type: request.type || undefined },
+        {
+          labels: request.labels,
+          status: fromDeviceStatus(request.status),
+          namePrefix: request.namePrefix || undefined,
+          type: request.type || undefined,
+          groupId: request.groupId || undefined,
+          deviceTypeId: request.deviceTypeId || undefined,
+        },
         pageSize(request.page?.pageSize),
         after,
       );
@@ -126,7 +133,8 @@ export function decodeSeqToken(token: string | undefined): string | undefined {
   return cursor[0];
 }
 
-function checkLabels(labels: Record<string, string>, field: string, v: Violations): void {
+/** Violations of a label map (`field` names it): count, key syntax, value length. */
+export function checkLabels(labels: Record<string, string>, field: string, v: Violations): void {
   const keys = Object.keys(labels);
   v.check(keys.length <= DEVICE_LIMITS.labels, field, `at most ${DEVICE_LIMITS.labels} labels`);
   for (const key of keys) {
@@ -157,11 +165,11 @@ function checkNewDevice(input: Device | undefined, prefix: string, v: Violations
 
 /** The device to insert, with a server-assigned id when none was given. */
 function toNewDevice(input: Device): NewDevice {
-  return { id: input.id || newDeviceId(), name: input.name.trim(), type: input.type ?? '', labels: input.labels ?? {} };
+  return { id: input.id || newDeviceId(), name: input.name.trim(), type: input.type ?? '', labels: input.labels ?? {}, deviceTypeId: input.deviceTypeId || undefined };
 }
 
 /** Paths of UpdateDevice's field mask (proto field names). */
-const UPDATABLE = new Set(['name', 'type', 'labels']);
+const UPDATABLE = new Set(['name', 'type', 'labels', 'device_type_id']);
 
 /**
  * The patch an update asks for: the masked fields, or (empty mask) every
@@ -172,8 +180,13 @@ function toPatch(input: Device | undefined, paths: string[], v: Violations): Dev
     v.add('device', 'is required');
     return {};
   }
-  const effective = paths.length > 0 ? paths : ['name', 'type', 'labels'].filter((p) => (p === 'labels' ? Object.keys(input.labels ?? {}).length > 0 : Boolean(input[p as 'name' | 'type'])));
-  for (const path of paths) v.check(UPDATABLE.has(path), 'update_mask', `cannot update ${JSON.stringify(path)}; updatable: name, type, labels`);
+  const effective =
+    paths.length > 0
+      ? paths
+      : ['name', 'type', 'labels', 'device_type_id'].filter((p) =>
+          p === 'labels' ? Object.keys(input.labels ?? {}).length > 0 : p === 'device_type_id' ? Boolean(input.deviceTypeId) : Boolean(input[p as 'name' | 'type']),
+        );
+  for (const path of paths) v.check(UPDATABLE.has(path), 'update_mask', `cannot update ${JSON.stringify(path)}; updatable: name, type, labels, device_type_id`);
   v.check(effective.length > 0, 'update_mask', 'names no field to update');
   const patch: DevicePatch = {};
   if (effective.includes('name')) {
@@ -188,6 +201,8 @@ function toPatch(input: Device | undefined, paths: string[], v: Violations): Dev
     checkLabels(input.labels ?? {}, 'device.labels', v);
     patch.labels = input.labels ?? {};
   }
+  // An empty type id in the mask unbinds the type (the free-text type stays as it was).
+  if (effective.includes('device_type_id')) patch.deviceTypeId = input.deviceTypeId || null;
   return patch;
 }
 
@@ -228,6 +243,8 @@ export function toDeviceMessage(d: DeviceRecord): Device {
     lastDisconnectTime: d.lastDisconnectTime,
     createTime: d.createTime,
     updateTime: d.updateTime,
+    deviceTypeId: d.deviceTypeId ?? '',
+    serialNumber: d.serialNumber ?? '',
   };
 }
 

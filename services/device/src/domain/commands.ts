@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import { errors, Violations } from '@iot-mesh/runtime';
 import type { CommandStore } from '../store/command-store';
 import type { DeviceRegistry } from './devices';
+import type { DeviceTypes } from './device-types';
 import { CommandRecord, JsonObject } from './model';
 import { documentSize, TWIN_DOCUMENT_LIMIT } from './twins';
 
@@ -62,6 +63,8 @@ export class Commands {
     private readonly store: CommandStore,
     private readonly devices: Pick<DeviceRegistry, 'get'>,
     private readonly channel: CommandChannel,
+    /** The device types' command schemas; absent, any command is sent. */
+    private readonly rules?: Pick<DeviceTypes, 'checkCommand'>,
   ) {}
 
   /** Sends a command to the device of `tenantId` and waits for its reply. */
@@ -72,6 +75,7 @@ export class Commands {
     if (input.payload) v.check(documentSize(input.payload) <= TWIN_DOCUMENT_LIMIT, 'payload', `must be at most ${TWIN_DOCUMENT_LIMIT} bytes as JSON`);
     if (input.timeoutMs !== undefined) v.check(input.timeoutMs > 0 && input.timeoutMs <= MAX_COMMAND_TIMEOUT_MS, 'timeout', `must be more than 0 and at most ${MAX_COMMAND_TIMEOUT_MS / 1000} s`);
     v.throwIfAny();
+    await this.rules?.checkCommand(device, input.name, input.payload);
     const base = { id: crypto.randomUUID(), tenantId: device.tenantId, deviceId: device.id, name: input.name, payload: input.payload, actorId: input.actorId, error: '', result: undefined };
     if (device.status !== 'online') {
       await this.store.insertCommand({ ...base, status: 'device_offline', error: 'device offline', completeTime: new Date() });

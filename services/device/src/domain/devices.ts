@@ -2,8 +2,10 @@ import crypto from 'node:crypto';
 import { errors, isSubjectToken } from '@iot-mesh/runtime';
 import type { DeviceCache } from '../store/device-cache';
 import type { DeviceStore, StatusChange } from '../store/device-store';
+import type { GroupStore } from '../store/group-store';
 import type { Credentials, IssuedCredential } from './credentials';
-import { DeviceEventKind, DeviceFilter, DevicePatch, DeviceRecord, NewDevice } from './model';
+import type { DeviceTypes } from './device-types';
+import { DeviceEventKind, DeviceFilter, DevicePatch, DeviceRecord, DeviceTypeRecord, NewDevice } from './model';
 
 /** Where the directory of devices other services watch is written (the NATS KV bucket). */
 export interface DeviceDirectoryWriter {
@@ -60,6 +62,10 @@ export interface RegistryDeps {
   cache: Pick<DeviceCache, 'get' | 'put'>;
   changes: DeviceChanges;
   credentials: Credentials;
+  /** Resolves the device type a new or updated device names (by id or name). */
+  types: Pick<DeviceTypes, 'byName'>;
+  /** Resolves a list's group filter. */
+  groups: Pick<GroupStore, 'get'>;
 }
 
 /**
@@ -72,7 +78,7 @@ export class DeviceRegistry {
 
   /** Creates the devices in one transaction (ALREADY_EXISTS, and none created, when an id is taken). */
   async create(tenantId: string, devices: NewDevice[]): Promise<DeviceRecord[]> {
-    const created = await this.deps.store.insert(tenantId, devices);
+    const created = await this.deps.store.insert(tenantId, await this.typed(tenantId, devices));
     await this.deps.changes.announce('created', created);
     return created;
   }
@@ -99,6 +105,10 @@ export class DeviceRegistry {
 
   async update(tenantId: string, id: string, patch: DevicePatch): Promise<DeviceRecord> {
     checkDeviceId(id, 'device.id');
+    if (patch.deviceTypeId) {
+      const type = await this.explicitType(tenantId, patch.deviceTypeId, 'device.device_type_id');
+      patch = { ...patch, deviceTypeId: type.id, type: type.name };
+    }
     const device = await this.deps.store.update(tenantId, id, patch);
     if (!device) throw errors.notFound('device', id);
     await this.deps.changes.announce('updated', [device]);
@@ -116,9 +126,49 @@ export class DeviceRegistry {
 
   /** Devices matching `filter` after keyset position `after`, `size` at most. */
   async list(tenantId: string, filter: DeviceFilter, size: number, after: string | undefined): Promise<DevicePage> {
+    if (filter.groupId) {
+      const group = await this.deps.groups.get(tenantId, filter.groupId);
+      if (!group) throw errors.notFound('group', filter.groupId);
+      const labels = { ...group.matchLabels };
+      for (const [key, value] of Object.entries(filter.labels ?? {})) {
+        // A label the group fixes to another value: nothing can match both.
+        if (key in labels && labels[key] !== value) return { devices: [] };
+        labels[key] = value;
+      }
+      if (group.deviceTypeId && filter.deviceTypeId && group.deviceTypeId !== filter.deviceTypeId) return { devices: [] };
+      filter = { ...filter, groupId: undefined, labels, deviceTypeId: group.deviceTypeId ?? filter.deviceTypeId };
+    }
     const rows = await this.deps.store.list(tenantId, filter, after, size + 1);
     const devices = rows.slice(0, size);
     return { devices, nextAfter: rows.length > size ? devices[devices.length - 1].seq : undefined };
+  }
+
+  /**
+   * New devices with their device type resolved: one named by id or name in
+   * `deviceTypeId` (NOT_FOUND-worthy names are INVALID_ARGUMENT), else one
+   * whose name equals the free-text `type`; the type's name becomes `type`.
+   */
+  private async typed(tenantId: string, devices: NewDevice[]): Promise<NewDevice[]> {
+    const seen = new Map<string, Promise<DeviceTypeRecord | undefined>>();
+    const lookup = (key: string, explicit: boolean, field: string) => {
+      const cacheKey = `${explicit}:${key}`;
+      if (!seen.has(cacheKey)) seen.set(cacheKey, explicit ? this.explicitType(tenantId, key, field) : this.deps.types.byName(tenantId, key));
+      return seen.get(cacheKey)!;
+    };
+    const out: NewDevice[] = [];
+    for (const [i, d] of devices.entries()) {
+      const field = devices.length > 1 ? `devices[${i}].device_type_id` : 'device.device_type_id';
+      const type = d.deviceTypeId ? await lookup(d.deviceTypeId, true, field) : d.type ? await lookup(d.type, false, field) : undefined;
+      out.push(type ? { ...d, deviceTypeId: type.id, type: type.name } : { ...d, deviceTypeId: undefined });
+    }
+    return out;
+  }
+
+  /** The type a request names; INVALID_ARGUMENT (not NOT_FOUND: the device is what is asked for) when there is none. */
+  private async explicitType(tenantId: string, idOrName: string, field: string): Promise<DeviceTypeRecord> {
+    const type = await this.deps.types.byName(tenantId, idOrName);
+    if (!type) throw errors.invalidArgument([{ field, description: 'names no device type of the tenant' }]);
+    return type;
   }
 }
 

@@ -9,6 +9,10 @@ export interface DeviceRecord {
   id: string;
   name: string;
   type: string;
+  /** The device's DeviceType; undefined for an untyped device (then `type` is free text). */
+  deviceTypeId?: string;
+  /** Set for devices registered by a provisioning claim. */
+  serialNumber?: string;
   labels: Record<string, string>;
   credentialState: CredentialState;
   /** NATS user public key of the active credential. */
@@ -33,6 +37,9 @@ export interface NewDevice {
   name: string;
   type: string;
   labels: Record<string, string>;
+  /** A type id, or (before the registry resolves it) a type's id or name. */
+  deviceTypeId?: string;
+  serialNumber?: string;
 }
 
 /** Fields UpdateDevice may change. */
@@ -40,6 +47,8 @@ export interface DevicePatch {
   name?: string;
   type?: string;
   labels?: Record<string, string>;
+  /** null unbinds the type. */
+  deviceTypeId?: string | null;
 }
 
 /** Filters of a device list. */
@@ -48,6 +57,9 @@ export interface DeviceFilter {
   status?: ConnectionStatus;
   namePrefix?: string;
   type?: string;
+  deviceTypeId?: string;
+  /** Only devices this group's selector matches (resolved by the registry into labels and type). */
+  groupId?: string;
 }
 
 /** A JSON object (a twin document, a command payload or result). */
@@ -84,3 +96,90 @@ export interface CommandRecord {
 
 /** Kinds of device events, as they appear in event subjects. */
 export type DeviceEventKind = 'created' | 'updated' | 'deleted' | 'status_changed' | 'credential_issued' | 'credential_revoked';
+
+/** What happens to telemetry naming a metric the device's type does not declare. */
+export type UnknownMetricPolicy = 'accept' | 'dead_letter';
+
+/** One metric a device type reports. */
+export interface MetricDefinition {
+  name: string;
+  displayName: string;
+  unit: string;
+  kind: 'gauge' | 'counter' | 'boolean' | 'unspecified';
+  min?: number;
+  max?: number;
+}
+
+/** One command a device type takes, with the JSON Schema of its payload. */
+export interface CommandDefinition {
+  name: string;
+  description: string;
+  parametersSchema?: JsonObject;
+}
+
+/** A kind of device of one tenant. */
+export interface DeviceTypeRecord {
+  tenantId: string;
+  id: string;
+  name: string;
+  displayName: string;
+  description: string;
+  metrics: MetricDefinition[];
+  commands: CommandDefinition[];
+  desiredSchema?: JsonObject;
+  reportedSchema?: JsonObject;
+  /** `iot.device.v1.DefaultAlertRule` messages as proto3 JSON: stored here, applied by monitoring. */
+  defaultAlertRules: JsonObject[];
+  firmwareVersion: string;
+  unknownMetricPolicy: UnknownMetricPolicy;
+  createTime: Date;
+  updateTime: Date;
+  seq: string;
+}
+
+/** The fields of a device type a caller sets. */
+export type DeviceTypeInput = Omit<DeviceTypeRecord, 'tenantId' | 'id' | 'createTime' | 'updateTime' | 'seq'>;
+
+/** A saved selector of devices. */
+export interface GroupRecord {
+  tenantId: string;
+  id: string;
+  name: string;
+  description: string;
+  matchLabels: Record<string, string>;
+  deviceTypeId?: string;
+  createTime: Date;
+  updateTime: Date;
+  seq: string;
+}
+
+/** A per-tenant key devices claim their registration with (its secret is only hashed). */
+export interface ProvisioningKeyRecord {
+  tenantId: string;
+  id: string;
+  name: string;
+  secretPrefix: string;
+  deviceTypeId?: string;
+  labels: Record<string, string>;
+  expireTime?: Date;
+  /** 0: no limit. */
+  usageLimit: number;
+  deviceCount: number;
+  claimCount: number;
+  createTime: Date;
+  revokeTime?: Date;
+  seq: string;
+}
+
+export type ClaimOutcome = 'created' | 'reclaimed' | 'refused_revoked' | 'refused_expired' | 'refused_exhausted';
+
+/** One audited use of a provisioning key. */
+export interface ClaimRecord {
+  keyId: string;
+  serialNumber: string;
+  deviceId: string;
+  outcome: ClaimOutcome;
+  peer: string;
+  claimTime: Date;
+  seq: string;
+}

@@ -1,6 +1,7 @@
 import { errors } from '@iot-mesh/runtime';
 import type { TwinStore } from '../store/twin-store';
 import type { DeviceRegistry } from './devices';
+import type { DeviceTypes } from './device-types';
 import { JsonObject, TwinRecord } from './model';
 
 /** Largest desired or reported document, as UTF-8 JSON. */
@@ -20,7 +21,7 @@ export interface DesiredStateChannel {
 }
 
 /** What became of a state report. */
-export type ReportOutcome = 'stored' | 'too_large' | 'unknown_device';
+export type ReportOutcome = 'stored' | 'too_large' | 'unknown_device' | 'schema_violation';
 
 /**
  * The device twin: desired state set by operators and delivered to the device
@@ -32,6 +33,8 @@ export class Twins {
     private readonly store: TwinStore,
     private readonly devices: Pick<DeviceRegistry, 'get'>,
     private readonly desired: DesiredStateChannel,
+    /** The device types' state schemas; absent, nothing is checked. */
+    private readonly rules?: Pick<DeviceTypes, 'checkDesired' | 'reportedViolations'>,
   ) {}
 
   async get(tenantId: string, deviceId: string): Promise<TwinRecord> {
@@ -43,13 +46,14 @@ export class Twins {
 
   /** Replaces the desired document (optimistically, against `expectedVersion`; 0 means any) and sends it to the device. */
   async updateDesired(tenantId: string, deviceId: string, desired: JsonObject | undefined, expectedVersion: number): Promise<TwinRecord> {
-    await this.devices.get(tenantId, deviceId);
+    const device = await this.devices.get(tenantId, deviceId);
     const doc = desired ?? {};
     const size = documentSize(doc);
     if (size > TWIN_DOCUMENT_LIMIT) {
       throw errors.invalidArgument([{ field: 'desired', description: `is ${size} bytes as JSON; the limit is ${TWIN_DOCUMENT_LIMIT} bytes (32 KB)` }]);
     }
     if (expectedVersion < 0) throw errors.invalidArgument([{ field: 'expected_version', description: 'must not be negative' }]);
+    await this.rules?.checkDesired(device, doc);
     const twin = await this.store.setDesired(tenantId, deviceId, doc, expectedVersion);
     if (twin === 'conflict') throw errors.aborted(`the desired state of device ${JSON.stringify(deviceId)} changed since version ${expectedVersion}`);
     if (!twin) throw errors.notFound('device', deviceId);
@@ -66,6 +70,11 @@ export class Twins {
   /** Stores the reported document a device sent. */
   async report(tenantId: string, deviceId: string, reported: JsonObject): Promise<ReportOutcome> {
     if (documentSize(reported) > TWIN_DOCUMENT_LIMIT) return 'too_large';
+    if (this.rules) {
+      const device = await this.devices.get(tenantId, deviceId).catch(() => undefined);
+      if (!device) return 'unknown_device';
+      if ((await this.rules.reportedViolations(device, reported)).length > 0) return 'schema_violation';
+    }
     return (await this.store.setReported(tenantId, deviceId, reported)) ? 'stored' : 'unknown_device';
   }
 }

@@ -2,11 +2,13 @@ import { KV, NatsConnection } from 'nats';
 import { DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey, Logger } from '@iot-mesh/runtime';
 import { DeviceDirectoryEntry } from '../../../../gen/ts/iot/device/v1/directory';
 import { toCredentialState } from '../api/devices';
+import { toUnknownMetricPolicy } from '../api/device-types';
 import type { DeviceDirectoryWriter } from '../domain/devices';
-import { DeviceRecord } from '../domain/model';
+import { DeviceRecord, DeviceTypeRecord } from '../domain/model';
+import type { DeviceTypeStore } from '../store/device-type-store';
 
-/** The directory entry of a device, exactly as readers of the bucket expect it. */
-export function directoryEntry(device: DeviceRecord): DeviceDirectoryEntry {
+/** The directory entry of a device (with what its type tells the telemetry consumer), exactly as readers of the bucket expect it. */
+export function directoryEntry(device: DeviceRecord, type?: DeviceTypeRecord): DeviceDirectoryEntry {
   return {
     tenantId: device.tenantId,
     deviceId: device.id,
@@ -15,6 +17,9 @@ export function directoryEntry(device: DeviceRecord): DeviceDirectoryEntry {
     labels: device.labels,
     credentialState: toCredentialState(device.credentialState),
     updateTime: device.updateTime,
+    deviceTypeId: device.deviceTypeId ?? '',
+    unknownMetricPolicy: toUnknownMetricPolicy(type?.unknownMetricPolicy),
+    metrics: type?.metrics.map((m) => m.name) ?? [],
   };
 }
 
@@ -29,19 +34,30 @@ export class DeviceDirectoryPublisher implements DeviceDirectoryWriter {
   private constructor(
     private readonly kv: KV,
     private readonly log: Logger,
+    private readonly types?: Pick<DeviceTypeStore, 'getMany'>,
   ) {}
 
-  /** Opens (creating when missing) the bucket. */
-  static async open(nc: NatsConnection, log: Logger): Promise<DeviceDirectoryPublisher> {
+  /** Opens (creating when missing) the bucket; `types` supplies the device types entries carry the policy of. */
+  static async open(nc: NatsConnection, log: Logger, types?: Pick<DeviceTypeStore, 'getMany'>): Promise<DeviceDirectoryPublisher> {
     const kv = await nc.jetstream().views.kv(DEVICE_DIRECTORY_BUCKET, { history: 1 });
-    return new DeviceDirectoryPublisher(kv, log);
+    return new DeviceDirectoryPublisher(kv, log, types);
   }
 
   /** Writes the entries of `devices`; failures are logged (the next resync repairs them). */
   async put(devices: DeviceRecord[]): Promise<void> {
+    const typeIds = [...new Set(devices.flatMap((d) => (d.deviceTypeId ? [d.deviceTypeId] : [])))];
+    let types = new Map<string, DeviceTypeRecord>();
+    try {
+      if (typeIds.length > 0 && this.types) types = new Map((await this.types.getMany(typeIds)).map((t) => [t.id, t]));
+    } catch (err) {
+      // Written without the type's policy rather than not at all; the next resync repairs it.
+      this.log.warn({ err: (err as Error).message }, 'reading device types for the directory failed');
+    }
     for (let i = 0; i < devices.length; i += 100) {
       const chunk = devices.slice(i, i + 100);
-      const results = await Promise.allSettled(chunk.map((d) => this.kv.put(deviceDirectoryKey(d.tenantId, d.id), DeviceDirectoryEntry.encode(directoryEntry(d)).finish())));
+      const results = await Promise.allSettled(
+        chunk.map((d) => this.kv.put(deviceDirectoryKey(d.tenantId, d.id), DeviceDirectoryEntry.encode(directoryEntry(d, d.deviceTypeId ? types.get(d.deviceTypeId) : undefined)).finish())),
+      );
       const failed = results.filter((r) => r.status === 'rejected').length;
       if (failed > 0) this.log.warn({ failed, err: String((results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason) }, 'device directory write failed');
     }

@@ -37,7 +37,7 @@ export interface DeviceStore {
   touchLastSeen(entries: { tenantId: string; id: string; at: Date }[]): Promise<{ tenantId: string; id: string; version: number }[]>;
 }
 
-const DEVICE_COLUMNS = `tenant_id, id, seq, name, type, labels, credential_state, credential_key, credential_issue_time,
+const DEVICE_COLUMNS = `tenant_id, id, seq, name, type, device_type_id, serial_number, labels, credential_state, credential_key, credential_issue_time,
   credential_expire_time, status, last_seen_time, last_connect_time, last_disconnect_time, create_time, update_time, version`;
 
 /** A result row. */
@@ -48,13 +48,19 @@ export function optionalDate(value: Date | null): Date | undefined {
   return value ?? undefined;
 }
 
-function toDevice(row: Row): DeviceRecord {
+/** The columns of a device row, for `RETURNING` and `SELECT` in other stores of this schema. */
+export const DEVICE_ROW_COLUMNS = DEVICE_COLUMNS;
+
+/** A device row as a record. */
+export function toDevice(row: Row): DeviceRecord {
   return {
     tenantId: row.tenant_id,
     id: row.id,
     seq: String(row.seq),
     name: row.name,
     type: row.type,
+    deviceTypeId: row.device_type_id ?? undefined,
+    serialNumber: row.serial_number ?? undefined,
     labels: row.labels,
     credentialState: row.credential_state,
     credentialKey: row.credential_key ?? undefined,
@@ -78,25 +84,43 @@ function likePrefix(prefix: string): string {
   return `${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 }
 
+/** Something to run a query on: the pool or a client inside a transaction. */
+export type Queryable = Pick<PoolClient, 'query'>;
+
+/** Inserts all devices or none (ALREADY_EXISTS when an id or serial number is taken), in the order given. */
+export async function insertDevices(db: Queryable, tenantId: string, devices: NewDevice[]): Promise<DeviceRecord[]> {
+  if (devices.length === 0) return [];
+  const { rows } = await db
+    .query(
+      `INSERT INTO devices (tenant_id, id, name, type, labels, device_type_id, serial_number)
+       SELECT $1, d.id, d.name, d.type, d.labels, d.device_type_id, d.serial_number
+         FROM unnest($2::text[], $3::text[], $4::text[], $5::jsonb[], $6::uuid[], $7::text[]) WITH ORDINALITY AS d(id, name, type, labels, device_type_id, serial_number, n)
+        ORDER BY d.n
+       RETURNING ${DEVICE_COLUMNS}`,
+      [
+        tenantId,
+        devices.map((d) => d.id),
+        devices.map((d) => d.name),
+        devices.map((d) => d.type),
+        devices.map((d) => JSON.stringify(d.labels)),
+        devices.map((d) => d.deviceTypeId ?? null),
+        devices.map((d) => d.serialNumber ?? null),
+      ],
+    )
+    .catch((err: { code?: string; constraint?: string }) => {
+      if (err.code === UNIQUE_VIOLATION) throw errors.alreadyExists(err.constraint === 'devices_tenant_serial' ? 'a device with this serial number already exists' : 'a device with this id already exists');
+      throw err;
+    });
+  const byId = new Map(rows.map((r) => [r.id as string, toDevice(r)]));
+  return devices.map((d) => byId.get(d.id)!);
+}
+
 /** The PostgreSQL implementation (schema `device`). */
 export class PgDeviceStore implements DeviceStore {
   constructor(private readonly pool: Pool) {}
 
-  async insert(tenantId: string, devices: NewDevice[]): Promise<DeviceRecord[]> {
-    if (devices.length === 0) return [];
-    const { rows } = await this.pool.query(
-      `INSERT INTO devices (tenant_id, id, name, type, labels)
-       SELECT $1, d.id, d.name, d.type, d.labels
-         FROM unnest($2::text[], $3::text[], $4::text[], $5::jsonb[]) WITH ORDINALITY AS d(id, name, type, labels, n)
-        ORDER BY d.n
-       RETURNING ${DEVICE_COLUMNS}`,
-      [tenantId, devices.map((d) => d.id), devices.map((d) => d.name), devices.map((d) => d.type), devices.map((d) => JSON.stringify(d.labels))],
-    ).catch((err: { code?: string }) => {
-      if (err.code === UNIQUE_VIOLATION) throw errors.alreadyExists('a device with this id already exists');
-      throw err;
-    });
-    const byId = new Map(rows.map((r) => [r.id as string, toDevice(r)]));
-    return devices.map((d) => byId.get(d.id)!);
+  insert(tenantId: string, devices: NewDevice[]): Promise<DeviceRecord[]> {
+    return insertDevices(this.pool, tenantId, devices);
   }
 
   async get(tenantId: string, id: string): Promise<DeviceRecord | undefined> {
@@ -108,10 +132,11 @@ export class PgDeviceStore implements DeviceStore {
     const { rows } = await this.pool.query(
       `UPDATE devices SET
          name = COALESCE($3, name), type = COALESCE($4, type), labels = COALESCE($5::jsonb, labels),
+         device_type_id = CASE WHEN $6 THEN $7::uuid ELSE device_type_id END,
          version = nextval('device_versions'), update_time = now()
        WHERE tenant_id = $1 AND id = $2
        RETURNING ${DEVICE_COLUMNS}`,
-      [tenantId, id, patch.name ?? null, patch.type ?? null, patch.labels ? JSON.stringify(patch.labels) : null],
+      [tenantId, id, patch.name ?? null, patch.type ?? null, patch.labels ? JSON.stringify(patch.labels) : null, patch.deviceTypeId !== undefined, patch.deviceTypeId ?? null],
     );
     return rows[0] ? toDevice(rows[0]) : undefined;
   }
@@ -138,6 +163,7 @@ export class PgDeviceStore implements DeviceStore {
     if (filter.status) add('status = ?', filter.status);
     if (filter.namePrefix) add("name LIKE ? ESCAPE '\\'", likePrefix(filter.namePrefix));
     if (filter.type) add('type = ?', filter.type);
+    if (filter.deviceTypeId) add('device_type_id = ?::uuid', filter.deviceTypeId);
     params.push(limit);
     const { rows } = await this.pool.query(`SELECT ${DEVICE_COLUMNS} FROM devices WHERE ${where.join(' AND ')} ORDER BY seq LIMIT $${params.length}`, params);
     return rows.map(toDevice);
