@@ -39,6 +39,11 @@ export const upEnv = {
   UP_START_TIMEOUT_MS: env.positiveInt(60_000),
   /** How long each piece may take to stop before it is killed. */
   UP_STOP_TIMEOUT_MS: env.positiveInt(15_000),
+  /**
+   * The services' ports (and GATEWAY_PORT, read by the gateway entry). 0: a
+   * free port the process binds itself and logs (at LOG_LEVEL info or lower),
+   * read back for the status table and for the processes started after it.
+   */
   SIGNING_GRPC_PORT: env.port(DEFAULT_GRPC_PORTS.signing),
   /** signing's HTTP port (JWKS at /.well-known/jwks.json). */
   SIGNING_HTTP_PORT: env.port(8081),

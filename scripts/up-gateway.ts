@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { env, loadConfig, repoPath, repoRoot } from '@iot-mesh/runtime';
+import { reportedPortOf } from './reported-port';
 import { nodeEntry } from './up-services';
 import { displayPath } from './up-status';
 import { Component } from './up-stack';
@@ -23,8 +24,9 @@ const DASHBOARD_INDEX = repoPath('gateway', 'web', 'dist', 'index.html');
  * The dashboard build and the Node gateway, as two entries of the process
  * table: `build` goes first and, when no build exists, runs Vite in the
  * background while the rest starts; `gateway` goes last, waits for that build,
- * starts gateway/src/main pointed at the services started before it, waits
- * for /healthz and prints the dashboard's URL.
+ * starts gateway/src/main pointed at the services started before it (on
+ * GATEWAY_PORT; 0: a port it binds and logs), waits for /healthz and prints
+ * the dashboard's URL.
  */
 export function dashboardAndGateway(): { build: Component; gateway: Component } {
   let built: Promise<void> = Promise.resolve();
@@ -60,8 +62,8 @@ export function gatewayComponent(dashboardBuilt: () => Promise<void> = async () 
   return {
     name: 'gateway',
     async start(ctx) {
-      const { GATEWAY_PORT: port } = loadConfig(gatewayEnv);
-      await ensurePortFree(port, 'GATEWAY_PORT');
+      const { GATEWAY_PORT: configuredPort } = loadConfig(gatewayEnv);
+      await ensurePortFree(configuredPort, 'GATEWAY_PORT');
       await dashboardBuilt();
       if (!fs.existsSync(DASHBOARD_INDEX)) throw new Error('gateway: no dashboard build in gateway/web/dist (run npm run build:web)');
       const upstreams: Record<string, string> = {};
@@ -75,8 +77,10 @@ export function gatewayComponent(dashboardBuilt: () => Promise<void> = async () 
         command: process.execPath,
         args: nodeEntry('gateway/src/main'),
         cwd: repoRoot(),
-        env: { ...process.env, ...ctx.env, ...upstreams, GATEWAY_HOST: '127.0.0.1', GATEWAY_PORT: String(port) },
+        env: { ...process.env, ...ctx.env, ...upstreams, GATEWAY_HOST: '127.0.0.1', GATEWAY_PORT: String(configuredPort) },
       });
+      // GATEWAY_PORT=0: the gateway binds a free port and logs it.
+      const port = await reportedPortOf(proc, configuredPort, 'gateway listening', ctx);
       const url = `http://127.0.0.1:${port}`;
       await waitUntil('gateway /healthz', async () => (await fetch(`${url}/healthz`)).ok, {
         timeoutMs: ctx.config.UP_START_TIMEOUT_MS,

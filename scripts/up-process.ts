@@ -65,6 +65,8 @@ async function waitUntilGone(pid: number, timeoutMs: number): Promise<boolean> {
 export class ManagedProcess {
   readonly logFile: string;
   private readonly pidFile: string;
+  /** Where this start's output begins in the log file (which keeps earlier runs). */
+  private logOffset = 0;
   private child?: ChildProcess;
   private exitInfo?: { code: number | null; signal: NodeJS.Signals | null };
   private readonly exitWaiters: Array<() => void> = [];
@@ -116,6 +118,7 @@ export class ManagedProcess {
     fs.mkdirSync(path.dirname(this.logFile), { recursive: true });
     fs.mkdirSync(path.dirname(this.pidFile), { recursive: true });
     const out = fs.openSync(this.logFile, 'a');
+    this.logOffset = fs.fstatSync(out).size;
     fs.writeSync(out, `\n--- ${new Date().toISOString()} starting ${this.spec.command} ${this.spec.args.join(' ')}\n`);
     if (this.spec.uid !== undefined) fs.fchownSync(out, this.spec.uid, this.spec.gid ?? -1);
     try {
@@ -188,6 +191,15 @@ export class ManagedProcess {
   private exitedCleanly(): boolean {
     if (!this.exitInfo) return false;
     return this.exitInfo.code === 0 || this.exitInfo.signal === (this.spec.stopSignal ?? 'SIGTERM');
+  }
+
+  /** What the process has logged since it was started (not the earlier runs the file keeps). */
+  output(): string {
+    try {
+      return fs.readFileSync(this.logFile).subarray(this.logOffset).toString('utf8');
+    } catch {
+      return '';
+    }
   }
 
   /** The last lines of the log file, for start-up failure messages. */

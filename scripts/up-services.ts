@@ -5,6 +5,7 @@ import path from 'node:path';
 import { AuthServiceClient } from '../gen/ts/iot/signing/v1/auth';
 import { checkHealth, insecureClient, MeshServiceName, repoRoot, unary } from '@iot-mesh/runtime';
 import { UpConfig } from './up-config';
+import { reportedPortOf } from './reported-port';
 import { displayPath } from './up-status';
 import { Component, UpContext } from './up-stack';
 import { ensurePortFree, portAnswers, waitUntil } from './up-wait';
@@ -43,10 +44,14 @@ export interface GrpcServiceOptions {
   entry: string;
   /** Extra node options placed before the entry (for example `--import` of a tracing preload). */
   nodeOptions?: string[];
-  /** Further ports it listens on, checked free before it starts (`SIGNING_HTTP_PORT`…). */
-  extraPorts?: (config: UpConfig) => Array<{ port: number; variable: string }>;
-  /** Further status rows (an HTTP endpoint beside the gRPC port). */
-  extraRows?: (config: UpConfig) => Array<{ name: string; address: string; port: number; detail?: string }>;
+  /**
+   * Further ports it listens on (`SIGNING_HTTP_PORT`…), checked free before it
+   * starts; one configured as 0 is read back from the service's log line
+   * `report` (signing's `http listening`).
+   */
+  extraPorts?: (config: UpConfig) => Array<{ port: number; variable: string; report: string }>;
+  /** Further status rows (an HTTP endpoint beside the gRPC port); `ports`: the extra ports as bound, by variable. */
+  extraRows?: (config: UpConfig, ports: Record<string, number>) => Array<{ name: string; address: string; port: number; detail?: string }>;
   /** The service's own variables, computed when it starts (after everything before it is up). */
   env?: (ctx: UpContext) => Record<string, string> | Promise<Record<string, string>>;
 }
@@ -56,26 +61,33 @@ export interface GrpcServiceOptions {
  * plus anything set in the up-command's own environment), its own port and
  * variables, and waits until `grpc.health.v1` says SERVING — which the
  * runtime says only after connecting its dependencies and applying its
- * migrations.
+ * migrations. A port configured as 0 is bound by the service itself and read
+ * back from its log (`grpc listening`, `metrics at /metrics`).
  */
 export function grpcService(options: GrpcServiceOptions): Component {
   return {
     name: options.name,
     async start(ctx) {
       const variables = portVariables(options.name);
-      const port = ctx.config[variables.grpc];
-      const metricsPort = ctx.config[variables.metrics];
-      await ensurePortFree(port, variables.grpc);
-      await ensurePortFree(metricsPort, variables.metrics);
-      for (const extra of options.extraPorts?.(ctx.config) ?? []) await ensurePortFree(extra.port, extra.variable);
-      const address = `${LOCAL}:${port}`;
+      const configuredPort = ctx.config[variables.grpc];
+      const configuredMetricsPort = ctx.config[variables.metrics];
+      const extraPorts = options.extraPorts?.(ctx.config) ?? [];
+      await ensurePortFree(configuredPort, variables.grpc);
+      await ensurePortFree(configuredMetricsPort, variables.metrics);
+      for (const extra of extraPorts) await ensurePortFree(extra.port, extra.variable);
       const proc = await ctx.spawn({
         name: options.name,
         command: process.execPath,
         args: [...(options.nodeOptions ?? []), ...nodeEntry(options.entry)],
         cwd: repoRoot(),
-        env: { ...process.env, ...ctx.env, GRPC_HOST: LOCAL, GRPC_PORT: String(port), METRICS_PORT: String(metricsPort), ...(await options.env?.(ctx)) },
+        env: { ...process.env, ...ctx.env, GRPC_HOST: LOCAL, GRPC_PORT: String(configuredPort), METRICS_PORT: String(configuredMetricsPort), ...(await options.env?.(ctx)) },
       });
+      const boundPort = (configured: number, report: string) => reportedPortOf(proc, configured, report, ctx);
+      const port = await boundPort(configuredPort, 'grpc listening');
+      const metricsPort = await boundPort(configuredMetricsPort, 'metrics at /metrics');
+      const extraBound: Record<string, number> = {};
+      for (const extra of extraPorts) extraBound[extra.variable] = await boundPort(extra.port, extra.report);
+      const address = `${LOCAL}:${port}`;
       await waitUntil(`${options.name} health`, async () => (await checkHealth(address, '', 1000)) === 'SERVING', {
         timeoutMs: ctx.config.UP_START_TIMEOUT_MS,
         signal: ctx.signal,
@@ -86,7 +98,7 @@ export function grpcService(options: GrpcServiceOptions): Component {
       // Later children find it the way services find signing: SIGNING_ADDRESS, DEVICE_ADDRESS…
       ctx.env[`${options.name.toUpperCase()}_ADDRESS`] = address;
       const extraRows = [];
-      const rows = [{ name: `${options.name} metrics`, address: `http://${LOCAL}:${metricsPort}/metrics`, port: metricsPort }, ...(options.extraRows?.(ctx.config) ?? [])];
+      const rows = [{ name: `${options.name} metrics`, address: `http://${LOCAL}:${metricsPort}/metrics`, port: metricsPort }, ...(options.extraRows?.(ctx.config, extraBound) ?? [])];
       for (const { port: extraPort, ...row } of rows) {
         extraRows.push({ state: (await portAnswers(extraPort)) ? 'listening' : 'closed', pid: proc.pid, ...row });
       }

@@ -33,8 +33,8 @@ export function components(config: UpConfig): Component[] {
     grpcService({
       name: 'signing',
       entry: 'services/signing/src/main',
-      extraPorts: (c) => [{ port: c.SIGNING_HTTP_PORT, variable: 'SIGNING_HTTP_PORT' }],
-      extraRows: (c) => [{ name: 'signing jwks', address: `http://127.0.0.1:${c.SIGNING_HTTP_PORT}/.well-known/jwks.json`, port: c.SIGNING_HTTP_PORT }],
+      extraPorts: (c) => [{ port: c.SIGNING_HTTP_PORT, variable: 'SIGNING_HTTP_PORT', report: 'http listening' }],
+      extraRows: (_c, ports) => [{ name: 'signing jwks', address: `http://127.0.0.1:${ports.SIGNING_HTTP_PORT}/.well-known/jwks.json`, port: ports.SIGNING_HTTP_PORT }],
       env: () => ({
         SIGNING_BOOTSTRAP_TOKEN: bootstrapToken(config),
         SIGNING_KEY_ENCRYPTION_KEY: keyEncryptionKey(config),

@@ -5,8 +5,7 @@ import { AuditServiceClient } from '../gen/ts/iot/signing/v1/audit';
 import { AuthServiceClient } from '../gen/ts/iot/signing/v1/auth';
 import { TenantServiceClient } from '../gen/ts/iot/signing/v1/tenants';
 import { UserServiceClient } from '../gen/ts/iot/signing/v1/users';
-import { signingService, signingEnv } from '@iot-mesh/signing';
-import { freePort } from './ports';
+import { jwksHttpPort, signingService, signingEnv } from '@iot-mesh/signing';
 import { createTestDatabase, TestDatabase } from './postgres';
 import { startTestService, TestService } from './services';
 
@@ -85,13 +84,13 @@ function randomPassword(): string {
  */
 export async function startSigningForTest(options: StartSigningOptions = {}): Promise<TestSigning> {
   const database = await createTestDatabase('iot_signing_test');
-  const httpPort = await freePort();
   const bootstrapToken = crypto.randomBytes(32).toString('base64url');
   let service: TestService<typeof signingEnv>;
   try {
     service = await startTestService(signingService, {
       DATABASE_URL: database.url,
-      SIGNING_HTTP_PORT: String(httpPort),
+      // Bound by the service itself and read back: no port is picked for it.
+      SIGNING_HTTP_PORT: '0',
       SIGNING_BOOTSTRAP_TOKEN: bootstrapToken,
       SIGNING_KEY_ENCRYPTION_KEY: crypto.randomBytes(32).toString('base64url'),
       SIGNING_REDIS_PREFIX: `iot:test:signing:${crypto.randomBytes(6).toString('hex')}:`,
@@ -106,6 +105,7 @@ export async function startSigningForTest(options: StartSigningOptions = {}): Pr
     throw err;
   }
   const address = service.address;
+  const httpPort = jwksHttpPort(service.ctx);
   const clients = {
     auth: insecureClient(AuthServiceClient, address),
     tenants: insecureClient(TenantServiceClient, address),

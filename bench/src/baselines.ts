@@ -8,7 +8,7 @@ import { from as copyFrom } from 'pg-copy-streams';
 import { repoPath } from '@iot-mesh/runtime';
 import { closedLoop, Latencies, nowMs } from './measure';
 import { startNode } from './processes';
-import { freePort, waitForPort } from '../../testing/ports';
+import { waitForReportedPort } from '../../scripts/reported-port';
 
 const DAY_MS = 86_400_000;
 const METRICS = ['temperature', 'humidity', 'pressure', 'wind_speed', 'wind_direction'];
@@ -115,9 +115,11 @@ export interface EchoServer {
 
 /** Starts bench/src/echo-server.ts in a child process. */
 export async function startEchoServer(): Promise<EchoServer> {
-  const port = await freePort();
-  const proc = startNode('grpc-echo', 'bench/src/echo-server.ts', { ECHO_PORT: String(port) });
-  await waitForPort(port, '127.0.0.1', 30_000);
+  const proc = startNode('grpc-echo', 'bench/src/echo-server.ts', { ECHO_PORT: '0' });
+  const port = await waitForReportedPort(() => proc.log(), 'grpc listening', { timeoutMs: 30_000, failed: () => (proc.running ? undefined : `the echo server exited (${proc.exitDescription}):\n${proc.tail()}`) }).catch(async (err) => {
+    await proc.stop();
+    throw err;
+  });
   return { address: `127.0.0.1:${port}`, pid: proc.pid, stop: () => proc.stop() };
 }
 

@@ -2,7 +2,9 @@
  * The bare grpc-js baseline: one unary method that answers with a response
  * of fixed size (ECHO_RESPONSE_BYTES, default the size of a device lookup's
  * answer), no interceptors, no auth, no validation. Runs as its own process
- * on ECHO_PORT, like the services it is compared with.
+ * on ECHO_PORT (default 0: any free port), like the services it is compared
+ * with, and reports the port it bound as the runtime does (a JSON line,
+ * `grpc listening` with `port`).
  */
 import { Server, ServerCredentials, ServerUnaryCall, sendUnaryData } from '@grpc/grpc-js';
 
@@ -27,10 +29,11 @@ server.addService(
     Echo: (_call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => callback(null, response),
   },
 );
-server.bindAsync(`127.0.0.1:${port}`, ServerCredentials.createInsecure(), (err) => {
+server.bindAsync(`127.0.0.1:${port}`, ServerCredentials.createInsecure(), (err, bound) => {
   if (err) {
     console.error(err.message);
     process.exit(1);
   }
+  console.log(JSON.stringify({ msg: 'grpc listening', port: bound }));
 });
 process.on('SIGTERM', () => server.tryShutdown(() => process.exit(0)));

@@ -1,4 +1,3 @@
-import { ChildProcess, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { connect, ConnectionOptions, credsAuthenticator, KV, NatsConnection } from 'nats';
@@ -12,8 +11,10 @@ import { ProfileName } from '../../simulator/src/profiles';
 import { provisionDevices } from '../../simulator/src/provision';
 import { OperatorNats, startOperatorNats } from '../../testing/nats-operator';
 import { TestNatsServer, NatsServerOptions } from '../../testing/nats-server';
-import { freePort, waitForPort } from '../../testing/ports';
+import { startRedis, StartedRedis } from '../../scripts/local-servers';
+import { waitForReportedPort } from '../../scripts/reported-port';
 import { createTestDatabase, TestDatabase } from '../../testing/postgres';
+import { TestLauncher } from '../../testing/server-launcher';
 import { BenchProcess, ServiceProcess, startNode, startService, stopAll } from './processes';
 
 /** Which pieces a scenario needs running. */
@@ -55,7 +56,9 @@ export class Platform {
   private directory?: KV;
   private readonly started: BenchProcess[] = [];
   /** A private redis-server: services share caches (JWKS copies, API keys) through Redis, so a shared one mixes platforms. */
-  redis?: { process: ChildProcess; url: string };
+  redis?: StartedRedis;
+  /** Runs the private redis-server (binds a free port, again on another if it loses one to a race). */
+  private readonly launcher = new TestLauncher();
 
   /** Extra environment every service gets (NATS credentials in operator mode, …). */
   serviceEnv: Record<string, string> = {};
@@ -81,17 +84,14 @@ export class Platform {
     }
     this.db = await createTestDatabase('iot_bench');
     this.nc = await this.connectNats('bench');
-    const redisPort = await freePort();
-    const redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-    this.redis = { process: redis, url: `redis://127.0.0.1:${redisPort}` };
-    await waitForPort(redisPort, '127.0.0.1', 10_000);
+    this.redis = await this.launcher.explain(() => startRedis(this.launcher, { dir: this.launcher.dir, timeoutMs: 10_000 }));
     const common = { DATABASE_URL: this.db.url, NATS_URL: this.nats.url, REDIS_URL: this.redis.url, ...this.serviceEnv };
     if (needs.signing) {
       const bootstrapToken = crypto.randomBytes(24).toString('hex');
       this.signing = await startService('signing', {
         ...common,
         SIGNING_BOOTSTRAP_TOKEN: bootstrapToken,
-        SIGNING_HTTP_PORT: String(await freePort()),
+        SIGNING_HTTP_PORT: '0',
         SIGNING_KEY_ACTIVATION_DELAY_MS: '0',
         SIGNING_LOGIN_ACCOUNT_FREE_ATTEMPTS: '1000',
         SIGNING_LOGIN_ADDRESS_FREE_ATTEMPTS: '1000',
@@ -111,15 +111,15 @@ export class Platform {
       this.started.push(this.monitoring.process);
     }
     if (needs.gateway) {
-      const port = await freePort();
       const hostPort = (s?: ServiceProcess) => (s ? { host: '127.0.0.1', port: String(s.port) } : undefined);
-      const env: Record<string, string> = { GATEWAY_PORT: String(port) };
+      // It binds a free port and logs it (at info).
+      const env: Record<string, string> = { GATEWAY_PORT: '0', LOG_LEVEL: 'info' };
       for (const [name, s] of Object.entries({ SIGNING: hostPort(this.signing), DEVICE: hostPort(this.device), MONITORING: hostPort(this.monitoring) })) {
         if (s) Object.assign(env, { [`${name}_HOST`]: s.host, [`${name}_PORT`]: s.port });
       }
       const proc = startNode('gateway', 'gateway/src/main.ts', env, needs.nodeArgs?.gateway);
       this.started.push(proc);
-      await waitForPort(port, '127.0.0.1', 60_000);
+      const port = await waitForReportedPort(() => proc.log(), 'gateway listening', { timeoutMs: 60_000, failed: () => (proc.running ? undefined : `gateway exited (${proc.exitDescription}):\n${proc.tail()}`) });
       this.gateway = { process: proc, url: `http://127.0.0.1:${port}` };
     }
   }
@@ -148,7 +148,7 @@ export class Platform {
     const out: Record<string, number> = { bench: process.pid };
     const natsPid = this.nats?.pid;
     if (natsPid) out['nats-server'] = natsPid;
-    if (this.redis?.process.pid) out['redis-server'] = this.redis.process.pid;
+    if (this.redis?.proc.pid) out['redis-server'] = this.redis.proc.pid;
     for (const p of this.started) if (p.running) out[p.name] = p.pid;
     return out;
   }
@@ -200,12 +200,7 @@ export class Platform {
 
   async stop(): Promise<void> {
     await stopAll(this.started);
-    const redis = this.redis?.process;
-    if (redis && redis.exitCode === null && redis.signalCode === null) {
-      const exited = new Promise((resolve) => redis.once('exit', resolve));
-      redis.kill('SIGTERM');
-      await exited;
-    }
+    await this.launcher.destroy();
     await this.nc?.close().catch(() => undefined);
     await this.db?.drop().catch(() => undefined);
     await (this.operatorNats ?? this.nats)?.stop().catch(() => undefined);

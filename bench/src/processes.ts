@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { checkHealth, repoRoot } from '@iot-mesh/runtime';
-import { freePort } from '../../testing/ports';
+import { waitForReportedPort } from '../../scripts/reported-port';
 import { sleep, waitFor } from './measure';
 
 /** A child process the bench started (a service, the echo server, a load generator). */
@@ -15,6 +15,8 @@ export class BenchProcess {
     readonly name: string,
     readonly child: ChildProcess,
     readonly logFile: string,
+    /** Where this process's output begins in the log file (a name started again appends to it). */
+    private readonly logOffset = 0,
   ) {
     child.once('exit', (code, signal) => {
       this.exited = true;
@@ -30,13 +32,18 @@ export class BenchProcess {
     return !this.exited;
   }
 
-  /** The last lines of its log, for error messages. */
-  tail(lines = 20): string {
+  /** Everything it logged so far. */
+  log(): string {
     try {
-      return fs.readFileSync(this.logFile, 'utf8').trim().split('\n').slice(-lines).join('\n');
+      return fs.readFileSync(this.logFile).subarray(this.logOffset).toString('utf8');
     } catch {
       return '';
     }
+  }
+
+  /** The last lines of its log, for error messages. */
+  tail(lines = 20): string {
+    return this.log().trim().split('\n').slice(-lines).join('\n');
   }
 
   /** SIGTERM, then SIGKILL after `graceMs`. */
@@ -57,13 +64,14 @@ export const RUN_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'iot-bench-'));
 export function startNode(name: string, entry: string, env: Record<string, string>, nodeArgs: string[] = [], args: string[] = []): BenchProcess {
   const logFile = path.join(RUN_DIR, `${name}.log`);
   const out = fs.openSync(logFile, 'a');
+  const logOffset = fs.fstatSync(out).size;
   const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', path.join(repoRoot(), entry), ...args], {
     cwd: repoRoot(),
     env: { ...process.env, LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', out, out],
   });
   fs.closeSync(out);
-  return new BenchProcess(name, child, logFile);
+  return new BenchProcess(name, child, logFile, logOffset);
 }
 
 /** A gRPC service of ours running as its own process. */
@@ -76,21 +84,25 @@ export interface ServiceProcess {
 
 /**
  * Starts one of the services (`services/<name>/src/main.ts`) as a child
- * process with the real runtime on a free port and waits until its health
- * check says SERVING (dependencies connected, migrations applied).
+ * process with the real runtime and waits until its health check says
+ * SERVING (dependencies connected, migrations applied). It binds port 0 and
+ * logs the port it bound (at info, so its log level is info).
  */
 export async function startService(name: string, env: Record<string, string>, options: { nodeArgs?: string[]; timeoutMs?: number; entry?: string } = {}): Promise<ServiceProcess> {
-  const port = await freePort();
-  const proc = startNode(name, options.entry ?? `services/${name}/src/main.ts`, { GRPC_HOST: '127.0.0.1', GRPC_PORT: String(port), ...env }, options.nodeArgs);
-  const address = `127.0.0.1:${port}`;
+  const proc = startNode(name, options.entry ?? `services/${name}/src/main.ts`, { GRPC_HOST: '127.0.0.1', GRPC_PORT: '0', LOG_LEVEL: 'info', ...env }, options.nodeArgs);
+  let port = 0;
+  let address = '';
   try {
+    const timeoutMs = options.timeoutMs ?? 60_000;
+    port = await waitForReportedPort(() => proc.log(), 'grpc listening', { timeoutMs, failed: () => (proc.running ? undefined : `${name} exited (${proc.exitDescription})`) });
+    address = `127.0.0.1:${port}`;
     await waitFor(
       `${name} to serve`,
       async () => {
         if (!proc.running) throw new Error(`${name} exited (${proc.exitDescription}):\n${proc.tail()}`);
         return (await checkHealth(address, '', 1000).catch(() => 'UNKNOWN')) === 'SERVING';
       },
-      options.timeoutMs ?? 60_000,
+      timeoutMs,
       250,
     );
   } catch (err) {

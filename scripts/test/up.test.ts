@@ -8,7 +8,6 @@ import Redis from 'ioredis';
 import { Client } from 'pg';
 import { encodeTenantAccount, mintDeviceUser, NatsOperatorSetup, nkeyFromSeed, tenantAccountKeys, updateAccountClaims } from '@iot-mesh/nats-auth';
 import { checkHealth, deviceSubject, readMigrations, repoPath, repoRoot } from '@iot-mesh/runtime';
-import { freePort } from '../../testing/ports';
 import { natsSetupFiles } from '../nats-setup';
 import { ManagedProcess } from '../up-process';
 import { parseStatus, StatusRow } from '../up-status';
@@ -61,18 +60,29 @@ describe('npm run up (scripts/up.ts)', () => {
   beforeAll(async () => {
     dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'iot-up-'));
     ports = {};
-    // The servers bind ports of their own choosing and the table reports them; the services still take theirs.
-    const servers = { UP_NATS_PORT: '0', UP_NATS_MQTT_PORT: '0', UP_NATS_HTTP_PORT: '0', UP_POSTGRES_PORT: '0', UP_REDIS_PORT: '0' };
-    for (const name of ['SIGNING_GRPC_PORT', 'SIGNING_HTTP_PORT', 'DEVICE_GRPC_PORT', 'MONITORING_GRPC_PORT', 'GATEWAY_PORT', 'SIGNING_METRICS_PORT', 'DEVICE_METRICS_PORT', 'MONITORING_METRICS_PORT']) {
-      ports[name] = await freePort();
-    }
-    up = startUp({ UP_DATA_DIR: dataDir, ...servers, ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])) });
+    // Everything binds ports of its own choosing (0) and the table reports them: no port is picked for a child.
+    const anyPort = ['UP_NATS_PORT', 'UP_NATS_MQTT_PORT', 'UP_NATS_HTTP_PORT', 'UP_POSTGRES_PORT', 'UP_REDIS_PORT', 'SIGNING_GRPC_PORT', 'SIGNING_HTTP_PORT', 'DEVICE_GRPC_PORT', 'MONITORING_GRPC_PORT', 'GATEWAY_PORT', 'SIGNING_METRICS_PORT', 'DEVICE_METRICS_PORT', 'MONITORING_METRICS_PORT'];
+    up = startUp({ UP_DATA_DIR: dataDir, ...Object.fromEntries(anyPort.map((name) => [name, '0'])) });
     // Each service compiles its sources through tsx on first start: slow on a cold cache and a busy machine.
     await waitForOutput(up, 'iot-mesh is up', 100_000);
     rows = parseStatus(up.output());
     const byName = Object.fromEntries(rows.map((r) => [r.name, r]));
-    const portOf = (name: string) => Number(new URL(byName[name].address).port);
-    Object.assign(ports, { UP_NATS_PORT: portOf('nats'), UP_NATS_MQTT_PORT: portOf('nats mqtt'), UP_POSTGRES_PORT: portOf('postgres'), UP_REDIS_PORT: portOf('redis') });
+    // `nats://127.0.0.1:4223`, `127.0.0.1:50051`, `http://127.0.0.1:9464/metrics`: the port after the host.
+    const portOf = (name: string) => Number(/^(?:[a-z]+:\/\/)?[^/]*:(\d+)/.exec(byName[name].address)?.[1]);
+    Object.assign(ports, {
+      UP_NATS_PORT: portOf('nats'),
+      UP_NATS_MQTT_PORT: portOf('nats mqtt'),
+      UP_POSTGRES_PORT: portOf('postgres'),
+      UP_REDIS_PORT: portOf('redis'),
+      SIGNING_GRPC_PORT: portOf('signing'),
+      SIGNING_HTTP_PORT: portOf('signing jwks'),
+      DEVICE_GRPC_PORT: portOf('device'),
+      MONITORING_GRPC_PORT: portOf('monitoring'),
+      GATEWAY_PORT: portOf('gateway'),
+      SIGNING_METRICS_PORT: portOf('signing metrics'),
+      DEVICE_METRICS_PORT: portOf('device metrics'),
+      MONITORING_METRICS_PORT: portOf('monitoring metrics'),
+    });
   }, 110_000);
 
   afterAll(async () => {
@@ -92,7 +102,7 @@ describe('npm run up (scripts/up.ts)', () => {
 
   test('prints a status table with every piece, where it runs and its process', () => {
     const byName = Object.fromEntries(rows.map((r) => [r.name, r]));
-    for (const name of ['UP_NATS_PORT', 'UP_NATS_MQTT_PORT', 'UP_POSTGRES_PORT', 'UP_REDIS_PORT']) expect(ports[name]).toBeGreaterThan(0);
+    for (const [name, port] of Object.entries(ports)) expect([name, port > 0]).toEqual([name, true]);
     expect(byName.nats).toMatchObject({ state: 'started', address: `nats://127.0.0.1:${ports.UP_NATS_PORT}` });
     expect(byName['nats mqtt']).toMatchObject({ address: `mqtt://127.0.0.1:${ports.UP_NATS_MQTT_PORT}` });
     expect(byName.postgres).toMatchObject({ state: 'started', address: `postgres://postgres@127.0.0.1:${ports.UP_POSTGRES_PORT}/iot` });
@@ -135,6 +145,13 @@ describe('npm run up (scripts/up.ts)', () => {
     expect(up.output()).toContain(`Dashboard: http://127.0.0.1:${ports.GATEWAY_PORT}/`);
     const page = await fetch(`http://127.0.0.1:${ports.GATEWAY_PORT}/`, { headers: { accept: 'text/html' } });
     expect(await page.text()).toContain('<div id="root">');
+  });
+
+  test('signing serves its JWKS on the port the table names (bound by signing itself)', async () => {
+    const jwks = rows.find((r) => r.name === 'signing jwks');
+    expect(jwks).toMatchObject({ state: 'listening', address: `http://127.0.0.1:${ports.SIGNING_HTTP_PORT}/.well-known/jwks.json` });
+    const body = (await (await fetch(jwks!.address)).json()) as { keys: unknown[] };
+    expect(body.keys.length).toBeGreaterThan(0);
   });
 
   test('every service answers grpc.health.v1 with SERVING', async () => {

@@ -1,4 +1,4 @@
-import { createAuthMiddleware, DEFAULT_GRPC_PORTS, repoPath, runService, ServiceSpec } from '@iot-mesh/runtime';
+import { createAuthMiddleware, DEFAULT_GRPC_PORTS, repoPath, runService, ServiceContext, ServiceSpec } from '@iot-mesh/runtime';
 import { apiKeyService } from './api/api-keys';
 import { auditService } from './api/audit';
 import { authService } from './api/auth';
@@ -21,13 +21,27 @@ import { RedisThrottleCounters } from './store/throttle-counters';
 
 export { signingEnv };
 
+/** The JWKS HTTP port each started signing service bound, by its context (SIGNING_HTTP_PORT=0 binds any free port). */
+const jwksPorts = new WeakMap<ServiceContext<typeof signingEnv>, number>();
+
+/**
+ * The port the JWKS HTTP server of the signing service started with `ctx`
+ * bound (an in-process test reads it here; a process logs it as `http listening`).
+ */
+export function jwksHttpPort(ctx: ServiceContext<typeof signingEnv>): number {
+  const port = jwksPorts.get(ctx);
+  if (port === undefined) throw new Error('this signing service has not started its JWKS HTTP server');
+  return port;
+}
+
 /** The signing service: tenants, users, roles, tokens, API keys. */
 export const signingService: ServiceSpec<typeof signingEnv> = {
   name: 'signing',
   env: signingEnv,
   defaultPort: DEFAULT_GRPC_PORTS.signing,
   uses: { postgres: { migrations: repoPath('services', 'signing', 'migrations') }, redis: true, nats: true },
-  async build({ config, log, pool, redis, nats }) {
+  async build(ctx) {
+    const { config, log, pool, redis, nats } = ctx;
     const store = postgresSigningStore(pool);
     const audit = new AuditTrail(store, new NatsAuditPublisher(nats, log), log);
     const throttle = new LoginThrottle(
@@ -72,6 +86,7 @@ export const signingService: ServiceSpec<typeof signingEnv> = {
     // Signing verifies callers like every service, but against its own key set and API-key table.
     const auth = createAuthMiddleware({ keySource: keys, apiKeys: (secret) => apiKeys.principalOf(secret), log });
     const http = await startJwksHttpServer(config.GRPC_HOST, config.SIGNING_HTTP_PORT, () => keys.publishedKeys(), log);
+    jwksPorts.set(ctx, http.port);
     if (!config.SIGNING_BOOTSTRAP_TOKEN) log.info('SIGNING_BOOTSTRAP_TOKEN is not set: AuthService.Bootstrap is disabled');
 
     const origin = { trustForwardedFor: config.SIGNING_TRUST_FORWARDED_FOR };

@@ -1,12 +1,13 @@
 import crypto from 'node:crypto';
+import net from 'node:net';
 import { status } from '@grpc/grpc-js';
 import { Redis } from 'ioredis';
 import { Device, DeviceServiceClient } from '../../../gen/ts/iot/device/v1/device';
 import { AuthMiddleware, createAuthMiddleware, createLogger, insecureClient, keyFromJwk, serverStream, unary } from '@iot-mesh/runtime';
 import { signAccessToken } from '../src/domain/access-tokens';
-import { freePort } from '../../../testing/ports';
 import { startTestService, TestService } from '../../../testing/services';
 import { startSigningForTest, TestSigning, TestTenant } from '../../../testing/signing';
+import { TEST_REDIS_URL } from '../../../testing/test-services';
 import { echoDeviceSpec } from './support/echo-service';
 import { claimsFor, currentSigningKey, forge } from './support/tokens';
 
@@ -20,6 +21,12 @@ let devices: DeviceServiceClient;
 const middlewares: AuthMiddleware[] = [];
 /** The stand-in services hold no work worth waiting for at stop. */
 const ECHO_ENV = { SHUTDOWN_GRACE_MS: '100' };
+/**
+ * Where signing is unreachable: a socket of ours that drops every connection
+ * at once (a port picked free and released could be taken by then).
+ */
+const unreachable = net.createServer((socket) => socket.destroy());
+let deadAddress: string;
 
 function remoteAuth(options: Partial<Parameters<typeof createAuthMiddleware>[0]> = {}) {
   const middleware = createAuthMiddleware({ signingAddress: signing.address, log, jwks: { minRefreshIntervalMs: 0 }, ...options });
@@ -49,6 +56,8 @@ beforeAll(async () => {
   signing = await startSigningForTest({ env: { SIGNING_KEY_ENCRYPTION_KEY: encryptionKey } });
   [tenant, other] = await Promise.all([signing.createTenant(), signing.createTenant()]);
   ({ service: echo, client: devices } = await startEcho());
+  await new Promise<void>((resolve) => unreachable.listen(0, '127.0.0.1', resolve));
+  deadAddress = `127.0.0.1:${(unreachable.address() as net.AddressInfo).port}`;
 }, 60000);
 
 afterAll(async () => {
@@ -56,6 +65,7 @@ afterAll(async () => {
   await echo?.stop();
   middlewares.forEach((m) => m.close());
   await signing?.stop();
+  unreachable.close();
 });
 
 describe('another service verifying callers with the shared middleware', () => {
@@ -192,7 +202,6 @@ describe('another service verifying callers with the shared middleware', () => {
   });
 
   test('without a reachable signing service and no cached keys, calls are UNAVAILABLE, not UNAUTHENTICATED', async () => {
-    const deadAddress = `127.0.0.1:${await freePort()}`;
     const service = await startTestService(echoDeviceSpec(() => {
       const m = createAuthMiddleware({ signingAddress: deadAddress, log });
       middlewares.push(m);
@@ -209,11 +218,10 @@ describe('another service verifying callers with the shared middleware', () => {
   });
 
   test('with Redis, replicas share the JWKS and API-key cache, so a replica verifies callers while signing is unreachable', async () => {
-    const redis = new Redis(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379');
+    const redis = new Redis(TEST_REDIS_URL);
     // The default prefix names the signing deployment; the isolated replica reaches
     // another address (none) but is configured into the same deployment's cache.
     const redisPrefix = `iot:auth:${signing.address}:`;
-    const deadAddress = `127.0.0.1:${await freePort()}`;
     const live = await startEcho({ redis });
     const isolated = await startTestService(echoDeviceSpec(() => remoteAuth({ signingAddress: deadAddress, redis, redisPrefix })), ECHO_ENV);
     const isolatedClient = insecureClient(DeviceServiceClient, isolated.address);

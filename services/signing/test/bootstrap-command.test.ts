@@ -2,7 +2,6 @@ import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import { insecureClient, repoPath, unary } from '@iot-mesh/runtime';
 import { AuthServiceClient } from '../../../gen/ts/iot/signing/v1/auth';
-import { freePort } from '../../../testing/ports';
 import { createTestDatabase, TestDatabase } from '../../../testing/postgres';
 import { startTestService, TestService } from '../../../testing/services';
 import { signingEnv, signingService } from '../src/main';
@@ -15,7 +14,7 @@ beforeAll(async () => {
   database = await createTestDatabase('iot_signing_boot');
   service = await startTestService(signingService, {
     DATABASE_URL: database.url,
-    SIGNING_HTTP_PORT: String(await freePort()),
+    SIGNING_HTTP_PORT: '0',
     SIGNING_BOOTSTRAP_TOKEN: bootstrapToken,
     SIGNING_REDIS_PREFIX: `iot:test:signing-boot:${crypto.randomBytes(4).toString('hex')}:`,
   });

@@ -5,8 +5,9 @@ import { ApiKeyServiceClient } from '../../../gen/ts/iot/signing/v1/api_keys';
 import { AuthServiceClient } from '../../../gen/ts/iot/signing/v1/auth';
 import { TenantServiceClient } from '../../../gen/ts/iot/signing/v1/tenants';
 import { UserServiceClient } from '../../../gen/ts/iot/signing/v1/users';
-import { freePort } from '../../../testing/ports';
+import { waitForReportedPort } from '../../../scripts/reported-port';
 import { createTestDatabase, TestDatabase } from '../../../testing/postgres';
+import { testServiceEnv } from '../../../testing/test-services';
 import { codeOf } from './support/grpc-errors';
 import { currentSigningKey, forge, claimsFor } from './support/tokens';
 
@@ -26,18 +27,16 @@ const encryptionKey = crypto.randomBytes(32).toString('base64url');
 
 beforeAll(async () => {
   database = await createTestDatabase('iot_signing_logs');
-  const grpcPort = await freePort();
-  const httpPort = await freePort();
   child = spawn(process.execPath, ['--import', 'tsx', repoPath('services', 'signing', 'src', 'main.ts')], {
     cwd: repoPath(),
     env: {
       PATH: process.env.PATH,
+      ...testServiceEnv(),
       LOG_LEVEL: 'trace',
-      GRPC_PORT: String(grpcPort),
-      SIGNING_HTTP_PORT: String(httpPort),
+      // Both bound by the child and read back from its log: no port is picked for it.
+      GRPC_PORT: '0',
+      SIGNING_HTTP_PORT: '0',
       DATABASE_URL: database.url,
-      REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
-      NATS_URL: process.env.TEST_NATS_URL ?? 'nats://127.0.0.1:4222',
       SIGNING_BOOTSTRAP_TOKEN: bootstrapToken,
       SIGNING_KEY_ENCRYPTION_KEY: encryptionKey,
       SIGNING_REDIS_PREFIX: `iot:test:signing-logs:${crypto.randomBytes(4).toString('hex')}:`,
@@ -48,6 +47,7 @@ beforeAll(async () => {
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   remember(bootstrapToken, encryptionKey);
+  const grpcPort = await waitForReportedPort(() => output, 'grpc listening', { timeoutMs: 25_000, failed: () => (child.exitCode !== null ? `signing exited (${child.exitCode}):\n${output}` : undefined) });
   address = `127.0.0.1:${grpcPort}`;
 }, 30000);
 

@@ -8,8 +8,8 @@ import { connect } from 'nats';
 import { AuthServiceClient } from '../../../../gen/ts/iot/signing/v1/auth';
 import { checkHealth, insecureClient, unary } from '../../src';
 import { repoPath } from '../../src/repo-paths';
+import { waitForReportedPort } from '../../../../scripts/reported-port';
 import { TestNatsServer } from '../../../../testing/nats-server';
-import { freePort, waitForPort } from '../../../../testing/ports';
 import { createTestDatabase, TestDatabase } from '../../../../testing/postgres';
 import { startTracedProcess, TracedProcess } from './traced-process';
 
@@ -125,21 +125,24 @@ describe('Prometheus scraping the running services', () => {
   beforeAll(async () => {
     db = await createTestDatabase();
     nats = await TestNatsServer.start({ jetstream: true });
-    for (const job of jobs) {
-      grpcPorts[job] = await freePort();
-      metricsPorts[job] = await freePort();
-    }
-    const common = (job: string) => ({
-      GRPC_PORT: String(grpcPorts[job]),
-      METRICS_PORT: String(metricsPorts[job]),
+    // Every process binds port 0 and logs (at info) the ports it bound; signing first, the others need its address.
+    const common = {
+      GRPC_PORT: '0',
+      METRICS_PORT: '0',
       DATABASE_URL: db.url,
       NATS_URL: nats.url,
-      SIGNING_ADDRESS: `127.0.0.1:${grpcPorts.signing}`,
-      LOG_LEVEL: 'warn',
-    });
-    processes.signing = startTracedProcess(repoPath('services', 'signing', 'src', 'main.ts'), { ...common('signing'), SIGNING_HTTP_PORT: String(await freePort()) });
-    processes.device = startTracedProcess(repoPath('services', 'device', 'src', 'main.ts'), common('device'));
-    processes.monitoring = startTracedProcess(repoPath('services', 'monitoring', 'src', 'main.ts'), common('monitoring'));
+      LOG_LEVEL: 'info',
+    };
+    const portsOf = async (job: (typeof jobs)[number]) => {
+      grpcPorts[job] = await processes[job]!.reportedPort('grpc listening');
+      metricsPorts[job] = await processes[job]!.reportedPort('metrics at /metrics');
+    };
+    processes.signing = startTracedProcess(repoPath('services', 'signing', 'src', 'main.ts'), { ...common, SIGNING_HTTP_PORT: '0' });
+    await portsOf('signing');
+    const withSigning = { ...common, SIGNING_ADDRESS: `127.0.0.1:${grpcPorts.signing}` };
+    processes.device = startTracedProcess(repoPath('services', 'device', 'src', 'main.ts'), withSigning);
+    processes.monitoring = startTracedProcess(repoPath('services', 'monitoring', 'src', 'main.ts'), withSigning);
+    await Promise.all([portsOf('device'), portsOf('monitoring')]);
     for (const job of jobs) {
       await eventually(`${job} SERVING`, async () => {
         if (processes[job]!.child.exitCode !== null) throw new Error(`${job} exited: ${processes[job]!.output()}`);
@@ -148,7 +151,6 @@ describe('Prometheus scraping the running services', () => {
     }
 
     promDir = fs.mkdtempSync(path.join(os.tmpdir(), 'iot-prom-'));
-    const promPort = await freePort();
     const config = [
       'global:',
       '  scrape_interval: 1s',
@@ -159,9 +161,15 @@ describe('Prometheus scraping the running services', () => {
       ...jobs.flatMap((job) => [`  - job_name: iot-${job}`, '    static_configs:', `      - targets: ['127.0.0.1:${metricsPorts[job]}']`]),
     ].join('\n');
     fs.writeFileSync(path.join(promDir, 'prometheus.yml'), config);
-    prometheus = spawn('prometheus', [`--config.file=${path.join(promDir, 'prometheus.yml')}`, `--storage.tsdb.path=${path.join(promDir, 'data')}`, `--web.listen-address=127.0.0.1:${promPort}`, '--log.level=warn'], { stdio: 'ignore' });
+    prometheus = spawn('prometheus', [`--config.file=${path.join(promDir, 'prometheus.yml')}`, `--storage.tsdb.path=${path.join(promDir, 'data')}`, '--web.listen-address=127.0.0.1:0', '--log.level=info'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    // Prometheus, too, binds port 0 and logs the address it bound.
+    let promLog = '';
+    prometheus.stderr!.on('data', (chunk: Buffer) => (promLog += chunk.toString()));
+    const promPort = await waitForReportedPort(() => promLog, /msg="Listening on" address=127\.0\.0\.1:(\d+)/, {
+      timeoutMs: 20_000,
+      failed: () => (prometheus.exitCode !== null ? `prometheus exited (${prometheus.exitCode}):\n${promLog}` : undefined),
+    });
     promBase = `http://127.0.0.1:${promPort}`;
-    await waitForPort(promPort, '127.0.0.1', 20_000);
     await eventually('prometheus ready', async () => ((await fetch(`${promBase}/-/ready`)).ok ? true : undefined));
   }, 180_000);
 

@@ -4,7 +4,6 @@ import { CredentialState } from '../../../../gen/ts/iot/device/v1/device';
 import { DeviceDirectoryEntry } from '../../../../gen/ts/iot/device/v1/directory';
 import { repoPath } from '../../src/repo-paths';
 import { TestNatsServer } from '../../../../testing/nats-server';
-import { freePort } from '../../../../testing/ports';
 import { createTestDatabase, TestDatabase } from '../../../../testing/postgres';
 import { Client } from 'pg';
 import { OtlpReceiver, ReceivedSpan } from './otlp-receiver';
@@ -32,15 +31,16 @@ describe('a device publish traced through the monitoring writer to the database'
     receiver = await OtlpReceiver.start();
     db = await createTestDatabase();
     nats = await TestNatsServer.start({ jetstream: true });
-    const port = await freePort();
     monitoring = startTracedProcess(repoPath('services', 'monitoring', 'src', 'main.ts'), {
       ...otelEnv(receiver.endpoint, 'iot-monitoring'),
-      GRPC_PORT: String(port),
+      GRPC_PORT: '0',
       DATABASE_URL: db.url,
       NATS_URL: nats.url,
       WRITER_BATCH_WAIT_MS: '20',
-      LOG_LEVEL: 'warn',
+      // info: the line reporting the port it bound.
+      LOG_LEVEL: 'info',
     });
+    const port = await monitoring.reportedPort();
     for (;;) {
       if (monitoring.child.exitCode !== null) throw new Error(`monitoring exited: ${monitoring.output()}`);
       if ((await checkHealth(`127.0.0.1:${port}`, '', 1000).catch(() => undefined)) === 'SERVING') break;

@@ -1,6 +1,8 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import { repoPath } from '../../src/repo-paths';
+import { PortReport, waitForReportedPort } from '../../../../scripts/reported-port';
+import { testServiceEnv } from '../../../../testing/test-services';
 
 /** The side-effect entry every traced process loads first. */
 export const TRACING_ENTRY = repoPath('packages', 'runtime', 'src', 'observability', 'tracing-entry.ts');
@@ -10,17 +12,23 @@ export interface TracedProcess {
   child: ChildProcess;
   /** stdout so far (pino JSON lines). */
   output(): string;
+  /** The port the process reported (default its `grpc listening` line: it binds port 0 and logs what it bound); rejects if it exits first. */
+  reportedPort(report?: PortReport): Promise<number>;
   /** Resolves with the exit code. */
   exited: Promise<number | null>;
   /** SIGTERM and wait for exit. */
   stop(): Promise<number | null>;
 }
 
-/** Starts `node --require tsx/cjs --require <tracing-entry> <script> [args]` with the given environment. */
+/**
+ * Starts `node --require tsx/cjs --require <tracing-entry> <script> [args]`
+ * with the test run's PostgreSQL, Redis and NATS (testing/test-services.ts)
+ * and the given environment.
+ */
 export function startTracedProcess(script: string, environment: Record<string, string>, args: string[] = []): TracedProcess {
   const child = spawn(process.execPath, ['--require', 'tsx/cjs', '--require', TRACING_ENTRY, script, ...args], {
     cwd: repoPath(),
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...environment },
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...testServiceEnv(), ...environment },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -36,6 +44,11 @@ export function startTracedProcess(script: string, environment: Record<string, s
   return {
     child,
     output: () => stdout,
+    reportedPort: (report = 'grpc listening') =>
+      waitForReportedPort(() => stdout, report, {
+        timeoutMs: 60_000,
+        failed: () => (child.exitCode !== null || child.signalCode !== null ? `${path.basename(script)} exited (${child.exitCode ?? child.signalCode}):\n${stdout}${stderr}` : undefined),
+      }),
     exited,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');

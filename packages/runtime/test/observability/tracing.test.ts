@@ -3,7 +3,6 @@ import crypto from 'node:crypto';
 import { TwinServiceClient } from '../../../../gen/ts/iot/device/v1/twin';
 import { insecureClient, unary } from '../../src';
 import { repoPath } from '../../src/repo-paths';
-import { freePort } from '../../../../testing/ports';
 import { createTestDatabase, TestDatabase } from '../../../../testing/postgres';
 import { OtlpReceiver, ReceivedSpan } from './otlp-receiver';
 import { CLIENT, CONSUMER, isPostgres, logLines, PRODUCER, SERVER, waitServing } from './trace-helpers';
@@ -18,14 +17,13 @@ describe('OpenTelemetry traces across processes', () => {
   beforeAll(async () => {
     receiver = await OtlpReceiver.start();
     db = await createTestDatabase();
-    const port = await freePort();
-    echoAddress = `127.0.0.1:${port}`;
     echo = startTracedProcess(repoPath('packages', 'runtime', 'test', 'fixtures', 'echo-service.ts'), {
       ...otelEnv(receiver.endpoint, 'echo'),
-      GRPC_PORT: String(port),
+      GRPC_PORT: '0',
       DATABASE_URL: db.url,
       LOG_LEVEL: 'debug',
     });
+    echoAddress = `127.0.0.1:${await echo.reportedPort()}`;
     await waitServing(echoAddress, echo);
   }, 90_000);
 
@@ -80,7 +78,6 @@ describe('OpenTelemetry traces across processes', () => {
     const subject = `iot.trace-test.dev.d${Date.now()}.tel`;
     const pipeline = startTracedProcess(repoPath('packages', 'runtime', 'test', 'observability', 'fixtures', 'nats-pipeline.ts'), {
       ...otelEnv(receiver.endpoint, 'pipeline'),
-      NATS_URL: 'nats://127.0.0.1:4222',
       DATABASE_URL: db.url,
       SUBJECT: subject,
       MESSAGES: String(messages),
@@ -114,12 +111,12 @@ describe('tracing without an exporter', () => {
   it('sends nothing anywhere, and log lines still carry the caller\'s trace context', async () => {
     const receiver = await OtlpReceiver.start();
     const db = await createTestDatabase();
-    const port = await freePort();
     // The receiver is running, but nothing names it: no OTEL_EXPORTER_OTLP_ENDPOINT.
-    const echo = startTracedProcess(repoPath('packages', 'runtime', 'test', 'fixtures', 'echo-service.ts'), { GRPC_PORT: String(port), DATABASE_URL: db.url, LOG_LEVEL: 'debug', OTEL_BSP_SCHEDULE_DELAY: '50' });
+    const echo = startTracedProcess(repoPath('packages', 'runtime', 'test', 'fixtures', 'echo-service.ts'), { GRPC_PORT: '0', DATABASE_URL: db.url, LOG_LEVEL: 'debug', OTEL_BSP_SCHEDULE_DELAY: '50' });
     const traceId = crypto.randomBytes(16).toString('hex');
     const parentId = crypto.randomBytes(8).toString('hex');
     try {
+      const port = await echo.reportedPort();
       await waitServing(`127.0.0.1:${port}`, echo);
       const twins = insecureClient(TwinServiceClient, `127.0.0.1:${port}`);
       const metadata = new Metadata();
