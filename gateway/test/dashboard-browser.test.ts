@@ -123,7 +123,7 @@ describe('dashboard in Chromium', () => {
 
     // Device page: the live chart shows published values.
     await page.click(`[data-testid=device-row-${deviceId}] a`);
-    await page.getByTestId('live-chart').waitFor();
+    await page.getByTestId('live-latest').waitFor();
     const publish = (value: number) => device!.publishAsync(`${topic}/tel`, JSON.stringify({ points: [{ metric: 'temperature', numberValue: value }] }), { qos: 1 });
     // Until the live stream is subscribed a value may pass unseen; once one shows, the next must show within 2 s.
     await publishUntilShown(page, publish, 20.5);
@@ -131,13 +131,14 @@ describe('dashboard in Chromium', () => {
     await publish(21.5);
     await page.getByTestId('live-value-temperature').filter({ hasText: '21.5' }).waitFor({ timeout: 2000 });
     const latencyMs = Date.now() - published;
-    expect(Number(await page.getByTestId('live-chart').getAttribute('data-points'))).toBeGreaterThanOrEqual(2);
+    const chart = page.getByTestId('metric-chart-temperature');
+    await waitFor(async () => Number(await chart.getAttribute('data-live-points')) >= 2, 'two live points on the temperature chart');
 
     // History shows the stored points (the writer batches into PostgreSQL).
     await waitFor(async () => {
       await page.getByRole('button', { name: 'Refresh' }).click();
       await page.waitForTimeout(300);
-      return Number(await page.getByTestId('history-chart').getAttribute('data-points')) > 0;
+      return Number(await chart.getAttribute('data-history-points')) > 0;
     }, 'history points');
 
     // A command round-trips through the device.

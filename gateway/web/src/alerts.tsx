@@ -1,10 +1,233 @@
-import { useEffect, useState } from 'react';
-import { Alert, AlertState, Severity } from '../../../gen/es/iot/monitoring/v1/alerts_pb';
+import { FormEvent, useEffect, useState } from 'react';
+import { Link } from 'react-router';
+import { Alert, AlertRule, AlertState, Comparison, Severity } from '../../../gen/es/iot/monitoring/v1/alerts_pb';
 import { api, errorMessage, followStream } from './api';
+import { parseLabels } from './devices';
 import { formatTime } from './format';
+import { useAbilities } from './principal';
 
-/** Alerts of the tenant, newest first, live from StreamAlerts, each with an acknowledge button. */
+const COMPARISONS: Array<[Comparison, string]> = [
+  [Comparison.GREATER_THAN, '>'],
+  [Comparison.GREATER_OR_EQUAL, '≥'],
+  [Comparison.LESS_THAN, '<'],
+  [Comparison.LESS_OR_EQUAL, '≤'],
+];
+
+interface RuleDraft {
+  name: string;
+  metric: string;
+  labels: string;
+  kind: 'threshold' | 'noData';
+  comparison: Comparison;
+  threshold: number;
+  timeoutSeconds: number;
+  severity: Severity;
+  enabled: boolean;
+}
+
+const EMPTY_RULE: RuleDraft = { name: '', metric: '', labels: '', kind: 'threshold', comparison: Comparison.GREATER_THAN, threshold: 0, timeoutSeconds: 300, severity: Severity.WARNING, enabled: true };
+
+function draftOf(rule: AlertRule): RuleDraft {
+  const c = rule.condition;
+  return {
+    name: rule.name,
+    metric: rule.metric,
+    labels: Object.entries(rule.labels).map(([k, v]) => `${k}=${v}`).join(', '),
+    kind: c.case === 'noData' ? 'noData' : 'threshold',
+    comparison: c.case === 'threshold' ? c.value.comparison : Comparison.GREATER_THAN,
+    threshold: c.case === 'threshold' ? c.value.threshold : 0,
+    timeoutSeconds: c.case === 'noData' ? Number(c.value.timeout?.seconds ?? 300n) : 300,
+    severity: rule.severity,
+    enabled: rule.enabled,
+  };
+}
+
+/** A rule's fields as CreateAlertRule/UpdateAlertRule take them. */
+function ruleOf(draft: RuleDraft) {
+  return {
+    name: draft.name,
+    metric: draft.metric,
+    labels: parseLabels(draft.labels),
+    condition:
+      draft.kind === 'threshold'
+        ? { case: 'threshold' as const, value: { comparison: draft.comparison, threshold: draft.threshold } }
+        : { case: 'noData' as const, value: { timeout: { seconds: BigInt(draft.timeoutSeconds), nanos: 0 } } },
+    severity: draft.severity,
+    enabled: draft.enabled,
+  };
+}
+
+function describeCondition(rule: AlertRule): string {
+  const c = rule.condition;
+  if (c.case === 'threshold') return `${rule.metric} ${COMPARISONS.find(([k]) => k === c.value.comparison)?.[1] ?? '?'} ${c.value.threshold}`;
+  if (c.case === 'noData') return `no ${rule.metric} for ${c.value.timeout?.seconds ?? '?'}s`;
+  return '—';
+}
+
+function RuleForm({ initial, submitLabel, onSubmit, onCancel }: { initial: RuleDraft; submitLabel: string; onSubmit: (draft: RuleDraft) => Promise<void>; onCancel?: () => void }) {
+  const [draft, setDraft] = useState(initial);
+  const [error, setError] = useState('');
+  async function submit(event: FormEvent) {
+    event.preventDefault();
+    setError('');
+    try {
+      await onSubmit(draft);
+      if (!onCancel) setDraft(EMPTY_RULE);
+    } catch (err) {
+      setError(errorMessage(err));
+    }
+  }
+  return (
+    <form className="inline-form" onSubmit={submit} data-testid="rule-form" aria-label={submitLabel}>
+      <input aria-label="rule name" name="rule-name" placeholder="name" value={draft.name} onChange={(e) => setDraft({ ...draft, name: e.target.value })} required />
+      <input aria-label="metric" name="rule-metric" placeholder="metric" value={draft.metric} onChange={(e) => setDraft({ ...draft, metric: e.target.value })} required />
+      <input aria-label="device labels" name="rule-labels" placeholder="labels site=a" value={draft.labels} onChange={(e) => setDraft({ ...draft, labels: e.target.value })} />
+      <select aria-label="condition" name="rule-kind" value={draft.kind} onChange={(e) => setDraft({ ...draft, kind: e.target.value as RuleDraft['kind'] })}>
+        <option value="threshold">threshold</option>
+        <option value="noData">no data</option>
+      </select>
+      {draft.kind === 'threshold' ? (
+        <>
+          <select aria-label="comparison" name="rule-comparison" value={draft.comparison} onChange={(e) => setDraft({ ...draft, comparison: Number(e.target.value) as Comparison })}>
+            {COMPARISONS.map(([c, label]) => (
+              <option key={c} value={c}>
+                {label}
+              </option>
+            ))}
+          </select>
+          <input aria-label="threshold" name="rule-threshold" type="number" step="any" value={draft.threshold} onChange={(e) => setDraft({ ...draft, threshold: Number(e.target.value) })} />
+        </>
+      ) : (
+        <input aria-label="timeout seconds" name="rule-timeout" type="number" min={1} value={draft.timeoutSeconds} onChange={(e) => setDraft({ ...draft, timeoutSeconds: Number(e.target.value) })} />
+      )}
+      <select aria-label="severity" name="rule-severity" value={draft.severity} onChange={(e) => setDraft({ ...draft, severity: Number(e.target.value) as Severity })}>
+        {[Severity.INFO, Severity.WARNING, Severity.CRITICAL].map((s) => (
+          <option key={s} value={s}>
+            {Severity[s].toLowerCase()}
+          </option>
+        ))}
+      </select>
+      <label className="checkbox">
+        <input type="checkbox" name="rule-enabled" checked={draft.enabled} onChange={(e) => setDraft({ ...draft, enabled: e.target.checked })} /> enabled
+      </label>
+      <button type="submit">{submitLabel}</button>
+      {onCancel && (
+        <button type="button" className="secondary" onClick={onCancel}>
+          Cancel
+        </button>
+      )}
+      {error && (
+        <span className="error" role="alert">
+          {error}
+        </span>
+      )}
+    </form>
+  );
+}
+
+/** Alert rules: create, edit, enable/disable and delete (operators and admins); everyone sees them. */
+function RulesCard() {
+  const { canOperate } = useAbilities();
+  const [rules, setRules] = useState<AlertRule[]>([]);
+  const [editing, setEditing] = useState<string | undefined>();
+  const [error, setError] = useState('');
+  const [reload, setReload] = useState(0);
+  useEffect(() => {
+    const abort = new AbortController();
+    (async () => {
+      const all: AlertRule[] = [];
+      let pageToken = '';
+      do {
+        const res = await api.alerts.listAlertRules({ page: { pageSize: 500, pageToken } }, { signal: abort.signal });
+        all.push(...res.rules);
+        pageToken = res.page?.nextPageToken ?? '';
+      } while (pageToken);
+      setRules(all.sort((a, b) => a.name.localeCompare(b.name)));
+    })().catch((err) => !abort.signal.aborted && setError(errorMessage(err)));
+    return () => abort.abort();
+  }, [reload]);
+  const act = (work: () => Promise<unknown>) => () =>
+    work().then(
+      () => setReload((n) => n + 1),
+      (err) => setError(errorMessage(err)),
+    );
+  return (
+    <div className="card">
+      <h2>Rules</h2>
+      {canOperate && (
+        <RuleForm
+          initial={EMPTY_RULE}
+          submitLabel="Create rule"
+          onSubmit={async (draft) => {
+            await api.alerts.createAlertRule({ rule: ruleOf(draft) });
+            setReload((n) => n + 1);
+          }}
+        />
+      )}
+      {error && <p className="error" role="alert">{error}</p>}
+      <table data-testid="rule-list">
+        <thead>
+          <tr>
+            <th>Name</th>
+            <th>Condition</th>
+            <th>Labels</th>
+            <th>Severity</th>
+            <th>Enabled</th>
+            {canOperate && <th />}
+          </tr>
+        </thead>
+        <tbody>
+          {rules.map((r) =>
+            editing === r.id ? (
+              <tr key={r.id}>
+                <td colSpan={6}>
+                  <RuleForm
+                    initial={draftOf(r)}
+                    submitLabel="Save rule"
+                    onCancel={() => setEditing(undefined)}
+                    onSubmit={async (draft) => {
+                      await api.alerts.updateAlertRule({ rule: { ...ruleOf(draft), id: r.id }, updateMask: { paths: ['name', 'metric', 'labels', draft.kind === 'threshold' ? 'threshold' : 'no_data', 'severity', 'enabled'] } });
+                      setEditing(undefined);
+                      setReload((n) => n + 1);
+                    }}
+                  />
+                </td>
+              </tr>
+            ) : (
+              <tr key={r.id} data-testid={`rule-row-${r.name}`}>
+                <td>{r.name}</td>
+                <td>{describeCondition(r)}</td>
+                <td>
+                  {Object.entries(r.labels)
+                    .map(([k, v]) => `${k}=${v}`)
+                    .join(', ')}
+                </td>
+                <td className={`severity ${Severity[r.severity].toLowerCase()}`}>{Severity[r.severity].toLowerCase()}</td>
+                <td>{r.enabled ? 'yes' : 'no'}</td>
+                {canOperate && (
+                  <td className="inline-form">
+                    <button onClick={() => setEditing(r.id)}>Edit</button>
+                    <button className="secondary" onClick={act(() => api.alerts.updateAlertRule({ rule: { id: r.id, enabled: !r.enabled }, updateMask: { paths: ['enabled'] } }))}>
+                      {r.enabled ? 'Disable' : 'Enable'}
+                    </button>
+                    <button className="danger" onClick={act(() => api.alerts.deleteAlertRule({ id: r.id }))}>
+                      Delete
+                    </button>
+                  </td>
+                )}
+              </tr>
+            ),
+          )}
+        </tbody>
+      </table>
+      {rules.length === 0 && !error && <p className="muted">No rules.</p>}
+    </div>
+  );
+}
+
+/** Rules, and the tenant's alerts newest first, live from StreamAlerts; open ones can be acknowledged by operators. */
 export function AlertsPage() {
+  const { canOperate } = useAbilities();
   const [alerts, setAlerts] = useState<Map<string, Alert>>(new Map());
   const [unackedOnly, setUnackedOnly] = useState(false);
   const [error, setError] = useState('');
@@ -38,10 +261,11 @@ export function AlertsPage() {
   return (
     <section>
       <h1>Alerts</h1>
+      <RulesCard />
       <label className="muted checkbox">
         <input type="checkbox" checked={unackedOnly} onChange={(e) => setUnackedOnly(e.target.checked)} /> unacknowledged only
       </label>
-      {error && <p className="error">{error}</p>}
+      {error && <p className="error" role="alert">{error}</p>}
       <table data-testid="alert-list">
         <thead>
           <tr>
@@ -62,7 +286,7 @@ export function AlertsPage() {
               <td className={`severity ${Severity[a.severity].toLowerCase()}`}>{Severity[a.severity]}</td>
               <td>{AlertState[a.state]}</td>
               <td>
-                <a href={`#/devices/${encodeURIComponent(a.deviceId)}`}>{a.deviceId}</a>
+                <Link to={`/devices/${encodeURIComponent(a.deviceId)}`}>{a.deviceId}</Link>
               </td>
               <td>{a.metric}</td>
               <td>{a.value}</td>
@@ -72,7 +296,7 @@ export function AlertsPage() {
                   <span className="muted" data-testid={`alert-acked-${a.id}`}>
                     acked by {a.acknowledgedBy || '?'}
                   </span>
-                ) : (
+                ) : !canOperate ? null : (
                   <button onClick={() => void acknowledge(a.id)} data-testid={`alert-ack-${a.id}`}>
                     Acknowledge
                   </button>

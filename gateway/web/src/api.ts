@@ -1,13 +1,21 @@
 import { Code, ConnectError, createClient, Interceptor } from '@connectrpc/connect';
 import { createGrpcWebTransport } from '@connectrpc/connect-web';
+import { BadRequestSchema } from '../../../gen/es/google/rpc/error_details_pb';
 import { CommandService } from '../../../gen/es/iot/device/v1/command_pb';
 import { CredentialService } from '../../../gen/es/iot/device/v1/credential_pb';
 import { DeviceService } from '../../../gen/es/iot/device/v1/device_pb';
+import { DeviceTypeService } from '../../../gen/es/iot/device/v1/device_types_pb';
+import { GroupService } from '../../../gen/es/iot/device/v1/groups_pb';
+import { ProvisioningService } from '../../../gen/es/iot/device/v1/provisioning_pb';
 import { TwinService } from '../../../gen/es/iot/device/v1/twin_pb';
 import { AlertService } from '../../../gen/es/iot/monitoring/v1/alerts_pb';
 import { TelemetryService } from '../../../gen/es/iot/monitoring/v1/telemetry_pb';
+import { ApiKeyService } from '../../../gen/es/iot/signing/v1/api_keys_pb';
+import { AuditService } from '../../../gen/es/iot/signing/v1/audit_pb';
 import { AuthService } from '../../../gen/es/iot/signing/v1/auth_pb';
-import { currentSession, setSession } from './session';
+import { TenantService } from '../../../gen/es/iot/signing/v1/tenants_pb';
+import { UserService } from '../../../gen/es/iot/signing/v1/users_pb';
+import { currentSession, setSession, withSessionLock } from './session';
 
 /** The gateway serving this page also serves the API (gRPC-Web on the same origin). */
 const baseUrl = window.location.origin;
@@ -18,24 +26,28 @@ const authClient = createClient(AuthService, plainTransport);
 
 let refreshing: Promise<boolean> | undefined;
 
-/** Exchanges the refresh token for a new pair once, however many calls failed at the same time. */
-async function refreshTokens(): Promise<boolean> {
-  const session = currentSession();
-  if (!session) return false;
-  refreshing ??= authClient
-    .refresh({ refreshToken: session.refreshToken })
-    .then((res) => {
+/**
+ * Exchanges the refresh token for a new pair once, however many calls (and
+ * tabs) failed at the same time: `failedToken` is the access token that was
+ * refused; when another tab has already replaced it, its new pair is used.
+ */
+async function refreshTokens(failedToken?: string): Promise<boolean> {
+  refreshing ??= withSessionLock(async () => {
+    const session = currentSession();
+    if (!session) return false;
+    if (failedToken && session.accessToken !== failedToken) return true;
+    try {
+      const res = await authClient.refresh({ refreshToken: session.refreshToken });
       if (!res.tokens) return false;
       setSession({ ...session, accessToken: res.tokens.accessToken, refreshToken: res.tokens.refreshToken });
       return true;
-    })
-    .catch(() => {
+    } catch {
       setSession(undefined);
       return false;
-    })
-    .finally(() => {
-      refreshing = undefined;
-    });
+    }
+  }).finally(() => {
+    refreshing = undefined;
+  });
   return refreshing;
 }
 
@@ -47,7 +59,7 @@ const authInterceptor: Interceptor = (next) => async (req) => {
     return await next(req);
   } catch (err) {
     if (!(err instanceof ConnectError) || err.code !== Code.Unauthenticated || req.stream || !token) throw err;
-    if (!(await refreshTokens())) throw err;
+    if (!(await refreshTokens(token))) throw err;
     req.header.set('authorization', `Bearer ${currentSession()?.accessToken ?? ''}`);
     return next(req);
   }
@@ -63,13 +75,23 @@ export const api = {
   credentials: createClient(CredentialService, transport),
   twins: createClient(TwinService, transport),
   commands: createClient(CommandService, transport),
+  deviceTypes: createClient(DeviceTypeService, transport),
+  groups: createClient(GroupService, transport),
+  provisioning: createClient(ProvisioningService, transport),
   telemetry: createClient(TelemetryService, transport),
   alerts: createClient(AlertService, transport),
+  users: createClient(UserService, transport),
+  apiKeys: createClient(ApiKeyService, transport),
+  tenants: createClient(TenantService, transport),
+  audit: createClient(AuditService, transport),
 };
 
-/** A message for people: the service's own message for known failures. */
+/** A message for people: the service's own message (and its field violations) for known failures. */
 export function errorMessage(err: unknown): string {
-  if (err instanceof ConnectError) return `${Code[err.code]}: ${err.rawMessage}`;
+  if (err instanceof ConnectError) {
+    const violations = err.findDetails(BadRequestSchema).flatMap((d) => d.fieldViolations.map((v) => `${v.field}: ${v.description}`));
+    return `${Code[err.code]}: ${err.rawMessage}${violations.length > 0 ? ` (${violations.join('; ')})` : ''}`;
+  }
   return err instanceof Error ? err.message : String(err);
 }
 
@@ -90,7 +112,7 @@ export async function followStream<T>(open: (signal: AbortSignal) => AsyncIterab
       if (signal.aborted) return;
       if (err instanceof ConnectError && (err.code === Code.Unauthenticated || err.code === Code.PermissionDenied)) {
         onState?.(false);
-        if (err.code === Code.Unauthenticated && (await refreshTokens())) continue;
+        if (err.code === Code.Unauthenticated && (await refreshTokens(currentSession()?.accessToken))) continue;
         return;
       }
     }

@@ -1,17 +1,23 @@
-import { FormEvent, useEffect, useMemo, useState } from 'react';
+import { FormEvent, useCallback, useEffect, useMemo, useRef, useState } from 'react';
+import { Link } from 'react-router';
+import { Code, ConnectError } from '@connectrpc/connect';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import type { JsonObject } from '@bufbuild/protobuf';
 import { Command, CommandStatus } from '../../../gen/es/iot/device/v1/command_pb';
-import { Device, DeviceEventType } from '../../../gen/es/iot/device/v1/device_pb';
+import { CredentialState, Device, DeviceCredential, DeviceEventType } from '../../../gen/es/iot/device/v1/device_pb';
 import { Twin } from '../../../gen/es/iot/device/v1/twin_pb';
 import { Aggregation, DataPoint } from '../../../gen/es/iot/monitoring/v1/telemetry_pb';
 import { api, errorMessage, followStream } from './api';
-import { StatusBadge } from './devices';
+import { CredentialPanel, StatusBadge } from './devices';
 import { epochSeconds, formatTime, pretty } from './format';
+import { useAbilities } from './principal';
 import { TimeChart, toChartData } from './time-chart';
 
-/** How much live data the chart keeps. */
-const LIVE_WINDOW_SECONDS = 300;
+/** Live points kept per metric (the longest range the picker offers that still updates live). */
+const LIVE_KEEP_SECONDS = 24 * 3600;
+
+/** Pixels per history bucket: the server is asked for as many buckets as the chart can show. */
+const PIXELS_PER_POINT = 3;
 
 interface Sample {
   time: number;
@@ -19,92 +25,20 @@ interface Sample {
   value: number;
 }
 
+/** A value as people read it: booleans as true/false, strings as they are. */
+export function displayValue(point: DataPoint | undefined): string {
+  const kind = point?.value?.kind;
+  if (!kind || kind.case === undefined) return '—';
+  if (kind.case === 'boolValue') return kind.value ? 'true' : 'false';
+  if (kind.case === 'stringValue') return kind.value;
+  return String(kind.value);
+}
+
 function numericValue(point: DataPoint): number | undefined {
   const kind = point.value?.kind;
   if (kind?.case === 'numberValue') return kind.value;
   if (kind?.case === 'boolValue') return kind.value ? 1 : 0;
   return undefined;
-}
-
-const ALL = '';
-
-/** Chooses which metric a chart draws: lines of very different scales (hPa next to °C) flatten each other. */
-function MetricPicker({ metrics, value, onChange }: { metrics: string[]; value: string; onChange: (metric: string) => void }) {
-  return (
-    <select value={value} onChange={(e) => onChange(e.target.value)} aria-label="metric">
-      <option value={ALL}>all metrics</option>
-      {metrics.map((m) => (
-        <option key={m} value={m}>
-          {m}
-        </option>
-      ))}
-    </select>
-  );
-}
-
-/** The metric shown unless the user picks another: temperature when there is one, else the first. */
-function useMetricChoice(metrics: string[]): [string, (metric: string) => void] {
-  const [picked, setPicked] = useState<string | undefined>(undefined);
-  const fallback = metrics.includes('temperature') ? 'temperature' : (metrics[0] ?? ALL);
-  return [picked ?? fallback, setPicked];
-}
-
-/** The live window: the last minute at least, up to LIVE_WINDOW_SECONDS, ending now or at the newest sample. */
-function liveRange(samples: Sample[]): [number, number] {
-  const newest = Math.max(Date.now() / 1000, ...samples.map((s) => s.time));
-  const oldest = Math.min(newest - 60, ...samples.map((s) => s.time));
-  return [Math.max(oldest, newest - LIVE_WINDOW_SECONDS), newest];
-}
-
-/** Points pushed by StreamLive as they arrive at the platform. */
-function LiveChart({ deviceId }: { deviceId: string }) {
-  const [samples, setSamples] = useState<Sample[]>([]);
-  const [connected, setConnected] = useState(false);
-
-  useEffect(() => {
-    const abort = new AbortController();
-    void followStream(
-      (signal) => api.telemetry.streamLive({ deviceIds: [deviceId] }, { signal }),
-      (res) => {
-        const fresh = res.points.flatMap((p) => {
-          const value = numericValue(p);
-          return value === undefined ? [] : [{ time: epochSeconds(p.time), metric: p.metric, value }];
-        });
-        if (fresh.length === 0) return;
-        setSamples((prev) => {
-          const cutoff = Date.now() / 1000 - LIVE_WINDOW_SECONDS;
-          return [...prev, ...fresh].filter((s) => s.time >= cutoff);
-        });
-      },
-      abort.signal,
-      setConnected,
-    );
-    return () => abort.abort();
-  }, [deviceId]);
-
-  const metrics = useMemo(() => [...new Set(samples.map((s) => s.metric))].sort(), [samples]);
-  const [metric, setMetric] = useMetricChoice(metrics);
-  const data = useMemo(() => toChartData(metric === ALL ? samples : samples.filter((s) => s.metric === metric)), [samples, metric]);
-  const latest = new Map<string, Sample>();
-  for (const s of samples) if ((latest.get(s.metric)?.time ?? -Infinity) <= s.time) latest.set(s.metric, s);
-
-  return (
-    <div className="card">
-      <h2>
-        Live <span className={`live-dot ${connected ? 'on' : ''}`} />
-      </h2>
-      <MetricPicker metrics={metrics} value={metric} onChange={setMetric} />
-      <TimeChart data={data} testId="live-chart" xRange={liveRange(samples)} />
-      <ul className="latest" data-testid="live-latest">
-        {[...latest.values()].map((s) => (
-          <li key={s.metric}>
-            {s.metric}: <strong data-testid={`live-value-${s.metric}`}>{s.value}</strong>
-          </li>
-        ))}
-        {latest.size === 0 && <li className="muted">Waiting for telemetry…</li>}
-      </ul>
-    </div>
-  );
 }
 
 const RANGES = [
@@ -115,70 +49,215 @@ const RANGES = [
   { label: '7 d', seconds: 7 * 24 * 3600 },
 ];
 
-/** Stored telemetry, bucketed by the server to at most a few hundred points. */
-function HistoryChart({ deviceId }: { deviceId: string }) {
-  const [range, setRange] = useState(RANGES[1]);
-  const [samples, setSamples] = useState<Sample[]>([]);
+/** The shown window: a range ending now (live), or a zoomed stretch (history only). */
+type Window = { kind: 'recent'; seconds: number } | { kind: 'zoom'; start: number; end: number };
+
+function windowBounds(w: Window, now: number): [number, number] {
+  return w.kind === 'recent' ? [now - w.seconds, now] : [w.start, w.end];
+}
+
+/** One metric's chart: stored buckets for the window and, while it ends now, the live points on the same axis. */
+function MetricChart({ deviceId, metric, unit, window, live, reload, onZoom }: { deviceId: string; metric: string; unit: string; window: Window; live: Sample[]; reload: number; onZoom: (start: number, end: number) => void }) {
+  const [history, setHistory] = useState<Sample[]>([]);
   const [bucket, setBucket] = useState('');
-  const [span, setSpan] = useState<[number, number]>([Date.now() / 1000 - range.seconds, Date.now() / 1000]);
   const [error, setError] = useState('');
+  const [loaded, setLoaded] = useState(false);
+  const [width, setWidth] = useState(0);
+  const [now, setNow] = useState(Date.now() / 1000);
+  const [asked, setAsked] = useState<{ start: number; end: number; maxPoints: number } | undefined>();
+  const onWidth = useCallback((w: number) => setWidth((old) => (Math.abs(old - w) > 20 ? w : old)), []);
+
+  useEffect(() => {
+    if (width === 0) return;
+    const abort = new AbortController();
+    const [start, end] = windowBounds(window, Date.now() / 1000);
+    const maxPoints = Math.max(10, Math.floor(width / PIXELS_PER_POINT));
+    setNow(end);
+    setAsked({ start, end, maxPoints });
+    api.telemetry
+      .queryHistory(
+        { deviceId, metrics: [metric], timeRange: { start: timestampFromMs(start * 1000), end: timestampFromMs(end * 1000) }, maxPoints, aggregations: [Aggregation.AVG] },
+        { signal: abort.signal },
+      )
+      .then((res) => {
+        setError('');
+        setBucket(res.bucketWidth ? `${res.bucketWidth.seconds}s buckets` : '');
+        setHistory(res.series.flatMap((s) => s.buckets.map((b) => ({ time: epochSeconds(b.startTime), metric, value: b.value }))));
+        setLoaded(true);
+      })
+      .catch((err) => !abort.signal.aborted && setError(errorMessage(err)));
+    return () => abort.abort();
+  }, [deviceId, metric, window, width, reload]);
+
+  const [start, end] = window.kind === 'recent' ? [Math.max(now, ...live.map((s) => s.time)) - window.seconds, Math.max(now, ...live.map((s) => s.time))] : [window.start, window.end];
+  const shownLive = window.kind === 'recent' ? live.filter((s) => s.time >= start) : [];
+  const newestHistory = history.reduce((t, s) => Math.max(t, s.time), -Infinity);
+  // Live points newer than the last stored bucket continue the line; older ones are already in the buckets.
+  const data = useMemo(() => toChartData([...history, ...shownLive.filter((s) => s.time > newestHistory)]), [history, shownLive, newestHistory]);
+  const empty = loaded && data.columns[0].length === 0;
+  return (
+    <div className="card" data-testid={`metric-${metric}`}>
+      <h3>
+        {metric} {unit && <span className="muted">({unit})</span>} <span className="muted small">{bucket}</span>
+      </h3>
+      {error && <p className="error" role="alert">{error}</p>}
+      <TimeChart
+        data={data}
+        height={180}
+        testId={`metric-chart-${metric}`}
+        xRange={[start, end]}
+        yLabel={unit || undefined}
+        onZoom={onZoom}
+        onWidth={onWidth}
+        attributes={{ 'history-points': history.length, 'live-points': shownLive.length, 'asked-start': asked?.start ?? '', 'asked-end': asked?.end ?? '', 'asked-max-points': asked?.maxPoints ?? '' }}
+      />
+      {empty && (
+        <p className="muted" data-testid={`metric-empty-${metric}`}>
+          No data for {metric} in this range.
+        </p>
+      )}
+    </div>
+  );
+}
+
+/**
+ * Every metric of the device: the newest value of each (strings and booleans
+ * as they are), one chart per numeric metric (small multiples, each on its
+ * own axis), a range picker and drag-to-zoom, live points on the same axis.
+ */
+function TelemetryPanel({ deviceId }: { deviceId: string }) {
+  const [latest, setLatest] = useState<Map<string, DataPoint>>(new Map());
+  const [live, setLive] = useState<Map<string, Sample[]>>(new Map());
+  const [connected, setConnected] = useState(false);
+  const [window, setWindow] = useState<Window>({ kind: 'recent', seconds: 3600 });
   const [reload, setReload] = useState(0);
+  const [error, setError] = useState('');
+  const lastRecent = useRef(3600);
 
   useEffect(() => {
     const abort = new AbortController();
-    (async () => {
-      try {
-        setError('');
-        const latest = await api.telemetry.getLatest({ deviceIds: [deviceId] }, { signal: abort.signal });
-        const metrics = [...new Set(latest.points.map((p) => p.metric))];
-        if (metrics.length === 0) {
-          setSamples([]);
-          return;
-        }
-        const end = Date.now();
-        setSpan([(end - range.seconds * 1000) / 1000, end / 1000]);
-        const res = await api.telemetry.queryHistory(
-          {
-            deviceId,
-            metrics,
-            timeRange: { start: timestampFromMs(end - range.seconds * 1000), end: timestampFromMs(end) },
-            maxPoints: 300,
-            aggregations: [Aggregation.AVG],
-          },
-          { signal: abort.signal },
-        );
-        setBucket(res.bucketWidth ? `${res.bucketWidth.seconds}s buckets` : '');
-        setSamples(res.series.flatMap((s) => s.buckets.map((b) => ({ time: epochSeconds(b.startTime), metric: s.metric, value: b.value }))));
-      } catch (err) {
-        if (!abort.signal.aborted) setError(errorMessage(err));
-      }
-    })();
+    api.telemetry
+      .getLatest({ deviceIds: [deviceId] }, { signal: abort.signal })
+      .then((res) => setLatest((prev) => new Map([...res.points.map((p) => [p.metric, p] as const), ...prev])))
+      .catch((err) => !abort.signal.aborted && setError(errorMessage(err)));
+    void followStream(
+      (signal) => api.telemetry.streamLive({ deviceIds: [deviceId] }, { signal }),
+      (res) => {
+        if (res.points.length === 0) return;
+        setLatest((prev) => {
+          const next = new Map(prev);
+          for (const p of res.points) if (epochSeconds(next.get(p.metric)?.time) <= epochSeconds(p.time)) next.set(p.metric, p);
+          return next;
+        });
+        setLive((prev) => {
+          const next = new Map(prev);
+          const cutoff = Date.now() / 1000 - LIVE_KEEP_SECONDS;
+          for (const p of res.points) {
+            const value = numericValue(p);
+            if (value === undefined) continue;
+            next.set(p.metric, [...(next.get(p.metric) ?? []).filter((s) => s.time >= cutoff), { time: epochSeconds(p.time), metric: p.metric, value }]);
+          }
+          return next;
+        });
+      },
+      abort.signal,
+      setConnected,
+    );
     return () => abort.abort();
-  }, [deviceId, range, reload]);
+  }, [deviceId]);
 
-  const metrics = useMemo(() => [...new Set(samples.map((s) => s.metric))].sort(), [samples]);
-  const [metric, setMetric] = useMetricChoice(metrics);
-  const data = useMemo(() => toChartData(metric === ALL ? samples : samples.filter((s) => s.metric === metric)), [samples, metric]);
+  const metrics = [...latest.keys()].sort();
+  const charted = metrics.filter((m) => latest.get(m)?.value?.kind.case === 'numberValue');
+  const zoom = useCallback((start: number, end: number) => setWindow({ kind: 'zoom', start, end }), []);
   return (
     <div className="card">
-      <h2>History</h2>
+      <h2>
+        Telemetry <span className={`live-dot ${connected ? 'on' : ''}`} title={connected ? 'live' : 'reconnecting'} />
+      </h2>
+      {error && <p className="error" role="alert">{error}</p>}
+      <ul className="latest" data-testid="live-latest">
+        {metrics.map((m) => (
+          <li key={m}>
+            {m}: <strong data-testid={`live-value-${m}`}>{displayValue(latest.get(m))}</strong>
+          </li>
+        ))}
+        {metrics.length === 0 && <li className="muted">Waiting for telemetry…</li>}
+      </ul>
       <div className="ranges" role="group" aria-label="range">
         {RANGES.map((r) => (
-          <button key={r.label} className={r === range ? 'selected' : ''} onClick={() => setRange(r)}>
+          <button
+            key={r.label}
+            className={window.kind === 'recent' && window.seconds === r.seconds ? 'selected' : ''}
+            aria-pressed={window.kind === 'recent' && window.seconds === r.seconds}
+            onClick={() => {
+              lastRecent.current = r.seconds;
+              setWindow({ kind: 'recent', seconds: r.seconds });
+            }}
+          >
             {r.label}
           </button>
         ))}
+        {window.kind === 'zoom' && (
+          <button className="secondary" onClick={() => setWindow({ kind: 'recent', seconds: lastRecent.current })} data-testid="zoom-reset">
+            Back to live
+          </button>
+        )}
         <button onClick={() => setReload((n) => n + 1)}>Refresh</button>
-        <MetricPicker metrics={metrics} value={metric} onChange={setMetric} />
-        <span className="muted">{bucket}</span>
+        <span className="muted" data-testid="window">
+          {window.kind === 'zoom' ? `${new Date(window.start * 1000).toLocaleString()} – ${new Date(window.end * 1000).toLocaleString()}` : 'drag across a chart to zoom'}
+        </span>
       </div>
-      {error ? <p className="error">{error}</p> : <TimeChart data={data} testId="history-chart" xRange={span} />}
+      <div className="charts">
+        {charted.map((m) => (
+          <MetricChart key={m} deviceId={deviceId} metric={m} unit="" window={window} live={live.get(m) ?? []} reload={reload} onZoom={zoom} />
+        ))}
+      </div>
+    </div>
+  );
+}
+
+/** Issue, rotate and revoke the device's MQTT/NATS credential; a new token is shown once. */
+function CredentialsCard({ device, onChanged }: { device: Device; onChanged: () => void }) {
+  const { canOperate } = useAbilities();
+  const [issued, setIssued] = useState<DeviceCredential | undefined>();
+  const [error, setError] = useState('');
+  const state = device.credentialState;
+  async function run(action: () => Promise<{ credential?: DeviceCredential }>) {
+    setError('');
+    try {
+      const res = await action();
+      setIssued(res.credential);
+      onChanged();
+    } catch (err) {
+      setError(errorMessage(err));
+    }
+  }
+  return (
+    <div className="card" data-testid="credentials-card">
+      <h2>Credential</h2>
+      <p>
+        State: <strong data-testid="credential-state">{CredentialState[state]?.toLowerCase() ?? 'unknown'}</strong>
+      </p>
+      {canOperate && (
+        <div className="inline-form">
+          {state !== CredentialState.ACTIVE && <button onClick={() => void run(() => api.credentials.issueCredential({ deviceId: device.id }))}>Issue credential</button>}
+          {state === CredentialState.ACTIVE && <button onClick={() => void run(() => api.credentials.rotateCredential({ deviceId: device.id }))}>Rotate credential</button>}
+          {state === CredentialState.ACTIVE && (
+            <button className="danger" onClick={() => void run(async () => (await api.credentials.revokeCredential({ deviceId: device.id }), {}))}>
+              Revoke credential
+            </button>
+          )}
+        </div>
+      )}
+      {error && <p className="error" role="alert">{error}</p>}
+      {issued && <CredentialPanel credential={issued} onClose={() => setIssued(undefined)} />}
     </div>
   );
 }
 
 /** Desired and reported state; desired is editable as JSON. */
 function TwinPanel({ deviceId }: { deviceId: string }) {
+  const { canOperate } = useAbilities();
   const [twin, setTwin] = useState<Twin | undefined>();
   const [draft, setDraft] = useState('{}');
   const [message, setMessage] = useState('');
@@ -222,8 +301,8 @@ function TwinPanel({ deviceId }: { deviceId: string }) {
       <div className="twin">
         <form onSubmit={save}>
           <h3>Desired (v{String(twin?.desiredVersion ?? 0n)})</h3>
-          <textarea value={draft} onChange={(e) => setDraft(e.target.value)} rows={8} data-testid="desired-editor" />
-          <button type="submit">Save desired</button>
+          <textarea value={draft} onChange={(e) => setDraft(e.target.value)} rows={8} data-testid="desired-editor" aria-label="desired state (JSON)" readOnly={!canOperate} />
+          {canOperate && <button type="submit">Save desired</button>}
         </form>
         <div>
           <h3>Reported (v{String(twin?.reportedVersion ?? 0n)})</h3>
@@ -232,7 +311,7 @@ function TwinPanel({ deviceId }: { deviceId: string }) {
           <button onClick={() => void load()}>Reload</button>
         </div>
       </div>
-      {message && <p className="muted">{message}</p>}
+      {message && <p className="muted" role="status">{message}</p>}
     </div>
   );
 }
@@ -252,8 +331,14 @@ function CommandPanel({ deviceId }: { deviceId: string }) {
     setError('');
     setReply(undefined);
     try {
+      let parsed: JsonObject;
+      try {
+        parsed = JSON.parse(payload) as JsonObject;
+      } catch (err) {
+        throw new Error(`payload is not JSON: ${(err as Error).message}`);
+      }
       const res = await api.commands.sendCommand(
-        { deviceId, name, payload: JSON.parse(payload) as JsonObject, timeout: { seconds: BigInt(timeout), nanos: 0 } },
+        { deviceId, name, payload: parsed, timeout: { seconds: BigInt(timeout), nanos: 0 } },
         { timeoutMs: (timeout + 5) * 1000 },
       );
       setReply(res.command);
@@ -268,8 +353,8 @@ function CommandPanel({ deviceId }: { deviceId: string }) {
     <div className="card">
       <h2>Command</h2>
       <form className="inline-form" onSubmit={send} data-testid="command-form">
-        <input placeholder="name" name="command-name" value={name} onChange={(e) => setName(e.target.value)} required />
-        <input placeholder='payload {"a":1}' name="command-payload" value={payload} onChange={(e) => setPayload(e.target.value)} />
+        <input placeholder="name" aria-label="command name" name="command-name" value={name} onChange={(e) => setName(e.target.value)} required />
+        <input placeholder='payload {"a":1}' aria-label="command payload (JSON)" name="command-payload" value={payload} onChange={(e) => setPayload(e.target.value)} />
         <label>
           timeout s
           <input type="number" min={1} max={60} value={timeout} onChange={(e) => setTimeoutSeconds(Number(e.target.value))} />
@@ -278,7 +363,7 @@ function CommandPanel({ deviceId }: { deviceId: string }) {
           {busy ? 'Waiting for reply…' : 'Send'}
         </button>
       </form>
-      {error && <p className="error">{error}</p>}
+      {error && <p className="error" role="alert">{error}</p>}
       {reply && (
         <div data-testid="command-reply">
           <p>
@@ -292,45 +377,70 @@ function CommandPanel({ deviceId }: { deviceId: string }) {
   );
 }
 
-/** One device: details, live and history charts, twin and commands. */
+/** One device: details, telemetry, credential, twin and commands; an unknown id shows only why. */
 export function DevicePage({ deviceId }: { deviceId: string }) {
   const [device, setDevice] = useState<Device | undefined>();
-  const [error, setError] = useState('');
+  const [error, setError] = useState<ConnectError | undefined>();
+  const [reload, setReload] = useState(0);
 
   useEffect(() => {
     const abort = new AbortController();
     api.devices
       .getDevice({ id: deviceId }, { signal: abort.signal })
       .then((res) => setDevice(res.device))
-      .catch((err) => !abort.signal.aborted && setError(errorMessage(err)));
+      .catch((err) => !abort.signal.aborted && setError(ConnectError.from(err)));
     void followStream(
       (signal) => api.devices.watchDevices({ deviceIds: [deviceId] }, { signal }),
       (event) => {
-        if (event.device && event.type !== DeviceEventType.DELETED) setDevice(event.device);
+        if (event.device?.id !== deviceId) return;
+        if (event.type === DeviceEventType.DELETED) setError(new ConnectError(`device ${deviceId} was deleted`, Code.NotFound));
+        else setDevice(event.device);
       },
       abort.signal,
     );
     return () => abort.abort();
-  }, [deviceId]);
+  }, [deviceId, reload]);
 
+  if (error) {
+    return (
+      <section>
+        <p>
+          <Link to="/devices">← Devices</Link>
+        </p>
+        <h1>{deviceId}</h1>
+        <p className="error" role="alert" data-testid="device-error">
+          {error.code === Code.NotFound ? `No device ${deviceId}. ` : ''}
+          {errorMessage(error)}
+        </p>
+      </section>
+    );
+  }
   return (
     <section>
       <p>
-        <a href="#/devices">← Devices</a>
+        <Link to="/devices">← Devices</Link>
       </p>
-      <h1>
+      <h1 data-testid="device-name">
         {device?.name ?? deviceId} {device && <StatusBadge device={device} />}
       </h1>
-      {error && <p className="error">{error}</p>}
       {device && (
         <p className="muted">
-          id {device.id} · type {device.type || '—'} · last seen {formatTime(device.lastSeenTime)}
+          id {device.id} · type {device.type || '—'} · last seen {formatTime(device.lastSeenTime)} · labels{' '}
+          {Object.entries(device.labels)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(', ') || '—'}
         </p>
       )}
-      <LiveChart deviceId={deviceId} />
-      <HistoryChart deviceId={deviceId} />
+      <TelemetryPanel deviceId={deviceId} />
+      {device && <CredentialsCard device={device} onChanged={() => setReload((n) => n + 1)} />}
       <TwinPanel deviceId={deviceId} />
-      <CommandPanel deviceId={deviceId} />
+      <CommandPanelGate deviceId={deviceId} />
     </section>
   );
+}
+
+/** Commands are for operators and admins only. */
+function CommandPanelGate({ deviceId }: { deviceId: string }) {
+  const { canOperate } = useAbilities();
+  return canOperate ? <CommandPanel deviceId={deviceId} /> : null;
 }

@@ -1,7 +1,10 @@
-import { FormEvent, useEffect, useState } from 'react';
+import { FormEvent, useEffect, useRef, useState } from 'react';
+import { Link } from 'react-router';
+import { useVirtualizer } from '@tanstack/react-virtual';
 import { Device, DeviceCredential, DeviceEventType, DeviceStatus } from '../../../gen/es/iot/device/v1/device_pb';
 import { api, errorMessage, followStream } from './api';
 import { formatTime } from './format';
+import { useAbilities } from './principal';
 
 /** Online/offline badge; the test id carries the device id. */
 export function StatusBadge({ device }: { device: Device }) {
@@ -22,7 +25,7 @@ export function mosquittoPubLine(credential: DeviceCredential): string {
 }
 
 /** Shown once after creation: the secret is not retrievable later. */
-function CredentialPanel({ credential, onClose }: { credential: DeviceCredential; onClose: () => void }) {
+export function CredentialPanel({ credential, onClose }: { credential: DeviceCredential; onClose: () => void }) {
   return (
     <div className="card credential" data-testid="credential" data-device-id={credential.deviceId} data-tenant-id={credential.tenantId} data-mqtt-url={credential.mqttUrl}>
       <h2>Credential for {credential.deviceId}</h2>
@@ -40,6 +43,20 @@ function CredentialPanel({ credential, onClose }: { credential: DeviceCredential
   );
 }
 
+/**
+ * `site=a, floor=2` as a label map; every entry needs a key and `=` (an entry
+ * without one used to be stored as `"undefined"`).
+ */
+export function parseLabels(text: string): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const entry of text.split(',').map((e) => e.trim()).filter(Boolean)) {
+    const eq = entry.indexOf('=');
+    if (eq <= 0) throw new Error(`label "${entry}" needs the form key=value`);
+    labels[entry.slice(0, eq).trim()] = entry.slice(eq + 1).trim();
+  }
+  return labels;
+}
+
 function CreateDeviceForm({ onCreated }: { onCreated: (device: Device, credential: DeviceCredential | undefined) => void }) {
   const [name, setName] = useState('');
   const [type, setType] = useState('');
@@ -50,13 +67,7 @@ function CreateDeviceForm({ onCreated }: { onCreated: (device: Device, credentia
     event.preventDefault();
     setError('');
     try {
-      const labelMap = Object.fromEntries(
-        labels
-          .split(',')
-          .map((pair) => pair.trim())
-          .filter(Boolean)
-          .map((pair) => pair.split('=').map((s) => s.trim()) as [string, string]),
-      );
+      const labelMap = parseLabels(labels);
       const created = await api.devices.createDevice({ device: { name, type, labels: labelMap } });
       if (!created.device) throw new Error('no device returned');
       const issued = await api.credentials.issueCredential({ deviceId: created.device.id });
@@ -70,48 +81,97 @@ function CreateDeviceForm({ onCreated }: { onCreated: (device: Device, credentia
   }
 
   return (
-    <form className="inline-form" onSubmit={submit} data-testid="create-device">
-      <input placeholder="name" name="name" value={name} onChange={(e) => setName(e.target.value)} required />
-      <input placeholder="type" name="type" value={type} onChange={(e) => setType(e.target.value)} />
-      <input placeholder="labels: site=a, floor=2" name="labels" value={labels} onChange={(e) => setLabels(e.target.value)} />
+    <form className="inline-form" onSubmit={submit} data-testid="create-device" aria-label="create device">
+      <input placeholder="name" aria-label="name" name="name" value={name} onChange={(e) => setName(e.target.value)} required />
+      <input placeholder="type" aria-label="type" name="type" value={type} onChange={(e) => setType(e.target.value)} />
+      <input placeholder="labels: site=a, floor=2" aria-label="labels" name="labels" value={labels} onChange={(e) => setLabels(e.target.value)} />
       <button type="submit">Create device</button>
-      {error && <span className="error">{error}</span>}
+      {error && (
+        <span className="error" role="alert">
+          {error}
+        </span>
+      )}
     </form>
   );
 }
 
-/** Every device of the tenant, with status kept live by WatchDevices. */
+/** The list's server-side filters (ListDevices fields). */
+interface Filters {
+  namePrefix: string;
+  type: string;
+  status: DeviceStatus;
+  labels: string;
+}
+
+const PAGE_SIZE = 200;
+const ROW_HEIGHT = 36;
+
+function matches(device: Device, filters: Filters, labels: Record<string, string>): boolean {
+  if (filters.namePrefix && !device.name.startsWith(filters.namePrefix)) return false;
+  if (filters.type && device.type !== filters.type) return false;
+  if (filters.status !== DeviceStatus.UNSPECIFIED && device.status !== filters.status) return false;
+  return Object.entries(labels).every(([k, v]) => device.labels[k] === v);
+}
+
+/**
+ * The tenant's devices, filtered by the server, loaded a page at a time as
+ * the list scrolls (page tokens), rows virtualised so 100,000 devices stay
+ * smooth, statuses kept live by WatchDevices.
+ */
 export function DevicesPage() {
-  const [devices, setDevices] = useState<Map<string, Device>>(new Map());
+  const { canOperate } = useAbilities();
+  const [filters, setFilters] = useState<Filters>({ namePrefix: '', type: '', status: DeviceStatus.UNSPECIFIED, labels: '' });
+  const [draft, setDraft] = useState<Filters>(filters);
+  const [rows, setRows] = useState<Device[]>([]);
+  const [nextToken, setNextToken] = useState<string | undefined>('');
+  const [loading, setLoading] = useState(false);
   const [error, setError] = useState('');
   const [live, setLive] = useState(false);
   const [credential, setCredential] = useState<DeviceCredential | undefined>();
+  const scroller = useRef<HTMLDivElement>(null);
+  const generation = useRef(0);
+
+  let labelFilter: Record<string, string> = {};
+  let filterError = '';
+  try {
+    labelFilter = parseLabels(filters.labels);
+  } catch (err) {
+    filterError = (err as Error).message;
+  }
+
+  async function loadPage(token: string, gen: number) {
+    setLoading(true);
+    try {
+      const res = await api.devices.listDevices({ page: { pageSize: PAGE_SIZE, pageToken: token }, namePrefix: filters.namePrefix, type: filters.type, status: filters.status, labels: labelFilter });
+      if (gen !== generation.current) return;
+      setRows((prev) => (token === '' ? res.devices : [...prev, ...res.devices.filter((d) => !prev.some((p) => p.id === d.id))]));
+      setNextToken(res.page?.nextPageToken || undefined);
+    } catch (err) {
+      if (gen === generation.current) setError(errorMessage(err));
+    } finally {
+      if (gen === generation.current) setLoading(false);
+    }
+  }
 
   useEffect(() => {
+    const gen = ++generation.current;
+    setRows([]);
+    setError('');
+    setNextToken('');
+    if (!filterError) void loadPage('', gen);
     const abort = new AbortController();
-    (async () => {
-      try {
-        const all = new Map<string, Device>();
-        let pageToken = '';
-        do {
-          const res = await api.devices.listDevices({ page: { pageSize: 200, pageToken } }, { signal: abort.signal });
-          res.devices.forEach((d) => all.set(d.id, d));
-          pageToken = res.page?.nextPageToken ?? '';
-        } while (pageToken);
-        setDevices(all);
-      } catch (err) {
-        if (!abort.signal.aborted) setError(errorMessage(err));
-      }
-    })();
     void followStream(
-      (signal) => api.devices.watchDevices({}, { signal }),
+      (signal) => api.devices.watchDevices({ labels: labelFilter }, { signal }),
       (event) => {
         const device = event.device;
         if (!device) return;
-        setDevices((prev) => {
-          const next = new Map(prev);
-          if (event.type === DeviceEventType.DELETED) next.delete(device.id);
-          else next.set(device.id, device);
+        setRows((prev) => {
+          const at = prev.findIndex((d) => d.id === device.id);
+          if (event.type === DeviceEventType.DELETED) return at < 0 ? prev : prev.filter((d) => d.id !== device.id);
+          if (!matches(device, filters, labelFilter)) return at < 0 ? prev : prev.filter((d) => d.id !== device.id);
+          if (at < 0) return event.type === DeviceEventType.CREATED ? [device, ...prev] : prev;
+          const next = [...prev];
+          next[at] = device;
           return next;
         });
       },
@@ -119,53 +179,94 @@ export function DevicesPage() {
       setLive,
     );
     return () => abort.abort();
-  }, []);
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [filters]);
 
-  const sorted = [...devices.values()].sort((a, b) => a.name.localeCompare(b.name));
+  const virtualizer = useVirtualizer({ count: rows.length, getScrollElement: () => scroller.current, estimateSize: () => ROW_HEIGHT, overscan: 10 });
+  const items = virtualizer.getVirtualItems();
+  const last = items.at(-1);
+  useEffect(() => {
+    // Near the end of what is loaded: fetch the next page.
+    if (last && last.index >= rows.length - 20 && nextToken && !loading) void loadPage(nextToken, generation.current);
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [last?.index, rows.length, nextToken, loading]);
+
   return (
     <section>
       <h1>
         Devices <span className={`live-dot ${live ? 'on' : ''}`} title={live ? 'live updates' : 'reconnecting'} />
       </h1>
-      <CreateDeviceForm
-        onCreated={(device, issued) => {
-          setDevices((prev) => new Map(prev).set(device.id, device));
-          setCredential(issued);
-        }}
-      />
+      {canOperate && (
+        <CreateDeviceForm
+          onCreated={(device, issued) => {
+            setRows((prev) => [device, ...prev.filter((d) => d.id !== device.id)]);
+            setCredential(issued);
+          }}
+        />
+      )}
       {credential && <CredentialPanel credential={credential} onClose={() => setCredential(undefined)} />}
-      {error && <p className="error">{error}</p>}
-      <table data-testid="device-list">
-        <thead>
-          <tr>
-            <th>Name</th>
-            <th>Type</th>
-            <th>Status</th>
-            <th>Last seen</th>
-            <th>Labels</th>
-          </tr>
-        </thead>
-        <tbody>
-          {sorted.map((d) => (
-            <tr key={d.id} data-testid={`device-row-${d.id}`}>
-              <td>
-                <a href={`#/devices/${encodeURIComponent(d.id)}`}>{d.name || d.id}</a>
-              </td>
-              <td>{d.type}</td>
-              <td>
-                <StatusBadge device={d} />
-              </td>
-              <td>{formatTime(d.lastSeenTime)}</td>
-              <td>
-                {Object.entries(d.labels)
-                  .map(([k, v]) => `${k}=${v}`)
-                  .join(', ')}
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-      {sorted.length === 0 && !error && <p className="muted">No devices yet.</p>}
+      <form
+        className="inline-form"
+        data-testid="device-filters"
+        aria-label="filter devices"
+        onSubmit={(e) => {
+          e.preventDefault();
+          setFilters(draft);
+        }}
+      >
+        <input placeholder="name starts with" aria-label="name starts with" name="namePrefix" value={draft.namePrefix} onChange={(e) => setDraft({ ...draft, namePrefix: e.target.value })} />
+        <input placeholder="type" aria-label="filter type" name="filterType" value={draft.type} onChange={(e) => setDraft({ ...draft, type: e.target.value })} />
+        <input placeholder="labels site=a" aria-label="filter labels" name="filterLabels" value={draft.labels} onChange={(e) => setDraft({ ...draft, labels: e.target.value })} />
+        <select aria-label="status" name="status" value={draft.status} onChange={(e) => setDraft({ ...draft, status: Number(e.target.value) as DeviceStatus })}>
+          <option value={DeviceStatus.UNSPECIFIED}>any status</option>
+          <option value={DeviceStatus.ONLINE}>online</option>
+          <option value={DeviceStatus.OFFLINE}>offline</option>
+        </select>
+        <button type="submit">Filter</button>
+      </form>
+      {(error || filterError) && (
+        <p className="error" role="alert">
+          {error || filterError}
+        </p>
+      )}
+      <div className="device-table" role="table" aria-label="devices" data-testid="device-list" data-rows={rows.length}>
+        <div className="device-row head" role="row">
+          <span role="columnheader">Name</span>
+          <span role="columnheader">Type</span>
+          <span role="columnheader">Status</span>
+          <span role="columnheader">Last seen</span>
+          <span role="columnheader">Labels</span>
+        </div>
+        <div className="device-scroll" ref={scroller}>
+          <div style={{ height: virtualizer.getTotalSize(), position: 'relative' }}>
+            {items.map((item) => {
+              const d = rows[item.index];
+              return (
+                <div key={d.id} className="device-row" role="row" data-testid={`device-row-${d.id}`} style={{ position: 'absolute', top: 0, left: 0, right: 0, height: ROW_HEIGHT, transform: `translateY(${item.start}px)` }}>
+                  <span role="cell">
+                    <Link to={`/devices/${encodeURIComponent(d.id)}`}>{d.name || d.id}</Link>
+                  </span>
+                  <span role="cell">{d.type}</span>
+                  <span role="cell">
+                    <StatusBadge device={d} />
+                  </span>
+                  <span role="cell">{formatTime(d.lastSeenTime)}</span>
+                  <span role="cell">
+                    {Object.entries(d.labels)
+                      .map(([k, v]) => `${k}=${v}`)
+                      .join(', ')}
+                  </span>
+                </div>
+              );
+            })}
+          </div>
+        </div>
+      </div>
+      <p className="muted" data-testid="device-count">
+        {rows.length.toLocaleString()} shown{nextToken ? ', more as you scroll' : ''}
+        {loading ? ' · loading…' : ''}
+      </p>
+      {rows.length === 0 && !loading && !error && <p className="muted">No devices match.</p>}
     </section>
   );
 }

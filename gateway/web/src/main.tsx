@@ -1,22 +1,40 @@
-import { StrictMode, useEffect, useState } from 'react';
+import { ReactElement, StrictMode, useEffect, useState } from 'react';
 import { createRoot } from 'react-dom/client';
+import { HashRouter, Navigate, NavLink, Route, Routes, useParams } from 'react-router';
+import { AdminPage } from './admin';
 import { AlertsPage } from './alerts';
 import { api } from './api';
 import { DevicePage } from './device';
+import { DeviceTypesPage } from './device-types';
 import { DevicesPage } from './devices';
+import { GroupsPage } from './groups';
 import { LoginPage } from './login';
+import { OverviewPage } from './overview';
+import { ProvisioningPage } from './provisioning';
+import { Abilities, AbilitiesProvider, roleName, useAbilities } from './principal';
 import { currentSession, onSessionChange, setSession } from './session';
 import './styles.css';
 
-function useHash(): string {
-  const [hash, setHash] = useState(window.location.hash);
-  useEffect(() => {
-    const update = () => setHash(window.location.hash);
-    window.addEventListener('hashchange', update);
-    return () => window.removeEventListener('hashchange', update);
-  }, []);
-  return hash;
+/** A new device page per id: nothing of the previous device (live values, chart, twin) survives the navigation. */
+function DeviceRoute() {
+  const { id = '' } = useParams();
+  return <DevicePage key={id} deviceId={id} />;
 }
+
+/**
+ * Every page of the console: its path, its element and, when it belongs in
+ * the header, its label and who sees it. A feature's page is one line here.
+ */
+const PAGES: Array<{ path: string; element: ReactElement; nav?: string; visible?: (a: Abilities) => boolean }> = [
+  { path: '/overview', element: <OverviewPage />, nav: 'Overview' },
+  { path: '/devices', element: <DevicesPage />, nav: 'Devices' },
+  { path: '/devices/:id', element: <DeviceRoute /> },
+  { path: '/device-types', element: <DeviceTypesPage />, nav: 'Types' },
+  { path: '/groups', element: <GroupsPage />, nav: 'Groups' },
+  { path: '/provisioning', element: <ProvisioningPage />, nav: 'Provisioning' },
+  { path: '/alerts', element: <AlertsPage />, nav: 'Alerts' },
+  { path: '/admin', element: <AdminPage />, nav: 'Administration', visible: (a) => a.canAdmin },
+];
 
 function useSession() {
   const [session, set] = useState(currentSession());
@@ -30,27 +48,50 @@ async function logout() {
   if (session) await api.auth.logout({ refreshToken: session.refreshToken }).catch(() => undefined);
 }
 
-function App() {
-  const session = useSession();
-  const hash = useHash();
-  if (!session) return <LoginPage />;
-  const device = /^#\/devices\/(.+)$/.exec(hash);
-  const page = device ? <DevicePage deviceId={decodeURIComponent(device[1])} /> : hash.startsWith('#/alerts') ? <AlertsPage /> : <DevicesPage />;
+function Shell() {
+  const session = useSession()!;
+  const abilities = useAbilities();
+  const pages = PAGES.filter((p) => p.nav && (p.visible?.(abilities) ?? true));
   return (
     <>
       <header>
         <strong>iot-mesh</strong>
-        <nav>
-          <a href="#/devices">Devices</a>
-          <a href="#/alerts">Alerts</a>
+        <nav aria-label="main">
+          {pages.map((p) => (
+            <NavLink key={p.path} to={p.path}>
+              {p.nav}
+            </NavLink>
+          ))}
+          <a href="docs/" target="_blank" rel="noreferrer">
+            API
+          </a>
         </nav>
-        <span className="muted" data-testid="whoami">
-          {session.email} @ {session.tenant}
+        <span className="muted" data-testid="whoami" data-role={abilities.principal ? roleName(abilities.principal.role) : ''}>
+          {session.email} @ {session.tenant} ({abilities.principal ? roleName(abilities.principal.role) : '?'})
         </span>
         <button onClick={() => void logout()}>Log out</button>
       </header>
-      <main>{page}</main>
+      <main>
+        <Routes>
+          {PAGES.filter((p) => p.visible?.(abilities) ?? true).map((p) => (
+            <Route key={p.path} path={p.path} element={p.element} />
+          ))}
+          <Route path="*" element={<Navigate to="/devices" replace />} />
+        </Routes>
+      </main>
     </>
+  );
+}
+
+function App() {
+  const session = useSession();
+  if (!session) return <LoginPage />;
+  return (
+    <HashRouter>
+      <AbilitiesProvider sessionKey={`${session.tenant}/${session.email}`}>
+        <Shell />
+      </AbilitiesProvider>
+    </HashRouter>
   );
 }
 

@@ -11,13 +11,33 @@ export interface ChartData {
 
 const COLORS = ['#2563eb', '#dc2626', '#16a34a', '#9333ea', '#ea580c', '#0891b2', '#ca8a04'];
 
+/** What a chart shows and how it reports a drag: `onZoom(start, end)` in epoch seconds. */
+export interface TimeChartProps {
+  data: ChartData;
+  height?: number;
+  testId?: string;
+  xRange?: [number, number];
+  /** Axis label, such as the unit. */
+  yLabel?: string;
+  /** Called with the dragged x-range; without it, dragging does nothing. */
+  onZoom?: (start: number, end: number) => void;
+  /** Called with the plotting width in CSS pixels, to ask the server for as many points as fit. */
+  onWidth?: (width: number) => void;
+  /** Extra attributes for tests and tools (`data-*`). */
+  attributes?: Record<string, string | number>;
+}
+
 /** A uPlot time-series chart that redraws in place when its data changes. */
-export function TimeChart({ data, height = 240, testId, xRange }: { data: ChartData; height?: number; testId?: string; xRange?: [number, number] }) {
+export function TimeChart({ data, height = 240, testId, xRange, yLabel, onZoom, onWidth, attributes }: TimeChartProps) {
   const host = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | undefined>(undefined);
   // Read by uPlot's range callback, so a new range applies without rebuilding the chart.
   const range = useRef(xRange);
   range.current = xRange;
+  const zoom = useRef(onZoom);
+  zoom.current = onZoom;
+  const width = useRef(onWidth);
+  width.current = onWidth;
   const seriesKey = data.metrics.join('\u0000');
 
   useEffect(() => {
@@ -27,7 +47,20 @@ export function TimeChart({ data, height = 240, testId, xRange }: { data: ChartD
       width: Math.max(element.clientWidth, 320),
       height,
       series: [{}, ...data.metrics.map((metric, i) => ({ label: metric, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: true }))],
-      axes: [{}, { size: 60 }],
+      axes: [{}, { size: 60, label: yLabel }],
+      // Dragging selects a range that the page asks the server for, instead of uPlot zooming into the points it has.
+      cursor: { drag: { x: true, y: false, setScale: false } },
+      hooks: {
+        setSelect: [
+          (u) => {
+            if (u.select.width < 3) return;
+            const start = u.posToVal(u.select.left, 'x');
+            const end = u.posToVal(u.select.left + u.select.width, 'x');
+            u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+            zoom.current?.(start, end);
+          },
+        ],
+      },
       scales: {
         x: {
           time: true,
@@ -41,7 +74,11 @@ export function TimeChart({ data, height = 240, testId, xRange }: { data: ChartD
       },
     };
     plot.current = new uPlot(options, data.columns, element);
-    const resize = new ResizeObserver(() => plot.current?.setSize({ width: Math.max(element.clientWidth, 320), height }));
+    width.current?.(plot.current.bbox.width / devicePixelRatio);
+    const resize = new ResizeObserver(() => {
+      plot.current?.setSize({ width: Math.max(element.clientWidth, 320), height });
+      if (plot.current) width.current?.(plot.current.bbox.width / devicePixelRatio);
+    });
     resize.observe(element);
     return () => {
       resize.disconnect();
@@ -50,13 +87,19 @@ export function TimeChart({ data, height = 240, testId, xRange }: { data: ChartD
     };
     // The chart is rebuilt only when the set of lines changes; new points go through setData below.
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [seriesKey, height]);
+  }, [seriesKey, height, yLabel]);
 
   useEffect(() => {
     plot.current?.setData(data.columns);
   }, [data]);
 
-  return <div className="chart" ref={host} data-testid={testId} data-points={data.columns[0]?.length ?? 0} />;
+  useEffect(() => {
+    // A new range must redraw even when the data did not change (a zoom into an empty stretch).
+    if (plot.current && xRange) plot.current.setScale('x', { min: xRange[0], max: xRange[1] });
+  }, [xRange?.[0], xRange?.[1]]); // eslint-disable-line react-hooks/exhaustive-deps
+
+  const dataAttributes = Object.fromEntries(Object.entries(attributes ?? {}).map(([k, v]) => [`data-${k}`, v]));
+  return <div className="chart" ref={host} data-testid={testId} data-points={data.columns[0]?.length ?? 0} {...dataAttributes} />;
 }
 
 /** Aligns (time, metric, value) samples into chart columns, oldest first. */
