@@ -2,12 +2,14 @@
  * `npm run bench [scenario…] [-- --smoke] [-- --profile]`: runs the benchmark
  * scenarios (all by default), prints a table per scenario with every figure
  * next to a baseline measured in the same run, and writes JSON results under
- * bench/results/. BENCH_SMOKE=1 (or --smoke) runs seconds-long, tiny versions
+ * bench/results/, with an HTML report (scaling curves as SVG plots) next to
+ * them. BENCH_SMOKE=1 (or --smoke) runs seconds-long, tiny versions
  * with no targets judged; BENCH_PROFILE=1 (or --profile) CPU-profiles the
  * service under test and lists its hottest functions.
  */
 import os from 'node:os';
 import { parseArgs } from 'node:util';
+import { writeHtmlReport } from './plots';
 import { machineInfo, markdownSummary, renderResult, writeResult } from './report';
 import { runScenarios, SCENARIOS } from './suite';
 
@@ -37,6 +39,8 @@ async function main(): Promise<number> {
   });
   if (results.profileSummary?.length) process.stdout.write(`monitoring service ${results.profileSummary.join('\n')}\n\n`);
   if (values.markdown) process.stdout.write(markdownSummary(results) + '\n');
+  const report = await writeHtmlReport(results, { ...machine, loadAtEnd: os.loadavg().map((l) => Math.round(l * 100) / 100) });
+  if (report) process.stderr.write(`report with plots: ${report}\n`);
   process.stdout.write(`load average at the end: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}\n`);
   return results.some((r) => r.error) ? 1 : 0;
 }

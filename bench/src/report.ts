@@ -18,6 +18,25 @@ export interface Figure {
   met?: boolean;
 }
 
+/** One point of a scaling curve: `y` of `series` at `x`. */
+export interface CurvePoint {
+  series: string;
+  x: number;
+  y: number;
+}
+
+/** A scaling curve (e.g. history p95 against the range queried): printed as a table, plotted in the report. */
+export interface Curve {
+  /** File-name part: `history-p95`. */
+  name: string;
+  title: string;
+  xLabel: string;
+  yLabel: string;
+  /** Plot x on a log scale (sizes that grow by ×10). */
+  logX?: boolean;
+  points: CurvePoint[];
+}
+
 /** The outcome of one scenario. */
 export interface ScenarioResult {
   scenario: string;
@@ -27,6 +46,8 @@ export interface ScenarioResult {
   figures: Figure[];
   /** Free-form lines: where time goes, what was skipped and why. */
   notes: string[];
+  /** Scaling curves measured by the scenario. */
+  curves?: Curve[];
   /** Seconds the scenario took. */
   seconds?: number;
   smoke?: boolean;
@@ -75,6 +96,21 @@ export function ratio(f: Figure): number | undefined {
   return f.baselineValue ? f.value / f.baselineValue : undefined;
 }
 
+/** A curve as rows: a header (x label, then one column per series) and one row per x. */
+export function curveRows(curve: Curve): string[][] {
+  const series = [...new Set(curve.points.map((p) => p.series))];
+  const xs = [...new Set(curve.points.map((p) => p.x))].sort((a, b) => a - b);
+  const rows = [[curve.xLabel, ...series.map((s) => `${s} (${curve.yLabel})`)]];
+  for (const x of xs) rows.push([formatNumber(x), ...series.map((s) => formatNumber(curve.points.find((p) => p.series === s && p.x === x)?.y))]);
+  return rows;
+}
+
+/** A curve as a Markdown table. */
+export function markdownCurve(curve: Curve): string {
+  const [header, ...rows] = curveRows(curve);
+  return [`**${curve.title}**`, '', `| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+}
+
 /** A scenario's figures as a text table. */
 export function renderResult(result: ScenarioResult): string {
   const rows: string[][] = [['measure', 'value', 'baseline (same run)', 'ratio', 'target', 'met']];
@@ -91,6 +127,7 @@ export function renderResult(result: ScenarioResult): string {
   }
   const header = `== ${result.scenario}: ${result.title}${result.smoke ? ' (smoke)' : ''}${result.seconds ? ` — ${result.seconds.toFixed(0)} s` : ''}`;
   const lines = [header, renderTable(rows)];
+  for (const curve of result.curves ?? []) lines.push(`-- ${curve.title}`, renderTable(curveRows(curve)));
   if (result.error) lines.push(`ERROR: ${result.error}`);
   for (const note of result.notes) lines.push(`  · ${note}`);
   return lines.join('\n');
@@ -108,6 +145,7 @@ export function markdownSummary(results: ScenarioResult[]): string {
     }
     if (result.error) lines.push(`| ${result.scenario} | error: ${result.error.replace(/\|/g, '/')} | | | | | |`);
   }
+  for (const curve of results.flatMap((r) => r.curves ?? [])) lines.push('', markdownCurve(curve));
   return lines.join('\n');
 }
 

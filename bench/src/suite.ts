@@ -7,12 +7,12 @@ import { BenchContext, cpuProfileArgs, emptyResult, Scenario, summarizeCpuProfil
 import { connectionsScenario } from './scenarios/connections';
 import { fanoutScenario } from './scenarios/fanout';
 import { historyScenario } from './scenarios/history';
-import { ingestScenario } from './scenarios/ingest';
+import { ingestScaleScenario, ingestScenario } from './scenarios/ingest';
 import { liveScenario } from './scenarios/live';
 import { unaryScenario } from './scenarios/unary';
 
 /** Every scenario, in the order `npm run bench` runs them. */
-export const SCENARIOS: Scenario[] = [ingestScenario, liveScenario, unaryScenario, historyScenario, connectionsScenario, fanoutScenario];
+export const SCENARIOS: Scenario[] = [ingestScenario, ingestScaleScenario, liveScenario, unaryScenario, historyScenario, connectionsScenario, fanoutScenario];
 
 /** Where CPU profiles of the services go when profiling. */
 export const PROFILE_DIR = path.join(RUN_DIR, 'profiles');

@@ -7,6 +7,7 @@ import { createSensor, PointSource } from '../../../simulator/src/profiles';
 import { rawCopyRate, rawJetStreamRate } from '../baselines';
 import { nowMs, PeakSampler, processMemory, sleep, waitFor } from '../measure';
 import { Platform } from '../platform';
+import { Curve } from '../report';
 import { BenchContext, emptyResult, Scenario } from '../scenario';
 
 /** Rows inserted into the telemetry partitions so far (statistics collector; cheap, ~1 s behind). */
@@ -39,8 +40,8 @@ interface PhaseResult {
  * the run; afterwards the backlog drains and the exact row count is checked
  * against what was sent.
  */
-async function phase(ctx: BenchContext, platform: Platform, pg: Client, transport: Transport, size: IngestSize): Promise<PhaseResult> {
-  const identities = await platform.devices(`ing-${transport}`, size.devices);
+async function phase(ctx: BenchContext, platform: Platform, pg: Client, transport: Transport, size: IngestSize, prefix = `ing-${transport}`): Promise<PhaseResult> {
+  const identities = await platform.devices(prefix, size.devices);
   const tenantId = platform.tenantId;
   const ids = identities.map((d) => d.deviceId);
   const behaviour: DeviceBehaviour = {
@@ -164,6 +165,55 @@ export const ingestScenario: Scenario = {
     } finally {
       const peaks = memory.stop();
       notes.push(`peak RSS: ${[...peaks.entries()].map(([n, v]) => `${n} ${Math.round(v / 1e6)} MB`).join(', ')}`);
+      await pg.end();
+    }
+    return result;
+  },
+};
+
+/**
+ * Scenario 1b: the ingest scaling curve. The same total rate (over NATS)
+ * from 100, 1,000 and 10,000 devices: committed and end-to-end rates should
+ * stay within 20 % of each other, i.e. the cost is per point, not per device.
+ */
+export const ingestScaleScenario: Scenario = {
+  name: 'ingest-scale',
+  title: 'ingest scaling: the same total rate from 100, 1,000 and 10,000 devices',
+  async run(ctx) {
+    const totalPointsPerS = ctx.smoke ? 200 : 20_000;
+    const points = 10;
+    const deviceCounts = ctx.smoke ? [2, 5, 10] : [100, 1000, 10_000];
+    const seconds = ctx.smoke ? 1 : 20;
+    const platform = await ctx.platform();
+    const result = emptyResult(this, { totalPointsPerS, points, deviceCounts, seconds, transport: 'nats', encoding: 'protobuf' });
+    const { figures, notes } = result;
+    const curve: Curve = { name: 'ingest-devices', title: `ingest against the number of devices (${totalPointsPerS.toLocaleString('en-US')} pts/s offered in total)`, xLabel: 'devices', yLabel: 'pts/s', logX: true, points: [] };
+    result.curves = [curve];
+    const pg = await platform.pg();
+    try {
+      let first: number | undefined;
+      for (const devices of deviceCounts) {
+        ctx.log(`  ${devices} devices…`);
+        const size: IngestSize = { devices, rate: totalPointsPerS / points / devices, points, seconds, baselineSeconds: 0, drainLimitSeconds: 60 };
+        const r = await phase(ctx, platform, pg, 'nats', size, `ings${devices}`);
+        first ??= r.committedPointsPerS;
+        figures.push({
+          measure: `${devices} devices: points/s committed while publishing`,
+          value: r.committedPointsPerS,
+          unit: 'pts/s',
+          baseline: `${deviceCounts[0]} devices, same run`,
+          baselineValue: first,
+          target: devices === deviceCounts[0] ? undefined : 'within 20 %',
+          met: ctx.smoke || devices === deviceCounts[0] ? undefined : Math.abs(r.committedPointsPerS / first - 1) <= 0.2,
+        });
+        curve.points.push(
+          { series: 'offered', x: devices, y: r.offeredPointsPerS },
+          { series: 'committed while publishing', x: devices, y: r.committedPointsPerS },
+          ...(r.endToEndPointsPerS === undefined ? [] : [{ series: 'end to end incl. drain', x: devices, y: r.endToEndPointsPerS }]),
+        );
+        notes.push(`${devices} devices: ${r.sentPoints.toLocaleString('en-US')} points sent in ${r.publishS.toFixed(1)} s, ${r.stored.toLocaleString('en-US')} stored, drained ${r.drainS.toFixed(1)} s after the fleet stopped${r.purgedMessages ? `, ${r.purgedMessages} messages purged undrained` : ''}`);
+      }
+    } finally {
       await pg.end();
     }
     return result;
