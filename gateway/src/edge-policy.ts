@@ -30,3 +30,15 @@ export const corsPolicy = {
   exposeHeaders: ['grpc-status', 'grpc-message', 'grpc-status-details-bin', 'x-request-id'],
   maxAgeSeconds: 86400,
 };
+
+/**
+ * The origins the Node gateway allows besides its own, from
+ * GATEWAY_CORS_ORIGINS (comma-separated; `*` allows any, never the default).
+ * Unset means same origin only, so no other site's scripts can call the API
+ * with a user's token. CORS_ALLOWED_ORIGINS, the former name, is read when
+ * the new one is unset.
+ */
+export function corsOriginsFromEnv(env: NodeJS.ProcessEnv): string[] {
+  const raw = env.GATEWAY_CORS_ORIGINS ?? env.CORS_ALLOWED_ORIGINS ?? '';
+  return raw.split(',').map((o) => o.trim()).filter(Boolean);
+}

@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import YAML from 'yaml';
+import { TOKEN_AUDIENCE, TOKEN_ISSUER } from '@iot-mesh/runtime';
 import { corsPolicy, MAX_REQUEST_BYTES, UNARY_TIMEOUT_MS } from './edge-policy';
 import { Cluster, RouteTable } from './route-table';
 
@@ -108,6 +109,9 @@ export function renderEnvoyConfig(table: RouteTable): string {
               cache_duration: '300s',
               async_fetch: {},
             },
+            // What signing puts into every access token; a token of another issuer or audience is refused at the edge.
+            issuer: TOKEN_ISSUER,
+            audiences: [TOKEN_AUDIENCE],
             from_headers: [{ name: 'authorization', value_prefix: 'Bearer ' }],
             // The services verify the token again and need it to know the caller.
             forward: true,
@@ -147,6 +151,9 @@ export function renderEnvoyConfig(table: RouteTable): string {
                     '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
                     stat_prefix: 'edge',
                     codec_type: 'AUTO',
+                    // Envoy is the edge: x-forwarded-for gets the socket peer appended, and no client-sent entry is trusted.
+                    use_remote_address: true,
+                    xff_num_trusted_hops: 0,
                     access_log: [
                       { name: 'envoy.access_loggers.stdout', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog' } },
                     ],

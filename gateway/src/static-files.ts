@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { DASHBOARD_SECURITY_HEADERS } from './security-headers';
 
 const CONTENT_TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -45,6 +46,7 @@ export function serveStatic(root: string, req: IncomingMessage, res: ServerRespo
   }
   const hashed = file.includes(`${path.sep}assets${path.sep}`);
   res.writeHead(200, {
+    ...DASHBOARD_SECURITY_HEADERS,
     'content-type': CONTENT_TYPES[path.extname(file)] ?? 'application/octet-stream',
     'content-length': stat.size,
     // Vite puts content hashes into asset names; the page itself must always be fresh.

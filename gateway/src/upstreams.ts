@@ -83,21 +83,35 @@ const HOP_HEADERS = new Set([
   'transfer-encoding',
   'upgrade',
   'user-agent',
+  // Client claims about addresses: the gateway states the one it saw instead (below).
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'x-real-ip',
   'x-grpc-web',
   'x-user-agent',
 ]);
 
-/** The headers of a browser request that go upstream as gRPC metadata. */
+/** `::ffff:192.0.2.1` → `192.0.2.1`: one spelling per client, whichever socket family accepted it. */
+function normalAddress(address: string): string {
+  return address.toLowerCase().startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+}
+
+/**
+ * The headers of a browser request that go upstream as gRPC metadata.
+ * `x-forwarded-for` is replaced by the socket peer alone (the gateway is the
+ * edge: the peer is the one address it knows to be true); whatever the client
+ * put there is dropped, so a service trusting the right-most entry
+ * (SIGNING_TRUST_FORWARDED_FOR) sees the real client address.
+ */
 export function forwardedHeaders(incoming: Headers, remoteAddress: string | undefined): Headers {
   const out = new Headers();
   incoming.forEach((value, name) => {
     if (HOP_HEADERS.has(name) || name.startsWith('sec-') || name.startsWith(':')) return;
     out.set(name, value);
   });
-  if (remoteAddress) {
-    const prior = incoming.get('x-forwarded-for');
-    out.set('x-forwarded-for', prior ? `${prior}, ${remoteAddress}` : remoteAddress);
-  }
+  if (remoteAddress) out.set('x-forwarded-for', normalAddress(remoteAddress));
   // The service's span continues the gateway's request span (when the gateway is traced).
   return injectTraceHeaders(out);
 }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { createFileRegistry, fromBinary } from '@bufbuild/protobuf';
 import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
-import { accessRuleOf, descriptorAccessRules } from '@iot-mesh/runtime';
+import { accessRuleOf, descriptorAccessRules, TOKEN_AUDIENCE, TOKEN_ISSUER } from '@iot-mesh/runtime';
 import { ENVOY_TEMPLATE_PATH } from '../envoy/generate';
 import { ENVOY_DESCRIPTOR_MOUNT, envoyVariables, renderEnvoyConfig } from '../src/envoy-config';
 import { buildRouteTable, DESCRIPTOR_PATH } from '../src/route-table';
@@ -146,6 +146,17 @@ describe('generated Envoy config', () => {
     const cluster = clusters.find((c) => c.name === remote.cluster);
     expect(cluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value).toBe(Number(values.SIGNING_HTTP_PORT));
     expect(jwt.providers.signing.forward).toBe(true);
+  });
+
+  it('accepts only tokens with the issuer and audience signing puts into them', () => {
+    const provider = filter('envoy.filters.http.jwt_authn').providers.signing;
+    expect(provider.issuer).toBe(TOKEN_ISSUER);
+    expect(provider.audiences).toEqual([TOKEN_AUDIENCE]);
+  });
+
+  it('appends the socket peer to x-forwarded-for and trusts no client-sent entry', () => {
+    expect(hcm.use_remote_address).toBe(true);
+    expect(hcm.xff_num_trusted_hops).toBe(0);
   });
 
   it('skips the JWT check exactly on the public RPCs, by gRPC path and by REST binding, as the services\' access rules say', () => {
