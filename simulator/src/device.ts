@@ -1,4 +1,4 @@
-import { commandReplySubject, deviceSubject, withPublishSpan } from '@iot-mesh/runtime';
+import { commandReplySubject, deviceSubject, payloadEncoding, withPublishSpan } from '@iot-mesh/runtime';
 import { CommandReply, Telemetry } from '../../gen/ts/iot/telemetry/v1/telemetry';
 import {
   decodeCommandRequest,
@@ -8,7 +8,6 @@ import {
   encodeStateReport,
   MessageIds,
   newTraceparent,
-  sniffEncoding,
 } from './encoding';
 import { buildMessage, DEFAULT_FAULT_PLAN, FaultContext, FaultPlan, hasFaults, OutgoingMessage, pickFault } from './faults';
 import { createLink, DeviceLink, Transport } from './links';
@@ -291,7 +290,7 @@ export class VirtualDevice {
    * `set_interval` ({interval_ms}), `report_state`, `reboot` (reconnects).
    */
   handleCommand(payload: Uint8Array): { reply: CommandReply; encoding: Encoding; after?: () => void } {
-    const encoding = sniffEncoding(payload);
+    const encoding = payloadEncoding(payload);
     let request;
     try {
       request = decodeCommandRequest(payload);

@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import { PAYLOAD_ENCODINGS, PayloadEncoding, payloadEncoding } from '@iot-mesh/runtime';
 import {
   CommandReply,
   CommandRequest,
@@ -8,8 +9,8 @@ import {
 } from '../../gen/ts/iot/telemetry/v1/telemetry';
 
 /** The two encodings of the device payload: one schema, two wire forms. */
-export const ENCODINGS = ['json', 'protobuf'] as const;
-export type Encoding = (typeof ENCODINGS)[number];
+export const ENCODINGS = PAYLOAD_ENCODINGS;
+export type Encoding = PayloadEncoding;
 
 interface MessageCodec<T> {
   encode(message: T): { finish(): Uint8Array };
@@ -24,21 +25,7 @@ function encodeWith<T>(codec: MessageCodec<T>, message: T, encoding: Encoding): 
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-/**
- * Guesses the encoding of a payload sent to the device: canonical JSON is an
- * object, so it starts with `{` (after optional whitespace); a Protobuf
- * message of these types never starts with that byte (0x7b would be field 15,
- * wire type 3, which none of them has).
- */
-export function sniffEncoding(payload: Uint8Array): Encoding {
-  for (const byte of payload) {
-    if (byte === 0x20 || byte === 0x0a || byte === 0x0d || byte === 0x09) continue;
-    return byte === 0x7b ? 'json' : 'protobuf';
-  }
-  return 'protobuf';
-}
-
-function decodeWith<T>(codec: MessageCodec<T>, payload: Uint8Array, encoding: Encoding = sniffEncoding(payload)): T {
+function decodeWith<T>(codec: MessageCodec<T>, payload: Uint8Array, encoding: Encoding = payloadEncoding(payload)): T {
   if (encoding === 'json') return codec.fromJSON(JSON.parse(Buffer.from(payload).toString('utf8')));
   return codec.decode(payload);
 }

@@ -1,3 +1,4 @@
+import { payloadEncoding } from '@iot-mesh/runtime';
 import { CommandReply, CommandRequest, DesiredState, StateReport, Telemetry } from '../../gen/ts/iot/telemetry/v1/telemetry';
 import {
   decodeCommandRequest,
@@ -9,7 +10,6 @@ import {
   isTraceparent,
   MessageIds,
   newTraceparent,
-  sniffEncoding,
 } from '../src/encoding';
 import { createSensor, PointSource } from '../src/profiles';
 
@@ -59,10 +59,10 @@ describe('telemetry encodings', () => {
   });
 
   it('tells JSON from Protobuf by the first byte', () => {
-    expect(sniffEncoding(encodeTelemetry(message, 'json'))).toBe('json');
-    expect(sniffEncoding(Buffer.from(' \n{}'))).toBe('json');
-    expect(sniffEncoding(encodeTelemetry(message, 'protobuf'))).toBe('protobuf');
-    expect(sniffEncoding(CommandRequest.encode({ commandId: 'c', name: 'ping' }).finish())).toBe('protobuf');
+    expect(payloadEncoding(encodeTelemetry(message, 'json'))).toBe('json');
+    expect(payloadEncoding(Buffer.from(' \n{}'))).toBe('json');
+    expect(payloadEncoding(encodeTelemetry(message, 'protobuf'))).toBe('protobuf');
+    expect(payloadEncoding(CommandRequest.encode({ commandId: 'c', name: 'ping' }).finish())).toBe('protobuf');
   });
 });
 

@@ -6,6 +6,7 @@ export * from './health';
 export * from './logger';
 export * from './nats';
 export * from './observability';
+export * from './payload-encoding';
 export * from './postgres';
 export * from './repo-paths';
 export * from './redis';

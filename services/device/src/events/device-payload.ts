@@ -5,6 +5,8 @@
  * device understands.
  */
 
+import { payloadEncoding } from '@iot-mesh/runtime';
+
 /** A ts-proto message type, as far as the device protocol uses it. */
 export interface DeviceMessageType<T> {
   fromJSON(o: unknown): T;
@@ -14,10 +16,7 @@ export interface DeviceMessageType<T> {
 
 /** Decodes a device payload that is either canonical proto3 JSON or binary Protobuf. */
 export function decodeDevicePayload<T>(data: Uint8Array, type: Pick<DeviceMessageType<T>, 'fromJSON' | 'decode'>): T {
-  let i = 0;
-  while (i < data.length && (data[i] === 0x20 || data[i] === 0x0a || data[i] === 0x0d || data[i] === 0x09)) i++;
-  // A JSON object starts with '{'; no message of these types starts with that byte in binary.
-  if (data[i] === 0x7b) return type.fromJSON(JSON.parse(new TextDecoder().decode(data)));
+  if (payloadEncoding(data) === 'json') return type.fromJSON(JSON.parse(new TextDecoder().decode(data)));
   return type.decode(data);
 }
 

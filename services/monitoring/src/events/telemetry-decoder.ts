@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import { Telemetry } from '../../../../gen/ts/iot/telemetry/v1/telemetry';
-import { parseDeviceSubject } from '@iot-mesh/runtime';
+import { parseDeviceSubject, payloadEncoding } from '@iot-mesh/runtime';
 import { KnownDevice, METRIC_NAME, TelemetryMessage } from '../domain/telemetry';
 import type { PointRow } from '../store/telemetry-store';
 
@@ -74,11 +74,6 @@ export type DecodedTelemetry = AcceptedTelemetry | RejectedTelemetry;
 
 const SPECIAL_DOUBLES = new Set(['NaN', 'Infinity', '-Infinity']);
 
-function firstNonSpace(data: Uint8Array): number | undefined {
-  for (const byte of data) if (byte !== 0x20 && byte !== 0x09 && byte !== 0x0a && byte !== 0x0d) return byte;
-  return undefined;
-}
-
 /**
  * Checks the shape of canonical proto3 JSON before ts-proto's lenient
  * `fromJSON` coerces it (it would turn `"abc"` into NaN and `{}` into "[object Object]").
@@ -108,11 +103,6 @@ function checkJsonShape(json: unknown): string | undefined {
     if (s !== undefined && s !== null && typeof s !== 'string') return `points[${i}].stringValue must be a string`;
   }
   return undefined;
-}
-
-/** Which of the two encodings a payload uses: JSON when its first non-space byte is `{`. */
-export function payloadEncoding(data: Uint8Array): 'json' | 'protobuf' {
-  return firstNonSpace(data) === 0x7b ? 'json' : 'protobuf';
 }
 
 /** Decodes binary Protobuf or canonical proto3 JSON (first non-space byte `{`). */

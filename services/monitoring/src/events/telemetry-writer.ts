@@ -1,10 +1,10 @@
 import type { ConsumerMessages, JsMsg, NatsConnection } from 'nats';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Logger, withBatchSpan } from '@iot-mesh/runtime';
+import { Logger, payloadEncoding, withBatchSpan } from '@iot-mesh/runtime';
 import type { PointRow, TelemetryStore } from '../store/telemetry-store';
 import type { IngestStats } from '../metrics';
 import { publishDeadLetter } from './dead-letters';
-import { AcceptedTelemetry, payloadEncoding, TelemetryDecoder } from './telemetry-decoder';
+import { AcceptedTelemetry, TelemetryDecoder } from './telemetry-decoder';
 
 /** How the writer batches. */
 export interface WriterOptions {
