@@ -57,7 +57,7 @@ export async function listPages<T>(options: PageOptions, fetchPage: (page: PageR
 }
 
 /**
- * Adds a paged `list` subcommand printing `view`; its filters are options the
+ * Adds a paged `list` (or `name`) subcommand printing `view`; its filters are options the
  * caller adds to the returned command, read by `fetchPage` from `options`.
  */
 export function listCommand<T, O = object>(
@@ -65,8 +65,9 @@ export function listCommand<T, O = object>(
   description: string,
   view: View<T>,
   fetchPage: (connection: Connection, page: PageRequest, options: CommandOptions<O>) => Promise<{ items: T[]; page?: PageResponse }>,
+  name = 'list',
 ): Command {
-  return pageOptions(parent.command('list').description(description)).action((_o, command: Command) =>
+  return pageOptions(parent.command(name).description(description)).action((_o, command: Command) =>
     run<O & PageOptions>(command, async (connection, options) => {
       printList(options.output, view, await listPages(options, (page) => fetchPage(connection, page, options)));
     }),

@@ -2,6 +2,9 @@ import { ChannelCredentials, Client, ClientOptions, ClientReadableStream, status
 import { defaultAddress, insecureClient, MeshServiceName, serverStream, unary } from '@iot-mesh/runtime/client';
 import { CredentialServiceClient } from '../../gen/ts/iot/device/v1/credential';
 import { DeviceServiceClient } from '../../gen/ts/iot/device/v1/device';
+import { DeviceTypeServiceClient } from '../../gen/ts/iot/device/v1/device_types';
+import { GroupServiceClient } from '../../gen/ts/iot/device/v1/groups';
+import { ProvisioningServiceClient } from '../../gen/ts/iot/device/v1/provisioning';
 import { AlertServiceClient } from '../../gen/ts/iot/monitoring/v1/alerts';
 import { TelemetryServiceClient } from '../../gen/ts/iot/monitoring/v1/telemetry';
 import { ApiKeyServiceClient } from '../../gen/ts/iot/signing/v1/api_keys';
@@ -97,6 +100,15 @@ export class Connection {
   }
   get credentials(): CredentialServiceClient {
     return this.client(CredentialServiceClient, 'device');
+  }
+  get deviceTypes(): DeviceTypeServiceClient {
+    return this.client(DeviceTypeServiceClient, 'device');
+  }
+  get groups(): GroupServiceClient {
+    return this.client(GroupServiceClient, 'device');
+  }
+  get provisioning(): ProvisioningServiceClient {
+    return this.client(ProvisioningServiceClient, 'device');
   }
   get telemetry(): TelemetryServiceClient {
     return this.client(TelemetryServiceClient, 'monitoring');

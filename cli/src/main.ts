@@ -6,6 +6,7 @@ import { adminCommands } from './commands/admin';
 import { alertCommands } from './commands/alerts';
 import { authCommands } from './commands/auth';
 import { deviceCommands } from './commands/devices';
+import { fleetCommands } from './commands/fleet';
 import { telemetryCommands } from './commands/telemetry';
 import { EXIT, EXIT_CODES_HELP } from './exit-codes';
 import { OUTPUT_FORMATS } from './output';
@@ -38,6 +39,7 @@ export function buildProgram(): Command {
     .addHelpText('after', `\n${ENVIRONMENT_HELP}\n\n${EXIT_CODES_HELP}\n`);
   authCommands(program);
   deviceCommands(program);
+  fleetCommands(program);
   telemetryCommands(program);
   alertCommands(program);
   adminCommands(program);

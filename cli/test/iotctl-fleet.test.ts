@@ -1,0 +1,85 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { startMeshForTest, TestMesh } from '../../testing/mesh';
+import { TestTenant } from '../../testing/signing';
+
+jest.setTimeout(60_000);
+
+const BIN = path.join(__dirname, '..', 'bin', 'iotctl.js');
+
+/*
+ * iotctl's fleet commands (device types, groups, provisioning keys and the
+ * device-side claim) as a real process against the mesh on real servers.
+ */
+describe('iotctl fleet commands', () => {
+  let mesh: TestMesh;
+  let tenant: TestTenant;
+  let configHome: string;
+  let dir: string;
+
+  async function ok(args: string[], stdin = ''): Promise<string> {
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      XDG_CONFIG_HOME: configHome,
+      IOTCTL_SIGNING_ADDRESS: mesh.addresses.signing,
+      IOTCTL_DEVICE_ADDRESS: mesh.addresses.device,
+      IOTCTL_MONITORING_ADDRESS: mesh.addresses.monitoring,
+    };
+    delete env.IOTCTL_API_KEY;
+    const run = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+      const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d) => (stdout += d));
+      child.stderr.on('data', (d) => (stderr += d));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, stdout, stderr }));
+      child.stdin.end(stdin);
+    });
+    if (run.code !== 0) throw new Error(`iotctl ${args.join(' ')} exited ${run.code}: ${run.stderr}`);
+    return run.stdout;
+  }
+
+  beforeAll(async () => {
+    configHome = fs.mkdtempSync(path.join(os.tmpdir(), 'iotctl-fleet-'));
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iotctl-fleet-files-'));
+    mesh = await startMeshForTest();
+    tenant = await mesh.signing.createTenant();
+    await ok(['login', '--tenant', tenant.tenantName, '--email', tenant.admin.email, '--password-stdin'], `${tenant.admin.password}\n`);
+  }, 60_000);
+
+  afterAll(async () => {
+    await mesh?.stop();
+    for (const d of [configHome, dir]) if (d) fs.rmSync(d, { recursive: true, force: true });
+  });
+
+  it('creates a device type from proto3 JSON and lists its metrics with units', async () => {
+    const file = path.join(dir, 'meter.json');
+    fs.writeFileSync(file, JSON.stringify({ name: 'meter', metrics: [{ name: 'power', unit: 'W', kind: 'METRIC_KIND_GAUGE', min: 0 }], firmwareVersion: '3.1' }));
+    const created = JSON.parse(await ok(['device-types', 'create', '--file', file, '-o', 'json']));
+    expect(created).toMatchObject({ name: 'meter', firmwareVersion: '3.1', metrics: [{ name: 'power', unit: 'W', kind: 'METRIC_KIND_GAUGE', min: 0 }] });
+    const table = await ok(['device-types', 'list']);
+    expect(table).toMatch(/meter +power \[W\] gauge 0\.\. +3\.1/);
+  });
+
+  it('a device claims itself with a provisioning key; the key lists its use and claims', async () => {
+    const key = JSON.parse(await ok(['provisioning', 'keys', 'create', '--name', 'line 1', '--device-type', 'meter', '--label', 'site=north', '--usage-limit', '5', '-o', 'json']));
+    expect(key.secret).toMatch(/^iotpk_/);
+    const claimed = JSON.parse(await ok(['provisioning', 'claim', '--key', key.secret, '--serial', 'M-42', '-o', 'json']));
+    expect(claimed.outcome).toBe('CLAIM_OUTCOME_CREATED');
+    expect(claimed.device).toMatchObject({ name: 'M-42', type: 'meter', serialNumber: 'M-42', labels: { site: 'north' } });
+    expect(claimed.credential.token).toMatch(/^eyJ/);
+    const keys = JSON.parse(await ok(['provisioning', 'keys', 'list', '-o', 'json']));
+    expect(keys[0]).toMatchObject({ name: 'line 1', deviceCount: '1', claimCount: '1', usageLimit: '5', state: 'PROVISIONING_KEY_STATE_ACTIVE' });
+    const claims = JSON.parse(await ok(['provisioning', 'keys', 'claims', '--key', key.provisioningKey.id, '-o', 'json']));
+    expect(claims.map((c: { serialNumber: string; outcome: string }) => [c.serialNumber, c.outcome])).toEqual([['M-42', 'CLAIM_OUTCOME_CREATED']]);
+
+    const group = JSON.parse(await ok(['groups', 'create', '--name', 'north meters', '--label', 'site=north', '--device-type', 'meter', '-o', 'json']));
+    const members = JSON.parse(await ok(['groups', 'devices', '--group', group.id, '-o', 'json']));
+    expect(members.map((d: { serialNumber: string }) => d.serialNumber)).toEqual(['M-42']);
+    const listed = JSON.parse(await ok(['devices', 'list', '--group', group.id, '-o', 'json']));
+    expect(listed).toEqual(members);
+  });
+});
