@@ -18,6 +18,7 @@ import { metricsEnv } from '@iot-mesh/runtime';
 import { deviceService } from '@iot-mesh/device';
 import { monitoringService } from '@iot-mesh/monitoring';
 import { signingService } from '@iot-mesh/signing';
+import { buildRouteTable } from '../../gateway/src/route-table';
 
 const CHART = repoPath('charts', 'iot-mesh');
 const read = (file: string) => fs.readFileSync(path.join(CHART, file), 'utf8');
@@ -238,6 +239,8 @@ describe('gateway in the chart', () => {
   test('every variable it gets is one the gateway reads', () => {
     const sources = ['main.ts', 'upstreams.ts'].map((f) => fs.readFileSync(repoPath('gateway', 'src', f), 'utf8')).join('\n');
     const known = new Set([...sources.matchAll(/\b([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)\b/g)].map((m) => m[1]));
+    // Upstream addresses are read per cluster of the route table: `<CLUSTER>_HOST` / `<CLUSTER>_PORT`.
+    for (const cluster of buildRouteTable().clusters) for (const suffix of ['HOST', 'PORT']) known.add(`${cluster.envPrefix}_${suffix}`);
     for (const v of components.gateway.env ?? []) expect({ variable: v.name, known: known.has(v.name) }).toEqual({ variable: v.name, known: true });
   });
 });
