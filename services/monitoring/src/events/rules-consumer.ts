@@ -1,0 +1,164 @@
+import { AckPolicy, ConsumerMessages, DeliverPolicy, JetStreamManager, JsMsg, NatsConnection, NatsError, nanos } from 'nats';
+import { ALL_TELEMETRY, extractTraceContext, Logger } from '@iot-mesh/runtime';
+import { CompiledRule, RuleMessage } from '../domain/rules';
+import type { KnownDevices } from '../domain/telemetry';
+import type { RuleRepository } from '../store/rule-store';
+import { RULE_DEPTH_HEADER, RuleActions } from './rule-actions';
+import type { RuleCounters } from './rule-actions-stats';
+import type { TelemetryDecoder } from './telemetry-decoder';
+
+const CONSUMER_NOT_FOUND = 10014;
+
+/** The rules' durable consumer of the telemetry stream (its own, not the writer's). */
+export interface RulesConsumerOptions {
+  stream: string;
+  durable: string;
+  ackWaitMs: number;
+  maxAckPending: number;
+  /** How often rules are reloaded from the database (changes made through another replica). */
+  reloadMs: number;
+}
+
+/**
+ * Creates (or updates) the rules' durable pull consumer. A new one starts at
+ * new messages: rules created on a stream holding days of telemetry must not
+ * fire webhooks for all of it.
+ */
+export async function ensureRulesConsumer(jsm: JetStreamManager, options: RulesConsumerOptions): Promise<void> {
+  const changeable = { ack_wait: nanos(options.ackWaitMs), max_ack_pending: options.maxAckPending, max_deliver: -1 };
+  try {
+    await jsm.consumers.info(options.stream, options.durable);
+    await jsm.consumers.update(options.stream, options.durable, changeable);
+  } catch (err) {
+    if ((err as NatsError)?.api_error?.err_code !== CONSUMER_NOT_FOUND) throw err;
+    // A replica racing us to create it gets the same config: adding is idempotent then.
+    await jsm.consumers.add(options.stream, { durable_name: options.durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.New, filter_subject: ALL_TELEMETRY, ...changeable });
+  }
+}
+
+/** The derivation depth a message carries (0: a device's own). */
+function depthOf(msg: JsMsg): number {
+  const value = msg.headers?.get(RULE_DEPTH_HEADER);
+  const n = value ? Number.parseInt(value, 10) : 0;
+  return Number.isFinite(n) && n > 0 ? n : 0;
+}
+
+/**
+ * Evaluates every enabled rule of a message's tenant against it and hands
+ * the actions to {@link RuleActions}, whose queues run them; the message is
+ * acked as soon as its actions are queued, so actions never hold the stream
+ * and never touch the writer's consumer or live streams.
+ */
+export class RulesConsumer {
+  private rules = new Map<string, CompiledRule[]>();
+  private messages?: ConsumerMessages;
+  private reloadTimer?: NodeJS.Timeout;
+  private loop?: Promise<void>;
+  private running = false;
+
+  constructor(
+    private readonly deps: {
+      nc: NatsConnection;
+      decoder: TelemetryDecoder;
+      directory: KnownDevices;
+      store: RuleRepository;
+      actions: RuleActions;
+      counters: RuleCounters;
+      log: Logger;
+      options: RulesConsumerOptions;
+    },
+  ) {}
+
+  /** Loads the rules and starts consuming. */
+  async start(): Promise<void> {
+    this.running = true;
+    await this.reload();
+    this.reloadTimer = setInterval(() => this.reload().catch((err: Error) => this.deps.log.warn({ err: err.message }, 'rules not reloaded')), this.deps.options.reloadMs);
+    this.reloadTimer.unref();
+    this.loop = this.consume();
+  }
+
+  /** Reads every enabled rule again and compiles them. */
+  async reload(): Promise<void> {
+    const byTenant = new Map<string, CompiledRule[]>();
+    for (const rule of await this.deps.store.enabledRules()) {
+      const list = byTenant.get(rule.tenantId) ?? [];
+      list.push(new CompiledRule(rule));
+      byTenant.set(rule.tenantId, list);
+    }
+    this.rules = byTenant;
+  }
+
+  private async consume(): Promise<void> {
+    const { nc, options, log } = this.deps;
+    while (this.running) {
+      try {
+        const consumer = await nc.jetstream().consumers.get(options.stream, options.durable);
+        this.messages = await consumer.consume({ max_messages: 1000, expires: 5000, abort_on_missing_resource: true });
+        for await (const msg of this.messages) await this.process(msg);
+      } catch (err) {
+        if (!this.running) return;
+        log.warn({ err: (err as Error).message }, 'rules consumption ended; starting again');
+      }
+      if (this.running) await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+
+  private async process(msg: JsMsg): Promise<void> {
+    const tenantRules = this.tenantOf(msg.subject);
+    if (!tenantRules || tenantRules.length === 0) return msg.ack();
+    const receivedAt = new Date(Math.floor(msg.info.timestampNanos / 1e6));
+    let decoded;
+    try {
+      decoded = await this.deps.decoder.decode({ subject: msg.subject, data: msg.data, receivedAt });
+    } catch (err) {
+      // The directory cannot be read: try again later (the writer does the same).
+      this.deps.log.warn({ err: (err as Error).message }, 'rules: device lookup failed');
+      return msg.nak(1000);
+    }
+    // Refused messages are the writer's to dead-letter; rules see only what is stored.
+    if (!decoded.ok) return msg.ack();
+    const message: RuleMessage = { tenantId: decoded.tenantId, deviceId: decoded.deviceId, messageId: decoded.messageId, rows: decoded.rows, depth: depthOf(msg) };
+    const device = this.deps.directory.get(message.tenantId, message.deviceId);
+    const traceContext = extractTraceContext(msg.headers);
+    for (const compiled of tenantRules) {
+      if (!compiled.selects(device, message)) continue;
+      const ref = { id: compiled.rule.id, tenantId: compiled.rule.tenantId, name: compiled.rule.name };
+      const verdict = compiled.evaluate(device, message);
+      if (verdict.error) this.deps.counters.evaluationError(ref);
+      if (!verdict.matched) continue;
+      this.deps.counters.matched(ref);
+      for (const action of verdict.actions) this.deps.actions.enqueue({ rule: ref, action, message, receivedAt, trace: traceContext });
+    }
+    msg.ack();
+  }
+
+  private tenantOf(subject: string): CompiledRule[] | undefined {
+    const tenant = subject.split('.', 2)[1];
+    return tenant ? this.rules.get(tenant) : undefined;
+  }
+
+  /**
+   * Resolves once every message in the stream so far was evaluated and every
+   * queued action finished, including the messages derived metrics published
+   * meanwhile (tests, shutdown).
+   */
+  async idle(): Promise<void> {
+    const jsm = await this.deps.nc.jetstreamManager();
+    for (;;) {
+      await this.deps.nc.flush();
+      const info = await jsm.consumers.info(this.deps.options.stream, this.deps.options.durable);
+      if (info.num_pending === 0 && info.num_ack_pending === 0 && this.deps.actions.pending === 0) break;
+      if (info.num_pending === 0 && info.num_ack_pending === 0) await this.deps.actions.idle();
+      else await new Promise((r) => setTimeout(r, 20));
+    }
+    await this.deps.counters.flush();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    clearInterval(this.reloadTimer);
+    await this.messages?.close();
+    await this.loop;
+  }
+}

@@ -1,0 +1,324 @@
+import crypto from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { status } from '@grpc/grpc-js';
+import { SMTPServer } from 'smtp-server';
+import {
+  DeliveryState,
+  Notification,
+  NotificationChannelServiceClient,
+  Rule,
+  RuleServiceClient,
+} from '../../../gen/ts/iot/monitoring/v1/rules';
+import { TelemetryServiceClient } from '../../../gen/ts/iot/monitoring/v1/telemetry';
+import { Telemetry } from '../../../gen/ts/iot/telemetry/v1/telemetry';
+import { eventSubject, insecureClient, unary } from '@iot-mesh/runtime';
+import { startSigningForTest, TestSigning, TestTenant } from '../../../testing/signing';
+import { eventually, MonitoringWorld, protobufPayload, startWorld } from './harness';
+
+jest.setTimeout(60_000);
+
+let signing: TestSigning;
+let world: MonitoringWorld;
+let smtp: SMTPServer;
+let smtpPort: number;
+const mails: { to: string[]; body: string }[] = [];
+let a: TestTenant;
+let rules: RuleServiceClient;
+let channels: NotificationChannelServiceClient;
+let telemetry: TelemetryServiceClient;
+let operator: { authorization: string };
+let viewer: { authorization: string };
+
+beforeAll(async () => {
+  // A real SMTP server in-process: nodemailer talks SMTP to it.
+  smtp = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['STARTTLS'],
+    onData(stream, session, callback) {
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', () => {
+        mails.push({ to: session.envelope.rcptTo.map((r) => r.address), body: Buffer.concat(chunks).toString('utf8') });
+        callback();
+      });
+    },
+  });
+  await new Promise<void>((resolve) => smtp.listen(0, '127.0.0.1', resolve));
+  smtpPort = (smtp.server.address() as AddressInfo).port;
+
+  signing = await startSigningForTest();
+  world = await startWorld({
+    LOG_LEVEL: process.env.MON_LOG ?? 'silent',
+    SIGNING_ADDRESS: signing.address,
+    RULES_ACTION_INITIAL_BACKOFF_MS: '50',
+    RULES_ACTION_MAX_BACKOFF_MS: '200',
+    RULES_ACTION_MAX_ATTEMPTS: '6',
+    RULES_STATS_FLUSH_MS: '100',
+    RULES_WEBHOOK_TIMEOUT_MS: '2000',
+    RULES_SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
+  });
+  a = await signing.createTenant();
+  operator = { authorization: a.operator.authorization };
+  viewer = { authorization: a.viewer.authorization };
+  const address = world.services[0].service.address;
+  rules = insecureClient(RuleServiceClient, address);
+  channels = insecureClient(NotificationChannelServiceClient, address);
+  telemetry = insecureClient(TelemetryServiceClient, address);
+  await world.registerDevice(a.tenantId, 'd1', { labels: { site: 'north' } });
+  await world.registerDevice(a.tenantId, 'd2', { labels: { site: 'south' } });
+});
+afterAll(async () => {
+  rules?.close();
+  channels?.close();
+  telemetry?.close();
+  await world?.close();
+  await signing?.stop();
+  await new Promise<void>((resolve) => (smtp ? smtp.close(resolve) : resolve()));
+});
+
+const rulesIdle = () => world.services[0].stats.rulesIdle();
+
+function rule(partial: Partial<Rule>): Rule {
+  return { id: '', tenantId: '', name: 'r', source: { deviceTypes: [], deviceIds: [], labels: {}, metrics: [] }, condition: 'true', actions: [], enabled: true, ...partial };
+}
+
+/** A free local port with nothing listening on it (connections are refused). */
+async function freePort(): Promise<number> {
+  const server = http.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** Standard Webhooks verification, written from the published spec (not the service's code). */
+function verifySignature(secret: string, headers: http.IncomingHttpHeaders, body: string): boolean {
+  const key = Buffer.from(secret.slice('whsec_'.length), 'base64');
+  const expected = crypto.createHmac('sha256', key).update(`${headers['webhook-id']}.${headers['webhook-timestamp']}.${body}`).digest();
+  return String(headers['webhook-signature'])
+    .split(' ')
+    .some((sig) => sig.startsWith('v1,') && crypto.timingSafeEqual(Buffer.from(sig.slice(3), 'base64'), expected));
+}
+
+test('only operators write rules; a rule deriving a metric it listens to is refused before it can loop', async () => {
+  const derive = rule({ name: 'loop', source: { deviceTypes: [], deviceIds: [], labels: {}, metrics: ['temp'] }, actions: [{ derivedMetric: { metric: 'temp', expression: 'm.temp + 1.0' } }] });
+  await expect(unary(rules, rules.createRule, { rule: { ...derive, actions: [{ republish: { topic: 'x' } }] } }, viewer)).rejects.toMatchObject({ code: status.PERMISSION_DENIED });
+  await expect(unary(rules, rules.createRule, { rule: derive }, operator)).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringMatching(/would loop: temp is one of the rule's own source metrics/) });
+  // Listening to every metric includes the derived one.
+  const everyMetric = { ...derive, source: { ...derive.source!, metrics: [] }, actions: [{ derivedMetric: { metric: 'temp2', expression: '1.0' } }] };
+  await expect(unary(rules, rules.createRule, { rule: everyMetric }, operator)).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringMatching(/would loop: the rule listens to every metric/) });
+  await expect(unary(rules, rules.createRule, { rule: { ...derive, condition: 'm.temp >' } }, operator)).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringMatching(/rule.condition: is not CEL/) });
+});
+
+test('CEL conditions select exactly the messages the test computes, live and in a dry run', async () => {
+  const created = await unary(
+    rules,
+    rules.createRule,
+    {
+      rule: rule({
+        name: 'cel-check',
+        source: { deviceTypes: ['sensor'], deviceIds: [], labels: {}, metrics: ['temp'] },
+        condition: '(m.temp * 1.8 + 32.0 > 80.0 && m.hum < 50.0) || (device.labels.site == "south" && m.temp < 0.0)',
+        actions: [{ republish: { topic: 'cel' } }],
+      }),
+    },
+    operator,
+  );
+  const republished = new Set<string>();
+  const sub = world.nc.subscribe(eventSubject(a.tenantId, 'rule', 'cel'), { callback: (_e, msg) => republished.add(Telemetry.decode(msg.data).messageId) });
+  await world.nc.flush();
+
+  const base = Date.now() - 60_000;
+  const expected = new Set<string>();
+  let errors = 0;
+  for (let i = 0; i < 40; i++) {
+    const device = i % 2 === 0 ? 'd1' : 'd2';
+    const temp = ((i * 37) % 61) - 20; // -20 … 40
+    const hum = (i * 13) % 90;
+    const withHum = i % 5 !== 0;
+    const points = [{ metric: 'temp', time: new Date(base + i * 100), numberValue: temp }, ...(withHum ? [{ metric: 'hum', time: new Date(base + i * 100), numberValue: hum }] : [])];
+    await world.publish(a.tenantId, device, protobufPayload({ messageId: `cel-${i}`, points }));
+    const fahrenheit = temp * 1.8 + 32;
+    // CEL's || and && absorb errors when the other side decides; m.hum missing is an error otherwise.
+    const left = fahrenheit > 80 ? (withHum ? hum < 50 : undefined) : false;
+    const right = device === 'd2' && temp < 0;
+    const verdict = right || left === true;
+    if (verdict) expected.add(`cel-${i}`);
+    else if (left === undefined) errors++;
+  }
+  await rulesIdle();
+  sub.unsubscribe();
+  expect([...republished].sort()).toEqual([...expected].sort());
+  expect(expected.size).toBeGreaterThan(3);
+  const got = await unary(rules, rules.getRule, { id: created.rule!.id }, viewer);
+  expect(got.rule!.stats).toMatchObject({ matched: BigInt(expected.size), actionsOk: BigInt(expected.size), actionsDeadLettered: 0n, evaluationErrors: BigInt(errors) });
+
+  // The dry run reads the same points back from the store and reaches the same verdicts, doing nothing.
+  await eventually(async () => (await world.rowCount(a.tenantId)) >= 72, 'stored cel points');
+  const dry = await unary(rules, rules.dryRunRule, { ruleId: created.rule!.id, range: { start: new Date(base - 1000), end: new Date() }, maxMessages: 0 }, viewer);
+  expect(dry.messagesEvaluated).toBe(40);
+  expect(dry.messagesMatched).toBe(expected.size);
+  expect(dry.results.filter((r) => r.matched).every((r) => r.actions[0].target === eventSubject(a.tenantId, 'rule', 'cel'))).toBe(true);
+});
+
+test('a derived metric is stored like any other point, and rules feeding each other stop at the depth limit', async () => {
+  await unary(
+    rules,
+    rules.createRule,
+    {
+      rule: rule({
+        name: 'celsius',
+        source: { deviceTypes: [], deviceIds: ['d1'], labels: {}, metrics: ['temp_f'] },
+        actions: [{ derivedMetric: { metric: 'temp_c', expression: '(m.temp_f - 32.0) * 5.0 / 9.0' } }],
+      }),
+    },
+    operator,
+  );
+  // Two rules that feed each other: x → y → x … only the depth header stops them.
+  const ping = await unary(rules, rules.createRule, { rule: rule({ name: 'ping', source: { deviceTypes: [], deviceIds: ['d2'], labels: {}, metrics: ['ping'] }, actions: [{ derivedMetric: { metric: 'pong', expression: 'm.ping + 1.0' } }] }) }, operator);
+  const pong = await unary(rules, rules.createRule, { rule: rule({ name: 'pong', source: { deviceTypes: [], deviceIds: ['d2'], labels: {}, metrics: ['pong'] }, actions: [{ derivedMetric: { metric: 'ping', expression: 'm.pong + 1.0' } }] }) }, operator);
+
+  const start = Date.now() - 30_000;
+  const fahrenheit = [32, 50, 98.6, 212];
+  for (const [i, f] of fahrenheit.entries()) await world.publish(a.tenantId, 'd1', protobufPayload({ messageId: `f-${i}`, points: [{ metric: 'temp_f', time: new Date(start + i * 1000), numberValue: f }] }));
+  await world.publish(a.tenantId, 'd2', protobufPayload({ messageId: 'loop-0', points: [{ metric: 'ping', time: new Date(start), numberValue: 0 }] }));
+  await rulesIdle();
+
+  const points = async (deviceId: string, metric: string) =>
+    (await unary(telemetry, telemetry.listPoints, { deviceId, metrics: [metric], timeRange: { start: new Date(start - 1000), end: new Date() }, page: { pageSize: 100, pageToken: '' } }, viewer)).points;
+  await eventually(async () => (await points('d1', 'temp_c')).length === fahrenheit.length, 'derived temp_c in raw points');
+  const celsius = await points('d1', 'temp_c');
+  expect(celsius.map((p) => p.value!.numberValue)).toEqual(fahrenheit.map((f) => ((f - 32) * 5) / 9));
+  expect(celsius.map((p) => p.time!.getTime())).toEqual(fahrenheit.map((_f, i) => start + i * 1000));
+  const latest = await unary(telemetry, telemetry.getLatest, { deviceIds: ['d1'], metrics: ['temp_c'] }, viewer);
+  expect(latest.points[0].value!.numberValue).toBe(100);
+
+  // ping 0 (device) → pong 1 (depth 1) → ping 2 (depth 2) → pong 3 (depth 3) → the pong rule stops: the limit is 3.
+  await eventually(async () => (await points('d2', 'pong')).length === 2 && (await points('d2', 'ping')).length === 2, 'the looping points stored');
+  // All at the source's time: sorted by value, as their order is by (random-looking) message id.
+  const values = async (metric: string) => (await points('d2', metric)).map((p) => p.value!.numberValue!).sort((x, y) => x - y);
+  expect(await values('ping')).toEqual([0, 2]);
+  expect(await values('pong')).toEqual([1, 3]);
+  const stopped = await unary(rules, rules.listRuleDeliveries, { ruleId: pong.rule!.id, state: DeliveryState.DELIVERY_STATE_DEAD_LETTERED }, viewer);
+  expect(stopped.deliveries).toHaveLength(1);
+  expect(stopped.deliveries[0].lastError).toMatch(/^depth_limit/);
+  expect((await unary(rules, rules.getRule, { id: ping.rule!.id }, viewer)).rule!.stats).toMatchObject({ actionsOk: 2n, actionsDeadLettered: 0n });
+  expect((await unary(rules, rules.getRule, { id: pong.rule!.id }, viewer)).rule!.stats).toMatchObject({ actionsOk: 1n, actionsDeadLettered: 1n });
+});
+
+test('a webhook receiver that is down, then answers 500, then OK: every call is delivered or dead-lettered, signed, and ingest carries on', async () => {
+  const port = await freePort();
+  const patient = { maxAttempts: 100, initialBackoff: { seconds: 0n, nanos: 50e6 }, maxBackoff: { seconds: 0n, nanos: 200e6 } };
+  const created = await unary(
+    rules,
+    rules.createRule,
+    {
+      rule: rule({
+        name: 'hook',
+        source: { deviceTypes: [], deviceIds: ['d1'], labels: {}, metrics: ['load'] },
+        condition: 'm.load >= 5.0',
+        actions: [
+          { webhook: { url: `http://127.0.0.1:${port}/hook`, secret: '', retry: patient } },
+          // Never answers: three attempts, then the dead letter.
+          { webhook: { url: `http://127.0.0.1:${await freePort()}/gone`, secret: '', retry: { maxAttempts: 3 } } },
+        ],
+      }),
+    },
+    operator,
+  );
+  const secret = created.rule!.actions[0].webhook!.secret;
+  expect(secret).toMatch(/^whsec_/);
+  // Reads never show the secret again.
+  expect((await unary(rules, rules.getRule, { id: created.rule!.id }, viewer)).rule!.actions[0].webhook!.secret).toBe('');
+
+  const loads = Array.from({ length: 12 }, (_, i) => i);
+  for (const load of loads) await world.publish(a.tenantId, 'd1', protobufPayload({ messageId: `load-${load}`, points: [{ metric: 'load', numberValue: load }] }));
+  const matching = loads.filter((l) => l >= 5).map((l) => `load-${l}`);
+  const loadRows = async () => (await world.pool.query(`SELECT count(*)::int AS n FROM points WHERE tenant_id = $1 AND metric = 'load'`, [a.tenantId])).rows[0].n;
+
+  // Down: every attempt is refused, yet every point is stored and the retries go on.
+  await eventually(async () => (await unary(rules, rules.getRule, { id: created.rule!.id }, viewer)).rule!.stats!.actionsFailed >= BigInt(2 * matching.length), 'failed attempts while the receiver is down');
+  await eventually(async () => (await loadRows()) === loads.length, 'every point stored while the webhooks fail');
+
+  // Up: the first three calls get 500, then 200.
+  const calls: { headers: http.IncomingHttpHeaders; body: string; answered: number }[] = [];
+  const receiver = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const answered = calls.length < 3 ? 500 : 200;
+      calls.push({ headers: req.headers, body: Buffer.concat(chunks).toString('utf8'), answered });
+      res.writeHead(answered).end();
+    });
+  });
+  await new Promise<void>((resolve) => receiver.listen(port, '127.0.0.1', resolve));
+  try {
+    await rulesIdle();
+  } finally {
+    await new Promise((resolve) => receiver.close(resolve));
+  }
+
+  const deliveries = (await unary(rules, rules.listRuleDeliveries, { ruleId: created.rule!.id, state: 0, page: { pageSize: 100, pageToken: '' } }, viewer)).deliveries;
+  const delivered = deliveries.filter((d) => d.state === DeliveryState.DELIVERY_STATE_DELIVERED);
+  const dead = deliveries.filter((d) => d.state === DeliveryState.DELIVERY_STATE_DEAD_LETTERED);
+  // Every matching message has exactly one final outcome per action: delivered to the receiver, dead-lettered for the gone one.
+  expect(delivered.map((d) => d.messageId).sort()).toEqual([...matching].sort());
+  expect(dead.map((d) => d.messageId).sort()).toEqual([...matching].sort());
+  for (const d of dead) expect(d).toMatchObject({ attempts: 3, lastError: expect.stringMatching(/ECONNREFUSED/) });
+  // What the receiver accepted is exactly what the log calls delivered, one 200 per webhook-id; the 500s were retried.
+  expect(calls.filter((c) => c.answered === 500)).toHaveLength(3);
+  const accepted = calls.filter((c) => c.answered === 200);
+  expect(accepted.map((c) => c.headers['webhook-id']).sort()).toEqual(delivered.map((d) => d.webhookId).sort());
+  for (const call of calls) {
+    expect(verifySignature(secret, call.headers, call.body)).toBe(true);
+    const payload = JSON.parse(call.body);
+    expect(payload).toMatchObject({ type: 'rule.matched', data: { ruleId: created.rule!.id, deviceId: 'd1' } });
+    expect(payload.data.points[0].value).toBeGreaterThanOrEqual(5);
+  }
+  expect(verifySignature(secret, { ...calls[0].headers, 'webhook-id': 'forged' }, calls[0].body)).toBe(false);
+  const stats = (await unary(rules, rules.getRule, { id: created.rule!.id }, viewer)).rule!.stats!;
+  expect(stats).toMatchObject({ matched: BigInt(matching.length), actionsOk: BigInt(matching.length), actionsDeadLettered: BigInt(matching.length) });
+});
+
+test('notification channels: e-mail over SMTP, a NATS subject, a rate limit, and a queryable delivery log', async () => {
+  const email = await unary(channels, channels.createNotificationChannel, { channel: { id: '', tenantId: '', name: 'ops mail', email: { to: ['ops@example.com'] }, rateLimitPerMinute: 0 } }, operator);
+  const nats = await unary(channels, channels.createNotificationChannel, { channel: { id: '', tenantId: '', name: 'bus', nats: { topic: 'ops' }, rateLimitPerMinute: 2 } }, operator);
+  expect(email.channel!.retry).toMatchObject({ maxAttempts: 5 });
+  const created = await unary(
+    rules,
+    rules.createRule,
+    {
+      rule: rule({
+        name: 'notify',
+        source: { deviceTypes: [], deviceIds: ['d2'], labels: {}, metrics: ['smoke'] },
+        condition: 'm.smoke == true',
+        actions: [{ notify: { channelId: email.channel!.id, title: 'Smoke' } }, { notify: { channelId: nats.channel!.id, title: '' } }],
+      }),
+    },
+    operator,
+  );
+  const onBus: Notification[] = [];
+  const sub = world.nc.subscribe(eventSubject(a.tenantId, 'notification', 'ops'), { callback: (_e, msg) => onBus.push(Notification.decode(msg.data)) });
+  await world.nc.flush();
+  const mailsBefore = mails.length;
+  for (let i = 0; i < 4; i++) await world.publish(a.tenantId, 'd2', protobufPayload({ messageId: `smoke-${i}`, points: [{ metric: 'smoke', boolValue: true }] }));
+  await rulesIdle();
+  await world.nc.flush();
+  sub.unsubscribe();
+
+  const newMails = mails.slice(mailsBefore);
+  expect(newMails).toHaveLength(4);
+  for (const m of newMails) {
+    expect(m.to).toEqual(['ops@example.com']);
+    expect(m.body).toMatch(/Subject: \[notify\] Smoke/);
+    expect(m.body).toMatch(/smoke = true/);
+  }
+  // The NATS channel allows two a minute: two sent, two logged as rate limited.
+  expect(onBus).toHaveLength(2);
+  expect(onBus[0]).toMatchObject({ tenantId: a.tenantId, ruleId: created.rule!.id, ruleName: 'notify', title: 'notify', deviceId: 'd2' });
+  const busLog = (await unary(channels, channels.listChannelDeliveries, { channelId: nats.channel!.id }, viewer)).deliveries;
+  expect(busLog.map((d) => d.state).sort()).toEqual([DeliveryState.DELIVERY_STATE_DELIVERED, DeliveryState.DELIVERY_STATE_DELIVERED, DeliveryState.DELIVERY_STATE_RATE_LIMITED, DeliveryState.DELIVERY_STATE_RATE_LIMITED]);
+  const mailLog = (await unary(channels, channels.listChannelDeliveries, { channelId: email.channel!.id }, viewer)).deliveries;
+  expect(mailLog.map((d) => [d.state, d.attempts])).toEqual(Array(4).fill([DeliveryState.DELIVERY_STATE_DELIVERED, 1]));
+});
