@@ -84,7 +84,8 @@ describe('dashboard responses', () => {
         if (/Content Security Policy/i.test(m.text())) violations.push(m.text());
       });
       await page.exposeFunction('reportViolation', (v: string) => violations.push(v));
-      await page.addInitScript(() => document.addEventListener('securitypolicyviolation', (e) => (window as unknown as { reportViolation(v: string): void }).reportViolation(`${e.violatedDirective} ${e.blockedURI}`)));
+      // Runs in the page (a string: this file is compiled without DOM types).
+      await page.addInitScript({ content: "document.addEventListener('securitypolicyviolation', (e) => window.reportViolation(e.violatedDirective + ' ' + e.blockedURI));" });
       await page.goto(gateway.base);
       await page.fill('input[name=tenant]', tenant.tenantName);
       await page.fill('input[name=email]', tenant.admin.email);
