@@ -7,7 +7,7 @@
  * | GATEWAY_HOST | 127.0.0.1 | address to listen on |
  * | GATEWAY_PORT | 8080 | port to listen on |
  * | `<SERVICE>_HOST` / `<SERVICE>_PORT` | 127.0.0.1 / the service's entry in `DEFAULT_GRPC_PORTS` (@iot-mesh/runtime) | where each service of the route table (SIGNING, DEVICE, MONITORING) answers gRPC |
- * | CORS_ALLOWED_ORIGINS | * | comma-separated origins allowed to call from browsers |
+ * | GATEWAY_CORS_ORIGINS | unset: same origin only | comma-separated origins allowed to call from browsers besides the gateway's own (`*` allows any); CORS_ALLOWED_ORIGINS is the former name |
  * | GATEWAY_STATIC_DIR | gateway/web/dist | built dashboard |
  * | LOG_LEVEL | info | pino level |
  * | METRICS_PORT / METRICS_HOST | unset / 127.0.0.1 | Prometheus `/metrics` on a port of its own too (`0` = any free port); the gateway's port always serves `/metrics` |
@@ -18,6 +18,7 @@ import { loadConfig } from '@iot-mesh/runtime';
 import { createLogger } from '@iot-mesh/runtime';
 import { metricsEnv, startMetricsServer } from '@iot-mesh/runtime';
 import { repoPath } from '@iot-mesh/runtime';
+import { corsOriginsFromEnv } from './edge-policy';
 import { startGateway } from './gateway';
 import { buildRouteTable } from './route-table';
 import { upstreamAddressesFromEnv } from './upstreams';
@@ -37,7 +38,7 @@ async function main(): Promise<void> {
     upstreams,
     host: env.GATEWAY_HOST || '127.0.0.1',
     port,
-    corsOrigins: (env.CORS_ALLOWED_ORIGINS || '*').split(',').map((o) => o.trim()).filter(Boolean),
+    corsOrigins: corsOriginsFromEnv(env),
     staticDir: env.GATEWAY_STATIC_DIR || DEFAULT_STATIC_DIR,
     onError: (err) => log.error({ err }, 'gateway request failed'),
     onClientClosed: (info) => log.debug(info, 'client closed the response'),
