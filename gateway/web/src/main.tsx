@@ -3,6 +3,7 @@ import { createRoot } from 'react-dom/client';
 import { HashRouter, Navigate, NavLink, Route, Routes, useParams } from 'react-router';
 import { AdminPage } from './admin';
 import { AlertsPage } from './alerts';
+import { RulesPage } from './rules';
 import { api } from './api';
 import { DevicePage } from './device';
 import { DeviceTypesPage } from './device-types';
@@ -33,6 +34,7 @@ const PAGES: Array<{ path: string; element: ReactElement; nav?: string; visible?
   { path: '/groups', element: <GroupsPage />, nav: 'Groups' },
   { path: '/provisioning', element: <ProvisioningPage />, nav: 'Provisioning' },
   { path: '/alerts', element: <AlertsPage />, nav: 'Alerts' },
+  { path: '/rules', element: <RulesPage />, nav: 'Rules' },
   { path: '/admin', element: <AdminPage />, nav: 'Administration', visible: (a) => a.canAdmin },
 ];
 
