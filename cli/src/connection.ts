@@ -6,6 +6,7 @@ import { DeviceTypeServiceClient } from '../../gen/ts/iot/device/v1/device_types
 import { GroupServiceClient } from '../../gen/ts/iot/device/v1/groups';
 import { ProvisioningServiceClient } from '../../gen/ts/iot/device/v1/provisioning';
 import { AlertServiceClient } from '../../gen/ts/iot/monitoring/v1/alerts';
+import { NotificationChannelServiceClient, RuleServiceClient } from '../../gen/ts/iot/monitoring/v1/rules';
 import { TelemetryServiceClient } from '../../gen/ts/iot/monitoring/v1/telemetry';
 import { ApiKeyServiceClient } from '../../gen/ts/iot/signing/v1/api_keys';
 import { AuthServiceClient } from '../../gen/ts/iot/signing/v1/auth';
@@ -115,6 +116,12 @@ export class Connection {
   }
   get alerts(): AlertServiceClient {
     return this.client(AlertServiceClient, 'monitoring');
+  }
+  get rules(): RuleServiceClient {
+    return this.client(RuleServiceClient, 'monitoring');
+  }
+  get notificationChannels(): NotificationChannelServiceClient {
+    return this.client(NotificationChannelServiceClient, 'monitoring');
   }
 
   /** The API key given for this run, if any (`--api-key` beats `IOTCTL_API_KEY`). */

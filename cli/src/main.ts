@@ -7,6 +7,7 @@ import { alertCommands } from './commands/alerts';
 import { authCommands } from './commands/auth';
 import { deviceCommands } from './commands/devices';
 import { fleetCommands } from './commands/fleet';
+import { ruleCommands } from './commands/rules';
 import { telemetryCommands } from './commands/telemetry';
 import { EXIT, EXIT_CODES_HELP } from './exit-codes';
 import { OUTPUT_FORMATS } from './output';
@@ -42,6 +43,7 @@ export function buildProgram(): Command {
   fleetCommands(program);
   telemetryCommands(program);
   alertCommands(program);
+  ruleCommands(program);
   adminCommands(program);
   return program;
 }
