@@ -1,6 +1,5 @@
 import { Metadata, status as GrpcCode } from '@grpc/grpc-js';
-import { BadRequest, RetryInfo } from '../../gen/ts/google/rpc/error_details';
-import { Status } from '../../gen/ts/google/rpc/status';
+import { rpcStatusDetails } from '@iot-mesh/runtime/client';
 import { EXIT, exitCodeOf } from './exit-codes';
 
 /** A failure iotctl detects itself, with the exit code it ends with. */
@@ -46,19 +45,8 @@ function isGrpcError(err: unknown): err is GrpcError {
 export function failureOf(err: unknown): Failure {
   if (err instanceof CliError) return { exitCode: err.exitCode, message: err.message, fieldViolations: [] };
   if (!isGrpcError(err)) return { exitCode: EXIT.failed, message: err instanceof Error ? err.message : String(err), fieldViolations: [] };
-  const failure: Failure = { exitCode: exitCodeOf(err.code), message: err.details, grpcCode: GrpcCode[err.code], fieldViolations: [] };
-  const [bin] = (err.metadata?.get('grpc-status-details-bin') ?? []) as Buffer[];
-  if (bin) {
-    for (const detail of Status.decode(bin).details) {
-      if (detail.typeUrl.endsWith('/google.rpc.BadRequest')) {
-        failure.fieldViolations.push(...BadRequest.decode(detail.value).fieldViolations.map((v) => ({ field: v.field, description: v.description })));
-      } else if (detail.typeUrl.endsWith('/google.rpc.RetryInfo')) {
-        const delay = RetryInfo.decode(detail.value).retryDelay;
-        if (delay) failure.retryAfterMs = Number(delay.seconds) * 1000 + Math.round(delay.nanos / 1e6);
-      }
-    }
-  }
-  return failure;
+  const { fieldViolations, retryAfterMs } = rpcStatusDetails(err.metadata);
+  return { exitCode: exitCodeOf(err.code), message: err.details, grpcCode: GrpcCode[err.code], fieldViolations, retryAfterMs };
 }
 
 /** The lines printed on stderr for a failure: `error: …`, then one line per field violation. */

@@ -1,8 +1,8 @@
 import { Metadata, status as GrpcCode } from '@grpc/grpc-js';
 import { Any } from '../../../gen/ts/google/protobuf/any';
-import { Duration } from '../../../gen/ts/google/protobuf/duration';
 import { BadRequest, ErrorInfo, RetryInfo } from '../../../gen/ts/google/rpc/error_details';
 import { Status } from '../../../gen/ts/google/rpc/status';
+import { msToDuration } from './time';
 
 export { GrpcCode };
 
@@ -53,8 +53,7 @@ export class ServiceError extends Error {
       });
     }
     if (this.retryAfterMs !== undefined) {
-      const retryDelay: Duration = { seconds: BigInt(Math.floor(this.retryAfterMs / 1000)), nanos: (this.retryAfterMs % 1000) * 1e6 };
-      details.push({ typeUrl: 'type.googleapis.com/google.rpc.RetryInfo', value: Buffer.from(RetryInfo.encode({ retryDelay }).finish()) });
+      details.push({ typeUrl: 'type.googleapis.com/google.rpc.RetryInfo', value: Buffer.from(RetryInfo.encode({ retryDelay: msToDuration(this.retryAfterMs) }).finish()) });
     }
     if (this.reason) {
       details.push({

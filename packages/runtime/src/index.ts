@@ -9,6 +9,7 @@ export * from './observability';
 export * from './payload-encoding';
 export * from './postgres';
 export * from './repo-paths';
+export * from './rpc-status';
 export * from './redis';
 export * from './rpc';
 export * from './server';

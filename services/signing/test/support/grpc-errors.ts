@@ -1,6 +1,5 @@
 import { status } from '@grpc/grpc-js';
-import { BadRequest, RetryInfo } from '../../../../gen/ts/google/rpc/error_details';
-import { Status } from '../../../../gen/ts/google/rpc/status';
+import { rpcStatusDetails } from '@iot-mesh/runtime';
 
 /** What a failed call told the client. */
 export interface CallFailure {
@@ -16,20 +15,8 @@ export async function failureOf(promise: Promise<unknown>): Promise<CallFailure>
     await promise;
   } catch (err) {
     const e = err as { code: number; details: string; metadata?: { get(key: string): unknown[] } };
-    const failure: CallFailure = { code: e.code, message: e.details, fieldViolations: [] };
-    const [bin] = (e.metadata?.get('grpc-status-details-bin') ?? []) as Buffer[];
-    if (bin) {
-      for (const detail of Status.decode(bin).details) {
-        if (detail.typeUrl.endsWith('google.rpc.BadRequest')) {
-          failure.fieldViolations.push(...BadRequest.decode(detail.value).fieldViolations.map((v) => ({ field: v.field, description: v.description })));
-        }
-        if (detail.typeUrl.endsWith('google.rpc.RetryInfo')) {
-          const delay = RetryInfo.decode(detail.value).retryDelay;
-          if (delay) failure.retryDelayMs = Number(delay.seconds) * 1000 + Math.round(delay.nanos / 1e6);
-        }
-      }
-    }
-    return failure;
+    const { fieldViolations, retryAfterMs } = rpcStatusDetails(e.metadata);
+    return { code: e.code, message: e.details, fieldViolations, retryDelayMs: retryAfterMs };
   }
   throw new Error('the call succeeded but was expected to fail');
 }
