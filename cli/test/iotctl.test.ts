@@ -105,8 +105,10 @@ describe('iotctl', () => {
   });
 
   it('issues a device credential limited to its own subjects', async () => {
-    const credential = JSON.parse(await ok(['credentials', 'issue', 'pump-1', '--expires', '30d', '-o', 'json']));
+    const credential = JSON.parse(await ok(['credentials', 'issue', 'pump-1', '--expires', '30d', '--kind', 'nats', '-o', 'json']));
     expect(credential.token).toMatch(/^eyJ/);
+    // A NATS credential: the server refuses it over MQTT.
+    expect(JSON.parse(Buffer.from(credential.token.split('.')[1], 'base64url').toString()).nats.allowed_connection_types).toEqual(['STANDARD']);
     expect(credential.publishSubjects).toContain(`iot.${tenant.tenantId}.dev.pump-1.tel`);
     expect(Date.parse(credential.expireTime) - Date.now()).toBeGreaterThan(29 * 86_400_000);
     expect(JSON.parse(await ok(['devices', 'get', 'pump-1', '-o', 'json'])).credentialState).toBe('CREDENTIAL_STATE_ACTIVE');

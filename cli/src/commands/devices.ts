@@ -1,4 +1,5 @@
 import { Command, Option } from 'commander';
+import { CredentialKind } from '../../../gen/ts/iot/device/v1/credential';
 import { credentialStateToJSON, Device, DeviceCredential, DeviceStatus, deviceStatusToJSON } from '../../../gen/ts/iot/device/v1/device';
 import { UsageError } from '../cli-error';
 import { listCommand, run } from '../command-context';
@@ -6,6 +7,7 @@ import { formatLabels, formatTime, printDone, printOne, View } from '../output';
 import { collectLabel, enumChoices, enumLabel, parseDuration } from '../parse';
 
 const STATUS = enumChoices(DeviceStatus, 'DEVICE_STATUS_');
+const KIND = enumChoices(CredentialKind, 'CREDENTIAL_KIND_');
 
 /** How a device prints in lists. */
 export const deviceListView: View<Device> = {
@@ -159,10 +161,12 @@ export function deviceCommands(program: Command): void {
       .description(description)
       .argument('<device-id>', 'device id')
       .addOption(expiryOption())
+      .addOption(new Option('--kind <kind>', 'how the device connects; the server refuses the other (default: the server\'s, mqtt unless configured)').choices(Object.keys(KIND)))
       .action((deviceId: string, _o, command: Command) =>
-        run<{ expires?: Date }>(command, async (connection, options) => {
+        run<{ expires?: Date; kind?: string }>(command, async (connection, options) => {
           const client = connection.credentials;
-          const res = await connection.call(client, client[method], { deviceId, expireTime: options.expires });
+          const kind = options.kind ? KIND[options.kind] : CredentialKind.CREDENTIAL_KIND_UNSPECIFIED;
+          const res = await connection.call(client, client[method], { deviceId, expireTime: options.expires, kind });
           printOne(options.output, credentialView, res.credential!);
         }),
       );
