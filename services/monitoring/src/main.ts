@@ -1,14 +1,21 @@
 import { createAuthMiddleware, repoPath, runService, ServiceSpec } from '@iot-mesh/runtime';
 import { alertService } from './api/alerts';
+import { notificationChannelService, RuleHandlerDeps, ruleService } from './api/rules';
 import { encodeLiveFragment, telemetryService } from './api/telemetry';
 import { ingestLimits, monitoringEnv, retentionPolicy, telemetryStreamOptions, writerConsumerOptions, writerOptions } from './config';
 import { AlertChanges, AlertEvaluator } from './domain/alert-evaluation';
 import { AlertRules } from './domain/alerts';
 import { LiveHub } from './domain/live';
+import { Rules } from './domain/rules';
+import { NotificationChannels } from './domain/rules-channels';
 import { maintainTelemetry } from './domain/retention';
 import { TelemetryQueries } from './domain/telemetry';
 import { publishAlertEvent, publishRulesChanged, subscribeRulesChanged } from './events/alert-events';
 import { DeviceDirectoryView } from './events/device-directory-view';
+import { RuleActions } from './events/rule-actions';
+import { ruleActionOptions, rulesConsumerOptions, rulesEnv } from './events/rule-actions-config';
+import { RuleCounters } from './events/rule-actions-stats';
+import { ensureRulesConsumer, RulesConsumer } from './events/rules-consumer';
 import { TelemetryDecoder } from './events/telemetry-decoder';
 import { TelemetryFanout } from './events/telemetry-fanout';
 import { ensureTelemetryStream, ensureWriterConsumer } from './events/telemetry-stream';
@@ -16,6 +23,7 @@ import { TelemetryWriter } from './events/telemetry-writer';
 import { exportMonitoringMetrics, IngestStats, LiveStats } from './metrics';
 import { PostgresAlertStore } from './store/alert-store';
 import { openMongoStore } from './store/mongo-connect';
+import { PostgresRuleStore } from './store/rule-store';
 import { PostgresTelemetryStore } from './store/postgres-store';
 import type { TelemetryStore } from './store/telemetry-store';
 
@@ -27,6 +35,8 @@ export interface MonitoringStats {
   live: LiveStats;
   /** Resolves once every sample received so far has been evaluated against the alert rules. */
   alertsIdle(): Promise<void>;
+  /** Resolves once the rules consumer has evaluated the stream so far and every queued rule action finished. */
+  rulesIdle(): Promise<void>;
 }
 
 /** Hooks for tests and embedding: see what a started instance counts. */
@@ -35,10 +45,10 @@ export interface MonitoringHooks {
 }
 
 /** A monitoring service spec; `monitoringService` is the one `main` runs. */
-export function createMonitoringService(hooks: MonitoringHooks = {}): ServiceSpec<typeof monitoringEnv> {
+export function createMonitoringService(hooks: MonitoringHooks = {}): ServiceSpec<typeof monitoringEnv & typeof rulesEnv> {
   return {
     name: 'monitoring',
-    env: monitoringEnv,
+    env: { ...monitoringEnv, ...rulesEnv },
     defaultPort: 50053,
     uses: { postgres: { migrations: repoPath('services', 'monitoring', 'migrations') }, redis: true, nats: true },
     async build({ config, log, pool, nats, redis }) {
@@ -84,6 +94,25 @@ export function createMonitoringService(hooks: MonitoringHooks = {}): ServiceSpe
         },
       });
 
+      // Rules: their own durable consumer and bounded action queues, off the writer's and live's path.
+      const ruleStore = new PostgresRuleStore(pool);
+      const ruleCounters = new RuleCounters(ruleStore, log.child({ component: 'rules' }));
+      ruleCounters.start(config.RULES_STATS_FLUSH_MS);
+      const ruleActions = new RuleActions({ nc: nats, store: ruleStore, counters: ruleCounters, log: log.child({ component: 'rule-actions' }), options: ruleActionOptions(config) });
+      let rulesConsumer: RulesConsumer | undefined;
+      if (config.RULES_ENABLED) {
+        await ensureRulesConsumer(jsm, rulesConsumerOptions(config));
+        rulesConsumer = new RulesConsumer({ nc: nats, decoder, directory, store: ruleStore, actions: ruleActions, counters: ruleCounters, log: log.child({ component: 'rules' }), options: rulesConsumerOptions(config) });
+        await rulesConsumer.start();
+      }
+      const ruleDeps: RuleHandlerDeps = {
+        rules: new Rules({ store: ruleStore, rulesChanged: () => rulesConsumer?.reload() }),
+        channels: new NotificationChannels(ruleStore),
+        store: ruleStore,
+        telemetry: store,
+        devices: directory,
+      };
+
       const live = new LiveHub(directory, config.LIVE_CLIENT_BUFFER, liveStats, encodeLiveFragment);
       const fanout = new TelemetryFanout(nats, decoder, [live, evaluator], log.child({ component: 'live' }));
       await fanout.start();
@@ -98,15 +127,21 @@ export function createMonitoringService(hooks: MonitoringHooks = {}): ServiceSpe
           await nats.flush();
           await evaluator.idle();
         },
+        async rulesIdle() {
+          await rulesConsumer?.idle();
+        },
       });
 
       return {
-        services: [telemetryService({ queries: new TelemetryQueries(store), live }), alertService({ rules, nc: nats })],
+        services: [telemetryService({ queries: new TelemetryQueries(store), live }), alertService({ rules, nc: nats }), ruleService(ruleDeps), notificationChannelService(ruleDeps)],
         middlewares: auth ? [auth] : [],
         async stop() {
           clearInterval(maintenance);
           stopMetrics();
           fanout.stop();
+          await rulesConsumer?.stop();
+          ruleActions.stop();
+          await ruleCounters.stop();
           rulesChangedElsewhere.unsubscribe();
           live.stop();
           evaluator.stop();
