@@ -76,7 +76,7 @@ function MetricChart({ deviceId, metric, unit, window, live, reload, onZoom }: {
     setAsked({ start, end, maxPoints });
     api.telemetry
       .queryHistory(
-        { deviceId, metrics: [metric], timeRange: { start: timestampFromMs(start * 1000), end: timestampFromMs(end * 1000) }, maxPoints, aggregations: [Aggregation.AVG] },
+        { deviceId, metrics: [metric], timeRange: { start: timestampFromMs(Math.floor(start * 1000)), end: timestampFromMs(Math.ceil(end * 1000)) }, maxPoints, aggregations: [Aggregation.AVG] },
         { signal: abort.signal },
       )
       .then((res) => {
@@ -168,7 +168,8 @@ function TelemetryPanel({ deviceId }: { deviceId: string }) {
 
   const metrics = [...latest.keys()].sort();
   const charted = metrics.filter((m) => latest.get(m)?.value?.kind.case === 'numberValue');
-  const zoom = useCallback((start: number, end: number) => setWindow({ kind: 'zoom', start, end }), []);
+  // Whole milliseconds: a Timestamp's nanos must be an integer.
+  const zoom = useCallback((start: number, end: number) => setWindow({ kind: 'zoom', start: Math.floor(start * 1000) / 1000, end: Math.ceil(end * 1000) / 1000 }), []);
   return (
     <div className="card">
       <h2>
