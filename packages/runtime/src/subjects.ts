@@ -7,7 +7,7 @@
  *   iot.<tenant>.dev.<device>.cmd.reply command replies of devices that cannot answer a request (MQTT)
  *   iot.<tenant>.dev.<device>.desired   desired state (platform → device)
  *   iot.<tenant>.evt.<topic...>         domain events (device.created, audit.login_failed, alert.raised, …)
- *   iot.<tenant>.dlq.tel                dead-lettered telemetry, with the reason in headers
+ *   iot.<tenant>.dlq.tel.<device>       dead-lettered telemetry, with the reason in headers (stream DEAD_LETTERS)
  */
 
 /** A subject token that devices and tenants may use: no wildcards, dots, spaces or empties. */
@@ -64,10 +64,19 @@ export function eventSubjectTenant(subject: string): string | undefined {
   return parts[1];
 }
 
-/** Subject of the telemetry dead-letter queue of a tenant (or of unparseable subjects, `_`). */
-export function deadLetterSubject(tenantId: string | undefined): string {
-  return `iot.${tenantId && isSubjectToken(tenantId) ? tenantId : '_'}.dlq.tel`;
+/** Subject of a dead-lettered telemetry message of a device (`_` stands in for a tenant or device the subject did not name usably). */
+export function deadLetterSubject(tenantId: string | undefined, deviceId?: string): string {
+  const usable = (t: string | undefined) => (t && isSubjectToken(t) ? t : '_');
+  return `iot.${usable(tenantId)}.dlq.tel.${usable(deviceId)}`;
 }
+
+/** Wildcard of a tenant's dead letters, or of one device's. */
+export function deadLettersOf(tenantId: string, deviceId?: string): string {
+  return deviceId ? deadLetterSubject(tenantId, deviceId) : `iot.${token('tenant', tenantId)}.dlq.>`;
+}
+
+/** Wildcard of every dead letter (the DEAD_LETTERS stream's subject). */
+export const ALL_DEAD_LETTERS = 'iot.*.dlq.>';
 
 /**
  * Where a device that cannot answer a NATS request (an MQTT client) publishes

@@ -2,7 +2,8 @@ import { z } from 'zod';
 import { ConfigOf, env, isSubjectToken } from '@iot-mesh/runtime';
 import type { RetentionPolicy } from './domain/retention';
 import type { IngestLimits } from './events/telemetry-decoder';
-import type { TelemetryStreamOptions, WriterConsumerOptions } from './events/telemetry-stream';
+import type { DeadLetterOptions } from './events/dead-letters';
+import type { DeadLetterStreamOptions, TelemetryStreamOptions, WriterConsumerOptions } from './events/telemetry-stream';
 import type { WriterOptions } from './events/telemetry-writer';
 
 const DAY_MS = 86_400_000;
@@ -44,13 +45,25 @@ export const monitoringEnv = {
   TELEMETRY_STREAM_MAX_AGE_MS: env.positiveInt(7 * DAY_MS),
   TELEMETRY_DUPLICATE_WINDOW_MS: env.positiveInt(2 * 60_000),
   TELEMETRY_STREAM_REPLICAS: env.positiveInt(1),
+  /** Largest message the telemetry stream stores: the server's max_payload (MQTT publishes can exceed it; the stream refuses them). */
+  TELEMETRY_STREAM_MAX_MSG_SIZE: env.positiveInt(1024 * 1024),
+  /** The dead-letter stream (`iot.*.dlq.>`): dead letters last here, listable and replayable, oldest discarded first. */
+  DEAD_LETTER_STREAM: env.string({ fallback: 'DEAD_LETTERS' }),
+  DEAD_LETTER_STREAM_MAX_BYTES: env.positiveInt(1024 ** 3),
+  DEAD_LETTER_STREAM_MAX_AGE_MS: env.positiveInt(30 * DAY_MS),
+  /** Bytes of an oversize payload kept in its dead letter. */
+  DEAD_LETTER_PREFIX_BYTES: env.positiveInt(4096),
   /** Run the durable writer in this replica (read-only replicas set false). */
   WRITER_ENABLED: env.bool(true),
   WRITER_CONSUMER: env.string({ fallback: 'monitoring-writer' }),
   WRITER_BATCH_MAX: env.positiveInt(5000),
   WRITER_BATCH_WAIT_MS: env.positiveInt(100),
-  WRITER_ACK_WAIT_MS: env.positiveInt(30_000),
+  /** Short, so a killed writer's messages come back within seconds; the writer marks what it holds "in progress" every third of it. */
+  WRITER_ACK_WAIT_MS: env.positiveInt(5000),
+  /** Over all replicas; each replica holds at most three batches (3 × WRITER_BATCH_MAX). */
   WRITER_MAX_ACK_PENDING: env.positiveInt(50_000),
+  /** Deliveries of one message; on the last one the writer dead-letters it (`max_deliver`) instead of trying again. */
+  WRITER_MAX_DELIVER: env.positiveInt(10),
   WRITER_MAX_BACKOFF_MS: env.positiveInt(5000),
   INGEST_MAX_PAYLOAD_BYTES: env.positiveInt(256 * 1024),
   INGEST_MAX_POINTS: env.positiveInt(1000),
@@ -114,12 +127,29 @@ export function telemetryStreamOptions(config: MonitoringConfig): TelemetryStrea
     maxAgeMs: config.TELEMETRY_STREAM_MAX_AGE_MS,
     duplicateWindowMs: config.TELEMETRY_DUPLICATE_WINDOW_MS,
     replicas: config.TELEMETRY_STREAM_REPLICAS,
+    maxMsgSize: config.TELEMETRY_STREAM_MAX_MSG_SIZE,
   };
+}
+
+/** How the dead-letter stream is kept. */
+export function deadLetterStreamOptions(config: MonitoringConfig): DeadLetterStreamOptions {
+  return {
+    name: config.DEAD_LETTER_STREAM,
+    maxBytes: config.DEAD_LETTER_STREAM_MAX_BYTES,
+    maxAgeMs: config.DEAD_LETTER_STREAM_MAX_AGE_MS,
+    duplicateWindowMs: config.TELEMETRY_DUPLICATE_WINDOW_MS,
+    replicas: config.TELEMETRY_STREAM_REPLICAS,
+  };
+}
+
+/** How dead letters are written. */
+export function deadLetterOptions(config: MonitoringConfig): DeadLetterOptions {
+  return { prefixBytes: config.DEAD_LETTER_PREFIX_BYTES, timeoutMs: 5000 };
 }
 
 /** The writers' shared durable consumer. */
 export function writerConsumerOptions(config: MonitoringConfig): WriterConsumerOptions {
-  return { stream: config.TELEMETRY_STREAM, durable: config.WRITER_CONSUMER, ackWaitMs: config.WRITER_ACK_WAIT_MS, maxAckPending: config.WRITER_MAX_ACK_PENDING };
+  return { stream: config.TELEMETRY_STREAM, durable: config.WRITER_CONSUMER, ackWaitMs: config.WRITER_ACK_WAIT_MS, maxAckPending: config.WRITER_MAX_ACK_PENDING, maxDeliver: config.WRITER_MAX_DELIVER };
 }
 
 /** How the writer batches and retries. */
@@ -131,5 +161,6 @@ export function writerOptions(config: MonitoringConfig): WriterOptions {
     batchWaitMs: config.WRITER_BATCH_WAIT_MS,
     ackWaitMs: config.WRITER_ACK_WAIT_MS,
     maxBackoffMs: config.WRITER_MAX_BACKOFF_MS,
+    maxDeliver: config.WRITER_MAX_DELIVER,
   };
 }

@@ -1,10 +1,12 @@
 import { createAuthMiddleware, repoPath, runService, ServiceSpec } from '@iot-mesh/runtime';
 import { alertService } from './api/alerts';
 import { notificationChannelService, RuleHandlerDeps, ruleService } from './api/rules';
+import { deadLetterService } from './api/dead-letters';
 import { encodeLiveFragment, telemetryService } from './api/telemetry';
-import { ingestLimits, monitoringEnv, retentionPolicy, telemetryStreamOptions, writerConsumerOptions, writerOptions } from './config';
+import { deadLetterOptions, deadLetterStreamOptions, ingestLimits, monitoringEnv, retentionPolicy, telemetryStreamOptions, writerConsumerOptions, writerOptions } from './config';
 import { AlertChanges, AlertEvaluator } from './domain/alert-evaluation';
 import { AlertRules } from './domain/alerts';
+import { DeadLetters } from './domain/dead-letters';
 import { LiveHub } from './domain/live';
 import { Rules } from './domain/rules';
 import { NotificationChannels } from './domain/rules-channels';
@@ -18,7 +20,9 @@ import { RuleCounters } from './events/rule-actions-stats';
 import { ensureRulesConsumer, RulesConsumer } from './events/rules-consumer';
 import { TelemetryDecoder } from './events/telemetry-decoder';
 import { TelemetryFanout } from './events/telemetry-fanout';
-import { ensureTelemetryStream, ensureWriterConsumer } from './events/telemetry-stream';
+import { StreamDeadLetterArchive } from './events/dead-letter-archive';
+import { DeadLetterWriter } from './events/dead-letters';
+import { ensureDeadLetterStream, ensureTelemetryStream, ensureWriterConsumer } from './events/telemetry-stream';
 import { TelemetryWriter } from './events/telemetry-writer';
 import { exportMonitoringMetrics, IngestStats, LiveStats } from './metrics';
 import { PostgresAlertStore } from './store/alert-store';
@@ -65,8 +69,12 @@ export function createMonitoringService(hooks: MonitoringHooks = {}): ServiceSpe
       const directory = await DeviceDirectoryView.open(nats, log.child({ component: 'device-directory' }));
       const decoder = new TelemetryDecoder(ingestLimits(config), directory);
       const jsm = await nats.jetstreamManager();
-      const ensureStream = () => ensureTelemetryStream(jsm, telemetryStreamOptions(config));
+      const ensureStream = async () => {
+        await ensureTelemetryStream(jsm, telemetryStreamOptions(config));
+        await ensureDeadLetterStream(jsm, deadLetterStreamOptions(config));
+      };
       await ensureStream();
+      const deadLetters = new DeadLetterWriter(nats, nats.jetstream(), ingest, deadLetterOptions(config));
 
       let writer: TelemetryWriter | undefined;
       if (config.WRITER_ENABLED) {
@@ -75,7 +83,7 @@ export function createMonitoringService(hooks: MonitoringHooks = {}): ServiceSpe
           await ensureWriterConsumer(jsm, writerConsumerOptions(config));
         };
         await ensureConsumer();
-        writer = new TelemetryWriter({ nc: nats, store, decoder, stats: ingest, log: log.child({ component: 'writer' }), ensureConsumer, options: writerOptions(config) });
+        writer = new TelemetryWriter({ nc: nats, store, decoder, stats: ingest, deadLetters, log: log.child({ component: 'writer' }), ensureConsumer, options: writerOptions(config) });
         await writer.start();
       }
 
@@ -133,7 +141,7 @@ export function createMonitoringService(hooks: MonitoringHooks = {}): ServiceSpe
       });
 
       return {
-        services: [telemetryService({ queries: new TelemetryQueries(store), live }), alertService({ rules, nc: nats }), ruleService(ruleDeps), notificationChannelService(ruleDeps)],
+        services: [telemetryService({ queries: new TelemetryQueries(store), live }), alertService({ rules, nc: nats }), ruleService(ruleDeps), notificationChannelService(ruleDeps), deadLetterService({ deadLetters: new DeadLetters(new StreamDeadLetterArchive(nats, jsm, nats.jetstream(), config.DEAD_LETTER_STREAM)) })],
         middlewares: auth ? [auth] : [],
         async stop() {
           clearInterval(maintenance);

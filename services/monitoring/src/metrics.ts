@@ -70,6 +70,8 @@ export class IngestStats {
   lastBatchPoints = 0;
   /** Failed write attempts (each is retried). */
   writeFailures = 0;
+  /** Failed attempts to store a dead letter (each is retried; the original stays unacknowledged meanwhile). */
+  deadLetterFailures = 0;
   /** Total milliseconds spent in committed writes. */
   writeMillis = 0;
   /** Messages waiting in this replica for the writer. */

@@ -125,7 +125,7 @@ async function buildWorld(
     env: baseEnv,
     startReplica,
     async registerDevice(tenantId, deviceId, opts = {}) {
-      const entry: DeviceDirectoryEntry = {
+      const entry = DeviceDirectoryEntry.fromPartial({
         tenantId,
         deviceId,
         name: deviceId,
@@ -133,7 +133,7 @@ async function buildWorld(
         labels: opts.labels ?? {},
         credentialState: CREDENTIAL_STATES[opts.credentialState ?? 'active'],
         updateTime: new Date(),
-      };
+      });
       await directory.put(deviceDirectoryKey(tenantId, deviceId), DeviceDirectoryEntry.encode(entry).finish());
     },
     async publish(tenantId, deviceId, payload, msgId) {

@@ -1,6 +1,6 @@
 import mqtt from 'mqtt';
 import { Msg } from 'nats';
-import { deadLetterSubject, deviceSubject } from '@iot-mesh/runtime';
+import { deadLettersOf, deviceSubject } from '@iot-mesh/runtime';
 import { DEAD_LETTER_HEADERS } from '../src/events/dead-letters';
 import { DeadLetterReason } from '../src/events/telemetry-decoder';
 import { eventually, jsonPayload, MonitoringWorld, newTenant, protobufPayload, startWorld } from './harness';
@@ -84,7 +84,7 @@ test('every bad input class is dead-lettered with its reason and original bytes;
   const stats = world.services[0].stats.ingest;
   const before = { ...stats.deadLetters };
   const dead: Msg[] = [];
-  const sub = world.nc.subscribe(deadLetterSubject(t), { callback: (_err, msg) => dead.push(msg) });
+  const sub = world.nc.subscribe(deadLettersOf(t), { callback: (_err, msg) => dead.push(msg) });
   await world.nc.flush();
 
   const now = Date.now();
@@ -116,7 +116,13 @@ test('every bad input class is dead-lettered with its reason and original bytes;
 
   const byBody = new Map(dead.map((m) => [Buffer.from(m.data).toString('base64'), m]));
   for (const b of bad) {
-    const msg = byBody.get(Buffer.from(b.data).toString('base64'));
+    // An oversize payload's dead letter keeps its first 4096 bytes (DEAD_LETTER_PREFIX_BYTES) and says so.
+    const kept = b.reason === 'oversize' ? b.data.subarray(0, 4096) : b.data;
+    const msg = byBody.get(Buffer.from(kept).toString('base64'));
+    if (b.reason === 'oversize') {
+      expect(msg?.headers?.get(DEAD_LETTER_HEADERS.truncated)).toBe('true');
+      expect(msg?.headers?.get(DEAD_LETTER_HEADERS.size)).toBe(String(b.data.byteLength));
+    }
     expect(msg).toBeDefined();
     expect(msg!.headers?.get(DEAD_LETTER_HEADERS.reason)).toBe(b.reason);
     expect(msg!.headers?.get(DEAD_LETTER_HEADERS.subject)).toBe(deviceSubject(t, b.device, 'tel'));

@@ -15,7 +15,11 @@ export type DeadLetterReason =
   | 'too_many_points'
   | 'not_finite'
   | 'too_far_future'
-  | 'too_far_past';
+  | 'too_far_past'
+  | 'invalid_text'
+  | 'id_too_long'
+  | 'store_rejected'
+  | 'max_deliver';
 
 /** Every reason, for counters that start at zero. */
 export const DEAD_LETTER_REASONS: readonly DeadLetterReason[] = [
@@ -29,7 +33,24 @@ export const DEAD_LETTER_REASONS: readonly DeadLetterReason[] = [
   'not_finite',
   'too_far_future',
   'too_far_past',
+  'invalid_text',
+  'id_too_long',
+  'store_rejected',
+  'max_deliver',
 ];
+
+/** Longest message id accepted, in characters (documented in iot.telemetry.v1 and the README): it is part of the primary key. */
+export const MAX_MESSAGE_ID_LENGTH = 128;
+
+/** Control characters (C0, DEL, C1): never in an id. */
+const ID_CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+/** Control characters a string value may not hold: U+0000 (PostgreSQL cannot store it) and the rest but tab, LF, CR. */
+const VALUE_CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]/;
+
+/** The position of the first control character in `value` (`allowLayout`: tab, LF and CR allowed), or -1. */
+function controlCharacterAt(value: string, allowLayout: boolean): number {
+  return value.search(allowLayout ? VALUE_CONTROL : ID_CONTROL);
+}
 
 /** Limits a payload must respect. */
 export interface IngestLimits {
@@ -173,6 +194,10 @@ async function decodeTelemetry(message: ReceivedTelemetry, limits: IngestLimits,
   if (payload.points.length === 0) return reject('malformed', 'no points');
   if (payload.points.length > limits.maxPoints) return reject('too_many_points', `${payload.points.length} points, the limit is ${limits.maxPoints}`);
 
+  if (payload.messageId.length > MAX_MESSAGE_ID_LENGTH) return reject('id_too_long', `messageId has ${payload.messageId.length} characters, the limit is ${MAX_MESSAGE_ID_LENGTH}`);
+  const idControl = controlCharacterAt(payload.messageId, false);
+  if (idControl >= 0) return reject('invalid_text', `messageId has a control character (U+${payload.messageId.charCodeAt(idControl).toString(16).padStart(4, '0')}) at ${idControl}`);
+
   const received = message.receivedAt.getTime();
   const messageId = payload.messageId || payloadId(message.data);
   const rows: PointRow[] = [];
@@ -182,6 +207,10 @@ async function decodeTelemetry(message: ReceivedTelemetry, limits: IngestLimits,
     const set = (p.numberValue !== undefined ? 1 : 0) + (p.boolValue !== undefined ? 1 : 0) + (p.stringValue !== undefined ? 1 : 0);
     if (set !== 1) return reject('malformed', `points[${i}] must have exactly one value, has ${set}`);
     if (p.numberValue !== undefined && !Number.isFinite(p.numberValue)) return reject('not_finite', `points[${i}].numberValue is ${p.numberValue}`);
+    if (p.stringValue !== undefined) {
+      const at = controlCharacterAt(p.stringValue, true);
+      if (at >= 0) return reject('invalid_text', `points[${i}].stringValue has a control character (U+${p.stringValue.charCodeAt(at).toString(16).padStart(4, '0')}) at ${at}`);
+    }
     const time = p.time ?? message.receivedAt;
     const t = time.getTime();
     if (Number.isNaN(t)) return reject('malformed', `points[${i}].time is not a valid time`);

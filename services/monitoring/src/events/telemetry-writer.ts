@@ -1,9 +1,10 @@
 import type { ConsumerMessages, JsMsg, NatsConnection } from 'nats';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Logger, payloadEncoding, withBatchSpan } from '@iot-mesh/runtime';
-import type { PointRow, TelemetryStore } from '../store/telemetry-store';
+import { classifyStoreError, sqlstateOf } from '../store/store-errors';
+import type { TelemetryStore } from '../store/telemetry-store';
 import type { IngestStats } from '../metrics';
-import { publishDeadLetter } from './dead-letters';
+import type { DeadLetterInput, DeadLetterWriter } from './dead-letters';
 import { AcceptedTelemetry, TelemetryDecoder } from './telemetry-decoder';
 
 /** How the writer batches. */
@@ -18,6 +19,8 @@ export interface WriterOptions {
   ackWaitMs: number;
   /** Longest pause between retries while the database fails. */
   maxBackoffMs: number;
+  /** The consumer's max_deliver: a message on its last delivery is dead-lettered (`max_deliver`) instead of processed again. */
+  maxDeliver: number;
 }
 
 /** What the writer needs. */
@@ -27,6 +30,8 @@ export interface WriterDeps {
   /** The process's one decoder (shared with the live fan-out). */
   decoder: TelemetryDecoder;
   stats: IngestStats;
+  /** Where rejected messages go; the original is acked only after its dead letter is stored. */
+  deadLetters: DeadLetterWriter;
   log: Logger;
   options: WriterOptions;
   /** Called with the messages of each committed batch. */
@@ -35,13 +40,35 @@ export interface WriterDeps {
   ensureConsumer?: () => Promise<void>;
 }
 
+/** A decoded message and the JetStream message it came in. */
+interface Held {
+  msg: JsMsg;
+  decoded: AcceptedTelemetry;
+}
+
+/** A message to dead-letter, with its JetStream message. */
+interface Refused {
+  msg: JsMsg;
+  letter: DeadLetterInput;
+}
+
 /**
  * The durable writer: pulls from the shared consumer (any number of replicas
- * share it), validates, dead-letters what is bad, writes the rest in one
- * transaction per batch and acks only after the commit. While the database
- * fails it retries the same batch with back-off, keeping its messages
- * "in progress", and pulls nothing beyond the consumer's max_ack_pending, so
- * the backlog stays in JetStream until the database is back.
+ * share it), validates, writes what is good in one transaction per batch and
+ * acks only after the commit; what is bad is acked only after its dead letter
+ * is stored. No message stops it:
+ * - a store error that is the database's (connection, timeout, serialization)
+ *   holds the batch and retries it with back-off, keeping its messages
+ *   "in progress"; one that is the rows' own fault splits the batch in halves
+ *   until the offending messages stand alone, stores the rest and
+ *   dead-letters those (`store_rejected`, with the SQLSTATE);
+ * - a message on its last permitted delivery (max_deliver) is dead-lettered
+ *   without being processed again, so a message that kills its writer cannot
+ *   crash-loop the next one;
+ * - anything unexpected gives the batch back (nak with a delay) and carries on.
+ * A replica holds at most three batches (one committing, one being decoded,
+ * one queued): it pulls more only as it writes, so the rest of the backlog
+ * stays available to other replicas.
  */
 export class TelemetryWriter {
   private readonly queue: JsMsg[] = [];
@@ -51,6 +78,8 @@ export class TelemetryWriter {
   private running = false;
   private loop?: Promise<void>;
   private wake?: () => void;
+  /** Set while the pump waits for this replica to hold fewer messages. */
+  private room?: () => void;
   private heartbeat?: NodeJS.Timeout;
 
   constructor(private readonly deps: WriterDeps) {}
@@ -59,9 +88,15 @@ export class TelemetryWriter {
   async start(): Promise<void> {
     this.running = true;
     await this.consume();
-    this.heartbeat = setInterval(() => this.markInProgress(), Math.max(1000, Math.floor(this.deps.options.ackWaitMs / 3)));
+    // Well within the ack wait, so a batch being committed (or held while the database is away) is never redelivered elsewhere.
+    this.heartbeat = setInterval(() => this.markInProgress(), Math.max(500, Math.floor(this.deps.options.ackWaitMs / 3)));
     this.heartbeat.unref();
     this.loop = this.run().catch((err: Error) => this.deps.log.error({ err: err.message }, 'telemetry writer stopped unexpectedly'));
+  }
+
+  /** Most messages this replica holds (queued and in flight) before it stops pulling. */
+  private get holdLimit(): number {
+    return 3 * this.deps.options.batchMax;
   }
 
   /** Starts pulling; if pulling ever ends while running, starts again (recreating the consumer when needed). */
@@ -73,15 +108,9 @@ export class TelemetryWriter {
       // End (and let us recreate it) rather than wait for someone else to restore a deleted consumer or stream.
       abort_on_missing_resource: true,
       expires: 5000,
-      callback: (msg) => {
-        this.queue.push(msg);
-        this.deps.stats.messagesReceived++;
-        this.deps.stats.onMessage?.(payloadEncoding(msg.data));
-        this.deps.stats.queued = this.queue.length;
-        if (this.queue.length === 1 || this.queue.length >= options.batchMax) this.wake?.();
-      },
     });
     this.messages = messages;
+    void this.pump(messages);
     void messages.closed().then(async (err) => {
       if (!this.running) return;
       this.deps.log.warn({ err: err instanceof Error ? err.message : undefined }, 'telemetry consumption ended; starting again');
@@ -99,12 +128,42 @@ export class TelemetryWriter {
     });
   }
 
+  /**
+   * Moves pulled messages onto the queue. The iterator asks the server for
+   * more only as we take from it, so pausing here while this replica holds
+   * its limit is what keeps it from pulling the whole backlog.
+   */
+  private async pump(messages: ConsumerMessages): Promise<void> {
+    try {
+      for await (const msg of messages) {
+        this.queue.push(msg);
+        this.deps.stats.messagesReceived++;
+        this.deps.stats.onMessage?.(payloadEncoding(msg.data));
+        this.deps.stats.queued = this.queue.length;
+        if (this.queue.length === 1 || this.queue.length >= this.deps.options.batchMax) this.wake?.();
+        while (this.running && this.queue.length + this.inFlight.size >= this.holdLimit) await new Promise<void>((resolve) => (this.room = resolve));
+      }
+    } catch (err) {
+      this.deps.log.warn({ err: (err as Error).message }, 'telemetry consumption failed');
+    }
+  }
+
+  /** Lets the pump pull again (called whenever messages leave this replica). */
+  private released(): void {
+    if (this.room && this.queue.length + this.inFlight.size < this.holdLimit) {
+      const room = this.room;
+      this.room = undefined;
+      room();
+    }
+  }
+
   /** Stops pulling, finishes (or gives back) the batch in hand and returns queued messages for redelivery. */
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;
     this.messages?.stop();
     this.wake?.();
+    this.room?.();
     const timeout = new AbortController();
     await Promise.race([this.loop, sleep(5000, undefined, { signal: timeout.signal }).catch(() => undefined)]);
     timeout.abort();
@@ -161,14 +220,20 @@ export class TelemetryWriter {
     }
   }
 
+  /** Acks a message this replica is done with. */
+  private done(msg: JsMsg): void {
+    msg.ack();
+    this.inFlight.delete(msg);
+    this.released();
+  }
+
   /** Retries `fn` with back-off until it succeeds or the writer stops (then undefined). */
-  private async retrying<T>(what: string, fn: () => Promise<T>): Promise<T | undefined> {
+  private async retrying<T>(what: string, fn: () => Promise<T>, onFailure?: () => void): Promise<T | undefined> {
     for (let delay = 100; ; delay = Math.min(delay * 2, this.deps.options.maxBackoffMs)) {
       try {
         return await fn();
       } catch (err) {
-        this.deps.stats.writeFailures++;
-        this.deps.stats.onWriteFailure?.();
+        onFailure?.();
         this.deps.log.warn({ err: (err as Error).message, retryInMs: delay }, `${what} failed; holding the batch and retrying`);
         if (!this.running) return undefined;
         await sleep(delay);
@@ -177,41 +242,129 @@ export class TelemetryWriter {
     }
   }
 
-  /** Decodes a batch, dead-letters what is bad, then (after `previousCommitted`) writes and acks the rest. */
+  /** Processes a batch; never rejects: an unexpected error gives the batch back for redelivery, after a pause. */
   private async process(batch: JsMsg[], previousCommitted: Promise<void>): Promise<void> {
-    const { nc, store, decoder, stats } = this.deps;
-    const accepted: { msg: JsMsg; decoded: AcceptedTelemetry }[] = [];
+    try {
+      await this.processBatch(batch, previousCommitted);
+    } catch (err) {
+      this.deps.log.error({ err: (err as Error).message, messages: batch.length }, 'a telemetry batch failed unexpectedly; giving it back for redelivery');
+      for (const msg of batch) {
+        if (!this.inFlight.delete(msg)) continue;
+        try {
+          msg.nak(this.deps.options.maxBackoffMs);
+        } catch {
+          // The connection is gone: the ack wait redelivers it.
+        }
+      }
+      this.released();
+    }
+  }
+
+  /** Decodes a batch, then (after `previousCommitted`) writes the good messages, dead-letters the rest, and acks. */
+  private async processBatch(batch: JsMsg[], previousCommitted: Promise<void>): Promise<void> {
+    const { decoder, options } = this.deps;
+    const accepted: Held[] = [];
+    const refused: Refused[] = [];
     for (const msg of batch) {
       // The stream's own timestamp is stable across redeliveries, so points without a time keep theirs.
       const receivedAt = new Date(Math.floor(msg.info.timestampNanos / 1e6));
+      const originalId = `${msg.info.stream}:${msg.info.streamSequence}`;
+      const base = { subject: msg.subject, data: msg.data, headers: msg.headers, receivedAt, originalId };
+      if (msg.info.redeliveryCount >= options.maxDeliver) {
+        refused.push({ msg, letter: { ...base, reason: 'max_deliver', detail: `delivered ${msg.info.redeliveryCount} times without being stored` } });
+        continue;
+      }
       const decoded = await this.retrying('device lookup', () => decoder.decode({ subject: msg.subject, data: msg.data, receivedAt }));
       if (!decoded) return; // stopping: stop() gives the batch back
-      if (decoded.ok) {
-        accepted.push({ msg, decoded });
-      } else {
-        publishDeadLetter(nc, stats, msg.subject, msg.data, decoded, msg.headers?.get('Nats-Msg-Id') || undefined);
-        msg.ack();
-        this.inFlight.delete(msg);
-      }
+      if (decoded.ok) accepted.push({ msg, decoded });
+      else refused.push({ msg, letter: { ...base, reason: decoded.reason, detail: decoded.detail, tenantId: decoded.tenantId, deviceId: decoded.deviceId } });
     }
     await previousCommitted;
-    const rows: PointRow[] = accepted.flatMap((a) => a.decoded.rows);
-    if (rows.length > 0) {
-      const started = Date.now();
-      const result = await this.retrying('telemetry write', () => store.write(rows));
-      if (!result) return;
-      const millis = Date.now() - started;
-      stats.batchesCommitted++;
-      stats.pointsCommitted += rows.length;
-      stats.rowsInserted += result.inserted;
-      stats.lastBatchPoints = rows.length;
-      stats.writeMillis += millis;
-      stats.onBatch?.(rows.length, millis);
+    const written = await this.store(accepted);
+    if (!written) return;
+    for (const { held, err } of written.rejected) {
+      const receivedAt = new Date(Math.floor(held.msg.info.timestampNanos / 1e6));
+      refused.push({
+        msg: held.msg,
+        letter: {
+          subject: held.msg.subject,
+          data: held.msg.data,
+          headers: held.msg.headers,
+          receivedAt,
+          originalId: `${held.msg.info.stream}:${held.msg.info.streamSequence}`,
+          reason: 'store_rejected',
+          detail: `the database refused it: ${(err as Error).message}`,
+          sqlstate: sqlstateOf(err),
+          tenantId: held.decoded.tenantId,
+          deviceId: held.decoded.deviceId,
+          messageId: held.decoded.messageId,
+        },
+      });
     }
-    for (const { msg } of accepted) {
-      msg.ack();
-      this.inFlight.delete(msg);
-    }
-    if (accepted.length > 0) this.deps.onCommitted?.(accepted.map((a) => a.decoded));
+    for (const { msg } of written.stored) this.done(msg);
+    if (written.stored.length > 0) this.deps.onCommitted?.(written.stored.map((a) => a.decoded));
+    // Each original is acked only once the dead-letter stream acknowledged its dead letter.
+    await Promise.all(
+      refused.map(async ({ msg, letter }) => {
+        const stored = await this.retrying(
+          'dead-lettering',
+          async () => {
+            await this.deps.deadLetters.write(letter);
+            return true;
+          },
+          () => this.deps.stats.deadLetterFailures++,
+        );
+        if (stored) this.done(msg);
+      }),
+    );
+  }
+
+  /**
+   * Writes the accepted messages: the whole batch in one transaction when it
+   * can; on an error that is the rows' own fault, each half on its own,
+   * down to single messages, which are then refused. Undefined when the
+   * writer stopped first.
+   */
+  private async store(accepted: Held[]): Promise<{ stored: Held[]; rejected: { held: Held; err: unknown }[] } | undefined> {
+    const { store, stats, log, options } = this.deps;
+    const stored: Held[] = [];
+    const rejected: { held: Held; err: unknown }[] = [];
+    const write = async (part: Held[]): Promise<boolean> => {
+      const rows = part.flatMap((a) => a.decoded.rows);
+      for (let delay = 100; ; delay = Math.min(delay * 2, options.maxBackoffMs)) {
+        try {
+          if (rows.length > 0) {
+            const started = Date.now();
+            const result = await store.write(rows);
+            const millis = Date.now() - started;
+            stats.batchesCommitted++;
+            stats.pointsCommitted += rows.length;
+            stats.rowsInserted += result.inserted;
+            stats.lastBatchPoints = rows.length;
+            stats.writeMillis += millis;
+            stats.onBatch?.(rows.length, millis);
+          }
+          stored.push(...part);
+          return true;
+        } catch (err) {
+          if (classifyStoreError(err) === 'permanent') {
+            if (part.length === 1) {
+              log.warn({ err: (err as Error).message, sqlstate: sqlstateOf(err), messageId: part[0].decoded.messageId }, 'the database refused a telemetry message; dead-lettering it');
+              rejected.push({ held: part[0], err });
+              return true;
+            }
+            const half = Math.ceil(part.length / 2);
+            return (await write(part.slice(0, half))) && (await write(part.slice(half)));
+          }
+          stats.writeFailures++;
+          stats.onWriteFailure?.();
+          log.warn({ err: (err as Error).message, sqlstate: sqlstateOf(err), retryInMs: delay }, 'telemetry write failed; holding the batch and retrying');
+          if (!this.running) return false;
+          await sleep(delay);
+          if (!this.running) return false;
+        }
+      }
+    };
+    return (await write(accepted)) ? { stored, rejected } : undefined;
   }
 }
