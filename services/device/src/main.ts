@@ -5,6 +5,7 @@ import { deviceTypeApi } from './api/device-types';
 import { deviceApi } from './api/devices';
 import { groupApi } from './api/groups';
 import { provisioningApi } from './api/provisioning';
+import { sessionApi } from './api/sessions';
 import { twinApi } from './api/twins';
 import { deviceEnv } from './config';
 import { Commands } from './domain/commands';
@@ -30,6 +31,7 @@ import { PgDeviceStore } from './store/device-store';
 import { PgDeviceTypeStore } from './store/device-type-store';
 import { PgGroupStore } from './store/group-store';
 import { PgProvisioningStore } from './store/provisioning-store';
+import { PgSessionStore } from './store/session-store';
 import { PgTwinStore } from './store/twin-store';
 
 export { deviceEnv } from './config';
@@ -76,7 +78,7 @@ export const deviceService: ServiceSpec<typeof deviceEnv> = {
     const commands = new Commands(new PgCommandStore(pool), registry, commandChannel, types);
     const groups = new Groups(groupStore, types, registry);
     const provisioning = countClaims(new Provisioning({ store: new PgProvisioningStore(pool), types, registry, changes, credentials }));
-    const presence = new Presence({ store, changes, twins, log: log.child({ component: 'presence' }) });
+    const presence = new Presence({ store, changes, twins, sessions: new PgSessionStore(pool), log: log.child({ component: 'presence' }) });
 
     // What the service consumes.
     await commandChannel.start();
@@ -98,6 +100,7 @@ export const deviceService: ServiceSpec<typeof deviceEnv> = {
         deviceTypeApi(types),
         groupApi(groups),
         provisioningApi(provisioning),
+        sessionApi(registry, presence),
       ],
       middlewares: [auth],
       checks: system ? [{ name: 'nats-system', check: () => pingNats(system!) }] : [],

@@ -116,8 +116,8 @@ test('roles and tenants: viewers cannot write, nobody sees another tenant’s de
     unary(h.clients.twin, h.clients.twin.updateDesired, { deviceId: 'private-1', desired: { a: 1 }, expectedVersion: 0n }, auth),
     unary(h.clients.commands, h.clients.commands.sendCommand, { deviceId: 'private-1', name: 'ping', payload: undefined, timeout: undefined }, auth),
     unary(h.clients.commands, h.clients.commands.listCommands, { deviceId: 'private-1', page: undefined }, auth),
-    unary(h.clients.credentials, h.clients.credentials.issueCredential, { deviceId: 'private-1', expireTime: undefined }, auth),
-    unary(h.clients.credentials, h.clients.credentials.rotateCredential, { deviceId: 'private-1', expireTime: undefined }, auth),
+    unary(h.clients.credentials, h.clients.credentials.issueCredential, { deviceId: 'private-1', expireTime: undefined, kind: 0 }, auth),
+    unary(h.clients.credentials, h.clients.credentials.rotateCredential, { deviceId: 'private-1', expireTime: undefined, kind: 0 }, auth),
     unary(h.clients.credentials, h.clients.credentials.revokeCredential, { deviceId: 'private-1' }, auth),
   ];
   for (const call of notFound) expect((await rejection(call)).code).toBe(status.NOT_FOUND);

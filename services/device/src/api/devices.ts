@@ -245,6 +245,8 @@ export function toDeviceMessage(d: DeviceRecord): Device {
     updateTime: d.updateTime,
     deviceTypeId: d.deviceTypeId ?? '',
     serialNumber: d.serialNumber ?? '',
+    lastDataTime: d.lastDataTime,
+    lastDisconnectReason: d.lastDisconnectReason,
   };
 }
 

@@ -23,6 +23,10 @@ export interface DeviceRecord {
   lastSeenTime?: Date;
   lastConnectTime?: Date;
   lastDisconnectTime?: Date;
+  /** The NATS server's reason for the last disconnect. */
+  lastDisconnectReason: string;
+  /** When telemetry last arrived. */
+  lastDataTime?: Date;
   createTime: Date;
   updateTime: Date;
   /** Bumped by every change; orders cached copies. */
@@ -182,4 +186,32 @@ export interface ClaimRecord {
   peer: string;
   claimTime: Date;
   seq: string;
+}
+
+/** The disconnect reason of a session whose end no server reported (it restarted or became unreachable), found when reconciling. */
+export const UNREPORTED_DISCONNECT = 'no disconnect reported (the server restarted or became unreachable)';
+
+/** One connection of a device, as the NATS server reported it. */
+export interface DeviceSessionRecord {
+  deviceId: string;
+  serverId: string;
+  clientId: string;
+  connectTime?: Date;
+  disconnectTime?: Date;
+  disconnectReason: string;
+  remoteAddress: string;
+  clientName: string;
+  seq: string;
+}
+
+/** What a connect or disconnect event says about the connection itself. */
+export interface SessionInfo {
+  serverId: string;
+  clientId: string;
+  /** When the connection started (a disconnect event carries it too). */
+  start?: Date;
+  remoteAddress: string;
+  clientName: string;
+  /** The server's reason, on disconnect. */
+  reason: string;
 }

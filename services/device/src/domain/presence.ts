@@ -1,5 +1,7 @@
 import { Logger } from '@iot-mesh/runtime';
 import type { DeviceStore } from '../store/device-store';
+import type { LiveConnection, SessionStore } from '../store/session-store';
+import { DeviceSessionRecord, SessionInfo, UNREPORTED_DISCONNECT } from './model';
 import type { DeviceChanges } from './devices';
 import type { Twins } from './twins';
 
@@ -16,6 +18,8 @@ export interface PresenceDeps {
   store: Pick<DeviceStore, 'connected' | 'disconnected' | 'reconcileConnections' | 'touchLastSeen'>;
   changes: DeviceChanges;
   twins: Pick<Twins, 'connected'>;
+  /** The connection history. */
+  sessions: SessionStore;
   /** Where failures of work nobody waits for are reported. */
   log: Logger;
 }
@@ -41,17 +45,25 @@ export class Presence {
   }
 
   /** A connection of the credential `userKey` opened or closed at `at`; one key's events are applied in arrival order. */
-  connection(kind: ConnectionEvent, userKey: string, at: Date): void {
+  connection(kind: ConnectionEvent, userKey: string, at: Date, session?: SessionInfo): void {
     const previous = this.chains.get(userKey) ?? Promise.resolve();
-    const next = previous.then(() => this.apply(kind, userKey, at)).catch((err: Error) => this.deps.log.warn({ err: err.message }, 'applying a connect event failed'));
+    const next = previous.then(() => this.apply(kind, userKey, at, session)).catch((err: Error) => this.deps.log.warn({ err: err.message }, 'applying a connect event failed'));
     this.chains.set(userKey, next);
     void next.then(() => {
       if (this.chains.get(userKey) === next) this.chains.delete(userKey);
     });
   }
 
-  private async apply(kind: ConnectionEvent, userKey: string, at: Date): Promise<void> {
-    const change = kind === 'CONNECT' ? await this.deps.store.connected(userKey, at) : await this.deps.store.disconnected(userKey, at);
+  private async apply(kind: ConnectionEvent, userKey: string, at: Date, session?: SessionInfo): Promise<void> {
+    const change = kind === 'CONNECT' ? await this.deps.store.connected(userKey, at) : await this.deps.store.disconnected(userKey, at, session?.reason);
+    if (session) {
+      const { sessions } = this.deps;
+      if (!change) {
+        // A rotated or revoked credential's connection: its session is closed all the same.
+        if (kind === 'DISCONNECT') await sessions.closedByConnection(session, at);
+      } else if (kind === 'CONNECT') await sessions.opened(change.device.tenantId, change.device.id, session, at);
+      else await sessions.closed(change.device.tenantId, change.device.id, session, at);
+    }
     if (!change) return;
     await this.deps.changes.connection(change);
     if (kind === 'CONNECT') {
@@ -65,13 +77,23 @@ export class Presence {
    * (credential key → live connections), repairing events missed while no
    * replica listened. Returns how many devices changed.
    */
-  async reconcile(counts: Map<string, number>): Promise<number> {
+  async reconcile(counts: Map<string, number>, live?: LiveConnection[], asOf = new Date()): Promise<number> {
     const changes = await this.deps.store.reconcileConnections(counts);
+    // Sessions no server holds any more ended without a disconnect event (a server restarted or was cut off);
+    // ones opened after the servers were asked are not in their answers and stay open.
+    if (live) await this.deps.sessions.reconcile(live, asOf, UNREPORTED_DISCONNECT);
     for (const change of changes) await this.deps.changes.connection(change);
     return changes.length;
   }
 
-  /** The device sent something now (its last-seen time is written soon, coalesced). */
+  /** Sessions of a device, newest first (the device is looked up by the caller). */
+  async sessions(tenantId: string, deviceId: string, size: number, before: string | undefined): Promise<{ sessions: DeviceSessionRecord[]; nextBefore?: string }> {
+    const rows = await this.deps.sessions.list(tenantId, deviceId, before, size + 1);
+    const sessions = rows.slice(0, size);
+    return { sessions, nextBefore: rows.length > size ? sessions[sessions.length - 1].seq : undefined };
+  }
+
+  /** The device sent telemetry now (its last-seen and last-data times are written soon, coalesced). */
   seen(tenantId: string, deviceId: string): void {
     this.pendingSeen.set(`${tenantId}.${deviceId}`, new Date());
   }

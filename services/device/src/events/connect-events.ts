@@ -1,7 +1,9 @@
 import { NatsConnection, Subscription } from 'nats';
 import { ALL_TELEMETRY, Logger, parseDeviceSubject } from '@iot-mesh/runtime';
 import { peekNatsJwt } from '@iot-mesh/nats-auth';
+import type { SessionInfo } from '../domain/model';
 import type { ConnectionEvent, Presence } from '../domain/presence';
+import type { LiveConnection } from '../store/session-store';
 
 /** Queue group shared by device service replicas, so each event is handled once. */
 export const DEVICE_QUEUE = 'iot-device';
@@ -9,7 +11,27 @@ export const DEVICE_QUEUE = 'iot-device';
 /** The part of a `$SYS.ACCOUNT.<acc>.CONNECT|DISCONNECT` event we read. */
 interface ConnectEvent {
   timestamp?: string;
-  client?: { jwt?: string; user?: string; start?: string; stop?: string };
+  server?: { id?: string };
+  client?: { jwt?: string; user?: string; start?: string; stop?: string; id?: number; host?: string; name?: string; client_id?: string };
+  /** DISCONNECT only: the server's reason ("Client Closed", "Authentication Revoked", …). */
+  reason?: string;
+}
+
+/** The session a connect event is about; undefined when the event does not name the connection. */
+function sessionOf(event: ConnectEvent): SessionInfo | undefined {
+  const serverId = event.server?.id;
+  const clientId = event.client?.id;
+  if (!serverId || clientId === undefined) return undefined;
+  const start = event.client?.start ? new Date(event.client.start) : undefined;
+  return {
+    serverId,
+    clientId: String(clientId),
+    start: start && !Number.isNaN(start.getTime()) ? start : undefined,
+    remoteAddress: event.client?.host ?? '',
+    // An MQTT connection's own client id, else the name a NATS client gave.
+    clientName: event.client?.client_id || event.client?.name || '',
+    reason: event.reason ?? '',
+  };
 }
 
 /** The NATS user public key a connect event is about; the JWT itself is never kept or logged. */
@@ -70,6 +92,10 @@ export class ConnectEvents {
       }
       await system.flush();
       await this.reconcile();
+      // Events of connections that came and went while the system connection was away are lost: reconcile again after each reconnect.
+      void (async () => {
+        for await (const status of system.status()) if (status.type === 'reconnect') void this.reconcile();
+      })();
     }
     this.subs.push(
       nc.subscribe(ALL_TELEMETRY, {
@@ -88,7 +114,7 @@ export class ConnectEvents {
     const key = userKeyOf(event);
     if (!key) return;
     const at = new Date(event.timestamp ?? (kind === 'CONNECT' ? event.client?.start : event.client?.stop) ?? Date.now());
-    this.deps.presence.connection(kind, key, at);
+    this.deps.presence.connection(kind, key, at, sessionOf(event));
   }
 
   /**
@@ -100,16 +126,33 @@ export class ConnectEvents {
     const { system, presence, log } = this.deps;
     if (!system) return;
     const counts = new Map<string, number>();
+    const live: LiveConnection[] = [];
+    const asOf = new Date();
     try {
       const replies = await system.requestMany('$SYS.REQ.SERVER.PING.CONNZ', new TextEncoder().encode(JSON.stringify({ auth: true, limit: 1_000_000 })), { maxWait: 1000 });
       for await (const reply of replies) {
-        const body = JSON.parse(new TextDecoder().decode(reply.data)) as { data?: { connections?: { jwt?: string; authorized_user?: string }[] } };
+        const body = JSON.parse(new TextDecoder().decode(reply.data)) as {
+          server?: { id?: string };
+          data?: { server_id?: string; connections?: { cid?: number; jwt?: string; authorized_user?: string; start?: string; ip?: string; name?: string; mqtt_client?: string }[] };
+        };
+        const serverId = body.data?.server_id ?? body.server?.id;
         for (const conn of body.data?.connections ?? []) {
           const key = userKeyOf({ client: { jwt: conn.jwt, user: conn.authorized_user } });
           if (key) counts.set(key, (counts.get(key) ?? 0) + 1);
+          if (serverId && conn.cid !== undefined) {
+            const start = conn.start ? new Date(conn.start) : undefined;
+            live.push({
+              serverId,
+              clientId: String(conn.cid),
+              userKey: key ?? '',
+              start: start && !Number.isNaN(start.getTime()) ? start : undefined,
+              remoteAddress: conn.ip ?? '',
+              clientName: conn.mqtt_client || conn.name || '',
+            });
+          }
         }
       }
-      const changed = await presence.reconcile(counts);
+      const changed = await presence.reconcile(counts, live, asOf);
       log.info({ connected: counts.size, changed }, 'device connection status reconciled with the NATS servers');
     } catch (err) {
       log.warn({ err: (err as Error).message }, 'reconciling device connection status failed');

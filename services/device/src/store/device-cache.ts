@@ -18,7 +18,7 @@ end
 redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'PX', ARGV[3])
 return 1`;
 
-const DATE_FIELDS = ['credentialIssueTime', 'credentialExpireTime', 'lastSeenTime', 'lastConnectTime', 'lastDisconnectTime', 'createTime', 'updateTime'] as const;
+const DATE_FIELDS = ['credentialIssueTime', 'credentialExpireTime', 'lastSeenTime', 'lastConnectTime', 'lastDisconnectTime', 'lastDataTime', 'createTime', 'updateTime'] as const;
 
 /**
  * Read-through cache of device lookups in Redis. Every Redis failure is a

@@ -1,5 +1,5 @@
 import { errors, Pool, PoolClient, withTransaction } from '@iot-mesh/runtime';
-import { DeviceFilter, DevicePatch, DeviceRecord, NewDevice } from '../domain/model';
+import { DeviceFilter, DevicePatch, DeviceRecord, NewDevice, UNREPORTED_DISCONNECT } from '../domain/model';
 
 /** A connection status change applied to a device. */
 export interface StatusChange {
@@ -29,16 +29,16 @@ export interface DeviceStore {
 
   /** One more live connection of the credential `publicKey`; undefined when no device holds it. */
   connected(publicKey: string, at: Date): Promise<StatusChange | undefined>;
-  /** One fewer live connection of the credential `publicKey`. */
-  disconnected(publicKey: string, at: Date): Promise<StatusChange | undefined>;
+  /** One fewer live connection of the credential `publicKey`, ended for the server's `reason`. */
+  disconnected(publicKey: string, at: Date, reason?: string): Promise<StatusChange | undefined>;
   /** Sets every device's connection count to what the NATS servers report (credential key → live connections). */
   reconcileConnections(counts: Map<string, number>): Promise<StatusChange[]>;
-  /** Advances last-seen times; returns the devices touched. */
+  /** Advances last-seen and last-data times (telemetry arrived); returns the devices touched. */
   touchLastSeen(entries: { tenantId: string; id: string; at: Date }[]): Promise<{ tenantId: string; id: string; version: number }[]>;
 }
 
 const DEVICE_COLUMNS = `tenant_id, id, seq, name, type, device_type_id, serial_number, labels, credential_state, credential_key, credential_issue_time,
-  credential_expire_time, status, last_seen_time, last_connect_time, last_disconnect_time, create_time, update_time, version`;
+  credential_expire_time, status, last_seen_time, last_connect_time, last_disconnect_time, last_disconnect_reason, last_data_time, create_time, update_time, version`;
 
 /** A result row. */
 export type Row = Record<string, any>;
@@ -70,6 +70,8 @@ export function toDevice(row: Row): DeviceRecord {
     lastSeenTime: optionalDate(row.last_seen_time),
     lastConnectTime: optionalDate(row.last_connect_time),
     lastDisconnectTime: optionalDate(row.last_disconnect_time),
+    lastDisconnectReason: row.last_disconnect_reason ?? '',
+    lastDataTime: optionalDate(row.last_data_time),
     createTime: row.create_time,
     updateTime: row.update_time,
     version: Number(row.version),
@@ -235,7 +237,7 @@ export class PgDeviceStore implements DeviceStore {
     return Object.fromEntries(rows.map((r) => [r.public_key as string, Number(r.at)]));
   }
 
-  private async changeConnections(publicKey: string, at: Date, delta: 1 | -1): Promise<StatusChange | undefined> {
+  private async changeConnections(publicKey: string, at: Date, delta: 1 | -1, reason = ''): Promise<StatusChange | undefined> {
     const timeColumn = delta > 0 ? 'last_connect_time' : 'last_disconnect_time';
     const { rows } = await this.pool.query(
       `WITH before AS (SELECT tenant_id, id, status FROM devices WHERE credential_key = $1 FOR UPDATE)
@@ -243,10 +245,11 @@ export class PgDeviceStore implements DeviceStore {
            status = CASE WHEN d.connections + $2 > 0 THEN 'online' ELSE 'offline' END,
            ${timeColumn} = GREATEST(d.${timeColumn}, $3),
            last_seen_time = GREATEST(d.last_seen_time, $3),
+           last_disconnect_reason = CASE WHEN $2 < 0 AND $3 >= COALESCE(d.last_disconnect_time, '-infinity'::timestamptz) THEN $4::text ELSE d.last_disconnect_reason END,
            version = nextval('device_versions')
          FROM before b WHERE d.tenant_id = b.tenant_id AND d.id = b.id
          RETURNING ${DEVICE_COLUMNS.split(',').map((c) => `d.${c.trim()}`).join(', ')}, b.status AS previous_status`,
-      [publicKey, delta, at],
+      [publicKey, delta, at, reason],
     );
     if (!rows[0]) return undefined;
     return { device: toDevice(rows[0]), changed: rows[0].previous_status !== rows[0].status };
@@ -256,8 +259,8 @@ export class PgDeviceStore implements DeviceStore {
     return this.changeConnections(publicKey, at, 1);
   }
 
-  disconnected(publicKey: string, at: Date): Promise<StatusChange | undefined> {
-    return this.changeConnections(publicKey, at, -1);
+  disconnected(publicKey: string, at: Date, reason = ''): Promise<StatusChange | undefined> {
+    return this.changeConnections(publicKey, at, -1, reason);
   }
 
   async reconcileConnections(counts: Map<string, number>): Promise<StatusChange[]> {
@@ -270,10 +273,11 @@ export class PgDeviceStore implements DeviceStore {
           FOR UPDATE OF d)
        UPDATE devices d SET connections = t.n, status = CASE WHEN t.n > 0 THEN 'online' ELSE 'offline' END,
            last_disconnect_time = CASE WHEN t.n = 0 AND d.status = 'online' THEN now() ELSE d.last_disconnect_time END,
+           last_disconnect_reason = CASE WHEN t.n = 0 AND d.status = 'online' THEN $3 ELSE d.last_disconnect_reason END,
            version = nextval('device_versions')
          FROM target t WHERE d.tenant_id = t.tenant_id AND d.id = t.id
          RETURNING ${DEVICE_COLUMNS.split(',').map((c) => `d.${c.trim()}`).join(', ')}, t.previous_status`,
-      [[...counts.keys()], [...counts.values()]],
+      [[...counts.keys()], [...counts.values()], UNREPORTED_DISCONNECT],
     );
     return rows.map((r) => ({ device: toDevice(r), changed: r.previous_status !== r.status }));
   }
@@ -281,7 +285,7 @@ export class PgDeviceStore implements DeviceStore {
   async touchLastSeen(entries: { tenantId: string; id: string; at: Date }[]): Promise<{ tenantId: string; id: string; version: number }[]> {
     if (entries.length === 0) return [];
     const { rows } = await this.pool.query(
-      `UPDATE devices d SET last_seen_time = GREATEST(d.last_seen_time, e.at), version = nextval('device_versions')
+      `UPDATE devices d SET last_seen_time = GREATEST(d.last_seen_time, e.at), last_data_time = GREATEST(d.last_data_time, e.at), version = nextval('device_versions')
          FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS e(tenant_id, id, at)
         WHERE d.tenant_id = e.tenant_id AND d.id = e.id
         RETURNING d.tenant_id, d.id, d.version`,
