@@ -146,7 +146,10 @@ function TelemetryPanel({ deviceId }: { deviceId: string }) {
         if (res.points.length === 0) return;
         setLatest((prev) => {
           const next = new Map(prev);
-          for (const p of res.points) if (epochSeconds(next.get(p.metric)?.time) <= epochSeconds(p.time)) next.set(p.metric, p);
+          for (const p of res.points) {
+            const known = next.get(p.metric);
+            if (!known?.time || epochSeconds(known.time) <= epochSeconds(p.time)) next.set(p.metric, p);
+          }
           return next;
         });
         setLive((prev) => {
