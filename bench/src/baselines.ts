@@ -7,7 +7,7 @@ import { Client } from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { repoPath } from '@iot-mesh/runtime';
 import { closedLoop, Latencies, nowMs } from './measure';
-import { startNode } from './processes';
+import { startNode, STOP_GRACE_MS } from './processes';
 import { waitForReportedPort } from '../../scripts/reported-port';
 
 const DAY_MS = 86_400_000;
@@ -113,14 +113,15 @@ export interface EchoServer {
   stop(): Promise<void>;
 }
 
-/** Starts bench/src/echo-server.ts in a child process. */
+/** Starts bench/src/echo-server.ts in a child process; it binds a free port and reports it. */
 export async function startEchoServer(): Promise<EchoServer> {
-  const proc = startNode('grpc-echo', 'bench/src/echo-server.ts', { ECHO_PORT: '0' });
-  const port = await waitForReportedPort(() => proc.log(), 'grpc listening', { timeoutMs: 30_000, failed: () => (proc.running ? undefined : `the echo server exited (${proc.exitDescription}):\n${proc.tail()}`) }).catch(async (err) => {
-    await proc.stop();
+  const proc = await startNode('grpc-echo', 'bench/src/echo-server.ts', { ECHO_PORT: '0' });
+  const failed = () => (proc.running ? undefined : `the echo server exited (${proc.exitDescription}):\n${proc.tail()}`);
+  const port = await waitForReportedPort(() => proc.output(), 'grpc listening', { timeoutMs: 30_000, failed }).catch(async (err) => {
+    await proc.stop(STOP_GRACE_MS);
     throw err;
   });
-  return { address: `127.0.0.1:${port}`, pid: proc.pid, stop: () => proc.stop() };
+  return { address: `127.0.0.1:${port}`, pid: proc.pid!, stop: async () => void (await proc.stop(STOP_GRACE_MS)) };
 }
 
 /**

@@ -117,9 +117,9 @@ export class Platform {
       for (const [name, s] of Object.entries({ SIGNING: hostPort(this.signing), DEVICE: hostPort(this.device), MONITORING: hostPort(this.monitoring) })) {
         if (s) Object.assign(env, { [`${name}_HOST`]: s.host, [`${name}_PORT`]: s.port });
       }
-      const proc = startNode('gateway', 'gateway/src/main.ts', env, needs.nodeArgs?.gateway);
+      const proc = await startNode('gateway', 'gateway/src/main.ts', env, needs.nodeArgs?.gateway);
       this.started.push(proc);
-      const port = await waitForReportedPort(() => proc.log(), 'gateway listening', { timeoutMs: 60_000, failed: () => (proc.running ? undefined : `gateway exited (${proc.exitDescription}):\n${proc.tail()}`) });
+      const port = await waitForReportedPort(() => proc.output(), 'gateway listening', { timeoutMs: 60_000, failed: () => (proc.running ? undefined : `gateway exited (${proc.exitDescription}):\n${proc.tail()}`) });
       this.gateway = { process: proc, url: `http://127.0.0.1:${port}` };
     }
   }
@@ -149,7 +149,7 @@ export class Platform {
     const natsPid = this.nats?.pid;
     if (natsPid) out['nats-server'] = natsPid;
     if (this.redis?.proc.pid) out['redis-server'] = this.redis.proc.pid;
-    for (const p of this.started) if (p.running) out[p.name] = p.pid;
+    for (const p of this.started) if (p.running && p.pid) out[p.spec.name] = p.pid;
     return out;
   }
 
