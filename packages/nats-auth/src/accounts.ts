@@ -60,10 +60,26 @@ export function encodeSystemAccount(signer: NKey, system: string): string {
   return encodeNatsJwt('account', SYSTEM_ACCOUNT_NAME, system, { limits: { subs: -1, data: -1, payload: -1, imports: -1, exports: -1, wildcards: true, conn: -1, leaf: -1 } }, signer);
 }
 
-/** A `.creds` file body (user JWT + seed) for a user with full permissions in `account`. */
-export function fullAccessCreds(account: NKey, name: string): string {
+/** Publish/subscribe allow-lists of a NATS user. */
+export interface UserPermissions {
+  pub: { allow?: string[] };
+  sub: { allow?: string[] };
+}
+
+/**
+ * What the device service's system-account user may do, and nothing else of
+ * `$SYS`: push and look up account JWTs, ask the servers for their
+ * connections, and hear connect and disconnect events.
+ */
+export const DEVICE_SYSTEM_PERMISSIONS: UserPermissions = {
+  pub: { allow: ['$SYS.REQ.ACCOUNT.*.CLAIMS.UPDATE', '$SYS.REQ.ACCOUNT.*.CLAIMS.LOOKUP', '$SYS.REQ.SERVER.PING.CONNZ'] },
+  sub: { allow: ['$SYS.ACCOUNT.*.CONNECT', '$SYS.ACCOUNT.*.DISCONNECT', '_INBOX.>'] },
+};
+
+/** A `.creds` file body (user JWT + seed) for a user of `account` with `permissions` (default: all). */
+export function fullAccessCreds(account: NKey, name: string, permissions: UserPermissions = { pub: {}, sub: {} }): string {
   const user = newNKey('U');
-  const jwt = encodeNatsJwt('user', name, user.publicKey, { pub: {}, sub: {}, subs: -1, data: -1, payload: -1 }, account);
+  const jwt = encodeNatsJwt('user', name, user.publicKey, { ...permissions, subs: -1, data: -1, payload: -1 }, account);
   return formatCreds(jwt, user);
 }
 
@@ -76,7 +92,7 @@ export interface NatsOperatorSetup {
   operatorJwt: string;
   systemAccount: string;
   systemAccountJwt: string;
-  /** Creds of a system-account user: account claim updates and connect events. */
+  /** Creds of the device service's system-account user ({@link DEVICE_SYSTEM_PERMISSIONS}): account claim updates, connections, connect events. */
   systemCreds: string;
   /** Public key of the platform account, where the services connect. */
   appAccount: string;
@@ -101,7 +117,7 @@ export function generateOperatorSetup(operatorName = 'iot-mesh'): NatsOperatorSe
     operatorJwt: encodeNatsJwt('operator', operatorName, operator.publicKey, { system_account: system.publicKey, signing_keys: [signing.publicKey] }, operator),
     systemAccount: system.publicKey,
     systemAccountJwt: encodeSystemAccount(signing, system.publicKey),
-    systemCreds: fullAccessCreds(system, 'iot-system'),
+    systemCreds: fullAccessCreds(system, 'iot-device-system', DEVICE_SYSTEM_PERMISSIONS),
     appAccount: app.publicKey,
     appAccountSeed: app.seed,
     appAccountJwt: encodeAppAccount(signing, app.publicKey),

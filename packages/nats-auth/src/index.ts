@@ -10,8 +10,8 @@
  */
 export type { ClaimType, NKey, NKeyKind } from './nkeys';
 export { deriveNKey, encodeNatsJwt, formatCreds, isPublicNKey, newNKey, nkeyFromSeed, peekNatsJwt } from './nkeys';
-export type { ClaimsRequester, NatsOperatorSetup } from './accounts';
-export { APP_ACCOUNT_NAME, encodeAppAccount, encodeSystemAccount, fullAccessCreds, generateOperatorSetup, SYSTEM_ACCOUNT_NAME, UNLIMITED_ACCOUNT_LIMITS, updateAccountClaims } from './accounts';
+export type { ClaimsRequester, NatsOperatorSetup, UserPermissions } from './accounts';
+export { APP_ACCOUNT_NAME, DEVICE_SYSTEM_PERMISSIONS, encodeAppAccount, encodeSystemAccount, fullAccessCreds, generateOperatorSetup, SYSTEM_ACCOUNT_NAME, UNLIMITED_ACCOUNT_LIMITS, updateAccountClaims } from './accounts';
 export type { TenantAccountKeys, TenantAccountLimits, TenantAccountRef } from './tenant-accounts';
 export { encodeTenantAccount, platformAccountLinks, tenantAccountKeys } from './tenant-accounts';
 export type { DeviceConnectionKind, DevicePermissions, DeviceUserRequest, MintedDeviceUser } from './device-users';

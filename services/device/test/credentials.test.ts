@@ -260,6 +260,23 @@ test('credential operations are counted by kind in iot_device_credential_operati
   expect({ issue: await count('issue'), rotate: await count('rotate'), revoke: await count('revoke') }).toEqual({ issue: before.issue + 3, rotate: before.rotate + 1, revoke: before.revoke + 1 });
 });
 
+test('every credential expires: the default lifetime when none is asked, never past the maximum, and the server enforces it', async () => {
+  const cred = await newDevice('ttl-1');
+  const expires = cred.expireTime!.getTime();
+  expect(expires - cred.issueTime!.getTime()).toBe(90 * 86_400_000);
+  const claims = JSON.parse(Buffer.from(cred.token.split('.')[1], 'base64url').toString()) as { exp: number; nats: { allowed_connection_types: string[] } };
+  expect(claims.exp).toBe(Math.floor(expires / 1000));
+  expect(claims.nats.allowed_connection_types).toEqual(['MQTT']);
+  const tooLong = await unary(h.clients.credentials, h.clients.credentials.rotateCredential, { deviceId: 'ttl-1', expireTime: new Date(Date.now() + 400 * 86_400_000), kind: MQTT }, op()).catch((e) => e);
+  expect(tooLong.code).toBe(status.INVALID_ARGUMENT);
+  expect(tooLong.details).toMatch(/DEVICE_CREDENTIAL_MAX_TTL_SECONDS/);
+  // A short-lived one is refused by the server once expired.
+  const brief = await rotate('ttl-1', NATS).then(() => unary(h.clients.credentials, h.clients.credentials.rotateCredential, { deviceId: 'ttl-1', expireTime: new Date(Date.now() + 2000), kind: NATS }, op()));
+  (await natsConnect(brief.credential!)).close();
+  while (Date.now() < brief.credential!.expireTime!.getTime() + 1000) await new Promise((r) => setTimeout(r, 200));
+  await expect(natsConnect(brief.credential!)).rejects.toMatchObject({ code: 'AUTHORIZATION_VIOLATION' });
+});
+
 test('after a restart of the device service, status is reconciled with the connections the server reports', async () => {
   const first = await newDevice('rc-1', NATS);
   const second = await newDevice('rc-2', NATS);
@@ -278,21 +295,4 @@ test('after a restart of the device service, status is reconciled with the conne
   const read = (id: string) => unary(clients.devices, clients.devices.getDevice, { id }, { authorization: t.viewer.authorization }).then((r) => r.device!);
   expect((await read('rc-1')).status).toBe(DeviceStatus.DEVICE_STATUS_OFFLINE);
   expect((await read('rc-2')).status).toBe(DeviceStatus.DEVICE_STATUS_ONLINE);
-});
-
-test('every credential expires: the default lifetime when none is asked, never past the maximum, and the server enforces it', async () => {
-  const cred = await newDevice('ttl-1');
-  const expires = cred.expireTime!.getTime();
-  expect(expires - cred.issueTime!.getTime()).toBe(90 * 86_400_000);
-  const claims = JSON.parse(Buffer.from(cred.token.split('.')[1], 'base64url').toString()) as { exp: number; nats: { allowed_connection_types: string[] } };
-  expect(claims.exp).toBe(Math.floor(expires / 1000));
-  expect(claims.nats.allowed_connection_types).toEqual(['MQTT']);
-  const tooLong = await unary(h.clients.credentials, h.clients.credentials.rotateCredential, { deviceId: 'ttl-1', expireTime: new Date(Date.now() + 400 * 86_400_000), kind: MQTT }, op()).catch((e) => e);
-  expect(tooLong.code).toBe(status.INVALID_ARGUMENT);
-  expect(tooLong.details).toMatch(/DEVICE_CREDENTIAL_MAX_TTL_SECONDS/);
-  // A short-lived one is refused by the server once expired.
-  const brief = await rotate('ttl-1', NATS).then(() => unary(h.clients.credentials, h.clients.credentials.rotateCredential, { deviceId: 'ttl-1', expireTime: new Date(Date.now() + 2000), kind: NATS }, op()));
-  (await natsConnect(brief.credential!)).close();
-  while (Date.now() < brief.credential!.expireTime!.getTime() + 1000) await new Promise((r) => setTimeout(r, 200));
-  await expect(natsConnect(brief.credential!)).rejects.toMatchObject({ code: 'AUTHORIZATION_VIOLATION' });
 });

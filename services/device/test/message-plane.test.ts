@@ -275,6 +275,12 @@ test('after revoke, rotate and delete the old tokens are refused, with 100,000 r
   const keys = tenantAccountKeys(h.nats.setup.tenantKeySecret, A);
   const system = await connect({ servers: h.nats.server.url, authenticator: credsAuthenticator(new TextEncoder().encode(h.nats.setup.systemCreds)) });
   cleanup.push(() => system.close());
+  // That system user (the device service's) holds only what the service needs of $SYS.
+  const refused = await new Promise<boolean>((resolve) => {
+    system.subscribe('$SYS.>', { callback: (err) => resolve(err !== null) });
+    void system.flush().then(() => resolve(false));
+  });
+  expect(refused).toBe(true);
   const lookup = await system.request(`$SYS.REQ.ACCOUNT.${keys.account.publicKey}.CLAIMS.LOOKUP`, new Uint8Array(), { timeout: 5000 });
   const jwt = new TextDecoder().decode(lookup.data);
   const revocations = (JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url').toString()) as { nats: { revocations?: Record<string, number> } }).nats.revocations ?? {};
