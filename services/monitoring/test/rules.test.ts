@@ -2,6 +2,9 @@ import crypto from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { status } from '@grpc/grpc-js';
+import { propagation } from '@opentelemetry/api';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { headers as natsHeaders } from 'nats';
 import { SMTPServer } from 'smtp-server';
 import {
   DeliveryState,
@@ -10,13 +13,15 @@ import {
   Rule,
   RuleServiceClient,
 } from '../../../gen/ts/iot/monitoring/v1/rules';
-import { TelemetryServiceClient } from '../../../gen/ts/iot/monitoring/v1/telemetry';
+import { StreamLiveResponse, TelemetryServiceClient } from '../../../gen/ts/iot/monitoring/v1/telemetry';
 import { Telemetry } from '../../../gen/ts/iot/telemetry/v1/telemetry';
-import { eventSubject, insecureClient, unary } from '@iot-mesh/runtime';
+import { deviceSubject, eventSubject, insecureClient, serverStream, unary } from '@iot-mesh/runtime';
 import { startSigningForTest, TestSigning, TestTenant } from '../../../testing/signing';
 import { eventually, MonitoringWorld, protobufPayload, startWorld } from './harness';
 
 jest.setTimeout(60_000);
+// W3C trace context, as the service's tracing entry installs it: the trace of a device message must reach its webhook calls.
+propagation.setGlobalPropagator(new W3CTraceContextPropagator());
 
 let signing: TestSigning;
 let world: MonitoringWorld;
@@ -232,14 +237,30 @@ test('a webhook receiver that is down, then answers 500, then OK: every call is 
   // Reads never show the secret again.
   expect((await unary(rules, rules.getRule, { id: created.rule!.id }, viewer)).rule!.actions[0].webhook!.secret).toBe('');
 
+  // A live client of the same device and metric, open while the webhooks fail.
+  const frames: StreamLiveResponse[] = [];
+  const live = serverStream(telemetry, telemetry.streamLive, { deviceIds: ['d1'], labels: {}, metrics: ['load'] }, viewer);
+  live.on('data', (f: StreamLiveResponse) => frames.push(f));
+  live.on('error', () => undefined);
+  await eventually(() => frames.length > 0, 'the live stream subscribed');
+
   const loads = Array.from({ length: 12 }, (_, i) => i);
-  for (const load of loads) await world.publish(a.tenantId, 'd1', protobufPayload({ messageId: `load-${load}`, points: [{ metric: 'load', numberValue: load }] }));
+  // Each message as a traced device would send it: its own trace id in `traceparent`.
+  const traceOf = (load: number) => crypto.createHash('md5').update(`trace-${load}`).digest('hex');
+  for (const load of loads) {
+    const h = natsHeaders();
+    h.set('traceparent', `00-${traceOf(load)}-${'ab'.repeat(8)}-01`);
+    await world.nc.jetstream().publish(deviceSubject(a.tenantId, 'd1', 'tel'), protobufPayload({ messageId: `load-${load}`, points: [{ metric: 'load', numberValue: load }] }), { headers: h });
+  }
   const matching = loads.filter((l) => l >= 5).map((l) => `load-${l}`);
   const loadRows = async () => (await world.pool.query(`SELECT count(*)::int AS n FROM points WHERE tenant_id = $1 AND metric = 'load'`, [a.tenantId])).rows[0].n;
 
   // Down: every attempt is refused, yet every point is stored and the retries go on.
   await eventually(async () => (await unary(rules, rules.getRule, { id: created.rule!.id }, viewer)).rule!.stats!.actionsFailed >= BigInt(2 * matching.length), 'failed attempts while the receiver is down');
   await eventually(async () => (await loadRows()) === loads.length, 'every point stored while the webhooks fail');
+  await eventually(() => frames.flatMap((f) => f.points).length === loads.length, 'every point live while the webhooks fail');
+  live.cancel();
+  expect(frames.flatMap((f) => f.points.map((p) => p.value!.numberValue))).toEqual(loads);
 
   // Up: the first three calls get 500, then 200.
   const calls: { headers: http.IncomingHttpHeaders; body: string; answered: number }[] = [];
@@ -275,6 +296,8 @@ test('a webhook receiver that is down, then answers 500, then OK: every call is 
     const payload = JSON.parse(call.body);
     expect(payload).toMatchObject({ type: 'rule.matched', data: { ruleId: created.rule!.id, deviceId: 'd1' } });
     expect(payload.data.points[0].value).toBeGreaterThanOrEqual(5);
+    // The call continues the device message's trace.
+    expect(String(call.headers.traceparent).split('-')[1]).toBe(traceOf(payload.data.points[0].value));
   }
   expect(verifySignature(secret, { ...calls[0].headers, 'webhook-id': 'forged' }, calls[0].body)).toBe(false);
   const stats = (await unary(rules, rules.getRule, { id: created.rule!.id }, viewer)).rule!.stats!;

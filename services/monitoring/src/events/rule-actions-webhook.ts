@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import { context, Context } from '@opentelemetry/api';
 import { injectTraceHeaders } from '@iot-mesh/runtime';
 
 /**
@@ -24,10 +25,10 @@ export interface WebhookCall {
 
 /**
  * POSTs a signed webhook; resolves on a 2xx answer, throws with the reason
- * otherwise (refused connection, timeout, status). The active trace context
+ * otherwise (refused connection, timeout, status). The trace context `ctx`
  * goes along as `traceparent`, so the receiver's spans join the device's trace.
  */
-export async function postWebhook(call: WebhookCall): Promise<void> {
+export async function postWebhook(call: WebhookCall, ctx: Context = context.active()): Promise<void> {
   const timestamp = Math.floor(Date.now() / 1000);
   const headers = injectTraceHeaders(
     new Headers({
@@ -36,6 +37,7 @@ export async function postWebhook(call: WebhookCall): Promise<void> {
       'webhook-timestamp': String(timestamp),
       'webhook-signature': webhookSignature(call.secret, call.id, timestamp, call.body),
     }),
+    ctx,
   );
   let response: Response;
   try {

@@ -159,7 +159,9 @@ export class RuleActions {
       job.trace,
     );
     try {
-      const result = await context.with(trace.setSpan(job.trace, span), () => this.execute(job));
+      // The context is passed on explicitly (not only through async context), so every header carries this span.
+      const actionContext = trace.setSpan(job.trace, span);
+      const result = await context.with(actionContext, () => this.execute(job, actionContext));
       if (result === 'rate_limited') outcome = 'rate_limited';
     } catch (err) {
       reason = (err as Error).message;
@@ -226,7 +228,7 @@ export class RuleActions {
       });
   }
 
-  private async execute(job: ActionJob): Promise<void | 'rate_limited'> {
+  private async execute(job: ActionJob, ctx: Context): Promise<void | 'rate_limited'> {
     const { action, message, rule } = job;
     const { nc, options } = this.deps;
     switch (action.kind) {
@@ -239,7 +241,7 @@ export class RuleActions {
           messageId: derivedMessageId(rule.id, action.index, message.messageId),
           points: [{ metric: action.metric, time, numberValue: action.value!.number, boolValue: action.value!.bool, stringValue: action.value!.string }],
         }).finish();
-        const headers = injectTraceContext(natsHeaders());
+        const headers = injectTraceContext(natsHeaders(), ctx);
         headers.set(RULE_DEPTH_HEADER, String(message.depth + 1));
         await nc.jetstream().publish(deviceSubject(message.tenantId, message.deviceId, 'tel'), telemetry, {
           headers,
@@ -249,30 +251,30 @@ export class RuleActions {
       }
       case 'republish': {
         const body = Telemetry.encode({ deviceId: message.deviceId, messageId: message.messageId, points: message.rows.map(pointOf) }).finish();
-        nc.publish(eventSubject(message.tenantId, 'rule', action.topic), body, { headers: injectTraceContext(natsHeaders()) });
+        nc.publish(eventSubject(message.tenantId, 'rule', action.topic), body, { headers: injectTraceContext(natsHeaders(), ctx) });
         return;
       }
       case 'webhook':
-        await postWebhook({ url: action.url, secret: action.secret, id: webhookId(job), body: webhookBody(job, 'rule.matched', pointsJson(message)), timeoutMs: options.webhookTimeoutMs });
+        await postWebhook({ url: action.url, secret: action.secret, id: webhookId(job), body: webhookBody(job, 'rule.matched', pointsJson(message)), timeoutMs: options.webhookTimeoutMs }, ctx);
         return;
       case 'notify':
-        return this.notify(job, action);
+        return this.notify(job, action, ctx);
     }
   }
 
-  private async notify(job: ActionJob, action: Extract<PlannedAction, { kind: 'notify' }>): Promise<void | 'rate_limited'> {
+  private async notify(job: ActionJob, action: Extract<PlannedAction, { kind: 'notify' }>, ctx: Context): Promise<void | 'rate_limited'> {
     const channel = await this.deps.store.getChannel(job.rule.tenantId, action.channelId);
     if (!channel) throw new PermanentFailure(`notification channel ${action.channelId} does not exist`);
     const schedule = retryScheduleOf(channel.retry);
     try {
       if (!this.limiter.take(channel.id, channel.rateLimitPerMinute)) return 'rate_limited';
-      await this.send(job, action, channel);
+      await this.send(job, action, channel, ctx);
     } catch (err) {
       throw Object.assign(err as Error, { schedule });
     }
   }
 
-  private async send(job: ActionJob, action: Extract<PlannedAction, { kind: 'notify' }>, channel: NotificationChannel): Promise<void> {
+  private async send(job: ActionJob, action: Extract<PlannedAction, { kind: 'notify' }>, channel: NotificationChannel, ctx: Context): Promise<void> {
     const { message, rule } = job;
     const notification: Notification = {
       tenantId: rule.tenantId,
@@ -286,9 +288,9 @@ export class RuleActions {
     };
     if (channel.webhook) {
       const body = webhookBody(job, 'rule.notification', Notification.toJSON(notification));
-      await postWebhook({ url: channel.webhook.url, secret: channel.webhook.secret, id: webhookId(job), body, timeoutMs: this.deps.options.webhookTimeoutMs });
+      await postWebhook({ url: channel.webhook.url, secret: channel.webhook.secret, id: webhookId(job), body, timeoutMs: this.deps.options.webhookTimeoutMs }, ctx);
     } else if (channel.nats) {
-      this.deps.nc.publish(eventSubject(rule.tenantId, 'notification', channel.nats.topic), Notification.encode(notification).finish(), { headers: injectTraceContext(natsHeaders()) });
+      this.deps.nc.publish(eventSubject(rule.tenantId, 'notification', channel.nats.topic), Notification.encode(notification).finish(), { headers: injectTraceContext(natsHeaders(), ctx) });
     } else if (channel.email) {
       if (!this.deps.options.mailer) throw new PermanentFailure('no SMTP relay is configured (RULES_SMTP_URL)');
       const lines = message.rows.map((r) => `${r.metric} = ${r.value.number ?? r.value.bool ?? r.value.string} at ${r.time.toISOString()}`);
