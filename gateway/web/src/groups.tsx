@@ -1,0 +1,121 @@
+import { FormEvent, useEffect, useState } from 'react';
+import { Device } from '../../../gen/es/iot/device/v1/device_pb';
+import { Group } from '../../../gen/es/iot/device/v1/groups_pb';
+import { api, errorMessage } from './api';
+import { useAbilities } from './principal';
+
+/** `a=1, b=2` as a label map (blank parts ignored). */
+export function parseLabels(text: string): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const part of text.split(',')) {
+    const [key, ...rest] = part.split('=');
+    if (key.trim()) labels[key.trim()] = rest.join('=').trim();
+  }
+  return labels;
+}
+
+const labelText = (labels: Record<string, string>) =>
+  Object.entries(labels)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(', ');
+
+/** Groups of the tenant (saved label selectors) and the devices each matches now. */
+export function GroupsPage() {
+  const { canOperate } = useAbilities();
+  const [groups, setGroups] = useState<Group[]>([]);
+  const [members, setMembers] = useState<{ groupId: string; devices: Device[] }>();
+  const [form, setForm] = useState({ name: '', labels: '', deviceType: '' });
+  const [error, setError] = useState('');
+
+  async function load() {
+    try {
+      setGroups((await api.groups.listGroups({ page: { pageSize: 1000 } })).groups);
+    } catch (err) {
+      setError(errorMessage(err));
+    }
+  }
+  useEffect(() => void load(), []);
+
+  async function show(groupId: string) {
+    try {
+      setMembers({ groupId, devices: (await api.groups.listGroupDevices({ id: groupId, page: { pageSize: 1000 } })).devices });
+    } catch (err) {
+      setError(errorMessage(err));
+    }
+  }
+
+  async function create(e: FormEvent) {
+    e.preventDefault();
+    setError('');
+    try {
+      await api.groups.createGroup({ group: { name: form.name, selector: { matchLabels: parseLabels(form.labels), deviceTypeId: form.deviceType } } });
+      setForm({ name: '', labels: '', deviceType: '' });
+      await load();
+    } catch (err) {
+      setError(errorMessage(err));
+    }
+  }
+
+  async function remove(id: string) {
+    try {
+      await api.groups.deleteGroup({ id });
+      if (members?.groupId === id) setMembers(undefined);
+      await load();
+    } catch (err) {
+      setError(errorMessage(err));
+    }
+  }
+
+  return (
+    <section>
+      <h1>Groups</h1>
+      {error && (
+        <p className="error" role="alert">
+          {error}
+        </p>
+      )}
+      <table data-testid="group-list">
+        <thead>
+          <tr>
+            <th>Name</th>
+            <th>Labels</th>
+            <th>Device type</th>
+            <th />
+          </tr>
+        </thead>
+        <tbody>
+          {groups.map((g) => (
+            <tr key={g.id} data-testid={`group-${g.name}`}>
+              <td>{g.name}</td>
+              <td>{labelText(g.selector?.matchLabels ?? {})}</td>
+              <td>{g.selector?.deviceTypeId}</td>
+              <td>
+                <button onClick={() => void show(g.id)}>Devices</button> {canOperate && <button onClick={() => void remove(g.id)}>Delete</button>}
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {members && (
+        <div data-testid="group-members">
+          <h2>{groups.find((g) => g.id === members.groupId)?.name}: {members.devices.length} devices</h2>
+          <ul>
+            {members.devices.map((d) => (
+              <li key={d.id}>
+                <a href={`#/devices/${encodeURIComponent(d.id)}`}>{d.name}</a> <span className="muted">{d.type}</span>
+              </li>
+            ))}
+          </ul>
+        </div>
+      )}
+      {canOperate && (
+        <form className="inline-form" onSubmit={create} aria-label="create group" data-testid="create-group">
+          <input value={form.name} placeholder="name" aria-label="Name" onChange={(e) => setForm({ ...form, name: e.target.value })} />
+          <input value={form.labels} placeholder="floor=2, zone=a" aria-label="Labels" onChange={(e) => setForm({ ...form, labels: e.target.value })} />
+          <input value={form.deviceType} placeholder="device type (optional)" aria-label="Device type" onChange={(e) => setForm({ ...form, deviceType: e.target.value })} />
+          <button type="submit">Create group</button>
+        </form>
+      )}
+    </section>
+  );
+}

@@ -1,0 +1,123 @@
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { FormEvent, useEffect, useState } from 'react';
+import { ProvisioningKey, ProvisioningKeyState } from '../../../gen/es/iot/device/v1/provisioning_pb';
+import { api, errorMessage } from './api';
+import { formatTime } from './format';
+import { parseLabels } from './groups';
+import { useAbilities } from './principal';
+
+/** Provisioning keys of the tenant: admins create (the secret is shown once) and revoke them; everyone sees their use. */
+export function ProvisioningPage() {
+  const { canAdmin } = useAbilities();
+  const [keys, setKeys] = useState<ProvisioningKey[]>([]);
+  const [form, setForm] = useState({ name: '', deviceType: '', labels: '', usageLimit: '', expiresDays: '' });
+  const [secret, setSecret] = useState('');
+  const [error, setError] = useState('');
+
+  async function load() {
+    try {
+      setKeys((await api.provisioning.listProvisioningKeys({ page: { pageSize: 1000 } })).provisioningKeys);
+    } catch (err) {
+      setError(errorMessage(err));
+    }
+  }
+  useEffect(() => void load(), []);
+
+  async function create(e: FormEvent) {
+    e.preventDefault();
+    setError('');
+    try {
+      const days = Number(form.expiresDays);
+      const res = await api.provisioning.createProvisioningKey({
+        provisioningKey: {
+          name: form.name,
+          deviceTypeId: form.deviceType,
+          labels: parseLabels(form.labels),
+          usageLimit: BigInt(form.usageLimit || '0'),
+          expireTime: days > 0 ? timestampFromDate(new Date(Date.now() + days * 86_400_000)) : undefined,
+        },
+      });
+      setSecret(res.secret);
+      await load();
+    } catch (err) {
+      setError(errorMessage(err));
+    }
+  }
+
+  async function revoke(id: string) {
+    try {
+      await api.provisioning.revokeProvisioningKey({ id });
+      await load();
+    } catch (err) {
+      setError(errorMessage(err));
+    }
+  }
+
+  const field = (name: keyof typeof form, label: string, placeholder = '') => (
+    <label>
+      {label} <input value={form[name]} placeholder={placeholder} onChange={(e) => setForm({ ...form, [name]: e.target.value })} aria-label={label} />
+    </label>
+  );
+  return (
+    <section>
+      <h1>Provisioning keys</h1>
+      <p className="muted">
+        A device holding a key registers itself: <code>POST /v1/provisioning:claim</code> with the key and its serial number returns its device and credential.
+      </p>
+      {error && (
+        <p className="error" role="alert">
+          {error}
+        </p>
+      )}
+      {secret && (
+        <div className="card credential" data-testid="provisioning-secret">
+          <p className="warning">This key is shown once. Copy it now; only its hash is kept.</p>
+          <code>{secret}</code>
+        </div>
+      )}
+      <table data-testid="provisioning-key-list">
+        <thead>
+          <tr>
+            <th>Name</th>
+            <th>Key</th>
+            <th>State</th>
+            <th>Devices</th>
+            <th>Claims</th>
+            <th>Labels</th>
+            <th>Expires</th>
+            <th />
+          </tr>
+        </thead>
+        <tbody>
+          {keys.map((k) => (
+            <tr key={k.id} data-testid={`provisioning-key-${k.id}`}>
+              <td>{k.name}</td>
+              <td>
+                <code>{k.secretPrefix}…</code>
+              </td>
+              <td>{ProvisioningKeyState[k.state].toLowerCase()}</td>
+              <td>
+                {String(k.deviceCount)}
+                {k.usageLimit > 0n ? ` / ${k.usageLimit}` : ''}
+              </td>
+              <td>{String(k.claimCount)}</td>
+              <td>{Object.entries(k.labels).map(([key, v]) => `${key}=${v}`).join(', ')}</td>
+              <td>{k.expireTime ? formatTime(k.expireTime) : 'never'}</td>
+              <td>{canAdmin && k.state === ProvisioningKeyState.ACTIVE && <button onClick={() => void revoke(k.id)}>Revoke</button>}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {canAdmin && (
+        <form className="inline-form" onSubmit={create} aria-label="create provisioning key" data-testid="create-provisioning-key">
+          {field('name', 'Name', 'factory line 1')}
+          {field('deviceType', 'Device type', 'name or id')}
+          {field('labels', 'Labels', 'site=plant-7, line=1')}
+          {field('usageLimit', 'Most devices', '0 = no limit')}
+          {field('expiresDays', 'Expires in days', 'never')}
+          <button type="submit">Create key</button>
+        </form>
+      )}
+    </section>
+  );
+}
