@@ -15,7 +15,7 @@ import {
 } from '../../../gen/ts/iot/monitoring/v1/rules';
 import { StreamLiveResponse, TelemetryServiceClient } from '../../../gen/ts/iot/monitoring/v1/telemetry';
 import { Telemetry } from '../../../gen/ts/iot/telemetry/v1/telemetry';
-import { deviceSubject, eventSubject, insecureClient, serverStream, unary } from '@iot-mesh/runtime';
+import { deviceSubject, eventSubject, insecureClient, metrics, serverStream, unary } from '@iot-mesh/runtime';
 import { startSigningForTest, TestSigning, TestTenant } from '../../../testing/signing';
 import { eventually, MonitoringWorld, protobufPayload, startWorld } from './harness';
 
@@ -114,6 +114,21 @@ test('only operators write rules; a rule deriving a metric it listens to is refu
   const everyMetric = { ...derive, source: { ...derive.source!, metrics: [] }, actions: [{ derivedMetric: { metric: 'temp2', expression: '1.0' } }] };
   await expect(unary(rules, rules.createRule, { rule: everyMetric }, operator)).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringMatching(/would loop: the rule listens to every metric/) });
   await expect(unary(rules, rules.createRule, { rule: { ...derive, condition: 'm.temp >' } }, operator)).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringMatching(/rule.condition: is not CEL/) });
+});
+
+test('rules are the tenant’s own; an update replaces the definition and keeps the webhook secret', async () => {
+  const created = await unary(rules, rules.createRule, { rule: rule({ name: 'mine', actions: [{ webhook: { url: 'http://127.0.0.1:9/x', secret: '' } }] }) }, operator);
+  const secret = created.rule!.actions[0].webhook!.secret;
+  await expect(unary(rules, rules.createRule, { rule: rule({ name: 'mine', actions: [{ republish: { topic: 'x' } }] }) }, operator)).rejects.toMatchObject({ code: status.ALREADY_EXISTS });
+  const other = await signing.createTenant();
+  await expect(unary(rules, rules.getRule, { id: created.rule!.id }, { authorization: other.viewer.authorization })).rejects.toMatchObject({ code: status.NOT_FOUND });
+  expect((await unary(rules, rules.listRules, {}, { authorization: other.viewer.authorization })).rules).toEqual([]);
+
+  const updated = await unary(rules, rules.updateRule, { rule: { ...created.rule!, condition: 'depth == 0', enabled: false, actions: [{ webhook: { url: 'http://127.0.0.1:9/y', secret: '' } }] } }, operator);
+  expect(updated.rule).toMatchObject({ condition: 'depth == 0', enabled: false, actions: [{ webhook: { url: 'http://127.0.0.1:9/y', secret } }] });
+  await expect(unary(rules, rules.updateRule, { rule: { ...updated.rule!, condition: '(' } }, operator)).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
+  await unary(rules, rules.deleteRule, { id: created.rule!.id }, operator);
+  await expect(unary(rules, rules.getRule, { id: created.rule!.id }, viewer)).rejects.toMatchObject({ code: status.NOT_FOUND });
 });
 
 test('CEL conditions select exactly the messages the test computes, live and in a dry run', async () => {
@@ -302,6 +317,14 @@ test('a webhook receiver that is down, then answers 500, then OK: every call is 
   expect(verifySignature(secret, { ...calls[0].headers, 'webhook-id': 'forged' }, calls[0].body)).toBe(false);
   const stats = (await unary(rules, rules.getRule, { id: created.rule!.id }, viewer)).rule!.stats!;
   expect(stats).toMatchObject({ matched: BigInt(matching.length), actionsOk: BigInt(matching.length), actionsDeadLettered: BigInt(matching.length) });
+  // The same counters on /metrics.
+  const text = await metrics.text();
+  const sample = (name: string, labels: string) => Number(new RegExp(`^${name}\\{${labels}\\} (\\S+)$`, 'm').exec(text)?.[1]);
+  const labels = (outcome: string) => `tenant="${a.tenantId}",rule="hook",kind="webhook",outcome="${outcome}"`;
+  expect(sample('iot_rule_matched_total', `tenant="${a.tenantId}",rule="hook"`)).toBe(matching.length);
+  expect(sample('iot_rule_actions_total', labels('ok'))).toBe(matching.length);
+  expect(sample('iot_rule_actions_total', labels('dead_lettered'))).toBe(matching.length);
+  expect(sample('iot_rule_actions_total', labels('failed'))).toBe(Number(stats.actionsFailed));
 });
 
 test('notification channels: e-mail over SMTP, a NATS subject, a rate limit, and a queryable delivery log', async () => {
