@@ -99,7 +99,9 @@ describe('console in Chromium', () => {
     expect(created).toEqual([expect.objectContaining({ labels: { site: 'north', floor: '2' }, credentialState: 'CREDENTIAL_STATE_ACTIVE' })]);
 
     // Filters go to the server.
-    const batch = await api('POST', '/v1/devices:batchCreate', { devices: [{ name: 'pump-a', labels: { site: 'south' } }, { name: 'pump-b', labels: { site: 'south' } }, { name: 'fan-c', labels: { site: 'west' } }] });
+    const pumpType = await api('POST', '/v1/deviceTypes', { name: 'pump', metrics: [{ name: 'temperature', unit: '°C', kind: 'METRIC_KIND_GAUGE' }] });
+    expect(pumpType.status).toBe(200);
+    const batch = await api('POST', '/v1/devices:batchCreate', { devices: [{ name: 'pump-a', labels: { site: 'south' }, deviceTypeId: pumpType.json.deviceType.id }, { name: 'pump-b', labels: { site: 'south' } }, { name: 'fan-c', labels: { site: 'west' } }] });
     const [pumpA, pumpB] = batch.json.devices as Array<{ id: string }>;
     await page.fill('[data-testid=device-filters] input[name=filterLabels]', 'site=south');
     await page.click('[data-testid=device-filters] button[type=submit]');
@@ -132,6 +134,8 @@ describe('console in Chromium', () => {
     await page.getByTestId('metric-chart-pressure').waitFor();
     await waitFor(async () => Number(await chart.getAttribute('data-history-points')) > 10, 'temperature history');
     expect(await page.getByTestId('metric-chart-state').count()).toBe(0);
+    // The unit comes from the device's type.
+    await page.getByTestId('metric-temperature').getByText('(°C)').waitFor();
     await shot(page, 'device');
 
     // Drag across the middle 40 % of the chart: the page asks for that stretch, at a resolution fitting the width.

@@ -125,7 +125,8 @@ function MetricChart({ deviceId, metric, unit, window, live, reload, onZoom }: {
  * as they are), one chart per numeric metric (small multiples, each on its
  * own axis), a range picker and drag-to-zoom, live points on the same axis.
  */
-function TelemetryPanel({ deviceId }: { deviceId: string }) {
+function TelemetryPanel({ deviceId, deviceTypeId }: { deviceId: string; deviceTypeId: string | undefined }) {
+  const units = useUnits(deviceTypeId);
   const [latest, setLatest] = useState<Map<string, DataPoint>>(new Map());
   const [live, setLive] = useState<Map<string, Sample[]>>(new Map());
   const [connected, setConnected] = useState(false);
@@ -183,6 +184,7 @@ function TelemetryPanel({ deviceId }: { deviceId: string }) {
         {metrics.map((m) => (
           <li key={m}>
             {m}: <strong data-testid={`live-value-${m}`}>{displayValue(latest.get(m))}</strong>
+            {units.get(m) && <span className="muted"> {units.get(m)}</span>}
           </li>
         ))}
         {metrics.length === 0 && <li className="muted">Waiting for telemetry…</li>}
@@ -213,11 +215,27 @@ function TelemetryPanel({ deviceId }: { deviceId: string }) {
       </div>
       <div className="charts">
         {charted.map((m) => (
-          <MetricChart key={m} deviceId={deviceId} metric={m} unit="" window={window} live={live.get(m) ?? []} reload={reload} onZoom={zoom} />
+          <MetricChart key={m} deviceId={deviceId} metric={m} unit={units.get(m) ?? ''} window={window} live={live.get(m) ?? []} reload={reload} onZoom={zoom} />
         ))}
       </div>
     </div>
   );
+}
+
+/** Metric units from the device's type (empty without a type). */
+function useUnits(deviceTypeId: string | undefined): Map<string, string> {
+  const [units, setUnits] = useState<Map<string, string>>(new Map());
+  useEffect(() => {
+    if (!deviceTypeId) return;
+    const abort = new AbortController();
+    api.deviceTypes
+      .getDeviceType({ id: deviceTypeId }, { signal: abort.signal })
+      .then((res) => setUnits(new Map((res.deviceType?.metrics ?? []).filter((m) => m.unit).map((m) => [m.name, m.unit]))))
+      // A missing type leaves the charts without units; the device page still works.
+      .catch(() => undefined);
+    return () => abort.abort();
+  }, [deviceTypeId]);
+  return units;
 }
 
 /** Issue, rotate and revoke the device's MQTT/NATS credential; a new token is shown once. */
@@ -435,7 +453,7 @@ export function DevicePage({ deviceId }: { deviceId: string }) {
             .join(', ') || '—'}
         </p>
       )}
-      <TelemetryPanel deviceId={deviceId} />
+      <TelemetryPanel deviceId={deviceId} deviceTypeId={device?.deviceTypeId || undefined} />
       {device && <CredentialsCard device={device} onChanged={() => setReload((n) => n + 1)} />}
       <TwinPanel deviceId={deviceId} />
       <CommandPanelGate deviceId={deviceId} />
