@@ -1,13 +1,11 @@
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startMeshForTest, TestMesh } from '../../testing/mesh';
 import { TestTenant } from '../../testing/signing';
+import { runIotctl } from './iotctl-process';
 
 jest.setTimeout(60_000);
-
-const BIN = path.join(__dirname, '..', 'bin', 'iotctl.js');
 
 /*
  * iotctl's fleet commands (device types, groups, provisioning keys and the
@@ -20,24 +18,7 @@ describe('iotctl fleet commands', () => {
   let dir: string;
 
   async function ok(args: string[], stdin = ''): Promise<string> {
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      XDG_CONFIG_HOME: configHome,
-      IOTCTL_SIGNING_ADDRESS: mesh.addresses.signing,
-      IOTCTL_DEVICE_ADDRESS: mesh.addresses.device,
-      IOTCTL_MONITORING_ADDRESS: mesh.addresses.monitoring,
-    };
-    delete env.IOTCTL_API_KEY;
-    const run = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-      const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => (stdout += d));
-      child.stderr.on('data', (d) => (stderr += d));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
-      child.stdin.end(stdin);
-    });
+    const run = await runIotctl(mesh, configHome, args, stdin);
     if (run.code !== 0) throw new Error(`iotctl ${args.join(' ')} exited ${run.code}: ${run.stderr}`);
     return run.stdout;
   }
