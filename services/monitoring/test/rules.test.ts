@@ -368,3 +368,20 @@ test('notification channels: e-mail over SMTP, a NATS subject, a rate limit, and
   const mailLog = (await unary(channels, channels.listChannelDeliveries, { channelId: email.channel!.id }, viewer)).deliveries;
   expect(mailLog.map((d) => [d.state, d.attempts])).toEqual(Array(4).fill([DeliveryState.DELIVERY_STATE_DELIVERED, 1]));
 });
+
+test('rules carry on when their durable consumer is deleted', async () => {
+  await unary(rules, rules.createRule, { rule: rule({ name: 'phoenix', source: { deviceTypes: [], deviceIds: [], labels: {}, metrics: ['rise'] }, actions: [{ republish: { topic: 'phoenix' } }] }) }, operator);
+  const seen: string[] = [];
+  const sub = world.nc.subscribe(eventSubject(a.tenantId, 'rule', 'phoenix'), { callback: (_e, msg) => seen.push(Telemetry.decode(msg.data).messageId) });
+  await world.nc.flush();
+  const jsm = await world.nc.jetstreamManager();
+  await jsm.consumers.delete('TELEMETRY', 'monitoring-rules');
+  // Published until one gets through: the consumer comes back with "new messages only".
+  let n = 0;
+  await eventually(async () => {
+    await world.publish(a.tenantId, 'd1', protobufPayload({ messageId: `rise-${n++}`, points: [{ metric: 'rise', numberValue: 1 }] }));
+    return seen.length > 0;
+  }, 'a republished message after the consumer was deleted');
+  sub.unsubscribe();
+  expect((await jsm.consumers.info('TELEMETRY', 'monitoring-rules')).config.durable_name).toBe('monitoring-rules');
+});

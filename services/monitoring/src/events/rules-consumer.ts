@@ -91,8 +91,10 @@ export class RulesConsumer {
 
   private async consume(): Promise<void> {
     const { nc, options, log } = this.deps;
-    while (this.running) {
+    for (let attempt = 0; this.running; attempt++) {
       try {
+        // After the first round the consumer (or the whole stream) may have been deleted: create it again.
+        if (attempt > 0) await ensureRulesConsumer(await nc.jetstreamManager(), options);
         const consumer = await nc.jetstream().consumers.get(options.stream, options.durable);
         this.messages = await consumer.consume({ max_messages: 1000, expires: 5000, abort_on_missing_resource: true });
         for await (const msg of this.messages) await this.process(msg);
