@@ -1,8 +1,6 @@
 import { Metadata, status } from '@grpc/grpc-js';
 import { Client } from 'pg';
-import { insecureClient, unary } from '@iot-mesh/runtime';
-import { BadRequest, ErrorInfo } from '../../../gen/ts/google/rpc/error_details';
-import { Status } from '../../../gen/ts/google/rpc/status';
+import { insecureClient, metrics, rpcStatusDetails, unary } from '@iot-mesh/runtime';
 import { Device } from '../../../gen/ts/iot/device/v1/device';
 import { DeviceDirectoryEntry } from '../../../gen/ts/iot/device/v1/directory';
 import { DeviceType, DeviceTypeServiceClient, MetricKind, UnknownMetricPolicy } from '../../../gen/ts/iot/device/v1/device_types';
@@ -42,14 +40,8 @@ async function failure(promise: Promise<unknown>): Promise<{ code: number; field
     await promise;
   } catch (err) {
     const e = err as { code: number; details: string; metadata?: Metadata };
-    const raw = e.metadata?.get('grpc-status-details-bin')[0] as Buffer | undefined;
-    const details = raw ? Status.decode(raw).details : [];
-    return {
-      code: e.code,
-      message: e.details,
-      fields: details.filter((d) => d.typeUrl.endsWith('BadRequest')).flatMap((d) => BadRequest.decode(d.value).fieldViolations.map((v) => v.field)),
-      reason: details.filter((d) => d.typeUrl.endsWith('ErrorInfo')).map((d) => ErrorInfo.decode(d.value).reason)[0],
-    };
+    const { fieldViolations, reason } = rpcStatusDetails(e.metadata);
+    return { code: e.code, message: e.details, fields: fieldViolations.map((v) => v.field), reason };
   }
   throw new Error('the call succeeded but was expected to fail');
 }
@@ -252,7 +244,13 @@ describe('self-provisioning', () => {
     expect(listed.devices).toHaveLength(1);
   });
 
-  test('unknown, revoked, expired and exhausted keys are refused with their own codes and reasons, and audited', async () => {
+  test('unknown, revoked, expired and exhausted keys are refused with their own codes and reasons, audited and counted', async () => {
+    const OUTCOMES = ['created', 'reclaimed', 'refused_unknown', 'refused_revoked', 'refused_expired', 'refused_exhausted', 'invalid'];
+    const counts = async () => {
+      const values = (await metrics.registry.getSingleMetric('iot_device_provisioning_claims_total')!.get()).values;
+      return Object.fromEntries(OUTCOMES.map((o) => [o, values.find((v) => v.labels.outcome === o)?.value ?? 0]));
+    };
+    const before = await counts();
     const unknown = await failure(claim('SN-X', 'iotpk_not-a-key'));
     expect([unknown.code, unknown.reason]).toEqual([status.PERMISSION_DENIED, 'PROVISIONING_KEY_UNKNOWN']);
     const bad = await failure(claim(' spaced ', secret));
@@ -295,6 +293,16 @@ describe('self-provisioning', () => {
       ['SN-TWO', ClaimOutcome.CLAIM_OUTCOME_REFUSED_EXHAUSTED],
       ['SN-ONE', ClaimOutcome.CLAIM_OUTCOME_CREATED],
     ]);
+    const after = await counts();
+    expect(Object.fromEntries(OUTCOMES.map((o) => [o, after[o] - before[o]]))).toEqual({
+      created: 1,
+      reclaimed: 1,
+      refused_unknown: 1,
+      refused_revoked: 1,
+      refused_expired: 1,
+      refused_exhausted: 1,
+      invalid: 1,
+    });
   });
 });
 
