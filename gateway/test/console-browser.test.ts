@@ -178,11 +178,17 @@ describe('console in Chromium', () => {
     expect(await page.getByTestId('desired-editor').count()).toBe(0);
     await shot(page, 'device-not-found');
 
+    // A payload that is not telemetry becomes a dead letter, counted by reason on the overview.
+    await mesh.monitoring.publish(tenant.tenantId, pumpA.id, new TextEncoder().encode('{"points": "not a list"}'));
+    await waitFor(async () => ((await api('GET', '/v1/dead-letters')).json.deadLetters ?? []).length === 1, 'the dead letter');
+
     // A second tab of the same browser is signed in already.
     const second = await page.context().newPage();
     await second.goto(`${gateway.base}/#/overview`);
     await second.getByTestId('whoami').waitFor();
     await waitFor(async () => (await second.getByTestId('overview-offline').textContent()) !== '…', 'overview counts');
+    expect(await second.getByTestId('overview-offline').textContent()).toBe('4');
+    expect(await second.getByTestId('overview-dead-letters').locator('li strong').first().textContent()).toBe('1');
     await shot(second, 'overview');
     await second.close();
   });

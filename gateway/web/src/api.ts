@@ -9,6 +9,7 @@ import { GroupService } from '../../../gen/es/iot/device/v1/groups_pb';
 import { ProvisioningService } from '../../../gen/es/iot/device/v1/provisioning_pb';
 import { TwinService } from '../../../gen/es/iot/device/v1/twin_pb';
 import { AlertService } from '../../../gen/es/iot/monitoring/v1/alerts_pb';
+import { DeadLetterService } from '../../../gen/es/iot/monitoring/v1/dead_letters_pb';
 import { NotificationChannelService, RuleService } from '../../../gen/es/iot/monitoring/v1/rules_pb';
 import { TelemetryService } from '../../../gen/es/iot/monitoring/v1/telemetry_pb';
 import { ApiKeyService } from '../../../gen/es/iot/signing/v1/api_keys_pb';
@@ -81,6 +82,7 @@ export const api = {
   provisioning: createClient(ProvisioningService, transport),
   telemetry: createClient(TelemetryService, transport),
   alerts: createClient(AlertService, transport),
+  deadLetters: createClient(DeadLetterService, transport),
   rules: createClient(RuleService, transport),
   channels: createClient(NotificationChannelService, transport),
   users: createClient(UserService, transport),

@@ -38,6 +38,7 @@ export function OverviewPage() {
   const [offline, setOffline] = useState<string>('…');
   const [alerts, setAlerts] = useState<Map<Severity, number> | undefined>();
   const [recent, setRecent] = useState<Device[]>([]);
+  const [deadLetters, setDeadLetters] = useState<{ byReason: Map<string, number>; capped: boolean } | undefined>();
   const [error, setError] = useState('');
 
   useEffect(() => {
@@ -53,6 +54,11 @@ export function OverviewPage() {
         for (const a of res.alerts) bySeverity.set(a.severity, (bySeverity.get(a.severity) ?? 0) + 1);
         setAlerts(bySeverity);
       }, fail);
+    api.deadLetters.listDeadLetters({ page: { pageSize: 1000 } }, { signal: abort.signal }).then((res) => {
+      const byReason = new Map<string, number>();
+      for (const d of res.deadLetters) byReason.set(d.reason, (byReason.get(d.reason) ?? 0) + 1);
+      setDeadLetters({ byReason, capped: (res.page?.nextPageToken ?? '') !== '' });
+    }, fail);
     api.devices
       .listDevices({ page: { pageSize: 200 }, status: DeviceStatus.ONLINE }, { signal: abort.signal })
       .then((res) => setRecent([...res.devices].sort((a, b) => Number((b.lastSeenTime?.seconds ?? 0n) - (a.lastSeenTime?.seconds ?? 0n))).slice(0, 10)), fail);
@@ -70,6 +76,25 @@ export function OverviewPage() {
         {severities.map((s) => (
           <Figure key={s} label={`open ${Severity[s].toLowerCase()} alerts`} value={alerts ? String(alerts.get(s) ?? 0) : '…'} testId={`overview-alerts-${Severity[s].toLowerCase()}`} />
         ))}
+      </div>
+      <div className="card">
+        <h2>Dead letters</h2>
+        {!deadLetters ? (
+          <p className="muted">…</p>
+        ) : deadLetters.byReason.size === 0 ? (
+          <p className="muted" data-testid="overview-dead-letters">
+            No refused telemetry.
+          </p>
+        ) : (
+          <ul className="plain" data-testid="overview-dead-letters">
+            {[...deadLetters.byReason].sort(([, a], [, b]) => b - a).map(([reason, n]) => (
+              <li key={reason}>
+                <strong>{n.toLocaleString()}</strong> {reason}
+              </li>
+            ))}
+            {deadLetters.capped && <li className="muted">(the oldest 1,000 counted)</li>}
+          </ul>
+        )}
       </div>
       <div className="card">
         <h2>Recently seen</h2>
