@@ -6,6 +6,8 @@ import { currentSigningKeyOf } from '../../src/domain/signing-keys';
 import { KeyEncryption } from '../../src/store/key-encryption';
 import { PostgresSigningKeyRepository } from '../../src/store/signing-keys';
 
+export { signAccessToken };
+
 /** Reads the signing service's current private key straight from its database, to forge test tokens. */
 export async function currentSigningKey(databaseUrl: string, encryptionKey: string): Promise<{ kid: string; privateKey: KeyObject }> {
   const pool = new Pool({ connectionString: databaseUrl, options: '-c search_path=signing,public', max: 1 });
