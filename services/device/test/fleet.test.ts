@@ -140,6 +140,15 @@ test('a device gets its type by id or name; free-text types keep working; the di
   expect([updated.unknownMetricPolicy, updated.metrics.length, updated.firmwareVersion]).toEqual([UnknownMetricPolicy.UNKNOWN_METRIC_POLICY_ACCEPT, 2, '2.4.1']);
 
   expect((await failure(unary(types, types.deleteDeviceType, { id: thermostat.id }, op()))).code).toBe(status.FAILED_PRECONDITION);
+
+  // UpdateDevice binds a type (by name) and unbinds it with an empty id in the mask; the free-text type stays.
+  const update = (deviceTypeId: string) =>
+    unary(h.clients.devices, h.clients.devices.updateDevice, { device: Device.fromPartial({ id: 'free-1', deviceTypeId }), updateMask: ['device_type_id'] }, op()).then((r) => r.device!);
+  expect(await update('thermostat')).toMatchObject({ deviceTypeId: thermostat.id, type: 'thermostat' });
+  expect(await update('')).toMatchObject({ deviceTypeId: '', type: 'thermostat' });
+  await unary(h.clients.devices, h.clients.devices.updateDevice, { device: Device.fromPartial({ id: 'free-1', type: 'weather-station' }), updateMask: ['type'] }, op());
+  const missing = await failure(update('no-such-type'));
+  expect([missing.code, missing.fields]).toEqual([status.INVALID_ARGUMENT, ['device.device_type_id']]);
 });
 
 test('UpdateDesired and SendCommand are validated against the type: INVALID_ARGUMENT with field violations', async () => {
