@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
-import { OperatorLimits, RevocationList } from '@nats-io/jwt';
+import { RevocationList } from '@nats-io/jwt';
+import { UNLIMITED_ACCOUNT_LIMITS } from './account-limits';
 import { encodeNatsJwt, formatCreds, newNKey, NKey } from './nkeys';
 import { platformAccountLinks, TenantAccountRef } from './tenant-accounts';
 
@@ -17,26 +18,6 @@ import { platformAccountLinks, TenantAccountRef } from './tenant-accounts';
 export const APP_ACCOUNT_NAME = 'IOT';
 /** Name of the system account in its JWT. */
 export const SYSTEM_ACCOUNT_NAME = 'SYS';
-
-/**
- * Account limits written explicitly: nats-server refuses every connection of an
- * account whose JWT leaves them unset, and MQTT needs JetStream enabled
- * through the flat JetStream limits.
- */
-export const UNLIMITED_ACCOUNT_LIMITS: OperatorLimits = {
-  subs: -1,
-  data: -1,
-  payload: -1,
-  imports: -1,
-  exports: -1,
-  wildcards: true,
-  conn: -1,
-  leaf: -1,
-  mem_storage: -1,
-  disk_storage: -1,
-  streams: -1,
-  consumer: -1,
-};
 
 /**
  * Builds the JWT of the platform account, signed by an operator signing key:

@@ -1,5 +1,6 @@
 import type { Export, Import, OperatorLimits, RevocationList } from '@nats-io/jwt';
 import { ALL_COMMAND_REPLIES, ALL_STATE, ALL_TELEMETRY, isSubjectToken } from '@iot-mesh/runtime';
+import { UNLIMITED_ACCOUNT_LIMITS } from './account-limits';
 import { deriveNKey, encodeNatsJwt, NKey } from './nkeys';
 
 /**
@@ -90,19 +91,12 @@ export function platformAccountLinks(_platformAccount: string, tenants: TenantAc
 export function encodeTenantAccount(operatorSigner: NKey, keys: TenantAccountKeys, platformAccount: string, limits: TenantAccountLimits, revocations: RevocationList = {}): string {
   const { tenantId } = keys;
   const accountLimits: OperatorLimits = {
-    subs: -1,
-    data: -1,
-    payload: -1,
-    imports: -1,
-    exports: -1,
-    wildcards: true,
+    ...UNLIMITED_ACCOUNT_LIMITS,
     conn: limits.connections,
     leaf: 0,
     // MQTT keeps sessions and retained messages in JetStream streams of the account.
     mem_storage: 0,
     disk_storage: limits.mqttStorageBytes,
-    streams: -1,
-    consumer: -1,
   };
   const imports: Import[] = DEVICE_TO_PLATFORM.map(({ name, subject }) => ({ name: `device ${name}`, subject: ofTenant(tenantId, subject), account: platformAccount, type: 'service' }));
   const exports: Export[] = PLATFORM_TO_DEVICE.map(({ name, subject }) => ({ name: `device ${name}`, subject: ofTenant(tenantId, subject), type: 'service', response_type: 'Singleton' }));
