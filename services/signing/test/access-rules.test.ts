@@ -58,6 +58,8 @@ describe('the access rules declared in the protos', () => {
 
   test('public methods are only those that exchange credentials or publish keys', () => {
     const publicMethods = methods.filter((m) => accessOf(m) === 'public');
-    expect(publicMethods.sort()).toEqual(['Bootstrap', 'GetJwks', 'Login', 'Logout', 'Refresh'].map((rpc) => `/iot.signing.v1.AuthService/${rpc}`).sort());
+    // ClaimDevice exchanges a per-tenant provisioning key for a device credential (device self-provisioning).
+    const expected = [...['Bootstrap', 'GetJwks', 'Login', 'Logout', 'Refresh'].map((rpc) => `/iot.signing.v1.AuthService/${rpc}`), '/iot.device.v1.ProvisioningService/ClaimDevice'];
+    expect(publicMethods.sort()).toEqual(expected.sort());
   });
 });
