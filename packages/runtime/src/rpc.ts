@@ -44,7 +44,7 @@ type MethodDefinition = {
 type RequestOf<M> = M extends { requestDeserialize: (buffer: Buffer) => infer R } ? R : never;
 type ResponseOf<M> = M extends { responseSerialize: (value: infer R) => Buffer } ? R : never;
 
-/** Sends one message of a server stream; resolves once the transport can take more. */
+/** Sends one message of a server stream; resolves once the transport has taken it (one in flight per stream). */
 export type Send<T> = (message: T) => Promise<void>;
 
 /** Handler signatures for every method of a ts-proto grpc-js service definition. */
@@ -126,16 +126,19 @@ export function toGrpcImplementation(registration: ServiceRegistration, middlewa
     } else {
       implementation[key] = (call: ServerWritableStream<unknown, unknown>) => {
         const ctx = createContext(method.path, 'server_stream', call, log);
+        // Resolves once HTTP/2 has taken the message (its write callback), not when the stream's
+        // object buffer has room: a producer then has one message in flight per stream, and a client
+        // that reads slowly holds the producer back instead of piling messages up in memory.
         const send = (message: unknown): Promise<void> => {
           if (ctx.signal.aborted) return Promise.reject(ctx.signal.reason);
-          if (call.write(message)) return Promise.resolve();
           return new Promise<void>((resolve, reject) => {
             const onAbort = () => reject(ctx.signal.reason);
-            call.once('drain', () => {
-              ctx.signal.removeEventListener('abort', onAbort);
-              resolve();
-            });
             ctx.signal.addEventListener('abort', onAbort, { once: true });
+            call.write(message, (err: Error | null | undefined) => {
+              ctx.signal.removeEventListener('abort', onAbort);
+              if (err) reject(err);
+              else resolve();
+            });
           });
         };
         runChain(middlewares, ctx, call.request, () => handler(call.request, ctx, send)).then(
