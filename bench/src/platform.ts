@@ -185,7 +185,7 @@ export class Platform {
     const updateTime = new Date();
     await Promise.all(
       deviceIds.map((deviceId) => {
-        const entry: DeviceDirectoryEntry = { tenantId, deviceId, name: deviceId, type: 'weather-station', labels, credentialState: CredentialState.CREDENTIAL_STATE_ACTIVE, updateTime };
+        const entry = DeviceDirectoryEntry.fromPartial({ tenantId, deviceId, name: deviceId, type: 'weather-station', labels, credentialState: CredentialState.CREDENTIAL_STATE_ACTIVE, updateTime });
         return this.directory!.put(deviceDirectoryKey(tenantId, deviceId), DeviceDirectoryEntry.encode(entry).finish());
       }),
     );
