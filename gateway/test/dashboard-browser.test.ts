@@ -124,6 +124,8 @@ describe('dashboard in Chromium', () => {
     // Device page: the live chart shows published values.
     await page.click(`[data-testid=device-row-${deviceId}] a`);
     await page.getByTestId('live-latest').waitFor();
+    // The connection history shows the open MQTT session.
+    await page.getByTestId('session-list').getByText('connected', { exact: true }).waitFor();
     const publish = (value: number) => device!.publishAsync(`${topic}/tel`, JSON.stringify({ points: [{ metric: 'temperature', numberValue: value }] }), { qos: 1 });
     // Until the live stream is subscribed a value may pass unseen; once one shows, the next must show within 2 s.
     await publishUntilShown(page, publish, 20.5);

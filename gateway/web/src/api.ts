@@ -4,6 +4,7 @@ import { BadRequestSchema } from '../../../gen/es/google/rpc/error_details_pb';
 import { CommandService } from '../../../gen/es/iot/device/v1/command_pb';
 import { CredentialService } from '../../../gen/es/iot/device/v1/credential_pb';
 import { DeviceService } from '../../../gen/es/iot/device/v1/device_pb';
+import { DeviceSessionService } from '../../../gen/es/iot/device/v1/sessions_pb';
 import { DeviceTypeService } from '../../../gen/es/iot/device/v1/device_types_pb';
 import { GroupService } from '../../../gen/es/iot/device/v1/groups_pb';
 import { ProvisioningService } from '../../../gen/es/iot/device/v1/provisioning_pb';
@@ -74,6 +75,7 @@ export const api = {
   auth: authClient,
   authed: createClient(AuthService, transport),
   devices: createClient(DeviceService, transport),
+  sessions: createClient(DeviceSessionService, transport),
   credentials: createClient(CredentialService, transport),
   twins: createClient(TwinService, transport),
   commands: createClient(CommandService, transport),

@@ -5,6 +5,7 @@ import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import type { JsonObject } from '@bufbuild/protobuf';
 import { Command, CommandStatus } from '../../../gen/es/iot/device/v1/command_pb';
 import { CredentialState, Device, DeviceCredential, DeviceEventType } from '../../../gen/es/iot/device/v1/device_pb';
+import { DeviceSession } from '../../../gen/es/iot/device/v1/sessions_pb';
 import { Twin } from '../../../gen/es/iot/device/v1/twin_pb';
 import { Aggregation, DataPoint } from '../../../gen/es/iot/monitoring/v1/telemetry_pb';
 import { api, errorMessage, followStream } from './api';
@@ -218,6 +219,59 @@ function TelemetryPanel({ deviceId, deviceTypeId }: { deviceId: string; deviceTy
           <MetricChart key={m} deviceId={deviceId} metric={m} unit={units.get(m) ?? ''} window={window} live={live.get(m) ?? []} reload={reload} onZoom={zoom} />
         ))}
       </div>
+    </div>
+  );
+}
+
+/** The device's connections as the NATS server reported them, newest first, a page at a time. */
+function SessionsCard({ deviceId, reload }: { deviceId: string; reload: unknown }) {
+  const [sessions, setSessions] = useState<DeviceSession[]>([]);
+  const [next, setNext] = useState('');
+  const [error, setError] = useState('');
+  async function load(pageToken: string) {
+    try {
+      const res = await api.sessions.listDeviceSessions({ deviceId, page: { pageSize: 20, pageToken } });
+      setSessions((prev) => (pageToken ? [...prev, ...res.sessions] : res.sessions));
+      setNext(res.page?.nextPageToken ?? '');
+    } catch (err) {
+      setError(errorMessage(err));
+    }
+  }
+  useEffect(() => {
+    void load('');
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [deviceId, reload]);
+  return (
+    <div className="card" data-testid="sessions-card">
+      <h2>Connections</h2>
+      {error && <p className="error" role="alert">{error}</p>}
+      {sessions.length === 0 && !error ? (
+        <p className="muted">Never connected.</p>
+      ) : (
+        <table data-testid="session-list">
+          <thead>
+            <tr>
+              <th>Connected</th>
+              <th>Disconnected</th>
+              <th>Reason</th>
+              <th>From</th>
+              <th>Client</th>
+            </tr>
+          </thead>
+          <tbody>
+            {sessions.map((x) => (
+              <tr key={`${x.serverId}/${x.clientId}/${x.connectTime?.seconds ?? ''}`}>
+                <td>{formatTime(x.connectTime)}</td>
+                <td>{x.disconnectTime ? formatTime(x.disconnectTime) : <strong>connected</strong>}</td>
+                <td>{x.disconnectReason}</td>
+                <td>{x.remoteAddress}</td>
+                <td>{x.clientName}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {next && <button onClick={() => void load(next)}>More</button>}
     </div>
   );
 }
@@ -455,6 +509,7 @@ export function DevicePage({ deviceId }: { deviceId: string }) {
       )}
       <TelemetryPanel deviceId={deviceId} deviceTypeId={device?.deviceTypeId || undefined} />
       {device && <CredentialsCard device={device} onChanged={() => setReload((n) => n + 1)} />}
+      {device && <SessionsCard deviceId={deviceId} reload={device.status} />}
       <TwinPanel deviceId={deviceId} />
       <CommandPanelGate deviceId={deviceId} />
     </section>
