@@ -49,7 +49,7 @@ describe('a device publish traced through the monitoring writer to the database'
     // Register the simulator's device as the device service would.
     const nc = await connect({ servers: nats.url });
     const directory = await nc.jetstream().views.kv(DEVICE_DIRECTORY_BUCKET);
-    const entry: DeviceDirectoryEntry = { tenantId: tenant, deviceId: 'sim-1', name: 'sim-1', type: 'weather', labels: {}, credentialState: CredentialState.CREDENTIAL_STATE_ACTIVE, updateTime: new Date() };
+    const entry = DeviceDirectoryEntry.fromPartial({ tenantId: tenant, deviceId: 'sim-1', name: 'sim-1', type: 'weather', labels: {}, credentialState: CredentialState.CREDENTIAL_STATE_ACTIVE, updateTime: new Date() });
     await directory.put(deviceDirectoryKey(tenant, 'sim-1'), DeviceDirectoryEntry.encode(entry).finish());
     await nc.close();
   }, 60_000);
