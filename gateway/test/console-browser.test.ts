@@ -92,8 +92,12 @@ describe('console in Chromium', () => {
     await page.getByText('label "site" needs the form key=value').waitFor();
     expect((await api('GET', '/v1/devices?namePrefix=bad-labels')).json.devices ?? []).toEqual([]);
     await page.fill('[data-testid=create-device] input[name=labels]', 'site=north, floor=2');
+    // A NATS credential (the server then refuses it over MQTT).
+    await page.selectOption('[data-testid=create-device] select[name=kind]', { label: 'NATS' });
     await page.click('[data-testid=create-device] button[type=submit]');
     await page.getByTestId('credential').waitFor();
+    const token = await page.getByTestId('credential-token').inputValue();
+    expect(JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString()).nats.allowed_connection_types).toEqual(['STANDARD']);
     await page.getByRole('button', { name: 'Done' }).click();
     const created = (await api('GET', '/v1/devices?namePrefix=bad-labels')).json.devices;
     expect(created).toEqual([expect.objectContaining({ labels: { site: 'north', floor: '2' }, credentialState: 'CREDENTIAL_STATE_ACTIVE' })]);

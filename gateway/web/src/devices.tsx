@@ -1,6 +1,7 @@
 import { FormEvent, useEffect, useRef, useState } from 'react';
 import { Link } from 'react-router';
 import { useVirtualizer } from '@tanstack/react-virtual';
+import { CredentialKind } from '../../../gen/es/iot/device/v1/credential_pb';
 import { Device, DeviceCredential, DeviceEventType, DeviceStatus } from '../../../gen/es/iot/device/v1/device_pb';
 import { api, errorMessage, followStream } from './api';
 import { formatTime } from './format';
@@ -61,6 +62,8 @@ function CreateDeviceForm({ onCreated }: { onCreated: (device: Device, credentia
   const [name, setName] = useState('');
   const [type, setType] = useState('');
   const [labels, setLabels] = useState('');
+  // The server refuses a credential over the other connection type.
+  const [kind, setKind] = useState(CredentialKind.MQTT);
   const [error, setError] = useState('');
 
   async function submit(event: FormEvent) {
@@ -70,7 +73,7 @@ function CreateDeviceForm({ onCreated }: { onCreated: (device: Device, credentia
       const labelMap = parseLabels(labels);
       const created = await api.devices.createDevice({ device: { name, type, labels: labelMap } });
       if (!created.device) throw new Error('no device returned');
-      const issued = await api.credentials.issueCredential({ deviceId: created.device.id });
+      const issued = await api.credentials.issueCredential({ deviceId: created.device.id, kind });
       onCreated(created.device, issued.credential);
       setName('');
       setType('');
@@ -85,6 +88,10 @@ function CreateDeviceForm({ onCreated }: { onCreated: (device: Device, credentia
       <input placeholder="name" aria-label="name" name="name" value={name} onChange={(e) => setName(e.target.value)} required />
       <input placeholder="type" aria-label="type" name="type" value={type} onChange={(e) => setType(e.target.value)} />
       <input placeholder="labels: site=a, floor=2" aria-label="labels" name="labels" value={labels} onChange={(e) => setLabels(e.target.value)} />
+      <select aria-label="connects over" name="kind" value={kind} onChange={(e) => setKind(Number(e.target.value) as CredentialKind)}>
+        <option value={CredentialKind.MQTT}>MQTT</option>
+        <option value={CredentialKind.NATS}>NATS</option>
+      </select>
       <button type="submit">Create device</button>
       {error && (
         <span className="error" role="alert">
