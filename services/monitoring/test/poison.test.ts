@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import mqtt from 'mqtt';
 import { headers, JsMsg } from 'nats';
 import { ALL_DEAD_LETTERS, deadLettersOf, deviceSubject } from '@iot-mesh/runtime';
@@ -9,7 +10,7 @@ jest.setTimeout(60_000);
 let world: MonitoringWorld;
 
 beforeAll(async () => {
-  world = await startWorld({ WRITER_BATCH_MAX: '50', WRITER_MAX_BACKOFF_MS: '300', DEAD_LETTER_PREFIX_BYTES: '1024' });
+  world = await startWorld({ WRITER_BATCH_MAX: '50', WRITER_MAX_BACKOFF_MS: '300', DEAD_LETTER_PREFIX_BYTES: '1024', INGEST_MAX_PAYLOAD_BYTES: '8192' });
 });
 afterAll(async () => {
   await world?.close();
@@ -196,4 +197,113 @@ test('a message a writer took and never acknowledged (it was killed) comes back 
     world.services.pop();
     await world.startReplica();
   }
+});
+
+/** One generated message: what it is, and the bytes published. */
+type Generated =
+  | { kind: 'valid'; points: { metric: string; value: number | boolean | string }[]; encoding: 'json' | 'protobuf' }
+  | { kind: 'duplicate' }
+  | { kind: 'nul'; before: string; after: string }
+  | { kind: 'long_id'; length: number }
+  | { kind: 'oversize' }
+  | { kind: 'wrong_type'; shape: number }
+  | { kind: 'bad_json'; text: string };
+
+const WRONG_TYPES = [
+  { points: [{ metric: 'temp', numberValue: {} }] },
+  { points: [{ metric: 'temp', numberValue: [1] }] },
+  { points: [{ metric: 5, numberValue: 1 }] },
+  { points: 'temp=1' },
+  { messageId: 7, points: [{ metric: 'temp', numberValue: 1 }] },
+  { points: [{ metric: 'temp', boolValue: 'yes' }] },
+  [{ metric: 'temp', numberValue: 1 }],
+];
+
+const generated: fc.Arbitrary<Generated> = fc.oneof(
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      kind: fc.constant('valid' as const),
+      points: fc.array(
+        fc.record({
+          metric: fc.constantFrom('temp', 'hum', 'mode'),
+          value: fc.oneof(fc.double({ noNaN: true, noDefaultInfinity: true }), fc.boolean(), fc.string({ maxLength: 20 }).map((x) => x.replace(/[\u0000-\u001f\u007f-\u009f]/g, ''))),
+        }),
+        { minLength: 1, maxLength: 4 },
+      ),
+      encoding: fc.constantFrom('json' as const, 'protobuf' as const),
+    }),
+  },
+  fc.constant({ kind: 'duplicate' as const }),
+  fc.record({ kind: fc.constant('nul' as const), before: fc.string({ maxLength: 10 }), after: fc.string({ maxLength: 10 }) }),
+  fc.record({ kind: fc.constant('long_id' as const), length: fc.integer({ min: 129, max: 5000 }) }),
+  fc.constant({ kind: 'oversize' as const }),
+  fc.record({ kind: fc.constant('wrong_type' as const), shape: fc.nat({ max: WRONG_TYPES.length - 1 }) }),
+  fc.record({ kind: fc.constant('bad_json' as const), text: fc.string({ maxLength: 40 }) }),
+);
+
+test('property: any mix of valid and hostile messages ends stored or dead-lettered, each exactly once', async () => {
+  const js = world.nc.jetstream();
+  let run = 0;
+  const seen = { valid: 0, duplicate: 0, hostile: 0 };
+  await fc.assert(
+    // Every batch holds at least one valid message, a replay of one and a hostile one, wherever the generator's mix lands.
+    fc.asyncProperty(fc.array(generated, { maxLength: 40 }).map((mix): Generated[] => [{ kind: 'valid', points: [{ metric: 'temp', value: 1 }], encoding: 'json' }, ...mix, { kind: 'duplicate' }, { kind: 'bad_json', text: '' }]), async (batch) => {
+      const t = `${newTenant()}r${run++}`;
+      await world.registerDevice(t, 'd1');
+      const valid = new Map<string, number>(); // message id → points stored
+      const hostile = new Set<string>();
+      let last: Uint8Array | undefined;
+      const sends: Promise<unknown>[] = [];
+      for (const [i, g] of batch.entries()) {
+        const id = `m${i}`;
+        let data: Uint8Array;
+        if (g.kind === 'duplicate' && last) {
+          data = last; // the same payload again, as a device's replay would send it: stored once
+          seen.duplicate++;
+        } else if (g.kind === 'valid' || g.kind === 'duplicate') {
+          const points = g.kind === 'valid' ? g.points : [{ metric: 'temp', value: 1 }];
+          const encoding = g.kind === 'valid' ? g.encoding : 'json';
+          // Points carry their own time: a point without one is stored again with the new receive time when a device replays it.
+          const time = new Date(Date.now() - 1000);
+          const values = points.map((p) => ({ metric: p.metric, ...(typeof p.value === 'number' ? { numberValue: p.value } : typeof p.value === 'boolean' ? { boolValue: p.value } : { stringValue: p.value }) }));
+          data =
+            encoding === 'json'
+              ? jsonPayload({ messageId: id, points: values.map((v) => ({ ...v, time: time.toISOString() })) })
+              : protobufPayload({ messageId: id, points: values.map((v) => ({ ...v, time })) });
+          valid.set(id, points.length);
+          last = data;
+          seen.valid++;
+        } else {
+          hostile.add(id);
+          seen.hostile++;
+          data =
+            g.kind === 'nul'
+              ? jsonPayload({ messageId: id, points: [{ metric: 'mode', stringValue: `${g.before}\u0000${g.after}` }] })
+              : g.kind === 'long_id'
+                ? protobufPayload({ messageId: 'i'.repeat(g.length), points: [{ metric: 'temp', numberValue: 1 }] })
+                : g.kind === 'oversize'
+                  ? jsonPayload({ messageId: id, points: [{ metric: 'mode', stringValue: 'x'.repeat(9000) }] })
+                  : g.kind === 'wrong_type'
+                    ? jsonPayload(WRONG_TYPES[g.shape])
+                    : Buffer.from(`{${g.text}`);
+        }
+        const h = headers();
+        h.set('Nats-Msg-Id', `${t}-${i}`);
+        sends.push(js.publish(deviceSubject(t, 'd1', 'tel'), data, { headers: h }));
+      }
+      await Promise.all(sends);
+      await eventually(allAcknowledged, 'every message acknowledged');
+
+      const { rows } = await world.pool.query(`SELECT message_id, count(*)::int AS n FROM points WHERE tenant_id = $1 GROUP BY message_id`, [t]);
+      const stored = new Map<string, number>(rows.map((r: { message_id: string; n: number }) => [r.message_id, r.n]));
+      const deadIds = (await storedDeadLetters(t)).map((m) => m.headers?.get('Iot-Original-Nats-Msg-Id'));
+      // Stored: each valid message with all of its points, once; nothing else.
+      expect(stored).toEqual(valid);
+      // Dead-lettered: each hostile message once, and nothing valid. With the above: stored ∪ dead-lettered = published (replays stored once).
+      expect(deadIds.map((d) => `m${d!.slice(t.length + 1)}`).sort()).toEqual([...hostile].sort());
+    }),
+    { numRuns: 8, seed: Number(process.env.FC_SEED ?? Date.now() % 2 ** 31), endOnFailure: true },
+  );
+  expect(Math.min(seen.valid, seen.duplicate, seen.hostile)).toBeGreaterThan(0);
 });
