@@ -106,6 +106,10 @@ test('message-plane matrix: a device of tenant A reaches nothing of tenant B, of
   const bMqtt = await newDevice(b, 'dev-b', MQTT);
   expect(peekNatsJwt(aNats.token).iss).not.toBe(peekNatsJwt(bMqtt.token).iss);
 
+  // A stream in the platform account over every tenant's telemetry, as monitoring's TELEMETRY is.
+  const jsm = await h.platform.jetstreamManager();
+  await jsm.streams.add({ name: 'MATRIX_TELEMETRY', subjects: ['iot.*.dev.*.tel'] });
+  cleanup.push(() => jsm.streams.delete('MATRIX_TELEMETRY'));
   const observerA = await accountObserver(a, seen.tenantA);
   const observerB = await accountObserver(b, seen.tenantB);
   // Tenant B's device leaves a retained message and QoS 1 traffic (finding 1: another tenant read both through $MQTT.sub.>).
@@ -198,6 +202,18 @@ test('message-plane matrix: a device of tenant A reaches nothing of tenant B, of
       expect({ family: p.family, nats: arrived(`probe-nats-${i}`), mqtt: arrived(`probe-mqtt-${i}`) }).toEqual({ family: p.family, nats: !!p.allowed?.pub, mqtt: !!p.allowed?.pub });
     }
   }
+  // The platform's stream captured the devices' own telemetry from their tenant accounts, and no probe.
+  const js = h.platform.jetstream();
+  const stored: string[] = [];
+  const consumer = await js.consumers.get('MATRIX_TELEMETRY');
+  const info = await jsm.streams.info('MATRIX_TELEMETRY');
+  const batch = await consumer.fetch({ max_messages: info.state.messages, expires: 5000 });
+  for await (const m of batch) {
+    stored.push(new TextDecoder().decode(m.data));
+    if (stored.length === info.state.messages) break;
+  }
+  expect(stored).toEqual(expect.arrayContaining(['barrier-nats', 'barrier-mqtt', 'b-retained-secret']));
+  expect(stored.filter((d) => d.startsWith('probe-')).filter((d) => !probes[Number(d.split('-')[2])].allowed?.pub)).toEqual([]);
   // Even a user with every permission in A's account sees nothing of B: not its retained message, not its acks.
   expect(seen.tenantA.filter((m) => m.subject.includes(B) || m.data.includes('b-retained-secret'))).toEqual([]);
   expect(seen.tenantB.some((m) => m.data === 'b-retained-secret')).toBe(true);
