@@ -1,9 +1,7 @@
 import { Metadata, status } from '@grpc/grpc-js';
-import { serverStream, unary, DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey } from '@iot-mesh/runtime';
+import { rpcStatusDetails, serverStream, unary, DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey } from '@iot-mesh/runtime';
 import { DeviceDirectoryEntry } from '../../../gen/ts/iot/device/v1/directory';
 import { Device, DeviceEventType, DeviceStatus, WatchDevicesResponse, CredentialState } from '../../../gen/ts/iot/device/v1/device';
-import { Status } from '../../../gen/ts/google/rpc/status';
-import { BadRequest } from '../../../gen/ts/google/rpc/error_details';
 import { TestTenant } from '../../../testing/signing';
 import { DeviceHarness, eventually, startDeviceHarness } from './harness';
 
@@ -22,10 +20,7 @@ afterAll(async () => {
 });
 
 function violations(err: { metadata?: Metadata }): string[] {
-  const raw = err.metadata?.get('grpc-status-details-bin')[0];
-  if (!raw) return [];
-  const st = Status.decode(raw as Buffer);
-  return st.details.filter((d) => d.typeUrl.endsWith('BadRequest')).flatMap((d) => BadRequest.decode(d.value).fieldViolations.map((v) => v.field));
+  return rpcStatusDetails(err.metadata).fieldViolations.map((v) => v.field);
 }
 
 async function rejection(promise: Promise<unknown>): Promise<{ code: number; details: string; metadata?: Metadata }> {
