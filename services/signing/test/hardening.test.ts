@@ -175,7 +175,7 @@ describe('finding 5: throttling behind the edge', () => {
   });
 
   test('throttling keys have a fixed length and all expire', async () => {
-    const { redis, config } = signing.service.ctx as unknown as { redis: import('@iot-mesh/runtime').Redis; config: { SIGNING_REDIS_PREFIX: string } };
+    const { redis, config } = signing.service.ctx;
     const keys = await redis.keys(`${config.SIGNING_REDIS_PREFIX}*`);
     expect(keys.length).toBeGreaterThan(0);
     expect(new Set(keys.map((k) => k.length - config.SIGNING_REDIS_PREFIX.length)).size).toBeLessThanOrEqual(2); // fails:… and lock:…
