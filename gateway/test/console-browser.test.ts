@@ -103,7 +103,12 @@ describe('console in Chromium', () => {
     expect(created).toEqual([expect.objectContaining({ labels: { site: 'north', floor: '2' }, credentialState: 'CREDENTIAL_STATE_ACTIVE' })]);
 
     // Filters go to the server.
-    const pumpType = await api('POST', '/v1/deviceTypes', { name: 'pump', metrics: [{ name: 'temperature', unit: '°C', kind: 'METRIC_KIND_GAUGE' }] });
+    const pumpType = await api('POST', '/v1/deviceTypes', {
+      name: 'pump',
+      metrics: [{ name: 'temperature', unit: '°C', kind: 'METRIC_KIND_GAUGE' }],
+      desiredSchema: { type: 'object', properties: { setpoint: { type: 'number' }, mode: { enum: ['eco', 'boost'] } } },
+      commands: [{ name: 'flush', parametersSchema: { type: 'object', properties: { seconds: { type: 'integer' } } } }],
+    });
     expect(pumpType.status).toBe(200);
     const batch = await api('POST', '/v1/devices:batchCreate', { devices: [{ name: 'pump-a', labels: { site: 'south' }, deviceTypeId: pumpType.json.deviceType.id }, { name: 'pump-b', labels: { site: 'south' } }, { name: 'fan-c', labels: { site: 'west' } }] });
     const [pumpA, pumpB] = batch.json.devices as Array<{ id: string }>;
@@ -138,14 +143,23 @@ describe('console in Chromium', () => {
     await page.getByTestId('metric-chart-pressure').waitFor();
     await waitFor(async () => Number(await chart.getAttribute('data-history-points')) > 10, 'temperature history');
     expect(await page.getByTestId('metric-chart-state').count()).toBe(0);
-    // The unit comes from the device's type.
+    // The unit comes from the device's type, and so do the forms for desired state and commands.
     await page.getByTestId('metric-temperature').getByText('(°C)').waitFor();
+    await page.fill('[data-testid=desired-fields] input[name=field-setpoint]', '21.5');
+    await page.selectOption('[data-testid=desired-fields] select[name=field-mode]', { label: 'eco' });
+    await page.getByRole('button', { name: 'Save desired' }).click();
+    await page.getByText('saved as version 1').waitFor();
+    expect((await api('GET', `/v1/devices/${pumpA.id}/twin`)).json.twin.desired).toEqual({ setpoint: 21.5, mode: 'eco' });
+    await page.fill('[data-testid=command-form] input[name=command-name]', 'flush');
+    await page.fill('[data-testid=command-fields] input[name=field-seconds]', '5');
+    expect(JSON.parse(await page.inputValue('[data-testid=command-form] input[name=command-payload]'))).toEqual({ seconds: 5 });
     await shot(page, 'device');
 
     // Drag across the middle 40 % of the chart: the page asks for that stretch, at a resolution fitting the width.
     const askedStart = Number(await chart.getAttribute('data-asked-start'));
     const askedEnd = Number(await chart.getAttribute('data-asked-end'));
     const askedPoints = Number(await chart.getAttribute('data-asked-max-points'));
+    await chart.scrollIntoViewIfNeeded();
     const over = (await chart.locator('.u-over').boundingBox())!;
     expect(askedPoints).toBe(Math.floor(over.width / 3));
     await page.mouse.move(over.x + over.width * 0.3, over.y + over.height / 2);

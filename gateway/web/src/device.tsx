@@ -5,6 +5,7 @@ import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import type { JsonObject } from '@bufbuild/protobuf';
 import { Command, CommandStatus } from '../../../gen/es/iot/device/v1/command_pb';
 import { CredentialState, Device, DeviceCredential, DeviceEventType } from '../../../gen/es/iot/device/v1/device_pb';
+import type { CommandDefinition, DeviceType } from '../../../gen/es/iot/device/v1/device_types_pb';
 import { DeviceSession } from '../../../gen/es/iot/device/v1/sessions_pb';
 import { Twin } from '../../../gen/es/iot/device/v1/twin_pb';
 import { Aggregation, DataPoint } from '../../../gen/es/iot/monitoring/v1/telemetry_pb';
@@ -12,6 +13,7 @@ import { api, errorMessage, followStream } from './api';
 import { CredentialPanel, StatusBadge } from './devices';
 import { epochSeconds, formatTime, pretty } from './format';
 import { useAbilities } from './principal';
+import { SchemaFields } from './schema-form';
 import { TimeChart, toChartData } from './time-chart';
 
 /** Live points kept per metric (the longest range the picker offers that still updates live). */
@@ -126,8 +128,8 @@ function MetricChart({ deviceId, metric, unit, window, live, reload, onZoom }: {
  * as they are), one chart per numeric metric (small multiples, each on its
  * own axis), a range picker and drag-to-zoom, live points on the same axis.
  */
-function TelemetryPanel({ deviceId, deviceTypeId }: { deviceId: string; deviceTypeId: string | undefined }) {
-  const units = useUnits(deviceTypeId);
+function TelemetryPanel({ deviceId, deviceType }: { deviceId: string; deviceType: DeviceType | undefined }) {
+  const units = useMemo(() => new Map((deviceType?.metrics ?? []).filter((m) => m.unit).map((m) => [m.name, m.unit])), [deviceType]);
   const [latest, setLatest] = useState<Map<string, DataPoint>>(new Map());
   const [live, setLive] = useState<Map<string, Sample[]>>(new Map());
   const [connected, setConnected] = useState(false);
@@ -276,20 +278,20 @@ function SessionsCard({ deviceId, reload }: { deviceId: string; reload: unknown 
   );
 }
 
-/** Metric units from the device's type (empty without a type). */
-function useUnits(deviceTypeId: string | undefined): Map<string, string> {
-  const [units, setUnits] = useState<Map<string, string>>(new Map());
+/** The device's type (undefined without one, or while loading). */
+function useDeviceType(deviceTypeId: string | undefined): DeviceType | undefined {
+  const [type, setType] = useState<DeviceType | undefined>();
   useEffect(() => {
     if (!deviceTypeId) return;
     const abort = new AbortController();
     api.deviceTypes
       .getDeviceType({ id: deviceTypeId }, { signal: abort.signal })
-      .then((res) => setUnits(new Map((res.deviceType?.metrics ?? []).filter((m) => m.unit).map((m) => [m.name, m.unit]))))
-      // A missing type leaves the charts without units; the device page still works.
+      .then((res) => setType(res.deviceType))
+      // Without its type the page still works: no units, no generated forms.
       .catch(() => undefined);
     return () => abort.abort();
   }, [deviceTypeId]);
-  return units;
+  return type;
 }
 
 /** Issue, rotate and revoke the device's MQTT/NATS credential; a new token is shown once. */
@@ -332,7 +334,7 @@ function CredentialsCard({ device, onChanged }: { device: Device; onChanged: () 
 }
 
 /** Desired and reported state; desired is editable as JSON. */
-function TwinPanel({ deviceId }: { deviceId: string }) {
+function TwinPanel({ deviceId, desiredSchema }: { deviceId: string; desiredSchema: JsonObject | undefined }) {
   const { canOperate } = useAbilities();
   const [twin, setTwin] = useState<Twin | undefined>();
   const [draft, setDraft] = useState('{}');
@@ -377,6 +379,7 @@ function TwinPanel({ deviceId }: { deviceId: string }) {
       <div className="twin">
         <form onSubmit={save}>
           <h3>Desired (v{String(twin?.desiredVersion ?? 0n)})</h3>
+          <SchemaFields schema={desiredSchema} text={draft} onChange={setDraft} disabled={!canOperate} testId="desired-fields" />
           <textarea value={draft} onChange={(e) => setDraft(e.target.value)} rows={8} data-testid="desired-editor" aria-label="desired state (JSON)" readOnly={!canOperate} />
           {canOperate && <button type="submit">Save desired</button>}
         </form>
@@ -393,7 +396,7 @@ function TwinPanel({ deviceId }: { deviceId: string }) {
 }
 
 /** Sends a command and shows the device's reply (or why there was none). */
-function CommandPanel({ deviceId }: { deviceId: string }) {
+function CommandPanel({ deviceId, commands }: { deviceId: string; commands: CommandDefinition[] }) {
   const [name, setName] = useState('');
   const [payload, setPayload] = useState('{}');
   const [timeout, setTimeoutSeconds] = useState(10);
@@ -429,7 +432,15 @@ function CommandPanel({ deviceId }: { deviceId: string }) {
     <div className="card">
       <h2>Command</h2>
       <form className="inline-form" onSubmit={send} data-testid="command-form">
-        <input placeholder="name" aria-label="command name" name="command-name" value={name} onChange={(e) => setName(e.target.value)} required />
+        <input placeholder="name" aria-label="command name" name="command-name" list="command-names" value={name} onChange={(e) => setName(e.target.value)} required />
+        <datalist id="command-names">
+          {commands.map((c) => (
+            <option key={c.name} value={c.name}>
+              {c.description}
+            </option>
+          ))}
+        </datalist>
+        <SchemaFields schema={commands.find((c) => c.name === name)?.parametersSchema} text={payload} onChange={setPayload} testId="command-fields" />
         <input placeholder='payload {"a":1}' aria-label="command payload (JSON)" name="command-payload" value={payload} onChange={(e) => setPayload(e.target.value)} />
         <label>
           timeout s
@@ -458,6 +469,7 @@ export function DevicePage({ deviceId }: { deviceId: string }) {
   const [device, setDevice] = useState<Device | undefined>();
   const [error, setError] = useState<ConnectError | undefined>();
   const [reload, setReload] = useState(0);
+  const deviceType = useDeviceType(device?.deviceTypeId || undefined);
 
   useEffect(() => {
     const abort = new AbortController();
@@ -507,17 +519,17 @@ export function DevicePage({ deviceId }: { deviceId: string }) {
             .join(', ') || '—'}
         </p>
       )}
-      <TelemetryPanel deviceId={deviceId} deviceTypeId={device?.deviceTypeId || undefined} />
+      <TelemetryPanel deviceId={deviceId} deviceType={deviceType} />
       {device && <CredentialsCard device={device} onChanged={() => setReload((n) => n + 1)} />}
       {device && <SessionsCard deviceId={deviceId} reload={device.status} />}
-      <TwinPanel deviceId={deviceId} />
-      <CommandPanelGate deviceId={deviceId} />
+      <TwinPanel deviceId={deviceId} desiredSchema={deviceType?.desiredSchema} />
+      <CommandPanelGate deviceId={deviceId} commands={deviceType?.commands ?? []} />
     </section>
   );
 }
 
 /** Commands are for operators and admins only. */
-function CommandPanelGate({ deviceId }: { deviceId: string }) {
+function CommandPanelGate({ deviceId, commands }: { deviceId: string; commands: CommandDefinition[] }) {
   const { canOperate } = useAbilities();
-  return canOperate ? <CommandPanel deviceId={deviceId} /> : null;
+  return canOperate ? <CommandPanel deviceId={deviceId} commands={commands} /> : null;
 }
