@@ -8,6 +8,10 @@ import type { RuleCounters } from './rule-actions-stats';
 import type { TelemetryDecoder } from './telemetry-decoder';
 
 const CONSUMER_NOT_FOUND = 10014;
+/** Messages evaluated between two acks (an ack acknowledges every message before it). */
+const ACK_EVERY = 256;
+/** Longest an evaluated message waits for its ack. */
+const ACK_AFTER_MS = 100;
 
 /** The rules' durable consumer of the telemetry stream (its own, not the writer's). */
 export interface RulesConsumerOptions {
@@ -22,17 +26,26 @@ export interface RulesConsumerOptions {
 /**
  * Creates (or updates) the rules' durable pull consumer. A new one starts at
  * new messages: rules created on a stream holding days of telemetry must not
- * fire webhooks for all of it.
+ * fire webhooks for all of it. It acks cumulatively (`AckPolicy.All`): the
+ * rules evaluate messages in order, so one ack per few hundred messages is
+ * enough, which keeps this second consumer of all telemetry cheap.
  */
 export async function ensureRulesConsumer(jsm: JetStreamManager, options: RulesConsumerOptions): Promise<void> {
   const changeable = { ack_wait: nanos(options.ackWaitMs), max_ack_pending: options.maxAckPending, max_deliver: -1 };
+  const config = { durable_name: options.durable, ack_policy: AckPolicy.All, deliver_policy: DeliverPolicy.New, filter_subject: ALL_TELEMETRY, ...changeable };
   try {
-    await jsm.consumers.info(options.stream, options.durable);
-    await jsm.consumers.update(options.stream, options.durable, changeable);
+    const info = await jsm.consumers.info(options.stream, options.durable);
+    if (info.config.ack_policy === AckPolicy.All) {
+      await jsm.consumers.update(options.stream, options.durable, changeable);
+      return;
+    }
+    // An ack policy cannot change in place: one made by an earlier version is replaced (from new messages on).
+    await jsm.consumers.delete(options.stream, options.durable);
+    await jsm.consumers.add(options.stream, config);
   } catch (err) {
     if ((err as NatsError)?.api_error?.err_code !== CONSUMER_NOT_FOUND) throw err;
     // A replica racing us to create it gets the same config: adding is idempotent then.
-    await jsm.consumers.add(options.stream, { durable_name: options.durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.New, filter_subject: ALL_TELEMETRY, ...changeable });
+    await jsm.consumers.add(options.stream, config);
   }
 }
 
@@ -45,9 +58,10 @@ function depthOf(msg: JsMsg): number {
 
 /**
  * Evaluates every enabled rule of a message's tenant against it and hands
- * the actions to {@link RuleActions}, whose queues run them; the message is
- * acked as soon as its actions are queued, so actions never hold the stream
- * and never touch the writer's consumer or live streams.
+ * the actions to {@link RuleActions}, whose queues run them; messages are
+ * acked (cumulatively, within {@link ACK_AFTER_MS}) once their actions are
+ * queued, so actions never hold the stream and never touch the writer's
+ * consumer or live streams.
  */
 export class RulesConsumer {
   private rules = new Map<string, CompiledRule[]>();
@@ -55,6 +69,10 @@ export class RulesConsumer {
   private reloadTimer?: NodeJS.Timeout;
   private loop?: Promise<void>;
   private running = false;
+  /** The newest evaluated message not yet acked, and how many are behind it. */
+  private unacked?: JsMsg;
+  private unackedCount = 0;
+  private ackTimer?: NodeJS.Timeout;
 
   constructor(
     private readonly deps: {
@@ -75,6 +93,8 @@ export class RulesConsumer {
     await this.reload();
     this.reloadTimer = setInterval(() => this.reload().catch((err: Error) => this.deps.log.warn({ err: err.message }, 'rules not reloaded')), this.deps.options.reloadMs);
     this.reloadTimer.unref();
+    this.ackTimer = setInterval(() => this.ackEvaluated(), ACK_AFTER_MS);
+    this.ackTimer.unref();
     this.loop = this.consume();
   }
 
@@ -97,7 +117,11 @@ export class RulesConsumer {
         if (attempt > 0) await ensureRulesConsumer(await nc.jetstreamManager(), options);
         const consumer = await nc.jetstream().consumers.get(options.stream, options.durable);
         this.messages = await consumer.consume({ max_messages: 1000, expires: 5000, abort_on_missing_resource: true });
-        for await (const msg of this.messages) await this.process(msg);
+        for await (const msg of this.messages) {
+          await this.process(msg);
+          this.unacked = msg;
+          if (++this.unackedCount >= ACK_EVERY) this.ackEvaluated();
+        }
       } catch (err) {
         if (!this.running) return;
         log.warn({ err: (err as Error).message }, 'rules consumption ended; starting again');
@@ -106,20 +130,34 @@ export class RulesConsumer {
     }
   }
 
+  /** Acks (cumulatively) everything evaluated so far. */
+  private ackEvaluated(): void {
+    const msg = this.unacked;
+    this.unacked = undefined;
+    this.unackedCount = 0;
+    msg?.ack();
+  }
+
+  /** Evaluates one message; it is acked later, with those after it. */
   private async process(msg: JsMsg): Promise<void> {
     const tenantRules = this.tenantOf(msg.subject);
-    if (!tenantRules || tenantRules.length === 0) return msg.ack();
+    if (!tenantRules || tenantRules.length === 0) return;
     const receivedAt = new Date(Math.floor(msg.info.timestampNanos / 1e6));
     let decoded;
-    try {
-      decoded = await this.deps.decoder.decode({ subject: msg.subject, data: msg.data, receivedAt });
-    } catch (err) {
-      // The directory cannot be read: try again later (the writer does the same).
-      this.deps.log.warn({ err: (err as Error).message }, 'rules: device lookup failed');
-      return msg.nak(1000);
+    for (;;) {
+      try {
+        decoded = await this.deps.decoder.decode({ subject: msg.subject, data: msg.data, receivedAt });
+        break;
+      } catch (err) {
+        // The directory cannot be read: wait and try again, in order (acks are cumulative, so no message may be skipped).
+        this.deps.log.warn({ err: (err as Error).message }, 'rules: device lookup failed; retrying');
+        msg.working();
+        await new Promise((r) => setTimeout(r, 1000));
+        if (!this.running) return;
+      }
     }
     // Refused messages are the writer's to dead-letter; rules see only what is stored.
-    if (!decoded.ok) return msg.ack();
+    if (!decoded.ok) return;
     const message: RuleMessage = { tenantId: decoded.tenantId, deviceId: decoded.deviceId, messageId: decoded.messageId, rows: decoded.rows, depth: depthOf(msg) };
     const device = this.deps.directory.get(message.tenantId, message.deviceId);
     const traceContext = extractTraceContext(msg.headers);
@@ -132,7 +170,6 @@ export class RulesConsumer {
       this.deps.counters.matched(ref);
       for (const action of verdict.actions) this.deps.actions.enqueue({ rule: ref, action, message, receivedAt, trace: traceContext });
     }
-    msg.ack();
   }
 
   private tenantOf(subject: string): CompiledRule[] | undefined {
@@ -160,6 +197,8 @@ export class RulesConsumer {
   async stop(): Promise<void> {
     this.running = false;
     clearInterval(this.reloadTimer);
+    clearInterval(this.ackTimer);
+    this.ackEvaluated();
     await this.messages?.close();
     await this.loop;
   }
