@@ -24,8 +24,6 @@ export interface DeviceStore {
   setCredential(tenantId: string, ids: string[], keys: { publicKey: string; issueTime: Date; expireTime?: Date }[]): Promise<DeviceRecord[]>;
   /** Marks the credential revoked and lists its key as revoked. */
   revokeCredential(tenantId: string, id: string): Promise<DeviceRecord | undefined>;
-  /** Public key → revocation instant (unix seconds) of every revoked credential still alive. */
-  revocations(): Promise<Record<string, number>>;
 
   /** One more live connection of the credential `publicKey`; undefined when no device holds it. */
   connected(publicKey: string, at: Date): Promise<StatusChange | undefined>;
@@ -227,14 +225,6 @@ export class PgDeviceStore implements DeviceStore {
       );
       return toDevice(rows[0]);
     });
-  }
-
-  async revocations(): Promise<Record<string, number>> {
-    const { rows } = await this.pool.query(
-      `SELECT public_key, floor(extract(epoch FROM revoke_time))::bigint + 1 AS at FROM revoked_credentials
-        WHERE expire_time IS NULL OR expire_time > now()`,
-    );
-    return Object.fromEntries(rows.map((r) => [r.public_key as string, Number(r.at)]));
   }
 
   private async changeConnections(publicKey: string, at: Date, delta: 1 | -1, reason = ''): Promise<StatusChange | undefined> {
