@@ -118,7 +118,7 @@ export async function startService<S extends EnvShape>(spec: ServiceSpec<S>, env
       observePgPool(spec.name, db);
       log.info({ db: redactUrl(config.DATABASE_URL) }, 'connecting to postgres');
       await untilConnected('postgres', () => migrate(db, spec.name, spec.uses.postgres!.migrations, log));
-      server.health.addCheck({ name: 'postgres', check: async () => void (await db.query('SELECT 1')) });
+      server.health.addCheck({ name: 'postgres', required: true, check: async () => void (await db.query('SELECT 1')) });
     }
     if (spec.uses.redis) {
       const client = createRedis(config.REDIS_URL, log);
@@ -127,12 +127,16 @@ export async function startService<S extends EnvShape>(spec: ServiceSpec<S>, env
         if (client.status === 'wait' || client.status === 'end') await client.connect();
         await client.ping();
       });
-      server.health.addCheck({ name: 'redis', check: async () => void (await client.ping()) });
+      // Optional in every service: Redis only caches (device records, auth
+      // keys) or counts failed logins, and each use falls back when it is
+      // down (signing then skips login throttling, logged), so the service
+      // degrades instead of leaving readiness.
+      server.health.addCheck({ name: 'redis', required: false, check: async () => void (await client.ping()) });
     }
     if (spec.uses.nats) {
       nats = await connectNats(config.NATS_URL, `iot-${spec.name}`, log, { credsFile: config.NATS_CREDS });
       const nc = nats;
-      server.health.addCheck({ name: 'nats', check: () => pingNats(nc) });
+      server.health.addCheck({ name: 'nats', required: true, check: () => pingNats(nc) });
     }
     const ctx = { config, log, pool, redis, nats } as ServiceContext<S>;
     if (stopping) throw new Error('stopped during start-up');
