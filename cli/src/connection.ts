@@ -6,6 +6,7 @@ import { DeviceTypeServiceClient } from '../../gen/ts/iot/device/v1/device_types
 import { GroupServiceClient } from '../../gen/ts/iot/device/v1/groups';
 import { ProvisioningServiceClient } from '../../gen/ts/iot/device/v1/provisioning';
 import { AlertServiceClient } from '../../gen/ts/iot/monitoring/v1/alerts';
+import { DeadLetterServiceClient } from '../../gen/ts/iot/monitoring/v1/dead_letters';
 import { NotificationChannelServiceClient, RuleServiceClient } from '../../gen/ts/iot/monitoring/v1/rules';
 import { TelemetryServiceClient } from '../../gen/ts/iot/monitoring/v1/telemetry';
 import { ApiKeyServiceClient } from '../../gen/ts/iot/signing/v1/api_keys';
@@ -119,6 +120,9 @@ export class Connection {
   }
   get rules(): RuleServiceClient {
     return this.client(RuleServiceClient, 'monitoring');
+  }
+  get deadLetters(): DeadLetterServiceClient {
+    return this.client(DeadLetterServiceClient, 'monitoring');
   }
   get notificationChannels(): NotificationChannelServiceClient {
     return this.client(NotificationChannelServiceClient, 'monitoring');

@@ -4,6 +4,7 @@ import { version } from '../package.json';
 import { describeFailure, failureOf } from './cli-error';
 import { adminCommands } from './commands/admin';
 import { alertCommands } from './commands/alerts';
+import { deadLetterCommands } from './commands/dead-letters';
 import { authCommands } from './commands/auth';
 import { deviceCommands } from './commands/devices';
 import { fleetCommands } from './commands/fleet';
@@ -44,6 +45,7 @@ export function buildProgram(): Command {
   telemetryCommands(program);
   alertCommands(program);
   ruleCommands(program);
+  deadLetterCommands(program);
   adminCommands(program);
   return program;
 }
