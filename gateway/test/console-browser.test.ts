@@ -59,10 +59,12 @@ describe('console in Chromium', () => {
     const page = await context.newPage();
     // Keeps the body of every QueryHistory call the page makes (this Chromium reports no network events to Playwright).
     await page.addInitScript(() => {
+      // Runs in the page; the test's tsconfig has no DOM types, so the page's globals are described here.
+      const page = globalThis as unknown as { fetch: typeof fetch; historyRequests: number[][] };
       const sent: number[][] = [];
-      (window as unknown as { historyRequests: number[][] }).historyRequests = sent;
-      const original = window.fetch.bind(window);
-      window.fetch = (input, init) => {
+      page.historyRequests = sent;
+      const original = page.fetch.bind(globalThis);
+      page.fetch = (input, init) => {
         const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
         if (url.endsWith('/iot.monitoring.v1.TelemetryService/QueryHistory') && init?.body instanceof Uint8Array) sent.push([...init.body]);
         return original(input, init);
@@ -169,7 +171,7 @@ describe('console in Chromium', () => {
     await page.mouse.up();
     // The request leaves after the click's render: wait for a temperature request other than the first window's.
     const temperatureRequests = async () =>
-      (await page.evaluate(() => (window as unknown as { historyRequests: number[][] }).historyRequests))
+      (await page.evaluate(() => (globalThis as unknown as { historyRequests: number[][] }).historyRequests))
         .map((body) => decodeHistoryRequest(Buffer.from(body)))
         .filter((r) => r.metrics[0] === 'temperature' && Math.abs(Number(r.timeRange!.start!.seconds) - askedStart) > 5);
     await waitFor(async () => (await temperatureRequests()).length > 0, 'the zoomed request');
