@@ -3,6 +3,7 @@ import { createRoot } from 'react-dom/client';
 import { HashRouter, Navigate, NavLink, Route, Routes, useParams } from 'react-router';
 import { AdminPage } from './admin';
 import { AlertsPage } from './alerts';
+import { DeadLettersPage } from './dead-letters';
 import { RulesPage } from './rules';
 import { api } from './api';
 import { DevicePage } from './device';
@@ -35,6 +36,7 @@ const PAGES: Array<{ path: string; element: ReactElement; nav?: string; visible?
   { path: '/provisioning', element: <ProvisioningPage />, nav: 'Provisioning' },
   { path: '/alerts', element: <AlertsPage />, nav: 'Alerts' },
   { path: '/rules', element: <RulesPage />, nav: 'Rules' },
+  { path: '/dead-letters', element: <DeadLettersPage />, nav: 'Dead letters' },
   { path: '/admin', element: <AdminPage />, nav: 'Administration', visible: (a) => a.canAdmin },
 ];
 
