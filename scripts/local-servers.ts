@@ -112,6 +112,8 @@ export function natsConfig(options: NatsServerStart): string {
     `http: ${LOCAL}:${options.httpPort ?? -1}`,
     // The bound ports land here as <program>_<pid>.ports, so nothing has to guess them.
     `ports_file_dir: "${options.dir}"`,
+    // Explicit, and equal to monitoring's TELEMETRY_STREAM_MAX_MSG_SIZE: the MQTT listener does not apply it, the stream does.
+    'max_payload: 1048576',
   ];
   if (options.jetstream !== false || options.mqtt) lines.push(`jetstream { store_dir: "${store}" }`);
   if (options.mqtt) lines.push(`mqtt { listen: ${LOCAL}:${options.mqtt === true ? -1 : options.mqtt} }`);
