@@ -138,6 +138,7 @@ export class VirtualDevice {
         },
         onError: (kind) => stats.error(kind),
         onAck: (count) => (stats.acked += count),
+        onUnacknowledged: (count) => (stats.unacknowledged += count),
       },
     });
   }

@@ -21,8 +21,14 @@ export interface LinkEvents {
   onConnect?: (first: boolean) => void;
   onDisconnect?: () => void;
   onError?: (kind: 'connect' | 'publish' | 'denied' | 'other', message: string) => void;
-  /** `count` messages were acknowledged by the server (MQTT PUBACK, NATS flush round trip). */
+  /** `count` messages were acknowledged by the server (MQTT PUBACK; NATS: see {@link NatsLink}). */
   onAck?: (count: number) => void;
+  /**
+   * `count` messages were sent but will never be acknowledged: MQTT QoS 0,
+   * an MQTT publish that failed, NATS messages whose connection did not
+   * stay up to confirm them. They may or may not have arrived.
+   */
+  onUnacknowledged?: (count: number) => void;
 }
 
 /** One device's connection to the message plane. */
@@ -155,7 +161,11 @@ export class MqttLink implements DeviceLink {
     client.publish(subjectToTopic(subject), payload as Buffer, { qos }, (err) => {
       this.inFlight--;
       if (err) this.options.events?.onError?.('publish', err.message);
-      else if (qos === 1 && !meta?.untracked) this.options.events?.onAck?.(1);
+      if (!meta?.untracked) {
+        // Only a PUBACK acknowledges; QoS 0 and a failed publish never will.
+        if (qos === 1 && !err) this.options.events?.onAck?.(1);
+        else this.options.events?.onUnacknowledged?.(1);
+      }
       if (this.inFlight < max) this.gate.release();
     });
   }
@@ -195,14 +205,25 @@ export class MqttLink implements DeviceLink {
 
 /**
  * A device over NATS: credential as a bearer user JWT, message id and trace
- * context as headers. The server acknowledges nothing per message on core
- * NATS, so acks are counted per flush round trip: once it returns, the server
- * has processed everything published before it.
+ * context as headers. A device credential cannot receive a JetStream PubAck,
+ * so NATS telemetry is at-most-once and nothing acknowledges a message as
+ * stored. What is counted as acknowledged is the most a core NATS client can
+ * know: the server read the message (a flush round trip returned) on a
+ * connection that then stayed up for one more round trip. Everything else
+ * is "sent, unacknowledged": messages published while disconnected (nats.js
+ * drops its outbound buffer at every reconnect attempt), a flush that failed,
+ * and the last confirmed batch before a reconnect (the server may have read
+ * it and died before storing it). Connections are told apart by the server
+ * INFO object, which nats.js replaces on every (re)connect.
  */
 export class NatsLink implements DeviceLink {
   readonly transport = 'nats';
   private nc?: NatsConnection;
   private unflushed = 0;
+  /** The connection (its INFO) the unflushed messages went out on. */
+  private unflushedOn?: object;
+  /** Read by the server, waiting for one more round trip on the same connection. */
+  private provisional: { count: number; on?: object } = { count: 0 };
   private flushing?: Promise<void>;
   private closing = false;
 
@@ -250,30 +271,66 @@ export class NatsLink implements DeviceLink {
       if (meta.msgId) h.set('Nats-Msg-Id', meta.msgId);
       if (meta.traceparent) h.set('traceparent', meta.traceparent);
     }
+    const on = nc.info;
     try {
       nc.publish(subject, payload, h ? { headers: h } : undefined);
     } catch (err) {
       this.options.events?.onError?.('publish', (err as Error).message);
+      if (!meta?.untracked) this.unacknowledged(1);
       return;
     }
-    if (!meta?.untracked) this.unflushed++;
+    if (!meta?.untracked) {
+      if (on === undefined) {
+        // Disconnected: nats.js buffers it, but the next reconnect attempt may drop the buffer.
+        this.unacknowledged(1);
+      } else {
+        if (this.unflushed > 0 && this.unflushedOn !== on) {
+          this.unacknowledged(this.unflushed);
+          this.unflushed = 0;
+        }
+        this.unflushedOn = on;
+        this.unflushed++;
+      }
+    }
     const max = this.options.maxInFlight ?? 256;
     if (!this.flushing) this.flushing = this.flush();
     if (this.unflushed >= max) await this.flushing;
   }
 
-  /** One flush round trip; acknowledges what was published before it. */
+  private unacknowledged(count: number): void {
+    if (count > 0) this.options.events?.onUnacknowledged?.(count);
+  }
+
+  /**
+   * One flush round trip: the server has read what was published before it
+   * on this connection. It confirms the previous round trip's batch when the
+   * connection is still the same, and makes this one's provisional.
+   */
   private async flush(): Promise<void> {
     const nc = this.nc!;
     // Let the current tick's publishes join this round trip.
     await new Promise((resolve) => setImmediate(resolve));
     const covered = this.unflushed;
+    const on = this.unflushedOn;
     this.unflushed = 0;
     try {
       await nc.flush();
-      if (covered > 0) this.options.events?.onAck?.(covered);
+      const now = nc.info;
+      const previous = this.provisional;
+      if (previous.count > 0) {
+        if (now !== undefined && previous.on === now) this.options.events?.onAck?.(previous.count);
+        else this.unacknowledged(previous.count);
+      }
+      if (covered > 0 && (now === undefined || on !== now)) {
+        this.unacknowledged(covered);
+        this.provisional = { count: 0 };
+      } else {
+        this.provisional = { count: covered, on };
+      }
     } catch (err) {
       if (!this.closing) this.options.events?.onError?.('publish', (err as Error).message);
+      this.unacknowledged(covered + this.provisional.count);
+      this.provisional = { count: 0 };
     } finally {
       this.flushing = undefined;
       if (this.unflushed > 0 && !nc.isClosed()) this.flushing = this.flush();
@@ -297,8 +354,15 @@ export class NatsLink implements DeviceLink {
     if (this.closing) return;
     this.closing = true;
     const nc = this.nc;
-    if (!nc || nc.isClosed()) return;
-    await this.flushing?.catch(() => undefined);
+    if (!nc || nc.isClosed()) {
+      this.unacknowledged(this.unflushed + this.provisional.count);
+      return;
+    }
+    while (this.flushing) await this.flushing.catch(() => undefined);
+    // A last round trip settles the provisional batch (and anything unflushed).
+    await this.flush();
+    this.unacknowledged(this.provisional.count);
+    this.provisional = { count: 0 };
     await nc.drain().catch(() => nc.close());
   }
 }

@@ -13,8 +13,10 @@ export class FleetStats {
   sent = 0;
   sentPoints = 0;
   sentBytes = 0;
-  /** Messages the server acknowledged (MQTT PUBACK; NATS flush round trips). */
+  /** Messages really acknowledged: MQTT QoS 1 PUBACKs; NATS, see `NatsLink` (read by the server on a connection that stayed up). */
   acked = 0;
+  /** Sent, unacknowledged: may or may not have arrived (MQTT QoS 0, NATS across a reconnect, failed publishes). */
+  unacknowledged = 0;
   stateReports = 0;
   commands = 0;
   desiredUpdates = 0;
@@ -72,6 +74,7 @@ export function progressLine(stats: FleetStats, previous: StatsSnapshot, current
     `msgs ${formatCount((current.sent - previous.sent) / seconds)}/s`,
     `points ${formatCount((current.sentPoints - previous.sentPoints) / seconds)}/s`,
     `acked ${formatCount(stats.acked)}/${formatCount(stats.sent)}`,
+    ...(stats.unacknowledged ? [`unacked ${formatCount(stats.unacknowledged)}`] : []),
     `errors ${formatCount(stats.errorCount)}`,
     `reconnects ${formatCount(stats.reconnects)}`,
     ...(faults ? [`faults ${formatCount(faults)}`] : []),
@@ -96,6 +99,7 @@ export function summaryTable(stats: FleetStats, endedAt = Date.now()): string {
     ['points', formatCount(stats.sentPoints), formatCount(stats.sentPoints / seconds)],
     ['bytes', formatBytes(stats.sentBytes), formatBytes(stats.sentBytes / seconds)],
     ['acknowledged', formatCount(stats.acked), formatCount(stats.acked / seconds)],
+    ['sent, unacknowledged', formatCount(stats.unacknowledged), ''],
     ['state reports', formatCount(stats.stateReports), ''],
     ['commands answered', formatCount(stats.commands), ''],
     ['desired-state updates', formatCount(stats.desiredUpdates), ''],
