@@ -40,7 +40,13 @@ export class TelemetryFanout {
   async start(): Promise<void> {
     this.subscription = this.nc.subscribe(ALL_TELEMETRY, {
       callback: (err, msg) => {
-        if (!err) this.dispatch(msg.subject, msg.data);
+        if (err) return;
+        // A listener that throws must not take the subscription (or the process) with it.
+        try {
+          this.dispatch(msg.subject, msg.data);
+        } catch (e) {
+          this.log.warn({ err: (e as Error).message }, 'a live telemetry listener failed on a message');
+        }
       },
     });
     await this.nc.flush();
