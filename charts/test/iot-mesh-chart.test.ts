@@ -208,6 +208,9 @@ describe.each(Object.entries(SERVICES))('service %s in the chart', (name, spec) 
     const grpc = c.ports!.find((p) => p.name === 'grpc')!;
     expect(env.find((v) => v.name === 'GRPC_PORT')?.value).toBe(String(grpc.value));
     expect(c.readinessProbe?.grpc?.port).toBe(grpc.value);
+    // Readiness asks the whole server (""), which follows only required dependencies:
+    // never `dependencies` or `dependency.<name>`, which also go NOT_SERVING for Redis.
+    expect(c.readinessProbe?.grpc?.service ?? '').toBe('');
     expect(env.find((v) => v.name === 'GRPC_HOST')?.value).toBe('0.0.0.0');
     const metrics = env.find((v) => v.name === 'METRICS_PORT')?.value;
     expect(c.ports!.map((p) => String(p.value))).toContain(metrics);
