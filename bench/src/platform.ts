@@ -7,6 +7,7 @@ import { CredentialState } from '../../gen/ts/iot/device/v1/device';
 import { DeviceDirectoryEntry } from '../../gen/ts/iot/device/v1/directory';
 import { DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey, insecureClient, unary } from '@iot-mesh/runtime';
 import { DeviceIdentity } from '../../simulator/src/device';
+import { Transport } from '../../simulator/src/links';
 import { ProfileName } from '../../simulator/src/profiles';
 import { provisionDevices } from '../../simulator/src/provision';
 import { OperatorNats, startOperatorNats } from '../../testing/nats-operator';
@@ -16,6 +17,13 @@ import { waitForReportedPort } from '../../scripts/reported-port';
 import { createTestDatabase, TestDatabase } from '../../testing/postgres';
 import { TestLauncher } from '../../testing/server-launcher';
 import { BenchProcess, ServiceProcess, startNode, startService, stopAll } from './processes';
+
+/**
+ * The bench's device service issues this credential kind by default, so
+ * fleets of that transport get their credentials in BatchCreateDevices calls
+ * (one per 1,000 devices) and only the others one IssueCredential each.
+ */
+const DEFAULT_CREDENTIAL_KIND: Transport = 'mqtt';
 
 /** Which pieces a scenario needs running. */
 export interface PlatformNeeds {
@@ -102,7 +110,7 @@ export class Platform {
     }
     const signingEnv: Record<string, string> = this.signing ? { SIGNING_ADDRESS: this.signing.address } : {};
     if (needs.device) {
-      this.device = await startService('device', { ...common, ...this.operatorNats!.deviceEnv(), ...signingEnv }, { nodeArgs: needs.nodeArgs?.device });
+      this.device = await startService('device', { ...common, ...this.operatorNats!.deviceEnv(), ...signingEnv, DEVICE_CREDENTIAL_DEFAULT_KIND: DEFAULT_CREDENTIAL_KIND }, { nodeArgs: needs.nodeArgs?.device });
       this.started.push(this.device.process);
     }
     if (needs.monitoring) {
@@ -167,12 +175,12 @@ export class Platform {
   /**
    * `count` devices `<prefix>-1…` of the bench tenant, ready for a fleet:
    * created through the device API with credentials when the device service
-   * runs (as a real fleet is), else only registered in the device directory
+   * runs (as a real fleet is), typed for `transport`, else only registered in the device directory
    * for an open server.
    */
-  async devices(prefix: string, count: number, profile: ProfileName = 'weather'): Promise<DeviceIdentity[]> {
+  async devices(prefix: string, count: number, transport: Transport, profile: ProfileName = 'weather'): Promise<DeviceIdentity[]> {
     if (this.device) {
-      return provisionDevices({ deviceAddress: this.device.address, authorization: this.authorization!, count, prefix, profileOf: () => profile });
+      return provisionDevices({ deviceAddress: this.device.address, authorization: this.authorization!, count, prefix, profileOf: () => profile, transport: transport === DEFAULT_CREDENTIAL_KIND ? undefined : transport });
     }
     const ids = Array.from({ length: count }, (_, i) => `${prefix}-${i + 1}`);
     await this.registerDevices(this.tenantId, ids);

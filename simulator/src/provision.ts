@@ -1,9 +1,11 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import { CredentialKind, CredentialServiceClient } from '../../gen/ts/iot/device/v1/credential';
 import { Device, DeviceCredential, DeviceServiceClient } from '../../gen/ts/iot/device/v1/device';
 import { AuthServiceClient } from '../../gen/ts/iot/signing/v1/auth';
 import { insecureClient, isSubjectToken, unary } from '@iot-mesh/runtime';
 import { DeviceIdentity } from './device';
+import { Transport } from './links';
 import { DEVICE_TYPES, ProfileName } from './profiles';
 
 /** How the simulator authenticates to the platform's API. */
@@ -39,6 +41,12 @@ export interface ProvisionRequest {
   profileOf: (index: number) => ProfileName;
   /** Extra labels on every device. */
   labels?: Record<string, string>;
+  /**
+   * How the devices will connect: credentials are typed and the NATS server
+   * refuses the other kind. Default: the device service's default kind
+   * (DEVICE_CREDENTIAL_DEFAULT_KIND).
+   */
+  transport?: Transport;
   /** Called after each batch with the number created so far. */
   onProgress?: (created: number) => void;
   /** Called when the service cannot issue credentials and devices are created without. */
@@ -48,11 +56,17 @@ export interface ProvisionRequest {
 /** The API's limit on one BatchCreateDevices call. */
 export const BATCH_LIMIT = 1000;
 
+/** IssueCredential calls in flight at once when credentials of a given kind are issued per device. */
+const ISSUE_CONCURRENCY = 32;
+
+const CREDENTIAL_KINDS: Record<Transport, CredentialKind> = { mqtt: CredentialKind.CREDENTIAL_KIND_MQTT, nats: CredentialKind.CREDENTIAL_KIND_NATS };
+
 const FAILED_PRECONDITION = 9;
 
 /**
  * Creates `count` devices through the device API in batches of up to 1,000
- * with `issue_credentials`, and returns each device's identity with its
+ * with `issue_credentials` (or, for a given transport, with a credential of
+ * that kind issued to each), and returns each device's identity with its
  * credential (token and URLs, as the service returns them once). A device
  * service without NATS credentials configured (a development stack whose
  * NATS has no auth) refuses to issue them: then the devices are created
@@ -61,6 +75,20 @@ const FAILED_PRECONDITION = 9;
 export async function provisionDevices(request: ProvisionRequest): Promise<DeviceIdentity[]> {
   const prefix = request.prefix ?? `sim-${crypto.randomBytes(3).toString('hex')}`;
   const client = insecureClient(DeviceServiceClient, request.deviceAddress);
+  const credentialClient = insecureClient(CredentialServiceClient, request.deviceAddress);
+  const options = { authorization: request.authorization, deadlineMs: 120_000 };
+  // BatchCreateDevices issues credentials of the server's default kind only; a
+  // requested kind is issued per device with IssueCredential after creating the batch.
+  const kind = request.transport ? CREDENTIAL_KINDS[request.transport] : undefined;
+  /** Issues each device a credential of the requested kind, a bounded number of calls at a time. */
+  const issueEach = async (created: Device[]): Promise<DeviceCredential[]> => {
+    const credentials: DeviceCredential[] = [];
+    for (let i = 0; i < created.length; i += ISSUE_CONCURRENCY) {
+      const issued = await Promise.all(created.slice(i, i + ISSUE_CONCURRENCY).map((d) => unary(credentialClient, credentialClient.issueCredential, { deviceId: d.id, kind }, options)));
+      credentials.push(...issued.map((r) => r.credential!));
+    }
+    return credentials;
+  };
   const identities: DeviceIdentity[] = [];
   let issueCredentials = true;
   try {
@@ -72,22 +100,35 @@ export async function provisionDevices(request: ProvisionRequest): Promise<Devic
         if (!isSubjectToken(id)) throw new Error(`device id ${JSON.stringify(id)} is not a valid id; choose another prefix`);
         devices.push(Device.fromPartial({ id, name: `Simulated ${DEVICE_TYPES[profile]} ${i + 1}`, type: DEVICE_TYPES[profile], labels: { simulator: 'true', profile, ...request.labels } }));
       }
-      const call = () => unary(client, client.batchCreateDevices, { devices, issueCredentials }, { authorization: request.authorization, deadlineMs: 120_000 });
-      let response;
-      try {
-        response = await call();
-      } catch (err) {
-        if ((err as { code?: number }).code !== FAILED_PRECONDITION || !issueCredentials || start > 0) throw err;
+      const noCredentials = (err: unknown): boolean => {
+        if ((err as { code?: number }).code !== FAILED_PRECONDITION || start > 0) return false;
         request.onNoCredentials?.((err as Error).message);
         issueCredentials = false;
-        response = await call();
+        return true;
+      };
+      const withDefaultKind = issueCredentials && kind === undefined;
+      let response;
+      try {
+        response = await unary(client, client.batchCreateDevices, { devices, issueCredentials: withDefaultKind }, options);
+      } catch (err) {
+        if (!withDefaultKind || !noCredentials(err)) throw err;
+        response = await unary(client, client.batchCreateDevices, { devices, issueCredentials: false }, options);
       }
-      if (issueCredentials) identities.push(...response.credentials.map(identityOf));
+      let credentials = response.credentials;
+      if (issueCredentials && kind !== undefined) {
+        try {
+          credentials = await issueEach(response.devices);
+        } catch (err) {
+          if (!noCredentials(err)) throw err;
+        }
+      }
+      if (issueCredentials) identities.push(...credentials.map(identityOf));
       else identities.push(...response.devices.map((d) => ({ tenantId: d.tenantId, deviceId: d.id })));
       request.onProgress?.(identities.length);
     }
   } finally {
     client.close();
+    credentialClient.close();
   }
   return identities;
 }

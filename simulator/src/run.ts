@@ -30,6 +30,7 @@ export async function resolveDevices(options: SimulatorOptions, log: (line: stri
         count: options.devices,
         prefix: source.prefix,
         profileOf: (i) => profileOf(options, i),
+        transport: options.behaviour.transport,
         onProgress: (n) => log(`  ${n} created`),
         onNoCredentials: (reason) => log(`the device service issues no credentials (${reason}); devices connect without`),
       });

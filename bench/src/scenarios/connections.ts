@@ -37,7 +37,7 @@ export const connectionsScenario: Scenario = {
 
     ctx.log(`  provisioning ${count} devices with credentials…`);
     const provisionStarted = nowMs();
-    const identities = await platform.devices('conn', count);
+    const identities = await platform.devices('conn', count, 'mqtt');
     const provisionS = (nowMs() - provisionStarted) / 1000;
     notes.push(`${count.toLocaleString('en-US')} devices created with credentials through BatchCreateDevices in ${provisionS.toFixed(1)} s`);
 

@@ -41,7 +41,7 @@ export const fanoutScenario: Scenario = {
     const result = emptyResult(this, { ...size, pointsPerMessage: 5 });
     const { figures, notes } = result;
     const tenantId = platform.tenantId;
-    const identities = await platform.devices('fan', size.devices);
+    const identities = await platform.devices('fan', size.devices, 'nats');
     const ids = identities.map((d) => d.deviceId);
     const fleet = new Fleet(identities, {
       behaviour: { ...DEFAULT_BEHAVIOUR, transport: 'nats', encoding: 'protobuf', rate: size.pointsPerS / size.devices / 5, points: 5, interactive: false, trace: false },

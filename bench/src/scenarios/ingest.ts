@@ -41,7 +41,7 @@ interface PhaseResult {
  * against what was sent.
  */
 async function phase(ctx: BenchContext, platform: Platform, pg: Client, transport: Transport, size: IngestSize, prefix = `ing-${transport}`): Promise<PhaseResult> {
-  const identities = await platform.devices(prefix, size.devices);
+  const identities = await platform.devices(prefix, size.devices, transport);
   const tenantId = platform.tenantId;
   const ids = identities.map((d) => d.deviceId);
   const behaviour: DeviceBehaviour = {

@@ -50,7 +50,7 @@ interface RateResult {
 async function measureRate(platform: Platform, pointsPerS: number, seconds: number, devices: number, warmupMs: number, streams = 1): Promise<RateResult> {
   const tenantId = platform.tenantId;
   const prefix = `live${pointsPerS}x${streams}`;
-  const identities = await platform.devices(prefix, devices);
+  const identities = await platform.devices(prefix, devices, 'nats');
   const ids = identities.map((d) => d.deviceId);
   const pointsPerMessage = 5; // one full weather reading: every point carries the build time
   const fleet = new Fleet(identities, {
