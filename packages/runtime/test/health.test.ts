@@ -35,23 +35,28 @@ describe('health tells degraded from not serving', () => {
     await db?.drop();
   });
 
-  it('stays SERVING while only Redis is down, reports it as degraded, and recovers', async () => {
-    const redis = await startRedis(launcher, { dir: path.join(launcher.dir, 'redis'), timeoutMs: 20_000 });
+  /** Starts the echo fixture against `redisUrl`; resolves with its gRPC address and metrics port once it logged both. */
+  async function startEcho(name: string, redisUrl: string) {
     const service = await launcher.spawn({
-      name: 'echo',
+      name,
       command: process.execPath,
       args: ['--import', 'tsx', FIXTURE],
       env: {
-        ...process.env, ...testServiceEnv(), GRPC_PORT: '0', METRICS_PORT: '0', DATABASE_URL: db.url, NATS_URL: nats.url, REDIS_URL: redis.url,
+        ...process.env, ...testServiceEnv(), GRPC_PORT: '0', METRICS_PORT: '0', DATABASE_URL: db.url, NATS_URL: nats.url, REDIS_URL: redisUrl,
         HEALTH_INTERVAL_MS: '200', LOG_LEVEL: 'info',
       },
     });
     const failed = () => (service.running ? undefined : `exited (${service.exitDescription})`);
     const grpcPort = await waitForReportedPort(() => service.output(), 'grpc listening', { timeoutMs: 30_000, failed });
     const metricsPort = await waitForReportedPort(() => service.output(), 'metrics at /metrics', { timeoutMs: 30_000, failed });
-    const address = `127.0.0.1:${grpcPort}`;
-    const metricsPage = async () => (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
     const until = (what: string, probe: () => Promise<boolean>) => waitUntil(what, probe, { timeoutMs: 30_000, failed });
+    return { service, address: `127.0.0.1:${grpcPort}`, metricsPort, until };
+  }
+
+  it('stays SERVING while only Redis is down, reports it as degraded, and recovers', async () => {
+    const redis = await startRedis(launcher, { dir: path.join(launcher.dir, 'redis'), timeoutMs: 20_000 });
+    const { service, address, metricsPort, until } = await startEcho('echo', redis.url);
+    const metricsPage = async () => (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
     const client = insecureClient(TwinServiceClient, address);
     try {
       await until('SERVING with every dependency up', async () => (await checkHealth(address, DEPENDENCIES_HEALTH_SERVICE)) === 'SERVING');
@@ -86,15 +91,7 @@ describe('health tells degraded from not serving', () => {
 
   it('goes NOT_SERVING when a required dependency (NATS) is down', async () => {
     const redis = await startRedis(launcher, { dir: path.join(launcher.dir, 'redis2'), timeoutMs: 20_000 });
-    const service = await launcher.spawn({
-      name: 'echo-nats',
-      command: process.execPath,
-      args: ['--import', 'tsx', FIXTURE],
-      env: { ...process.env, ...testServiceEnv(), GRPC_PORT: '0', DATABASE_URL: db.url, NATS_URL: nats.url, REDIS_URL: redis.url, HEALTH_INTERVAL_MS: '200', LOG_LEVEL: 'info' },
-    });
-    const failed = () => (service.running ? undefined : `exited (${service.exitDescription})`);
-    const address = `127.0.0.1:${await waitForReportedPort(() => service.output(), 'grpc listening', { timeoutMs: 30_000, failed })}`;
-    const until = (what: string, probe: () => Promise<boolean>) => waitUntil(what, probe, { timeoutMs: 30_000, failed });
+    const { service, address, until } = await startEcho('echo-nats', redis.url);
     try {
       await until('SERVING', async () => (await checkHealth(address)) === 'SERVING');
       await nats.kill();
