@@ -120,6 +120,7 @@ export class HealthMonitor {
     monitors.delete(this);
     if (this.timer) clearInterval(this.timer);
     this.set('NOT_SERVING');
+    this.implementation.setStatus(DEPENDENCIES_HEALTH_SERVICE, 'NOT_SERVING');
   }
 
   get status(): ServingStatus {
