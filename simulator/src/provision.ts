@@ -81,7 +81,7 @@ export async function provisionDevices(request: ProvisionRequest): Promise<Devic
   // requested kind is issued per device with IssueCredential after creating the batch.
   const kind = request.transport ? CREDENTIAL_KINDS[request.transport] : undefined;
   /** Issues each device a credential of the requested kind, a bounded number of calls at a time. */
-  const issueEach = async (created: Device[]): Promise<DeviceCredential[]> => {
+  const issueEach = async (created: Device[], kind: CredentialKind): Promise<DeviceCredential[]> => {
     const credentials: DeviceCredential[] = [];
     for (let i = 0; i < created.length; i += ISSUE_CONCURRENCY) {
       const issued = await Promise.all(created.slice(i, i + ISSUE_CONCURRENCY).map((d) => unary(credentialClient, credentialClient.issueCredential, { deviceId: d.id, kind }, options)));
@@ -117,7 +117,7 @@ export async function provisionDevices(request: ProvisionRequest): Promise<Devic
       let credentials = response.credentials;
       if (issueCredentials && kind !== undefined) {
         try {
-          credentials = await issueEach(response.devices);
+          credentials = await issueEach(response.devices, kind);
         } catch (err) {
           if (!noCredentials(err)) throw err;
         }

@@ -29,13 +29,13 @@ export function jsonPayload(t: unknown): Uint8Array {
 }
 
 /** Waits until `probe` returns a truthy value (checked every 50 ms), failing after `timeoutMs`. */
-export async function eventually<T>(probe: () => Promise<T> | T, what: string, timeoutMs = 20_000): Promise<T> {
+export async function eventually<T>(probe: () => Promise<T> | T, what: string, timeoutMs = 20_000): Promise<Exclude<T, false | null | undefined | 0 | ''>> {
   const until = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
     try {
       const value = await probe();
-      if (value) return value;
+      if (value) return value as Exclude<T, false | null | undefined | 0 | ''>;
       last = value;
     } catch (err) {
       last = err;
