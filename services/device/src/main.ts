@@ -4,6 +4,7 @@ import { credentialApi } from './api/credentials';
 import { deviceTypeApi } from './api/device-types';
 import { deviceApi } from './api/devices';
 import { groupApi } from './api/groups';
+import { jobApi } from './api/jobs';
 import { provisioningApi } from './api/provisioning';
 import { sessionApi } from './api/sessions';
 import { twinApi } from './api/twins';
@@ -13,6 +14,8 @@ import { credentialPolicy, Credentials } from './domain/credentials';
 import { DeviceTypes } from './domain/device-types';
 import { DeviceChanges, DeviceRegistry } from './domain/devices';
 import { Groups } from './domain/groups';
+import { JobRunner } from './domain/job-runner';
+import { Jobs } from './domain/jobs';
 import { Presence } from './domain/presence';
 import { Provisioning } from './domain/provisioning';
 import { Twins } from './domain/twins';
@@ -30,13 +33,14 @@ import { DeviceCache } from './store/device-cache';
 import { PgDeviceStore } from './store/device-store';
 import { PgDeviceTypeStore } from './store/device-type-store';
 import { PgGroupStore } from './store/group-store';
+import { PgJobStore } from './store/job-store';
 import { PgProvisioningStore } from './store/provisioning-store';
 import { PgSessionStore } from './store/session-store';
 import { PgTwinStore } from './store/twin-store';
 
 export { deviceEnv } from './config';
 
-/** The device service: registry, credentials, status, twin, commands, device types, groups, self-provisioning. */
+/** The device service: registry, credentials, status, twin, commands, device types, groups, self-provisioning, jobs. */
 export const deviceService: ServiceSpec<typeof deviceEnv> = {
   name: 'device',
   env: deviceEnv,
@@ -78,7 +82,12 @@ export const deviceService: ServiceSpec<typeof deviceEnv> = {
     const commands = new Commands(new PgCommandStore(pool), registry, commandChannel, types);
     const groups = new Groups(groupStore, types, registry);
     const provisioning = countClaims(new Provisioning({ store: new PgProvisioningStore(pool), types, registry, changes, credentials }));
-    const presence = new Presence({ store, changes, twins, sessions: new PgSessionStore(pool), log: log.child({ component: 'presence' }) });
+    const jobStore = new PgJobStore(pool);
+    const jobRunner = new JobRunner({ store: jobStore, commands, twins, log: log.child({ component: 'jobs' }) });
+    const jobs = new Jobs(jobStore, registry, groups, types, () => jobRunner.wake());
+    // A device that connects gets its desired state again and its queued job steps.
+    const onConnect = { connected: (tenantId: string, deviceId: string) => (jobRunner.connected(), twins.connected(tenantId, deviceId)) };
+    const presence = new Presence({ store, changes, twins: onConnect, sessions: new PgSessionStore(pool), log: log.child({ component: 'presence' }) });
 
     // What the service consumes.
     await commandChannel.start();
@@ -88,6 +97,7 @@ export const deviceService: ServiceSpec<typeof deviceEnv> = {
     const stateReports = new StateReports(nats, twins, log);
     stateReports.start();
     await directory.resync(store.scanAll(500));
+    jobRunner.start();
 
     // The shared JWKS/API-key copies are per signing deployment (tests run many signing instances against one Redis).
     const auth = createAuthMiddleware({ signingAddress: config.SIGNING_ADDRESS, redis, log });
@@ -99,12 +109,15 @@ export const deviceService: ServiceSpec<typeof deviceEnv> = {
         commandApi(commands),
         deviceTypeApi(types),
         groupApi(groups),
+        jobApi(jobs),
         provisioningApi(provisioning),
         sessionApi(registry, presence),
       ],
       middlewares: [auth],
       checks: system ? [{ name: 'nats-system', check: () => pingNats(system!) }] : [],
       async stop() {
+        // Before the command channel: steps under way get their answers recorded.
+        await jobRunner.stop();
         stateReports.stop();
         commandChannel.stop();
         desired.stop();

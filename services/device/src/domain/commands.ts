@@ -10,7 +10,8 @@ import { documentSize, TWIN_DOCUMENT_LIMIT } from './twins';
 export const DEFAULT_COMMAND_TIMEOUT_MS = 5000;
 /** The longest timeout a caller may ask for. */
 export const MAX_COMMAND_TIMEOUT_MS = 60_000;
-const COMMAND_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
+/** What a command name may be. */
+export const COMMAND_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
 
 /** What SendCommand asks for. */
 export interface CommandInput {
