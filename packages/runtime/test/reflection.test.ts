@@ -3,7 +3,8 @@ import { status as grpcStatus } from '@grpc/grpc-js';
 import { fromBinary } from '@bufbuild/protobuf';
 import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
 import { ServerReflectionResponse } from '../../../gen/ts/grpc/reflection/v1/reflection';
-import { readDescriptorSet, repoPath } from '../src';
+import type { DescService } from '@bufbuild/protobuf';
+import { descriptorRegistry, readDescriptorSet, repoPath } from '../src';
 import { answerReflectionRequest, DescriptorIndex, splitDescriptorSet } from '../src/reflection';
 import { startMeshForTest, TestMesh } from '../../../testing/mesh';
 import { TestTenant } from '../../../testing/signing';
@@ -46,15 +47,46 @@ function runClient(plan: unknown): Promise<any> {
   });
 }
 
-const BUSINESS_SERVICES = {
-  signing: ['iot.signing.v1.ApiKeyService', 'iot.signing.v1.AuditService', 'iot.signing.v1.AuthService', 'iot.signing.v1.TenantService', 'iot.signing.v1.UserService'],
-  device: ['iot.device.v1.CommandService', 'iot.device.v1.CredentialService', 'iot.device.v1.DeviceService', 'iot.device.v1.TwinService'],
-  monitoring: ['iot.monitoring.v1.AlertService', 'iot.monitoring.v1.TelemetryService'],
-};
+/** Each server's business services: every service of its package in the descriptor set (`iot.<server>.v1`). */
+const SERVICE_DESCRIPTORS = [...descriptorRegistry(readDescriptorSet())].filter((d): d is DescService => d.kind === 'service');
+const BUSINESS_SERVICES = Object.fromEntries(
+  (['signing', 'device', 'monitoring'] as const).map((server) => [server, SERVICE_DESCRIPTORS.filter((s) => s.typeName.startsWith(`iot.${server}.v1.`)).map((s) => s.typeName).sort()]),
+) as Record<'signing' | 'device' | 'monitoring', string[]>;
+
+/**
+ * One generic call for each business service the explicit steps below do not
+ * call: its first unary method (else its first server stream), with an empty
+ * request as the tenant admin.
+ * A service added to a proto is called the day it is added.
+ */
+function genericSteps(covered: Set<string>, metadata: Record<string, string>) {
+  return Object.entries(BUSINESS_SERVICES).flatMap(([server, services]) =>
+    services
+      .filter((name) => !covered.has(name))
+      .map((name) => {
+        const service = SERVICE_DESCRIPTORS.find((s) => s.typeName === name)!;
+        const method = service.methods.find((m) => m.methodKind === 'unary') ?? service.methods.find((m) => m.methodKind === 'server_streaming');
+        if (!method) return undefined;
+        const step = { id: `generic.${name}`, server, method: `${name}/${method.name}`, request: {}, metadata };
+        // A stream is read briefly: what counts is that it was resolved and answered.
+        return method.methodKind === 'unary' ? step : { ...step, stream: { messages: 1, timeout_s: 2 } };
+      })
+      .filter(<T,>(step: T | undefined): step is T => step !== undefined),
+  );
+}
 /** A telemetry payload in its canonical proto3 JSON encoding (as a device would send it). */
 const jsonPayload = (telemetry: unknown) => Buffer.from(JSON.stringify(telemetry));
 
 const COMMON_SERVICES = ['grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection'];
+
+/** The explicit steps plus one generic call for each service they leave out. */
+type PlannedStep = { id: string; method: string; during?: { method: string }[] };
+let plannedSteps: PlannedStep[] = [];
+function withGenericSteps(steps: PlannedStep[], metadata: Record<string, string>): PlannedStep[] {
+  const covered = new Set(steps.flatMap((s) => [s, ...(s.during ?? [])]).map((s) => s.method.split('/')[0]));
+  plannedSteps = [...steps, ...genericSteps(covered, metadata)];
+  return plannedSteps;
+}
 
 describe('a client that knows nothing but server reflection (Debian python3-grpcio)', () => {
   let mesh: TestMesh;
@@ -84,7 +116,7 @@ describe('a client that knows nothing but server reflection (Debian python3-grpc
         probes: {
           signing: { files: ['iot/signing/v1/auth.proto', 'google/protobuf/timestamp.proto'], symbols: ['iot.common.v1.Role', 'iot.signing.v1.AuthService.Login'], missing_file: 'iot/signing/v1/nothing.proto' },
         },
-        steps: [
+        steps: withGenericSteps([
           { id: 'signing.health', server: 'signing', method: 'grpc.health.v1.Health/Check', request: {} },
           { id: 'signing.jwks', server: 'signing', method: 'iot.signing.v1.AuthService/GetJwks', request: {} },
           { id: 'signing.login_wrong_password', server: 'signing', method: 'iot.signing.v1.AuthService/Login', request: { tenant: tenant.tenantName, email: tenant.admin.email, password: 'wrong' } },
@@ -150,7 +182,7 @@ describe('a client that knows nothing but server reflection (Debian python3-grpc
           },
           { id: 'monitoring.rules', server: 'monitoring', method: 'iot.monitoring.v1.AlertService/ListAlertRules', request: {}, metadata: bearer },
           { id: 'monitoring.alerts', server: 'monitoring', method: 'iot.monitoring.v1.AlertService/ListAlerts', request: { deviceId: 'pump-1' }, metadata: bearer },
-        ],
+        ], bearer),
       });
     } finally {
       clearInterval(publisher);
@@ -162,6 +194,16 @@ describe('a client that knows nothing but server reflection (Debian python3-grpc
   });
 
   const step = (id: string) => report.steps[id];
+
+  it('calls every business service of the descriptor set at least once, each answering with a response or a status of its own', () => {
+    const called = new Set(plannedSteps.flatMap((s) => [s, ...(s.during ?? [])]).map((s) => s.method.split('/')[0]));
+    for (const services of Object.values(BUSINESS_SERVICES)) for (const name of services) expect({ name, called: called.has(name) }).toEqual({ name, called: true });
+    for (const planned of plannedSteps.filter((s) => s.id.startsWith('generic.'))) {
+      const result = step(planned.id);
+      // Resolved through reflection and dispatched by the server: no client-side failure, no internal error.
+      expect({ id: planned.id, outcome: result.client_error ? 'client_error' : (result.code ?? 'OK') }).toEqual({ id: planned.id, outcome: expect.not.stringMatching(/^(client_error|INTERNAL|UNKNOWN|UNIMPLEMENTED)$/) });
+    }
+  });
 
   it('lists every service, health and both reflection versions, over v1alpha and v1 alike', () => {
     for (const [server, services] of Object.entries(BUSINESS_SERVICES)) {
