@@ -17,5 +17,6 @@ export * from './service';
 export * from './subjects';
 export * from './validation';
 export * from './auth';
+export * from './limits';
 export * from './time';
 export * from './default-ports';

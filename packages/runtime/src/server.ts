@@ -42,6 +42,8 @@ export class GrpcServer {
       'grpc.max_receive_message_length': 8 * 1024 * 1024,
       'grpc.keepalive_permit_without_calls': 1,
       'grpc.keepalive_time_ms': 30_000,
+      // HTTP/2 streams one connection may have open at once (server streams and unary calls alike).
+      'grpc.max_concurrent_streams': 1000,
     });
     this.health = new HealthMonitor(log, healthIntervalMs);
     this.health.implementation.addToServer(this.server);

@@ -10,6 +10,7 @@ import { GrpcServer } from './server';
 import { metricsEnv, MetricsServer, startMetricsServer } from './observability/metrics-server';
 import { observePgPool } from './observability/pg-pool-metrics';
 import { flushTelemetry } from './observability/telemetry-flush';
+import { createLimitsMiddleware, limitsEnv } from './limits';
 
 /** Variables for the dependencies a service declares it uses. */
 const postgresEnv = { DATABASE_URL: env.url(['postgres', 'postgresql'], 'postgres://postgres@127.0.0.1:5432/postgres') };
@@ -73,6 +74,7 @@ export async function startService<S extends EnvShape>(spec: ServiceSpec<S>, env
     ...baseEnv,
     GRPC_PORT: env.port(spec.defaultPort),
     ...metricsEnv,
+    ...limitsEnv,
     ...(spec.uses.postgres ? postgresEnv : {}),
     ...(spec.uses.redis ? redisEnv : {}),
     ...(spec.uses.nats ? natsEnv : {}),
@@ -142,7 +144,8 @@ export async function startService<S extends EnvShape>(spec: ServiceSpec<S>, env
     if (stopping) throw new Error('stopped during start-up');
     built = await spec.build(ctx);
     for (const check of built.checks ?? []) server.health.addCheck(check);
-    server.addServices(built.services, built.middlewares ?? []);
+    // The limits read the principal, so they run after the service's own middlewares (auth).
+    server.addServices(built.services, [...(built.middlewares ?? []), createLimitsMiddleware({ settings: config as ConfigOf<typeof limitsEnv>, redis, log })]);
     await server.health.markReady();
     log.info({ port, status: server.health.status }, 'ready');
     return ctx;

@@ -24,11 +24,12 @@ function checkMetrics(v: Violations, metrics: string[], field = 'metrics'): void
   metrics.forEach((m, i) => v.check(METRIC_NAME.test(m), `${field}[${i}]`, 'is not a valid metric name'));
 }
 
-/** Resolves a request's time range: defaults end = now, start = end − a day. */
-function timeRange(v: Violations, range: { start?: Date; end?: Date } | undefined): { start: Date; end: Date } {
+/** Resolves a request's time range: defaults end = now, start = end − a day; at most `maxSpanMs` wide. */
+function timeRange(v: Violations, range: { start?: Date; end?: Date } | undefined, maxSpanMs: number): { start: Date; end: Date } {
   const end = range?.end ?? new Date();
   const start = range?.start ?? new Date(end.getTime() - DEFAULT_RANGE_MS);
   v.check(start.getTime() < end.getTime(), 'time_range', 'start must be before end');
+  v.check(end.getTime() - start.getTime() <= maxSpanMs, 'time_range', `spans more than ${Math.floor(maxSpanMs / 86_400_000)} days`);
   return { start, end };
 }
 
@@ -93,7 +94,7 @@ export function telemetryService({ queries, live }: TelemetryHandlerDeps): Servi
       checkDevice(v, request.deviceId);
       v.check(request.metrics.length > 0, 'metrics', 'at least one metric');
       checkMetrics(v, request.metrics);
-      const { start, end } = timeRange(v, request.timeRange);
+      const { start, end } = timeRange(v, request.timeRange, queries.maxHistorySpanMs);
       const span = end.getTime() - start.getTime();
       const bucketWidthMs = durationToMs(request.bucketWidth);
       if (bucketWidthMs !== undefined) {
@@ -122,7 +123,7 @@ export function telemetryService({ queries, live }: TelemetryHandlerDeps): Servi
       const v = new Violations();
       checkDevice(v, request.deviceId);
       checkMetrics(v, request.metrics);
-      const { start, end } = timeRange(v, request.timeRange);
+      const { start, end } = timeRange(v, request.timeRange, queries.maxHistorySpanMs);
       v.throwIfAny();
       const limit = pageSize(request.page?.pageSize, 100, 1000);
       const after = pointCursor(request.page?.pageToken);

@@ -14,6 +14,8 @@ export const MAX_BUCKETS = 10_000;
 const DEFAULT_MAX_POINTS = 1000;
 /** The time range of a query that names none ends now and spans a day. */
 export const DEFAULT_RANGE_MS = 86_400_000;
+/** Longest time range a QueryHistory or ListPoints may cover unless configured otherwise (HISTORY_MAX_SPAN_DAYS). */
+export const DEFAULT_MAX_HISTORY_SPAN_MS = 400 * 86_400_000;
 
 /** The aggregations QueryHistory supports, as the store computes them. */
 export const AGGREGATIONS: Partial<Record<Aggregation, AggregationKind>> = {
@@ -148,7 +150,14 @@ export interface PointsResult {
  * answered from the store and shapes the answers.
  */
 export class TelemetryQueries {
-  constructor(private readonly store: TelemetryStore) {}
+  /**
+   * @param maxHistorySpanMs longest time range one history or points query may cover: a wider one is
+   *   refused as INVALID_ARGUMENT (a field violation on `time_range`) before it reaches the store.
+   */
+  constructor(
+    private readonly store: TelemetryStore,
+    readonly maxHistorySpanMs = DEFAULT_MAX_HISTORY_SPAN_MS,
+  ) {}
 
   /** Newest value per device and metric (empty lists mean all). */
   async latest(tenantId: string, deviceIds: string[], metrics: string[]): Promise<DataPoint[]> {

@@ -1,0 +1,4 @@
+/** Per-caller limits every service enforces (call rate, open streams). */
+export * from './env';
+export * from './middleware';
+export * from './token-bucket';
