@@ -42,10 +42,13 @@ export const DEAD_LETTER_REASONS: readonly DeadLetterReason[] = [
 /** Longest message id accepted, in characters (documented in iot.telemetry.v1 and the README): it is part of the primary key. */
 export const MAX_MESSAGE_ID_LENGTH = 128;
 
-/** Control characters (C0, DEL, C1): never in an id. */
-const ID_CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
-/** Control characters a string value may not hold: U+0000 (PostgreSQL cannot store it) and the rest but tab, LF, CR. */
-const VALUE_CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]/;
+/**
+ * Control characters (C0, DEL, C1): never in an id. Nor a lone surrogate (JSON's `"\ud800"`):
+ * it has no UTF-8 form, so it would be stored as U+FFFD, not as sent (with `u`, the range matches only unpaired halves).
+ */
+const ID_CONTROL = /[\u0000-\u001f\u007f-\u009f\ud800-\udfff]/u;
+/** Control characters a string value may not hold: U+0000 (PostgreSQL cannot store it) and the rest but tab, LF, CR; and lone surrogates (see ID_CONTROL). */
+const VALUE_CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\ud800-\udfff]/u;
 
 /** The position of the first control character in `value` (`allowLayout`: tab, LF and CR allowed), or -1. */
 function controlCharacterAt(value: string, allowLayout: boolean): number {
@@ -196,7 +199,7 @@ async function decodeTelemetry(message: ReceivedTelemetry, limits: IngestLimits,
 
   if (payload.messageId.length > MAX_MESSAGE_ID_LENGTH) return reject('id_too_long', `messageId has ${payload.messageId.length} characters, the limit is ${MAX_MESSAGE_ID_LENGTH}`);
   const idControl = controlCharacterAt(payload.messageId, false);
-  if (idControl >= 0) return reject('invalid_text', `messageId has a control character (U+${payload.messageId.charCodeAt(idControl).toString(16).padStart(4, '0')}) at ${idControl}`);
+  if (idControl >= 0) return reject('invalid_text', `messageId has a control character or lone surrogate (U+${payload.messageId.charCodeAt(idControl).toString(16).padStart(4, '0')}) at ${idControl}`);
 
   const received = message.receivedAt.getTime();
   const messageId = payload.messageId || payloadId(message.data);
@@ -209,7 +212,7 @@ async function decodeTelemetry(message: ReceivedTelemetry, limits: IngestLimits,
     if (p.numberValue !== undefined && !Number.isFinite(p.numberValue)) return reject('not_finite', `points[${i}].numberValue is ${p.numberValue}`);
     if (p.stringValue !== undefined) {
       const at = controlCharacterAt(p.stringValue, true);
-      if (at >= 0) return reject('invalid_text', `points[${i}].stringValue has a control character (U+${p.stringValue.charCodeAt(at).toString(16).padStart(4, '0')}) at ${at}`);
+      if (at >= 0) return reject('invalid_text', `points[${i}].stringValue has a control character or lone surrogate (U+${p.stringValue.charCodeAt(at).toString(16).padStart(4, '0')}) at ${at}`);
     }
     const time = p.time ?? message.receivedAt;
     const t = time.getTime();
