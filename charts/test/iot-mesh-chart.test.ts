@@ -340,3 +340,53 @@ describe('the NATS configuration', () => {
     }
   });
 });
+
+describe('isolation of the stores and the network', () => {
+  test('Redis requires the password from the chart Secret, keeps protected mode on, and every service connects with it', () => {
+    const redis = components.redis;
+    const command = redis.command!;
+    expect(command[command.indexOf('--protected-mode') + 1]).toBe('yes');
+    expect(command[command.indexOf('--requirepass') + 1]).toBe('$(REDIS_PASSWORD)');
+    expect(effectiveEnv('redis', redis).find((v) => v.name === 'REDIS_PASSWORD')?.valueFrom?.secretKeyRef).toEqual({ name: SECRET_NAME, key: 'redis-password' });
+    expect(secretKeys()).toContain('redis-password');
+    for (const name of Object.keys(SERVICES)) {
+      const env = effectiveEnv(name, components[name]);
+      expect(env.find((v) => v.name === 'REDIS_URL')?.value).toBe(`redis://:$(REDIS_PASSWORD)@${FULLNAME}-redis:6379`);
+    }
+    // The password goes into the URL unescaped: the schema allows only letters and digits.
+    expect(validator()({ ...structuredClone(values), secrets: { ...values.secrets, redisPassword: 'a@b' } })).toBe(false);
+  });
+
+  interface IngressRule {
+    ports: string[];
+    fromAnywhere?: boolean;
+    fromComponents?: string[];
+    from?: Record<string, unknown>[];
+  }
+  const policies = values.networkPolicies as { enabled: boolean; ingress: Record<string, IngressRule[]> };
+
+  test('NetworkPolicies are on and cover every enabled component with ports (the rest are denied by default)', () => {
+    expect(policies.enabled).toBe(true);
+    expect(templates['networkpolicies.yaml']).toMatch(/default-deny[\s\S]*policyTypes: \[Ingress\]/);
+    for (const [name, c] of enabled) if ((c.ports ?? []).length > 0) expect({ name, covered: name in policies.ingress }).toEqual({ name, covered: true });
+  });
+
+  test('from anywhere only the edge and the device listeners; PostgreSQL and Redis only from the services that use them', () => {
+    const open = Object.entries(policies.ingress).flatMap(([name, rules]) => rules.filter((r) => r.fromAnywhere).flatMap((r) => r.ports.map((p) => `${name}/${p}`)));
+    expect(open.sort()).toEqual(['gateway/http', 'nats/client', 'nats/mqtt']);
+    for (const store of ['postgresql', 'redis']) {
+      expect(policies.ingress[store]).toEqual([{ ports: [components[store].ports![0].name], fromComponents: ['signing', 'device', 'monitoring'] }]);
+    }
+  });
+
+  test('every rule names ports its component declares, components that exist, and some source', () => {
+    for (const [name, rules] of Object.entries(policies.ingress)) {
+      expect({ name, exists: name in components }).toEqual({ name, exists: true });
+      for (const rule of rules) {
+        for (const port of rule.ports) expect({ name, port, declared: (components[name].ports ?? []).some((p) => p.name === port) }).toEqual({ name, port, declared: true });
+        for (const from of rule.fromComponents ?? []) expect({ from, exists: from in components }).toEqual({ from, exists: true });
+        expect(Boolean(rule.fromAnywhere) || (rule.fromComponents ?? []).length + (rule.from ?? []).length > 0).toBe(true);
+      }
+    }
+  });
+});
