@@ -4,6 +4,7 @@ import { CredentialServiceClient } from '../../gen/ts/iot/device/v1/credential';
 import { DeviceServiceClient } from '../../gen/ts/iot/device/v1/device';
 import { DeviceTypeServiceClient } from '../../gen/ts/iot/device/v1/device_types';
 import { GroupServiceClient } from '../../gen/ts/iot/device/v1/groups';
+import { JobServiceClient } from '../../gen/ts/iot/device/v1/jobs';
 import { ProvisioningServiceClient } from '../../gen/ts/iot/device/v1/provisioning';
 import { AlertServiceClient } from '../../gen/ts/iot/monitoring/v1/alerts';
 import { DeadLetterServiceClient } from '../../gen/ts/iot/monitoring/v1/dead_letters';
@@ -108,6 +109,9 @@ export class Connection {
   }
   get groups(): GroupServiceClient {
     return this.client(GroupServiceClient, 'device');
+  }
+  get jobs(): JobServiceClient {
+    return this.client(JobServiceClient, 'device');
   }
   get provisioning(): ProvisioningServiceClient {
     return this.client(ProvisioningServiceClient, 'device');

@@ -8,6 +8,7 @@ import { deadLetterCommands } from './commands/dead-letters';
 import { authCommands } from './commands/auth';
 import { deviceCommands } from './commands/devices';
 import { fleetCommands } from './commands/fleet';
+import { jobCommands } from './commands/jobs';
 import { ruleCommands } from './commands/rules';
 import { telemetryCommands } from './commands/telemetry';
 import { EXIT, EXIT_CODES_HELP } from './exit-codes';
@@ -25,7 +26,7 @@ const ENVIRONMENT_HELP = `Environment (flags win over variables):
 /** The whole command tree; `exitOverride` makes usage errors throw instead of exiting, so {@link main} decides the code. */
 export function buildProgram(): Command {
   const program = new Command('iotctl')
-    .description('Command-line client of iot-mesh: devices, credentials, telemetry, alerts, users and API keys over gRPC.\n(Jobs are not offered yet: the platform has no jobs API.)')
+    .description('Command-line client of iot-mesh: devices, credentials, jobs, telemetry, alerts, users and API keys over gRPC.')
     .version(version)
     .exitOverride()
     .showHelpAfterError('(add --help for usage)')
@@ -42,6 +43,7 @@ export function buildProgram(): Command {
   authCommands(program);
   deviceCommands(program);
   fleetCommands(program);
+  jobCommands(program);
   telemetryCommands(program);
   alertCommands(program);
   ruleCommands(program);

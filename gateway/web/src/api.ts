@@ -7,6 +7,7 @@ import { DeviceService } from '../../../gen/es/iot/device/v1/device_pb';
 import { DeviceSessionService } from '../../../gen/es/iot/device/v1/sessions_pb';
 import { DeviceTypeService } from '../../../gen/es/iot/device/v1/device_types_pb';
 import { GroupService } from '../../../gen/es/iot/device/v1/groups_pb';
+import { JobService } from '../../../gen/es/iot/device/v1/jobs_pb';
 import { ProvisioningService } from '../../../gen/es/iot/device/v1/provisioning_pb';
 import { TwinService } from '../../../gen/es/iot/device/v1/twin_pb';
 import { AlertService } from '../../../gen/es/iot/monitoring/v1/alerts_pb';
@@ -81,6 +82,7 @@ export const api = {
   commands: createClient(CommandService, transport),
   deviceTypes: createClient(DeviceTypeService, transport),
   groups: createClient(GroupService, transport),
+  jobs: createClient(JobService, transport),
   provisioning: createClient(ProvisioningService, transport),
   telemetry: createClient(TelemetryService, transport),
   alerts: createClient(AlertService, transport),

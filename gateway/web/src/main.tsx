@@ -10,6 +10,7 @@ import { DevicePage } from './device';
 import { DeviceTypesPage } from './device-types';
 import { DevicesPage } from './devices';
 import { GroupsPage } from './groups';
+import { JobsPage } from './jobs';
 import { LoginPage } from './login';
 import { OverviewPage } from './overview';
 import { ProvisioningPage } from './provisioning';
@@ -33,6 +34,7 @@ const PAGES: Array<{ path: string; element: ReactElement; nav?: string; visible?
   { path: '/devices/:id', element: <DeviceRoute /> },
   { path: '/device-types', element: <DeviceTypesPage />, nav: 'Types' },
   { path: '/groups', element: <GroupsPage />, nav: 'Groups' },
+  { path: '/jobs', element: <JobsPage />, nav: 'Jobs' },
   { path: '/provisioning', element: <ProvisioningPage />, nav: 'Provisioning' },
   { path: '/alerts', element: <AlertsPage />, nav: 'Alerts' },
   { path: '/rules', element: <RulesPage />, nav: 'Rules' },
