@@ -1,0 +1,16 @@
+/**
+ * The fault suite (`npm run test:faults`): real processes killed and stopped
+ * while a known set of points is published. Not part of `npm test` (its files
+ * are `faults/test/*.fault.ts`, outside the root config's `*.test.ts`); it
+ * starts every server it needs itself, so it has no global setup. One file at
+ * a time: the faults share one platform and must not overlap.
+ */
+module.exports = {
+  rootDir: '..',
+  testEnvironment: 'node',
+  roots: ['<rootDir>/faults'],
+  testMatch: ['<rootDir>/faults/test/**/*.fault.ts'],
+  transform: { '^.+\\.ts$': ['@swc/jest', { jsc: { target: 'es2022' } }] },
+  testTimeout: 240000,
+  maxWorkers: 1,
+};

@@ -1,0 +1,147 @@
+import crypto from 'node:crypto';
+import mqtt, { MqttClient } from 'mqtt';
+import { Client as PgClient } from 'pg';
+import { deviceSubject } from '@iot-mesh/runtime';
+import { encodeTelemetry } from '../../simulator/src/encoding';
+import { DeviceIdentity } from '../../simulator/src/device';
+import { subjectToTopic } from '../../simulator/src/links';
+
+/** How big a known set is and how fast it goes out. */
+export interface KnownSetSize {
+  /** Telemetry messages each device publishes. */
+  messagesPerDevice: number;
+  /** Points in each message (each with its own time, so a retransmission is the same point). */
+  pointsPerMessage: number;
+  /** Messages per second per device (paced so a fault lands in the middle of publishing). */
+  ratePerDevice: number;
+}
+
+/** What the store holds of a known set, counted by message id. */
+export interface StoredCount {
+  /** Distinct points of acknowledged messages found in the store. */
+  storedAcked: number;
+  /** Distinct points stored in all (acknowledged or not). */
+  stored: number;
+  /** Rows beyond the first for the same (message id, point index). */
+  duplicated: number;
+  /** Points of acknowledged messages missing from the store. */
+  lost: number;
+}
+
+/**
+ * A known set of telemetry points published by MQTT QoS 1 devices: every
+ * message has an id `<device>-<run>-<n>` and explicit point times, and a
+ * message counts as published only once its PUBACK arrived (mqtt.js resolves
+ * `publishAsync` then, after resending across reconnects). Afterwards
+ * {@link count} compares the store with what was acknowledged, point by point.
+ */
+export class KnownSet {
+  readonly runId = crypto.randomBytes(3).toString('hex');
+  /** Message ids whose PUBACK arrived. */
+  readonly acked = new Set<string>();
+  /** Messages handed to the client. */
+  sent = 0;
+  /** Publishes that failed (the client gave up on them). */
+  failed = 0;
+  private readonly clients: MqttClient[] = [];
+  private readonly pending = new Set<Promise<void>>();
+
+  constructor(
+    private readonly devices: DeviceIdentity[],
+    private readonly mqttUrl: string,
+    readonly size: KnownSetSize,
+  ) {}
+
+  /** Points the set holds when every message is sent. */
+  get plannedPoints(): number {
+    return this.devices.length * this.size.messagesPerDevice * this.size.pointsPerMessage;
+  }
+
+  /** Points of acknowledged messages. */
+  get ackedPoints(): number {
+    return this.acked.size * this.size.pointsPerMessage;
+  }
+
+  /** Connects every device (clean session, reconnecting every 500 ms as a device would). */
+  async connect(): Promise<void> {
+    const clients = await Promise.all(
+      this.devices.map(async (d) => {
+        const client = await mqtt.connectAsync(this.mqttUrl, { clientId: d.deviceId, username: d.deviceId, password: d.token, protocolVersion: 4, clean: true, reconnectPeriod: 500, connectTimeout: 10_000, keepalive: 30 });
+        // Errors while the server is away are expected; the client reconnects by itself.
+        client.on('error', () => undefined);
+        return client;
+      }),
+    );
+    // In device order: each client publishes only on its own device's subject.
+    this.clients.push(...clients);
+  }
+
+  /** Publishes the whole set, paced; resolves once every message was handed to its client (not acknowledged). */
+  async publish(): Promise<void> {
+    const intervalMs = 1000 / this.size.ratePerDevice;
+    const start = Date.now();
+    await Promise.all(
+      this.devices.map(async (d, i) => {
+        const client = this.clients[i];
+        const topic = subjectToTopic(deviceSubject(d.tenantId, d.deviceId, 'tel'));
+        for (let n = 1; n <= this.size.messagesPerDevice; n++) {
+          const due = start + n * intervalMs - Date.now();
+          if (due > 0) await new Promise((r) => setTimeout(r, due));
+          const messageId = `${d.deviceId}-${this.runId}-${n}`;
+          const points = Array.from({ length: this.size.pointsPerMessage }, (_, k) => ({ metric: `m${k}`, time: new Date(start + n * 1000 + k), numberValue: n + k / 100 }));
+          const payload = encodeTelemetry({ deviceId: d.deviceId, messageId, points }, 'protobuf');
+          this.sent++;
+          const done = client.publishAsync(topic, payload, { qos: 1 }).then(
+            () => void this.acked.add(messageId),
+            () => void this.failed++,
+          );
+          this.pending.add(done);
+          void done.finally(() => this.pending.delete(done));
+        }
+      }),
+    );
+  }
+
+  /** Waits up to `timeoutMs` for outstanding PUBACKs; what has none by then stays unacknowledged. */
+  async settle(timeoutMs: number): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    while (this.pending.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+  }
+
+  /** Publishes still waiting for their PUBACK. */
+  get unacknowledged(): number {
+    return this.sent - this.acked.size - this.failed;
+  }
+
+  /** Counts the set in PostgreSQL by message id. */
+  async count(pg: PgClient, tenantId: string): Promise<StoredCount> {
+    const { rows } = await pg.query<{ message_id: string; n: string; distinct_points: string }>(
+      `SELECT message_id, count(*)::bigint AS n, count(DISTINCT point_index)::bigint AS distinct_points
+         FROM monitoring.points WHERE tenant_id = $1 AND device_id = ANY($2) AND message_id LIKE $3 GROUP BY message_id`,
+      [tenantId, this.devices.map((d) => d.deviceId), `%-${this.runId}-%`],
+    );
+    let stored = 0;
+    let storedAcked = 0;
+    let duplicated = 0;
+    for (const r of rows) {
+      stored += Number(r.distinct_points);
+      duplicated += Number(r.n) - Number(r.distinct_points);
+      if (this.acked.has(r.message_id)) storedAcked += Number(r.distinct_points);
+    }
+    return { stored, storedAcked, duplicated, lost: this.ackedPoints - storedAcked };
+  }
+
+  /** Waits until every acknowledged point is stored, or `timeoutMs` passes; returns the last count. */
+  async drained(pg: PgClient, tenantId: string, timeoutMs: number): Promise<StoredCount> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const c = await this.count(pg, tenantId);
+      if (c.lost === 0 || Date.now() > until) return c;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.clients.map((c) => c.endAsync(true).catch(() => undefined)));
+  }
+}

@@ -1,0 +1,253 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Client as PgClient } from 'pg';
+import { checkHealth } from '@iot-mesh/runtime';
+import { startPostgres, startRedis, StartedPostgres } from '../../scripts/local-servers';
+import { TestLauncher } from '../../testing/server-launcher';
+import type { Platform } from '../../bench/src/platform';
+import type { ServiceProcess, startService } from '../../bench/src/processes';
+import { DeviceIdentity } from '../../simulator/src/device';
+import { KnownSet, KnownSetSize, StoredCount } from './known-set';
+
+/** One fault's row of RELIABILITY.md. */
+export interface FaultResult {
+  fault: string;
+  /** What was done, in a sentence. */
+  description: string;
+  devices: number;
+  /** Points the publishers sent (MQTT QoS 1). */
+  sentPoints: number;
+  /** Points acknowledged by PUBACK. */
+  publishedPoints: number;
+  storedPoints: number;
+  duplicatedPoints: number;
+  /** Acknowledged points missing from the store. */
+  lostPoints: number;
+  /** Sent points never acknowledged (the platform made no promise about them). */
+  unacknowledgedPoints: number;
+  /** From the fault's end until every service said SERVING and a new point was stored. */
+  recoverMs: number;
+  /** What else was observed (answers during an outage, restarts, …). */
+  notes: string[];
+}
+
+/** Where the per-fault JSON goes: FAULTS_RESULTS_DIR, else test-results/faults. */
+export const RESULTS_DIR = path.resolve(process.env.FAULTS_RESULTS_DIR ?? path.join(__dirname, '../../test-results/faults'));
+
+/** Removes the results of an earlier run, so the page is made from one run only. */
+export function clearResults(): void {
+  if (!fs.existsSync(RESULTS_DIR)) return;
+  for (const f of fs.readdirSync(RESULTS_DIR).filter((name) => name.endsWith('.json'))) fs.rmSync(path.join(RESULTS_DIR, f));
+}
+
+/** Writes one fault's result as `<RESULTS_DIR>/<fault>.json` (faults/report.ts turns them into RELIABILITY.md). */
+export function writeResult(result: FaultResult): void {
+  fs.mkdirSync(RESULTS_DIR, { recursive: true });
+  const machine = { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? '?', memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, time: new Date().toISOString() };
+  fs.writeFileSync(path.join(RESULTS_DIR, `${result.fault}.json`), JSON.stringify({ ...result, machine }, null, 2) + '\n');
+}
+
+/** A service replica the rig runs: its name and process. */
+interface Replica {
+  name: string;
+  service: ServiceProcess;
+}
+
+/**
+ * The platform as real processes for fault injection: a private PostgreSQL
+ * cluster (so it can be stopped for real), the bench's Platform on it
+ * (operator-mode nats-server with MQTT, private Redis, signing, device, one
+ * monitoring) and a second monitoring replica, so one writer keeps going
+ * while the other is killed.
+ */
+export class FaultRig {
+  platform!: Platform;
+  postgres!: StartedPostgres;
+  pg!: PgClient;
+  /** Monitoring replicas (writers sharing the durable consumer). */
+  readonly writers: Replica[] = [];
+  private readonly launcher = new TestLauncher();
+  private monitoringEnv: Record<string, string> = {};
+  private startServiceFn!: typeof startService;
+
+  static async start(): Promise<FaultRig> {
+    const rig = new FaultRig();
+    try {
+      await rig.startAll();
+    } catch (err) {
+      await rig.stop();
+      throw err;
+    }
+    return rig;
+  }
+
+  private async startAll(): Promise<void> {
+    // PostgreSQL runs as the postgres user when we are root: it must reach its folder.
+    fs.chmodSync(this.launcher.dir, 0o755);
+    this.postgres = await this.launcher.explain(() => startPostgres(this.launcher, { dir: path.join(this.launcher.dir, 'postgres'), timeoutMs: 60_000 }));
+    // testing/postgres.ts reads the admin URL when first loaded: point it at the private cluster first.
+    process.env.TEST_DATABASE_URL = this.postgres.adminUrl;
+    // (Loaded only now for that reason: a static import would read the variable before it is set.)
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const bench = require('../../bench/src/platform') as { Platform: typeof Platform };
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    this.startServiceFn = (require('../../bench/src/processes') as { startService: typeof startService }).startService;
+    this.platform = await bench.Platform.start({ signing: true, device: true, monitoring: true });
+    const p = this.platform;
+    this.monitoringEnv = { DATABASE_URL: p.db.url, NATS_URL: p.nats.url, REDIS_URL: p.redis!.url, ...p.serviceEnv, SIGNING_ADDRESS: p.signing!.address };
+    this.writers.push({ name: 'monitoring-a', service: p.monitoring! });
+    this.writers.push({ name: 'monitoring-b', service: await this.startWriter() });
+    this.pg = new PgClient({ connectionString: p.db.url });
+    this.pg.on('error', () => undefined);
+    await this.pg.connect();
+  }
+
+  /** Starts one more monitoring replica and waits until it is SERVING. */
+  startWriter(): Promise<ServiceProcess> {
+    return this.startServiceFn('monitoring', this.monitoringEnv);
+  }
+
+  /** Every service process with its gRPC address (signing, device, the writers). */
+  services(): Array<{ name: string; service: ServiceProcess }> {
+    return [
+      { name: 'signing', service: this.platform.signing! },
+      { name: 'device', service: this.platform.device! },
+      ...this.writers,
+    ];
+  }
+
+  /** Names of service processes that are not running (none should ever exit by themselves). */
+  exited(): string[] {
+    return this.services()
+      .filter((s) => !s.service.process.running)
+      .map((s) => `${s.name} (${s.service.process.exitDescription})`);
+  }
+
+  /** Each service's overall health. */
+  async health(): Promise<Record<string, string>> {
+    const out: Record<string, string> = {};
+    for (const s of this.services()) out[s.name] = await checkHealth(s.service.address, '', 1000).catch(() => 'UNREACHABLE');
+    return out;
+  }
+
+  /** Resolves once every service says SERVING (throws after `timeoutMs` with what they said). */
+  async serving(timeoutMs = 60_000): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    let last: Record<string, string> = {};
+    while (Date.now() < until) {
+      last = await this.health();
+      if (Object.values(last).every((s) => s === 'SERVING')) return;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    throw new Error(`not every service is SERVING: ${JSON.stringify(last)}`);
+  }
+
+  /** Provisions `count` MQTT devices of the bench tenant. */
+  devices(prefix: string, count: number): Promise<DeviceIdentity[]> {
+    return this.platform.devices(prefix, count, 'mqtt');
+  }
+
+  /** A known set for these devices on the platform's MQTT listener. */
+  knownSet(devices: DeviceIdentity[], size: KnownSetSize): KnownSet {
+    return new KnownSet(devices, this.platform.nats.mqttUrl, size);
+  }
+
+  /** Stops PostgreSQL with a fast shutdown (SIGINT, as `pg_ctl stop -m fast`): the real server goes away. */
+  async stopPostgres(): Promise<void> {
+    await this.postgres.proc.stop(30_000);
+  }
+
+  /** Starts the same cluster again on the same port. */
+  async startPostgres(): Promise<void> {
+    this.postgres = await this.launcher.explain(() => startPostgres(this.launcher, { dir: path.join(this.launcher.dir, 'postgres'), port: this.postgres.port, timeoutMs: 60_000 }));
+  }
+
+  /** Stops the platform's redis-server (SIGTERM). */
+  async stopRedis(): Promise<void> {
+    await this.platform.redis!.proc.stop(10_000);
+  }
+
+  /** Starts a redis-server again on the port the services know (empty: Redis is only a cache). */
+  async startRedis(): Promise<void> {
+    const port = this.platform.redis!.port;
+    this.platform.redis = await this.launcher.explain(() => startRedis(this.launcher, { dir: path.join(this.launcher.dir, 'redis'), port, timeoutMs: 20_000 }));
+  }
+
+  /**
+   * How long until the platform is back after a fault: every service
+   * SERVING and a point of the running known set stored after `since`.
+   */
+  async recovered(set: KnownSet, since: number, timeoutMs = 90_000): Promise<number> {
+    const before = await this.countSafely(set);
+    await this.serving(timeoutMs);
+    const until = since + timeoutMs;
+    for (;;) {
+      const now = await this.countSafely(set);
+      if (now && before && now.stored > before.stored) break;
+      if (now && now.lost === 0 && set.acked.size === set.sent) break; // everything already in: nothing new to wait for
+      if (Date.now() > until) throw new Error('no new point stored after the fault');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return Date.now() - since;
+  }
+
+  /** The store's count, or undefined while the database does not answer. */
+  private async countSafely(set: KnownSet): Promise<StoredCount | undefined> {
+    try {
+      return await set.count(await this.freshPg(), this.platform.tenantId);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The rig's PostgreSQL client, connected again after an outage. */
+  async freshPg(): Promise<PgClient> {
+    try {
+      await this.pg.query('SELECT 1');
+    } catch {
+      await this.pg.end().catch(() => undefined);
+      this.pg = new PgClient({ connectionString: this.platform.db.url });
+      this.pg.on('error', () => undefined);
+      await this.pg.connect();
+    }
+    return this.pg;
+  }
+
+  /** Runs a known set through `inject` (which injects the fault while the set is published) and returns its figures. */
+  async run(fault: string, description: string, devices: DeviceIdentity[], size: KnownSetSize, inject: (set: KnownSet) => Promise<{ recoverMs: number; notes?: string[] }>): Promise<FaultResult> {
+    const set = this.knownSet(devices, size);
+    await set.connect();
+    try {
+      const publishing = set.publish();
+      const { recoverMs, notes = [] } = await inject(set);
+      await publishing;
+      await set.settle(60_000);
+      const count = await set.drained(await this.freshPg(), this.platform.tenantId, 60_000);
+      const result: FaultResult = {
+        fault,
+        description,
+        devices: devices.length,
+        sentPoints: set.sent * size.pointsPerMessage,
+        publishedPoints: set.ackedPoints,
+        storedPoints: count.stored,
+        duplicatedPoints: count.duplicated,
+        lostPoints: count.lost,
+        unacknowledgedPoints: (set.sent - set.acked.size) * size.pointsPerMessage,
+        recoverMs,
+        notes,
+      };
+      writeResult(result);
+      return result;
+    } finally {
+      await set.close();
+    }
+  }
+
+  async stop(): Promise<void> {
+    await this.pg?.end().catch(() => undefined);
+    for (const w of this.writers) await w.service.process.stop(5000).catch(() => undefined);
+    await this.platform?.stop().catch(() => undefined);
+    await this.launcher.destroy();
+  }
+}

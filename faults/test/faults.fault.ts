@@ -1,0 +1,208 @@
+/**
+ * The fault suite (issue 12 item 7): the platform as real processes, a known
+ * set of MQTT QoS 1 points published while a fault is injected, every point
+ * counted in PostgreSQL afterwards by message id. Each fault writes its
+ * figures to test-results/faults/<fault>.json; faults/report.ts turns them
+ * into RELIABILITY.md. Run with `npm run test:faults` (not part of `npm test`).
+ *
+ * Size per fault: FAULTS_DEVICES devices × FAULTS_MESSAGES messages ×
+ * FAULTS_POINTS points (default 20 × 100 × 10 = 20,000 points), published at
+ * FAULTS_RATE messages/s per device (default 5, so about 20 s of publishing,
+ * long enough for the fault to land mid-stream).
+ */
+import crypto from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import mqtt from 'mqtt';
+import { deviceSubject, insecureClient, unary } from '@iot-mesh/runtime';
+import { Role } from '../../gen/ts/iot/common/v1/common';
+import { DeviceServiceClient, ListDevicesRequest } from '../../gen/ts/iot/device/v1/device';
+import { ApiKeyServiceClient } from '../../gen/ts/iot/signing/v1/api_keys';
+import { AuthServiceClient } from '../../gen/ts/iot/signing/v1/auth';
+import { UserServiceClient } from '../../gen/ts/iot/signing/v1/users';
+import { encodeTelemetry } from '../../simulator/src/encoding';
+import { DeviceIdentity } from '../../simulator/src/device';
+import { subjectToTopic } from '../../simulator/src/links';
+import { isAlive } from '../../scripts/up-process';
+import { KnownSetSize } from '../src/known-set';
+import { clearResults, FaultResult, FaultRig } from '../src/rig';
+
+const DEVICES = Number(process.env.FAULTS_DEVICES ?? 20);
+const SIZE: KnownSetSize = {
+  messagesPerDevice: Number(process.env.FAULTS_MESSAGES ?? 100),
+  pointsPerMessage: Number(process.env.FAULTS_POINTS ?? 10),
+  ratePerDevice: Number(process.env.FAULTS_RATE ?? 5),
+};
+/** About how long a known set takes to publish. */
+const PUBLISH_MS = (SIZE.messagesPerDevice / SIZE.ratePerDevice) * 1000;
+/** Writer kills in the first fault (the issue's five). */
+const KILLS = 5;
+
+
+let rig: FaultRig;
+let devices: DeviceIdentity[];
+
+beforeAll(async () => {
+  clearResults();
+  rig = await FaultRig.start();
+  devices = await rig.devices(`flt${crypto.randomBytes(2).toString('hex')}`, DEVICES);
+}, 240_000);
+
+afterAll(async () => {
+  await rig?.stop();
+}, 120_000);
+
+/** The promise for acknowledged MQTT QoS 1 points, and the platform whole again. */
+async function expectKept(result: FaultResult): Promise<void> {
+  expect(rig.exited()).toEqual([]);
+  await rig.serving();
+  expect({ lost: result.lostPoints, duplicated: result.duplicatedPoints }).toEqual({ lost: 0, duplicated: 0 });
+  // The fault landed while points were being acknowledged, and most were.
+  expect(result.publishedPoints).toBeGreaterThan(0);
+}
+
+test(`kill -9 of a writer replica, ${KILLS} times, while publishing`, async () => {
+  const result = await rig.run('writer-kill', `monitoring (writer) replicas killed with SIGKILL ${KILLS} times in turn, each started again; the other replica keeps writing`, devices, SIZE, async (set) => {
+    let recoverMs = 0;
+    for (let i = 0; i < KILLS; i++) {
+      await sleep(PUBLISH_MS / 10);
+      const writer = rig.writers[i % 2];
+      writer.service.process.kill();
+      await writer.service.process.exited();
+      const since = Date.now();
+      // Killed before its replacement starts: a writer that dies holding messages, as a crash would.
+      writer.service = await rig.startWriter();
+      recoverMs = Math.max(recoverMs, await rig.recovered(set, since));
+    }
+    return { recoverMs, notes: [`${KILLS} kills, alternating between the two replicas; recovery counts from the kill to the new replica SERVING and storing`] };
+  });
+  await expectKept(result);
+}, 240_000);
+
+for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+  test(`nats-server restart (${signal}) while publishing`, async () => {
+    const result = await rig.run(`nats-${signal.toLowerCase()}`, `the nats-server stopped with ${signal} and started again on the same ports and store`, devices, SIZE, async (set) => {
+      await sleep(PUBLISH_MS / 3);
+      const nats = rig.platform.nats;
+      if (signal === 'SIGKILL') await nats.kill();
+      else {
+        process.kill(nats.pid!, 'SIGTERM');
+        while (nats.pid && isAlive(nats.pid)) await sleep(50);
+      }
+      await sleep(2000);
+      await nats.restart();
+      const since = Date.now();
+      return { recoverMs: await rig.recovered(set, since), notes: ['down about 2 s'] };
+    });
+    await expectKept(result);
+  }, 240_000);
+}
+
+test('PostgreSQL stopped for real (fast shutdown) while publishing', async () => {
+  const downMs = Number(process.env.FAULTS_PG_DOWN_MS ?? 10_000);
+  let during: Record<string, string> = {};
+  const result = await rig.run('postgres-stop', `the private PostgreSQL cluster stopped (fast shutdown) for ${downMs / 1000} s and started again`, devices, SIZE, async (set) => {
+    await sleep(PUBLISH_MS / 4);
+    await rig.stopPostgres();
+    await sleep(downMs / 2);
+    during = await rig.health();
+    await sleep(downMs / 2);
+    await rig.startPostgres();
+    const since = Date.now();
+    const recoverMs = await rig.recovered(set, since);
+    return { recoverMs, notes: [`health while down: ${summary(during)}`] };
+  });
+  await expectKept(result);
+  // PostgreSQL is a required dependency of every service: each said so while it was down.
+  expect(Object.values(during)).toEqual(rig.services().map(() => 'NOT_SERVING'));
+}, 240_000);
+
+test('Redis stopped while publishing: logins, API-key checks and device reads keep answering, no process exits', async () => {
+  const signingAddress = rig.platform.signing!.address;
+  const admin = { authorization: rig.platform.authorization! };
+  const users = insecureClient(UserServiceClient, signingAddress);
+  const keys = insecureClient(ApiKeyServiceClient, signingAddress);
+  const auth = insecureClient(AuthServiceClient, signingAddress);
+  const deviceApi = insecureClient(DeviceServiceClient, rig.platform.device!.address);
+  const email = `fault-${crypto.randomBytes(3).toString('hex')}@example.com`;
+  const password = crypto.randomBytes(18).toString('base64url');
+  await unary(users, users.createUser, { email, displayName: 'Fault', password, role: Role.ROLE_VIEWER }, admin);
+  const { secret } = await unary(keys, keys.createApiKey, { name: 'fault-suite', role: Role.ROLE_VIEWER }, admin);
+  /** What each user-facing check answers: 'OK' or the gRPC status code name. */
+  const probe = async () => {
+    const answer = (p: Promise<unknown>) => p.then(() => 'OK', (err: { code?: number; details?: string }) => `code ${err.code}: ${err.details}`);
+    return {
+      login: await answer(unary(auth, auth.login, { tenant: 'bench', email, password }, { deadlineMs: 5000 })),
+      apiKeyDeviceList: await answer(unary(deviceApi, deviceApi.listDevices, ListDevicesRequest.fromPartial({ page: { pageSize: 5 } }), { authorization: `ApiKey ${secret}`, deadlineMs: 5000 })),
+      bearerDeviceRead: await answer(unary(deviceApi, deviceApi.getDevice, { id: devices[0].deviceId }, { ...admin, deadlineMs: 5000 })),
+    };
+  };
+  try {
+    const before = await probe();
+    expect(before).toEqual({ login: 'OK', apiKeyDeviceList: 'OK', bearerDeviceRead: 'OK' });
+    let during: Awaited<ReturnType<typeof probe>> | undefined;
+    let healthDuring: Record<string, string> = {};
+    const downMs = Number(process.env.FAULTS_REDIS_DOWN_MS ?? 10_000);
+    const result = await rig.run('redis-stop', `the private redis-server stopped for ${downMs / 1000} s and started again (empty)`, devices, SIZE, async (set) => {
+      await sleep(PUBLISH_MS / 4);
+      await rig.stopRedis();
+      await sleep(downMs / 2);
+      during = await probe();
+      healthDuring = await rig.health();
+      await sleep(downMs / 2);
+      await rig.startRedis();
+      const since = Date.now();
+      return { recoverMs: await rig.recovered(set, since), notes: [`while Redis was down: ${summary(during)}`, `health while down: ${summary(healthDuring)}`] };
+    });
+    await expectKept(result);
+    // Redis is only a cache: every check answers while it is down, and health stays SERVING (degraded, not down).
+    expect(during).toEqual({ login: 'OK', apiKeyDeviceList: 'OK', bearerDeviceRead: 'OK' });
+    expect(Object.values(healthDuring).every((s) => s === 'SERVING')).toBe(true);
+    expect(await probe()).toEqual({ login: 'OK', apiKeyDeviceList: 'OK', bearerDeviceRead: 'OK' });
+  } finally {
+    for (const c of [users, keys, auth, deviceApi]) c.close();
+  }
+}, 240_000);
+
+test('poison messages (NUL, long id, oversize) during load: nothing else is held up, nothing exits', async () => {
+  const [poisoner] = await rig.devices(`fltp${crypto.randomBytes(2).toString('hex')}`, 1);
+  const client = await mqtt.connectAsync(rig.platform.nats.mqttUrl, { clientId: poisoner.deviceId, username: poisoner.deviceId, password: poisoner.token, protocolVersion: 4, clean: true, reconnectPeriod: 500 });
+  client.on('error', () => undefined);
+  const topic = subjectToTopic(deviceSubject(poisoner.tenantId, poisoner.deviceId, 'tel'));
+  const point = (extra: object = {}) => ({ metric: 'm0', time: new Date(), numberValue: 1, ...extra });
+  const poisons: Array<{ kind: string; payload: Buffer }> = [
+    { kind: 'NUL in the message id', payload: encodeTelemetry({ deviceId: poisoner.deviceId, messageId: `poison-\u0000-id`, points: [point()] }, 'protobuf') },
+    { kind: 'NUL in a string value', payload: encodeTelemetry({ deviceId: poisoner.deviceId, messageId: 'poison-nul-value', points: [point({ numberValue: undefined, stringValue: 'a\u0000b' })] }, 'protobuf') },
+    { kind: 'a 4,000-character message id', payload: encodeTelemetry({ deviceId: poisoner.deviceId, messageId: 'p'.repeat(4000), points: [point()] }, 'protobuf') },
+    { kind: 'a 1.1 MB message', payload: Buffer.from(`{"messageId":"poison-big","points":[{"metric":"m0","numberValue":1}],"x":"${' '.repeat(1_100_000)}"}`) },
+    { kind: 'NUL in the message id (JSON)', payload: Buffer.from(JSON.stringify({ messageId: 'poison-\u0000-json', points: [{ metric: 'm0', numberValue: 1 }] })) },
+  ];
+  const answers: string[] = [];
+  const jsm = await rig.platform.nc.jetstreamManager();
+  const deadLetters = async () => (await jsm.streams.info('DEAD_LETTERS')).state.messages;
+  const deadBefore = await deadLetters();
+  try {
+    const result = await rig.run('poison', 'poison messages from one device while the others publish: NUL in an id and in a value (Protobuf and JSON), a 4,000-character id, a 1.1 MB message', devices, SIZE, async (set) => {
+      await sleep(PUBLISH_MS / 4);
+      const since = Date.now();
+      for (const p of poisons) {
+        // The server may refuse an oversize publish by closing the connection: bound the wait, never block the run.
+        const answer = await Promise.race([client.publishAsync(topic, p.payload, { qos: 1 }).then(() => 'PUBACK', (err: Error) => `refused (${err.message})`), sleep(5000).then(() => 'no PUBACK in 5 s')]);
+        answers.push(`${p.kind}: ${answer}`);
+      }
+      const recoverMs = await rig.recovered(set, since);
+      return { recoverMs, notes: [...answers, `dead letters stored meanwhile: ${(await deadLetters()) - deadBefore}`] };
+    });
+    await expectKept(result);
+    const pg = await rig.freshPg();
+    const { rows } = await pg.query('SELECT count(*)::int AS n FROM monitoring.points WHERE tenant_id = $1 AND device_id = $2', [poisoner.tenantId, poisoner.deviceId]);
+    expect(rows[0].n).toBe(0);
+  } finally {
+    await client.endAsync(true).catch(() => undefined);
+  }
+}, 240_000);
+
+function summary(values: Record<string, string>): string {
+  return Object.entries(values)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
+}
