@@ -2,11 +2,13 @@ import { createAuthMiddleware, repoPath, runService, ServiceSpec } from '@iot-me
 import { alertService } from './api/alerts';
 import { notificationChannelService, RuleHandlerDeps, ruleService } from './api/rules';
 import { deadLetterService } from './api/dead-letters';
+import { exportService } from './api/export';
 import { encodeLiveFragment, telemetryService } from './api/telemetry';
 import { deadLetterOptions, deadLetterStreamOptions, ingestLimits, monitoringEnv, retentionPolicy, telemetryStreamOptions, writerConsumerOptions, writerOptions } from './config';
 import { AlertChanges, AlertEvaluator } from './domain/alert-evaluation';
 import { AlertRules } from './domain/alerts';
 import { DeadLetters } from './domain/dead-letters';
+import { TelemetryExport } from './domain/export';
 import { LiveHub } from './domain/live';
 import { Rules } from './domain/rules';
 import { NotificationChannels } from './domain/rules-channels';
@@ -26,6 +28,7 @@ import { ensureDeadLetterStream, ensureTelemetryStream, ensureWriterConsumer } f
 import { TelemetryWriter } from './events/telemetry-writer';
 import { exportMonitoringMetrics, IngestStats, LiveStats } from './metrics';
 import { PostgresAlertStore } from './store/alert-store';
+import { PostgresPointStream } from './store/export-queries';
 import { openMongoStore } from './store/mongo-connect';
 import { PostgresRuleStore } from './store/rule-store';
 import { PostgresTelemetryStore } from './store/postgres-store';
@@ -141,7 +144,9 @@ export function createMonitoringService(hooks: MonitoringHooks = {}): ServiceSpe
       });
 
       return {
-        services: [telemetryService({ queries: new TelemetryQueries(store), live }), alertService({ rules, nc: nats }), ruleService(ruleDeps), notificationChannelService(ruleDeps), deadLetterService({ deadLetters: new DeadLetters(new StreamDeadLetterArchive(nats, jsm, nats.jetstream(), config.DEAD_LETTER_STREAM)) })],
+        services: [telemetryService({ queries: new TelemetryQueries(store, config.HISTORY_MAX_SPAN_DAYS * 86_400_000), live }), alertService({ rules, nc: nats }), ruleService(ruleDeps), notificationChannelService(ruleDeps), deadLetterService({ deadLetters: new DeadLetters(new StreamDeadLetterArchive(nats, jsm, nats.jetstream(), config.DEAD_LETTER_STREAM)) }),
+          exportService({ exports: new TelemetryExport({ store, cursor: mongo ? undefined : new PostgresPointStream(pool), devices: directory }) }),
+        ],
         middlewares: auth ? [auth] : [],
         async stop() {
           clearInterval(maintenance);

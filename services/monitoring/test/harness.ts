@@ -58,7 +58,7 @@ export interface MonitoringWorld {
   /** Starts one more replica with the same database and NATS. */
   startReplica(extraEnv?: Record<string, string>): Promise<{ service: TestService<any>; stats: MonitoringStats }>;
   /** Registers a device in the directory (as the device service would). */
-  registerDevice(tenantId: string, deviceId: string, options?: { labels?: Record<string, string>; credentialState?: 'none' | 'active' | 'revoked' }): Promise<void>;
+  registerDevice(tenantId: string, deviceId: string, options?: { labels?: Record<string, string>; credentialState?: 'none' | 'active' | 'revoked'; type?: string }): Promise<void>;
   /** Publishes telemetry on the device's subject over NATS (optionally with a Nats-Msg-Id header) via JetStream. */
   publish(tenantId: string, deviceId: string, payload: Uint8Array, msgId?: string): Promise<void>;
   /** Rows stored for a tenant. */
@@ -129,7 +129,7 @@ async function buildWorld(
         tenantId,
         deviceId,
         name: deviceId,
-        type: 'sensor',
+        type: opts.type ?? 'sensor',
         labels: opts.labels ?? {},
         credentialState: CREDENTIAL_STATES[opts.credentialState ?? 'active'],
         updateTime: new Date(),

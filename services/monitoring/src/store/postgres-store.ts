@@ -41,7 +41,8 @@ function copyLine(row: PointRow): string {
   return `${copyText(row.tenantId)}\t${copyText(row.deviceId)}\t${copyText(row.metric)}\t${row.time.toISOString()}\t${copyText(row.messageId)}\t${row.pointIndex}\t${number}\t${bool}\t${str}\n`;
 }
 
-function valueOf(row: { number_value: number | null; bool_value: boolean | null; string_value: string | null }): SampleValue {
+/** A stored row's value columns as a sample value. */
+export function valueOf(row: { number_value: number | null; bool_value: boolean | null; string_value: string | null }): SampleValue {
   if (row.number_value !== null) return { number: row.number_value };
   if (row.bool_value !== null) return { bool: row.bool_value };
   return { string: row.string_value ?? '' };

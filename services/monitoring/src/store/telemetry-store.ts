@@ -83,6 +83,30 @@ export interface PointsPage {
   next?: PointCursor;
 }
 
+/** Raw points of several devices over a range, for an export: read with a cursor, never all at once. */
+export interface PointStreamQuery {
+  tenantId: string;
+  deviceIds: string[];
+  /** Empty means every metric. */
+  metrics: string[];
+  start: Date;
+  end: Date;
+}
+
+/**
+ * Reads raw points for exports with a database cursor. The PostgreSQL store
+ * has one (`export-queries.ts`); stores without one are exported through
+ * {@link TelemetryStore.points} pages.
+ */
+export interface PointStreamSource {
+  /**
+   * Raw points of the devices ordered by device, metric, time, yielded in
+   * batches as the database returns them (memory does not grow with the
+   * range). Stopping the iteration early closes the cursor.
+   */
+  streamPoints(query: PointStreamQuery): AsyncIterable<StoredPoint[]>;
+}
+
 /** What a write did. */
 export interface WriteResult {
   /** Rows that were new (the rest were duplicates of rows already stored). */
