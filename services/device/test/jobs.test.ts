@@ -1,5 +1,6 @@
 import { Metadata, status } from '@grpc/grpc-js';
 import { connect, jwtAuthenticator, NatsConnection } from 'nats';
+import { Client } from 'pg';
 import { insecureClient, rpcStatusDetails, serverStream, unary } from '@iot-mesh/runtime';
 import { Device, DeviceCredential, DeviceStatus } from '../../../gen/ts/iot/device/v1/device';
 import { DeviceType, DeviceTypeServiceClient } from '../../../gen/ts/iot/device/v1/device_types';
@@ -241,6 +242,31 @@ test('a desired-state job merges its patch into each twin; a cancelled job cance
   const [d] = await allJobDevices(jobs, waiting!.id);
   expect(d).toMatchObject({ deviceId: 'ds-off', state: JobDeviceState.JOB_DEVICE_STATE_CANCELLED });
   expect(received.get('ds-off')).toBeUndefined();
+});
+
+test('a step a crashed replica left sent is timed out after its deadline, never sent again; the job completes', async () => {
+  const creds = await createDevices(['cr-1', 'cr-2'], { fleet: 'crash' });
+  const { job } = await unary(jobs, jobs.createJob, { job: Job.fromPartial({ command: { name: 'ping', timeout: ms(1000) }, deviceIds: ['cr-1', 'cr-2'] }) }, op());
+  // As a replica that claimed cr-1 and died before recording the answer leaves it (both devices are still offline, so nothing ran).
+  const db = new Client({ connectionString: h.db.url });
+  await db.connect();
+  try {
+    const claimed = await db.query(
+      `UPDATE device.job_devices SET state = 'sent', claimed_by = 'dead-replica', sent_time = now() - interval '8 seconds', deadline = now() - interval '1 second'
+       WHERE job_id = $1 AND device_id = 'cr-1' AND state = 'queued'`,
+      [job!.id],
+    );
+    expect(claimed.rowCount).toBe(1);
+  } finally {
+    await db.end();
+  }
+  await Promise.all(['cr-1', 'cr-2'].map((id) => simulate(creds.get(id)!, 'ok')));
+  const done = await ended(jobs, job!.id);
+  expect(done).toMatchObject({ state: JobState.JOB_STATE_COMPLETED, counts: { total: 2, succeeded: 1, timedOut: 1 } });
+  const [first, second] = await allJobDevices(jobs, job!.id);
+  expect(first).toMatchObject({ deviceId: 'cr-1', state: JobDeviceState.JOB_DEVICE_STATE_TIMED_OUT, reason: expect.stringMatching(/replica that sent the step stopped/) });
+  expect(second).toMatchObject({ deviceId: 'cr-2', state: JobDeviceState.JOB_DEVICE_STATE_SUCCEEDED });
+  expect([received.get('cr-1') ?? 0, received.get('cr-2')]).toEqual([0, 1]);
 });
 
 test('CreateJob validates: params against the device type\'s command schema, exactly one action and one target, known devices; viewers cannot create', async () => {

@@ -78,16 +78,18 @@ export class JobRunner {
     for (const job of await store.running()) {
       if (this.stopping) return;
       for (const deviceId of await store.claim(job, this.replica)) {
-        const step = this.run(job, deviceId).finally(() => {
+        const step = this.run(job, deviceId).then((finished) => {
           this.inFlight.delete(step);
-          this.wake();
+          // A finished step makes room for the next; a requeued one waits for the next poll (or connect), not a busy loop.
+          if (finished) this.wake();
         });
         this.inFlight.add(step);
       }
     }
   }
 
-  private async run(job: JobRecord, deviceId: string): Promise<void> {
+  /** Runs one claimed step and records it; true when it finished (rather than going back to the queue). */
+  private async run(job: JobRecord, deviceId: string): Promise<boolean> {
     const { store, log } = this.deps;
     let outcome: JobStep | 'offline';
     try {
@@ -102,6 +104,7 @@ export class JobRunner {
       // The row stays sent; a sweep times it out after its deadline, and nothing is sent again.
       log.error({ err: (err as Error).message, jobId: job.id, deviceId }, 'recording a job step failed');
     }
+    return outcome !== 'offline';
   }
 
   private async command(job: JobRecord, deviceId: string): Promise<JobStep | 'offline'> {
