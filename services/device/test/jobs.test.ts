@@ -137,7 +137,8 @@ test('a command job over 200 devices (offline, failing, slow, silent) survives a
           command: { name: 'ping', params: { n: 7 }, timeout: ms(2000) },
           groupId: group!.id,
           rollout: { maxInFlight: 20, maxPerSecond: 40, abortThresholdPercent: 40, abortMinFinished: 20 },
-          expireTime: new Date(Date.now() + 16_000),
+          // Long enough for every connected device to finish first with room to spare on a loaded machine (the job needs about 10 s here).
+          expireTime: new Date(Date.now() + 24_000),
         }),
       },
       op(),
