@@ -1,6 +1,7 @@
 import { Pool, PoolClient, withTransaction } from '@iot-mesh/runtime';
 import type { JobCounts, JobDeviceRecord, JobDeviceState, JobRecord, JobSpec, JobStep } from '../domain/jobs';
 import { Row } from './device-store';
+import { isUuid } from './device-type-store';
 
 /** Persistence of jobs and of each device's state in them. */
 export interface JobStore {
@@ -134,7 +135,7 @@ export class PgJobStore implements JobStore {
   }
 
   async get(tenantId: string, id: string): Promise<JobRecord | undefined> {
-    if (!/^[0-9a-f-]{36}$/i.test(id)) return undefined;
+    if (!isUuid(id)) return undefined;
     const { rows } = await this.pool.query(`SELECT ${JOB_COLUMNS}, c.* FROM jobs j ${COUNTS} WHERE j.tenant_id = $1 AND j.id = $2`, [tenantId, id]);
     return rows[0] ? toJob(rows[0]) : undefined;
   }
