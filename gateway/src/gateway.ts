@@ -5,6 +5,7 @@ import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from
 import { metrics } from '@iot-mesh/runtime';
 import { apiReferenceHandler } from './api-reference';
 import { corsPolicy } from './edge-policy';
+import { EXPORT_DOWNLOAD_PATH, exportDownloadHandler } from './export-download';
 import { gatewayMetrics, GatewayProtocol } from './gateway-metrics';
 import { grpcWebHandlers, REMOTE_ADDRESS } from './grpc-web';
 import { isGrpcWebText, withGrpcWebText } from './grpc-web-text';
@@ -64,6 +65,7 @@ export function createGatewayHandler(options: GatewayOptions): { handle: (req: I
   const upstreams = new Upstreams(options.upstreams);
   const grpcWeb = grpcWebHandlers(table, upstreams);
   const rest = new RestRouter(table);
+  const exportDownload = exportDownloadHandler(table, upstreams);
   const report = options.onError ?? (() => {});
   const reference = apiReferenceHandler(table);
   const requestMetrics = gatewayMetrics();
@@ -97,6 +99,12 @@ export function createGatewayHandler(options: GatewayOptions): { handle: (req: I
       const handler = isGrpcWebText(contentType) ? withGrpcWebText(grpcWebHandler) : grpcWebHandler;
       const response = await handler(universalRequestFromNodeRequest(req, res, undefined, contextValues));
       await universalResponseToNodeResponse(response, res);
+      return;
+    }
+    if (url.pathname === EXPORT_DOWNLOAD_PATH) {
+      seen.protocol = 'rest';
+      seen.route = `GET ${EXPORT_DOWNLOAD_PATH}`;
+      await exportDownload(req, res, url);
       return;
     }
     const match = rest.match(req.method ?? 'GET', url.pathname);
