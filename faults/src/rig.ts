@@ -44,7 +44,7 @@ export function clearResults(): void {
 /** Writes one fault's result as `<RESULTS_DIR>/<fault>.json` (faults/report.ts turns them into RELIABILITY.md). */
 export function writeResult(result: FaultResult): void {
   fs.mkdirSync(RESULTS_DIR, { recursive: true });
-  const machine = { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? '?', memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, time: new Date().toISOString() };
+  const machine = { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? '?', memoryGiB: Math.round(os.totalmem() / 2 ** 30), loadAverage: Number(os.loadavg()[0].toFixed(1)), node: process.version, time: new Date().toISOString() };
   fs.writeFileSync(path.join(RESULTS_DIR, `${result.fault}.json`), JSON.stringify({ ...result, machine }, null, 2) + '\n');
 }
 
