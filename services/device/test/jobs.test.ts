@@ -245,6 +245,27 @@ test('a desired-state job merges its patch into each twin; a cancelled job cance
   expect(received.get('ds-off')).toBeUndefined();
 });
 
+test('with two replicas running (both runners polling one job), every device is commanded exactly once', async () => {
+  const second = await startTestService(deviceService, h.env);
+  try {
+    const ids = Array.from({ length: 60 }, (_, i) => `two-${i}`);
+    const creds = await createDevices(ids, { fleet: 'two' });
+    await Promise.all(ids.map((id, i) => simulate(creds.get(id)!, i % 3 === 0 ? 'slow' : 'ok')));
+    await eventually('two-replica devices online', async () => (await onlineCount({ fleet: 'two' })) === ids.length, 20_000, 100);
+    const { job } = await unary(jobs, jobs.createJob, { job: Job.fromPartial({ command: { name: 'ping', params: { n: 2 }, timeout: ms(3000) }, deviceIds: ids, rollout: { maxInFlight: 8 } }) }, op());
+    const other = insecureClient(JobServiceClient, second.address);
+    try {
+      const done = await ended(other, job!.id);
+      expect(done).toMatchObject({ state: JobState.JOB_STATE_COMPLETED, counts: { total: 60, succeeded: 60 } });
+    } finally {
+      other.close();
+    }
+    for (const id of ids) expect({ id, received: received.get(id) }).toEqual({ id, received: 1 });
+  } finally {
+    await second.stop();
+  }
+});
+
 test('a step a crashed replica left sent is timed out after its deadline, never sent again; the job completes', async () => {
   const creds = await createDevices(['cr-1', 'cr-2'], { fleet: 'crash' });
   const { job } = await unary(jobs, jobs.createJob, { job: Job.fromPartial({ command: { name: 'ping', timeout: ms(1000) }, deviceIds: ['cr-1', 'cr-2'] }) }, op());
