@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import { PageRequest, PageResponse } from '../../gen/ts/iot/common/v1/common';
 import { Connection, GlobalOptions } from './connection';
-import { printList, View } from './output';
+import { printDone, printList, View } from './output';
 import { parsePositiveInt } from './parse';
 
 /** The options of one command merged with the global ones. */
@@ -72,4 +72,39 @@ export function listCommand<T, O = object>(
       printList(options.output, view, await listPages(options, (page) => fetchPage(connection, page, options)));
     }),
   );
+}
+
+/**
+ * Adds a subcommand taking one id argument (`argument` is its name and help),
+ * so every by-id command parses, connects and closes the same way.
+ */
+export function idCommand<O = object>(
+  parent: Command,
+  name: string,
+  description: string,
+  argument: [name: string, description: string],
+  body: (connection: Connection, id: string, options: CommandOptions<O>) => Promise<void>,
+): Command {
+  return parent
+    .command(name)
+    .description(description)
+    .argument(...argument)
+    .action((id: string, _o, command: Command) => run<O>(command, (connection, options) => body(connection, id, options)));
+}
+
+/**
+ * Adds `delete <id>`: calls `remove`, then prints `deleted <noun> <id>`
+ * (or `{"deleted": id}` as JSON).
+ */
+export function deleteCommand(
+  parent: Command,
+  description: string,
+  noun: string,
+  argument: [name: string, description: string],
+  remove: (connection: Connection, id: string) => Promise<unknown>,
+): Command {
+  return idCommand(parent, 'delete', description, argument, async (connection, id, options) => {
+    await remove(connection, id);
+    printDone(options.output, `deleted ${noun} ${id}`, { deleted: id });
+  });
 }

@@ -1,9 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startMeshForTest, TestMesh } from '../../testing/mesh';
-import { TestTenant } from '../../testing/signing';
-import { runIotctl } from './iotctl-process';
+import { iotctlSession } from './iotctl-process';
 
 jest.setTimeout(60_000);
 
@@ -12,28 +10,15 @@ jest.setTimeout(60_000);
  * device-side claim) as a real process against the mesh on real servers.
  */
 describe('iotctl fleet commands', () => {
-  let mesh: TestMesh;
-  let tenant: TestTenant;
-  let configHome: string;
+  const { ok } = iotctlSession('fleet', 'admin');
   let dir: string;
 
-  async function ok(args: string[], stdin = ''): Promise<string> {
-    const run = await runIotctl(mesh, configHome, args, stdin);
-    if (run.code !== 0) throw new Error(`iotctl ${args.join(' ')} exited ${run.code}: ${run.stderr}`);
-    return run.stdout;
-  }
-
-  beforeAll(async () => {
-    configHome = fs.mkdtempSync(path.join(os.tmpdir(), 'iotctl-fleet-'));
+  beforeAll(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iotctl-fleet-files-'));
-    mesh = await startMeshForTest();
-    tenant = await mesh.signing.createTenant();
-    await ok(['login', '--tenant', tenant.tenantName, '--email', tenant.admin.email, '--password-stdin'], `${tenant.admin.password}\n`);
-  }, 60_000);
+  });
 
-  afterAll(async () => {
-    await mesh?.stop();
-    for (const d of [configHome, dir]) if (d) fs.rmSync(d, { recursive: true, force: true });
+  afterAll(() => {
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 
   it('creates a device type from proto3 JSON and lists its metrics with units', async () => {

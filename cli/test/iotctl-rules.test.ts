@@ -1,36 +1,11 @@
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { startMeshForTest, TestMesh } from '../../testing/mesh';
-import { TestTenant } from '../../testing/signing';
-import { IotctlRun, runIotctl } from './iotctl-process';
+import { iotctlSession } from './iotctl-process';
 
 jest.setTimeout(60_000);
 
 /* iotctl's rules and notification-channel commands as a real process against the mesh on real servers. */
 describe('iotctl rules', () => {
-  let mesh: TestMesh;
-  let tenant: TestTenant;
-  let configHome: string;
-
-  const iotctl = (args: string[], stdin = ''): Promise<IotctlRun> => runIotctl(mesh, configHome, args, stdin);
-  async function ok(args: string[], stdin = ''): Promise<string> {
-    const run = await iotctl(args, stdin);
-    if (run.code !== 0) throw new Error(`iotctl ${args.join(' ')} exited ${run.code}: ${run.stderr}`);
-    return run.stdout;
-  }
-
-  beforeAll(async () => {
-    configHome = fs.mkdtempSync(path.join(os.tmpdir(), 'iotctl-rules-'));
-    mesh = await startMeshForTest();
-    tenant = await mesh.signing.createTenant();
-    await ok(['login', '--tenant', tenant.tenantName, '--email', tenant.admin.email, '--password-stdin'], `${tenant.admin.password}\n`);
-  }, 60_000);
-
-  afterAll(async () => {
-    await mesh?.stop();
-    if (configHome) fs.rmSync(configHome, { recursive: true, force: true });
-  });
+  const cli = iotctlSession('rules', 'admin');
+  const { iotctl, ok } = cli;
 
   it('creates a channel and a rule, lists them, dry-runs the rule and refuses a looping one', async () => {
     const channel = JSON.parse(await ok(['rules', 'channels', 'create', '--name', 'bus', '--nats', 'ops', '--per-minute', '5', '-o', 'json']));

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -6,17 +5,9 @@ import { parse as parseCsv } from 'csv-parse/sync';
 import { eventually, jsonPayload } from '@iot-mesh/monitoring/test-harness';
 import { startMeshForTest, TestMesh } from '../../testing/mesh';
 import { TestTenant } from '../../testing/signing';
+import { IotctlRun, runIotctl } from './iotctl-process';
 
 jest.setTimeout(60_000);
-
-const BIN = path.join(__dirname, '..', 'bin', 'iotctl.js');
-
-/** What one iotctl process did. */
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 /*
  * The real iotctl process (node + tsx, as `npx iotctl` runs it) against
@@ -28,25 +19,9 @@ describe('iotctl', () => {
   let tenant: TestTenant;
   let configHome: string;
 
-  function iotctl(args: string[], options: { stdin?: string; env?: Record<string, string>; until?: (run: Run) => boolean } = {}): Promise<Run> {
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      XDG_CONFIG_HOME: configHome,
-      IOTCTL_SIGNING_ADDRESS: mesh.addresses.signing,
-      IOTCTL_DEVICE_ADDRESS: mesh.addresses.device,
-      IOTCTL_MONITORING_ADDRESS: mesh.addresses.monitoring,
-      ...options.env,
-    };
-    if (!options.env?.IOTCTL_API_KEY) delete env.IOTCTL_API_KEY;
-    return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-      const run: Run = { code: null, stdout: '', stderr: '' };
-      child.stdout.on('data', (d) => (run.stdout += d));
-      child.stderr.on('data', (d) => (run.stderr += d));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ ...run, code }));
-      child.stdin.end(options.stdin ?? '');
-    });
+  /** Runs iotctl with the stored session, `env` laid over its environment. */
+  function iotctl(args: string[], options: { stdin?: string; env?: Record<string, string> } = {}): Promise<IotctlRun> {
+    return runIotctl(mesh, configHome, args, options.stdin, options.env);
   }
 
   /** Runs iotctl expecting success and returns its stdout. */

@@ -2,8 +2,8 @@ import { Command, Option } from 'commander';
 import { Role, roleToJSON } from '../../../gen/ts/iot/common/v1/common';
 import { ApiKey } from '../../../gen/ts/iot/signing/v1/api_keys';
 import { User } from '../../../gen/ts/iot/signing/v1/auth';
-import { listCommand, run } from '../command-context';
-import { formatTime, printDone, printOne, View } from '../output';
+import { deleteCommand, idCommand, listCommand, run } from '../command-context';
+import { formatTime, printOne, View } from '../output';
 import { enumChoices, enumLabel, parseDuration } from '../parse';
 import { ask, readStdinLine } from '../prompt';
 
@@ -68,16 +68,7 @@ export function adminCommands(program: Command): void {
       }),
     );
 
-  users
-    .command('delete')
-    .description('delete a user (their sessions end)')
-    .argument('<id>', 'user id')
-    .action((id: string, _o, command: Command) =>
-      run(command, async (connection, options) => {
-        await connection.call(connection.users, connection.users.deleteUser, { id });
-        printDone(options.output, `deleted user ${id}`, { deleted: id });
-      }),
-    );
+  deleteCommand(users, 'delete a user (their sessions end)', 'user', ['<id>', 'user id'], (connection, id) => connection.call(connection.users, connection.users.deleteUser, { id }));
 
   const apiKeys = program.command('api-keys').description('API keys for scripts and machines (pass one as --api-key or IOTCTL_API_KEY)');
 
@@ -99,14 +90,8 @@ export function adminCommands(program: Command): void {
       }),
     );
 
-  apiKeys
-    .command('revoke')
-    .description('revoke an API key (it stops working at once)')
-    .argument('<id>', 'API key id')
-    .action((id: string, _o, command: Command) =>
-      run(command, async (connection, options) => {
-        const res = await connection.call(connection.apiKeys, connection.apiKeys.revokeApiKey, { id });
-        printOne(options.output, apiKeyView, res.apiKey!);
-      }),
-    );
+  idCommand(apiKeys, 'revoke', 'revoke an API key (it stops working at once)', ['<id>', 'API key id'], async (connection, id, options) => {
+    const res = await connection.call(connection.apiKeys, connection.apiKeys.revokeApiKey, { id });
+    printOne(options.output, apiKeyView, res.apiKey!);
+  });
 }

@@ -2,8 +2,8 @@ import { Command, Option } from 'commander';
 import { durationToMs, msToDuration } from '@iot-mesh/runtime/client';
 import { Alert, AlertRule, AlertState, alertStateToJSON, Comparison, Severity, severityToJSON } from '../../../gen/ts/iot/monitoring/v1/alerts';
 import { UsageError } from '../cli-error';
-import { listCommand, run } from '../command-context';
-import { formatLabels, formatTime, printDone, printOne, View } from '../output';
+import { deleteCommand, idCommand, listCommand, run } from '../command-context';
+import { formatLabels, formatTime, printOne, View } from '../output';
 import { collectLabel, collectList, enumChoices, enumLabel, parseDuration, parseNumber } from '../parse';
 
 const SEVERITY = enumChoices(Severity, 'SEVERITY_');
@@ -131,16 +131,7 @@ export function alertCommands(program: Command): void {
       }),
     );
 
-  rules
-    .command('delete')
-    .description('delete a rule')
-    .argument('<id>', 'rule id')
-    .action((id: string, _o, command: Command) =>
-      run(command, async (connection, options) => {
-        await connection.call(connection.alerts, connection.alerts.deleteAlertRule, { id });
-        printDone(options.output, `deleted alert rule ${id}`, { deleted: id });
-      }),
-    );
+  deleteCommand(rules, 'delete a rule', 'alert rule', ['<id>', 'rule id'], (connection, id) => connection.call(connection.alerts, connection.alerts.deleteAlertRule, { id }));
 
   listCommand<Alert, { state?: string; deviceId?: string; unacknowledged?: boolean }>(alerts, 'list alerts, newest first', alertView, async (connection, page, options) => {
     const res = await connection.call(connection.alerts, connection.alerts.listAlerts, {
@@ -155,14 +146,8 @@ export function alertCommands(program: Command): void {
     .option('--device-id <id>', 'only this device\'s alerts')
     .option('--unacknowledged', 'only alerts nobody acknowledged');
 
-  alerts
-    .command('ack')
-    .description('acknowledge an alert')
-    .argument('<id>', 'alert id')
-    .action((id: string, _o, command: Command) =>
-      run(command, async (connection, options) => {
-        const res = await connection.call(connection.alerts, connection.alerts.acknowledgeAlert, { id });
-        printOne(options.output, alertView, res.alert!);
-      }),
-    );
+  idCommand(alerts, 'ack', 'acknowledge an alert', ['<id>', 'alert id'], async (connection, id, options) => {
+    const res = await connection.call(connection.alerts, connection.alerts.acknowledgeAlert, { id });
+    printOne(options.output, alertView, res.alert!);
+  });
 }

@@ -2,8 +2,8 @@ import { Command, Option } from 'commander';
 import { CredentialKind } from '../../../gen/ts/iot/device/v1/credential';
 import { credentialStateToJSON, Device, DeviceCredential, DeviceStatus, deviceStatusToJSON } from '../../../gen/ts/iot/device/v1/device';
 import { UsageError } from '../cli-error';
-import { listCommand, run } from '../command-context';
-import { formatLabels, formatTime, printDone, printOne, View } from '../output';
+import { deleteCommand, idCommand, listCommand, run } from '../command-context';
+import { formatLabels, formatTime, printOne, View } from '../output';
 import { collectLabel, enumChoices, enumLabel, parseDuration } from '../parse';
 
 const STATUS = enumChoices(DeviceStatus, 'DEVICE_STATUS_');
@@ -89,16 +89,10 @@ export function deviceCommands(program: Command): void {
     .option('--device-type <id>', 'only devices of this device type (id)')
     .option('--group <id>', "only devices the group's selector matches");
 
-  devices
-    .command('get')
-    .description('show one device')
-    .argument('<id>', 'device id')
-    .action((id: string, _o, command: Command) =>
-      run(command, async (connection, options) => {
-        const res = await connection.call(connection.devices, connection.devices.getDevice, { id });
-        printOne(options.output, deviceView, res.device!);
-      }),
-    );
+  idCommand(devices, 'get', 'show one device', ['<id>', 'device id'], async (connection, id, options) => {
+    const res = await connection.call(connection.devices, connection.devices.getDevice, { id });
+    printOne(options.output, deviceView, res.device!);
+  });
 
   devices
     .command('create')
@@ -138,16 +132,7 @@ export function deviceCommands(program: Command): void {
       }),
     );
 
-  devices
-    .command('delete')
-    .description('delete a device (its credential stops working)')
-    .argument('<id>', 'device id')
-    .action((id: string, _o, command: Command) =>
-      run(command, async (connection, options) => {
-        await connection.call(connection.devices, connection.devices.deleteDevice, { id });
-        printDone(options.output, `deleted device ${id}`, { deleted: id });
-      }),
-    );
+  deleteCommand(devices, 'delete a device (its credential stops working)', 'device', ['<id>', 'device id'], (connection, id) => connection.call(connection.devices, connection.devices.deleteDevice, { id }));
 
   const credentials = program.command('credentials').description('a device\'s NATS/MQTT credential (the token is shown once)');
 

@@ -5,8 +5,8 @@ import { DeviceType, MetricKind, metricKindToJSON, unknownMetricPolicyToJSON } f
 import { Group } from '../../../gen/ts/iot/device/v1/groups';
 import { Claim, claimOutcomeToJSON, ProvisioningKey, provisioningKeyStateToJSON } from '../../../gen/ts/iot/device/v1/provisioning';
 import { UsageError } from '../cli-error';
-import { listCommand, run } from '../command-context';
-import { formatLabels, formatTime, printDone, printOne, View } from '../output';
+import { deleteCommand, idCommand, listCommand, run } from '../command-context';
+import { formatLabels, formatTime, printOne, View } from '../output';
 import { collectLabel, enumLabel, parseDuration, parsePositiveInt } from '../parse';
 import { credentialView, deviceListView, deviceView } from './devices';
 
@@ -84,15 +84,9 @@ export function fleetCommands(program: Command): void {
     const res = await connection.call(connection.deviceTypes, connection.deviceTypes.listDeviceTypes, { page });
     return { items: res.deviceTypes, page: res.page };
   });
-  types
-    .command('get')
-    .description('show one device type (by id or name)')
-    .argument('<id-or-name>', 'device type id or name')
-    .action((id: string, _o, command: Command) =>
-      run(command, async (connection, options) => {
-        printOne(options.output, deviceTypeView, (await connection.call(connection.deviceTypes, connection.deviceTypes.getDeviceType, { id })).deviceType!);
-      }),
-    );
+  idCommand(types, 'get', 'show one device type (by id or name)', ['<id-or-name>', 'device type id or name'], async (connection, id, options) => {
+    printOne(options.output, deviceTypeView, (await connection.call(connection.deviceTypes, connection.deviceTypes.getDeviceType, { id })).deviceType!);
+  });
   types
     .command('create')
     .description('create a device type from a proto3 JSON file (see the README for an example)')
@@ -114,16 +108,7 @@ export function fleetCommands(program: Command): void {
         printOne(options.output, deviceTypeView, res.deviceType!);
       }),
     );
-  types
-    .command('delete')
-    .description('delete a device type no device, key or group uses')
-    .argument('<id-or-name>', 'device type id or name')
-    .action((id: string, _o, command: Command) =>
-      run(command, async (connection, options) => {
-        await connection.call(connection.deviceTypes, connection.deviceTypes.deleteDeviceType, { id });
-        printDone(options.output, `deleted device type ${id}`, { deleted: id });
-      }),
-    );
+  deleteCommand(types, 'delete a device type no device, key or group uses', 'device type', ['<id-or-name>', 'device type id or name'], (connection, id) => connection.call(connection.deviceTypes, connection.deviceTypes.deleteDeviceType, { id }));
 
   const groups = program.command('groups').description('device groups: saved label selectors');
   listCommand(groups, 'list groups', groupView, async (connection, page) => {
@@ -148,16 +133,7 @@ export function fleetCommands(program: Command): void {
     return { items: res.devices, page: res.page };
   }, 'devices');
   members.requiredOption('--group <id>', 'group id');
-  groups
-    .command('delete')
-    .description('delete a group (its devices stay)')
-    .argument('<id>', 'group id')
-    .action((id: string, _o, command: Command) =>
-      run(command, async (connection, options) => {
-        await connection.call(connection.groups, connection.groups.deleteGroup, { id });
-        printDone(options.output, `deleted group ${id}`, { deleted: id });
-      }),
-    );
+  deleteCommand(groups, 'delete a group (its devices stay)', 'group', ['<id>', 'group id'], (connection, id) => connection.call(connection.groups, connection.groups.deleteGroup, { id }));
 
   const provisioning = program.command('provisioning').description('self-provisioning: keys devices register themselves with');
   const keys = provisioning.command('keys').description('provisioning keys (the secret is shown once)');
@@ -188,15 +164,9 @@ export function fleetCommands(program: Command): void {
         printOne(options.output, { columns: [{ header: 'SECRET', value: (r: typeof res) => r.secret }, ...keyView.columns.map((c) => ({ ...c, value: (r: typeof res) => c.value(r.provisioningKey!) }))], toJson: (r) => ({ secret: r.secret, provisioningKey: ProvisioningKey.toJSON(r.provisioningKey!) }) }, res);
       }),
     );
-  keys
-    .command('revoke')
-    .description('refuse every later claim with the key (claimed devices keep working)')
-    .argument('<id>', 'key id')
-    .action((id: string, _o, command: Command) =>
-      run(command, async (connection, options) => {
-        printOne(options.output, keyView, (await connection.call(connection.provisioning, connection.provisioning.revokeProvisioningKey, { id })).provisioningKey!);
-      }),
-    );
+  idCommand(keys, 'revoke', 'refuse every later claim with the key (claimed devices keep working)', ['<id>', 'key id'], async (connection, id, options) => {
+    printOne(options.output, keyView, (await connection.call(connection.provisioning, connection.provisioning.revokeProvisioningKey, { id })).provisioningKey!);
+  });
   const claims = listCommand<Claim, { key: string }>(keys, 'the audit trail of a key: every claim, newest first', claimView, async (connection, page, options) => {
     const res = await connection.call(connection.provisioning, connection.provisioning.listClaims, { keyId: options.key, page });
     return { items: res.claims, page: res.page };

@@ -1,8 +1,8 @@
 import { Command, Option } from 'commander';
 import { Delivery, deliveryStateToJSON, DeliveryState, DryRunResult, NotificationChannel, Rule, RuleAction } from '../../../gen/ts/iot/monitoring/v1/rules';
 import { UsageError } from '../cli-error';
-import { listCommand, run } from '../command-context';
-import { formatLabels, formatTime, printDone, printList, printOne, View } from '../output';
+import { deleteCommand, idCommand, listCommand, run } from '../command-context';
+import { formatLabels, formatTime, printList, printOne, View } from '../output';
 import { collectLabel, collectList, enumChoices, enumLabel, parseTime } from '../parse';
 
 const DELIVERY_STATE = enumChoices(DeliveryState, 'DELIVERY_STATE_');
@@ -119,16 +119,10 @@ export function ruleCommands(program: Command): void {
     return { items: res.rules, page: res.page };
   });
 
-  rules
-    .command('get')
-    .description('show a rule and its counters')
-    .argument('<id>', 'rule id')
-    .action((id: string, _o, command: Command) =>
-      run(command, async (connection, options) => {
-        const res = await connection.call(connection.rules, connection.rules.getRule, { id });
-        printOne(options.output, ruleView, res.rule!);
-      }),
-    );
+  idCommand(rules, 'get', 'show a rule and its counters', ['<id>', 'rule id'], async (connection, id, options) => {
+    const res = await connection.call(connection.rules, connection.rules.getRule, { id });
+    printOne(options.output, ruleView, res.rule!);
+  });
 
   rules
     .command('create')
@@ -151,16 +145,7 @@ export function ruleCommands(program: Command): void {
       }),
     );
 
-  rules
-    .command('delete')
-    .description('delete a rule')
-    .argument('<id>', 'rule id')
-    .action((id: string, _o, command: Command) =>
-      run(command, async (connection, options) => {
-        await connection.call(connection.rules, connection.rules.deleteRule, { id });
-        printDone(options.output, `deleted rule ${id}`, { deleted: id });
-      }),
-    );
+  deleteCommand(rules, 'delete a rule', 'rule', ['<id>', 'rule id'], (connection, id) => connection.call(connection.rules, connection.rules.deleteRule, { id }));
 
   rules
     .command('dry-run')
@@ -220,25 +205,10 @@ export function ruleCommands(program: Command): void {
       }),
     );
 
-  channels
-    .command('delete')
-    .description('delete a channel')
-    .argument('<id>', 'channel id')
-    .action((id: string, _o, command: Command) =>
-      run(command, async (connection, options) => {
-        await connection.call(connection.notificationChannels, connection.notificationChannels.deleteNotificationChannel, { id });
-        printDone(options.output, `deleted notification channel ${id}`, { deleted: id });
-      }),
-    );
+  deleteCommand(channels, 'delete a channel', 'notification channel', ['<id>', 'channel id'], (connection, id) => connection.call(connection.notificationChannels, connection.notificationChannels.deleteNotificationChannel, { id }));
 
-  channels
-    .command('deliveries')
-    .description('a channel’s delivery log, newest first')
-    .argument('<id>', 'channel id')
-    .action((id: string, _o, command: Command) =>
-      run(command, async (connection, options) => {
-        const res = await connection.call(connection.notificationChannels, connection.notificationChannels.listChannelDeliveries, { channelId: id });
-        printList(options.output, deliveryView, res.deliveries);
-      }),
-    );
+  idCommand(channels, 'deliveries', 'a channel’s delivery log, newest first', ['<id>', 'channel id'], async (connection, id, options) => {
+    const res = await connection.call(connection.notificationChannels, connection.notificationChannels.listChannelDeliveries, { channelId: id });
+    printList(options.output, deliveryView, res.deliveries);
+  });
 }
