@@ -4,6 +4,7 @@ import { Role } from '../../../gen/es/iot/common/v1/common_pb';
 import { ApiKey } from '../../../gen/es/iot/signing/v1/api_keys_pb';
 import { AuditEvent } from '../../../gen/es/iot/signing/v1/audit_pb';
 import { Tenant, User } from '../../../gen/es/iot/signing/v1/auth_pb';
+import { TableHead } from './components/table-head';
 import { api, errorMessage } from './api';
 import { formatTime, pretty } from './format';
 import { roleName, useAbilities } from './principal';
@@ -97,15 +98,7 @@ function UsersCard() {
         <button type="submit">Create user</button>
       </form>
       <table>
-        <thead>
-          <tr>
-            <th>Email</th>
-            <th>Name</th>
-            <th>Role</th>
-            <th>Created</th>
-            <th />
-          </tr>
-        </thead>
+        <TableHead columns={['Email', 'Name', 'Role', 'Created', '']} />
         <tbody>
           {users.value.map((u) => (
             <tr key={u.id} data-testid={`user-row-${u.email}`}>
@@ -172,16 +165,7 @@ function ApiKeysCard() {
         </div>
       )}
       <table>
-        <thead>
-          <tr>
-            <th>Name</th>
-            <th>Prefix</th>
-            <th>Role</th>
-            <th>Expires</th>
-            <th>Last used</th>
-            <th />
-          </tr>
-        </thead>
+        <TableHead columns={['Name', 'Prefix', 'Role', 'Expires', 'Last used', '']} />
         <tbody>
           {keys.value.map((k) => (
             <tr key={k.id} data-testid={`api-key-row-${k.name}`}>
@@ -284,16 +268,7 @@ function AuditCard() {
         <button type="submit">Filter</button>
       </form>
       <table data-testid="audit-list">
-        <thead>
-          <tr>
-            <th>Time</th>
-            <th>Type</th>
-            <th>Actor</th>
-            <th>Subject</th>
-            <th>From</th>
-            <th>Details</th>
-          </tr>
-        </thead>
+        <TableHead columns={['Time', 'Type', 'Actor', 'Subject', 'From', 'Details']} />
         <tbody>
           {events.map((e) => (
             <tr key={e.id}>

@@ -1,6 +1,7 @@
 import { FormEvent, useEffect, useState } from 'react';
 import { Link } from 'react-router';
 import { Alert, AlertRule, AlertState, Comparison, Severity } from '../../../gen/es/iot/monitoring/v1/alerts_pb';
+import { TableHead } from './components/table-head';
 import { api, errorMessage, followStream } from './api';
 import { parseLabels } from './devices';
 import { formatTime } from './format';
@@ -267,18 +268,7 @@ export function AlertsPage() {
       </label>
       {error && <p className="error" role="alert">{error}</p>}
       <table data-testid="alert-list">
-        <thead>
-          <tr>
-            <th>Raised</th>
-            <th>Severity</th>
-            <th>State</th>
-            <th>Device</th>
-            <th>Metric</th>
-            <th>Value</th>
-            <th>Message</th>
-            <th />
-          </tr>
-        </thead>
+        <TableHead columns={['Raised', 'Severity', 'State', 'Device', 'Metric', 'Value', 'Message', '']} />
         <tbody>
           {shown.map((a) => (
             <tr key={a.id} data-testid={`alert-row-${a.id}`}>

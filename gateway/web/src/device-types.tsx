@@ -1,6 +1,7 @@
 import { fromJson, JsonObject } from '@bufbuild/protobuf';
 import { FormEvent, useEffect, useState } from 'react';
 import { DeviceType, DeviceTypeSchema, MetricKind, UnknownMetricPolicy } from '../../../gen/es/iot/device/v1/device_types_pb';
+import { TableHead } from './components/table-head';
 import { api, errorMessage } from './api';
 import { pretty } from './format';
 import { useAbilities } from './principal';
@@ -68,16 +69,7 @@ export function DeviceTypesPage() {
         </p>
       )}
       <table data-testid="device-type-list">
-        <thead>
-          <tr>
-            <th>Name</th>
-            <th>Metrics</th>
-            <th>Commands</th>
-            <th>Firmware</th>
-            <th>Unknown metrics</th>
-            <th />
-          </tr>
-        </thead>
+        <TableHead columns={['Name', 'Metrics', 'Commands', 'Firmware', 'Unknown metrics', '']} />
         <tbody>
           {types.map((t) => (
             <tr key={t.id} data-testid={`device-type-${t.name}`}>

@@ -9,6 +9,7 @@ import type { CommandDefinition, DeviceType } from '../../../gen/es/iot/device/v
 import { DeviceSession } from '../../../gen/es/iot/device/v1/sessions_pb';
 import { Twin } from '../../../gen/es/iot/device/v1/twin_pb';
 import { Aggregation, DataPoint } from '../../../gen/es/iot/monitoring/v1/telemetry_pb';
+import { TableHead } from './components/table-head';
 import { api, errorMessage, followStream } from './api';
 import { CredentialPanel, StatusBadge } from './devices';
 import { epochSeconds, formatTime, pretty } from './format';
@@ -251,15 +252,7 @@ function SessionsCard({ deviceId, reload }: { deviceId: string; reload: unknown 
         <p className="muted">Never connected.</p>
       ) : (
         <table data-testid="session-list">
-          <thead>
-            <tr>
-              <th>Connected</th>
-              <th>Disconnected</th>
-              <th>Reason</th>
-              <th>From</th>
-              <th>Client</th>
-            </tr>
-          </thead>
+          <TableHead columns={['Connected', 'Disconnected', 'Reason', 'From', 'Client']} />
           <tbody>
             {sessions.map((x) => (
               <tr key={`${x.serverId}/${x.clientId}/${x.connectTime?.seconds ?? ''}`}>

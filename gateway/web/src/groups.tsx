@@ -1,6 +1,7 @@
 import { FormEvent, useEffect, useState } from 'react';
 import { Device } from '../../../gen/es/iot/device/v1/device_pb';
 import { Group } from '../../../gen/es/iot/device/v1/groups_pb';
+import { TableHead } from './components/table-head';
 import { api, errorMessage } from './api';
 import { useAbilities } from './principal';
 
@@ -75,14 +76,7 @@ export function GroupsPage() {
         </p>
       )}
       <table data-testid="group-list">
-        <thead>
-          <tr>
-            <th>Name</th>
-            <th>Labels</th>
-            <th>Device type</th>
-            <th />
-          </tr>
-        </thead>
+        <TableHead columns={['Name', 'Labels', 'Device type', '']} />
         <tbody>
           {groups.map((g) => (
             <tr key={g.id} data-testid={`group-${g.name}`}>

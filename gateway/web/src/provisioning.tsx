@@ -1,6 +1,7 @@
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { FormEvent, useEffect, useState } from 'react';
 import { ProvisioningKey, ProvisioningKeyState } from '../../../gen/es/iot/device/v1/provisioning_pb';
+import { TableHead } from './components/table-head';
 import { api, errorMessage } from './api';
 import { formatTime } from './format';
 import { parseLabels } from './groups';
@@ -76,18 +77,7 @@ export function ProvisioningPage() {
         </div>
       )}
       <table data-testid="provisioning-key-list">
-        <thead>
-          <tr>
-            <th>Name</th>
-            <th>Key</th>
-            <th>State</th>
-            <th>Devices</th>
-            <th>Claims</th>
-            <th>Labels</th>
-            <th>Expires</th>
-            <th />
-          </tr>
-        </thead>
+        <TableHead columns={['Name', 'Key', 'State', 'Devices', 'Claims', 'Labels', 'Expires', '']} />
         <tbody>
           {keys.map((k) => (
             <tr key={k.id} data-testid={`provisioning-key-${k.id}`}>

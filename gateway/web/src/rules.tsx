@@ -1,5 +1,6 @@
 import { FormEvent, useEffect, useState } from 'react';
 import { Delivery, DeliveryState, DryRunRuleResponse, NotificationChannel, Rule, RuleAction } from '../../../gen/es/iot/monitoring/v1/rules_pb';
+import { TableHead } from './components/table-head';
 import { api, errorMessage } from './api';
 import { parseLabels } from './devices';
 import { formatTime } from './format';
@@ -80,16 +81,7 @@ const STATE_LABEL: Record<number, string> = {
 function DeliveryTable({ deliveries }: { deliveries: Delivery[] }) {
   return (
     <table data-testid="delivery-list">
-      <thead>
-        <tr>
-          <th>Time</th>
-          <th>Action</th>
-          <th>State</th>
-          <th>Attempts</th>
-          <th>Device</th>
-          <th>Error</th>
-        </tr>
-      </thead>
+      <TableHead columns={['Time', 'Action', 'State', 'Attempts', 'Device', 'Error']} />
       <tbody>
         {deliveries.map((d) => (
           <tr key={d.id}>
@@ -189,18 +181,7 @@ function RulesCard() {
       )}
       {error && <p className="error" role="alert">{error}</p>}
       <table data-testid="cel-rule-list">
-        <thead>
-          <tr>
-            <th>Name</th>
-            <th>Condition</th>
-            <th>Actions</th>
-            <th>Matched</th>
-            <th>OK</th>
-            <th>Failed</th>
-            <th>Dead</th>
-            <th />
-          </tr>
-        </thead>
+        <TableHead columns={['Name', 'Condition', 'Actions', 'Matched', 'OK', 'Failed', 'Dead', '']} />
         <tbody>
           {rules.map((r) => (
             <tr key={r.id} data-testid={`cel-rule-row-${r.name}`}>
@@ -240,14 +221,7 @@ function RulesCard() {
             Dry run: {dryRun.messagesMatched} of {dryRun.messagesEvaluated} recent messages would match
           </h3>
           <table data-testid="dry-run">
-            <thead>
-              <tr>
-                <th>Time</th>
-                <th>Device</th>
-                <th>Matched</th>
-                <th>Would</th>
-              </tr>
-            </thead>
+            <TableHead columns={['Time', 'Device', 'Matched', 'Would']} />
             <tbody>
               {dryRun.results.slice(0, 100).map((res, i) => (
                 <tr key={i}>
@@ -315,15 +289,7 @@ function ChannelsCard() {
       )}
       {error && <p className="error" role="alert">{error}</p>}
       <table data-testid="channel-list">
-        <thead>
-          <tr>
-            <th>ID</th>
-            <th>Name</th>
-            <th>Kind</th>
-            <th>Per minute</th>
-            <th />
-          </tr>
-        </thead>
+        <TableHead columns={['ID', 'Name', 'Kind', 'Per minute', '']} />
         <tbody>
           {channels.map((c) => (
             <tr key={c.id}>
