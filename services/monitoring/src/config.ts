@@ -92,6 +92,8 @@ export const monitoringEnv = {
    */
   // 2,000: 500 slow streams at 1k points/s held 779 MB with 10,000 and 418 MB with 2,000 (bench fanout).
   LIVE_CLIENT_BUFFER: env.positiveInt(2000),
+  /** Longest time range (days) one QueryHistory or ListPoints may cover; wider → INVALID_ARGUMENT. */
+  HISTORY_MAX_SPAN_DAYS: env.positiveInt(400),
   /** How often no-data alert rules are checked. */
   ALERT_CHECK_INTERVAL_MS: env.positiveInt(1000),
 };
