@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import mqtt, { MqttClient } from 'mqtt';
+import { connect as connectNats, jwtAuthenticator, NatsConnection } from 'nats';
 import { Client as PgClient } from 'pg';
 import { deviceSubject } from '@iot-mesh/runtime';
 import { encodeTelemetry } from '../../simulator/src/encoding';
@@ -26,6 +27,12 @@ export interface StoredCount {
   duplicated: number;
   /** Points of acknowledged messages missing from the store. */
   lost: number;
+}
+
+/** Message `n` of a known set: Protobuf, its points with their own times (so a retransmission is the same point). */
+function knownMessage(deviceId: string, messageId: string, n: number, start: number, pointsPerMessage: number): Buffer {
+  const points = Array.from({ length: pointsPerMessage }, (_, k) => ({ metric: `m${k}`, time: new Date(start + n * 1000 + k), numberValue: n + k / 100 }));
+  return encodeTelemetry({ deviceId, messageId, points }, 'protobuf');
 }
 
 /**
@@ -88,8 +95,7 @@ export class KnownSet {
           const due = start + n * intervalMs - Date.now();
           if (due > 0) await new Promise((r) => setTimeout(r, due));
           const messageId = `${d.deviceId}-${this.runId}-${n}`;
-          const points = Array.from({ length: this.size.pointsPerMessage }, (_, k) => ({ metric: `m${k}`, time: new Date(start + n * 1000 + k), numberValue: n + k / 100 }));
-          const payload = encodeTelemetry({ deviceId: d.deviceId, messageId, points }, 'protobuf');
+          const payload = knownMessage(d.deviceId, messageId, n, start, this.size.pointsPerMessage);
           this.sent++;
           const done = client.publishAsync(topic, payload, { qos: 1 }).then(
             () => void this.acked.add(messageId),
@@ -143,5 +149,68 @@ export class KnownSet {
 
   async close(): Promise<void> {
     await Promise.all(this.clients.map((c) => c.endAsync(true).catch(() => undefined)));
+  }
+}
+
+/**
+ * The same kind of known set from NATS devices, counted apart: a device
+ * credential gets no JetStream acknowledgement, so NATS device publishing is
+ * at-most-once (README "Message plane") and what a fault loses here is
+ * reported, never promised. Nothing may be stored twice.
+ */
+export class NatsKnownSet {
+  readonly runId = crypto.randomBytes(3).toString('hex');
+  /** Messages handed to the client. */
+  sent = 0;
+  private readonly connections: NatsConnection[] = [];
+
+  constructor(
+    private readonly devices: DeviceIdentity[],
+    private readonly natsUrl: string,
+    readonly size: KnownSetSize,
+  ) {}
+
+  async connect(): Promise<void> {
+    const connections = await Promise.all(
+      this.devices.map((d) => connectNats({ servers: this.natsUrl, name: d.deviceId, authenticator: d.token ? jwtAuthenticator(d.token) : undefined, maxReconnectAttempts: -1, reconnectTimeWait: 500 })),
+    );
+    this.connections.push(...connections);
+  }
+
+  /** Publishes the whole set, paced as {@link KnownSet.publish}. */
+  async publish(): Promise<void> {
+    const intervalMs = 1000 / this.size.ratePerDevice;
+    const start = Date.now();
+    await Promise.all(
+      this.devices.map(async (d, i) => {
+        const nc = this.connections[i];
+        const subject = deviceSubject(d.tenantId, d.deviceId, 'tel');
+        for (let n = 1; n <= this.size.messagesPerDevice; n++) {
+          const due = start + n * intervalMs - Date.now();
+          if (due > 0) await new Promise((r) => setTimeout(r, due));
+          this.sent++;
+          try {
+            nc.publish(subject, knownMessage(d.deviceId, `${d.deviceId}-${this.runId}-${n}`, n, start, this.size.pointsPerMessage));
+          } catch {
+            // A closed or draining connection refuses the publish: sent, not delivered.
+          }
+        }
+      }),
+    );
+    await Promise.all(this.connections.map((nc) => nc.flush().catch(() => undefined)));
+  }
+
+  /** Distinct points stored and rows stored twice. */
+  async count(pg: PgClient, tenantId: string): Promise<{ stored: number; duplicated: number }> {
+    const { rows } = await pg.query<{ n: string; distinct_points: string }>(
+      `SELECT count(*)::bigint AS n, count(DISTINCT (message_id, point_index))::bigint AS distinct_points
+         FROM monitoring.points WHERE tenant_id = $1 AND device_id = ANY($2) AND message_id LIKE $3`,
+      [tenantId, this.devices.map((d) => d.deviceId), `%-${this.runId}-%`],
+    );
+    return { stored: Number(rows[0].distinct_points), duplicated: Number(rows[0].n) - Number(rows[0].distinct_points) };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.connections.map((nc) => nc.close().catch(() => undefined)));
   }
 }

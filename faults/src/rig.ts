@@ -8,7 +8,7 @@ import { TestLauncher } from '../../testing/server-launcher';
 import type { Platform } from '../../bench/src/platform';
 import type { ServiceProcess, startService } from '../../bench/src/processes';
 import { DeviceIdentity } from '../../simulator/src/device';
-import { KnownSet, KnownSetSize, StoredCount } from './known-set';
+import { KnownSet, KnownSetSize, NatsKnownSet, StoredCount } from './known-set';
 
 /** One fault's row of RELIABILITY.md. */
 export interface FaultResult {
@@ -30,6 +30,8 @@ export interface FaultResult {
   recoverMs: number;
   /** What else was observed (answers during an outage, restarts, …). */
   notes: string[];
+  /** The NATS devices' set alongside, counted apart (at-most-once: what they lose is reported, not promised). */
+  nats?: { devices: number; sentPoints: number; storedPoints: number; duplicatedPoints: number };
 }
 
 /** Where the per-fault JSON goes: FAULTS_RESULTS_DIR, else test-results/faults. */
@@ -67,6 +69,8 @@ export class FaultRig {
   pg!: PgClient;
   /** Monitoring replicas (writers sharing the durable consumer). */
   readonly writers: Replica[] = [];
+  /** NATS devices that publish a set of their own alongside each fault's MQTT set (none: no NATS set). */
+  natsDevices: DeviceIdentity[] = [];
   private readonly launcher = new TestLauncher();
   private monitoringEnv: Record<string, string> = {};
   private startServiceFn!: typeof startService;
@@ -217,13 +221,16 @@ export class FaultRig {
   /** Runs a known set through `inject` (which injects the fault while the set is published) and returns its figures. */
   async run(fault: string, description: string, devices: DeviceIdentity[], size: KnownSetSize, inject: (set: KnownSet) => Promise<{ recoverMs: number; notes?: string[] }>): Promise<FaultResult> {
     const set = this.knownSet(devices, size);
+    const natsSet = this.natsDevices.length ? new NatsKnownSet(this.natsDevices, this.platform.nats.url, size) : undefined;
     await set.connect();
+    await natsSet?.connect();
     try {
-      const publishing = set.publish();
+      const publishing = Promise.all([set.publish(), natsSet?.publish()]);
       const { recoverMs, notes = [] } = await inject(set);
       await publishing;
       await set.settle(60_000);
       const count = await set.drained(await this.freshPg(), this.platform.tenantId, 60_000);
+      const natsCount = await natsSet?.count(await this.freshPg(), this.platform.tenantId);
       const result: FaultResult = {
         fault,
         description,
@@ -236,11 +243,15 @@ export class FaultRig {
         unacknowledgedPoints: (set.sent - set.acked.size) * size.pointsPerMessage,
         recoverMs,
         notes,
+        ...(natsSet && natsCount
+          ? { nats: { devices: this.natsDevices.length, sentPoints: natsSet.sent * size.pointsPerMessage, storedPoints: natsCount.stored, duplicatedPoints: natsCount.duplicated } }
+          : {}),
       };
       writeResult(result);
       return result;
     } finally {
       await set.close();
+      await natsSet?.close();
     }
   }
 

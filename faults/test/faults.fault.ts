@@ -27,6 +27,8 @@ import { KnownSetSize } from '../src/known-set';
 import { clearResults, FaultResult, FaultRig } from '../src/rig';
 
 const DEVICES = Number(process.env.FAULTS_DEVICES ?? 20);
+/** NATS devices alongside (at-most-once: counted apart, only duplicates asserted). */
+const NATS_DEVICES = Number(process.env.FAULTS_NATS_DEVICES ?? 5);
 const SIZE: KnownSetSize = {
   messagesPerDevice: Number(process.env.FAULTS_MESSAGES ?? 100),
   pointsPerMessage: Number(process.env.FAULTS_POINTS ?? 10),
@@ -45,6 +47,7 @@ beforeAll(async () => {
   clearResults();
   rig = await FaultRig.start();
   devices = await rig.devices(`flt${crypto.randomBytes(2).toString('hex')}`, DEVICES);
+  rig.natsDevices = await rig.platform.devices(`fltn${crypto.randomBytes(2).toString('hex')}`, NATS_DEVICES, 'nats');
 }, 240_000);
 
 afterAll(async () => {
@@ -56,6 +59,8 @@ async function expectKept(result: FaultResult): Promise<void> {
   expect(rig.exited()).toEqual([]);
   await rig.serving();
   expect({ lost: result.lostPoints, duplicated: result.duplicatedPoints }).toEqual({ lost: 0, duplicated: 0 });
+  // NATS devices may lose what was in flight (at-most-once), never store a point twice.
+  expect(result.nats?.duplicatedPoints ?? 0).toBe(0);
   // The fault landed while points were being acknowledged, and most were.
   expect(result.publishedPoints).toBeGreaterThan(0);
 }
