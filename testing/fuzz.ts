@@ -12,6 +12,19 @@ export const fuzzSeed: number = process.env.FUZZ_SEED ? Number(process.env.FUZZ_
 /** The path of a failure to replay (FUZZ_PATH, printed with it), or undefined for a full run. */
 const fuzzPath: string | undefined = process.env.FUZZ_PATH || undefined;
 
+/**
+ * Strings an attacker would send: every UTF-16 code unit (NUL, C0/C1
+ * controls, lone surrogates, bidi overrides, BOM), wildcards and dots,
+ * long runs, and names with meaning to JavaScript or to number parsers.
+ */
+export const hostileString: fc.Arbitrary<string> = fc.oneof(
+  fc.string({ unit: 'binary', maxLength: 40 }),
+  fc.string({ unit: fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c)), maxLength: 40 }),
+  fc.string({ unit: fc.constantFrom('\u0000', '\u0007', '\t', '\n', '\r', '\u007f', '\u0085', '\ud800', '\udfff', '\ufeff', '\u202e', 'a', '.', '*', '>', '😀'), maxLength: 20 }),
+  fc.integer({ min: 100, max: 400 }).map((n) => 'x'.repeat(n)),
+  fc.constantFrom('', 'NaN', 'Infinity', '-Infinity', '1e400', '__proto__', 'constructor', 'temperature'),
+);
+
 /** Cases each property ran in this file, in the order they ran. */
 const counts: { name: string; runs: number }[] = [];
 
@@ -42,3 +55,4 @@ export function printFuzzCounts(file: string): void {
   const lines = counts.map((c) => `  ${c.name.padEnd(width)}  ${String(c.runs).padStart(7)}`);
   console.log(`fuzz ${file} (seed ${fuzzSeed}${fuzzPath ? `, path ${fuzzPath}` : ''}):\n${lines.join('\n')}\n  ${'total'.padEnd(width)}  ${String(total).padStart(7)}`);
 }
+

@@ -70,7 +70,9 @@ export class ServiceError extends Error {
     if (this.fieldViolations.length > 0 || this.retryAfterMs !== undefined || this.reason) {
       metadata.set('grpc-status-details-bin', Buffer.from(Status.encode(this.toStatus()).finish()));
     }
-    return { code: this.code, details: this.message, metadata };
+    // grpc-js percent-encodes details with encodeURIComponent, which throws (and takes the process down) on a lone
+    // surrogate echoed from a request string: such halves go out as U+FFFD instead.
+    return { code: this.code, details: this.message.replace(/[\ud800-\udfff]/gu, '\ufffd'), metadata };
   }
 }
 

@@ -14,7 +14,7 @@ import { deviceSubject, parseDeviceSubject, SUBJECT_TOKEN } from '@iot-mesh/runt
 import { Telemetry } from '../../../gen/ts/iot/telemetry/v1/telemetry';
 import { DEAD_LETTER_REASONS, DecodedTelemetry, DeviceLookup, IngestLimits, MAX_MESSAGE_ID_LENGTH, TelemetryDecoder } from '../src/events/telemetry-decoder';
 import { KnownDevice, METRIC_NAME } from '../src/domain/telemetry';
-import { fuzz, printFuzzCounts } from '../../../testing/fuzz';
+import { fuzz, hostileString, printFuzzCounts } from '../../../testing/fuzz';
 
 jest.setTimeout(120_000);
 
@@ -84,15 +84,6 @@ async function decodes(subject: string, data: Uint8Array): Promise<DecodedTeleme
   checkDecoded(result);
   return result;
 }
-
-/** Strings an attacker would send: every code unit incl. NUL, C0/C1, lone surrogates, and long runs. */
-const hostileString = fc.oneof(
-  fc.string({ unit: 'binary', maxLength: 40 }),
-  fc.string({ unit: fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c)), maxLength: 40 }),
-  fc.string({ unit: fc.constantFrom('\u0000', '\u0007', '\t', '\n', '\r', '\u007f', '\u0085', '\ud800', '\udfff', '\ufeff', '\u202e', 'a', '.', '*', '>', '😀'), maxLength: 20 }),
-  fc.integer({ min: 100, max: 400 }).map((n) => 'x'.repeat(n)),
-  fc.constantFrom('', 'NaN', 'Infinity', '-Infinity', '1e400', '__proto__', 'constructor', 'temperature'),
-);
 
 /** Metric names: mostly valid (so the rest of a message is reached), some hostile. */
 const metric = fc.oneof({ weight: 3, arbitrary: fc.stringMatching(/^[A-Za-z0-9_.-]{1,20}$/) }, { weight: 1, arbitrary: hostileString });
