@@ -1,3 +1,8 @@
+import { deviceService } from '@iot-mesh/device';
+import { startOperatorNats } from '../../testing/nats-operator';
+import { createTestDatabase } from '../../testing/postgres';
+import { startTestService, TestService } from '../../testing/services';
+import { startSigningForTest, TestSigning, TestTenant } from '../../testing/signing';
 import { create, DescMessage, fromBinary, MessageInitShape, MessageShape, toBinary } from '@bufbuild/protobuf';
 import { createGrpcWebTransport } from '@connectrpc/connect-node';
 import { Gateway, GatewayOptions, startGateway } from '../src/gateway';
@@ -149,4 +154,33 @@ export async function grpcWebTextStream<I extends DescMessage, O extends DescMes
     abort.abort();
   }
   return { contentType: res.headers.get('content-type'), messages };
+}
+
+/** Signing, an operator-mode nats-server, a database and the device service behind a test gateway (REST tests of device routes). */
+export interface DeviceGatewayWorld {
+  signing: TestSigning;
+  device: TestService<never>;
+  tenant: TestTenant;
+  gateway: Awaited<ReturnType<typeof startTestGateway>>;
+  stop(): Promise<void>;
+}
+
+/** Starts a {@link DeviceGatewayWorld} with its own database `database`. */
+export async function startDeviceGatewayWorld(database: string): Promise<DeviceGatewayWorld> {
+  const [signing, nats, db] = await Promise.all([startSigningForTest(), startOperatorNats(), createTestDatabase(database)]);
+  const device = (await startTestService(deviceService, { DATABASE_URL: db.url, SIGNING_ADDRESS: signing.address, ...nats.deviceEnv() })) as TestService<never>;
+  const tenant = await signing.createTenant();
+  const gateway = await startTestGateway({ signing: signing.address, device: device.address }, ['*']);
+  return {
+    signing,
+    device,
+    tenant,
+    gateway,
+    async stop() {
+      await gateway.close();
+      await device.stop();
+      await Promise.all([signing.stop(), nats.stop()]);
+      await db.drop();
+    },
+  };
 }

@@ -1,33 +1,20 @@
-import { deviceService } from '@iot-mesh/device';
-import { OperatorNats, startOperatorNats } from '../../testing/nats-operator';
-import { createTestDatabase, TestDatabase } from '../../testing/postgres';
-import { startTestService, TestService } from '../../testing/services';
-import { startSigningForTest, TestSigning, TestTenant } from '../../testing/signing';
-import { rest, startTestGateway } from './gateway-harness';
+import { DeviceGatewayWorld, rest, startDeviceGatewayWorld } from './gateway-harness';
 
 jest.setTimeout(120_000);
 
 /* Jobs over REST through the Node gateway, as the README's curl examples use them. */
 describe('gateway ↔ device job routes', () => {
-  let signing: TestSigning;
-  let nats: OperatorNats;
-  let db: TestDatabase;
-  let device: TestService<never>;
-  let tenant: TestTenant;
-  let gateway: Awaited<ReturnType<typeof startTestGateway>>;
+  let world: DeviceGatewayWorld;
+  let tenant: DeviceGatewayWorld['tenant'];
+  let gateway: DeviceGatewayWorld['gateway'];
 
   beforeAll(async () => {
-    [signing, nats, db] = await Promise.all([startSigningForTest(), startOperatorNats(), createTestDatabase('iot_gw_jobs')]);
-    device = (await startTestService(deviceService, { DATABASE_URL: db.url, SIGNING_ADDRESS: signing.address, ...nats.deviceEnv() })) as TestService<never>;
-    tenant = await signing.createTenant();
-    gateway = await startTestGateway({ signing: signing.address, device: device.address }, ['*']);
+    world = await startDeviceGatewayWorld('iot_gw_jobs');
+    ({ tenant, gateway } = world);
   }, 120_000);
 
   afterAll(async () => {
-    await gateway?.close();
-    await device?.stop();
-    await Promise.all([signing?.stop(), nats?.stop()]);
-    await db?.drop();
+    await world?.stop();
   });
 
   it('creates a job over a group, reads it and its (offline, queued) devices, cancels it; a viewer cannot create one', async () => {
