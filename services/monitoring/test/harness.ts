@@ -4,6 +4,7 @@ import { connect, headers, KV, NatsConnection } from 'nats';
 import { Point, Telemetry } from '../../../gen/ts/iot/telemetry/v1/telemetry';
 import { createLogger, createPool, DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey, deviceSubject, Pool } from '@iot-mesh/runtime';
 import { CredentialState } from '../../../gen/ts/iot/device/v1/device';
+import { UnknownMetricPolicy } from '../../../gen/ts/iot/device/v1/device_types';
 import { DeviceDirectoryEntry } from '../../../gen/ts/iot/device/v1/directory';
 import { TestNatsServer } from '../../../testing/nats-server';
 import { createTestDatabase, TestDatabase } from '../../../testing/postgres';
@@ -58,7 +59,11 @@ export interface MonitoringWorld {
   /** Starts one more replica with the same database and NATS. */
   startReplica(extraEnv?: Record<string, string>): Promise<{ service: TestService<any>; stats: MonitoringStats }>;
   /** Registers a device in the directory (as the device service would). */
-  registerDevice(tenantId: string, deviceId: string, options?: { labels?: Record<string, string>; credentialState?: 'none' | 'active' | 'revoked'; type?: string }): Promise<void>;
+  registerDevice(
+    tenantId: string,
+    deviceId: string,
+    options?: { labels?: Record<string, string>; credentialState?: 'none' | 'active' | 'revoked'; type?: string; /** A type that dead-letters every metric but these. */ onlyMetrics?: string[] },
+  ): Promise<void>;
   /** Publishes telemetry on the device's subject over NATS (optionally with a Nats-Msg-Id header) via JetStream. */
   publish(tenantId: string, deviceId: string, payload: Uint8Array, msgId?: string): Promise<void>;
   /** Rows stored for a tenant. */
@@ -133,6 +138,7 @@ async function buildWorld(
         labels: opts.labels ?? {},
         credentialState: CREDENTIAL_STATES[opts.credentialState ?? 'active'],
         updateTime: new Date(),
+        ...(opts.onlyMetrics ? { metrics: opts.onlyMetrics, unknownMetricPolicy: UnknownMetricPolicy.UNKNOWN_METRIC_POLICY_DEAD_LETTER } : {}),
       });
       await directory.put(deviceDirectoryKey(tenantId, deviceId), DeviceDirectoryEntry.encode(entry).finish());
     },

@@ -81,6 +81,7 @@ test('every bad input class is dead-lettered with its reason and original bytes;
   const t = newTenant();
   await world.registerDevice(t, 'good');
   await world.registerDevice(t, 'revoked', { credentialState: 'revoked' });
+  await world.registerDevice(t, 'typed', { type: 'thermometer', onlyMetrics: ['temp'] });
   const stats = world.services[0].stats.ingest;
   const before = { ...stats.deadLetters };
   const dead: Msg[] = [];
@@ -92,6 +93,7 @@ test('every bad input class is dead-lettered with its reason and original bytes;
   const bad: { reason: DeadLetterReason; device: string; data: Uint8Array }[] = [
     { reason: 'unknown_device', device: 'ghost', data: valid('u', 1) },
     { reason: 'revoked_device', device: 'revoked', data: valid('r', 1) },
+    { reason: 'unknown_metric', device: 'typed', data: jsonPayload({ messageId: 'um', points: [{ metric: 'temp', numberValue: 1 }, { metric: 'humidity', numberValue: 40 }] }) },
     { reason: 'device_mismatch', device: 'good', data: jsonPayload({ deviceId: 'other', points: [{ metric: 'temp', numberValue: 1 }] }) },
     { reason: 'malformed', device: 'good', data: Buffer.from('{"points": [ {"metric": "temp", "numberValue": 1 ') },
     { reason: 'malformed', device: 'good', data: Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]) },
@@ -134,6 +136,28 @@ test('every bad input class is dead-lettered with its reason and original bytes;
     expect(stats.deadLetters[reason as DeadLetterReason] - before[reason as DeadLetterReason]).toBe(n);
   }
   expect((await points(t)).map((r) => r.value as number).sort((a, b) => a - b)).toEqual(Array.from({ length: bad.length + 1 }, (_, i) => 100 + i));
+});
+
+test("a device type that dead-letters undeclared metrics: declared ones are stored, a message naming another goes whole to the dead letters", async () => {
+  const t = newTenant();
+  await world.registerDevice(t, 'strict', { type: 'thermometer', onlyMetrics: ['temp'] });
+  await world.registerDevice(t, 'loose', { type: 'thermometer' });
+  const dead: Msg[] = [];
+  const sub = world.nc.subscribe(deadLettersOf(t), { callback: (_err, msg) => dead.push(msg) });
+  await world.nc.flush();
+  await world.publish(t, 'strict', jsonPayload({ messageId: 's1', points: [{ metric: 'temp', numberValue: 21 }] }));
+  await world.publish(t, 'strict', jsonPayload({ messageId: 's2', points: [{ metric: 'temp', numberValue: 22 }, { metric: 'pressure', numberValue: 1013 }] }));
+  // Without the policy (an untyped or accepting type), any metric is stored.
+  await world.publish(t, 'loose', jsonPayload({ messageId: 'l1', points: [{ metric: 'pressure', numberValue: 1000 }] }));
+  await eventually(() => dead.length === 1, 'one dead letter');
+  await eventually(async () => (await world.rowCount(t)) === 2, 'two stored rows');
+  sub.unsubscribe();
+  expect(dead[0].headers?.get(DEAD_LETTER_HEADERS.reason)).toBe('unknown_metric');
+  expect(dead[0].headers?.get(DEAD_LETTER_HEADERS.detail)).toContain('pressure');
+  expect((await points(t)).map((r) => [r.device, r.metric, r.value]).sort()).toEqual([
+    ['loose', 'pressure', 1000],
+    ['strict', 'temp', 21],
+  ]);
 });
 
 test('a repeated message id is stored once, with or without the Nats-Msg-Id header', async () => {

@@ -44,6 +44,11 @@ export interface KnownDevice {
   type?: string;
   /** Its credentials are revoked: its telemetry is refused. */
   revoked: boolean;
+  /**
+   * Set when the device's type dead-letters metrics it does not declare
+   * (UNKNOWN_METRIC_POLICY_DEAD_LETTER): the names the type declares.
+   */
+  declaredMetrics?: ReadonlySet<string>;
 }
 
 /** The devices monitoring knows of, in memory (the device directory view). */

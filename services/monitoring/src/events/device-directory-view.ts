@@ -1,6 +1,7 @@
 import type { KV, NatsConnection, QueuedIterator, KvEntry } from 'nats';
 import { DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey, isSubjectToken, Logger } from '@iot-mesh/runtime';
 import { CredentialState } from '../../../../gen/ts/iot/device/v1/device';
+import { UnknownMetricPolicy } from '../../../../gen/ts/iot/device/v1/device_types';
 import { DeviceDirectoryEntry } from '../../../../gen/ts/iot/device/v1/directory';
 import type { KnownDevice, KnownDevices } from '../domain/telemetry';
 import type { DeviceLookup } from './telemetry-decoder';
@@ -12,7 +13,15 @@ const NEGATIVE_CACHE_MS = 2000;
 function knownDevice(entry: KvEntry): KnownDevice | undefined {
   const value = DeviceDirectoryEntry.decode(entry.value);
   if (!value.tenantId || !value.deviceId) return undefined;
-  return { tenantId: value.tenantId, deviceId: value.deviceId, labels: value.labels, type: value.type, revoked: value.credentialState === CredentialState.CREDENTIAL_STATE_REVOKED };
+  const strict = value.unknownMetricPolicy === UnknownMetricPolicy.UNKNOWN_METRIC_POLICY_DEAD_LETTER;
+  return {
+    tenantId: value.tenantId,
+    deviceId: value.deviceId,
+    labels: value.labels,
+    type: value.type,
+    revoked: value.credentialState === CredentialState.CREDENTIAL_STATE_REVOKED,
+    declaredMetrics: strict ? new Set(value.metrics) : undefined,
+  };
 }
 
 /**

@@ -10,6 +10,7 @@ export type DeadLetterReason =
   | 'oversize'
   | 'unknown_device'
   | 'revoked_device'
+  | 'unknown_metric'
   | 'malformed'
   | 'device_mismatch'
   | 'too_many_points'
@@ -27,6 +28,7 @@ export const DEAD_LETTER_REASONS: readonly DeadLetterReason[] = [
   'oversize',
   'unknown_device',
   'revoked_device',
+  'unknown_metric',
   'malformed',
   'device_mismatch',
   'too_many_points',
@@ -207,6 +209,9 @@ async function decodeTelemetry(message: ReceivedTelemetry, limits: IngestLimits,
   for (let i = 0; i < payload.points.length; i++) {
     const p = payload.points[i];
     if (!METRIC_NAME.test(p.metric)) return reject('malformed', `points[${i}].metric ${JSON.stringify(p.metric.slice(0, 140))} is not a valid metric name`);
+    if (device.declaredMetrics && !device.declaredMetrics.has(p.metric)) {
+      return reject('unknown_metric', `points[${i}].metric ${JSON.stringify(p.metric)} is not declared by device type ${JSON.stringify(device.type ?? '')}, whose policy dead-letters undeclared metrics`);
+    }
     const set = (p.numberValue !== undefined ? 1 : 0) + (p.boolValue !== undefined ? 1 : 0) + (p.stringValue !== undefined ? 1 : 0);
     if (set !== 1) return reject('malformed', `points[${i}] must have exactly one value, has ${set}`);
     if (p.numberValue !== undefined && !Number.isFinite(p.numberValue)) return reject('not_finite', `points[${i}].numberValue is ${p.numberValue}`);
