@@ -4,16 +4,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { fromBinary } from '@bufbuild/protobuf';
-import { Browser, BrowserContext, chromium, Page } from 'playwright-core';
+import { Browser, BrowserContext, Page } from 'playwright-core';
 import { repoPath, repoRoot } from '@iot-mesh/runtime';
 import { jsonPayload } from '@iot-mesh/monitoring/test-harness';
 import { QueryHistoryRequestSchema } from '../../gen/es/iot/monitoring/v1/telemetry_pb';
 import { startMeshForTest, TestMesh } from '../../testing/mesh';
 import { TestTenant, TestUser } from '../../testing/signing';
-import { rest, startTestGateway } from './gateway-harness';
+import { rest, startTestGateway, launchChromium } from './gateway-harness';
 
-const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 /** Screenshots of every page, kept as CI artefacts (test-results/ is gitignored). */
 const SCREENSHOTS = repoPath('test-results', 'screenshots');
 const execFileAsync = promisify(execFile);
@@ -41,7 +39,7 @@ describe('console in Chromium', () => {
     tenant = await mesh.signing.createTenant();
     await built;
     gateway = await startTestGateway(mesh.addresses, ['*'], staticDir);
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS, headless: true });
+    browser = await launchChromium();
     fs.mkdirSync(SCREENSHOTS, { recursive: true });
   }, 120_000);
 

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import mqtt, { MqttClient } from 'mqtt';
-import { Browser, chromium, Page } from 'playwright-core';
+import { Browser, Page } from 'playwright-core';
 import { repoPath, repoRoot } from '@iot-mesh/runtime';
 import { deviceService } from '@iot-mesh/device';
 import { createMonitoringService } from '@iot-mesh/monitoring';
@@ -13,11 +13,9 @@ import { createTestDatabase, TestDatabase } from '../../testing/postgres';
 import { startTestService, TestService } from '../../testing/services';
 import { startSigningForTest, TestSigning, TestTenant } from '../../testing/signing';
 import { TEST_REDIS_URL } from '../../testing/test-services';
-import { rest, startTestGateway } from './gateway-harness';
+import { rest, startTestGateway, launchChromium } from './gateway-harness';
 
 /** The flags node-svc machines need for headless Debian chromium (closed network, root). */
-const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ARTIFACTS = repoPath('test-results');
 const execFileAsync = promisify(execFile);
 
@@ -63,7 +61,7 @@ describe('dashboard in Chromium', () => {
     tenant = await signing.createTenant();
     await built;
     gateway = await startTestGateway({ signing: signing.address, device: deviceSvc.address, monitoring: monitoringSvc.address }, ['*'], staticDir);
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS, headless: true });
+    browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
     fs.mkdirSync(ARTIFACTS, { recursive: true });
   }, 120_000);

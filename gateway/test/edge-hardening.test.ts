@@ -9,13 +9,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { chromium } from 'playwright-core';
 import { repoPath, repoRoot, unary } from '@iot-mesh/runtime';
 import { startSigningForTest, TestSigning, TestTenant } from '../../testing/signing';
 import { corsOriginsFromEnv } from '../src/edge-policy';
 import { DASHBOARD_CSP } from '../src/security-headers';
 import { forwardedHeaders } from '../src/upstreams';
-import { rest, startTestGateway } from './gateway-harness';
+import { rest, startTestGateway, launchChromium } from './gateway-harness';
 
 let signing: TestSigning;
 let tenant: TestTenant;
@@ -24,7 +23,6 @@ let dashboard: string;
 let script: string;
 
 /** The flags headless Debian chromium needs on these machines (as in dashboard-browser.test.ts). */
-const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
 
 beforeAll(async () => {
   dashboard = fs.mkdtempSync(path.join(os.tmpdir(), 'dashboard-'));
@@ -76,7 +74,7 @@ describe('dashboard responses', () => {
   });
 
   test('the dashboard works under its CSP: a user logs in in Chromium and no policy violation is reported', async () => {
-    const browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium', args: CHROMIUM_FLAGS, headless: true });
+    const browser = await launchChromium();
     try {
       const page = await browser.newPage();
       const violations: string[] = [];

@@ -1,3 +1,4 @@
+import type { Browser } from 'playwright-core';
 import { deviceService } from '@iot-mesh/device';
 import { startOperatorNats } from '../../testing/nats-operator';
 import { createTestDatabase } from '../../testing/postgres';
@@ -183,4 +184,16 @@ export async function startDeviceGatewayWorld(database: string): Promise<DeviceG
       await db.drop();
     },
   };
+}
+
+/**
+ * Debian's Chromium (CHROMIUM_PATH to override), headless, with the flags this
+ * closed network needs (no background networking, no component updates: their
+ * refused connections otherwise pile up).
+ */
+export async function launchChromium(): Promise<Browser> {
+  // Loaded here, not at the top: most tests using this harness never start a browser.
+  const { chromium } = await import('playwright-core');
+  const args = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
+  return chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium', args, headless: true });
 }
