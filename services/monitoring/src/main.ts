@@ -3,6 +3,7 @@ import { alertService } from './api/alerts';
 import { notificationChannelService, RuleHandlerDeps, ruleService } from './api/rules';
 import { deadLetterService } from './api/dead-letters';
 import { exportService } from './api/export';
+import { retentionService } from './api/retention';
 import { encodeLiveFragment, telemetryService } from './api/telemetry';
 import { deadLetterOptions, deadLetterStreamOptions, ingestLimits, monitoringEnv, retentionPolicy, telemetryStreamOptions, writerConsumerOptions, writerOptions } from './config';
 import { AlertChanges, AlertEvaluator } from './domain/alert-evaluation';
@@ -12,9 +13,10 @@ import { TelemetryExport } from './domain/export';
 import { LiveHub } from './domain/live';
 import { Rules } from './domain/rules';
 import { NotificationChannels } from './domain/rules-channels';
-import { maintainTelemetry } from './domain/retention';
+import { TelemetryRetention } from './domain/retention';
 import { TelemetryQueries } from './domain/telemetry';
 import { publishAlertEvent, publishRulesChanged, subscribeRulesChanged } from './events/alert-events';
+import { AlertNotifier } from './events/alert-notifications';
 import { DeviceDirectoryView } from './events/device-directory-view';
 import { RuleActions } from './events/rule-actions';
 import { ruleActionOptions, rulesConsumerOptions, rulesEnv } from './events/rule-actions-config';
@@ -27,9 +29,11 @@ import { DeadLetterWriter } from './events/dead-letters';
 import { ensureDeadLetterStream, ensureTelemetryStream, ensureWriterConsumer } from './events/telemetry-stream';
 import { TelemetryWriter } from './events/telemetry-writer';
 import { exportMonitoringMetrics, IngestStats, LiveStats } from './metrics';
+import { PostgresActionQueue } from './store/action-queue-store';
 import { PostgresAlertStore } from './store/alert-store';
 import { PostgresPointStream } from './store/export-queries';
 import { openMongoStore } from './store/mongo-connect';
+import { PostgresRetentionStore } from './store/retention-store';
 import { PostgresRuleStore } from './store/rule-store';
 import { PostgresTelemetryStore } from './store/postgres-store';
 import type { TelemetryStore } from './store/telemetry-store';
@@ -44,6 +48,10 @@ export interface MonitoringStats {
   alertsIdle(): Promise<void>;
   /** Resolves once the rules consumer has evaluated the stream so far and every queued rule action finished. */
   rulesIdle(): Promise<void>;
+  /** Sends the alert notification repeats due at `now` (the same as the periodic check); how many alerts were due. */
+  alertRepeats(now?: Date): Promise<number>;
+  /** Runs one retention round as if the clock read `now` (the hourly job does the same). */
+  retention(now?: number): Promise<void>;
 }
 
 /** Hooks for tests and embedding: see what a started instance counts. */
@@ -64,12 +72,19 @@ export function createMonitoringService(hooks: MonitoringHooks = {}): ServiceSpe
       const mongo = config.TELEMETRY_STORE === 'mongodb' ? await openMongoStore(config.MONGODB_URL) : undefined;
       const store: TelemetryStore = mongo?.store ?? new PostgresTelemetryStore(pool);
 
-      const maintain = () => maintainTelemetry(store, Date.now(), retentionPolicy(config), log);
-      await maintain();
-      const maintenance = setInterval(() => maintain().catch((err: Error) => log.warn({ err: err.message }, 'partition maintenance failed')), HOUR_MS);
+      const directory = await DeviceDirectoryView.open(nats, log.child({ component: 'device-directory' }));
+      const retention = new TelemetryRetention({
+        store,
+        policies: mongo ? undefined : new PostgresRetentionStore(pool),
+        devices: directory,
+        policy: retentionPolicy(config),
+        deliveries: { prune: (before) => new PostgresRuleStore(pool).pruneDeliveries(before), days: config.RULES_DELIVERY_RETENTION_DAYS },
+        log: log.child({ component: 'retention' }),
+      });
+      await retention.run();
+      const maintenance = setInterval(() => retention.run().catch((err: Error) => log.warn({ err: err.message }, 'partition maintenance failed')), HOUR_MS);
       maintenance.unref();
 
-      const directory = await DeviceDirectoryView.open(nats, log.child({ component: 'device-directory' }));
       const decoder = new TelemetryDecoder(ingestLimits(config), directory);
       const jsm = await nats.jetstreamManager();
       const ensureStream = async () => {
@@ -90,8 +105,20 @@ export function createMonitoringService(hooks: MonitoringHooks = {}): ServiceSpe
         await writer.start();
       }
 
+      // Rules: their own durable consumer and bounded, durable action queues, off the writer's and live's path.
+      const ruleStore = new PostgresRuleStore(pool);
+      const ruleCounters = new RuleCounters(ruleStore, log.child({ component: 'rules' }));
+      ruleCounters.start(config.RULES_STATS_FLUSH_MS);
+      const ruleActions = new RuleActions({ nc: nats, store: ruleStore, queue: new PostgresActionQueue(pool), counters: ruleCounters, log: log.child({ component: 'rule-actions' }), options: ruleActionOptions(config) });
+      await ruleActions.start();
+
       const alertStore = new PostgresAlertStore(pool);
-      const changes: AlertChanges = (kind, alert) => publishAlertEvent(nats, kind, alert);
+      const notifier = new AlertNotifier({ store: alertStore, actions: ruleActions, log: log.child({ component: 'alert-notifications' }) });
+      notifier.start(config.ALERT_CHECK_INTERVAL_MS);
+      const changes: AlertChanges = (kind, alert) => {
+        publishAlertEvent(nats, kind, alert);
+        notifier.announce(kind, alert);
+      };
       const evaluator = new AlertEvaluator(alertStore, directory, changes, config.ALERT_CHECK_INTERVAL_MS, log.child({ component: 'alerts' }));
       await evaluator.start();
       const rulesChangedElsewhere = subscribeRulesChanged(nats, (tenantId) => evaluator.rulesChanged(tenantId));
@@ -105,11 +132,6 @@ export function createMonitoringService(hooks: MonitoringHooks = {}): ServiceSpe
         },
       });
 
-      // Rules: their own durable consumer and bounded action queues, off the writer's and live's path.
-      const ruleStore = new PostgresRuleStore(pool);
-      const ruleCounters = new RuleCounters(ruleStore, log.child({ component: 'rules' }));
-      ruleCounters.start(config.RULES_STATS_FLUSH_MS);
-      const ruleActions = new RuleActions({ nc: nats, store: ruleStore, counters: ruleCounters, log: log.child({ component: 'rule-actions' }), options: ruleActionOptions(config) });
       let rulesConsumer: RulesConsumer | undefined;
       if (config.RULES_ENABLED) {
         await ensureRulesConsumer(jsm, rulesConsumerOptions(config));
@@ -137,23 +159,29 @@ export function createMonitoringService(hooks: MonitoringHooks = {}): ServiceSpe
         async alertsIdle() {
           await nats.flush();
           await evaluator.idle();
+          await notifier.idle();
         },
         async rulesIdle() {
           await rulesConsumer?.idle();
+          await ruleActions.idle();
         },
+        alertRepeats: (now) => notifier.sendRepeats(now),
+        retention: (now) => retention.run(now),
       });
 
       return {
-        services: [telemetryService({ queries: new TelemetryQueries(store, config.HISTORY_MAX_SPAN_DAYS * 86_400_000), live }), alertService({ rules, nc: nats }), ruleService(ruleDeps), notificationChannelService(ruleDeps), deadLetterService({ deadLetters: new DeadLetters(new StreamDeadLetterArchive(nats, jsm, nats.jetstream(), config.DEAD_LETTER_STREAM)) }),
+        services: [telemetryService({ queries: new TelemetryQueries(store, config.HISTORY_MAX_SPAN_DAYS * 86_400_000), live }), alertService({ rules, nc: nats, deliveries: ruleStore }), ruleService(ruleDeps), notificationChannelService(ruleDeps), deadLetterService({ deadLetters: new DeadLetters(new StreamDeadLetterArchive(nats, jsm, nats.jetstream(), config.DEAD_LETTER_STREAM)) }),
           exportService({ exports: new TelemetryExport({ store, cursor: mongo ? undefined : new PostgresPointStream(pool), devices: directory }) }),
+          retentionService({ retention }),
         ],
         middlewares: auth ? [auth] : [],
         async stop() {
           clearInterval(maintenance);
           stopMetrics();
           fanout.stop();
+          notifier.stop();
           await rulesConsumer?.stop();
-          ruleActions.stop();
+          await ruleActions.stop();
           await ruleCounters.stop();
           rulesChangedElsewhere.unsubscribe();
           live.stop();

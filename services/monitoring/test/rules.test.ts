@@ -5,7 +5,6 @@ import { status } from '@grpc/grpc-js';
 import { propagation } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { headers as natsHeaders } from 'nats';
-import { SMTPServer } from 'smtp-server';
 import {
   DeliveryState,
   Notification,
@@ -18,6 +17,7 @@ import { Telemetry } from '../../../gen/ts/iot/telemetry/v1/telemetry';
 import { deviceSubject, eventSubject, insecureClient, metrics, serverStream, unary } from '@iot-mesh/runtime';
 import { startSigningForTest, TestSigning, TestTenant } from '../../../testing/signing';
 import { eventually, MonitoringWorld, protobufPayload, startWorld } from './harness';
+import { ReceivedMail, startSmtpServer, verifySignature } from './receivers';
 
 jest.setTimeout(60_000);
 // W3C trace context, as the service's tracing entry installs it: the trace of a device message must reach its webhook calls.
@@ -25,9 +25,9 @@ propagation.setGlobalPropagator(new W3CTraceContextPropagator());
 
 let signing: TestSigning;
 let world: MonitoringWorld;
-let smtp: SMTPServer;
+let closeSmtp: (() => Promise<void>) | undefined;
 let smtpPort: number;
-const mails: { to: string[]; body: string }[] = [];
+let mails: ReceivedMail[];
 let a: TestTenant;
 let rules: RuleServiceClient;
 let channels: NotificationChannelServiceClient;
@@ -37,20 +37,7 @@ let viewer: { authorization: string };
 
 beforeAll(async () => {
   // A real SMTP server in-process: nodemailer talks SMTP to it.
-  smtp = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ['STARTTLS'],
-    onData(stream, session, callback) {
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => {
-        mails.push({ to: session.envelope.rcptTo.map((r) => r.address), body: Buffer.concat(chunks).toString('utf8') });
-        callback();
-      });
-    },
-  });
-  await new Promise<void>((resolve) => smtp.listen(0, '127.0.0.1', resolve));
-  smtpPort = (smtp.server.address() as AddressInfo).port;
+  ({ port: smtpPort, mails, close: closeSmtp } = await startSmtpServer());
 
   signing = await startSigningForTest();
   world = await startWorld({
@@ -79,7 +66,7 @@ afterAll(async () => {
   telemetry?.close();
   await world?.close();
   await signing?.stop();
-  await new Promise<void>((resolve) => (smtp ? smtp.close(resolve) : resolve()));
+  await closeSmtp?.();
 });
 
 const rulesIdle = () => world.services[0].stats.rulesIdle();
@@ -95,15 +82,6 @@ async function freePort(): Promise<number> {
   const port = (server.address() as AddressInfo).port;
   await new Promise((resolve) => server.close(resolve));
   return port;
-}
-
-/** Standard Webhooks verification, written from the published spec (not the service's code). */
-function verifySignature(secret: string, headers: http.IncomingHttpHeaders, body: string): boolean {
-  const key = Buffer.from(secret.slice('whsec_'.length), 'base64');
-  const expected = crypto.createHmac('sha256', key).update(`${headers['webhook-id']}.${headers['webhook-timestamp']}.${body}`).digest();
-  return String(headers['webhook-signature'])
-    .split(' ')
-    .some((sig) => sig.startsWith('v1,') && crypto.timingSafeEqual(Buffer.from(sig.slice(3), 'base64'), expected));
 }
 
 test('only operators write rules; a rule deriving a metric it listens to is refused before it can loop', async () => {

@@ -14,6 +14,8 @@ import {
 } from '@iot-mesh/runtime';
 import { AlertRules, MUTABLE_RULE_FIELDS, ruleViolations } from '../domain/alerts';
 import { subscribeAlertEvents } from '../events/alert-events';
+import type { RuleRepository } from '../store/rule-store';
+import { deliveryToken } from './rules';
 
 /** Alerts a slow StreamAlerts client may fall behind by before the oldest are dropped. */
 const STREAM_BUFFER = 1000;
@@ -23,6 +25,8 @@ export interface AlertHandlerDeps {
   rules: AlertRules;
   /** For StreamAlerts: the tenant's alert events. */
   nc: NatsConnection;
+  /** The delivery log (alert notifications are in it). */
+  deliveries: Pick<RuleRepository, 'alertDeliveries'>;
 }
 
 /** The next-page token of a keyset cursor. */
@@ -31,7 +35,7 @@ function nextPageToken(next: [string, string] | undefined): string {
 }
 
 /** AlertService: decode → validate → alert domain → encode (rules CRUD, alerts list / acknowledge / stream), scoped to the caller's tenant. */
-export function alertService({ rules, nc }: AlertHandlerDeps): ServiceRegistration {
+export function alertService({ rules, nc, deliveries }: AlertHandlerDeps): ServiceRegistration {
   return defineService(AlertServiceService, {
     async createAlertRule(request, ctx) {
       const tenantId = callerTenant(ctx);
@@ -91,6 +95,15 @@ export function alertService({ rules, nc }: AlertHandlerDeps): ServiceRegistrati
       const alert = await rules.acknowledge(principal.tenantId, request.id, principal.id);
       if (!alert) throw errors.notFound('alert', request.id);
       return { alert };
+    },
+
+    async listAlertDeliveries(request, ctx) {
+      const tenantId = callerTenant(ctx);
+      if (!(await rules.alert(tenantId, request.alertId))) throw errors.notFound('alert', request.alertId);
+      const limit = pageSize(request.page?.pageSize);
+      const before = decodePageToken(request.page?.pageToken) as [string, string] | undefined;
+      const items = await deliveries.alertDeliveries(tenantId, request.alertId, limit + 1, before);
+      return { deliveries: items.slice(0, limit), page: { nextPageToken: deliveryToken(items, limit) } };
     },
 
     async streamAlerts(_request, ctx, send) {

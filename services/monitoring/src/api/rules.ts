@@ -24,7 +24,7 @@ function token(next: [string, string] | undefined): string {
 }
 
 /** Keyset cursor of the next delivery page (newest first). */
-function deliveryToken<T extends { createTime?: Date; id: string }>(items: T[], limit: number): string {
+export function deliveryToken<T extends { createTime?: Date; id: string }>(items: T[], limit: number): string {
   const last = items[limit - 1];
   return items.length > limit && last ? encodePageToken([last.createTime!.toISOString(), last.id]) : '';
 }

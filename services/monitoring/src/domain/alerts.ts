@@ -1,13 +1,65 @@
-import { Alert, AlertRule, Comparison, Severity } from '../../../../gen/ts/iot/monitoring/v1/alerts';
+import { Alert, AlertNotification, AlertRule, Comparison, QuietHours, Severity } from '../../../../gen/ts/iot/monitoring/v1/alerts';
 import { durationToMs, FieldViolation, isSubjectToken } from '@iot-mesh/runtime';
 import type { AlertFilter, AlertRepository } from '../store/alert-store';
 import type { AlertChanges } from './alert-evaluation';
 import { METRIC_NAME } from './telemetry';
 
 /** Fields an update mask may name. */
-export const MUTABLE_RULE_FIELDS = ['name', 'metric', 'device_ids', 'labels', 'threshold', 'no_data', 'severity', 'enabled'] as const;
+export const MUTABLE_RULE_FIELDS = ['name', 'metric', 'device_ids', 'labels', 'threshold', 'no_data', 'severity', 'enabled', 'notification'] as const;
 
 const WEEK_MS = 7 * 86_400_000;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const CLOCK = /^([01]\d|2[0-3]):([0-5]\d)$/;
+/** Most channels one alert rule notifies. */
+const MAX_ALERT_CHANNELS = 10;
+
+/** Minutes since local midnight of "HH:MM". */
+function clockMinutes(hhmm: string): number {
+  const m = CLOCK.exec(hhmm)!;
+  return Number(m[1]) * 60 + Number(m[2]);
+}
+
+function isTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-GB', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** True when `now` falls inside the daily quiet window (in its time zone; start > end wraps midnight). */
+export function inQuietHours(quiet: QuietHours | undefined, now: Date): boolean {
+  if (!quiet || !CLOCK.test(quiet.start) || !CLOCK.test(quiet.end)) return false;
+  const parts = new Intl.DateTimeFormat('en-GB', { timeZone: quiet.timeZone || 'UTC', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' }).formatToParts(now);
+  const local = Number(parts.find((p) => p.type === 'hour')!.value) * 60 + Number(parts.find((p) => p.type === 'minute')!.value);
+  const start = clockMinutes(quiet.start);
+  const end = clockMinutes(quiet.end);
+  return start < end ? local >= start && local < end : local >= start || local < end;
+}
+
+/** What is wrong with a rule's notification settings. */
+function notificationViolations(n: AlertNotification, prefix: string): FieldViolation[] {
+  const out: FieldViolation[] = [];
+  const check = (ok: boolean, field: string, description: string) => {
+    if (!ok) out.push({ field: `${prefix}.${field}`, description });
+  };
+  check(n.channelIds.length > 0, 'channel_ids', 'needs at least one channel');
+  check(n.channelIds.length <= MAX_ALERT_CHANNELS, 'channel_ids', `at most ${MAX_ALERT_CHANNELS} channels`);
+  n.channelIds.forEach((id, i) => check(UUID.test(id), `channel_ids[${i}]`, 'is not a channel id'));
+  if (n.repeatInterval) {
+    const ms = durationToMs(n.repeatInterval) ?? 0;
+    check(ms >= 1000 && ms <= WEEK_MS, 'repeat_interval', 'must be between 1 s and 7 days');
+  }
+  const q = n.quietHours;
+  if (q) {
+    check(CLOCK.test(q.start), 'quiet_hours.start', 'must be HH:MM (24 h)');
+    check(CLOCK.test(q.end), 'quiet_hours.end', 'must be HH:MM (24 h)');
+    check(q.start !== q.end, 'quiet_hours', 'start and end must differ');
+    check(!q.timeZone || isTimeZone(q.timeZone), 'quiet_hours.time_zone', 'is not an IANA time zone');
+  }
+  return out;
+}
 
 /** What makes a rule invalid, as field violations under `prefix` (empty when it is valid). */
 export function ruleViolations(rule: AlertRule, prefix = 'rule'): FieldViolation[] {
@@ -37,6 +89,7 @@ export function ruleViolations(rule: AlertRule, prefix = 'rule'): FieldViolation
     check(d >= 1000 && d <= WEEK_MS, 'no_data.timeout', 'must be between 1 s and 7 days');
   }
   check(Severity[rule.severity] !== undefined, 'severity', 'is not a severity');
+  if (rule.notification) out.push(...notificationViolations(rule.notification, `${prefix}.notification`));
   return out;
 }
 
@@ -60,6 +113,7 @@ export function mergeRule(existing: AlertRule, incoming: AlertRule, paths: reado
   if (set.has('labels')) merged.labels = incoming.labels;
   if (set.has('severity')) merged.severity = incoming.severity;
   if (set.has('enabled')) merged.enabled = incoming.enabled;
+  if (set.has('notification')) merged.notification = incoming.notification;
   if (set.has('threshold')) merged = { ...merged, threshold: incoming.threshold, noData: incoming.threshold ? undefined : merged.noData };
   if (set.has('no_data')) merged = { ...merged, noData: incoming.noData, threshold: incoming.noData ? undefined : merged.threshold };
   return merged;
@@ -136,6 +190,11 @@ export class AlertRules {
   async alerts(tenantId: string, filter: AlertFilter, limit: number, after?: [string, string]): Promise<Page<Alert>> {
     const rows = await this.deps.store.listAlerts(tenantId, filter, limit + 1, after);
     return page(rows, limit, (a) => [a.raiseTime!.toISOString(), a.id]);
+  }
+
+  /** One alert, or undefined. */
+  alert(tenantId: string, id: string): Promise<Alert | undefined> {
+    return this.deps.store.getAlert(tenantId, id);
   }
 
   /** Acknowledges an alert once, announcing the first acknowledgement; undefined when there is none. */

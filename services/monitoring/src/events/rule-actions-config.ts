@@ -28,6 +28,10 @@ export const rulesEnv = {
   /** SMTP relay of e-mail channels, e.g. smtp://relay:25 or smtps://user:pass@relay:465; unset: e-mail deliveries dead-letter. */
   RULES_SMTP_URL: env.optional(),
   RULES_SMTP_FROM: env.string({ fallback: 'iot-mesh@localhost' }),
+  /** Lease of a replica on its queued actions: a crashed replica's actions resume on another after this long. */
+  RULES_QUEUE_LEASE_MS: env.positiveInt(30_000),
+  /** Days the delivery log (rule actions and alert notifications) is kept. */
+  RULES_DELIVERY_RETENTION_DAYS: env.positiveInt(30),
 };
 
 /** The rules' configuration, as loaded and validated. */
@@ -48,5 +52,6 @@ export function ruleActionOptions(config: RulesConfig): RuleActionOptions {
     webhookTimeoutMs: config.RULES_WEBHOOK_TIMEOUT_MS,
     mailer: config.RULES_SMTP_URL ? createTransport(config.RULES_SMTP_URL) : undefined,
     mailFrom: config.RULES_SMTP_FROM,
+    leaseMs: config.RULES_QUEUE_LEASE_MS,
   };
 }

@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import type { Transporter } from 'nodemailer';
-import { context, Context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { context, Context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { headers as natsHeaders, NatsConnection } from 'nats';
 import { DeliveryState, Notification, NotificationChannel } from '../../../../gen/ts/iot/monitoring/v1/rules';
 import { Telemetry } from '../../../../gen/ts/iot/telemetry/v1/telemetry';
@@ -8,6 +8,7 @@ import { deviceSubject, eventSubject, injectTraceContext, Logger } from '@iot-me
 import { backoffMs, RetrySchedule, retryScheduleOf } from '../domain/rules-channels';
 import type { PlannedAction, RuleMessage } from '../domain/rules';
 import { toDataPoint } from '../domain/telemetry';
+import type { ActionQueueRepository } from '../store/action-queue-store';
 import type { RuleRepository } from '../store/rule-store';
 import type { PointRow } from '../store/telemetry-store';
 import { RuleCounters, RuleRef } from './rule-actions-stats';
@@ -32,6 +33,16 @@ export interface RuleActionOptions {
   /** SMTP relay for e-mail channels; undefined: e-mail deliveries fail with that reason. */
   mailer?: Transporter;
   mailFrom: string;
+  /** How long a queued action stays this replica's without a renewal; after it another replica resumes it. */
+  leaseMs: number;
+}
+
+/** The alert an alert notification is about (alert notifications ride the same queue as rule actions). */
+export interface AlertNotice {
+  id: string;
+  event: 'raised' | 'repeat' | 'resolved';
+  message: string;
+  severity: string;
 }
 
 /** One action for one message, as the queue carries it. */
@@ -43,6 +54,44 @@ export interface ActionJob {
   receivedAt: Date;
   /** The device message's trace: every attempt's span is its child. */
   trace: Context;
+  /** Set for an alert notification (then `rule` is the alert rule). */
+  alert?: AlertNotice;
+}
+
+/** A job as the durable queue stores it (JSON). */
+interface StoredJob {
+  rule: RuleRef;
+  action: PlannedAction;
+  message: Omit<RuleMessage, 'rows'> & { rows: (Omit<PointRow, 'time'> & { time: string })[] };
+  receivedAt: string;
+  /** W3C trace context fields of the device message. */
+  trace: Record<string, string>;
+  alert?: AlertNotice;
+}
+
+/** The job as JSON text; 64-bit integers (durations' seconds) as `{"$bigint": "…"}`. */
+function storedJob(job: ActionJob): string {
+  const carrier: Record<string, string> = {};
+  propagation.inject(job.trace, carrier);
+  const stored: StoredJob = { ...job, message: { ...job.message, rows: job.message.rows.map((r) => ({ ...r, time: r.time.toISOString() })) }, receivedAt: job.receivedAt.toISOString(), trace: carrier };
+  return JSON.stringify(stored, (_k, v) => (typeof v === 'bigint' ? { $bigint: v.toString() } : v));
+}
+
+function jobOf(text: string): ActionJob {
+  const stored = JSON.parse(text, (_k, v) => (v !== null && typeof v === 'object' && typeof v.$bigint === 'string' ? BigInt(v.$bigint) : v)) as StoredJob;
+  return {
+    ...stored,
+    message: { ...stored.message, rows: stored.message.rows.map((r) => ({ ...r, time: new Date(r.time) })) },
+    receivedAt: new Date(stored.receivedAt),
+    trace: propagation.extract(ROOT_CONTEXT, stored.trace),
+  };
+}
+
+/** A job in a rule's queue: the attempt it is at and its row in the durable queue. */
+interface QueuedJob {
+  job: ActionJob;
+  attempt: number;
+  queueId: string;
 }
 
 /** An action that cannot run: why, as the dead letter records it. */
@@ -67,7 +116,7 @@ class RateLimiter {
 
 /** The queue of one rule: bounded, with its own backoff timers, so one rule's failing endpoint holds up nothing else. */
 class RuleQueue {
-  readonly ready: { job: ActionJob; attempt: number }[] = [];
+  readonly ready: QueuedJob[] = [];
   /** Jobs backing off or in flight. */
   held = 0;
 
@@ -81,6 +130,14 @@ class RuleQueue {
  * a failing action backs off (doubling, capped) and retries, and after its
  * last attempt is dead-lettered with the reason in the delivery log. Every
  * attempt is a span, child of the device message's trace.
+ *
+ * The queue is durable: {@link enqueue} writes the job to PostgreSQL before it
+ * resolves (the rules consumer acks the telemetry message only after), every
+ * retry advances its attempt there, and its final outcome deletes it. This
+ * replica keeps a lease on its jobs; jobs of a replica that crashed (lease run
+ * out) or stopped (lease released) are claimed by a running one and resume at
+ * their attempt. Delivery is at least once: a replica that dies between a
+ * successful send and the delete sends again (with the same `webhook-id`).
  */
 export class RuleActions {
   private readonly queues = new Map<string, RuleQueue>();
@@ -88,13 +145,48 @@ export class RuleActions {
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly idleWaiters: (() => void)[] = [];
   private stopped = false;
+  /** This replica's name on the jobs it holds in the durable queue. */
+  private readonly owner = crypto.randomUUID();
+  private leaseTimer?: NodeJS.Timeout;
+  /** Jobs being written to the durable queue (counted as pending). */
+  private adding = 0;
 
   constructor(
-    private readonly deps: { nc: NatsConnection; store: RuleRepository; counters: RuleCounters; log: Logger; options: RuleActionOptions },
+    private readonly deps: { nc: NatsConnection; store: RuleRepository; queue: ActionQueueRepository; counters: RuleCounters; log: Logger; options: RuleActionOptions },
   ) {}
 
-  /** Queues an action; one that cannot run or does not fit is dead-lettered at once. */
-  enqueue(job: ActionJob): void {
+  /** Resumes jobs other replicas left (and keeps doing so), and keeps this replica's leases fresh. */
+  async start(): Promise<void> {
+    await this.resumeOrphans();
+    const { leaseMs } = this.deps.options;
+    this.leaseTimer = setInterval(() => {
+      void this.deps.queue
+        .renew(this.owner, leaseMs)
+        .then(() => this.resumeOrphans())
+        .catch((err: Error) => this.deps.log.warn({ err: err.message }, 'rule action queue upkeep failed'));
+    }, Math.max(50, Math.floor(leaseMs / 3)));
+    this.leaseTimer.unref();
+  }
+
+  /** Claims jobs whose lease ran out (as many as fit) and queues them at their attempt. */
+  async resumeOrphans(): Promise<number> {
+    if (this.stopped) return 0;
+    const claimed = await this.deps.queue.claimExpired(this.owner, this.deps.options.leaseMs, Math.max(0, this.deps.options.queueCapacity - this.pending));
+    for (const row of claimed) {
+      const job = jobOf(row.job);
+      const queue = this.queueOf(job.rule);
+      queue.ready.push({ job, attempt: row.attempt, queueId: row.id });
+      this.pump(job.rule, queue);
+    }
+    if (claimed.length > 0) this.deps.log.info({ jobs: claimed.length }, 'resumed queued rule actions another replica left');
+    return claimed.length;
+  }
+
+  /**
+   * Queues an action, durably: resolves once it is stored (acking its message
+   * is safe then). One that cannot run or does not fit is dead-lettered at once.
+   */
+  async enqueue(job: ActionJob): Promise<void> {
     const { action } = job;
     if (action.kind === 'derived_metric' && action.error) return void this.deadLetter(job, 1, `expression: ${action.error}`);
     if (action.kind === 'derived_metric' && job.message.depth >= this.deps.options.maxDepth) {
@@ -102,7 +194,13 @@ export class RuleActions {
     }
     const queue = this.queueOf(job.rule);
     if (queue.size >= this.deps.options.queueCapacity) return void this.deadLetter(job, 0, `queue_full: ${queue.size} actions of this rule are waiting`);
-    queue.ready.push({ job, attempt: 1 });
+    this.adding++;
+    try {
+      const queueId = await this.deps.queue.add(this.owner, this.deps.options.leaseMs, job.rule.tenantId, job.rule.id, storedJob(job));
+      queue.ready.push({ job, attempt: 1, queueId });
+    } finally {
+      this.adding--;
+    }
     this.pump(job.rule, queue);
   }
 
@@ -110,7 +208,7 @@ export class RuleActions {
   get pending(): number {
     let n = 0;
     for (const q of this.queues.values()) n += q.size;
-    return n + this.recording;
+    return n + this.recording + this.adding;
   }
 
   private recording = 0;
@@ -126,11 +224,13 @@ export class RuleActions {
     for (const resolve of this.idleWaiters.splice(0)) resolve();
   }
 
-  /** Stops retrying: pending actions are dropped (their messages were acked; see the README's delivery notes). */
-  stop(): void {
+  /** Stops retrying and releases this replica's queued jobs, so a running replica resumes them at once. */
+  async stop(): Promise<void> {
     this.stopped = true;
+    clearInterval(this.leaseTimer);
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
+    await this.deps.queue.release(this.owner).catch((err: Error) => this.deps.log.warn({ err: err.message }, 'queued rule actions not released; they resume when their lease runs out'));
   }
 
   private queueOf(rule: RuleRef): RuleQueue {
@@ -141,15 +241,18 @@ export class RuleActions {
 
   private pump(rule: RuleRef, queue: RuleQueue): void {
     while (!this.stopped && queue.ready.length > 0 && queue.held < this.deps.options.concurrency) {
-      const { job, attempt } = queue.ready.shift()!;
+      const queued = queue.ready.shift()!;
       queue.held++;
-      void this.attempt(job, attempt, queue);
+      void this.attempt(queued, queue);
     }
     this.deps.counters.queueSize(rule, queue.size);
   }
 
-  private async attempt(job: ActionJob, attempt: number, queue: RuleQueue): Promise<void> {
+  private async attempt(queued: QueuedJob, queue: RuleQueue): Promise<void> {
+    const { job, attempt, queueId } = queued;
     const { counters } = this.deps;
+    // Alert notifications are not counted as a rule's actions.
+    const counted = !job.alert;
     let schedule = job.action.kind === 'webhook' ? retryScheduleOf(job.action.retry, this.deps.options.retry) : this.deps.options.retry;
     let outcome = 'ok' as 'ok' | 'retry' | 'dead' | 'rate_limited';
     let reason = '';
@@ -174,21 +277,26 @@ export class RuleActions {
     }
 
     if (outcome === 'ok') {
-      counters.ok(job.rule, job.action.kind, Date.now() - job.receivedAt.getTime());
-      if (job.action.kind === 'webhook' || job.action.kind === 'notify') this.record(job, DeliveryState.DELIVERY_STATE_DELIVERED, attempt, '');
+      if (counted) counters.ok(job.rule, job.action.kind, Date.now() - job.receivedAt.getTime());
+      if (job.action.kind === 'webhook' || job.action.kind === 'notify') this.record(job, DeliveryState.DELIVERY_STATE_DELIVERED, attempt, '', queueId);
+      else this.finish(queueId);
     } else if (outcome === 'rate_limited') {
-      this.record(job, DeliveryState.DELIVERY_STATE_RATE_LIMITED, 0, 'the channel rate limit was reached');
+      this.record(job, DeliveryState.DELIVERY_STATE_RATE_LIMITED, 0, 'the channel rate limit was reached', queueId);
     } else {
-      counters.failed(job.rule, job.action.kind);
-      if (outcome === 'dead') this.deadLetter(job, attempt, reason);
+      if (counted) counters.failed(job.rule, job.action.kind);
+      if (outcome === 'dead') this.deadLetter(job, attempt, reason, queueId);
     }
 
+    if (outcome === 'retry') {
+      // Stored first: a replica resuming the job after a crash starts at the next attempt.
+      await this.deps.queue.setAttempt(queueId, attempt + 1).catch((err: Error) => this.deps.log.warn({ err: err.message, rule: job.rule.id }, 'rule action attempt not stored'));
+    }
     if (outcome === 'retry' && !this.stopped) {
       // Still held (counted in the queue's size) while backing off.
       const timer = setTimeout(() => {
         this.timers.delete(timer);
         queue.held--;
-        queue.ready.push({ job, attempt: attempt + 1 });
+        queue.ready.push({ job, attempt: attempt + 1, queueId });
         this.pump(job.rule, queue);
       }, backoffMs(schedule, attempt));
       this.timers.add(timer);
@@ -200,13 +308,26 @@ export class RuleActions {
     this.checkIdle();
   }
 
-  private deadLetter(job: ActionJob, attempts: number, reason: string): void {
-    this.deps.counters.deadLettered(job.rule, job.action.kind);
-    this.deps.log.warn({ rule: job.rule.id, action: job.action.kind, device: job.message.deviceId, attempts, reason }, 'rule action dead-lettered');
-    this.record(job, DeliveryState.DELIVERY_STATE_DEAD_LETTERED, attempts, reason);
+  private deadLetter(job: ActionJob, attempts: number, reason: string, queueId?: string): void {
+    if (!job.alert) this.deps.counters.deadLettered(job.rule, job.action.kind);
+    this.deps.log.warn({ rule: job.rule.id, action: job.action.kind, device: job.message.deviceId, alert: job.alert?.id, attempts, reason }, 'rule action dead-lettered');
+    this.record(job, DeliveryState.DELIVERY_STATE_DEAD_LETTERED, attempts, reason, queueId);
   }
 
-  private record(job: ActionJob, state: DeliveryState, attempts: number, lastError: string): void {
+  /** Deletes a job that reached its final outcome from the durable queue. */
+  private finish(queueId: string): void {
+    this.recording++;
+    void this.deps.queue
+      .remove(queueId)
+      .catch((err: Error) => this.deps.log.warn({ err: err.message }, 'finished rule action not removed from the queue'))
+      .finally(() => {
+        this.recording--;
+        this.checkIdle();
+      });
+  }
+
+  /** Logs a final outcome (then, for a queued job, removes it from the durable queue). */
+  record(job: ActionJob, state: DeliveryState, attempts: number, lastError: string, queueId?: string): void {
     this.recording++;
     void this.deps.store
       .recordDelivery({
@@ -220,8 +341,12 @@ export class RuleActions {
         attempts,
         lastError,
         webhookId: job.action.kind === 'webhook' || job.action.kind === 'notify' ? webhookId(job) : '',
+        alertId: job.alert?.id ?? '',
+        alertEvent: job.alert?.event ?? '',
       })
       .catch((err: Error) => this.deps.log.warn({ err: err.message, rule: job.rule.id }, 'rule delivery not recorded'))
+      .then(() => (queueId ? this.deps.queue.remove(queueId) : undefined))
+      .catch((err: Error) => this.deps.log.warn({ err: err.message, rule: job.rule.id }, 'finished rule action not removed from the queue'))
       .finally(() => {
         this.recording--;
         this.checkIdle();
@@ -285,21 +410,28 @@ export class RuleActions {
       messageId: message.messageId,
       points: message.rows.map(toDataPoint),
       time: job.receivedAt,
+      alertId: job.alert?.id ?? '',
+      alertEvent: job.alert?.event ?? '',
+      alertMessage: job.alert?.message ?? '',
+      alertSeverity: job.alert?.severity ?? '',
     };
     if (channel.webhook) {
-      const body = webhookBody(job, 'rule.notification', Notification.toJSON(notification));
+      const body = webhookBody(job, job.alert ? `alert.${job.alert.event}` : 'rule.notification', Notification.toJSON(notification));
       await postWebhook({ url: channel.webhook.url, secret: channel.webhook.secret, id: webhookId(job), body, timeoutMs: this.deps.options.webhookTimeoutMs }, ctx);
     } else if (channel.nats) {
       this.deps.nc.publish(eventSubject(rule.tenantId, 'notification', channel.nats.topic), Notification.encode(notification).finish(), { headers: injectTraceContext(natsHeaders(), ctx) });
     } else if (channel.email) {
       if (!this.deps.options.mailer) throw new PermanentFailure('no SMTP relay is configured (RULES_SMTP_URL)');
       const lines = message.rows.map((r) => `${r.metric} = ${r.value.number ?? r.value.bool ?? r.value.string} at ${r.time.toISOString()}`);
+      const alert = job.alert;
       await this.deps.options.mailer.sendMail({
         from: this.deps.options.mailFrom,
         to: channel.email.to,
         subject: `[${rule.name}] ${action.title}: ${message.deviceId}`,
-        text: `Rule ${rule.name} matched a message of device ${message.deviceId} (message ${message.messageId}):\n\n${lines.join('\n')}\n`,
-        headers: { 'X-Iot-Rule': rule.id, 'X-Iot-Message': message.messageId },
+        text: alert
+          ? `Alert ${alert.id} of rule ${rule.name} ${alert.event === 'repeat' ? 'is still raised' : `was ${alert.event}`} (${alert.severity}): ${alert.message}\n`
+          : `Rule ${rule.name} matched a message of device ${message.deviceId} (message ${message.messageId}):\n\n${lines.join('\n')}\n`,
+        headers: { 'X-Iot-Rule': rule.id, 'X-Iot-Message': message.messageId, ...(alert ? { 'X-Iot-Alert': alert.id, 'X-Iot-Alert-Event': alert.event } : {}) },
       });
     }
   }

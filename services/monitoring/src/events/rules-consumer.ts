@@ -168,7 +168,8 @@ export class RulesConsumer {
       if (verdict.error) this.deps.counters.evaluationError(ref);
       if (!verdict.matched) continue;
       this.deps.counters.matched(ref);
-      for (const action of verdict.actions) this.deps.actions.enqueue({ rule: ref, action, message, receivedAt, trace: traceContext });
+      // Awaited: the action is stored in the durable queue before this message can be acked.
+      for (const action of verdict.actions) await this.deps.actions.enqueue({ rule: ref, action, message, receivedAt, trace: traceContext });
     }
   }
 

@@ -1,4 +1,4 @@
-import { Alert, AlertRule, AlertState, Comparison, Severity } from '../../../../gen/ts/iot/monitoring/v1/alerts';
+import { Alert, AlertNotification, AlertRule, AlertState, Comparison, Severity } from '../../../../gen/ts/iot/monitoring/v1/alerts';
 import { durationToMs, msToDuration, Pool } from '@iot-mesh/runtime';
 
 /** How a rule's condition is stored (JSON column). */
@@ -11,6 +11,23 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** True when `id` can be a rule or alert id (anything else is simply not found). */
 export function isId(id: string): boolean {
   return UUID.test(id);
+}
+
+/** How a rule's notification settings are stored (JSON column `notification`). */
+interface StoredNotification {
+  channelIds?: string[];
+  repeatMs?: number;
+  quietHours?: { start: string; end: string; timeZone: string };
+}
+
+function storedNotification(n: AlertNotification | undefined): StoredNotification {
+  if (!n) return {};
+  return { channelIds: n.channelIds, repeatMs: durationToMs(n.repeatInterval) ?? 0, quietHours: n.quietHours };
+}
+
+function notificationOf(n: StoredNotification | undefined): AlertNotification | undefined {
+  if (!n?.channelIds?.length) return undefined;
+  return { channelIds: n.channelIds, repeatInterval: n.repeatMs ? msToDuration(n.repeatMs) : undefined, quietHours: n.quietHours };
 }
 
 function conditionOf(rule: AlertRule): StoredCondition {
@@ -39,6 +56,7 @@ function ruleOf(r: any): AlertRule {
     enabled: r.enabled,
     createTime: r.create_time,
     updateTime: r.update_time,
+    notification: notificationOf(r.notification),
   };
 }
 
@@ -91,6 +109,14 @@ export interface AlertRepository {
   listAlerts(tenantId: string, filter: AlertFilter, limit: number, after?: [string, string]): Promise<Alert[]>;
   /** Acknowledges an alert once (`changed` false on a second call); undefined when the tenant has no such alert. */
   acknowledge(tenantId: string, id: string, by: string): Promise<{ alert: Alert; changed: boolean } | undefined>;
+  /** One alert of the tenant, or undefined. */
+  getAlert(tenantId: string, id: string): Promise<Alert | undefined>;
+  /**
+   * Takes the open alerts whose rule repeats notifications and whose last
+   * notification is at least a repeat interval before `now`, marking them
+   * notified at `now` (so of several replicas only one takes each).
+   */
+  takeRepeatsDue(now: Date): Promise<Alert[]>;
 }
 
 /** Alert rules and alerts in PostgreSQL (tables `alert_rules`, `alerts`). */
@@ -100,9 +126,9 @@ export class PostgresAlertStore implements AlertRepository {
   async createRule(tenantId: string, rule: AlertRule): Promise<AlertRule> {
     const now = new Date();
     const { rows } = await this.pool.query(
-      `INSERT INTO alert_rules (tenant_id, name, metric, device_ids, labels, condition, severity, enabled, create_time, update_time)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING *`,
-      [tenantId, rule.name, rule.metric, rule.deviceIds, rule.labels, conditionOf(rule), rule.severity, rule.enabled, now],
+      `INSERT INTO alert_rules (tenant_id, name, metric, device_ids, labels, condition, severity, enabled, create_time, update_time, notification)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) RETURNING *`,
+      [tenantId, rule.name, rule.metric, rule.deviceIds, rule.labels, conditionOf(rule), rule.severity, rule.enabled, now, storedNotification(rule.notification)],
     );
     return ruleOf(rows[0]);
   }
@@ -132,9 +158,9 @@ export class PostgresAlertStore implements AlertRepository {
   async replaceRule(tenantId: string, rule: AlertRule): Promise<AlertRule | undefined> {
     if (!isId(rule.id)) return undefined;
     const { rows } = await this.pool.query(
-      `UPDATE alert_rules SET name = $3, metric = $4, device_ids = $5, labels = $6, condition = $7, severity = $8, enabled = $9, update_time = $10
+      `UPDATE alert_rules SET name = $3, metric = $4, device_ids = $5, labels = $6, condition = $7, severity = $8, enabled = $9, update_time = $10, notification = $11
         WHERE tenant_id = $1 AND id = $2 RETURNING *`,
-      [tenantId, rule.id, rule.name, rule.metric, rule.deviceIds, rule.labels, conditionOf(rule), rule.severity, rule.enabled, new Date()],
+      [tenantId, rule.id, rule.name, rule.metric, rule.deviceIds, rule.labels, conditionOf(rule), rule.severity, rule.enabled, new Date(), storedNotification(rule.notification)],
     );
     return rows[0] ? ruleOf(rows[0]) : undefined;
   }
@@ -148,8 +174,8 @@ export class PostgresAlertStore implements AlertRepository {
   /** Raises an alert unless one is already open for the rule and device; the new alert, or undefined. */
   async raise(rule: AlertRule, deviceId: string, value: number | undefined, message: string, time: Date): Promise<Alert | undefined> {
     const { rows } = await this.pool.query(
-      `INSERT INTO alerts (tenant_id, rule_id, device_id, metric, state, severity, value, message, raise_time)
-       VALUES ($1, $2, $3, $4, ${AlertState.ALERT_STATE_RAISED}, $5, $6, $7, $8)
+      `INSERT INTO alerts (tenant_id, rule_id, device_id, metric, state, severity, value, message, raise_time, last_notify_time)
+       VALUES ($1, $2, $3, $4, ${AlertState.ALERT_STATE_RAISED}, $5, $6, $7, $8, now())
        ON CONFLICT (rule_id, device_id) WHERE state = ${AlertState.ALERT_STATE_RAISED} DO NOTHING RETURNING *`,
       [rule.tenantId, rule.id, deviceId, rule.metric, rule.severity || Severity.SEVERITY_WARNING, value ?? null, message, time],
     );
@@ -198,5 +224,25 @@ export class PostgresAlertStore implements AlertRepository {
     if (rows[0]) return { alert: alertOf(rows[0]), changed: true };
     const existing = await this.pool.query('SELECT * FROM alerts WHERE tenant_id = $1 AND id = $2', [tenantId, id]);
     return existing.rows[0] ? { alert: alertOf(existing.rows[0]), changed: false } : undefined;
+  }
+
+  async getAlert(tenantId: string, id: string): Promise<Alert | undefined> {
+    if (!isId(id)) return undefined;
+    const { rows } = await this.pool.query('SELECT * FROM alerts WHERE tenant_id = $1 AND id = $2', [tenantId, id]);
+    return rows[0] ? alertOf(rows[0]) : undefined;
+  }
+
+  async takeRepeatsDue(now: Date): Promise<Alert[]> {
+    // Two replicas running this at once: the second re-checks each row after the first's update and skips it.
+    const { rows } = await this.pool.query(
+      `UPDATE alerts a SET last_notify_time = $1
+         FROM alert_rules r
+        WHERE a.rule_id = r.id AND a.state = ${AlertState.ALERT_STATE_RAISED} AND r.enabled
+          AND coalesce((r.notification->>'repeatMs')::bigint, 0) > 0
+          AND a.last_notify_time + (r.notification->>'repeatMs')::bigint * interval '1 millisecond' <= $1
+        RETURNING a.*`,
+      [now],
+    );
+    return rows.map(alertOf);
   }
 }

@@ -1,4 +1,5 @@
 import { Delivery, DeliveryState, NotificationChannel, Rule, RuleAction, RuleSource } from '../../../../gen/ts/iot/monitoring/v1/rules';
+import { deleteInChunks } from './chunked-delete';
 import { durationToMs, msToDuration, Pool } from '@iot-mesh/runtime';
 import { isId } from './alert-store';
 
@@ -84,6 +85,8 @@ function deliveryOf(r: any): Delivery {
     lastError: r.last_error,
     webhookId: r.webhook_id,
     createTime: r.create_time,
+    alertId: r.alert_id ?? '',
+    alertEvent: r.alert_event,
   };
 }
 
@@ -111,6 +114,10 @@ export interface RuleRepository {
   /** Newest first, before the keyset position `before` ([createTime ISO, id]). */
   ruleDeliveries(tenantId: string, ruleId: string, state: DeliveryState | undefined, limit: number, before?: [string, string]): Promise<Delivery[]>;
   channelDeliveries(tenantId: string, channelId: string, limit: number, before?: [string, string]): Promise<Delivery[]>;
+  /** An alert's notifications, newest first. */
+  alertDeliveries(tenantId: string, alertId: string, limit: number, before?: [string, string]): Promise<Delivery[]>;
+  /** Deletes log entries older than `before` (delivery-log retention); how many went. */
+  pruneDeliveries(before: Date): Promise<number>;
 }
 
 /** {@link RuleRepository} on PostgreSQL (migration 0003_rules.sql). */
@@ -214,9 +221,9 @@ export class PostgresRuleStore implements RuleRepository {
 
   async recordDelivery(d: NewDelivery): Promise<void> {
     await this.pool.query(
-      `INSERT INTO rule_deliveries (tenant_id, rule_id, channel_id, action_kind, device_id, message_id, state, attempts, last_error, webhook_id)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-      [d.tenantId, d.ruleId, d.channelId || null, d.actionKind, d.deviceId, d.messageId, d.state, d.attempts, d.lastError, d.webhookId],
+      `INSERT INTO rule_deliveries (tenant_id, rule_id, channel_id, action_kind, device_id, message_id, state, attempts, last_error, webhook_id, alert_id, alert_event)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+      [d.tenantId, d.ruleId, d.channelId || null, d.actionKind, d.deviceId, d.messageId, d.state, d.attempts, d.lastError, d.webhookId, d.alertId || null, d.alertEvent],
     );
   }
 
@@ -238,5 +245,19 @@ export class PostgresRuleStore implements RuleRepository {
       [tenantId, channelId, before?.[0] ?? null, before?.[1] ?? NIL_UUID, limit],
     );
     return rows.map(deliveryOf);
+  }
+
+  async alertDeliveries(tenantId: string, alertId: string, limit: number, before?: [string, string]): Promise<Delivery[]> {
+    if (!isId(alertId)) return [];
+    const { rows } = await this.pool.query(
+      `SELECT * FROM rule_deliveries WHERE tenant_id = $1 AND alert_id = $2 AND ($3::timestamptz IS NULL OR (create_time, id) < ($3, $4::uuid))
+         ORDER BY create_time DESC, id DESC LIMIT $5`,
+      [tenantId, alertId, before?.[0] ?? null, before?.[1] ?? NIL_UUID, limit],
+    );
+    return rows.map(deliveryOf);
+  }
+
+  pruneDeliveries(before: Date, chunkSize = 10_000): Promise<number> {
+    return deleteInChunks(this.pool, `DELETE FROM rule_deliveries WHERE ctid = ANY (ARRAY(SELECT ctid FROM rule_deliveries WHERE create_time < $1 LIMIT $2))`, [before], chunkSize);
   }
 }
