@@ -109,7 +109,7 @@ describe('gateway ↔ device', () => {
     const admin = { authorization: tenant.admin.authorization };
     const devices = createClient(DeviceService, grpcWebTransport(gateway.base));
     const abort = new AbortController();
-    const events = devices.watchDevices({ labels: { watch: 'yes' } }, { signal: abort.signal, headers: { authorization: tenant.viewer.authorization } })[Symbol.asyncIterator]();
+    const events = devices.watchDevices({ labels: { watch: 'yes' }, changesOnly: true }, { signal: abort.signal, headers: { authorization: tenant.viewer.authorization } })[Symbol.asyncIterator]();
     const next = async () => {
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no device event within 15 s')), 15_000)));

@@ -61,33 +61,66 @@ function expiryOption(): Option {
   return new Option('--expires <duration>', 'lifetime of the credential, such as 30d (default: the server\'s)').argParser((v) => new Date(Date.now() + parseDuration(v)));
 }
 
-/** `devices …` and `credentials …`. */
-export function deviceCommands(program: Command): void {
-  const devices = program.command('devices').description('the device registry');
+/** The filter options `devices list` and `devices count` share. */
+interface DeviceFilterOptions {
+  label?: Record<string, string>;
+  status?: string;
+  namePrefix?: string;
+  type?: string;
+  group?: string;
+  deviceType?: string;
+}
 
-  listCommand<Device, { label?: Record<string, string>; status?: string; namePrefix?: string; type?: string; group?: string; deviceType?: string }>(
-    devices,
-    'list devices, filtered by labels, status, name prefix, type, device type or group',
-    deviceListView,
-    async (connection, page, options) => {
-      const res = await connection.call(connection.devices, connection.devices.listDevices, {
-        page,
-        labels: options.label ?? {},
-        status: options.status ? STATUS[options.status] : DeviceStatus.DEVICE_STATUS_UNSPECIFIED,
-        namePrefix: options.namePrefix ?? '',
-        type: options.type ?? '',
-        groupId: options.group ?? '',
-        deviceTypeId: options.deviceType ?? '',
-      });
-      return { items: res.devices, page: res.page };
-    },
-  )
+function filterOptions(command: Command): Command {
+  return command
     .addOption(labelOption('only devices with this label'))
     .addOption(new Option('--status <status>', 'only devices with this status').choices(Object.keys(STATUS)))
     .option('--name-prefix <prefix>', 'only devices whose name starts so')
     .option('--type <type>', 'only devices of this type')
     .option('--device-type <id>', 'only devices of this device type (id)')
     .option('--group <id>', "only devices the group's selector matches");
+}
+
+/** The ListDevices / CountDevices filter fields of the options. */
+function deviceFilter(options: DeviceFilterOptions) {
+  return {
+    labels: options.label ?? {},
+    status: options.status ? STATUS[options.status] : DeviceStatus.DEVICE_STATUS_UNSPECIFIED,
+    namePrefix: options.namePrefix ?? '',
+    type: options.type ?? '',
+    groupId: options.group ?? '',
+    deviceTypeId: options.deviceType ?? '',
+  };
+}
+
+const countView: View<{ count: number }> = { columns: [{ header: 'COUNT', value: (c) => String(c.count) }], toJson: (c) => c };
+
+/** `devices …` and `credentials …`. */
+export function deviceCommands(program: Command): void {
+  const devices = program.command('devices').description('the device registry');
+
+  filterOptions(listCommand<Device, DeviceFilterOptions & { sort?: string }>(
+    devices,
+    'list devices, filtered by labels, status, name prefix, type, device type or group, sorted by the server',
+    deviceListView,
+    async (connection, page, options) => {
+      const res = await connection.call(connection.devices, connection.devices.listDevices, { page, ...deviceFilter(options), orderBy: options.sort ?? '' });
+      return { items: res.devices, page: res.page };
+    },
+  )
+    .option('--sort <order>', 'sort by name, type, status, create_time or last_seen_time, optionally followed by " desc" (such as "last_seen_time desc")'));
+
+  filterOptions(
+    devices
+      .command('count')
+      .description('count the devices matching the filters (over every page of `devices list`)')
+      .action((_o, command: Command) =>
+        run<DeviceFilterOptions>(command, async (connection, options) => {
+          const res = await connection.call(connection.devices, connection.devices.countDevices, deviceFilter(options));
+          printOne(options.output, countView, { count: Number(res.count) });
+        }),
+      ),
+  );
 
   idCommand(devices, 'get', 'show one device', ['<id>', 'device id'], async (connection, id, options) => {
     const res = await connection.call(connection.devices, connection.devices.getDevice, { id });

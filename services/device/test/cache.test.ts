@@ -39,7 +39,7 @@ test('with Redis gone, reads fall back to PostgreSQL and stay fresh', async () =
       expect(redis.proc.running).toBe(false);
       await unary(clients.devices, clients.devices.updateDevice, { device: Device.fromPartial({ id: 'redis-down-1', name: 'After' }), updateMask: ['name'] }, { authorization: a.operator.authorization });
       expect(await viaSecond()).toBe('After');
-      const listed = await unary(clients.devices, clients.devices.listDevices, { page: undefined, labels: {}, status: 0, namePrefix: 'After', type: '', groupId: '', deviceTypeId: '' }, { authorization: a.viewer.authorization });
+      const listed = await unary(clients.devices, clients.devices.listDevices, { page: undefined, labels: {}, status: 0, namePrefix: 'After', type: '', groupId: '', deviceTypeId: '', orderBy: '' }, { authorization: a.viewer.authorization });
       expect(listed.devices.map((d) => d.id)).toEqual(['redis-down-1']);
     } finally {
       clients.close();

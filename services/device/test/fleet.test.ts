@@ -249,7 +249,7 @@ describe('self-provisioning', () => {
     const results = await Promise.all(Array.from({ length: 8 }, (_, i) => claim('SN-RACE', i % 2 === 0 ? secret : other)));
     expect(new Set(results.map((r) => r.device!.id)).size).toBe(1);
     expect(results.filter((r) => r.outcome === ClaimOutcome.CLAIM_OUTCOME_CREATED)).toHaveLength(1);
-    const listed = await unary(h.clients.devices, h.clients.devices.listDevices, { labels: { site: 'plant-7' }, status: 0, namePrefix: 'SN-RACE', type: '', groupId: '', deviceTypeId: '' }, viewer());
+    const listed = await unary(h.clients.devices, h.clients.devices.listDevices, { labels: { site: 'plant-7' }, status: 0, namePrefix: 'SN-RACE', type: '', groupId: '', deviceTypeId: '', orderBy: '' }, viewer());
     expect(listed.devices).toHaveLength(1);
   });
 
@@ -323,9 +323,9 @@ test('a group is a saved selector: its devices follow their labels; ListDevices 
   const group = (await unary(groups, groups.createGroup, { group: Group.fromPartial({ name: 'second floor', selector: { matchLabels: { floor: '2' } } }) }, op())).group!;
   const members = async () => (await unary(groups, groups.listGroupDevices, { id: group.id }, viewer())).devices.map((d) => d.id).sort();
   expect(await members()).toEqual(['g-1', 'g-2']);
-  const narrowed = await unary(h.clients.devices, h.clients.devices.listDevices, { labels: { zone: 'b' }, status: 0, namePrefix: '', type: '', groupId: group.id, deviceTypeId: '' }, viewer());
+  const narrowed = await unary(h.clients.devices, h.clients.devices.listDevices, { labels: { zone: 'b' }, status: 0, namePrefix: '', type: '', groupId: group.id, deviceTypeId: '', orderBy: '' }, viewer());
   expect(narrowed.devices.map((d) => d.id)).toEqual(['g-2']);
-  const contradicting = await unary(h.clients.devices, h.clients.devices.listDevices, { labels: { floor: '3' }, status: 0, namePrefix: '', type: '', groupId: group.id, deviceTypeId: '' }, viewer());
+  const contradicting = await unary(h.clients.devices, h.clients.devices.listDevices, { labels: { floor: '3' }, status: 0, namePrefix: '', type: '', groupId: group.id, deviceTypeId: '', orderBy: '' }, viewer());
   expect(contradicting.devices).toEqual([]);
 
   await unary(h.clients.devices, h.clients.devices.updateDevice, { device: Device.fromPartial({ id: 'g-3', labels: { floor: '2', zone: 'a' } }), updateMask: ['labels'] }, op());
@@ -341,7 +341,7 @@ test('a group is a saved selector: its devices follow their labels; ListDevices 
   expect((await unary(groups, groups.listGroups, {}, viewer())).groups.map((g) => g.name)).toEqual(['second floor']);
   await unary(groups, groups.deleteGroup, { id: group.id }, op());
   expect((await failure(unary(groups, groups.getGroup, { id: group.id }, viewer()))).code).toBe(status.NOT_FOUND);
-  expect((await failure(unary(h.clients.devices, h.clients.devices.listDevices, { labels: {}, status: 0, namePrefix: '', type: '', groupId: group.id, deviceTypeId: '' }, viewer()))).code).toBe(
+  expect((await failure(unary(h.clients.devices, h.clients.devices.listDevices, { labels: {}, status: 0, namePrefix: '', type: '', groupId: group.id, deviceTypeId: '', orderBy: '' }, viewer()))).code).toBe(
     status.NOT_FOUND,
   );
 });

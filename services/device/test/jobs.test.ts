@@ -72,7 +72,7 @@ async function simulate(credential: DeviceCredential, behaviour: Behaviour): Pro
 
 /** How many devices with `labels` are online now. */
 async function onlineCount(labels: Record<string, string>): Promise<number> {
-  const page = await unary(clients.devices, clients.devices.listDevices, { page: { pageSize: 1000, pageToken: '' }, labels, status: DeviceStatus.DEVICE_STATUS_ONLINE, namePrefix: '', type: '', groupId: '', deviceTypeId: '' }, viewer());
+  const page = await unary(clients.devices, clients.devices.listDevices, { page: { pageSize: 1000, pageToken: '' }, labels, status: DeviceStatus.DEVICE_STATUS_ONLINE, namePrefix: '', type: '', groupId: '', deviceTypeId: '', orderBy: '' }, viewer());
   return page.devices.length;
 }
 

@@ -116,7 +116,7 @@ test('roles and tenants: viewers cannot write, nobody sees another tenant’s de
     unary(h.clients.credentials, h.clients.credentials.revokeCredential, { deviceId: 'private-1' }, auth),
   ];
   for (const call of notFound) expect((await rejection(call)).code).toBe(status.NOT_FOUND);
-  const listed = await unary(h.clients.devices, h.clients.devices.listDevices, { page: { pageSize: 1000, pageToken: '' }, labels: {}, status: 0, namePrefix: '', type: '', groupId: '', deviceTypeId: '' }, auth);
+  const listed = await unary(h.clients.devices, h.clients.devices.listDevices, { page: { pageSize: 1000, pageToken: '' }, labels: {}, status: 0, namePrefix: '', type: '', groupId: '', deviceTypeId: '', orderBy: '' }, auth);
   expect(listed.devices.map((d) => d.id)).not.toContain('private-1');
   // Still there, unchanged, for its own tenant.
   const own = await unary(h.clients.devices, h.clients.devices.getDevice, { id: 'private-1' }, { authorization: a.viewer.authorization });
@@ -136,7 +136,7 @@ test('list filters by labels, status, name prefix and type', async () => {
       await unary(
         h.clients.devices,
         h.clients.devices.listDevices,
-        { page: undefined, labels: filter.labels ?? {}, status: filter.status ?? 0, namePrefix: filter.namePrefix ?? '', type: filter.type ?? '', groupId: '', deviceTypeId: '' },
+        { page: undefined, labels: filter.labels ?? {}, status: filter.status ?? 0, namePrefix: filter.namePrefix ?? '', type: filter.type ?? '', groupId: '', deviceTypeId: '', orderBy: '' },
         { authorization: c.viewer.authorization },
       )
     ).devices.map((d) => d.id);
@@ -160,7 +160,7 @@ test('page tokens return every device exactly once while devices are inserted', 
   let token = '';
   let inserted = 0;
   do {
-    const page = await unary(h.clients.devices, h.clients.devices.listDevices, { page: { pageSize: 7, pageToken: token }, labels: {}, status: 0, namePrefix: '', type: '', groupId: '', deviceTypeId: '' }, auth);
+    const page = await unary(h.clients.devices, h.clients.devices.listDevices, { page: { pageSize: 7, pageToken: token }, labels: {}, status: 0, namePrefix: '', type: '', groupId: '', deviceTypeId: '', orderBy: '' }, auth);
     seen.push(...page.devices.map((d) => d.id));
     token = page.page!.nextPageToken;
     // Concurrent writers insert while the client pages.
@@ -168,7 +168,7 @@ test('page tokens return every device exactly once while devices are inserted', 
   } while (token && seen.length < 1000);
   expect(new Set(seen).size).toBe(seen.length);
   for (const d of initial) expect(seen).toContain(d.id);
-  expect((await rejection(unary(h.clients.devices, h.clients.devices.listDevices, { page: { pageSize: 7, pageToken: 'garbage' }, labels: {}, status: 0, namePrefix: '', type: '', groupId: '', deviceTypeId: '' }, auth))).code).toBe(
+  expect((await rejection(unary(h.clients.devices, h.clients.devices.listDevices, { page: { pageSize: 7, pageToken: 'garbage' }, labels: {}, status: 0, namePrefix: '', type: '', groupId: '', deviceTypeId: '', orderBy: '' }, auth))).code).toBe(
     status.INVALID_ARGUMENT,
   );
 });
@@ -195,7 +195,7 @@ test('bulk create of 1000 devices with credentials', async () => {
 
 test('WatchDevices streams created, updated and deleted events of the caller’s tenant only', async () => {
   const c = await h.signing.createTenant();
-  const stream = serverStream(h.clients.devices, h.clients.devices.watchDevices, { deviceIds: [], labels: { watch: 'yes' } }, { authorization: c.viewer.authorization });
+  const stream = serverStream(h.clients.devices, h.clients.devices.watchDevices, { deviceIds: [], labels: { watch: 'yes' }, changesOnly: false }, { authorization: c.viewer.authorization });
   const received: WatchDevicesResponse[] = [];
   stream.on('data', (e: WatchDevicesResponse) => received.push(e));
   stream.on('error', () => undefined);

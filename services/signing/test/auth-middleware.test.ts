@@ -94,7 +94,7 @@ describe('another service verifying callers with the shared middleware', () => {
   test('server streams are guarded the same way', async () => {
     const open = (authorization?: string) =>
       new Promise<number>((resolve) => {
-        const stream = serverStream(devices, devices.watchDevices, { deviceIds: [], labels: {} }, { authorization });
+        const stream = serverStream(devices, devices.watchDevices, { deviceIds: [], labels: {}, changesOnly: false }, { authorization });
         stream.on('data', () => undefined);
         stream.on('error', (err: { code: number }) => resolve(err.code));
         stream.on('end', () => resolve(status.OK));

@@ -1,11 +1,14 @@
 import { callerTenant, decodePageToken, defineService, encodePageToken, errors, isSubjectToken, pageSize, ServiceRegistration, Violations } from '@iot-mesh/runtime';
-import { CredentialState, Device, DeviceCredential, DeviceServiceService, DeviceStatus, WatchDevicesResponse } from '../../../../gen/ts/iot/device/v1/device';
+import { CountDevicesRequest, CredentialState, Device, DeviceCredential, DeviceEventType, DeviceServiceService, DeviceStatus, ListDevicesRequest, WatchDevicesResponse } from '../../../../gen/ts/iot/device/v1/device';
 import type { IssuedCredential } from '../domain/credentials';
 import { DeviceRegistry, newDeviceId } from '../domain/devices';
-import { ConnectionStatus, DevicePatch, DeviceRecord, NewDevice } from '../domain/model';
+import { ConnectionStatus, DEVICE_ORDER_FIELDS, DeviceCursor, DeviceFilter, DeviceOrder, DeviceOrderField, DevicePatch, DeviceRecord, NewDevice } from '../domain/model';
 
 /** How many events a slow WatchDevices client may lag behind before the oldest are dropped. */
 const WATCH_BUFFER = 10_000;
+
+/** Devices read per query while WatchDevices sends its snapshot. */
+const SNAPSHOT_BATCH = 500;
 
 /** Limits of device fields, checked with a field violation each. */
 export const DEVICE_LIMITS = {
@@ -55,24 +58,19 @@ export function deviceApi({ registry, events }: DeviceApiDeps): ServiceRegistrat
       return {};
     },
     async listDevices(request, ctx) {
-      const after = decodeSeqToken(request.page?.pageToken);
       const v = new Violations();
-      for (const key of Object.keys(request.labels)) v.check(key.length > 0, 'labels', 'label keys must not be empty');
+      const order = parseOrderBy(request.orderBy, v);
+      const filter = toFilter(request, v);
       v.throwIfAny();
-      const page = await registry.list(
-        callerTenant(ctx),
-        {
-          labels: request.labels,
-          status: fromDeviceStatus(request.status),
-          namePrefix: request.namePrefix || undefined,
-          type: request.type || undefined,
-          groupId: request.groupId || undefined,
-          deviceTypeId: request.deviceTypeId || undefined,
-        },
-        pageSize(request.page?.pageSize),
-        after,
-      );
-      return { devices: page.devices.map(toDeviceMessage), page: { nextPageToken: encodeSeqToken(page.nextAfter) } };
+      const after = decodeListToken(request.page?.pageToken, request.orderBy);
+      const page = await registry.listOrdered(callerTenant(ctx), filter, order, pageSize(request.page?.pageSize), after);
+      return { devices: page.devices.map(toDeviceMessage), page: { nextPageToken: encodeListToken(page.next, request.orderBy) } };
+    },
+    async countDevices(request, ctx) {
+      const v = new Violations();
+      const filter = toFilter(request, v);
+      v.throwIfAny();
+      return { count: BigInt(await registry.count(callerTenant(ctx), filter)) };
     },
     async batchCreateDevices(request, ctx) {
       const v = new Violations();
@@ -106,6 +104,20 @@ export function deviceApi({ registry, events }: DeviceApiDeps): ServiceRegistrat
       });
       const aborted = new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve(), { once: true }));
       try {
+        // Subscribed first, so a change made while the snapshot is read is queued and follows it.
+        if (!request.changesOnly) {
+          const filter: DeviceFilter = { labels: request.labels, ids: ids.size > 0 ? [...ids] : undefined };
+          let after: string | undefined;
+          do {
+            const page = await registry.list(tenantId, filter, SNAPSHOT_BATCH, after);
+            for (const device of page.devices) {
+              if (ctx.signal.aborted) return;
+              await send({ type: DeviceEventType.DEVICE_EVENT_TYPE_SNAPSHOT, device: toDeviceMessage(device), time: new Date() });
+            }
+            after = page.nextAfter;
+          } while (after !== undefined);
+          await send({ type: DeviceEventType.DEVICE_EVENT_TYPE_SNAPSHOT_COMPLETE, device: undefined, time: new Date() });
+        }
         while (!ctx.signal.aborted) {
           if (queue.length === 0) await Promise.race([new Promise<void>((resolve) => (wake = resolve)), aborted]);
           wake = undefined;
@@ -116,6 +128,55 @@ export function deviceApi({ registry, events }: DeviceApiDeps): ServiceRegistrat
       }
     },
   });
+}
+
+/** The filters ListDevices and CountDevices share; violations for bad ones. */
+function toFilter(request: Omit<ListDevicesRequest, 'page' | 'orderBy'> | CountDevicesRequest, v: Violations): DeviceFilter {
+  for (const key of Object.keys(request.labels)) v.check(key.length > 0, 'labels', 'label keys must not be empty');
+  return {
+    labels: request.labels,
+    status: fromDeviceStatus(request.status),
+    namePrefix: request.namePrefix || undefined,
+    type: request.type || undefined,
+    groupId: request.groupId || undefined,
+    deviceTypeId: request.deviceTypeId || undefined,
+  };
+}
+
+/** ListDevices' `order_by`: "", or one of {@link DEVICE_ORDER_FIELDS} optionally followed by " asc" or " desc". */
+export function parseOrderBy(orderBy: string, v: Violations): DeviceOrder {
+  const words = orderBy.trim().split(/\s+/).filter(Boolean);
+  if (words.length === 0) return { descending: false };
+  const [field, direction = 'asc'] = words;
+  const known = (DEVICE_ORDER_FIELDS as readonly string[]).includes(field);
+  v.check(known, 'order_by', `cannot sort by ${JSON.stringify(field)}; sortable: ${DEVICE_ORDER_FIELDS.join(', ')}`);
+  v.check(words.length <= 2 && (direction === 'asc' || direction === 'desc'), 'order_by', 'is a field optionally followed by "asc" or "desc", such as "last_seen_time desc"');
+  return { field: known ? (field as DeviceOrderField) : undefined, descending: direction === 'desc' };
+}
+
+/** A sort key as PostgreSQL prints it: text, or a timestamp (ISO DateStyle) or -infinity. */
+const TIMESTAMP_KEY = /^(-infinity|\d{4,}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{1,6})?[+-]\d\d(:\d\d)?)$/;
+
+/** A ListDevices position as a page token: the creation-order token, or [seq, order_by, key] for a sorted list. */
+function encodeListToken(cursor: DeviceCursor | undefined, orderBy: string): string {
+  if (cursor === undefined) return '';
+  return cursor.key === undefined ? encodeSeqToken(cursor.seq) : encodePageToken([cursor.seq, orderBy.trim(), cursor.key]);
+}
+
+/** The position of a ListDevices page token; INVALID_ARGUMENT for a foreign token or one issued for another order. */
+function decodeListToken(token: string | undefined, orderBy: string): DeviceCursor | undefined {
+  const cursor = decodePageToken(token || undefined);
+  if (!cursor) return undefined;
+  const invalid = (description: string) => errors.invalidArgument([{ field: 'page.page_token', description }]);
+  if (cursor.length === 1) {
+    if (orderBy.trim()) throw invalid(`was issued for another order_by than ${JSON.stringify(orderBy)}`);
+    return { seq: decodeSeqToken(token)! };
+  }
+  const [seq, order, key] = cursor;
+  if (cursor.length !== 3 || typeof seq !== 'string' || !/^\d+$/.test(seq) || typeof key !== 'string') throw invalid('is not a token this server issued');
+  if (order !== orderBy.trim()) throw invalid(`was issued for another order_by than ${JSON.stringify(orderBy)}`);
+  if (/_time\b/.test(orderBy) && !TIMESTAMP_KEY.test(key)) throw invalid('is not a token this server issued');
+  return { seq, key };
 }
 
 /** A list position (a keyset `seq`) as a page token; '' for the last page. */

@@ -5,7 +5,7 @@ import type { DeviceStore, StatusChange } from '../store/device-store';
 import type { GroupStore } from '../store/group-store';
 import type { Credentials, IssuedCredential } from './credentials';
 import type { DeviceTypes } from './device-types';
-import { DeviceEventKind, DeviceFilter, DevicePatch, DeviceRecord, DeviceTypeRecord, NewDevice } from './model';
+import { DeviceCursor, DeviceEventKind, DeviceFilter, DeviceOrder, DevicePatch, DeviceRecord, DeviceTypeRecord, NewDevice } from './model';
 
 /** Where the directory of devices other services watch is written (the NATS KV bucket). */
 export interface DeviceDirectoryWriter {
@@ -54,6 +54,13 @@ export interface DevicePage {
   devices: DeviceRecord[];
   /** Keyset position of the last device when more follow. */
   nextAfter?: string;
+}
+
+/** A page of devices in a chosen order. */
+export interface OrderedDevicePage {
+  devices: DeviceRecord[];
+  /** Keyset position of the last device when more follow. */
+  next?: DeviceCursor;
 }
 
 /** What the registry is built from. */
@@ -124,23 +131,40 @@ export class DeviceRegistry {
     await this.deps.credentials.deviceDeleted(device);
   }
 
-  /** Devices matching `filter` after keyset position `after`, `size` at most. */
+  /** Devices matching `filter` after keyset position `after`, `size` at most, in creation order. */
   async list(tenantId: string, filter: DeviceFilter, size: number, after: string | undefined): Promise<DevicePage> {
-    if (filter.groupId) {
-      const group = await this.deps.groups.get(tenantId, filter.groupId);
-      if (!group) throw errors.notFound('group', filter.groupId);
-      const labels = { ...group.matchLabels };
-      for (const [key, value] of Object.entries(filter.labels ?? {})) {
-        // A label the group fixes to another value: nothing can match both.
-        if (key in labels && labels[key] !== value) return { devices: [] };
-        labels[key] = value;
-      }
-      if (group.deviceTypeId && filter.deviceTypeId && group.deviceTypeId !== filter.deviceTypeId) return { devices: [] };
-      filter = { ...filter, groupId: undefined, labels, deviceTypeId: group.deviceTypeId ?? filter.deviceTypeId };
+    const page = await this.listOrdered(tenantId, filter, { descending: false }, size, after === undefined ? undefined : { seq: after });
+    return { devices: page.devices, nextAfter: page.next?.seq };
+  }
+
+  /** Devices matching `filter` in `order` after `after`, `size` at most. */
+  async listOrdered(tenantId: string, filter: DeviceFilter, order: DeviceOrder, size: number, after: DeviceCursor | undefined): Promise<OrderedDevicePage> {
+    const resolved = await this.resolveGroup(tenantId, filter);
+    if (!resolved) return { devices: [] };
+    const rows = await this.deps.store.listOrdered(tenantId, resolved, order, after, size + 1);
+    const page = rows.slice(0, size);
+    return { devices: page.map((r) => r.device), next: rows.length > size ? page[page.length - 1].cursor : undefined };
+  }
+
+  /** How many devices match `filter` (over every page of a list). */
+  async count(tenantId: string, filter: DeviceFilter): Promise<number> {
+    const resolved = await this.resolveGroup(tenantId, filter);
+    return resolved ? this.deps.store.count(tenantId, resolved) : 0;
+  }
+
+  /** The filter with its group's selector folded in; undefined when nothing can match both. */
+  private async resolveGroup(tenantId: string, filter: DeviceFilter): Promise<DeviceFilter | undefined> {
+    if (!filter.groupId) return filter;
+    const group = await this.deps.groups.get(tenantId, filter.groupId);
+    if (!group) throw errors.notFound('group', filter.groupId);
+    const labels = { ...group.matchLabels };
+    for (const [key, value] of Object.entries(filter.labels ?? {})) {
+      // A label the group fixes to another value: nothing can match both.
+      if (key in labels && labels[key] !== value) return undefined;
+      labels[key] = value;
     }
-    const rows = await this.deps.store.list(tenantId, filter, after, size + 1);
-    const devices = rows.slice(0, size);
-    return { devices, nextAfter: rows.length > size ? devices[devices.length - 1].seq : undefined };
+    if (group.deviceTypeId && filter.deviceTypeId && group.deviceTypeId !== filter.deviceTypeId) return undefined;
+    return { ...filter, groupId: undefined, labels, deviceTypeId: group.deviceTypeId ?? filter.deviceTypeId };
   }
 
   /**

@@ -64,6 +64,24 @@ export interface DeviceFilter {
   deviceTypeId?: string;
   /** Only devices this group's selector matches (resolved by the registry into labels and type). */
   groupId?: string;
+  /** Only these devices (WatchDevices' snapshot). */
+  ids?: string[];
+}
+
+/** The columns a device list may be sorted by (ListDevices' order_by). */
+export const DEVICE_ORDER_FIELDS = ['name', 'type', 'status', 'create_time', 'last_seen_time'] as const;
+export type DeviceOrderField = (typeof DEVICE_ORDER_FIELDS)[number];
+
+/** A device list's order; ties (and the default, no field) go by creation order (seq). */
+export interface DeviceOrder {
+  field?: DeviceOrderField;
+  descending: boolean;
+}
+
+/** A keyset position in a list: the last row's seq and, for a sorted list, its sort key (as text). */
+export interface DeviceCursor {
+  seq: string;
+  key?: string;
 }
 
 /** A JSON object (a twin document, a command payload or result). */

@@ -1,5 +1,5 @@
 import { errors, Pool, PoolClient, withTransaction } from '@iot-mesh/runtime';
-import { DeviceFilter, DevicePatch, DeviceRecord, NewDevice, UNREPORTED_DISCONNECT } from '../domain/model';
+import { DeviceCursor, DeviceFilter, DeviceOrder, DeviceOrderField, DevicePatch, DeviceRecord, NewDevice, UNREPORTED_DISCONNECT } from '../domain/model';
 
 /** A connection status change applied to a device. */
 export interface StatusChange {
@@ -17,6 +17,10 @@ export interface DeviceStore {
   /** Deletes the device, moving an active credential key to the revocation list. */
   delete(tenantId: string, id: string): Promise<DeviceRecord | undefined>;
   list(tenantId: string, filter: DeviceFilter, afterSeq: string | undefined, limit: number): Promise<DeviceRecord[]>;
+  /** A page in `order` after `after`, each device with its own cursor (index-backed: migration 0006). */
+  listOrdered(tenantId: string, filter: DeviceFilter, order: DeviceOrder, after: DeviceCursor | undefined, limit: number): Promise<{ device: DeviceRecord; cursor: DeviceCursor }[]>;
+  /** How many devices match `filter`. */
+  count(tenantId: string, filter: DeviceFilter): Promise<number>;
   /** Every device of every tenant, in seq order, `batch` at a time. */
   scanAll(batch: number): AsyncIterable<DeviceRecord[]>;
 
@@ -82,6 +86,32 @@ const UNIQUE_VIOLATION = '23505';
 /** Escapes LIKE metacharacters so a name prefix matches literally. */
 function likePrefix(prefix: string): string {
   return `${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
+
+/** Sort expressions of ListDevices' order_by (each matches an index of migration 0006) and the type of their cursor key. */
+const ORDER_KEYS: Record<DeviceOrderField, { sql: string; cast: string }> = {
+  name: { sql: 'name', cast: 'text' },
+  type: { sql: 'type', cast: 'text' },
+  status: { sql: 'status', cast: 'text' },
+  create_time: { sql: 'create_time', cast: 'timestamptz' },
+  last_seen_time: { sql: "COALESCE(last_seen_time, '-infinity'::timestamptz)", cast: 'timestamptz' },
+};
+
+/** The WHERE conditions of a device filter (`group_id` is resolved by the registry first). */
+function filterClause(tenantId: string, filter: DeviceFilter): { where: string[]; params: unknown[]; add: (sql: string, value: unknown) => void } {
+  const where = ['tenant_id = $1'];
+  const params: unknown[] = [tenantId];
+  const add = (sql: string, value: unknown) => {
+    params.push(value);
+    where.push(sql.replace('?', `$${params.length}`));
+  };
+  if (filter.labels && Object.keys(filter.labels).length > 0) add('labels @> ?::jsonb', JSON.stringify(filter.labels));
+  if (filter.status) add('status = ?', filter.status);
+  if (filter.namePrefix) add("name LIKE ? ESCAPE '\\'", likePrefix(filter.namePrefix));
+  if (filter.type) add('type = ?', filter.type);
+  if (filter.deviceTypeId) add('device_type_id = ?::uuid', filter.deviceTypeId);
+  if (filter.ids) add('id = ANY(?::text[])', filter.ids);
+  return { where, params, add };
 }
 
 /** Something to run a query on: the pool or a client inside a transaction. */
@@ -152,21 +182,34 @@ export class PgDeviceStore implements DeviceStore {
   }
 
   async list(tenantId: string, filter: DeviceFilter, afterSeq: string | undefined, limit: number): Promise<DeviceRecord[]> {
-    const where = ['tenant_id = $1'];
-    const params: unknown[] = [tenantId];
-    const add = (sql: string, value: unknown) => {
-      params.push(value);
-      where.push(sql.replace('?', `$${params.length}`));
-    };
-    if (afterSeq !== undefined) add('seq > ?::bigint', afterSeq);
-    if (filter.labels && Object.keys(filter.labels).length > 0) add('labels @> ?::jsonb', JSON.stringify(filter.labels));
-    if (filter.status) add('status = ?', filter.status);
-    if (filter.namePrefix) add("name LIKE ? ESCAPE '\\'", likePrefix(filter.namePrefix));
-    if (filter.type) add('type = ?', filter.type);
-    if (filter.deviceTypeId) add('device_type_id = ?::uuid', filter.deviceTypeId);
+    const rows = await this.listOrdered(tenantId, filter, { descending: false }, afterSeq === undefined ? undefined : { seq: afterSeq }, limit);
+    return rows.map((r) => r.device);
+  }
+
+  async listOrdered(tenantId: string, filter: DeviceFilter, order: DeviceOrder, after: DeviceCursor | undefined, limit: number): Promise<{ device: DeviceRecord; cursor: DeviceCursor }[]> {
+    const { where, params, add } = filterClause(tenantId, filter);
+    const key = order.field ? ORDER_KEYS[order.field] : undefined;
+    const cmp = order.descending ? '<' : '>';
+    const dir = order.descending ? 'DESC' : 'ASC';
+    if (after !== undefined) {
+      if (key && after.key !== undefined) {
+        params.push(after.key, after.seq);
+        where.push(`(${key.sql}, seq) ${cmp} ($${params.length - 1}::${key.cast}, $${params.length}::bigint)`);
+      } else add(`seq ${cmp} ?::bigint`, after.seq);
+    }
     params.push(limit);
-    const { rows } = await this.pool.query(`SELECT ${DEVICE_COLUMNS} FROM devices WHERE ${where.join(' AND ')} ORDER BY seq LIMIT $${params.length}`, params);
-    return rows.map(toDevice);
+    const orderBy = key ? `${key.sql} ${dir}, seq ${dir}` : `seq ${dir}`;
+    const { rows } = await this.pool.query(
+      `SELECT ${DEVICE_COLUMNS}${key ? `, (${key.sql})::text AS sort_key` : ''} FROM devices WHERE ${where.join(' AND ')} ORDER BY ${orderBy} LIMIT $${params.length}`,
+      params,
+    );
+    return rows.map((r) => ({ device: toDevice(r), cursor: { seq: String(r.seq), key: key ? r.sort_key : undefined } }));
+  }
+
+  async count(tenantId: string, filter: DeviceFilter): Promise<number> {
+    const { where, params } = filterClause(tenantId, filter);
+    const { rows } = await this.pool.query(`SELECT count(*)::bigint AS n FROM devices WHERE ${where.join(' AND ')}`, params);
+    return Number(rows[0].n);
   }
 
   async *scanAll(batch: number): AsyncIterable<DeviceRecord[]> {

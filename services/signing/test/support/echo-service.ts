@@ -26,6 +26,7 @@ export function echoDeviceSpec(auth: () => Middleware): ServiceSpec<{}> {
         updateDevice: unimplemented,
         deleteDevice: unimplemented,
         listDevices: unimplemented,
+        countDevices: unimplemented,
         batchCreateDevices: unimplemented,
         async watchDevices() {
           throw errors.failedPrecondition('not part of this test');
