@@ -58,9 +58,11 @@ export const monitoringEnv = {
   WRITER_CONSUMER: env.string({ fallback: 'monitoring-writer' }),
   WRITER_BATCH_MAX: env.positiveInt(5000),
   WRITER_BATCH_WAIT_MS: env.positiveInt(100),
+  /** Batches one writer processes at once (decoding and committing overlap; each its own transaction). */
+  WRITER_BATCHES_IN_FLIGHT: env.positiveInt(3),
   /** Short, so a killed writer's messages come back within seconds; the writer marks what it holds "in progress" every third of it. */
   WRITER_ACK_WAIT_MS: env.positiveInt(5000),
-  /** Over all replicas; each replica holds at most three batches (3 × WRITER_BATCH_MAX). */
+  /** Over all replicas; each replica holds at most WRITER_BATCHES_IN_FLIGHT + 1 batches. */
   WRITER_MAX_ACK_PENDING: env.positiveInt(50_000),
   /** Deliveries of one message; on the last one the writer dead-letters it (`max_deliver`) instead of trying again. */
   WRITER_MAX_DELIVER: env.positiveInt(10),
@@ -162,6 +164,7 @@ export function writerOptions(config: MonitoringConfig): WriterOptions {
     durable: config.WRITER_CONSUMER,
     batchMax: config.WRITER_BATCH_MAX,
     batchWaitMs: config.WRITER_BATCH_WAIT_MS,
+    batchesInFlight: config.WRITER_BATCHES_IN_FLIGHT,
     ackWaitMs: config.WRITER_ACK_WAIT_MS,
     maxBackoffMs: config.WRITER_MAX_BACKOFF_MS,
     maxDeliver: config.WRITER_MAX_DELIVER,

@@ -21,6 +21,12 @@ export interface WriterOptions {
   maxBackoffMs: number;
   /** The consumer's max_deliver: a message on its last delivery is dead-lettered (`max_deliver`) instead of processed again. */
   maxDeliver: number;
+  /**
+   * Batches in hand at once (each decoded, then committed in its own
+   * transaction, independently of the others); 3 unless set. One batch at a
+   * time left the database idle while the next was gathered and decoded.
+   */
+  batchesInFlight?: number;
 }
 
 /** What the writer needs. */
@@ -66,13 +72,18 @@ interface Refused {
  *   without being processed again, so a message that kills its writer cannot
  *   crash-loop the next one;
  * - anything unexpected gives the batch back (nak with a delay) and carries on.
- * A replica holds at most three batches (one committing, one being decoded,
- * one queued): it pulls more only as it writes, so the rest of the backlog
- * stays available to other replicas.
+ * Several batches are in hand at once (`batchesInFlight`): while some
+ * commit, the next is gathered and decoded, and their transactions overlap
+ * in the database; they commit in any order (every write is idempotent and
+ * the latest values and rollups are order-independent merges; rows and keys
+ * are locked in sorted order, so concurrent batches cannot deadlock).
+ * A replica holds at most one batch more than that queued: it pulls more
+ * only as it writes, so the rest of the backlog stays available to other
+ * replicas.
  */
 export class TelemetryWriter {
   private readonly queue: JsMsg[] = [];
-  /** Messages taken from the queue and not yet acked (at most two batches: one committing, one being prepared). */
+  /** Messages taken from the queue and not yet acked (at most `batchesInFlight` batches). */
   private readonly inFlight = new Set<JsMsg>();
   private messages?: ConsumerMessages;
   private running = false;
@@ -94,9 +105,13 @@ export class TelemetryWriter {
     this.loop = this.run().catch((err: Error) => this.deps.log.error({ err: err.message }, 'telemetry writer stopped unexpectedly'));
   }
 
+  private get batchesInFlight(): number {
+    return Math.max(1, this.deps.options.batchesInFlight ?? 3);
+  }
+
   /** Most messages this replica holds (queued and in flight) before it stops pulling. */
   private get holdLimit(): number {
-    return 3 * this.deps.options.batchMax;
+    return (this.batchesInFlight + 1) * this.deps.options.batchMax;
   }
 
   /** Starts pulling; if pulling ever ends while running, starts again (recreating the consumer when needed). */
@@ -193,30 +208,32 @@ export class TelemetryWriter {
   }
 
   /**
-   * Takes batches off the queue. A batch is decoded while the previous one
-   * commits (PostgreSQL and this process then work at the same time), and
-   * commits only after the previous one did: at most two batches in hand.
+   * Takes batches off the queue and processes up to `batchesInFlight` of
+   * them at once: a new batch starts as soon as one finishes, so decoding,
+   * committing and pulling overlap and the database always has work.
    */
   private async run(): Promise<void> {
     const { batchMax, batchWaitMs } = this.deps.options;
-    let previous: Promise<void> = Promise.resolve();
+    const active = new Set<Promise<void>>();
     try {
       while (this.running) {
+        while (active.size >= this.batchesInFlight) await Promise.race(active);
         if (this.queue.length === 0) await this.waitForWake(Infinity);
-        if (this.running && this.queue.length < batchMax) await this.waitForWake(batchWaitMs);
+        // With batches in hand the database is busy anyway: wait for this one to fill only when nothing else is being written.
+        if (this.running && this.queue.length < batchMax && active.size === 0) await this.waitForWake(batchWaitMs);
         if (!this.running) break;
         const batch = this.queue.splice(0, batchMax);
         this.deps.stats.queued = this.queue.length;
         if (batch.length === 0) continue;
         for (const msg of batch) this.inFlight.add(msg);
-        const after = previous;
         // One consumer span per batch, linked to each message's publisher; the store's queries are its children.
-        const current = withBatchSpan(batch, () => this.process(batch, after), { destination: this.deps.options.stream, consumerGroup: this.deps.options.durable });
-        await previous;
-        previous = current;
+        const current: Promise<void> = withBatchSpan(batch, () => this.process(batch), { destination: this.deps.options.stream, consumerGroup: this.deps.options.durable }).finally(() =>
+          active.delete(current),
+        );
+        active.add(current);
       }
     } finally {
-      await previous;
+      await Promise.all(active);
     }
   }
 
@@ -243,9 +260,9 @@ export class TelemetryWriter {
   }
 
   /** Processes a batch; never rejects: an unexpected error gives the batch back for redelivery, after a pause. */
-  private async process(batch: JsMsg[], previousCommitted: Promise<void>): Promise<void> {
+  private async process(batch: JsMsg[]): Promise<void> {
     try {
-      await this.processBatch(batch, previousCommitted);
+      await this.processBatch(batch);
     } catch (err) {
       this.deps.log.error({ err: (err as Error).message, messages: batch.length }, 'a telemetry batch failed unexpectedly; giving it back for redelivery');
       for (const msg of batch) {
@@ -260,8 +277,8 @@ export class TelemetryWriter {
     }
   }
 
-  /** Decodes a batch, then (after `previousCommitted`) writes the good messages, dead-letters the rest, and acks. */
-  private async processBatch(batch: JsMsg[], previousCommitted: Promise<void>): Promise<void> {
+  /** Decodes a batch, writes the good messages, dead-letters the rest, and acks. */
+  private async processBatch(batch: JsMsg[]): Promise<void> {
     const { decoder, options } = this.deps;
     const accepted: Held[] = [];
     const refused: Refused[] = [];
@@ -279,7 +296,6 @@ export class TelemetryWriter {
       if (decoded.ok) accepted.push({ msg, decoded });
       else refused.push({ msg, letter: { ...base, reason: decoded.reason, detail: decoded.detail, tenantId: decoded.tenantId, deviceId: decoded.deviceId } });
     }
-    await previousCommitted;
     const written = await this.store(accepted);
     if (!written) return;
     for (const { held, err } of written.rejected) {
