@@ -8,6 +8,8 @@ import { JobServiceClient } from '../../gen/ts/iot/device/v1/jobs';
 import { ProvisioningServiceClient } from '../../gen/ts/iot/device/v1/provisioning';
 import { AlertServiceClient } from '../../gen/ts/iot/monitoring/v1/alerts';
 import { DeadLetterServiceClient } from '../../gen/ts/iot/monitoring/v1/dead_letters';
+import { ExportServiceClient } from '../../gen/ts/iot/monitoring/v1/export';
+import { RetentionServiceClient } from '../../gen/ts/iot/monitoring/v1/retention';
 import { NotificationChannelServiceClient, RuleServiceClient } from '../../gen/ts/iot/monitoring/v1/rules';
 import { TelemetryServiceClient } from '../../gen/ts/iot/monitoring/v1/telemetry';
 import { ApiKeyServiceClient } from '../../gen/ts/iot/signing/v1/api_keys';
@@ -130,6 +132,12 @@ export class Connection {
   }
   get notificationChannels(): NotificationChannelServiceClient {
     return this.client(NotificationChannelServiceClient, 'monitoring');
+  }
+  get exports(): ExportServiceClient {
+    return this.client(ExportServiceClient, 'monitoring');
+  }
+  get retention(): RetentionServiceClient {
+    return this.client(RetentionServiceClient, 'monitoring');
   }
 
   /** The API key given for this run, if any (`--api-key` beats `IOTCTL_API_KEY`). */

@@ -9,6 +9,7 @@ import { authCommands } from './commands/auth';
 import { deviceCommands } from './commands/devices';
 import { fleetCommands } from './commands/fleet';
 import { jobCommands } from './commands/jobs';
+import { retentionCommands } from './commands/retention';
 import { ruleCommands } from './commands/rules';
 import { telemetryCommands } from './commands/telemetry';
 import { EXIT, EXIT_CODES_HELP } from './exit-codes';
@@ -47,6 +48,7 @@ export function buildProgram(): Command {
   telemetryCommands(program);
   alertCommands(program);
   ruleCommands(program);
+  retentionCommands(program);
   deadLetterCommands(program);
   adminCommands(program);
   return program;

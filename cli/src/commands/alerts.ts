@@ -3,7 +3,8 @@ import { durationToMs, msToDuration } from '@iot-mesh/runtime/client';
 import { Alert, AlertRule, AlertState, alertStateToJSON, Comparison, Severity, severityToJSON } from '../../../gen/ts/iot/monitoring/v1/alerts';
 import { UsageError } from '../cli-error';
 import { deleteCommand, idCommand, listCommand, run } from '../command-context';
-import { formatLabels, formatTime, printOne, View } from '../output';
+import { formatLabels, formatTime, printList, printOne, View } from '../output';
+import { deliveryView } from './rules';
 import { collectLabel, collectList, enumChoices, enumLabel, parseDuration, parseNumber } from '../parse';
 
 const SEVERITY = enumChoices(Severity, 'SEVERITY_');
@@ -72,6 +73,25 @@ interface RuleOptions {
   absentFor?: number;
   severity: string;
   disabled?: boolean;
+  channel?: string[];
+  repeat?: number;
+  quietHours?: string;
+  timeZone?: string;
+}
+
+/** `--channel`, `--repeat`, `--quiet-hours 22:00-07:00`, `--time-zone`: the rule's notification settings. */
+function notificationOf(options: RuleOptions): AlertRule['notification'] {
+  if (!options.channel?.length) {
+    if (options.repeat !== undefined || options.quietHours) throw new UsageError('--repeat and --quiet-hours need --channel');
+    return undefined;
+  }
+  let quietHours;
+  if (options.quietHours) {
+    const m = /^(\d\d:\d\d)-(\d\d:\d\d)$/.exec(options.quietHours);
+    if (!m) throw new UsageError("option '--quiet-hours': expected HH:MM-HH:MM, such as 22:00-07:00");
+    quietHours = { start: m[1], end: m[2], timeZone: options.timeZone ?? '' };
+  }
+  return { channelIds: options.channel, repeatInterval: options.repeat !== undefined ? msToDuration(options.repeat) : undefined, quietHours };
 }
 
 /** The rule a `rules create` command line describes; exactly one condition must be given. */
@@ -92,6 +112,7 @@ function ruleOf(options: RuleOptions): AlertRule {
     labels: options.label ?? {},
     severity: SEVERITY[options.severity],
     enabled: !options.disabled,
+    notification: notificationOf(options),
     ...(options.absentFor !== undefined
       ? { noData: { timeout: msToDuration(options.absentFor) } }
       : { threshold: { comparison, threshold, hysteresis: options.hysteresis ?? 0, duration: options.for !== undefined ? msToDuration(options.for) : undefined } }),
@@ -124,6 +145,10 @@ export function alertCommands(program: Command): void {
     .addOption(new Option('--absent-for <duration>', 'no-data rule: raise when a device sends no sample of the metric for this long').argParser(parseDuration))
     .addOption(new Option('--severity <severity>', 'severity').choices(Object.keys(SEVERITY)).default('warning'))
     .option('--disabled', 'create it disabled')
+    .addOption(new Option('--channel <id>', 'notify this notification channel on raise, repeat and resolve (repeatable or comma-separated)').argParser(collectList))
+    .addOption(new Option('--repeat <duration>', 'notify again this often while the alert stays raised (such as 1h)').argParser(parseDuration))
+    .option('--quiet-hours <HH:MM-HH:MM>', 'daily window in which notifications are suppressed (logged, not sent)')
+    .option('--time-zone <zone>', 'IANA time zone of --quiet-hours (default UTC)')
     .action((_o, command: Command) =>
       run<RuleOptions>(command, async (connection, options) => {
         const res = await connection.call(connection.alerts, connection.alerts.createAlertRule, { rule: ruleOf(options) });
@@ -149,5 +174,10 @@ export function alertCommands(program: Command): void {
   idCommand(alerts, 'ack', 'acknowledge an alert', ['<id>', 'alert id'], async (connection, id, options) => {
     const res = await connection.call(connection.alerts, connection.alerts.acknowledgeAlert, { id });
     printOne(options.output, alertView, res.alert!);
+  });
+
+  idCommand(alerts, 'deliveries', 'the notifications of an alert (raise, repeats, resolve), newest first', ['<id>', 'alert id'], async (connection, id, options) => {
+    const res = await connection.call(connection.alerts, connection.alerts.listAlertDeliveries, { alertId: id });
+    printList(options.output, deliveryView, res.deliveries);
   });
 }

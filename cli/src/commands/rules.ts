@@ -35,7 +35,8 @@ const ruleView: View<Rule> = {
   toJson: (r) => Rule.toJSON(r),
 };
 
-const deliveryView: View<Delivery> = {
+/** How a delivery-log entry prints (rule actions, channel and alert notifications). */
+export const deliveryView: View<Delivery> = {
   columns: [
     { header: 'TIME', value: (d) => formatTime(d.createTime) },
     { header: 'ACTION', value: (d) => d.actionKind },
@@ -45,6 +46,7 @@ const deliveryView: View<Delivery> = {
     { header: 'MESSAGE', value: (d) => d.messageId },
     { header: 'ERROR', value: (d) => d.lastError },
     { header: 'WEBHOOK-ID', value: (d) => d.webhookId },
+    { header: 'ALERT-EVENT', value: (d) => d.alertEvent },
   ],
   toJson: (d) => Delivery.toJSON(d),
 };

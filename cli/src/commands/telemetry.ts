@@ -2,11 +2,12 @@ import fs from 'node:fs';
 import { Command, Option } from 'commander';
 import { stringify } from 'csv-stringify/sync';
 import { durationToMs, msToDuration } from '@iot-mesh/runtime/client';
+import { ExportFormat, ExportPointsResponse } from '../../../gen/ts/iot/monitoring/v1/export';
 import { Aggregation, aggregationToJSON, DataPoint, Series, Bucket, StreamLiveResponse, Value } from '../../../gen/ts/iot/monitoring/v1/telemetry';
 import { CliError, UsageError } from '../cli-error';
 import { run } from '../command-context';
 import { EXIT } from '../exit-codes';
-import { formatTime, Out, printList, View } from '../output';
+import { formatTime, printList, View } from '../output';
 import { collectLabel, collectList, enumChoices, enumLabel, parseDuration, parsePositiveInt, parseTime } from '../parse';
 
 const AGGREGATION = enumChoices(Aggregation, 'AGGREGATION_');
@@ -75,31 +76,38 @@ function pointLine(format: string, p: DataPoint): string {
 }
 
 /** Writes to a file or stdout, waiting for drain so memory stays flat however much is exported. */
-class Sink implements Out {
+class Sink {
   private readonly stream: NodeJS.WritableStream;
-  private pending: string[] = [];
 
   constructor(readonly file: string | undefined) {
     this.stream = file ? fs.createWriteStream(`${file}.partial`, { mode: 0o644 }) : process.stdout;
   }
 
-  write(text: string): void {
-    this.pending.push(text);
+  /** Writes one chunk, resolving once the stream can take more. */
+  async write(chunk: Uint8Array): Promise<void> {
+    if (chunk.length > 0 && !this.stream.write(chunk)) await new Promise((resolve) => this.stream.once('drain', resolve));
   }
 
-  async flush(): Promise<void> {
-    const text = this.pending.join('');
-    this.pending = [];
-    if (text && !this.stream.write(text)) await new Promise((resolve) => this.stream.once('drain', resolve));
-  }
 
   /** Ends the file and moves it into place, so a half-written export never carries the final name. */
   async finish(): Promise<void> {
-    await this.flush();
     if (!this.file) return;
     await new Promise<void>((resolve, reject) => this.stream.end(() => resolve()).on('error', reject));
     fs.renameSync(`${this.file}.partial`, this.file);
   }
+}
+
+/** A byte count for people: 812 B, 4.2 MB. */
+function formatBytes(n: number): string {
+  if (n < 1000) return `${n} B`;
+  const units = ['kB', 'MB', 'GB', 'TB'];
+  let v = n;
+  let i = -1;
+  while (v >= 1000 && i < units.length - 1) {
+    v /= 1000;
+    i++;
+  }
+  return `${v.toFixed(1)} ${units[i]}`;
 }
 
 /** Progress on stderr: one rewritten line on a terminal, a line every few seconds otherwise. */
@@ -206,46 +214,53 @@ export function telemetryCommands(program: Command): void {
   timeRangeOptions(
     program
       .command('export')
-      .description('write a device\'s raw points to CSV or NDJSON, paging through the store (constant memory); progress on stderr')
-      .argument('<device-id>', 'device id')
+      .description('stream stored points (or history buckets) of devices, a label group or a device type as CSV, NDJSON or Parquet, in constant memory (ExportPoints); progress on stderr')
+      .argument('[device-ids...]', 'device ids (else every device matching --label and --type)')
+      .addOption(new Option('--label <key=value>', 'devices with this label, e.g. a group\'s selector (repeatable)').argParser(collectLabel))
+      .option('--type <device-type>', 'devices of this device type')
       .addOption(new Option('--metric <name>', 'only this metric (repeatable or comma-separated)').argParser(collectList))
-      .addOption(new Option('--format <format>', 'file format').choices(['csv', 'ndjson']).default('csv'))
+      .addOption(new Option('--format <format>', 'file format').choices(['csv', 'ndjson', 'parquet']).default('csv'))
+      .addOption(new Option('--bucket <duration>', 'history buckets of this width (count, min, max, avg, sum, last) instead of raw points').argParser(parseDuration))
       .option('--file <path>', 'write here (atomically: <path>.partial until done) instead of stdout')
-      .addOption(new Option('--page-size <n>', 'points per request').argParser(parsePositiveInt).default(1000))
       .option('--quiet', 'no progress on stderr'),
     '24h',
-  ).action((deviceId: string, _o, command: Command) =>
-    run<{ metric?: string[]; format: 'csv' | 'ndjson'; file?: string; pageSize: number; quiet?: boolean; from: string; to: string }>(command, async (connection, options) => {
-      const range = timeRange(options);
+  ).action((deviceIds: string[], _o, command: Command) =>
+    run<{ label?: Record<string, string>; type?: string; metric?: string[]; format: 'csv' | 'ndjson' | 'parquet'; bucket?: number; file?: string; quiet?: boolean; from: string; to: string }>(command, async (connection, options) => {
+      if (deviceIds.length === 0 && !options.label && !options.type) throw new UsageError('name device ids, --label or --type');
+      if (options.format === 'parquet' && !options.file && process.stdout.isTTY) throw new UsageError('Parquet is binary: use --file, or redirect stdout');
+      const format = { csv: ExportFormat.EXPORT_FORMAT_CSV, ndjson: ExportFormat.EXPORT_FORMAT_NDJSON, parquet: ExportFormat.EXPORT_FORMAT_PARQUET }[options.format];
+      const stream = await connection.stream(connection.exports, connection.exports.exportPoints, {
+        deviceIds,
+        labels: options.label ?? {},
+        deviceType: options.type ?? '',
+        metrics: options.metric ?? [],
+        timeRange: timeRange(options),
+        format,
+        bucketWidth: options.bucket !== undefined ? msToDuration(options.bucket) : undefined,
+      });
       const sink = new Sink(options.file);
       const progress = new Progress(options.quiet === true);
       let interrupted = false;
-      const interrupt = () => (interrupted = true);
+      const interrupt = () => {
+        interrupted = true;
+        stream.cancel();
+      };
       process.once('SIGINT', interrupt);
-      let count = 0;
+      let bytes = 0;
       try {
-        if (options.format === 'csv') sink.write(stringify([['time', 'device_id', 'metric', 'value']]));
-        let pageToken = '';
-        do {
-          const res = await connection.call(connection.telemetry, connection.telemetry.listPoints, {
-            deviceId,
-            metrics: options.metric ?? [],
-            timeRange: range,
-            page: { pageSize: options.pageSize, pageToken },
-          });
-          for (const p of res.points) {
-            sink.write(options.format === 'csv' ? stringify([[formatTime(p.time), p.deviceId, p.metric, formatValue(p.value)]]) : JSON.stringify(DataPoint.toJSON(p)) + '\n');
+        try {
+          // Reading one chunk at a time, waiting for the sink: the server waits in turn, so memory stays flat on both ends.
+          for await (const message of stream as AsyncIterable<ExportPointsResponse>) {
+            await sink.write(message.chunk);
+            bytes += message.chunk.length;
+            progress.update(`exported ${formatBytes(bytes)}`);
           }
-          await sink.flush();
-          count += res.points.length;
-          pageToken = res.page?.nextPageToken ?? '';
-          progress.update(`exported ${count} points${res.points.length ? ` (up to ${formatTime(res.points[res.points.length - 1].time)})` : ''}`);
-          if (interrupted) {
-            throw new CliError(EXIT.interrupted, `interrupted after ${count} points${options.file ? `; partial output left in ${options.file}.partial` : ''}`);
-          }
-        } while (pageToken);
+        } catch (err) {
+          if (!interrupted) throw err;
+        }
+        if (interrupted) throw new CliError(EXIT.interrupted, `interrupted after ${formatBytes(bytes)}${options.file ? `; partial output left in ${options.file}.partial` : ''}`);
         await sink.finish();
-        progress.update(`exported ${count} points${options.file ? ` to ${options.file}` : ''}`, true);
+        progress.update(`exported ${formatBytes(bytes)}${options.file ? ` to ${options.file}` : ''}`, true);
       } finally {
         process.removeListener('SIGINT', interrupt);
       }

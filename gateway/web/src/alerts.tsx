@@ -1,6 +1,8 @@
 import { FormEvent, useEffect, useState } from 'react';
 import { Link } from 'react-router';
 import { Alert, AlertRule, AlertState, Comparison, Severity } from '../../../gen/es/iot/monitoring/v1/alerts_pb';
+import { Delivery, DeliveryState, NotificationChannel } from '../../../gen/es/iot/monitoring/v1/rules_pb';
+import { ConfirmButton } from './components/confirm-button';
 import { TableHead } from './components/table-head';
 import { api, errorMessage, followStream } from './api';
 import { parseLabels } from './devices';
@@ -24,9 +26,32 @@ interface RuleDraft {
   timeoutSeconds: number;
   severity: Severity;
   enabled: boolean;
+  /** Notification channels told on raise, repeat and resolve. */
+  channelIds: string[];
+  /** 0: no repeats. */
+  repeatMinutes: number;
+  /** "HH:MM" each, both empty: no quiet hours. */
+  quietStart: string;
+  quietEnd: string;
+  timeZone: string;
 }
 
-const EMPTY_RULE: RuleDraft = { name: '', metric: '', labels: '', kind: 'threshold', comparison: Comparison.GREATER_THAN, threshold: 0, timeoutSeconds: 300, severity: Severity.WARNING, enabled: true };
+const EMPTY_RULE: RuleDraft = {
+  name: '',
+  metric: '',
+  labels: '',
+  kind: 'threshold',
+  comparison: Comparison.GREATER_THAN,
+  threshold: 0,
+  timeoutSeconds: 300,
+  severity: Severity.WARNING,
+  enabled: true,
+  channelIds: [],
+  repeatMinutes: 0,
+  quietStart: '',
+  quietEnd: '',
+  timeZone: '',
+};
 
 function draftOf(rule: AlertRule): RuleDraft {
   const c = rule.condition;
@@ -40,6 +65,11 @@ function draftOf(rule: AlertRule): RuleDraft {
     timeoutSeconds: c.case === 'noData' ? Number(c.value.timeout?.seconds ?? 300n) : 300,
     severity: rule.severity,
     enabled: rule.enabled,
+    channelIds: rule.notification?.channelIds ?? [],
+    repeatMinutes: Number(rule.notification?.repeatInterval?.seconds ?? 0n) / 60,
+    quietStart: rule.notification?.quietHours?.start ?? '',
+    quietEnd: rule.notification?.quietHours?.end ?? '',
+    timeZone: rule.notification?.quietHours?.timeZone ?? '',
   };
 }
 
@@ -55,6 +85,14 @@ function ruleOf(draft: RuleDraft) {
         : { case: 'noData' as const, value: { timeout: { seconds: BigInt(draft.timeoutSeconds), nanos: 0 } } },
     severity: draft.severity,
     enabled: draft.enabled,
+    notification:
+      draft.channelIds.length === 0
+        ? undefined
+        : {
+            channelIds: draft.channelIds,
+            repeatInterval: draft.repeatMinutes > 0 ? { seconds: BigInt(Math.round(draft.repeatMinutes * 60)), nanos: 0 } : undefined,
+            quietHours: draft.quietStart && draft.quietEnd ? { start: draft.quietStart, end: draft.quietEnd, timeZone: draft.timeZone } : undefined,
+          },
   };
 }
 
@@ -65,7 +103,7 @@ function describeCondition(rule: AlertRule): string {
   return '—';
 }
 
-function RuleForm({ initial, submitLabel, onSubmit, onCancel }: { initial: RuleDraft; submitLabel: string; onSubmit: (draft: RuleDraft) => Promise<void>; onCancel?: () => void }) {
+function RuleForm({ initial, submitLabel, channels, onSubmit, onCancel }: { initial: RuleDraft; submitLabel: string; channels: NotificationChannel[]; onSubmit: (draft: RuleDraft) => Promise<void>; onCancel?: () => void }) {
   const [draft, setDraft] = useState(initial);
   const [error, setError] = useState('');
   async function submit(event: FormEvent) {
@@ -111,6 +149,27 @@ function RuleForm({ initial, submitLabel, onSubmit, onCancel }: { initial: RuleD
       <label className="checkbox">
         <input type="checkbox" name="rule-enabled" checked={draft.enabled} onChange={(e) => setDraft({ ...draft, enabled: e.target.checked })} /> enabled
       </label>
+      <select
+        aria-label="notify channels"
+        name="rule-channels"
+        multiple
+        value={draft.channelIds}
+        onChange={(e) => setDraft({ ...draft, channelIds: [...e.target.selectedOptions].map((o) => o.value) })}
+      >
+        {channels.map((c) => (
+          <option key={c.id} value={c.id}>
+            {c.name}
+          </option>
+        ))}
+      </select>
+      {draft.channelIds.length > 0 && (
+        <>
+          <input aria-label="repeat minutes" name="rule-repeat" type="number" min={0} step="any" placeholder="repeat every … min" value={draft.repeatMinutes || ''} onChange={(e) => setDraft({ ...draft, repeatMinutes: Number(e.target.value) })} />
+          <input aria-label="quiet from" name="rule-quiet-start" type="time" value={draft.quietStart} onChange={(e) => setDraft({ ...draft, quietStart: e.target.value })} />
+          <input aria-label="quiet until" name="rule-quiet-end" type="time" value={draft.quietEnd} onChange={(e) => setDraft({ ...draft, quietEnd: e.target.value })} />
+          <input aria-label="time zone" name="rule-time-zone" placeholder="time zone (UTC)" value={draft.timeZone} onChange={(e) => setDraft({ ...draft, timeZone: e.target.value })} />
+        </>
+      )}
       <button type="submit">{submitLabel}</button>
       {onCancel && (
         <button type="button" className="secondary" onClick={onCancel}>
@@ -131,8 +190,12 @@ function RulesCard() {
   const { canOperate } = useAbilities();
   const [rules, setRules] = useState<AlertRule[]>([]);
   const [editing, setEditing] = useState<string | undefined>();
+  const [channels, setChannels] = useState<NotificationChannel[]>([]);
   const [error, setError] = useState('');
   const [reload, setReload] = useState(0);
+  useEffect(() => {
+    api.channels.listNotificationChannels({ page: { pageSize: 500 } }).then((r) => setChannels(r.channels), (err) => setError(errorMessage(err)));
+  }, []);
   useEffect(() => {
     const abort = new AbortController();
     (async () => {
@@ -159,6 +222,7 @@ function RulesCard() {
         <RuleForm
           initial={EMPTY_RULE}
           submitLabel="Create rule"
+          channels={channels}
           onSubmit={async (draft) => {
             await api.alerts.createAlertRule({ rule: ruleOf(draft) });
             setReload((n) => n + 1);
@@ -185,9 +249,10 @@ function RulesCard() {
                   <RuleForm
                     initial={draftOf(r)}
                     submitLabel="Save rule"
+                    channels={channels}
                     onCancel={() => setEditing(undefined)}
                     onSubmit={async (draft) => {
-                      await api.alerts.updateAlertRule({ rule: { ...ruleOf(draft), id: r.id }, updateMask: { paths: ['name', 'metric', 'labels', draft.kind === 'threshold' ? 'threshold' : 'no_data', 'severity', 'enabled'] } });
+                      await api.alerts.updateAlertRule({ rule: { ...ruleOf(draft), id: r.id }, updateMask: { paths: ['name', 'metric', 'labels', draft.kind === 'threshold' ? 'threshold' : 'no_data', 'severity', 'enabled', 'notification'] } });
                       setEditing(undefined);
                       setReload((n) => n + 1);
                     }}
@@ -211,9 +276,7 @@ function RulesCard() {
                     <button className="secondary" onClick={act(() => api.alerts.updateAlertRule({ rule: { id: r.id, enabled: !r.enabled }, updateMask: { paths: ['enabled'] } }))}>
                       {r.enabled ? 'Disable' : 'Enable'}
                     </button>
-                    <button className="danger" onClick={act(() => api.alerts.deleteAlertRule({ id: r.id }))}>
-                      Delete
-                    </button>
+                    <ConfirmButton label="Delete" question={`Delete alert rule ${r.name}?`} onConfirm={act(() => api.alerts.deleteAlertRule({ id: r.id }))} />
                   </td>
                 )}
               </tr>
@@ -226,11 +289,41 @@ function RulesCard() {
   );
 }
 
+/** The notifications sent (or suppressed, rate limited, dead-lettered) for one alert, newest first. */
+function AlertDeliveries({ alertId }: { alertId: string }) {
+  const [deliveries, setDeliveries] = useState<Delivery[] | undefined>();
+  const [error, setError] = useState('');
+  useEffect(() => {
+    api.alerts.listAlertDeliveries({ alertId, page: { pageSize: 100 } }).then((r) => setDeliveries(r.deliveries), (err) => setError(errorMessage(err)));
+  }, [alertId]);
+  if (error) return <p className="error" role="alert">{error}</p>;
+  if (!deliveries) return <p className="muted">Loading…</p>;
+  if (deliveries.length === 0) return <p className="muted">No notifications (the rule names no channels).</p>;
+  return (
+    <table data-testid={`alert-deliveries-${alertId}`}>
+      <TableHead columns={['Time', 'Event', 'Channel', 'State', 'Attempts', 'Error']} />
+      <tbody>
+        {deliveries.map((d) => (
+          <tr key={d.id}>
+            <td>{formatTime(d.createTime)}</td>
+            <td>{d.alertEvent}</td>
+            <td>{d.channelId}</td>
+            <td>{DeliveryState[d.state]}</td>
+            <td>{d.attempts}</td>
+            <td>{d.lastError}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
 /** Rules, and the tenant's alerts newest first, live from StreamAlerts; open ones can be acknowledged by operators. */
 export function AlertsPage() {
   const { canOperate } = useAbilities();
   const [alerts, setAlerts] = useState<Map<string, Alert>>(new Map());
   const [unackedOnly, setUnackedOnly] = useState(false);
+  const [shownDeliveries, setShownDeliveries] = useState<string | undefined>();
   const [error, setError] = useState('');
 
   useEffect(() => {
@@ -270,7 +363,7 @@ export function AlertsPage() {
       <table data-testid="alert-list">
         <TableHead columns={['Raised', 'Severity', 'State', 'Device', 'Metric', 'Value', 'Message', '']} />
         <tbody>
-          {shown.map((a) => (
+          {shown.map((a) => [
             <tr key={a.id} data-testid={`alert-row-${a.id}`}>
               <td>{formatTime(a.raiseTime)}</td>
               <td className={`severity ${Severity[a.severity].toLowerCase()}`}>{Severity[a.severity]}</td>
@@ -291,9 +384,19 @@ export function AlertsPage() {
                     Acknowledge
                   </button>
                 )}
+                <button className="secondary" onClick={() => setShownDeliveries(shownDeliveries === a.id ? undefined : a.id)} data-testid={`alert-notifications-${a.id}`}>
+                  Notifications
+                </button>
               </td>
-            </tr>
-          ))}
+            </tr>,
+            shownDeliveries === a.id && (
+              <tr key={`${a.id}-deliveries`}>
+                <td colSpan={8}>
+                  <AlertDeliveries alertId={a.id} />
+                </td>
+              </tr>
+            ),
+          ])}
         </tbody>
       </table>
       {shown.length === 0 && !error && <p className="muted">No alerts.</p>}

@@ -12,6 +12,7 @@ import { ProvisioningService } from '../../../gen/es/iot/device/v1/provisioning_
 import { TwinService } from '../../../gen/es/iot/device/v1/twin_pb';
 import { AlertService } from '../../../gen/es/iot/monitoring/v1/alerts_pb';
 import { DeadLetterService } from '../../../gen/es/iot/monitoring/v1/dead_letters_pb';
+import { RetentionService } from '../../../gen/es/iot/monitoring/v1/retention_pb';
 import { NotificationChannelService, RuleService } from '../../../gen/es/iot/monitoring/v1/rules_pb';
 import { TelemetryService } from '../../../gen/es/iot/monitoring/v1/telemetry_pb';
 import { ApiKeyService } from '../../../gen/es/iot/signing/v1/api_keys_pb';
@@ -89,6 +90,7 @@ export const api = {
   deadLetters: createClient(DeadLetterService, transport),
   rules: createClient(RuleService, transport),
   channels: createClient(NotificationChannelService, transport),
+  retention: createClient(RetentionService, transport),
   users: createClient(UserService, transport),
   apiKeys: createClient(ApiKeyService, transport),
   tenants: createClient(TenantService, transport),

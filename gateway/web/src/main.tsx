@@ -9,6 +9,7 @@ import { api } from './api';
 import { DevicePage } from './device';
 import { DeviceTypesPage } from './device-types';
 import { DevicesPage } from './devices';
+import { ExportPage } from './export';
 import { GroupsPage } from './groups';
 import { JobsPage } from './jobs';
 import { LoginPage } from './login';
@@ -39,6 +40,7 @@ const PAGES: Array<{ path: string; element: ReactElement; nav?: string; visible?
   { path: '/alerts', element: <AlertsPage />, nav: 'Alerts' },
   { path: '/rules', element: <RulesPage />, nav: 'Rules' },
   { path: '/dead-letters', element: <DeadLettersPage />, nav: 'Dead letters' },
+  { path: '/export', element: <ExportPage />, nav: 'Export' },
   { path: '/admin', element: <AdminPage />, nav: 'Administration', visible: (a) => a.canAdmin },
 ];
 
