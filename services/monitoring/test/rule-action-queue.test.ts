@@ -78,3 +78,20 @@ test('queued webhook retries survive the monitoring service stopping mid-retry: 
   for (const r of log) expect(r.attempts).toBeGreaterThan(2);
   expect((await world.pool.query('SELECT count(*)::int AS n FROM rule_action_queue')).rows[0].n).toBe(0);
 });
+
+test('jobs a crashed replica still holds (its lease never released) are resumed by another once the lease runs out', async () => {
+  const running = world.services[world.services.length - 1];
+  answer = 500;
+  await world.publish(a.tenantId, 'd1', protobufPayload({ messageId: 'm4', points: [{ metric: 'v', numberValue: 4 }] }));
+  await eventually(() => calls.filter((c) => c.webhookId.endsWith('_m4') && c.answered === 500).length >= 2, 'failing attempts of m4');
+  await running.service.stop();
+  // As a crash leaves them: held by a replica that is gone, under a lease nobody renews.
+  await world.pool.query(`UPDATE rule_action_queue SET owner = 'crashed-replica', lease_until = now() + interval '1 second'`);
+  answer = 200;
+  const next = await world.startReplica({ RULES_QUEUE_LEASE_MS: '300' });
+  await eventually(async () => (await world.pool.query('SELECT count(*)::int AS n FROM rule_action_queue')).rows[0].n === 0, 'the crashed replica’s job resumed and finished');
+  await next.stats.rulesIdle();
+  expect(calls.filter((c) => c.webhookId.endsWith('_m4') && c.answered === 200)).toHaveLength(1);
+  const { rows } = await world.pool.query(`SELECT state FROM rule_deliveries WHERE message_id = 'm4'`);
+  expect(rows).toEqual([{ state: DeliveryState.DELIVERY_STATE_DELIVERED }]);
+});
