@@ -71,6 +71,12 @@ export const monitoringEnv = {
   INGEST_MAX_POINTS: env.positiveInt(1000),
   INGEST_MAX_FUTURE_MS: env.positiveInt(5 * 60_000),
   INGEST_MAX_PAST_MS: env.positiveInt(7 * DAY_MS),
+  /** Distinct metric names one device may have (each a `latest_points` row and evaluator state); a message adding one more is dead-lettered as `too_many_metrics`. */
+  MONITORING_MAX_METRICS_PER_DEVICE: env.positiveInt(200),
+  /** Telemetry messages per second one device may publish on average; the excess is acknowledged and dead-lettered as `rate_limited`. */
+  MONITORING_DEVICE_RATE: env.positiveInt(1000),
+  /** Messages one device may send at once above MONITORING_DEVICE_RATE. */
+  MONITORING_DEVICE_BURST: env.positiveInt(5000),
   /** Samples older than this are dropped with their day partition. */
   TELEMETRY_RETENTION_DAYS: env.positiveInt(30),
   /** Shorter retention for some tenants: `tenantA=7,tenantB=14` (days); their older samples are deleted in chunks. */
@@ -110,6 +116,9 @@ export function ingestLimits(config: MonitoringConfig): IngestLimits {
     maxPoints: config.INGEST_MAX_POINTS,
     maxFutureMs: config.INGEST_MAX_FUTURE_MS,
     maxPastMs: config.INGEST_MAX_PAST_MS,
+    maxMetricsPerDevice: config.MONITORING_MAX_METRICS_PER_DEVICE,
+    deviceRate: config.MONITORING_DEVICE_RATE,
+    deviceBurst: config.MONITORING_DEVICE_BURST,
   };
 }
 

@@ -85,7 +85,9 @@ export function createMonitoringService(hooks: MonitoringHooks = {}): ServiceSpe
       const maintenance = setInterval(() => retention.run().catch((err: Error) => log.warn({ err: err.message }, 'partition maintenance failed')), HOUR_MS);
       maintenance.unref();
 
-      const decoder = new TelemetryDecoder(ingestLimits(config), directory);
+      const decoder = new TelemetryDecoder(ingestLimits(config), directory, (tenantId, deviceId, limit) =>
+        store.latest(tenantId, [deviceId], [], limit).then((points) => points.map((p) => p.metric)),
+      );
       const jsm = await nats.jetstreamManager();
       const ensureStream = async () => {
         await ensureTelemetryStream(jsm, telemetryStreamOptions(config));

@@ -20,7 +20,9 @@ export type DeadLetterReason =
   | 'invalid_text'
   | 'id_too_long'
   | 'store_rejected'
-  | 'max_deliver';
+  | 'max_deliver'
+  | 'too_many_metrics'
+  | 'rate_limited';
 
 /** Every reason, for counters that start at zero. */
 export const DEAD_LETTER_REASONS: readonly DeadLetterReason[] = [
@@ -39,6 +41,8 @@ export const DEAD_LETTER_REASONS: readonly DeadLetterReason[] = [
   'id_too_long',
   'store_rejected',
   'max_deliver',
+  'too_many_metrics',
+  'rate_limited',
 ];
 
 /** Longest message id accepted, in characters (documented in iot.telemetry.v1 and the README): it is part of the primary key. */
@@ -65,6 +69,35 @@ export interface IngestLimits {
   maxFutureMs: number;
   /** How far behind the receive time a sample may be. */
   maxPastMs: number;
+  /** Distinct metric names one device may have; a message adding one more is dead-lettered (`too_many_metrics`). Unset: no cap. */
+  maxMetricsPerDevice?: number;
+  /** Messages per second one device may publish on average (token bucket on the receive time); the excess is dead-lettered (`rate_limited`). Unset: no limit. */
+  deviceRate?: number;
+  /** Messages one device may publish at once above its rate (the bucket's size). */
+  deviceBurst?: number;
+}
+
+/** The metric names a device already has stored (its `latest_points`), so the cap survives a restart. */
+export type StoredMetricNames = (tenantId: string, deviceId: string, limit: number) => Promise<string[]>;
+
+/** How a caller takes a decoded message. */
+export interface DecodeOptions {
+  /**
+   * Admission for storage (the durable writer): the message takes a token of its
+   * device's rate and, when accepted, its new metric names count against the cap.
+   * Without it (live view, rules) the cap is only read and the rate is not charged,
+   * so one message is charged once however many readers decode it.
+   */
+  admit?: boolean;
+}
+
+/** A device's admission state in this process. */
+interface DeviceBudget {
+  /** Its metric names: loaded from the store once, then learned from admitted messages. */
+  metrics: Promise<Set<string>>;
+  tokens: number;
+  /** Receive time (ms) the tokens were counted at. */
+  at: number;
 }
 
 /** Looks devices up in the directory (memory first). */
@@ -162,23 +195,75 @@ function payloadId(data: Uint8Array): string {
  * parsed and validated once.
  */
 export class TelemetryDecoder {
+  private readonly budgets = new Map<string, DeviceBudget>();
+
   constructor(
     private readonly limits: IngestLimits,
     private readonly devices: DeviceLookup,
+    private readonly storedMetrics: StoredMetricNames = async () => [],
   ) {}
 
   /**
    * Validates one telemetry message against the subject it arrived on, the
    * device directory and the limits, and turns it into rows. Never throws for
-   * bad input: it says why instead (it throws only when the directory cannot
-   * be read).
+   * bad input: it says why instead (it throws only when the directory or the
+   * stored metric names cannot be read).
    */
-  decode(message: ReceivedTelemetry): Promise<DecodedTelemetry> {
-    return decodeTelemetry(message, this.limits, this.devices);
+  async decode(message: ReceivedTelemetry, options: DecodeOptions = {}): Promise<DecodedTelemetry> {
+    const decoded = await decodeTelemetry(message, this.limits, this.devices, options.admit ? (t, d) => this.takeToken(t, d, message.receivedAt) : undefined);
+    if (!decoded.ok || this.limits.maxMetricsPerDevice === undefined) return decoded;
+    return this.checkMetricCap(decoded, this.limits.maxMetricsPerDevice, message.receivedAt, options.admit === true);
+  }
+
+  private budget(tenantId: string, deviceId: string, receivedAt: number): DeviceBudget {
+    const key = `${tenantId}.${deviceId}`;
+    let budget = this.budgets.get(key);
+    if (!budget) {
+      const cap = this.limits.maxMetricsPerDevice ?? 0;
+      const metrics = cap > 0 ? this.storedMetrics(tenantId, deviceId, cap + 1).then((names) => new Set(names)) : Promise.resolve(new Set<string>());
+      // A failed load is tried again with the next message, not remembered.
+      metrics.catch(() => this.budgets.delete(key));
+      budget = { metrics, tokens: this.limits.deviceBurst ?? 1, at: receivedAt };
+      this.budgets.set(key, budget);
+    }
+    return budget;
+  }
+
+  /** Token bucket over the receive time (the stream's timestamp), so the verdict does not depend on how fast the writer runs. */
+  private takeToken(tenantId: string, deviceId: string, receivedAt: Date): string | undefined {
+    const rate = this.limits.deviceRate;
+    if (rate === undefined) return undefined;
+    const burst = this.limits.deviceBurst ?? 1;
+    const now = receivedAt.getTime();
+    const budget = this.budget(tenantId, deviceId, now);
+    if (now > budget.at) {
+      budget.tokens = Math.min(burst, budget.tokens + ((now - budget.at) / 1000) * rate);
+      budget.at = now;
+    }
+    if (budget.tokens < 1) return `device ${deviceId} publishes above its rate of ${rate}/s (burst ${burst})`;
+    budget.tokens -= 1;
+    return undefined;
+  }
+
+  private async checkMetricCap(decoded: AcceptedTelemetry, cap: number, receivedAt: Date, admit: boolean): Promise<DecodedTelemetry> {
+    const { tenantId, deviceId } = decoded;
+    const known = await this.budget(tenantId, deviceId, receivedAt.getTime()).metrics;
+    const added = new Set(decoded.rows.map((r) => r.metric).filter((m) => !known.has(m)));
+    if (added.size === 0) return decoded;
+    if (known.size + added.size > cap) {
+      return { ok: false, tenantId, deviceId, reason: 'too_many_metrics', detail: `device ${deviceId} has ${known.size} metric names and this message adds ${added.size} (${[...added].slice(0, 5).join(', ')}); the limit is ${cap}` };
+    }
+    if (admit) for (const m of added) known.add(m);
+    return decoded;
   }
 }
 
-async function decodeTelemetry(message: ReceivedTelemetry, limits: IngestLimits, devices: DeviceLookup): Promise<DecodedTelemetry> {
+async function decodeTelemetry(
+  message: ReceivedTelemetry,
+  limits: IngestLimits,
+  devices: DeviceLookup,
+  takeToken?: (tenantId: string, deviceId: string) => string | undefined,
+): Promise<DecodedTelemetry> {
   const subject = parseDeviceSubject(message.subject);
   if (!subject || subject.channel !== 'tel') return { ok: false, reason: 'bad_subject', detail: `not a telemetry subject: ${message.subject}` };
   const { tenantId, deviceId } = subject;
@@ -190,6 +275,8 @@ async function decodeTelemetry(message: ReceivedTelemetry, limits: IngestLimits,
   const device = await devices.lookup(tenantId, deviceId);
   if (!device) return reject('unknown_device', `device ${deviceId} is not registered in tenant ${tenantId}`);
   if (device.revoked) return reject('revoked_device', `device ${deviceId} has its credentials revoked`);
+  const overRate = takeToken?.(tenantId, deviceId);
+  if (overRate) return reject('rate_limited', overRate);
 
   const payload = parsePayload(message.data);
   if (typeof payload === 'string') return reject('malformed', payload);
@@ -232,6 +319,7 @@ async function decodeTelemetry(message: ReceivedTelemetry, limits: IngestLimits,
       messageId,
       pointIndex: i,
       value: p.numberValue !== undefined ? { number: p.numberValue } : p.boolValue !== undefined ? { bool: p.boolValue } : { string: p.stringValue },
+      ...(p.time ? {} : { untimed: true }),
     });
   }
   return { ok: true, tenantId, deviceId, messageId, rows };

@@ -291,7 +291,7 @@ export class TelemetryWriter {
         refused.push({ msg, letter: { ...base, reason: 'max_deliver', detail: `delivered ${msg.info.redeliveryCount} times without being stored` } });
         continue;
       }
-      const decoded = await this.retrying('device lookup', () => decoder.decode({ subject: msg.subject, data: msg.data, receivedAt }));
+      const decoded = await this.retrying('device lookup', () => decoder.decode({ subject: msg.subject, data: msg.data, receivedAt }, { admit: true }));
       if (!decoded) return; // stopping: stop() gives the batch back
       if (decoded.ok) accepted.push({ msg, decoded });
       else refused.push({ msg, letter: { ...base, reason: decoded.reason, detail: decoded.detail, tenantId: decoded.tenantId, deviceId: decoded.deviceId } });
