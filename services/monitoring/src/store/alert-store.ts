@@ -239,7 +239,7 @@ export class PostgresAlertStore implements AlertRepository {
          FROM alert_rules r
         WHERE a.rule_id = r.id AND a.state = ${AlertState.ALERT_STATE_RAISED} AND r.enabled
           AND coalesce((r.notification->>'repeatMs')::bigint, 0) > 0
-          AND a.last_notify_time + (r.notification->>'repeatMs')::bigint * interval '1 millisecond' <= $1
+          AND coalesce(a.last_notify_time, a.raise_time) + (r.notification->>'repeatMs')::bigint * interval '1 millisecond' <= $1
         RETURNING a.*`,
       [now],
     );
