@@ -21,7 +21,7 @@ import { BenchProcess, ServiceProcess, startNode, startService, stopAll } from '
 /**
  * The bench's device service issues this credential kind by default, so
  * fleets of that transport get their credentials in BatchCreateDevices calls
- * (one per 1,000 devices) and only the others one IssueCredential each.
+ * (one per 1,000 devices) and the others theirs in one BatchIssueCredentials call per 1,000.
  */
 const DEFAULT_CREDENTIAL_KIND: Transport = 'mqtt';
 

@@ -56,9 +56,6 @@ export interface ProvisionRequest {
 /** The API's limit on one BatchCreateDevices call. */
 export const BATCH_LIMIT = 1000;
 
-/** IssueCredential calls in flight at once when credentials of a given kind are issued per device. */
-const ISSUE_CONCURRENCY = 32;
-
 const CREDENTIAL_KINDS: Record<Transport, CredentialKind> = { mqtt: CredentialKind.CREDENTIAL_KIND_MQTT, nats: CredentialKind.CREDENTIAL_KIND_NATS };
 
 const FAILED_PRECONDITION = 9;
@@ -78,17 +75,10 @@ export async function provisionDevices(request: ProvisionRequest): Promise<Devic
   const credentialClient = insecureClient(CredentialServiceClient, request.deviceAddress);
   const options = { authorization: request.authorization, deadlineMs: 120_000 };
   // BatchCreateDevices issues credentials of the server's default kind only; a
-  // requested kind is issued per device with IssueCredential after creating the batch.
+  // requested kind is issued with one BatchIssueCredentials call per created batch.
   const kind = request.transport ? CREDENTIAL_KINDS[request.transport] : undefined;
-  /** Issues each device a credential of the requested kind, a bounded number of calls at a time. */
-  const issueEach = async (created: Device[], kind: CredentialKind): Promise<DeviceCredential[]> => {
-    const credentials: DeviceCredential[] = [];
-    for (let i = 0; i < created.length; i += ISSUE_CONCURRENCY) {
-      const issued = await Promise.all(created.slice(i, i + ISSUE_CONCURRENCY).map((d) => unary(credentialClient, credentialClient.issueCredential, { deviceId: d.id, kind }, options)));
-      credentials.push(...issued.map((r) => r.credential!));
-    }
-    return credentials;
-  };
+  const issueEach = async (created: Device[], kind: CredentialKind): Promise<DeviceCredential[]> =>
+    (await unary(credentialClient, credentialClient.batchIssueCredentials, { deviceIds: created.map((d) => d.id), kind }, options)).credentials;
   const identities: DeviceIdentity[] = [];
   let issueCredentials = true;
   try {

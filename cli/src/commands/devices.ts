@@ -3,7 +3,7 @@ import { CredentialKind } from '../../../gen/ts/iot/device/v1/credential';
 import { credentialStateToJSON, Device, DeviceCredential, DeviceStatus, deviceStatusToJSON } from '../../../gen/ts/iot/device/v1/device';
 import { UsageError } from '../cli-error';
 import { deleteCommand, idCommand, listCommand, run } from '../command-context';
-import { formatLabels, formatTime, printOne, View } from '../output';
+import { formatLabels, formatTime, printList, printOne, View } from '../output';
 import { collectLabel, enumChoices, enumLabel, parseDuration } from '../parse';
 
 const STATUS = enumChoices(DeviceStatus, 'DEVICE_STATUS_');
@@ -189,6 +189,21 @@ export function deviceCommands(program: Command): void {
         }),
       );
   }
+
+  credentials
+    .command('batch-issue')
+    .description('issue credentials to several devices in one call (up to 1000; all or none)')
+    .argument('<device-id...>', 'device ids')
+    .addOption(expiryOption())
+    .addOption(new Option('--kind <kind>', 'how the devices connect (default: the server\'s)').choices(Object.keys(KIND)))
+    .action((deviceIds: string[], _o, command: Command) =>
+      run<{ expires?: Date; kind?: string }>(command, async (connection, options) => {
+        const client = connection.credentials;
+        const kind = options.kind ? KIND[options.kind] : CredentialKind.CREDENTIAL_KIND_UNSPECIFIED;
+        const res = await connection.call(client, client.batchIssueCredentials, { deviceIds, expireTime: options.expires, kind });
+        printList(options.output, credentialView, res.credentials);
+      }),
+    );
 
   credentials
     .command('revoke')

@@ -95,6 +95,32 @@ test('a device publishes over MQTT and NATS only on its own subjects', async () 
   expect(twin.reported).toEqual({ fw: '1.0' });
 });
 
+test('BatchIssueCredentials issues several devices their credentials in one call, all or none', async () => {
+  const ids = ['bi-1', 'bi-2', 'bi-3'];
+  for (const id of ids) await unary(h.clients.devices, h.clients.devices.createDevice, { device: Device.fromPartial({ id, name: id }) }, op());
+  const batch = (deviceIds: string[], kind = NATS) => unary(h.clients.credentials, h.clients.credentials.batchIssueCredentials, { deviceIds, expireTime: undefined, kind }, op());
+  // Refused as a whole: nothing is issued when one device is missing or named twice, and a viewer may not.
+  await expect(batch(['bi-1', 'bi-missing'])).rejects.toMatchObject({ code: status.NOT_FOUND });
+  await expect(batch(['bi-1', 'bi-1'])).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
+  await expect(batch([])).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
+  await expect(unary(h.clients.credentials, h.clients.credentials.batchIssueCredentials, { deviceIds: ids, expireTime: undefined, kind: NATS }, { authorization: t.viewer.authorization })).rejects.toMatchObject({
+    code: status.PERMISSION_DENIED,
+  });
+  expect((await getDevice('bi-1')).credentialState).not.toBe(CredentialState.CREDENTIAL_STATE_ACTIVE);
+
+  const { credentials } = await batch(ids);
+  expect(credentials.map((c) => c.deviceId)).toEqual(ids);
+  for (const id of ids) expect((await getDevice(id)).credentialState).toBe(CredentialState.CREDENTIAL_STATE_ACTIVE);
+  // Each token is that device's own NATS credential.
+  const nc = await natsConnect(credentials[1]);
+  await nc.flush();
+  await expect(mqttConnect(credentials[1], 'bi-2-mqtt')).rejects.toBeDefined();
+  // A device with an active credential refuses the whole batch.
+  await unary(h.clients.devices, h.clients.devices.createDevice, { device: Device.fromPartial({ id: 'bi-4', name: 'bi-4' }) }, op());
+  await expect(batch(['bi-4', 'bi-2'])).rejects.toMatchObject({ code: status.FAILED_PRECONDITION });
+  expect((await getDevice('bi-4')).credentialState).not.toBe(CredentialState.CREDENTIAL_STATE_ACTIVE);
+});
+
 test('status follows real connects and disconnects', async () => {
   const cred = await newDevice('st-1');
   expect((await getDevice('st-1')).status).toBe(DeviceStatus.DEVICE_STATUS_OFFLINE);

@@ -4,11 +4,15 @@ import { CredentialKind, CredentialServiceService } from '../../../../gen/ts/iot
 import { Credentials } from '../domain/credentials';
 import { toCredentialMessage, toDeviceMessage } from './devices';
 
-/** `iot.device.v1.CredentialService`: issue, rotate and revoke a device's NATS/MQTT credential in the caller's tenant. */
+/** `iot.device.v1.CredentialService`: issue (one or a batch), rotate and revoke a device's NATS/MQTT credential in the caller's tenant. */
 export function credentialApi(credentials: Credentials): ServiceRegistration {
   return defineService(CredentialServiceService, {
     async issueCredential(request, ctx) {
       return { credential: toCredentialMessage(await credentials.issue(callerTenant(ctx), request.deviceId, request.expireTime, kindOf(request.kind))) };
+    },
+    async batchIssueCredentials(request, ctx) {
+      const issued = await credentials.issueMany(callerTenant(ctx), request.deviceIds, request.expireTime, kindOf(request.kind));
+      return { credentials: issued.map(toCredentialMessage) };
     },
     async rotateCredential(request, ctx) {
       return { credential: toCredentialMessage(await credentials.rotate(callerTenant(ctx), request.deviceId, request.expireTime, kindOf(request.kind))) };

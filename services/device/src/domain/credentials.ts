@@ -19,6 +19,9 @@ export interface IssuedCredential {
   subscribeSubjects: string[];
 }
 
+/** Most devices one BatchIssueCredentials call names (as BatchCreateDevices creates). */
+export const BATCH_ISSUE_LIMIT = 1000;
+
 /** What signs device credentials and makes the NATS server enforce revocations (`events/account-authority.ts`). */
 export interface CredentialAuthority {
   /** Makes sure the tenant's own NATS account exists at the server (before its first credential). */
@@ -97,6 +100,32 @@ export class Credentials {
     if (device.credentialState === 'active') throw errors.failedPrecondition(`device ${JSON.stringify(id)} already has an active credential; rotate or revoke it`);
     const { credentials } = await this.mint(tenantId, [device], expireTime, kind);
     return credentials[0];
+  }
+
+  /**
+   * Mints credentials for up to {@link BATCH_ISSUE_LIMIT} devices that have
+   * none active, all or none (one quota check, one transaction, one
+   * announcement); in the order of `ids`.
+   */
+  async issueMany(tenantId: string, ids: string[], expireTime: Date | undefined, kind?: DeviceConnectionKind): Promise<IssuedCredential[]> {
+    if (ids.length === 0) throw errors.invalidArgument([{ field: 'device_ids', description: 'must name at least one device' }]);
+    if (ids.length > BATCH_ISSUE_LIMIT) throw errors.invalidArgument([{ field: 'device_ids', description: `at most ${BATCH_ISSUE_LIMIT} per call` }]);
+    const seen = new Set<string>();
+    ids.forEach((id, i) => {
+      checkDeviceId(id, `device_ids[${i}]`);
+      if (seen.has(id)) throw errors.invalidArgument([{ field: `device_ids[${i}]`, description: `${JSON.stringify(id)} is named twice` }]);
+      seen.add(id);
+    });
+    this.requireConfigured();
+    const found = new Map((await this.deps.store.getMany(tenantId, ids)).map((d) => [d.id, d]));
+    const devices = ids.map((id) => {
+      const device = found.get(id);
+      if (!device) throw errors.notFound('device', id);
+      if (device.credentialState === 'active') throw errors.failedPrecondition(`device ${JSON.stringify(id)} already has an active credential; rotate or revoke it`);
+      return device;
+    });
+    const { credentials } = await this.mint(tenantId, devices, expireTime, kind);
+    return credentials;
   }
 
   /** Mints a new credential and revokes the previous one at the NATS server before returning. */

@@ -13,6 +13,8 @@ export interface DeviceStore {
   /** Inserts all or none; ALREADY_EXISTS when an id is taken. */
   insert(tenantId: string, devices: NewDevice[]): Promise<DeviceRecord[]>;
   get(tenantId: string, id: string): Promise<DeviceRecord | undefined>;
+  /** The devices of `ids` that exist, in no particular order. */
+  getMany(tenantId: string, ids: string[]): Promise<DeviceRecord[]>;
   update(tenantId: string, id: string, patch: DevicePatch): Promise<DeviceRecord | undefined>;
   /** Deletes the device, moving an active credential key to the revocation list. */
   delete(tenantId: string, id: string): Promise<DeviceRecord | undefined>;
@@ -156,6 +158,11 @@ export class PgDeviceStore implements DeviceStore {
   async get(tenantId: string, id: string): Promise<DeviceRecord | undefined> {
     const { rows } = await this.pool.query(`SELECT ${DEVICE_COLUMNS} FROM devices WHERE tenant_id = $1 AND id = $2`, [tenantId, id]);
     return rows[0] ? toDevice(rows[0]) : undefined;
+  }
+
+  async getMany(tenantId: string, ids: string[]): Promise<DeviceRecord[]> {
+    const { rows } = await this.pool.query(`SELECT ${DEVICE_COLUMNS} FROM devices WHERE tenant_id = $1 AND id = ANY($2::text[])`, [tenantId, ids]);
+    return rows.map(toDevice);
   }
 
   async update(tenantId: string, id: string, patch: DevicePatch): Promise<DeviceRecord | undefined> {
