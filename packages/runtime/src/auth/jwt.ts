@@ -102,3 +102,59 @@ export function keyFromJwk(jwk: { kty?: string; crv?: string; x?: string; y?: st
     return undefined;
   }
 }
+
+/** Options of {@link cachedTokenVerifier}. */
+export interface TokenCacheOptions {
+  /** Most verified tokens remembered (oldest forgotten first); default 10,000. */
+  maxEntries?: number;
+  /** The clock, in seconds since the epoch (tests). */
+  nowSeconds?: () => number;
+}
+
+/**
+ * {@link verifyAccessToken} that verifies a token's signature once and
+ * remembers the verdict for the token's lifetime: the same bearer token sent
+ * again (every call of a client does) costs a map lookup instead of an ECDSA
+ * verification. The whole token is the key, so a cached verdict is only ever
+ * reused for exactly the bytes that were verified. Each hit still checks the
+ * expiry against the clock and asks `keyFor` for the token's key: a key
+ * retired from the published set (or replaced under the same kid) refuses
+ * its tokens as before. Refused tokens are never cached.
+ */
+export function cachedTokenVerifier(keyFor: (kid: string) => Promise<KeyObject | undefined>, options: TokenCacheOptions = {}): (token: string) => Promise<AccessTokenClaims> {
+  const maxEntries = options.maxEntries ?? 10_000;
+  const now = options.nowSeconds ?? (() => Math.floor(Date.now() / 1000));
+  const verified = new Map<string, { claims: AccessTokenClaims; kid: string; key: KeyObject }>();
+  return async (token) => {
+    const hit = verified.get(token);
+    if (hit) {
+      if (hit.claims.exp <= now()) {
+        verified.delete(token);
+        throw new TokenError('expired');
+      }
+      if ((await keyFor(hit.kid)) === hit.key) return hit.claims;
+      verified.delete(token);
+    }
+    let used: KeyObject | undefined;
+    let kid = '';
+    const claims = await verifyAccessToken(
+      token,
+      async (k) => {
+        kid = k;
+        used = await keyFor(k);
+        return used;
+      },
+      now(),
+    );
+    if (verified.size >= maxEntries) {
+      // Forget the oldest entries (a Map iterates in insertion order), and any that expired.
+      const seconds = now();
+      for (const [t, entry] of verified) {
+        if (verified.size < maxEntries * 0.9 && entry.claims.exp > seconds) break;
+        verified.delete(t);
+      }
+    }
+    verified.set(token, { claims, kid, key: used! });
+    return claims;
+  };
+}

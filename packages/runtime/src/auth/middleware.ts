@@ -4,7 +4,7 @@ import { Redis } from '../redis';
 import type { CallContext, Middleware } from '../rpc';
 import { Access, accessRuleOf, AccessRules, descriptorAccessRules } from './access-rules';
 import { ApiKeyLookup, cachedApiKeyLookup } from './api-keys';
-import { TokenError, verifyAccessToken } from './jwt';
+import { cachedTokenVerifier, TokenError } from './jwt';
 import { JwksKeySource, KeySource, sharedJwksFetcher } from './key-source';
 import { Principal, roleAtLeast, roleFromName } from './principal';
 import { grpcJwksFetcher, signingAuthClient, whoAmIApiKeyLookup } from './signing-client';
@@ -72,6 +72,8 @@ export function createAuthMiddleware(options: AuthMiddlewareOptions): AuthMiddle
   const apiKeys =
     options.apiKeys ??
     cachedApiKeyLookup(whoAmIApiKeyLookup(client!), { ttlMs: options.apiKeyCacheMs, redis: options.redis, redisPrefix: `${prefix}apikey:`, log: options.log });
+  // A client sends the same token on every call: its signature is verified once, not per call.
+  const verifyToken = cachedTokenVerifier((kid) => keySource.keyFor(kid));
 
   async function authenticate(ctx: CallContext): Promise<Principal> {
     const values = ctx.metadata.get('authorization');
@@ -81,7 +83,7 @@ export function createAuthMiddleware(options: AuthMiddlewareOptions): AuthMiddle
     const bearer = BEARER.exec(header);
     if (bearer) {
       try {
-        const claims = await verifyAccessToken(bearer[1], (kid) => keySource.keyFor(kid));
+        const claims = await verifyToken(bearer[1]);
         return { kind: 'user', id: claims.sub, tenantId: claims.tid, role: roleFromName(claims.role)!, platformAdmin: claims.pa === true };
       } catch (err) {
         if (err instanceof TokenError) {
