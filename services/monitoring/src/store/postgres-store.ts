@@ -51,6 +51,10 @@ export function valueOf(row: { number_value: number | null; bool_value: boolean 
 /** The incoming rollup row's last point comes after the stored one's (time, message id, point index). */
 const LATER = '(EXCLUDED.last_time, EXCLUDED.last_message_id COLLATE "C", EXCLUDED.last_point_index) > (r.last_time, r.last_message_id COLLATE "C", r.last_point_index)';
 
+/** How long a message's first receipt is remembered: a copy received later is stored under its own receive time. */
+export const RECEIPT_DAYS = 7;
+const RECEIPT_PRUNE_EVERY_MS = 3_600_000;
+
 const COLUMNS = 'tenant_id, device_id, metric, time, message_id, point_index, number_value, bool_value, string_value';
 
 /**
@@ -65,10 +69,12 @@ const COLUMNS = 'tenant_id, device_id, metric, time, message_id, point_index, nu
 export class PostgresTelemetryStore implements TelemetryStore {
   private readonly knownPartitions = new Set<string>();
   private readonly stagingReady = new WeakSet<PoolClient>();
+  private receiptsPrunedAt = 0;
 
   constructor(private readonly pool: Pool) {}
 
   async write(rows: PointRow[]): Promise<WriteResult> {
+    await this.firstReceipts(rows);
     try {
       return await this.writeOnce(rows);
     } catch (err) {
@@ -121,6 +127,48 @@ export class PostgresTelemetryStore implements TelemetryStore {
     } finally {
       // A client that failed mid-COPY may be in an unknown protocol state: discard it.
       client.release(broken ? true : undefined);
+    }
+  }
+
+  /**
+   * Gives every point without a time of its own its message's first receive
+   * time (`message_receipts`), in place: a copy of the message received later
+   * (an MQTT QoS 1 retransmission, a device's replay) then has the same
+   * (time, message id, point index) and is stored once. One statement
+   * normally; a second when another writer recorded the same message at the
+   * same moment (its row was not yet visible to the first).
+   */
+  private async firstReceipts(rows: PointRow[]): Promise<void> {
+    const keyOf = (r: { tenantId: string; deviceId: string; messageId: string }) => `${r.tenantId}\u0000${r.deviceId}\u0000${r.messageId}`;
+    const messages = new Map<string, PointRow>();
+    for (const r of rows) if (r.untimed && !messages.has(keyOf(r))) messages.set(keyOf(r), r);
+    if (messages.size === 0) return;
+    const list = [...messages.values()];
+    const keys = [list.map((r) => r.tenantId), list.map((r) => r.deviceId), list.map((r) => r.messageId)];
+    const first = new Map<string, Date>();
+    const found = await this.pool.query<{ tenant_id: string; device_id: string; message_id: string; received_at: Date }>(
+      `WITH k AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS k(tenant_id, device_id, message_id, received_at)),
+            ins AS (INSERT INTO message_receipts (tenant_id, device_id, message_id, received_at)
+                    SELECT * FROM k ORDER BY tenant_id, device_id, message_id ON CONFLICT DO NOTHING
+                    RETURNING tenant_id, device_id, message_id, received_at)
+       SELECT * FROM ins
+       UNION ALL
+       SELECT r.tenant_id, r.device_id, r.message_id, r.received_at FROM message_receipts r JOIN k USING (tenant_id, device_id, message_id)`,
+      [...keys, list.map((r) => r.time.toISOString())],
+    );
+    for (const f of found.rows) first.set(keyOf({ tenantId: f.tenant_id, deviceId: f.device_id, messageId: f.message_id }), f.received_at);
+    if (first.size < list.length) {
+      const again = await this.pool.query<{ tenant_id: string; device_id: string; message_id: string; received_at: Date }>(
+        `SELECT r.tenant_id, r.device_id, r.message_id, r.received_at FROM message_receipts r
+           JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(tenant_id, device_id, message_id) USING (tenant_id, device_id, message_id)`,
+        keys,
+      );
+      for (const f of again.rows) first.set(keyOf({ tenantId: f.tenant_id, deviceId: f.device_id, messageId: f.message_id }), f.received_at);
+    }
+    for (const r of rows) if (r.untimed) r.time = first.get(keyOf(r)) ?? r.time;
+    if (Date.now() - this.receiptsPrunedAt > RECEIPT_PRUNE_EVERY_MS) {
+      this.receiptsPrunedAt = Date.now();
+      await this.pool.query(`DELETE FROM message_receipts WHERE received_at < now() - make_interval(days => ${RECEIPT_DAYS})`);
     }
   }
 

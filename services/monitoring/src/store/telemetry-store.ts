@@ -16,6 +16,12 @@ export interface PointRow {
   /** Position of the point inside its message. */
   pointIndex: number;
   value: SampleValue;
+  /**
+   * The point had no time of its own: `time` is its message's receive time,
+   * which the PostgreSQL store replaces with the message's first receipt, so
+   * a copy received later is the same point.
+   */
+  untimed?: boolean;
 }
 
 /** One stored sample as queries return it. */
