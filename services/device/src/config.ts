@@ -32,6 +32,12 @@ export const deviceEnv = {
   DEVICE_NATS_TENANT_KEY_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   /** Creds file of a system-account user: pushes account claims, receives connect events. */
   DEVICE_NATS_SYSTEM_CREDS: env.optional(),
+  /**
+   * Start without the four DEVICE_NATS_* variables: NATS then runs without device
+   * auth, so any client can publish as any device and read any tenant's subjects.
+   * Development only; without it the service refuses to start.
+   */
+  DEVICE_ALLOW_INSECURE_NATS: env.bool(false),
   /** Lifetime of a credential whose request names no expire time (default 90 days). */
   DEVICE_CREDENTIAL_TTL_SECONDS: env.positiveInt(90 * 86_400),
   /** Longest lifetime a request may ask for (default 366 days): bounds how long a revocation stays in the account JWT. */

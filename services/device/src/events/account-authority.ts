@@ -22,6 +22,7 @@ export interface DeviceNatsConfig {
   DEVICE_NATS_PLATFORM_ACCOUNT?: string;
   DEVICE_NATS_TENANT_KEY_SECRET?: string;
   DEVICE_NATS_SYSTEM_CREDS?: string;
+  DEVICE_ALLOW_INSECURE_NATS: boolean;
   DEVICE_TENANT_MAX_CONNECTIONS: number;
   DEVICE_TENANT_MQTT_STORAGE_BYTES: number;
 }
@@ -73,7 +74,13 @@ export class AccountAuthority implements CredentialAuthority {
       throw new Error('DEVICE_NATS_OPERATOR_SIGNING_SEED, DEVICE_NATS_PLATFORM_ACCOUNT, DEVICE_NATS_TENANT_KEY_SECRET and DEVICE_NATS_SYSTEM_CREDS must be set together');
     }
     if (!vars.every(Boolean)) {
-      log.warn('DEVICE_NATS_* are not set: device credentials and connection status are disabled');
+      if (!config.DEVICE_ALLOW_INSECURE_NATS) {
+        throw new Error(
+          'refusing to start without NATS auth: set DEVICE_NATS_OPERATOR_SIGNING_SEED, DEVICE_NATS_PLATFORM_ACCOUNT, DEVICE_NATS_TENANT_KEY_SECRET and DEVICE_NATS_SYSTEM_CREDS (npm run setup:nats writes them), ' +
+            'or set DEVICE_ALLOW_INSECURE_NATS=true to run without device credentials, where any NATS client can act as any device of any tenant (development only)',
+        );
+      }
+      log.warn('DEVICE_ALLOW_INSECURE_NATS=true and DEVICE_NATS_* are not set: device credentials and connection status are disabled; any NATS client can act as any device');
       return undefined;
     }
     const system = await connectNats(natsUrl, 'iot-device-system', log.child({ component: 'nats-system' }), { credsFile: config.DEVICE_NATS_SYSTEM_CREDS });
