@@ -1,4 +1,11 @@
-import type { Browser } from 'playwright-core';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import type { Browser, Page } from 'playwright-core';
+import { repoPath, repoRoot } from '@iot-mesh/runtime';
+import { startMeshForTest, TestMesh } from '../../testing/mesh';
 import { deviceService } from '@iot-mesh/device';
 import { startOperatorNats } from '../../testing/nats-operator';
 import { createTestDatabase } from '../../testing/postgres';
@@ -196,4 +203,49 @@ export async function launchChromium(): Promise<Browser> {
   const { chromium } = await import('playwright-core');
   const args = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
   return chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium', args, headless: true });
+}
+
+/** The console built into a temporary folder, served by a gateway in front of the whole mesh, and a Chromium to drive it. */
+export interface ConsoleWorld {
+  mesh: TestMesh;
+  tenant: TestTenant;
+  gateway: Awaited<ReturnType<typeof startTestGateway>>;
+  browser: Browser;
+  /** A new browser context (downloads accepted) logged in as `user` of the world's tenant. */
+  logIn(user: { email: string; password: string }): Promise<Page>;
+  close(): Promise<void>;
+}
+
+/** Builds the console (Vite) while the mesh starts, then starts the gateway serving it and Chromium. */
+export async function startConsoleWorld(): Promise<ConsoleWorld> {
+  const staticDir = fs.mkdtempSync(path.join(os.tmpdir(), 'iot-console-'));
+  const built = promisify(execFile)(process.execPath, [repoPath('node_modules', 'vite', 'bin', 'vite.js'), 'build', 'gateway/web', '--outDir', staticDir, '--emptyOutDir', '--logLevel', 'warn'], { cwd: repoRoot() });
+  const mesh = await startMeshForTest();
+  const tenant = await mesh.signing.createTenant();
+  await built;
+  const gateway = await startTestGateway(mesh.addresses, ['*'], staticDir);
+  const browser = await launchChromium();
+  return {
+    mesh,
+    tenant,
+    gateway,
+    browser,
+    async logIn(user) {
+      const context = await browser.newContext({ viewport: { width: 1280, height: 1000 }, acceptDownloads: true });
+      const page = await context.newPage();
+      await page.goto(gateway.base);
+      await page.fill('input[name=tenant]', tenant.tenantName);
+      await page.fill('input[name=email]', user.email);
+      await page.fill('input[name=password]', user.password);
+      await page.click('button[type=submit]');
+      await page.getByTestId('whoami').waitFor();
+      return page;
+    },
+    async close() {
+      await browser.close().catch(() => undefined);
+      await gateway.close();
+      await mesh.stop();
+      fs.rmSync(staticDir, { recursive: true, force: true });
+    },
+  };
 }
