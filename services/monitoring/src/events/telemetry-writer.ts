@@ -219,8 +219,8 @@ export class TelemetryWriter {
       while (this.running) {
         while (active.size >= this.batchesInFlight) await Promise.race(active);
         if (this.queue.length === 0) await this.waitForWake(Infinity);
-        // With batches in hand the database is busy anyway: wait for this one to fill only when nothing else is being written.
-        if (this.running && this.queue.length < batchMax && active.size === 0) await this.waitForWake(batchWaitMs);
+        // A batch fills while the others commit: small transactions would cost more per row than the wait.
+        if (this.running && this.queue.length < batchMax) await this.waitForWake(batchWaitMs);
         if (!this.running) break;
         const batch = this.queue.splice(0, batchMax);
         this.deps.stats.queued = this.queue.length;
