@@ -43,14 +43,12 @@ export class ServiceError extends Error {
     this.reason = options.reason;
   }
 
-  /** `google.rpc.Status` with details, as sent in `grpc-status-details-bin`. */
+  /** `google.rpc.Status` with details, as sent in `grpc-status-details-bin` (texts capped as {@link headerText} says). */
   toStatus(): Status {
     const details: Any[] = [];
     if (this.fieldViolations.length > 0) {
-      details.push({
-        typeUrl: 'type.googleapis.com/google.rpc.BadRequest',
-        value: Buffer.from(BadRequest.encode({ fieldViolations: this.fieldViolations.map((v) => ({ ...v, reason: '', localizedMessage: undefined })) }).finish()),
-      });
+      const violations = this.fieldViolations.slice(0, MAX_VIOLATIONS).map((v) => ({ field: headerText(v.field, 200), description: headerText(v.description, 300), reason: '', localizedMessage: undefined }));
+      details.push({ typeUrl: 'type.googleapis.com/google.rpc.BadRequest', value: Buffer.from(BadRequest.encode({ fieldViolations: violations }).finish()) });
     }
     if (this.retryAfterMs !== undefined) {
       details.push({ typeUrl: 'type.googleapis.com/google.rpc.RetryInfo', value: Buffer.from(RetryInfo.encode({ retryDelay: msToDuration(this.retryAfterMs) }).finish()) });
@@ -61,7 +59,7 @@ export class ServiceError extends Error {
         value: Buffer.from(ErrorInfo.encode({ reason: this.reason, domain: 'iot-mesh', metadata: {} }).finish()),
       });
     }
-    return { code: this.code, message: this.message, details };
+    return { code: this.code, message: headerText(this.message, MAX_MESSAGE), details };
   }
 
   /** The object grpc-js sends to the client: code, message and binary details. */
@@ -70,10 +68,29 @@ export class ServiceError extends Error {
     if (this.fieldViolations.length > 0 || this.retryAfterMs !== undefined || this.reason) {
       metadata.set('grpc-status-details-bin', Buffer.from(Status.encode(this.toStatus()).finish()));
     }
-    // grpc-js percent-encodes details with encodeURIComponent, which throws (and takes the process down) on a lone
-    // surrogate echoed from a request string: such halves go out as U+FFFD instead.
-    return { code: this.code, details: this.message.replace(/[\ud800-\udfff]/gu, '\ufffd'), metadata };
+    return { code: this.code, details: headerText(this.message, MAX_MESSAGE), metadata };
   }
+}
+
+/** Characters of a status message sent (`grpc-message`, `google.rpc.Status.message`). */
+const MAX_MESSAGE = 1000;
+
+/** Field violations sent in `google.rpc.BadRequest`; the message still counts all of them. */
+const MAX_VIOLATIONS = 20;
+
+/**
+ * A text of a status as it may go into an HTTP/2 trailer. Messages echo
+ * request values (`device "<id>" not found`): a 1 MiB id made a 1 MiB
+ * `grpc-message`, far above what HTTP/2 peers accept in a header block, and
+ * the client's connection dropped, failing every other call on it
+ * UNAVAILABLE. So texts are cut to `max` characters. And grpc-js
+ * percent-encodes the message with encodeURIComponent, which throws (and took
+ * the process down) on a lone surrogate, such as a request string's or one
+ * the cut leaves: such halves go out as U+FFFD.
+ */
+function headerText(text: string, max: number): string {
+  const cut = text.length > max ? `${text.slice(0, max)}… (${text.length - max} more characters)` : text;
+  return cut.replace(/[\ud800-\udfff]/gu, '\ufffd');
 }
 
 /** Shorthands for the errors handlers throw most. */

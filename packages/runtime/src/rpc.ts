@@ -1,6 +1,7 @@
 import { Metadata, ServerUnaryCall, ServerWritableStream, sendUnaryData, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { Logger } from './logger';
-import { errors, toServiceError } from './errors';
+import { errors, ServiceError, toServiceError } from './errors';
+import { nulCharacterViolations } from './validation';
 import type { Principal } from './auth/principal';
 
 /** What a handler and every middleware know about the call being served. */
@@ -96,6 +97,57 @@ function createContext(method: string, kind: CallContext['kind'], call: ServerUn
   };
 }
 
+/** What a request that did not decode becomes: the handler never sees it, the client gets INVALID_ARGUMENT. */
+const UNDECODABLE = Symbol('undecodable request');
+
+interface Undecodable {
+  [UNDECODABLE]: string;
+}
+
+function isUndecodable(request: unknown): request is Undecodable {
+  return typeof request === 'object' && request !== null && UNDECODABLE in request;
+}
+
+/**
+ * A service definition whose request decoders never throw: grpc-js answers a
+ * request it cannot decode with INTERNAL, which tells the client the server
+ * failed, when it was the request that was malformed (truncated, wrong wire
+ * types). Such a request runs through the middleware chain (authentication
+ * first) and then fails INVALID_ARGUMENT with a `google.rpc.BadRequest`.
+ */
+export function withTolerantDecoders(definition: ServiceRegistration['definition']): ServiceRegistration['definition'] {
+  const tolerant: ServiceRegistration['definition'] = {};
+  for (const [key, method] of Object.entries(definition)) {
+    tolerant[key] = {
+      ...method,
+      requestDeserialize: (buffer: Buffer) => {
+        try {
+          return method.requestDeserialize(buffer);
+        } catch (err) {
+          return { [UNDECODABLE]: (err as Error).message } satisfies Undecodable;
+        }
+      },
+    };
+  }
+  return tolerant;
+}
+
+/**
+ * Why a decoded request is refused before its handler runs (INVALID_ARGUMENT): it did not decode
+ * ({@link withTolerantDecoders}), or a string in it holds U+0000 ({@link nulCharacterViolations}).
+ */
+function refusal(request: unknown): ServiceError | undefined {
+  if (isUndecodable(request)) return errors.invalidArgument([{ field: '', description: `is not a valid protobuf message of the request type (${request[UNDECODABLE]})` }]);
+  const nul = nulCharacterViolations(request);
+  return nul.length > 0 ? errors.invalidArgument(nul) : undefined;
+}
+
+/** Runs `handler` unless {@link refusal} refuses the request. */
+function unlessRefused<T>(request: unknown, handler: () => Promise<T>): Promise<T> {
+  const refused = refusal(request);
+  return refused ? Promise.reject(refused) : handler();
+}
+
 function runChain(middlewares: Middleware[], ctx: CallContext, request: unknown, handler: () => Promise<unknown>): Promise<unknown> {
   const step = (index: number): Promise<unknown> => {
     if (index === middlewares.length) return handler();
@@ -118,7 +170,7 @@ export function toGrpcImplementation(registration: ServiceRegistration, middlewa
     if (!method.responseStream) {
       implementation[key] = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
         const ctx = createContext(method.path, 'unary', call, log);
-        runChain(middlewares, ctx, call.request, () => handler(call.request, ctx)).then(
+        runChain(middlewares, ctx, call.request, () => unlessRefused(call.request, () => handler(call.request, ctx))).then(
           (response) => callback(null, response),
           (err: unknown) => callback(toServiceError(err).toGrpc()),
         );
@@ -141,7 +193,7 @@ export function toGrpcImplementation(registration: ServiceRegistration, middlewa
             });
           });
         };
-        runChain(middlewares, ctx, call.request, () => handler(call.request, ctx, send)).then(
+        runChain(middlewares, ctx, call.request, () => unlessRefused(call.request, () => handler(call.request, ctx, send))).then(
           () => call.end(),
           (err: unknown) => {
             if (ctx.signal.aborted && call.cancelled) return;

@@ -5,7 +5,7 @@ import { toServiceError, GrpcCode } from './errors';
 import { HealthMonitor } from './health';
 import { Logger } from './logger';
 import { grpcServerMetrics } from './observability/grpc-server-metrics';
-import { Middleware, ServiceRegistration, toGrpcImplementation } from './rpc';
+import { Middleware, ServiceRegistration, toGrpcImplementation, withTolerantDecoders } from './rpc';
 
 /** Logs every failed call once, with the cause for server-side failures only. */
 export function errorLogging(): Middleware {
@@ -66,7 +66,7 @@ export class GrpcServer {
     this.servicesAdded = true;
     const chain = [grpcServerMetrics(registrations), errorLogging(), ...middlewares];
     for (const registration of registrations) {
-      this.server.addService(registration.definition as never, toGrpcImplementation(registration, chain, this.log));
+      this.server.addService(withTolerantDecoders(registration.definition) as never, toGrpcImplementation(registration, chain, this.log));
       this.health.addService(registration.name);
     }
     // Reflection serves the descriptor set as `buf build` wrote it (one file

@@ -64,3 +64,35 @@ export function decodePageToken(token: string | undefined, field = 'page.page_to
   }
   throw errors.invalidArgument([{ field, description: 'is not a token this server issued' }]);
 }
+
+/** `deviceTypeId` → `device_type_id`: ts-proto's property names back to the proto field names clients know. */
+function protoName(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
+
+/**
+ * A violation for every string of a decoded request (message fields, list
+ * items, map keys and values, `Struct` contents) that holds U+0000. Protobuf
+ * allows it, but PostgreSQL can store it neither in `text` nor in `jsonb`, and
+ * no name, label or payload of the platform means it: such a request is
+ * refused before any handler runs, instead of failing in the database.
+ */
+export function nulCharacterViolations(request: unknown, limit = 20): FieldViolation[] {
+  const found: FieldViolation[] = [];
+  const pending: { value: unknown; path: string }[] = [{ value: request, path: '' }];
+  const at = (path: string, key: string) => (path ? `${path}.${key}` : key);
+  while (pending.length > 0 && found.length < limit) {
+    const { value, path } = pending.pop()!;
+    if (typeof value === 'string') {
+      if (value.includes('\u0000')) found.push({ field: path, description: 'must not contain the NUL character (U+0000)' });
+    } else if (Array.isArray(value)) {
+      value.forEach((item, i) => pending.push({ value: item, path: `${path}[${i}]` }));
+    } else if (value !== null && typeof value === 'object' && !ArrayBuffer.isView(value) && !(value instanceof Date)) {
+      for (const [key, item] of Object.entries(value)) {
+        if (key.includes('\u0000')) found.push({ field: at(path, 'key'), description: 'map keys must not contain the NUL character (U+0000)' });
+        pending.push({ value: item, path: at(path, protoName(key)) });
+      }
+    }
+  }
+  return found;
+}
