@@ -1,6 +1,7 @@
 import { callerTenant, decodePageToken, defineService, encodePageToken, errors, isSubjectToken, pageSize, ServiceRegistration, Violations } from '@iot-mesh/runtime';
 import { CountDevicesRequest, CredentialState, Device, DeviceCredential, DeviceEventType, DeviceServiceService, DeviceStatus, ListDevicesRequest, WatchDevicesResponse } from '../../../../gen/ts/iot/device/v1/device';
 import type { IssuedCredential } from '../domain/credentials';
+import { isUuid } from '../store/device-type-store';
 import { DeviceRegistry, newDeviceId } from '../domain/devices';
 import { ConnectionStatus, DEVICE_ORDER_FIELDS, DeviceCursor, DeviceFilter, DeviceOrder, DeviceOrderField, DevicePatch, DeviceRecord, NewDevice } from '../domain/model';
 
@@ -133,6 +134,8 @@ export function deviceApi({ registry, events }: DeviceApiDeps): ServiceRegistrat
 /** The filters ListDevices and CountDevices share; violations for bad ones. */
 function toFilter(request: Omit<ListDevicesRequest, 'page' | 'orderBy'> | CountDevicesRequest, v: Violations): DeviceFilter {
   for (const key of Object.keys(request.labels)) v.check(key.length > 0, 'labels', 'label keys must not be empty');
+  // Compared as a uuid column: anything else failed in PostgreSQL as a malformed value, without naming the field.
+  v.check(!request.deviceTypeId || isUuid(request.deviceTypeId), 'device_type_id', 'must be a device type id (a UUID)');
   return {
     labels: request.labels,
     status: fromDeviceStatus(request.status),
