@@ -130,7 +130,8 @@ export const ingestScenario: Scenario = {
   async run(ctx) {
     const size: IngestSize = ctx.smoke
       ? { devices: 5, rate: 20, points: 10, seconds: 1, baselineSeconds: 0.5, drainLimitSeconds: 30 }
-      : { devices: 100, rate: 100, points: 10, seconds: 30, baselineSeconds: 10, drainLimitSeconds: 60 };
+      : // 300 msgs/s × 10 points × 100 devices offers more than raw COPY takes, so the writer, not the fleet, sets the committed rate.
+        { devices: 100, rate: Number(process.env.BENCH_INGEST_RATE ?? 300), points: 10, seconds: 30, baselineSeconds: 10, drainLimitSeconds: 60 };
     const platform = await ctx.platform();
     const result = emptyResult(this, { ...size, encoding: 'protobuf', mqttQos: 1 });
     const { figures, notes } = result;
@@ -148,10 +149,12 @@ export const ingestScenario: Scenario = {
       const jsPoints = js.perSecond * size.points;
       for (const transport of ['nats', 'mqtt'] as const) {
         const r = await phase(ctx, platform, pg, transport, size);
-        const target = 0.5 * copy.perSecond;
+        const target = 0.7 * copy.perSecond;
         figures.push(
-          { measure: `${transport}: points/s committed while publishing`, value: r.committedPointsPerS, unit: 'pts/s', baseline: 'raw COPY', baselineValue: copy.perSecond, target: '≥ 0.5 × raw COPY', met: ctx.smoke ? undefined : r.committedPointsPerS >= target },
-          ...(r.endToEndPointsPerS === undefined ? [] : [{ measure: `${transport}: points/s end to end incl. drain`, value: r.endToEndPointsPerS, unit: 'pts/s', baseline: 'raw COPY', baselineValue: copy.perSecond }]),
+          { measure: `${transport}: points/s committed while publishing`, value: r.committedPointsPerS, unit: 'pts/s', baseline: 'raw COPY', baselineValue: copy.perSecond, target: '≥ 0.7 × raw COPY', met: ctx.smoke ? undefined : r.committedPointsPerS >= target },
+          ...(r.endToEndPointsPerS === undefined
+            ? []
+            : [{ measure: `${transport}: points/s end to end incl. drain`, value: r.endToEndPointsPerS, unit: 'pts/s', baseline: 'raw COPY', baselineValue: copy.perSecond, target: '≥ 0.8 × raw COPY', met: ctx.smoke ? undefined : r.endToEndPointsPerS >= 0.8 * copy.perSecond }]),
           { measure: `${transport}: points/s offered by the fleet`, value: r.offeredPointsPerS, unit: 'pts/s', baseline: 'raw JetStream publish', baselineValue: jsPoints },
         );
         notes.push(
