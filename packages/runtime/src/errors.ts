@@ -1,6 +1,6 @@
 import { Metadata, status as GrpcCode } from '@grpc/grpc-js';
 import { Any } from '../../../gen/ts/google/protobuf/any';
-import { BadRequest, ErrorInfo, RetryInfo } from '../../../gen/ts/google/rpc/error_details';
+import { BadRequest, ErrorInfo, QuotaFailure, RetryInfo } from '../../../gen/ts/google/rpc/error_details';
 import { Status } from '../../../gen/ts/google/rpc/status';
 import { msToDuration } from './time';
 
@@ -13,9 +13,19 @@ export interface FieldViolation {
   description: string;
 }
 
+/** One exhausted quota, as `google.rpc.QuotaFailure.Violation`. */
+export interface QuotaViolation {
+  /** What the quota is counted on: `tenant:<id>`. */
+  subject: string;
+  /** Which quota and its limit, e.g. "devices per tenant (DEVICE_MAX_PER_TENANT = 100000)". */
+  description: string;
+}
+
 /** What an error carries besides its code and message. */
 export interface ServiceErrorOptions {
   fieldViolations?: FieldViolation[];
+  /** Sent as `google.rpc.QuotaFailure`: which quota a RESOURCE_EXHAUSTED hit (waiting does not help; freeing some does). */
+  quotaViolations?: QuotaViolation[];
   /** Sent as `google.rpc.RetryInfo` so a client knows when to try again. */
   retryAfterMs?: number;
   /** Machine-readable reason, sent as `google.rpc.ErrorInfo`. */
@@ -31,6 +41,7 @@ export interface ServiceErrorOptions {
 export class ServiceError extends Error {
   readonly code: GrpcCode;
   readonly fieldViolations: FieldViolation[];
+  readonly quotaViolations: QuotaViolation[];
   readonly retryAfterMs?: number;
   readonly reason?: string;
 
@@ -39,6 +50,7 @@ export class ServiceError extends Error {
     this.name = 'ServiceError';
     this.code = code;
     this.fieldViolations = options.fieldViolations ?? [];
+    this.quotaViolations = options.quotaViolations ?? [];
     this.retryAfterMs = options.retryAfterMs;
     this.reason = options.reason;
   }
@@ -49,6 +61,10 @@ export class ServiceError extends Error {
     if (this.fieldViolations.length > 0) {
       const violations = this.fieldViolations.slice(0, MAX_VIOLATIONS).map((v) => ({ field: headerText(v.field, 200), description: headerText(v.description, 300), reason: '', localizedMessage: undefined }));
       details.push({ typeUrl: 'type.googleapis.com/google.rpc.BadRequest', value: Buffer.from(BadRequest.encode({ fieldViolations: violations }).finish()) });
+    }
+    if (this.quotaViolations.length > 0) {
+      const violations = this.quotaViolations.slice(0, MAX_VIOLATIONS).map((v) => ({ subject: headerText(v.subject, 200), description: headerText(v.description, 300) }));
+      details.push({ typeUrl: 'type.googleapis.com/google.rpc.QuotaFailure', value: Buffer.from(QuotaFailure.encode(QuotaFailure.fromPartial({ violations })).finish()) });
     }
     if (this.retryAfterMs !== undefined) {
       details.push({ typeUrl: 'type.googleapis.com/google.rpc.RetryInfo', value: Buffer.from(RetryInfo.encode({ retryDelay: msToDuration(this.retryAfterMs) }).finish()) });
@@ -65,7 +81,7 @@ export class ServiceError extends Error {
   /** The object grpc-js sends to the client: code, message and binary details. */
   toGrpc(): { code: GrpcCode; details: string; metadata: Metadata } {
     const metadata = new Metadata();
-    if (this.fieldViolations.length > 0 || this.retryAfterMs !== undefined || this.reason) {
+    if (this.fieldViolations.length > 0 || this.quotaViolations.length > 0 || this.retryAfterMs !== undefined || this.reason) {
       metadata.set('grpc-status-details-bin', Buffer.from(Status.encode(this.toStatus()).finish()));
     }
     return { code: this.code, details: headerText(this.message, MAX_MESSAGE), metadata };

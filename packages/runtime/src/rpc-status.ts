@@ -1,6 +1,6 @@
-import { BadRequest, ErrorInfo, RetryInfo } from '../../../gen/ts/google/rpc/error_details';
+import { BadRequest, ErrorInfo, QuotaFailure, RetryInfo } from '../../../gen/ts/google/rpc/error_details';
 import { Status } from '../../../gen/ts/google/rpc/status';
-import type { FieldViolation } from './errors';
+import type { FieldViolation, QuotaViolation } from './errors';
 import { durationToMs } from './time';
 
 /**
@@ -10,6 +10,8 @@ import { durationToMs } from './time';
 export interface RpcStatusDetails {
   /** From `google.rpc.BadRequest`: which request fields were wrong and why. */
   fieldViolations: FieldViolation[];
+  /** From `google.rpc.QuotaFailure`: which quotas were exhausted (absent without one). */
+  quotaViolations?: QuotaViolation[];
   /** From `google.rpc.RetryInfo`: how long to wait before trying again. */
   retryAfterMs?: number;
   /** From `google.rpc.ErrorInfo`: the machine-readable reason. */
@@ -29,6 +31,8 @@ export function rpcStatusDetails(metadata: { get(key: string): unknown[] } | und
     const type = detail.typeUrl.slice(detail.typeUrl.lastIndexOf('/') + 1);
     if (type === 'google.rpc.BadRequest') {
       found.fieldViolations.push(...BadRequest.decode(detail.value).fieldViolations.map((v) => ({ field: v.field, description: v.description })));
+    } else if (type === 'google.rpc.QuotaFailure') {
+      (found.quotaViolations ??= []).push(...QuotaFailure.decode(detail.value).violations.map((v) => ({ subject: v.subject, description: v.description })));
     } else if (type === 'google.rpc.RetryInfo') {
       found.retryAfterMs = durationToMs(RetryInfo.decode(detail.value).retryDelay);
     } else if (type === 'google.rpc.ErrorInfo') {

@@ -44,6 +44,8 @@ export const deviceEnv = {
   DEVICE_CREDENTIAL_MAX_TTL_SECONDS: env.positiveInt(366 * 86_400),
   /** Kind of credentials whose request names none, and of BatchCreateDevices' credentials. */
   DEVICE_CREDENTIAL_DEFAULT_KIND: env.oneOf(['mqtt', 'nats'] as const, 'mqtt'),
+  /** Devices one tenant may have (CreateDevice, BatchCreateDevices, provisioning claims); more is RESOURCE_EXHAUSTED with a QuotaFailure. */
+  DEVICE_MAX_PER_TENANT: env.positiveInt(100_000),
   /** Active device credentials per tenant. */
   DEVICE_TENANT_MAX_CREDENTIALS: env.positiveInt(100_000),
   /** Live device connections per tenant (the tenant account's `conn` limit, enforced by nats-server). */

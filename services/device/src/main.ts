@@ -51,7 +51,8 @@ export const deviceService: ServiceSpec<typeof deviceEnv> = {
     const natsUrl = (config as unknown as { NATS_URL: string }).NATS_URL;
 
     // Storage.
-    const store = new PgDeviceStore(pool);
+    const deviceLimits = { maxDevicesPerTenant: config.DEVICE_MAX_PER_TENANT };
+    const store = new PgDeviceStore(pool, deviceLimits);
     const typeStore = new PgDeviceTypeStore(pool);
     const groupStore = new PgGroupStore(pool);
     const cache = countCacheLookups(new DeviceCache(redis, log.child({ component: 'cache' }), config.DEVICE_CACHE_TTL_MS), 'get', 'device');
@@ -81,7 +82,7 @@ export const deviceService: ServiceSpec<typeof deviceEnv> = {
     const twins = new Twins(new PgTwinStore(pool), registry, desired, types);
     const commands = new Commands(new PgCommandStore(pool), registry, commandChannel, types);
     const groups = new Groups(groupStore, types, registry);
-    const provisioning = countClaims(new Provisioning({ store: new PgProvisioningStore(pool), types, registry, changes, credentials }));
+    const provisioning = countClaims(new Provisioning({ store: new PgProvisioningStore(pool, deviceLimits), types, registry, changes, credentials }));
     const jobStore = new PgJobStore(pool);
     const jobRunner = new JobRunner({ store: jobStore, commands, twins, log: log.child({ component: 'jobs' }) });
     const jobs = new Jobs(jobStore, registry, groups, types, () => jobRunner.wake());

@@ -1,4 +1,4 @@
-import { errors, Pool, PoolClient, withTransaction } from '@iot-mesh/runtime';
+import { errors, GrpcCode, Pool, PoolClient, ServiceError, withTransaction } from '@iot-mesh/runtime';
 import { DeviceCursor, DeviceFilter, DeviceOrder, DeviceOrderField, DevicePatch, DeviceRecord, NewDevice, UNREPORTED_DISCONNECT } from '../domain/model';
 
 /** A connection status change applied to a device. */
@@ -10,7 +10,7 @@ export interface StatusChange {
 
 /** Persistence of the registry, credentials and connection status (twins: `twin-store.ts`, commands: `command-store.ts`). */
 export interface DeviceStore {
-  /** Inserts all or none; ALREADY_EXISTS when an id is taken. */
+  /** Inserts all or none; ALREADY_EXISTS when an id is taken, RESOURCE_EXHAUSTED past the tenant's device quota. */
   insert(tenantId: string, devices: NewDevice[]): Promise<DeviceRecord[]>;
   get(tenantId: string, id: string): Promise<DeviceRecord | undefined>;
   /** The devices of `ids` that exist, in no particular order. */
@@ -119,9 +119,34 @@ function filterClause(tenantId: string, filter: DeviceFilter): { where: string[]
 /** Something to run a query on: the pool or a client inside a transaction. */
 export type Queryable = Pick<PoolClient, 'query'>;
 
-/** Inserts all devices or none (ALREADY_EXISTS when an id or serial number is taken), in the order given. */
-export async function insertDevices(db: Queryable, tenantId: string, devices: NewDevice[]): Promise<DeviceRecord[]> {
+/** First key of the advisory lock a tenant's device creations take (the second is the tenant's hash). */
+const DEVICE_QUOTA_LOCK = 0x10de;
+
+/**
+ * RESOURCE_EXHAUSTED with a `google.rpc.QuotaFailure` unless the tenant has room
+ * for `adding` more devices. Run inside the inserting transaction: the
+ * per-tenant advisory lock it takes (held until commit) makes concurrent
+ * creations count one after the other, so two at the limit cannot both pass.
+ */
+async function checkDeviceQuota(db: Queryable, tenantId: string, adding: number, maxPerTenant: number): Promise<void> {
+  await db.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [DEVICE_QUOTA_LOCK, tenantId]);
+  const { rows } = await db.query('SELECT count(*)::int AS devices FROM devices WHERE tenant_id = $1', [tenantId]);
+  const existing = rows[0].devices as number;
+  if (existing + adding <= maxPerTenant) return;
+  // A quota, not a rate: no RetryInfo, waiting does not help; deleting devices does.
+  throw new ServiceError(GrpcCode.RESOURCE_EXHAUSTED, `the tenant has ${existing} devices; ${adding} more would exceed its quota of ${maxPerTenant} (DEVICE_MAX_PER_TENANT)`, {
+    quotaViolations: [{ subject: `tenant:${tenantId}`, description: `devices per tenant (DEVICE_MAX_PER_TENANT = ${maxPerTenant})` }],
+  });
+}
+
+/**
+ * Inserts all devices or none (ALREADY_EXISTS when an id or serial number is
+ * taken), in the order given. With `maxPerTenant`, `db` must be a client inside
+ * a transaction: the quota is checked under a lock held until it commits.
+ */
+export async function insertDevices(db: Queryable, tenantId: string, devices: NewDevice[], maxPerTenant?: number): Promise<DeviceRecord[]> {
   if (devices.length === 0) return [];
+  if (maxPerTenant !== undefined) await checkDeviceQuota(db, tenantId, devices.length, maxPerTenant);
   const { rows } = await db
     .query(
       `INSERT INTO devices (tenant_id, id, name, type, labels, device_type_id, serial_number)
@@ -147,12 +172,23 @@ export async function insertDevices(db: Queryable, tenantId: string, devices: Ne
   return devices.map((d) => byId.get(d.id)!);
 }
 
+/** Quotas the stores enforce where devices are inserted. */
+export interface DeviceStoreLimits {
+  /** Devices one tenant may have (DEVICE_MAX_PER_TENANT); unset: no quota. */
+  maxDevicesPerTenant?: number;
+}
+
 /** The PostgreSQL implementation (schema `device`). */
 export class PgDeviceStore implements DeviceStore {
-  constructor(private readonly pool: Pool) {}
+  constructor(
+    private readonly pool: Pool,
+    private readonly limits: DeviceStoreLimits = {},
+  ) {}
 
   insert(tenantId: string, devices: NewDevice[]): Promise<DeviceRecord[]> {
-    return insertDevices(this.pool, tenantId, devices);
+    const max = this.limits.maxDevicesPerTenant;
+    if (max === undefined) return insertDevices(this.pool, tenantId, devices);
+    return withTransaction(this.pool, (client) => insertDevices(client, tenantId, devices, max));
   }
 
   async get(tenantId: string, id: string): Promise<DeviceRecord | undefined> {

@@ -1,6 +1,6 @@
 import { Pool, withTransaction } from '@iot-mesh/runtime';
 import { ClaimOutcome, ClaimRecord, DeviceRecord, NewDevice, ProvisioningKeyRecord } from '../domain/model';
-import { DEVICE_ROW_COLUMNS, insertDevices, optionalDate, Row, toDevice } from './device-store';
+import { DEVICE_ROW_COLUMNS, DeviceStoreLimits, insertDevices, optionalDate, Row, toDevice } from './device-store';
 import { isUuid } from './device-type-store';
 
 /** A key to store: its secret only as a hash. */
@@ -73,7 +73,10 @@ function toClaim(row: Row): ClaimRecord {
 
 /** The PostgreSQL implementation (schema `device`). */
 export class PgProvisioningStore implements ProvisioningStore {
-  constructor(private readonly pool: Pool) {}
+  constructor(
+    private readonly pool: Pool,
+    private readonly limits: DeviceStoreLimits = {},
+  ) {}
 
   async insertKey(tenantId: string, key: NewProvisioningKey): Promise<ProvisioningKeyRecord> {
     const { rows } = await this.pool.query(
@@ -137,7 +140,7 @@ export class PgProvisioningStore implements ProvisioningStore {
         return { kind: 'reclaimed', device, key: await audit('reclaimed', device.id, { devices: 0, claims: 1 }) };
       }
       if (key.usageLimit > 0 && key.deviceCount >= key.usageLimit) return refuse('refused_exhausted');
-      const [device] = await insertDevices(client, key.tenantId, [await newDevice(key)]);
+      const [device] = await insertDevices(client, key.tenantId, [await newDevice(key)], this.limits.maxDevicesPerTenant);
       return { kind: 'created', device, key: await audit('created', device.id, { devices: 1, claims: 1 }) };
     });
   }
