@@ -119,9 +119,11 @@ class RuleQueue {
   readonly ready: QueuedJob[] = [];
   /** Jobs backing off or in flight. */
   held = 0;
+  /** Jobs being written to the durable queue. */
+  storing = 0;
 
   get size(): number {
-    return this.ready.length + this.held;
+    return this.ready.length + this.held + this.storing;
   }
 }
 
@@ -148,8 +150,8 @@ export class RuleActions {
   /** This replica's name on the jobs it holds in the durable queue. */
   private readonly owner = crypto.randomUUID();
   private leaseTimer?: NodeJS.Timeout;
-  /** Jobs being written to the durable queue (counted as pending). */
-  private adding = 0;
+  /** Jobs waiting for the next write to the durable queue (one multi-row INSERT per turn of the event loop). */
+  private toStore: { id: string; tenantId: string; ruleId: string; job: string; stored: () => void }[] = [];
 
   constructor(
     private readonly deps: { nc: NatsConnection; store: RuleRepository; queue: ActionQueueRepository; counters: RuleCounters; log: Logger; options: RuleActionOptions },
@@ -194,21 +196,42 @@ export class RuleActions {
     }
     const queue = this.queueOf(job.rule);
     if (queue.size >= this.deps.options.queueCapacity) return void this.deadLetter(job, 0, `queue_full: ${queue.size} actions of this rule are waiting`);
-    this.adding++;
-    try {
-      const queueId = await this.deps.queue.add(this.owner, this.deps.options.leaseMs, job.rule.tenantId, job.rule.id, storedJob(job));
-      queue.ready.push({ job, attempt: 1, queueId });
-    } finally {
-      this.adding--;
-    }
+    const queueId = crypto.randomUUID();
+    queue.storing++;
+    await new Promise<void>((stored) => {
+      this.toStore.push({ id: queueId, tenantId: job.rule.tenantId, ruleId: job.rule.id, job: storedJob(job), stored });
+      if (this.toStore.length === 1) setImmediate(() => void this.storeBatch());
+    });
+    queue.storing--;
+    queue.ready.push({ job, attempt: 1, queueId });
     this.pump(job.rule, queue);
+  }
+
+  /**
+   * Writes the jobs queued since the last write in one statement. A failing
+   * database is retried (the telemetry messages stay unacked meanwhile), so an
+   * action is never acked without being stored.
+   */
+  private async storeBatch(): Promise<void> {
+    const batch = this.toStore.splice(0);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.deps.queue.addMany(this.owner, this.deps.options.leaseMs, batch);
+        break;
+      } catch (err) {
+        this.deps.log.warn({ err: (err as Error).message, jobs: batch.length, attempt }, 'rule actions not stored in the queue; retrying');
+        if (this.stopped) return;
+        await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** attempt)));
+      }
+    }
+    for (const b of batch) b.stored();
   }
 
   /** Actions waiting, backing off or in flight, over every rule. */
   get pending(): number {
     let n = 0;
     for (const q of this.queues.values()) n += q.size;
-    return n + this.recording + this.adding;
+    return n + this.recording;
   }
 
   private recording = 0;

@@ -12,6 +12,8 @@ const CONSUMER_NOT_FOUND = 10014;
 const ACK_EVERY = 256;
 /** Longest an evaluated message waits for its ack. */
 const ACK_AFTER_MS = 100;
+/** Longest a stop waits for the last acks (their actions being stored). */
+const STOP_ACK_WAIT_MS = 5000;
 
 /** The rules' durable consumer of the telemetry stream (its own, not the writer's). */
 export interface RulesConsumerOptions {
@@ -73,6 +75,10 @@ export class RulesConsumer {
   private unacked?: JsMsg;
   private unackedCount = 0;
   private ackTimer?: NodeJS.Timeout;
+  /** Actions of evaluated messages still being written to the durable queue. */
+  private storing: Promise<void>[] = [];
+  /** Acks in order: each waits for the actions of the messages it covers to be stored. */
+  private acks: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly deps: {
@@ -130,12 +136,15 @@ export class RulesConsumer {
     }
   }
 
-  /** Acks (cumulatively) everything evaluated so far. */
+  /** Acks (cumulatively) everything evaluated so far, once the actions it produced are stored. */
   private ackEvaluated(): void {
     const msg = this.unacked;
     this.unacked = undefined;
     this.unackedCount = 0;
-    msg?.ack();
+    if (!msg) return;
+    const stored = this.storing.splice(0);
+    // Chained, so a later ack (which covers every earlier message) never overtakes an earlier one still waiting.
+    this.acks = this.acks.then(() => Promise.all(stored)).then(() => msg.ack());
   }
 
   /** Evaluates one message; it is acked later, with those after it. */
@@ -168,8 +177,11 @@ export class RulesConsumer {
       if (verdict.error) this.deps.counters.evaluationError(ref);
       if (!verdict.matched) continue;
       this.deps.counters.matched(ref);
-      // Awaited: the action is stored in the durable queue before this message can be acked.
-      for (const action of verdict.actions) await this.deps.actions.enqueue({ rule: ref, action, message, receivedAt, trace: traceContext });
+      // Stored in the durable queue before this message is acked (see ackEvaluated); not awaited here, so stores batch.
+      for (const action of verdict.actions) {
+        const stored = this.deps.actions.enqueue({ rule: ref, action, message, receivedAt, trace: traceContext });
+        this.storing.push(stored.catch((err: Error) => this.deps.log.error({ err: err.message, rule: ref.id }, 'rule action could not be queued')));
+      }
     }
   }
 
@@ -188,7 +200,7 @@ export class RulesConsumer {
     for (;;) {
       await this.deps.nc.flush();
       const info = await jsm.consumers.info(this.deps.options.stream, this.deps.options.durable);
-      if (info.num_pending === 0 && info.num_ack_pending === 0 && this.deps.actions.pending === 0) break;
+      if (info.num_pending === 0 && info.num_ack_pending === 0 && this.deps.actions.pending === 0 && this.storing.length === 0) break;
       if (info.num_pending === 0 && info.num_ack_pending === 0) await this.deps.actions.idle();
       else await new Promise((r) => setTimeout(r, 20));
     }
@@ -199,8 +211,10 @@ export class RulesConsumer {
     this.running = false;
     clearInterval(this.reloadTimer);
     clearInterval(this.ackTimer);
-    this.ackEvaluated();
     await this.messages?.close();
     await this.loop;
+    this.ackEvaluated();
+    // Acks wait for stores, which retry while the database is down: a stop does not wait for ever (the messages come back).
+    await Promise.race([this.acks, new Promise((r) => setTimeout(r, STOP_ACK_WAIT_MS).unref())]);
   }
 }

@@ -14,8 +14,8 @@ export interface QueuedAction {
  * whichever replica asks next.
  */
 export interface ActionQueueRepository {
-  /** Stores a new job (JSON text) owned by `owner`; its id. */
-  add(owner: string, leaseMs: number, tenantId: string, ruleId: string, job: string): Promise<string>;
+  /** Stores new jobs (JSON text, ids chosen by the caller) owned by `owner`, in one statement. */
+  addMany(owner: string, leaseMs: number, jobs: { id: string; tenantId: string; ruleId: string; job: string }[]): Promise<void>;
   /** Moves a job to its next attempt. */
   setAttempt(id: string, attempt: number): Promise<void>;
   /** Removes a job that reached its final outcome. */
@@ -34,12 +34,13 @@ export interface ActionQueueRepository {
 export class PostgresActionQueue implements ActionQueueRepository {
   constructor(private readonly pool: Pool) {}
 
-  async add(owner: string, leaseMs: number, tenantId: string, ruleId: string, job: string): Promise<string> {
-    const { rows } = await this.pool.query(
-      `INSERT INTO rule_action_queue (tenant_id, rule_id, job, owner, lease_until) VALUES ($1, $2, $3, $4, now() + $5 * interval '1 millisecond') RETURNING id`,
-      [tenantId, ruleId, job, owner, leaseMs],
+  async addMany(owner: string, leaseMs: number, jobs: { id: string; tenantId: string; ruleId: string; job: string }[]): Promise<void> {
+    await this.pool.query(
+      `INSERT INTO rule_action_queue (id, tenant_id, rule_id, job, owner, lease_until)
+       SELECT id, tenant_id, rule_id, job, $5, now() + $6 * interval '1 millisecond'
+         FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::jsonb[]) AS j(id, tenant_id, rule_id, job)`,
+      [jobs.map((j) => j.id), jobs.map((j) => j.tenantId), jobs.map((j) => j.ruleId), jobs.map((j) => j.job), owner, leaseMs],
     );
-    return rows[0].id;
   }
 
   async setAttempt(id: string, attempt: number): Promise<void> {
