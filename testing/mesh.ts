@@ -20,15 +20,16 @@ export interface TestMesh {
 /**
  * Starts the three services against real PostgreSQL, Redis and NATS, as a
  * client outside the mesh sees them. Whatever started is stopped again when
- * a later part fails, so a failed start leaks no server.
+ * a later part fails, so a failed start leaks no server. `environment` is
+ * added to every service's (e.g. limits a test wants out of its way).
  */
-export async function startMeshForTest(): Promise<TestMesh> {
+export async function startMeshForTest(environment: Record<string, string> = {}): Promise<TestMesh> {
   const stops: (() => Promise<void>)[] = [];
   const stopAll = async () => {
     for (const stop of stops.reverse()) await stop().catch(() => undefined);
   };
   try {
-    const signing = await startSigningForTest();
+    const signing = await startSigningForTest({ env: environment });
     stops.push(() => signing.stop());
     const [nats, db] = await Promise.all([startOperatorNats(), createTestDatabase('iot_mesh_device')]);
     stops.push(() => nats.stop(), () => db.drop());
@@ -36,9 +37,10 @@ export async function startMeshForTest(): Promise<TestMesh> {
       DATABASE_URL: db.url,
       SIGNING_ADDRESS: signing.address,
       ...nats.deviceEnv(),
+      ...environment,
     })) as TestService<never>;
     stops.push(() => device.stop());
-    const monitoring = await startWorld({ SIGNING_ADDRESS: signing.address, ALERT_CHECK_INTERVAL_MS: '100' });
+    const monitoring = await startWorld({ SIGNING_ADDRESS: signing.address, ALERT_CHECK_INTERVAL_MS: '100', ...environment });
     stops.push(() => monitoring.close());
     return {
       signing,
