@@ -1,4 +1,4 @@
-import { createAuthMiddleware, DEFAULT_GRPC_PORTS, repoPath, runService, ServiceContext, ServiceSpec } from '@iot-mesh/runtime';
+import { createAuthMiddleware, DEFAULT_GRPC_PORTS, repoPath, runService, ServiceContext, ServiceSpec, singleFlightApiKeyLookup } from '@iot-mesh/runtime';
 import { apiKeyService } from './api/api-keys';
 import { auditService } from './api/audit';
 import { authService } from './api/auth';
@@ -84,7 +84,8 @@ export const signingService: ServiceSpec<typeof signingEnv> = {
     const apiKeys = new ApiKeys(store, audit, log);
 
     // Signing verifies callers like every service, but against its own key set and API-key table.
-    const auth = createAuthMiddleware({ keySource: keys, apiKeys: (secret) => apiKeys.principalOf(secret), log });
+    // Concurrent calls with one key (a client opening many at once) share one lookup and one use note.
+    const auth = createAuthMiddleware({ keySource: keys, apiKeys: singleFlightApiKeyLookup((secret) => apiKeys.principalOf(secret)), log });
     const http = await startJwksHttpServer(config.GRPC_HOST, config.SIGNING_HTTP_PORT, () => keys.publishedKeys(), log);
     jwksPorts.set(ctx, http.port);
     if (!config.SIGNING_BOOTSTRAP_TOKEN) log.info('SIGNING_BOOTSTRAP_TOKEN is not set: AuthService.Bootstrap is disabled');
