@@ -237,6 +237,8 @@ describe('console in Chromium', () => {
     await shot(page, 'alerts');
 
     await page.getByTestId('rule-row-hot pump').getByRole('button', { name: 'Delete' }).click();
+    // Deleting asks first (ConfirmButton).
+    await page.getByTestId('rule-row-hot pump').getByRole('alertdialog').getByRole('button', { name: 'Confirm' }).click();
     await page.getByText('No rules.').waitFor();
     expect(await rules()).toEqual([]);
   });

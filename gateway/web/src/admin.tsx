@@ -4,6 +4,7 @@ import { Role } from '../../../gen/es/iot/common/v1/common_pb';
 import { ApiKey } from '../../../gen/es/iot/signing/v1/api_keys_pb';
 import { AuditEvent } from '../../../gen/es/iot/signing/v1/audit_pb';
 import { Tenant, User } from '../../../gen/es/iot/signing/v1/auth_pb';
+import { ConfirmButton } from './components/confirm-button';
 import { TableHead } from './components/table-head';
 import { api, errorMessage } from './api';
 import { formatTime, pretty } from './format';
@@ -114,9 +115,7 @@ function UsersCard() {
               <td>{formatTime(u.createTime)}</td>
               <td>
                 {u.id !== principal?.id && (
-                  <button className="danger" onClick={() => void act(api.users.deleteUser({ id: u.id }))}>
-                    Delete
-                  </button>
+                  <ConfirmButton label="Delete" question={`Delete user ${u.email}?`} onConfirm={() => act(api.users.deleteUser({ id: u.id }))} />
                 )}
               </td>
             </tr>

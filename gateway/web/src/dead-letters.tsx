@@ -68,7 +68,7 @@ export function DeadLettersPage() {
 
   return (
     <section>
-      <h2>Dead letters</h2>
+      <h1>Dead letters</h1>
       <p className="muted">Telemetry the platform refused, with the reason, oldest first. Kept 30 days or up to the stream's size, oldest discarded first.</p>
       <form className="inline-form" onSubmit={search} aria-label="filter dead letters">
         <input aria-label="device id" name="dead-letter-device" placeholder="device id" value={filter.deviceId} onChange={(e) => setFilter({ ...filter, deviceId: e.target.value })} />

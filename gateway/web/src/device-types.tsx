@@ -1,6 +1,7 @@
 import { fromJson, JsonObject } from '@bufbuild/protobuf';
 import { FormEvent, useEffect, useState } from 'react';
 import { DeviceType, DeviceTypeSchema, MetricKind, UnknownMetricPolicy } from '../../../gen/es/iot/device/v1/device_types_pb';
+import { ConfirmButton } from './components/confirm-button';
 import { TableHead } from './components/table-head';
 import { api, errorMessage } from './api';
 import { pretty } from './format';
@@ -90,7 +91,7 @@ export function DeviceTypesPage() {
               <td>{t.commands.map((c) => c.name).join(', ')}</td>
               <td>{t.firmwareVersion}</td>
               <td>{t.unknownMetricPolicy === UnknownMetricPolicy.DEAD_LETTER ? 'dead-letter' : 'accept'}</td>
-              <td>{canOperate && <button onClick={() => void remove(t.id)}>Delete</button>}</td>
+              <td>{canOperate && <ConfirmButton label="Delete" question={`Delete device type ${t.name}?`} onConfirm={() => remove(t.id)} />}</td>
             </tr>
           ))}
         </tbody>

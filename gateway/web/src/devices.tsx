@@ -1,5 +1,6 @@
 import { FormEvent, useEffect, useRef, useState } from 'react';
-import { Link } from 'react-router';
+import { Link, useNavigate } from 'react-router';
+import { ConfirmButton } from './components/confirm-button';
 import { useVirtualizer } from '@tanstack/react-virtual';
 import { CredentialKind } from '../../../gen/es/iot/device/v1/credential_pb';
 import { Device, DeviceCredential, DeviceEventType, DeviceStatus } from '../../../gen/es/iot/device/v1/device_pb';
@@ -110,6 +111,104 @@ interface Filters {
   labels: string;
 }
 
+/** A sortable column: its title and ListDevices' order_by field. */
+const SORTABLE: Array<[title: string, field: string]> = [
+  ['Name', 'name'],
+  ['Type', 'type'],
+  ['Status', 'status'],
+  ['Last seen', 'last_seen_time'],
+];
+
+/** The list's order: a field of SORTABLE (empty: creation order) and its direction. */
+interface Sort {
+  field: string;
+  desc: boolean;
+}
+
+const orderBy = (sort: Sort) => (sort.field ? `${sort.field}${sort.desc ? ' desc' : ''}` : '');
+
+/** Header cell of a sortable column: pressing it sorts by it, again reverses; aria-sort says the state. */
+function SortHeader({ title, field, sort, onSort }: { title: string; field: string; sort: Sort; onSort: (s: Sort) => void }) {
+  const active = sort.field === field;
+  return (
+    <span role="columnheader" aria-sort={active ? (sort.desc ? 'descending' : 'ascending') : 'none'}>
+      <button type="button" className="link" data-testid={`sort-${field}`} onClick={() => onSort({ field, desc: active ? !sort.desc : false })}>
+        {title} {active ? (sort.desc ? '▼' : '▲') : ''}
+      </button>
+    </span>
+  );
+}
+
+/**
+ * What an operator can do to the selected devices with the API as it is:
+ * add a label (UpdateDevice, merged into each device's labels), start a job
+ * on them (the jobs page with the ids filled in), delete them.
+ */
+function BulkActions({ selected, rows, onDone }: { selected: Set<string>; rows: Device[]; onDone: (changed: Device[], deleted: string[]) => void }) {
+  const [label, setLabel] = useState('');
+  const [error, setError] = useState('');
+  const [busy, setBusy] = useState('');
+  const navigate = useNavigate();
+  const ids = [...selected];
+
+  async function each(what: string, run: (id: string) => Promise<Device | undefined>) {
+    setError('');
+    const changed: Device[] = [];
+    const deleted: string[] = [];
+    const failures: string[] = [];
+    for (const [i, id] of ids.entries()) {
+      setBusy(`${what} ${i + 1}/${ids.length}…`);
+      try {
+        const device = await run(id);
+        if (device) changed.push(device);
+        else deleted.push(id);
+      } catch (err) {
+        failures.push(`${id}: ${errorMessage(err)}`);
+      }
+    }
+    setBusy('');
+    if (failures.length > 0) setError(failures.join('; '));
+    onDone(changed, deleted);
+  }
+
+  async function addLabel(e: FormEvent) {
+    e.preventDefault();
+    let labels: Record<string, string>;
+    try {
+      labels = parseLabels(label);
+    } catch (err) {
+      setError(errorMessage(err));
+      return;
+    }
+    const byId = new Map(rows.map((d) => [d.id, d]));
+    await each('labelling', async (id) => {
+      const res = await api.devices.updateDevice({ device: { id, labels: { ...byId.get(id)?.labels, ...labels } }, updateMask: { paths: ['labels'] } });
+      return res.device;
+    });
+    setLabel('');
+  }
+
+  return (
+    <div className="card inline-form" data-testid="bulk-actions" role="group" aria-label="bulk actions">
+      <strong>{ids.length.toLocaleString()} selected</strong>
+      <form className="inline-form" onSubmit={addLabel} aria-label="add label to selected">
+        <input placeholder="label key=value" aria-label="label to add" name="bulkLabel" value={label} onChange={(e) => setLabel(e.target.value)} required />
+        <button type="submit">Add label</button>
+      </form>
+      <button type="button" onClick={() => void navigate(`/jobs?devices=${encodeURIComponent(ids.join(','))}`)}>
+        Start a job…
+      </button>
+      <ConfirmButton label="Delete selected" testId="bulk-delete" question={`Delete ${ids.length} device${ids.length === 1 ? '' : 's'} and revoke their credentials?`} onConfirm={() => each('deleting', async (id) => void (await api.devices.deleteDevice({ id })))} />
+      {busy && <span className="muted">{busy}</span>}
+      {error && (
+        <span className="error" role="alert">
+          {error}
+        </span>
+      )}
+    </div>
+  );
+}
+
 const PAGE_SIZE = 200;
 const ROW_HEIGHT = 36;
 
@@ -121,9 +220,10 @@ function matches(device: Device, filters: Filters, labels: Record<string, string
 }
 
 /**
- * The tenant's devices, filtered by the server, loaded a page at a time as
- * the list scrolls (page tokens), rows virtualised so 100,000 devices stay
- * smooth, statuses kept live by WatchDevices.
+ * The tenant's devices, filtered, sorted and counted by the server, loaded a
+ * page at a time as the list scrolls (page tokens), rows virtualised so
+ * 100,000 devices stay smooth, statuses kept live by WatchDevices (changes
+ * only: the pages are the snapshot); bulk actions on the selected rows.
  */
 export function DevicesPage() {
   const { canOperate } = useAbilities();
@@ -135,6 +235,9 @@ export function DevicesPage() {
   const [error, setError] = useState('');
   const [live, setLive] = useState(false);
   const [credential, setCredential] = useState<DeviceCredential | undefined>();
+  const [sort, setSort] = useState<Sort>({ field: '', desc: false });
+  const [total, setTotal] = useState<number | undefined>();
+  const [selected, setSelected] = useState<Set<string>>(new Set());
   const scroller = useRef<HTMLDivElement>(null);
   const generation = useRef(0);
 
@@ -146,10 +249,12 @@ export function DevicesPage() {
     filterError = (err as Error).message;
   }
 
+  const serverFilter = () => ({ namePrefix: filters.namePrefix, type: filters.type, status: filters.status, labels: labelFilter });
+
   async function loadPage(token: string, gen: number) {
     setLoading(true);
     try {
-      const res = await api.devices.listDevices({ page: { pageSize: PAGE_SIZE, pageToken: token }, namePrefix: filters.namePrefix, type: filters.type, status: filters.status, labels: labelFilter });
+      const res = await api.devices.listDevices({ page: { pageSize: PAGE_SIZE, pageToken: token }, orderBy: orderBy(sort), ...serverFilter() });
       if (gen !== generation.current) return;
       setRows((prev) => (token === '' ? res.devices : [...prev, ...res.devices.filter((d) => !prev.some((p) => p.id === d.id))]));
       setNextToken(res.page?.nextPageToken || undefined);
@@ -165,10 +270,18 @@ export function DevicesPage() {
     setRows([]);
     setError('');
     setNextToken('');
-    if (!filterError) void loadPage('', gen);
+    setSelected(new Set());
+    setTotal(undefined);
     const abort = new AbortController();
+    if (!filterError) {
+      void loadPage('', gen);
+      api.devices.countDevices(serverFilter(), { signal: abort.signal }).then(
+        (res) => gen === generation.current && setTotal(Number(res.count)),
+        () => undefined,
+      );
+    }
     void followStream(
-      (signal) => api.devices.watchDevices({ labels: labelFilter }, { signal }),
+      (signal) => api.devices.watchDevices({ labels: labelFilter, changesOnly: true }, { signal }),
       (event) => {
         const device = event.device;
         if (!device) return;
@@ -176,7 +289,8 @@ export function DevicesPage() {
           const at = prev.findIndex((d) => d.id === device.id);
           if (event.type === DeviceEventType.DELETED) return at < 0 ? prev : prev.filter((d) => d.id !== device.id);
           if (!matches(device, filters, labelFilter)) return at < 0 ? prev : prev.filter((d) => d.id !== device.id);
-          if (at < 0) return event.type === DeviceEventType.CREATED ? [device, ...prev] : prev;
+          // A new device goes on top in creation order; in a sorted list it shows when its page loads.
+          if (at < 0) return event.type === DeviceEventType.CREATED && !sort.field ? [device, ...prev] : prev;
           const next = [...prev];
           next[at] = device;
           return next;
@@ -187,7 +301,7 @@ export function DevicesPage() {
     );
     return () => abort.abort();
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [filters]);
+  }, [filters, sort]);
 
   const virtualizer = useVirtualizer({ count: rows.length, getScrollElement: () => scroller.current, estimateSize: () => ROW_HEIGHT, overscan: 10 });
   const items = virtualizer.getVirtualItems();
@@ -212,6 +326,19 @@ export function DevicesPage() {
         />
       )}
       {credential && <CredentialPanel credential={credential} onClose={() => setCredential(undefined)} />}
+      {canOperate && selected.size > 0 && (
+        <BulkActions
+          selected={selected}
+          rows={rows}
+          onDone={(changed, deleted) => {
+            const byId = new Map(changed.map((d) => [d.id, d]));
+            const gone = new Set(deleted);
+            setRows((prev) => prev.filter((d) => !gone.has(d.id)).map((d) => byId.get(d.id) ?? d));
+            if (deleted.length > 0) setTotal((n) => (n === undefined ? n : n - deleted.length));
+            setSelected(new Set());
+          }}
+        />
+      )}
       <form
         className="inline-form"
         data-testid="device-filters"
@@ -237,11 +364,20 @@ export function DevicesPage() {
         </p>
       )}
       <div className="device-table" role="table" aria-label="devices" data-testid="device-list" data-rows={rows.length}>
-        <div className="device-row head" role="row">
-          <span role="columnheader">Name</span>
-          <span role="columnheader">Type</span>
-          <span role="columnheader">Status</span>
-          <span role="columnheader">Last seen</span>
+        <div className={`device-row head${canOperate ? ' selectable' : ''}`} role="row">
+          {canOperate && (
+            <span role="columnheader">
+              <input
+                type="checkbox"
+                aria-label="select all loaded"
+                checked={rows.length > 0 && selected.size === rows.length}
+                onChange={(e) => setSelected(e.target.checked ? new Set(rows.map((d) => d.id)) : new Set())}
+              />
+            </span>
+          )}
+          {SORTABLE.map(([title, field]) => (
+            <SortHeader key={field} title={title} field={field} sort={sort} onSort={setSort} />
+          ))}
           <span role="columnheader">Labels</span>
         </div>
         <div className="device-scroll" ref={scroller}>
@@ -249,7 +385,25 @@ export function DevicesPage() {
             {items.map((item) => {
               const d = rows[item.index];
               return (
-                <div key={d.id} className="device-row" role="row" data-testid={`device-row-${d.id}`} style={{ position: 'absolute', top: 0, left: 0, right: 0, height: ROW_HEIGHT, transform: `translateY(${item.start}px)` }}>
+                <div key={d.id} className={`device-row${canOperate ? ' selectable' : ''}`} role="row" data-testid={`device-row-${d.id}`} style={{ position: 'absolute', top: 0, left: 0, right: 0, height: ROW_HEIGHT, transform: `translateY(${item.start}px)` }}>
+                  {canOperate && (
+                    <span role="cell">
+                      <input
+                        type="checkbox"
+                        aria-label={`select ${d.name || d.id}`}
+                        data-testid={`select-${d.id}`}
+                        checked={selected.has(d.id)}
+                        onChange={(e) =>
+                          setSelected((prev) => {
+                            const next = new Set(prev);
+                            if (e.target.checked) next.add(d.id);
+                            else next.delete(d.id);
+                            return next;
+                          })
+                        }
+                      />
+                    </span>
+                  )}
                   <span role="cell">
                     <Link to={`/devices/${encodeURIComponent(d.id)}`}>{d.name || d.id}</Link>
                   </span>
@@ -270,7 +424,8 @@ export function DevicesPage() {
         </div>
       </div>
       <p className="muted" data-testid="device-count">
-        {rows.length.toLocaleString()} shown{nextToken ? ', more as you scroll' : ''}
+        {rows.length.toLocaleString()} shown{total !== undefined ? ` of ${total.toLocaleString()}` : ''}
+        {nextToken ? ', more as you scroll' : ''}
         {loading ? ' · loading…' : ''}
       </p>
       {rows.length === 0 && !loading && !error && <p className="muted">No devices match.</p>}

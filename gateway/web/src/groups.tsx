@@ -1,19 +1,11 @@
 import { FormEvent, useEffect, useState } from 'react';
 import { Device } from '../../../gen/es/iot/device/v1/device_pb';
 import { Group } from '../../../gen/es/iot/device/v1/groups_pb';
+import { ConfirmButton } from './components/confirm-button';
 import { TableHead } from './components/table-head';
 import { api, errorMessage } from './api';
+import { parseLabels } from './devices';
 import { useAbilities } from './principal';
-
-/** `a=1, b=2` as a label map (blank parts ignored). */
-export function parseLabels(text: string): Record<string, string> {
-  const labels: Record<string, string> = {};
-  for (const part of text.split(',')) {
-    const [key, ...rest] = part.split('=');
-    if (key.trim()) labels[key.trim()] = rest.join('=').trim();
-  }
-  return labels;
-}
 
 const labelText = (labels: Record<string, string>) =>
   Object.entries(labels)
@@ -84,7 +76,7 @@ export function GroupsPage() {
               <td>{labelText(g.selector?.matchLabels ?? {})}</td>
               <td>{g.selector?.deviceTypeId}</td>
               <td>
-                <button onClick={() => void show(g.id)}>Devices</button> {canOperate && <button onClick={() => void remove(g.id)}>Delete</button>}
+                <button onClick={() => void show(g.id)}>Devices</button> {canOperate && <ConfirmButton label="Delete" question={`Delete group ${g.name}? Its devices stay.`} onConfirm={() => remove(g.id)} />}
               </td>
             </tr>
           ))}

@@ -1,4 +1,5 @@
 import { FormEvent, useEffect, useState } from 'react';
+import { useSearchParams } from 'react-router';
 import type { JsonObject } from '@bufbuild/protobuf';
 import { Job, JobDevice, JobDeviceState, JobState } from '../../../gen/es/iot/device/v1/jobs_pb';
 import { api, errorMessage } from './api';
@@ -30,7 +31,9 @@ export function JobsPage() {
   const [jobs, setJobs] = useState<Job[]>([]);
   const [selected, setSelected] = useState<Job>();
   const [devices, setDevices] = useState<JobDevice[]>([]);
-  const [form, setForm] = useState(EMPTY_FORM);
+  // The devices page's "Start a job…" on selected devices arrives as ?devices=a,b,c.
+  const [params] = useSearchParams();
+  const [form, setForm] = useState({ ...EMPTY_FORM, deviceIds: params.get('devices') ?? '' });
   const [error, setError] = useState('');
 
   async function load() {

@@ -2,23 +2,51 @@ import { useEffect, useState } from 'react';
 import { Link } from 'react-router';
 import { Device, DeviceStatus } from '../../../gen/es/iot/device/v1/device_pb';
 import { AlertState, Severity } from '../../../gen/es/iot/monitoring/v1/alerts_pb';
-import { api, errorMessage } from './api';
+import { api, errorMessage, followStream } from './api';
 import { StatusBadge } from './devices';
 import { formatTime } from './format';
 
-/** Counting stops here: the registry has no count RPC, and the overview must stay fast on 100,000 devices. */
-const COUNT_CAP = 5000;
+/** How many devices have this status (CountDevices: counted by the server, not paged through). */
+async function countDevices(status: DeviceStatus, signal: AbortSignal): Promise<number> {
+  const res = await api.devices.countDevices({ status }, { signal });
+  return Number(res.count);
+}
 
-/** How many devices have this status, paging up to COUNT_CAP. */
-async function countDevices(status: DeviceStatus, signal: AbortSignal): Promise<{ count: number; capped: boolean }> {
-  let count = 0;
-  let pageToken = '';
-  do {
-    const res = await api.devices.listDevices({ page: { pageSize: 1000, pageToken }, status }, { signal });
-    count += res.devices.length;
-    pageToken = res.page?.nextPageToken ?? '';
-  } while (pageToken && count < COUNT_CAP);
-  return { count, capped: pageToken !== '' };
+/** The window the ingest rate is averaged over. */
+const RATE_WINDOW_MS = 10_000;
+
+/**
+ * Points per second arriving for the tenant, measured from StreamLive over
+ * the whole tenant (points received plus those the server dropped for this
+ * client), averaged over the last RATE_WINDOW_MS (or since the page opened).
+ */
+function useIngestRate(): number | undefined {
+  const [rate, setRate] = useState<number | undefined>();
+  useEffect(() => {
+    const abort = new AbortController();
+    const frames: Array<{ at: number; points: number }> = [];
+    let since = 0;
+    void followStream(
+      (signal) => api.telemetry.streamLive({}, { signal }),
+      (frame) => frames.push({ at: Date.now(), points: frame.points.length + Number(frame.droppedPoints) }),
+      abort.signal,
+      (connected) => {
+        if (connected && since === 0) since = Date.now();
+      },
+    );
+    const timer = setInterval(() => {
+      if (since === 0) return;
+      const now = Date.now();
+      while (frames.length > 0 && frames[0].at < now - RATE_WINDOW_MS) frames.shift();
+      const span = Math.min(RATE_WINDOW_MS, now - since);
+      if (span >= 1000) setRate((frames.reduce((n, f) => n + f.points, 0) * 1000) / span);
+    }, 1000);
+    return () => {
+      abort.abort();
+      clearInterval(timer);
+    };
+  }, []);
+  return rate;
 }
 
 function Figure({ label, value, testId }: { label: string; value: string; testId: string }) {
@@ -32,7 +60,7 @@ function Figure({ label, value, testId }: { label: string; value: string; testId
   );
 }
 
-/** The fleet at a glance: online and offline devices, open alerts by severity, recently seen devices. */
+/** The fleet at a glance: online and offline devices, open alerts by severity, ingest rate, dead letters per reason, recently seen devices. */
 export function OverviewPage() {
   const [online, setOnline] = useState<string>('…');
   const [offline, setOffline] = useState<string>('…');
@@ -40,11 +68,12 @@ export function OverviewPage() {
   const [recent, setRecent] = useState<Device[]>([]);
   const [deadLetters, setDeadLetters] = useState<{ byReason: Map<string, number>; capped: boolean } | undefined>();
   const [error, setError] = useState('');
+  const rate = useIngestRate();
 
   useEffect(() => {
     const abort = new AbortController();
     const fail = (err: unknown) => !abort.signal.aborted && setError(errorMessage(err));
-    const show = (set: (v: string) => void) => ({ count, capped }: { count: number; capped: boolean }) => set(`${count.toLocaleString()}${capped ? '+' : ''}`);
+    const show = (set: (v: string) => void) => (count: number) => set(count.toLocaleString());
     countDevices(DeviceStatus.ONLINE, abort.signal).then(show(setOnline), fail);
     countDevices(DeviceStatus.OFFLINE, abort.signal).then(show(setOffline), fail);
     api.alerts
@@ -59,9 +88,7 @@ export function OverviewPage() {
       for (const d of res.deadLetters) byReason.set(d.reason, (byReason.get(d.reason) ?? 0) + 1);
       setDeadLetters({ byReason, capped: (res.page?.nextPageToken ?? '') !== '' });
     }, fail);
-    api.devices
-      .listDevices({ page: { pageSize: 200 }, status: DeviceStatus.ONLINE }, { signal: abort.signal })
-      .then((res) => setRecent([...res.devices].sort((a, b) => Number((b.lastSeenTime?.seconds ?? 0n) - (a.lastSeenTime?.seconds ?? 0n))).slice(0, 10)), fail);
+    api.devices.listDevices({ page: { pageSize: 10 }, orderBy: 'last_seen_time desc' }, { signal: abort.signal }).then((res) => setRecent(res.devices.filter((d) => d.lastSeenTime)), fail);
     return () => abort.abort();
   }, []);
 
@@ -76,6 +103,7 @@ export function OverviewPage() {
         {severities.map((s) => (
           <Figure key={s} label={`open ${Severity[s].toLowerCase()} alerts`} value={alerts ? String(alerts.get(s) ?? 0) : '…'} testId={`overview-alerts-${Severity[s].toLowerCase()}`} />
         ))}
+        <Figure label={`points/s ingested (last ${RATE_WINDOW_MS / 1000} s)`} value={rate === undefined ? '…' : rate.toLocaleString(undefined, { maximumFractionDigits: 1 })} testId="overview-ingest-rate" />
       </div>
       <div className="card">
         <h2>Dead letters</h2>
@@ -99,7 +127,7 @@ export function OverviewPage() {
       <div className="card">
         <h2>Recently seen</h2>
         {recent.length === 0 ? (
-          <p className="muted">No device online.</p>
+          <p className="muted">No device seen yet.</p>
         ) : (
           <ul className="plain" data-testid="overview-recent">
             {recent.map((d) => (

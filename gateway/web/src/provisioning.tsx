@@ -1,10 +1,11 @@
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { FormEvent, useEffect, useState } from 'react';
 import { ProvisioningKey, ProvisioningKeyState } from '../../../gen/es/iot/device/v1/provisioning_pb';
+import { ConfirmButton } from './components/confirm-button';
 import { TableHead } from './components/table-head';
 import { api, errorMessage } from './api';
 import { formatTime } from './format';
-import { parseLabels } from './groups';
+import { parseLabels } from './devices';
 import { useAbilities } from './principal';
 
 /** Provisioning keys of the tenant: admins create (the secret is shown once) and revoke them; everyone sees their use. */
@@ -93,7 +94,7 @@ export function ProvisioningPage() {
               <td>{String(k.claimCount)}</td>
               <td>{Object.entries(k.labels).map(([key, v]) => `${key}=${v}`).join(', ')}</td>
               <td>{k.expireTime ? formatTime(k.expireTime) : 'never'}</td>
-              <td>{canAdmin && k.state === ProvisioningKeyState.ACTIVE && <button onClick={() => void revoke(k.id)}>Revoke</button>}</td>
+              <td>{canAdmin && k.state === ProvisioningKeyState.ACTIVE && <ConfirmButton label="Revoke" question={`Revoke ${k.name || k.id}? Devices can no longer claim with it.`} onConfirm={() => revoke(k.id)} />}</td>
             </tr>
           ))}
         </tbody>

@@ -1,5 +1,6 @@
 import { FormEvent, useEffect, useState } from 'react';
 import { Delivery, DeliveryState, DryRunRuleResponse, NotificationChannel, Rule, RuleAction } from '../../../gen/es/iot/monitoring/v1/rules_pb';
+import { ConfirmButton } from './components/confirm-button';
 import { TableHead } from './components/table-head';
 import { api, errorMessage } from './api';
 import { parseLabels } from './devices';
@@ -164,7 +165,7 @@ function RulesCard() {
     );
   return (
     <div className="card">
-      <h2>Rules</h2>
+      <h1>Rules</h1>
       {canOperate && (
         <RuleForm
           onCreated={(rule) => {
@@ -206,9 +207,7 @@ function RulesCard() {
                   Dry run
                 </button>
                 {canOperate && (
-                  <button className="secondary" onClick={act(() => api.rules.deleteRule({ id: r.id }))}>
-                    Delete
-                  </button>
+                  <ConfirmButton label="Delete" question={`Delete rule ${r.name}?`} onConfirm={act(() => api.rules.deleteRule({ id: r.id }))} />
                 )}
               </td>
             </tr>
@@ -304,9 +303,11 @@ function ChannelsCard() {
                   Deliveries
                 </button>
                 {canOperate && (
-                  <button className="secondary" onClick={() => api.channels.deleteNotificationChannel({ id: c.id }).then(() => setReload((n) => n + 1), (err) => setError(errorMessage(err)))}>
-                    Delete
-                  </button>
+                  <ConfirmButton
+                    label="Delete"
+                    question={`Delete channel ${c.name}?`}
+                    onConfirm={() => api.channels.deleteNotificationChannel({ id: c.id }).then(() => setReload((n) => n + 1), (err) => setError(errorMessage(err)))}
+                  />
                 )}
               </td>
             </tr>
