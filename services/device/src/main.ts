@@ -3,6 +3,7 @@ import { commandApi } from './api/commands';
 import { credentialApi } from './api/credentials';
 import { deviceTypeApi } from './api/device-types';
 import { deviceApi } from './api/devices';
+import { campaignApi, firmwareApi } from './api/firmware';
 import { groupApi } from './api/groups';
 import { jobApi } from './api/jobs';
 import { provisioningApi } from './api/provisioning';
@@ -13,9 +14,11 @@ import { Commands } from './domain/commands';
 import { credentialPolicy, Credentials } from './domain/credentials';
 import { DeviceTypes } from './domain/device-types';
 import { DeviceChanges, DeviceRegistry } from './domain/devices';
+import { Campaigns, Firmware } from './domain/firmware';
 import { Groups } from './domain/groups';
 import { JobRunner } from './domain/job-runner';
 import { Jobs } from './domain/jobs';
+import { JsonObject } from './domain/model';
 import { Presence } from './domain/presence';
 import { Provisioning } from './domain/provisioning';
 import { Twins } from './domain/twins';
@@ -32,6 +35,7 @@ import { PgCommandStore } from './store/command-store';
 import { DeviceCache } from './store/device-cache';
 import { PgDeviceStore } from './store/device-store';
 import { PgDeviceTypeStore } from './store/device-type-store';
+import { PgFirmwareStore } from './store/firmware-store';
 import { PgGroupStore } from './store/group-store';
 import { PgJobStore } from './store/job-store';
 import { PgProvisioningStore } from './store/provisioning-store';
@@ -40,7 +44,7 @@ import { PgTwinStore } from './store/twin-store';
 
 export { deviceEnv } from './config';
 
-/** The device service: registry, credentials, status, twin, commands, device types, groups, self-provisioning, jobs. */
+/** The device service: registry, credentials, status, twin, commands, device types, groups, self-provisioning, jobs, firmware campaigns. */
 export const deviceService: ServiceSpec<typeof deviceEnv> = {
   name: 'device',
   env: deviceEnv,
@@ -86,6 +90,9 @@ export const deviceService: ServiceSpec<typeof deviceEnv> = {
     const jobStore = new PgJobStore(pool);
     const jobRunner = new JobRunner({ store: jobStore, commands, twins, log: log.child({ component: 'jobs' }) });
     const jobs = new Jobs(jobStore, registry, groups, types, () => jobRunner.wake());
+    const firmwareStore = new PgFirmwareStore(pool);
+    const firmware = new Firmware(firmwareStore, types);
+    const campaigns = new Campaigns({ store: firmwareStore, jobStore, firmware, jobs, log: log.child({ component: 'campaigns' }), onJobsChanged: () => jobRunner.wake() });
     // A device that connects gets its desired state again and its queued job steps.
     const onConnect = { connected: (tenantId: string, deviceId: string) => (jobRunner.connected(), twins.connected(tenantId, deviceId)) };
     const presence = new Presence({ store, changes, twins: onConnect, sessions: new PgSessionStore(pool), log: log.child({ component: 'presence' }) });
@@ -95,10 +102,19 @@ export const deviceService: ServiceSpec<typeof deviceEnv> = {
     const connectEvents = new ConnectEvents({ presence, nc: nats, system, log: log.child({ component: 'presence' }) });
     await connectEvents.start();
     presence.start();
-    const stateReports = new StateReports(nats, twins, log);
+    // A stored report of an install's outcome finishes the device's campaign step.
+    const reports = {
+      report: async (tenantId: string, deviceId: string, reported: JsonObject) => {
+        const outcome = await twins.report(tenantId, deviceId, reported);
+        if (outcome === 'stored') await campaigns.reported(tenantId, deviceId, reported);
+        return outcome;
+      },
+    };
+    const stateReports = new StateReports(nats, reports, log);
     stateReports.start();
     await directory.resync(store.scanAll(500));
     jobRunner.start();
+    campaigns.start();
 
     // The shared JWKS/API-key copies are per signing deployment (tests run many signing instances against one Redis).
     const auth = createAuthMiddleware({ signingAddress: config.SIGNING_ADDRESS, redis, log });
@@ -111,6 +127,8 @@ export const deviceService: ServiceSpec<typeof deviceEnv> = {
         deviceTypeApi(types),
         groupApi(groups),
         jobApi(jobs),
+        firmwareApi(firmware),
+        campaignApi(campaigns),
         provisioningApi(provisioning),
         sessionApi(registry, presence),
       ],
@@ -118,6 +136,7 @@ export const deviceService: ServiceSpec<typeof deviceEnv> = {
       checks: system ? [{ name: 'nats-system', check: () => pingNats(system!) }] : [],
       async stop() {
         // Before the command channel: steps under way get their answers recorded.
+        await campaigns.stop();
         await jobRunner.stop();
         stateReports.stop();
         commandChannel.stop();

@@ -10,7 +10,8 @@ const JOB_STATES: Record<DomainJobState, JobState> = {
   cancelled: JobState.JOB_STATE_CANCELLED,
 };
 
-const DEVICE_STATES: Record<DomainDeviceState, JobDeviceState> = {
+/** Job device states as the proto enum (campaign devices use them too). */
+export const DEVICE_STATES: Record<DomainDeviceState, JobDeviceState> = {
   queued: JobDeviceState.JOB_DEVICE_STATE_QUEUED,
   sent: JobDeviceState.JOB_DEVICE_STATE_SENT,
   succeeded: JobDeviceState.JOB_DEVICE_STATE_SUCCEEDED,

@@ -91,7 +91,7 @@ export class JobRunner {
   /** Runs one claimed step and records it; true when it finished (rather than going back to the queue). */
   private async run(job: JobRecord, deviceId: string): Promise<boolean> {
     const { store, log } = this.deps;
-    let outcome: JobStep | 'offline';
+    let outcome: JobStep | 'offline' | 'awaiting';
     try {
       outcome = job.command ? await this.command(job, deviceId) : await this.desired(job, deviceId);
     } catch (err) {
@@ -99,12 +99,13 @@ export class JobRunner {
     }
     try {
       if (outcome === 'offline') await store.requeue(job, deviceId, this.replica);
+      else if (outcome === 'awaiting') await store.awaitReport(job, deviceId, this.replica);
       else await store.finish(job, deviceId, this.replica, outcome);
     } catch (err) {
       // The row stays sent; a sweep times it out after its deadline, and nothing is sent again.
       log.error({ err: (err as Error).message, jobId: job.id, deviceId }, 'recording a job step failed');
     }
-    return outcome !== 'offline';
+    return outcome !== 'offline' && outcome !== 'awaiting';
   }
 
   private async command(job: JobRecord, deviceId: string): Promise<JobStep | 'offline'> {
@@ -128,11 +129,15 @@ export class JobRunner {
     }
   }
 
-  private async desired(job: JobRecord, deviceId: string): Promise<JobStep> {
+  private async desired(job: JobRecord, deviceId: string): Promise<JobStep | 'awaiting'> {
     for (let attempt = 1; ; attempt++) {
       const twin = await this.deps.twins.get(job.tenantId, deviceId);
+      const running = (twin.reported?.firmware as { version?: unknown; status?: unknown } | undefined) ?? {};
+      if (job.awaitFirmware && running.version === job.awaitFirmware && running.status === 'succeeded') return { state: 'succeeded', reason: `already runs ${job.awaitFirmware}` };
       try {
         const updated = await this.deps.twins.updateDesired(job.tenantId, deviceId, { ...twin.desired, ...job.desiredPatch }, twin.desiredVersion);
+        // A firmware step finishes when the device reports (see JobStore.finishReported).
+        if (job.awaitFirmware) return 'awaiting';
         return { state: 'succeeded', reason: `desired state version ${updated.desiredVersion}` };
       } catch (err) {
         // Someone else changed the desired state in between: merge into theirs.

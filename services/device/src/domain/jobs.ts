@@ -41,6 +41,12 @@ export interface JobSpec {
   rollout: JobRollout;
   expireTime: Date;
   actorId: string;
+  /**
+   * A firmware campaign's stage: after its desired state is set, a device's
+   * step stays sent until the device reports this firmware version (or a
+   * failure to install it); '' or absent for ordinary jobs.
+   */
+  awaitFirmware?: string;
 }
 
 /** How many devices of a job are in each state. */
@@ -140,8 +146,7 @@ export class Jobs {
     if (input.expireTime) v.check(input.expireTime.getTime() > Date.now(), 'job.expire_time', 'must be in the future');
     v.throwIfAny();
 
-    const devices = input.groupId ? await this.groupDevices(tenantId, input.groupId) : await this.named(tenantId, input.deviceIds);
-    if (devices.length === 0) throw errors.failedPrecondition('the group matches no device');
+    const devices = await this.targets(tenantId, input.groupId, input.deviceIds, 'job');
     if (input.command && this.rules) {
       // The params must fit the command schema of every device type among the targets: one device of each type stands for it.
       const byType = new Map<string, DeviceRecord>();
@@ -209,30 +214,21 @@ export class Jobs {
    * the job ended or `signal` aborted.
    */
   async watch(tenantId: string, id: string, send: (job: JobRecord) => Promise<void>, signal: AbortSignal, everyMs = 500): Promise<void> {
-    let last = '';
-    for (;;) {
-      const job = await this.get(tenantId, id);
-      const seen = JSON.stringify([job.state, job.counts]);
-      if (seen !== last) {
-        last = seen;
-        await send(job);
-      }
-      if (job.state !== 'running' || signal.aborted) return;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, everyMs);
-        function done() {
-          clearTimeout(timer);
-          signal.removeEventListener('abort', done);
-          resolve();
-        }
-        signal.addEventListener('abort', done, { once: true });
-      });
-      if (signal.aborted) return;
-    }
+    await watchProgress(() => this.get(tenantId, id), (job) => [job.state, job.counts], send, signal, everyMs);
   }
 
-  private async groupDevices(tenantId: string, groupId: string): Promise<DeviceRecord[]> {
-    const group = await this.groups.get(tenantId, groupId, 'job.group_id');
+  /**
+   * The devices a job (or a campaign, `message` naming its fields) is for: the
+   * group's as they are now, or the named ones (each must exist).
+   */
+  async targets(tenantId: string, groupId: string, deviceIds: string[], message: string): Promise<DeviceRecord[]> {
+    const devices = groupId ? await this.groupDevices(tenantId, groupId, message) : await this.named(tenantId, deviceIds, message);
+    if (devices.length === 0) throw errors.failedPrecondition('the group matches no device');
+    return devices;
+  }
+
+  private async groupDevices(tenantId: string, groupId: string, message: string): Promise<DeviceRecord[]> {
+    const group = await this.groups.get(tenantId, groupId, `${message}.group_id`);
     const devices: DeviceRecord[] = [];
     let after: string | undefined;
     do {
@@ -244,14 +240,48 @@ export class Jobs {
     return devices;
   }
 
-  private async named(tenantId: string, ids: string[]): Promise<DeviceRecord[]> {
+  private async named(tenantId: string, ids: string[], message: string): Promise<DeviceRecord[]> {
     const devices: DeviceRecord[] = [];
     const missing: string[] = [];
     for (let i = 0; i < ids.length; i += 64) {
       const batch = await Promise.all(ids.slice(i, i + 64).map((id) => this.registry.get(tenantId, id).catch(() => undefined)));
       batch.forEach((d, j) => (d ? devices.push(d) : missing.push(ids[i + j])));
     }
-    if (missing.length > 0) throw errors.invalidArgument(missing.slice(0, 20).map((id) => ({ field: 'job.device_ids', description: `names no device: ${JSON.stringify(id)}` })));
+    if (missing.length > 0) throw errors.invalidArgument(missing.slice(0, 20).map((id) => ({ field: `${message}.device_ids`, description: `names no device: ${JSON.stringify(id)}` })));
     return devices;
+  }
+}
+
+/**
+ * Calls `send` with what `load` returns now and whenever its `progress`
+ * changed, polling (so it sees every replica's progress) every `everyMs`,
+ * until its state is no longer running or `signal` aborted.
+ */
+export async function watchProgress<T extends { state: string }>(
+  load: () => Promise<T>,
+  progress: (value: T) => unknown,
+  send: (value: T) => Promise<void>,
+  signal: AbortSignal,
+  everyMs: number,
+): Promise<void> {
+  let last = '';
+  for (;;) {
+    const value = await load();
+    const seen = JSON.stringify(progress(value));
+    if (seen !== last) {
+      last = seen;
+      await send(value);
+    }
+    if (value.state !== 'running' || signal.aborted) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, everyMs);
+      function done() {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        resolve();
+      }
+      signal.addEventListener('abort', done, { once: true });
+    });
+    if (signal.aborted) return;
   }
 }

@@ -27,6 +27,14 @@ export interface JobStore {
    * the abort threshold. False when the row was no longer this replica's sent step.
    */
   finish(job: JobRecord, deviceId: string, replica: string, step: JobStep): Promise<boolean>;
+  /** A firmware step's desired state is set: the row waits, still sent, for the device's report until the job expires. */
+  awaitReport(job: JobRecord, deviceId: string, replica: string): Promise<void>;
+  /**
+   * Records a device's report of firmware `version` as the outcome of its
+   * sent step in every job awaiting that version (whichever replica sent it),
+   * judging the abort threshold; the ids of the jobs it finished a step of.
+   */
+  finishReported(tenantId: string, deviceId: string, version: string, step: JobStep): Promise<string[]>;
   /**
    * Timeouts and endings: sent steps whose replica stopped waiting long ago
    * time out, queued devices of expired jobs time out, and jobs with nothing
@@ -36,7 +44,7 @@ export interface JobStore {
 }
 
 const JOB_COLUMNS = `j.tenant_id, j.id, j.seq, j.description, j.kind, j.command_name, j.params, j.timeout_ms, j.desired_patch, j.group_id,
-  j.max_in_flight, j.max_per_second, j.abort_threshold_percent, j.abort_min_finished, j.expire_time, j.state, j.reason, j.actor_id, j.create_time, j.update_time`;
+  j.max_in_flight, j.max_per_second, j.abort_threshold_percent, j.abort_min_finished, j.expire_time, j.state, j.reason, j.actor_id, j.create_time, j.update_time, j.await_firmware`;
 
 /** Counts of every state of one job, as a lateral subquery. */
 const COUNTS = `LEFT JOIN LATERAL (
@@ -71,6 +79,7 @@ function toJob(row: Row): JobRecord {
     createTime: row.create_time,
     updateTime: row.update_time,
     counts: toCounts(row),
+    awaitFirmware: row.await_firmware || undefined,
   };
 }
 
@@ -104,8 +113,8 @@ export class PgJobStore implements JobStore {
       if (missing.length > 0) return { missing };
       await client.query(
         `INSERT INTO jobs (tenant_id, id, description, kind, command_name, params, timeout_ms, desired_patch, group_id,
-           max_in_flight, max_per_second, abort_threshold_percent, abort_min_finished, expire_time, actor_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+           max_in_flight, max_per_second, abort_threshold_percent, abort_min_finished, expire_time, actor_id, await_firmware)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
         [
           job.tenantId,
           job.id,
@@ -122,6 +131,7 @@ export class PgJobStore implements JobStore {
           job.rollout.abortMinFinished,
           job.expireTime,
           job.actorId,
+          job.awaitFirmware ?? '',
         ],
       );
       // unnest WITH ORDINALITY keeps the caller's order as the rollout order.
@@ -219,15 +229,47 @@ export class PgJobStore implements JobStore {
     });
   }
 
+  async awaitReport(job: JobRecord, deviceId: string, replica: string): Promise<void> {
+    await this.pool.query(
+      `UPDATE job_devices SET deadline = $5::timestamptz + ${ORPHAN_GRACE}, reason = 'waiting for the device to report the firmware'
+       WHERE tenant_id = $1 AND job_id = $2 AND device_id = $3 AND state = 'sent' AND claimed_by = $4`,
+      [job.tenantId, job.id, deviceId, replica, job.expireTime],
+    );
+  }
+
+  async finishReported(tenantId: string, deviceId: string, version: string, step: JobStep): Promise<string[]> {
+    const { rows } = await this.pool.query(
+      `SELECT ${JOB_COLUMNS} FROM jobs j JOIN job_devices jd ON jd.tenant_id = j.tenant_id AND jd.job_id = j.id
+       WHERE j.tenant_id = $1 AND j.await_firmware = $3 AND jd.device_id = $2 AND jd.state = 'sent'`,
+      [tenantId, deviceId, version],
+    );
+    const finished: string[] = [];
+    for (const job of rows.map(toJob)) {
+      const done = await withTransaction(this.pool, async (client) => {
+        await client.query(`SELECT 1 FROM jobs WHERE tenant_id = $1 AND id = $2 FOR UPDATE`, [job.tenantId, job.id]);
+        const { rowCount } = await client.query(
+          `UPDATE job_devices SET state = $4, reason = $5, finish_time = now() WHERE tenant_id = $1 AND job_id = $2 AND device_id = $3 AND state = 'sent'`,
+          [job.tenantId, job.id, deviceId, step.state, step.reason],
+        );
+        if (rowCount === 0) return false;
+        await judgeAbort(client, job);
+        return true;
+      });
+      if (done) finished.push(job.id);
+    }
+    return finished;
+  }
+
   async sweep(): Promise<void> {
     for (const job of await this.running()) {
       await withTransaction(this.pool, async (client) => {
         const row = await lockRunning(client, job.tenantId, job.id);
         if (!row) return;
         const { rowCount: orphans } = await client.query(
-          `UPDATE job_devices SET state = 'timed_out', reason = 'no answer was recorded: the replica that sent the step stopped before it came', finish_time = now()
+          `UPDATE job_devices SET state = 'timed_out', finish_time = now(),
+             reason = CASE WHEN $3 <> '' THEN 'the device did not report the firmware before the job expired' ELSE 'no answer was recorded: the replica that sent the step stopped before it came' END
            WHERE tenant_id = $1 AND job_id = $2 AND state = 'sent' AND deadline < now()`,
-          [job.tenantId, job.id],
+          [job.tenantId, job.id, job.awaitFirmware ?? ''],
         );
         if ((orphans ?? 0) > 0 && (await judgeAbort(client, job))) return;
         if (row.expire_time.getTime() <= Date.now()) {
