@@ -30,6 +30,8 @@ export interface FaultResult {
   recoverMs: number;
   /** What else was observed (answers during an outage, restarts, …). */
   notes: string[];
+  /** Highest resident set size of each monitoring replica during the fault (MiB), where measured. */
+  peakRssMiB?: Record<string, number>;
   /** The NATS devices' set alongside, counted apart (at-most-once: what they lose is reported, not promised). */
   nats?: { devices: number; sentPoints: number; storedPoints: number; duplicatedPoints: number };
 }
@@ -72,6 +74,8 @@ export class FaultRig {
   /** NATS devices that publish a set of their own alongside each fault's MQTT set (none: no NATS set). */
   natsDevices: DeviceIdentity[] = [];
   private readonly launcher = new TestLauncher();
+  /** Service processes the rig started again in place of the platform's (stopped with the rig). */
+  private readonly restarted: ServiceProcess[] = [];
   private monitoringEnv: Record<string, string> = {};
   private startServiceFn!: typeof startService;
 
@@ -167,6 +171,37 @@ export class FaultRig {
     this.postgres = await this.launcher.explain(() => startPostgres(this.launcher, { dir: path.join(this.launcher.dir, 'postgres'), port: this.postgres.port, timeoutMs: 60_000 }));
   }
 
+  /** Kills signing with SIGKILL and waits until it is gone. */
+  async killSigning(): Promise<void> {
+    const proc = this.platform.signing!.process;
+    proc.kill();
+    await proc.exited();
+  }
+
+  /** Starts signing again with its environment on the same gRPC port (the other services know that address); waits until SERVING. */
+  async startSigning(): Promise<void> {
+    const old = this.platform.signing!;
+    const env = Object.fromEntries(Object.entries(old.process.spec.env ?? {}).filter((e): e is [string, string] => e[1] !== undefined));
+    this.platform.signing = await this.startServiceFn('signing', { ...env, GRPC_PORT: String(old.port) });
+    this.restarted.push(this.platform.signing);
+  }
+
+  /** Each monitoring replica's resident set size now (MiB), read from /proc. */
+  writerRssMiB(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const w of this.writers) {
+      const pid = w.service.process.pid;
+      if (!pid) continue;
+      try {
+        const kb = Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+        out[w.name] = Math.round(kb / 1024);
+      } catch {
+        // Gone between the pid and the read: no figure this time.
+      }
+    }
+    return out;
+  }
+
   /** Stops the platform's redis-server (SIGTERM). */
   async stopRedis(): Promise<void> {
     await this.platform.redis!.proc.stop(10_000);
@@ -219,17 +254,24 @@ export class FaultRig {
   }
 
   /** Runs a known set through `inject` (which injects the fault while the set is published) and returns its figures. */
-  async run(fault: string, description: string, devices: DeviceIdentity[], size: KnownSetSize, inject: (set: KnownSet) => Promise<{ recoverMs: number; notes?: string[] }>): Promise<FaultResult> {
+  async run(
+    fault: string,
+    description: string,
+    devices: DeviceIdentity[],
+    size: KnownSetSize,
+    inject: (set: KnownSet) => Promise<{ recoverMs: number; notes?: string[]; peakRssMiB?: Record<string, number> }>,
+    drainMs = 60_000,
+  ): Promise<FaultResult> {
     const set = this.knownSet(devices, size);
     const natsSet = this.natsDevices.length ? new NatsKnownSet(this.natsDevices, this.platform.nats.url, size) : undefined;
     await set.connect();
     await natsSet?.connect();
     try {
       const publishing = Promise.all([set.publish(), natsSet?.publish()]);
-      const { recoverMs, notes = [] } = await inject(set);
+      const { recoverMs, notes = [], peakRssMiB } = await inject(set);
       await publishing;
       await set.settle(60_000);
-      const count = await set.drained(await this.freshPg(), this.platform.tenantId, 60_000);
+      const count = await set.drained(await this.freshPg(), this.platform.tenantId, drainMs);
       const natsCount = await natsSet?.count(await this.freshPg(), this.platform.tenantId);
       const result: FaultResult = {
         fault,
@@ -243,6 +285,7 @@ export class FaultRig {
         unacknowledgedPoints: (set.sent - set.acked.size) * size.pointsPerMessage,
         recoverMs,
         notes,
+        ...(peakRssMiB ? { peakRssMiB } : {}),
         ...(natsSet && natsCount
           ? { nats: { devices: this.natsDevices.length, sentPoints: natsSet.sent * size.pointsPerMessage, storedPoints: natsCount.stored, duplicatedPoints: natsCount.duplicated } }
           : {}),
@@ -258,6 +301,7 @@ export class FaultRig {
   async stop(): Promise<void> {
     await this.pg?.end().catch(() => undefined);
     for (const w of this.writers) await w.service.process.stop(5000).catch(() => undefined);
+    for (const p of this.restarted) await p.process.stop(5000).catch(() => undefined);
     await this.platform?.stop().catch(() => undefined);
     await this.launcher.destroy();
   }
