@@ -4,7 +4,7 @@ import type { CommandStore } from '../store/command-store';
 import type { DeviceRegistry } from './devices';
 import type { DeviceTypes } from './device-types';
 import { CommandRecord, JsonObject } from './model';
-import { documentSize, TWIN_DOCUMENT_LIMIT } from './twins';
+import { documentProblem, documentSize, TWIN_DOCUMENT_LIMIT } from './twins';
 
 /** How long SendCommand waits for the device when the caller names no timeout. */
 export const DEFAULT_COMMAND_TIMEOUT_MS = 5000;
@@ -91,7 +91,13 @@ export class Commands {
       await this.store.completeCommand(base.id, 'timed_out', undefined, 'the device did not answer in time');
       throw errors.deadlineExceeded(`device ${JSON.stringify(device.id)} did not answer within ${waitMs} ms`);
     }
-    return this.store.completeCommand(base.id, answer.ok ? 'succeeded' : 'failed', answer.result, answer.ok ? '' : answer.error || 'the device reported a failure');
+    // A result that cannot be stored as sent fails the command instead of leaving it pending.
+    // Depth first: JSON.stringify (the size) overflows the stack on a deep enough document.
+    const problem = answer.result && (documentProblem(answer.result) ?? (documentSize(answer.result) > TWIN_DOCUMENT_LIMIT ? `is over ${TWIN_DOCUMENT_LIMIT} bytes as JSON` : undefined));
+    if (problem) return this.store.completeCommand(base.id, 'failed', undefined, `the device's reply was refused: its result ${problem}`);
+    // The device's error text is kept as text PostgreSQL can hold (U+0000 and lone surrogates as U+FFFD), at most 1,000 characters.
+    const error = answer.error.slice(0, 1000).replace(/[\u0000\ud800-\udfff]/gu, '\ufffd');
+    return this.store.completeCommand(base.id, answer.ok ? 'succeeded' : 'failed', answer.result, answer.ok ? '' : error || 'the device reported a failure');
   }
 
   /** Commands of one device, newest first, before keyset position `before`. */

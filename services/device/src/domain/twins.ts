@@ -12,6 +12,35 @@ export function documentSize(doc: JsonObject): number {
   return Buffer.byteLength(JSON.stringify(doc), 'utf8');
 }
 
+/** Deepest nesting of objects and lists a document from a device may have. */
+export const DOCUMENT_MAX_DEPTH = 32;
+
+/** U+0000 (PostgreSQL's jsonb cannot hold it) or half a surrogate pair (no UTF-8 form). */
+const UNSTORABLE = /[\u0000\ud800-\udfff]/u;
+
+/**
+ * Why a document a device sent (a command's result, reported state) cannot be
+ * stored as sent, or undefined when it can: nested deeper than
+ * {@link DOCUMENT_MAX_DEPTH}, or a key or string holding U+0000 or a lone
+ * surrogate. Walked without recursion, so no depth overflows the stack.
+ */
+export function documentProblem(doc: JsonObject): string | undefined {
+  const pending: { value: unknown; path: string; depth: number }[] = [{ value: doc, path: '', depth: 1 }];
+  while (pending.length > 0) {
+    const { value, path, depth } = pending.pop()!;
+    if (typeof value === 'string') {
+      if (UNSTORABLE.test(value)) return `${path || 'the document'} holds U+0000 or a lone surrogate`;
+    } else if (value !== null && typeof value === 'object') {
+      if (depth > DOCUMENT_MAX_DEPTH) return `is nested deeper than ${DOCUMENT_MAX_DEPTH} levels (at ${path})`;
+      for (const [key, item] of Array.isArray(value) ? value.map((v, i) => [String(i), v] as const) : Object.entries(value)) {
+        if (UNSTORABLE.test(key)) return `a key of ${path || 'the document'} holds U+0000 or a lone surrogate`;
+        pending.push({ value: item, path: path ? `${path}.${key}` : key, depth: depth + 1 });
+      }
+    }
+  }
+  return undefined;
+}
+
 /** How desired state reaches a device (`events/desired-state.ts`). */
 export interface DesiredStateChannel {
   /** Sends the desired state now; a failure is only logged (it is sent again when the device reconnects). */
@@ -21,7 +50,7 @@ export interface DesiredStateChannel {
 }
 
 /** What became of a state report. */
-export type ReportOutcome = 'stored' | 'too_large' | 'unknown_device' | 'schema_violation';
+export type ReportOutcome = 'stored' | 'too_large' | 'unknown_device' | 'schema_violation' | 'unstorable';
 
 /**
  * The device twin: desired state set by operators and delivered to the device
@@ -69,6 +98,8 @@ export class Twins {
 
   /** Stores the reported document a device sent. */
   async report(tenantId: string, deviceId: string, reported: JsonObject): Promise<ReportOutcome> {
+    // Depth first: JSON.stringify (the size) overflows the stack on a deep enough document.
+    if (documentProblem(reported)) return 'unstorable';
     if (documentSize(reported) > TWIN_DOCUMENT_LIMIT) return 'too_large';
     if (this.rules) {
       const device = await this.devices.get(tenantId, deviceId).catch(() => undefined);

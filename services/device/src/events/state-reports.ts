@@ -45,6 +45,7 @@ export class StateReports {
     }
     const outcome = await this.twins.report(tenantId, deviceId, reported);
     if (outcome === 'too_large') this.log.warn({ deviceId }, 'reported state over 32 KB; dropped');
+    else if (outcome === 'unstorable') this.log.warn({ deviceId }, 'reported state nested too deep or holding U+0000; dropped');
     else if (outcome === 'schema_violation') this.log.warn({ deviceId }, "reported state fails its device type's schema; dropped");
     else if (outcome === 'unknown_device') this.log.debug({ deviceId }, 'state report of an unknown device');
   }
