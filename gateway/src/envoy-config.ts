@@ -21,7 +21,24 @@ export function envoyVariables(table: RouteTable): Array<{ name: string; meaning
     { name: 'SIGNING_HTTP_PORT', meaning: 'signing service HTTP port serving /.well-known/jwks.json' },
     { name: 'DASHBOARD_HOST', meaning: 'host of the Node gateway that serves the dashboard files' },
     { name: 'DASHBOARD_PORT', meaning: 'its GATEWAY_PORT' },
+    {
+      name: CORS_ORIGIN_VARIABLE,
+      meaning: `RE2 pattern a browser Origin must match in full to call cross-origin, e.g. https://console\\.example\\.com; the image's default ${CORS_SAME_ORIGIN_ONLY} matches no origin (same origin only), and empty fails at start`,
+    },
   ];
+}
+
+/** The variable naming the origins Envoy lets call cross-origin (the Node gateway's GATEWAY_CORS_ORIGINS). */
+export const CORS_ORIGIN_VARIABLE = 'ENVOY_CORS_ORIGIN_REGEX';
+
+/** The image's default for {@link CORS_ORIGIN_VARIABLE}: no Origin is this (a browser's has a scheme), so none is allowed. */
+export const CORS_SAME_ORIGIN_ONLY = 'same-origin-only';
+
+/** The origin pattern, single-quoted so a regex's `|`, `*` or `[` stays a string after envsubst. */
+function corsOriginPattern(): YAML.Scalar {
+  const pattern = new YAML.Scalar(`\${${CORS_ORIGIN_VARIABLE}}`);
+  pattern.type = 'QUOTE_SINGLE';
+  return pattern;
 }
 
 function endpoint(cluster: string, host: string, port: string): object {
@@ -166,7 +183,8 @@ export function renderEnvoyConfig(table: RouteTable): string {
                           typed_per_filter_config: {
                             'envoy.filters.http.cors': {
                               '@type': 'type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy',
-                              allow_origin_string_match: [{ safe_regex: { regex: '.*' } }],
+                              // Never any origin by default: a page of another site could call the API with a user's token.
+                              allow_origin_string_match: [{ safe_regex: { regex: corsOriginPattern() } }],
                               allow_methods: corsPolicy.allowMethods.join(','),
                               allow_headers: corsPolicy.allowHeaders.join(','),
                               expose_headers: corsPolicy.exposeHeaders.join(','),
