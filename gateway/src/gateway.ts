@@ -1,5 +1,6 @@
 import http, { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { Code, ConnectError, createContextValues } from '@connectrpc/connect';
 import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from '@connectrpc/connect-node';
 import { metrics } from '@iot-mesh/runtime';
@@ -154,10 +155,24 @@ export function createGatewayHandler(options: GatewayOptions): { handle: (req: I
   };
 }
 
+/**
+ * Requests Node's HTTP parser refuses before any handler runs (a request line
+ * or headers above its 16 KiB limit, malformed syntax) get a `google.rpc.Status`
+ * body like every other error, instead of Node's bare status line.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
+  const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+  const body = JSON.stringify(tooLarge ? { code: Code.ResourceExhausted, message: 'request line or headers larger than the gateway takes' } : { code: Code.InvalidArgument, message: 'malformed HTTP request' });
+  const head = tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request';
+  socket.end(`HTTP/1.1 ${head}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+}
+
 /** Starts the gateway on host:port (0 picks a free port). */
 export async function startGateway(options: GatewayOptions & { host?: string; port: number }): Promise<Gateway> {
   const { handle, upstreams } = createGatewayHandler(options);
   const server = http.createServer(handle);
+  server.on('clientError', answerClientError);
   // Streams stay open as long as the browser watches.
   server.requestTimeout = 0;
   server.headersTimeout = 30_000;
