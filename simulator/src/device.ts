@@ -10,6 +10,7 @@ import {
   newTraceparent,
 } from './encoding';
 import { buildMessage, DEFAULT_FAULT_PLAN, FaultContext, FaultPlan, hasFaults, OutgoingMessage, pickFault } from './faults';
+import { DEFAULT_FIRMWARE_PLAN, FirmwareAgent, FirmwarePlan } from './firmware';
 import { createLink, DeviceLink, Transport } from './links';
 import { createSensor, PointSource, ProfileName } from './profiles';
 import { Random, seedOf } from './random';
@@ -48,6 +49,8 @@ export interface DeviceBehaviour {
   maxInFlight: number;
   /** Base seed; each device derives its own from it and its id. */
   seed: number;
+  /** Desired firmware: download, verify, install, report (interactive devices only). */
+  firmware: FirmwarePlan;
 }
 
 export const DEFAULT_BEHAVIOUR: DeviceBehaviour = {
@@ -63,6 +66,7 @@ export const DEFAULT_BEHAVIOUR: DeviceBehaviour = {
   interactive: true,
   maxInFlight: 256,
   seed: 1,
+  firmware: DEFAULT_FIRMWARE_PLAN,
 };
 
 /** The URL a device connects to: the override, or the one its credential names. */
@@ -95,6 +99,7 @@ export class VirtualDevice {
   private desiredVersion = 0n;
   private online = false;
   private backToBack = 0;
+  private readonly firmware: FirmwareAgent;
 
   constructor(
     readonly identity: DeviceIdentity,
@@ -118,6 +123,7 @@ export class VirtualDevice {
       plan: behaviour.faults,
       skewCount: 0,
     };
+    this.firmware = new FirmwareAgent(behaviour.firmware ?? DEFAULT_FIRMWARE_PLAN, new Random(seed ^ 0x2545f491), () => this.reportState());
     this.link = createLink({
       transport: behaviour.transport,
       url: linkUrl(identity, behaviour),
@@ -265,7 +271,7 @@ export class VirtualDevice {
   /** The device's reported state: what it runs and how it is configured. */
   reportedState(): Record<string, unknown> {
     return {
-      firmware: 'iot-mesh-simulator/1',
+      firmware: this.firmware.reported(),
       profile: this.behaviour.profile,
       transport: this.behaviour.transport,
       encoding: this.behaviour.encoding,
@@ -336,13 +342,18 @@ export class VirtualDevice {
       return false;
     }
     // The same version comes again when the device reconnects; apply each version once.
-    if (this.desiredVersion !== 0n && desired.version <= this.desiredVersion) return false;
+    if (this.desiredVersion !== 0n && desired.version <= this.desiredVersion) {
+      // The firmware agent answers a repeated firmware with its report (the platform may have missed it).
+      if (desired.version === this.desiredVersion) void this.firmware.desired(desired.desired ?? {}).catch(() => this.stats.error('other'));
+      return false;
+    }
     this.desiredVersion = desired.version;
     const doc = desired.desired ?? {};
     const ms = Number(doc.interval_ms);
     if (Number.isFinite(ms) && ms >= 1) this.intervalMs = ms;
     const points = Number(doc.points_per_message);
     if (Number.isInteger(points) && points >= 1 && points <= 10_000) this.pointsPerMessage = points;
+    void this.firmware.desired(doc).catch(() => this.stats.error('other'));
     return true;
   }
 

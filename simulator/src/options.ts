@@ -3,6 +3,7 @@ import { defaultAddress } from '@iot-mesh/runtime';
 import { DEFAULT_BEHAVIOUR, DeviceBehaviour } from './device';
 import { Encoding, ENCODINGS } from './encoding';
 import { parseFaultPlan } from './faults';
+import { parseFirmwarePlan } from './firmware';
 import { Disruptions, parseBurst, parseStorm } from './fleet';
 import { Transport, TRANSPORTS } from './links';
 import { PROFILE_NAMES, ProfileName } from './profiles';
@@ -58,6 +59,8 @@ Traffic:
   --no-trace                 no traceparent header
   --passive                  no state reports, commands or desired state
   --seed <n>                 seed of the generators (default 1)
+  --firmware <spec>          desired firmware handling, e.g. version=1.0,install-ms=200,install-fail=0.1,bad-checksum=0.05
+                             (download over http(s), verify SHA-256, install, report firmware.version/status)
 
 Faults and disruptions:
   --faults <spec>            shares of bad messages, e.g. malformed=0.01,oversized=0.01,wrong-subject=0.01,clock-skew=0.01
@@ -114,6 +117,7 @@ export function parseOptions(argv: string[], environment: NodeJS.ProcessEnv = pr
       'no-trace': { type: 'boolean' },
       passive: { type: 'boolean' },
       seed: { type: 'string' },
+      firmware: { type: 'string' },
       faults: { type: 'string' },
       storm: { type: 'string' },
       burst: { type: 'string' },
@@ -161,6 +165,7 @@ export function parseOptions(argv: string[], environment: NodeJS.ProcessEnv = pr
     interactive: !values.passive,
     seed: number('seed', values.seed, 1, Number.isInteger, 'a whole number'),
     faults: parseFaultPlan(values.faults),
+    firmware: parseFirmwarePlan(values.firmware),
   };
   return {
     devices: number('devices', values.devices, 10, (n) => Number.isInteger(n) && n >= 1 && n <= 100_000, 'a whole number 1..100000'),

@@ -18,7 +18,6 @@ import { Campaigns, Firmware } from './domain/firmware';
 import { Groups } from './domain/groups';
 import { JobRunner } from './domain/job-runner';
 import { Jobs } from './domain/jobs';
-import { JsonObject } from './domain/model';
 import { Presence } from './domain/presence';
 import { Provisioning } from './domain/provisioning';
 import { Twins } from './domain/twins';
@@ -92,7 +91,7 @@ export const deviceService: ServiceSpec<typeof deviceEnv> = {
     const jobs = new Jobs(jobStore, registry, groups, types, () => jobRunner.wake());
     const firmwareStore = new PgFirmwareStore(pool);
     const firmware = new Firmware(firmwareStore, types);
-    const campaigns = new Campaigns({ store: firmwareStore, jobStore, firmware, jobs, log: log.child({ component: 'campaigns' }), onJobsChanged: () => jobRunner.wake() });
+    const campaigns = new Campaigns({ store: firmwareStore, jobStore, firmware, jobs, twins, log: log.child({ component: 'campaigns' }), onJobsChanged: () => jobRunner.wake() });
     // A device that connects gets its desired state again and its queued job steps.
     const onConnect = { connected: (tenantId: string, deviceId: string) => (jobRunner.connected(), twins.connected(tenantId, deviceId)) };
     const presence = new Presence({ store, changes, twins: onConnect, sessions: new PgSessionStore(pool), log: log.child({ component: 'presence' }) });
@@ -103,14 +102,7 @@ export const deviceService: ServiceSpec<typeof deviceEnv> = {
     await connectEvents.start();
     presence.start();
     // A stored report of an install's outcome finishes the device's campaign step.
-    const reports = {
-      report: async (tenantId: string, deviceId: string, reported: JsonObject) => {
-        const outcome = await twins.report(tenantId, deviceId, reported);
-        if (outcome === 'stored') await campaigns.reported(tenantId, deviceId, reported);
-        return outcome;
-      },
-    };
-    const stateReports = new StateReports(nats, reports, log);
+    const stateReports = new StateReports(nats, campaigns.reportsOf(twins), log);
     stateReports.start();
     await directory.resync(store.scanAll(500));
     jobRunner.start();

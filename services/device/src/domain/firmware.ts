@@ -5,6 +5,7 @@ import type { JobStore } from '../store/job-store';
 import type { DeviceTypes } from './device-types';
 import { DEFAULT_JOB_TTL_MS, DEFAULT_MAX_IN_FLIGHT, JobCounts, JobDeviceState, Jobs, JobSpec, MAX_JOB_DEVICES, watchProgress } from './jobs';
 import type { JsonObject } from './model';
+import type { Twins } from './twins';
 
 /** A firmware artefact as CreateFirmware stores it. */
 export interface FirmwareSpec {
@@ -158,6 +159,8 @@ export interface CampaignDeps {
   jobStore: JobStore;
   firmware: Firmware;
   jobs: Pick<Jobs, 'targets' | 'cancel'>;
+  /** Sends a device its desired state again. */
+  twins: Pick<Twins, 'connected'>;
   log: Logger;
   /** Told when a stage's job was created or a device's step finished (to run the job engine at once). */
   onJobsChanged?: () => void;
@@ -177,9 +180,25 @@ export class Campaigns {
 
   constructor(private readonly deps: CampaignDeps) {}
 
-  /** Advances the running campaigns every `pollMs` (and on {@link wake}). */
+  /**
+   * Advances the running campaigns every `pollMs` (and on {@link wake}).
+   * First it sends every device with an install under way its desired state
+   * again: state reports are core NATS messages, so one sent while no replica
+   * listened is gone, and the device answers a repeated desired state with
+   * its report.
+   */
   start(pollMs = 1000): void {
     this.timer = setInterval(() => this.wake(), pollMs);
+    this.passing = this.resendAwaiting()
+      .catch((err: Error) => this.deps.log.warn({ err: err.message }, 'resending desired firmware failed'))
+      .finally(() => (this.passing = undefined));
+  }
+
+  private async resendAwaiting(): Promise<void> {
+    const awaiting = await this.deps.store.awaitingDevices();
+    for (let i = 0; i < awaiting.length; i += 64) {
+      await Promise.all(awaiting.slice(i, i + 64).map((d) => this.deps.twins.connected(d.tenantId, d.deviceId)));
+    }
   }
 
   /** Runs a pass of {@link advance} unless one is under way. */
@@ -281,6 +300,29 @@ export class Campaigns {
   /** Calls `send` with the campaign now and whenever its progress changed, until it ended or `signal` aborted. */
   async watch(tenantId: string, id: string, send: (c: CampaignRecord) => Promise<void>, signal: AbortSignal, everyMs = 500): Promise<void> {
     await watchProgress(() => this.get(tenantId, id), (c) => [c.state, c.stage, c.counts], send, signal, everyMs);
+  }
+
+  /**
+   * `twins.report` for the state-report consumer: each device's reports are
+   * stored one after another in arrival order (a device reports
+   * downloading, installing, succeeded within milliseconds, and the last
+   * must be the one kept), and a stored report goes on to {@link reported}.
+   */
+  reportsOf(twins: Pick<Twins, 'report'>): Pick<Twins, 'report'> {
+    const tails = new Map<string, Promise<unknown>>();
+    return {
+      report: (tenantId, deviceId, reported) => {
+        const key = `${tenantId}.${deviceId}`;
+        const run = (tails.get(key) ?? Promise.resolve()).catch(() => undefined).then(async () => {
+          const outcome = await twins.report(tenantId, deviceId, reported);
+          if (outcome === 'stored') await this.reported(tenantId, deviceId, reported);
+          return outcome;
+        });
+        tails.set(key, run);
+        void run.finally(() => tails.get(key) === run && tails.delete(key)).catch(() => undefined);
+        return run;
+      },
+    };
   }
 
   /** A device's reported state: a finished install of a version ends its step in the campaigns awaiting that version. */

@@ -18,6 +18,8 @@ export interface FirmwareStore {
   /** Both stages' devices in rollout order. */
   campaignDevices(tenantId: string, campaign: CampaignRecord, afterSeq: string | undefined, limit: number): Promise<CampaignDeviceRecord[]>;
   runningCampaigns(): Promise<CampaignRecord[]>;
+  /** Devices whose firmware step was sent and awaits their report, of every tenant. */
+  awaitingDevices(): Promise<{ tenantId: string; deviceId: string }[]>;
   /**
    * Runs `step` with the campaign's row locked while it is still running;
    * what `step` returns is written (state, stage, reason). False when it was
@@ -198,6 +200,14 @@ export class PgFirmwareStore implements FirmwareStore {
   async runningCampaigns(): Promise<CampaignRecord[]> {
     const { rows } = await this.pool.query(`${CAMPAIGN_SELECT} WHERE c.state = 'running' ORDER BY c.seq`);
     return rows.map(toCampaign);
+  }
+
+  async awaitingDevices(): Promise<{ tenantId: string; deviceId: string }[]> {
+    const { rows } = await this.pool.query(
+      `SELECT DISTINCT jd.tenant_id, jd.device_id FROM jobs j JOIN job_devices jd ON jd.tenant_id = j.tenant_id AND jd.job_id = j.id
+       WHERE j.state = 'running' AND j.await_firmware <> '' AND jd.state = 'sent'`,
+    );
+    return rows.map((r) => ({ tenantId: r.tenant_id, deviceId: r.device_id }));
   }
 
   async advance(tenantId: string, id: string, step: (c: CampaignRecord) => Promise<{ state: CampaignState; stage: CampaignStage; reason: string } | undefined>): Promise<boolean> {
