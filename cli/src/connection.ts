@@ -4,6 +4,7 @@ import { CredentialServiceClient } from '../../gen/ts/iot/device/v1/credential';
 import { DeviceServiceClient } from '../../gen/ts/iot/device/v1/device';
 import { DeviceTypeServiceClient } from '../../gen/ts/iot/device/v1/device_types';
 import { GroupServiceClient } from '../../gen/ts/iot/device/v1/groups';
+import { CampaignServiceClient, FirmwareServiceClient } from '../../gen/ts/iot/device/v1/firmware';
 import { JobServiceClient } from '../../gen/ts/iot/device/v1/jobs';
 import { ProvisioningServiceClient } from '../../gen/ts/iot/device/v1/provisioning';
 import { AlertServiceClient } from '../../gen/ts/iot/monitoring/v1/alerts';
@@ -114,6 +115,12 @@ export class Connection {
   }
   get jobs(): JobServiceClient {
     return this.client(JobServiceClient, 'device');
+  }
+  get firmware(): FirmwareServiceClient {
+    return this.client(FirmwareServiceClient, 'device');
+  }
+  get campaigns(): CampaignServiceClient {
+    return this.client(CampaignServiceClient, 'device');
   }
   get provisioning(): ProvisioningServiceClient {
     return this.client(ProvisioningServiceClient, 'device');

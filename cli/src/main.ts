@@ -7,6 +7,7 @@ import { alertCommands } from './commands/alerts';
 import { deadLetterCommands } from './commands/dead-letters';
 import { authCommands } from './commands/auth';
 import { deviceCommands } from './commands/devices';
+import { campaignCommands, firmwareCommands } from './commands/firmware';
 import { fleetCommands } from './commands/fleet';
 import { jobCommands } from './commands/jobs';
 import { retentionCommands } from './commands/retention';
@@ -45,6 +46,8 @@ export function buildProgram(): Command {
   deviceCommands(program);
   fleetCommands(program);
   jobCommands(program);
+  firmwareCommands(program);
+  campaignCommands(program);
   telemetryCommands(program);
   alertCommands(program);
   ruleCommands(program);

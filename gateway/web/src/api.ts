@@ -6,6 +6,7 @@ import { CredentialService } from '../../../gen/es/iot/device/v1/credential_pb';
 import { DeviceService } from '../../../gen/es/iot/device/v1/device_pb';
 import { DeviceSessionService } from '../../../gen/es/iot/device/v1/sessions_pb';
 import { DeviceTypeService } from '../../../gen/es/iot/device/v1/device_types_pb';
+import { CampaignService, FirmwareService } from '../../../gen/es/iot/device/v1/firmware_pb';
 import { GroupService } from '../../../gen/es/iot/device/v1/groups_pb';
 import { JobService } from '../../../gen/es/iot/device/v1/jobs_pb';
 import { ProvisioningService } from '../../../gen/es/iot/device/v1/provisioning_pb';
@@ -84,6 +85,8 @@ export const api = {
   deviceTypes: createClient(DeviceTypeService, transport),
   groups: createClient(GroupService, transport),
   jobs: createClient(JobService, transport),
+  firmware: createClient(FirmwareService, transport),
+  campaigns: createClient(CampaignService, transport),
   provisioning: createClient(ProvisioningService, transport),
   telemetry: createClient(TelemetryService, transport),
   alerts: createClient(AlertService, transport),

@@ -10,6 +10,7 @@ import { DevicePage } from './device';
 import { DeviceTypesPage } from './device-types';
 import { DevicesPage } from './devices';
 import { ExportPage } from './export';
+import { FirmwarePage } from './firmware';
 import { GroupsPage } from './groups';
 import { JobsPage } from './jobs';
 import { LoginPage } from './login';
@@ -36,6 +37,7 @@ const PAGES: Array<{ path: string; element: ReactElement; nav?: string; visible?
   { path: '/device-types', element: <DeviceTypesPage />, nav: 'Types' },
   { path: '/groups', element: <GroupsPage />, nav: 'Groups' },
   { path: '/jobs', element: <JobsPage />, nav: 'Jobs' },
+  { path: '/firmware', element: <FirmwarePage />, nav: 'Firmware' },
   { path: '/provisioning', element: <ProvisioningPage />, nav: 'Provisioning' },
   { path: '/alerts', element: <AlertsPage />, nav: 'Alerts' },
   { path: '/rules', element: <RulesPage />, nav: 'Rules' },

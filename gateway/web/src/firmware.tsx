@@ -1,0 +1,241 @@
+import { FormEvent, useEffect, useState } from 'react';
+import { Campaign, CampaignDevice, CampaignStage, CampaignState, Firmware } from '../../../gen/es/iot/device/v1/firmware_pb';
+import { JobDeviceState } from '../../../gen/es/iot/device/v1/jobs_pb';
+import { api, errorMessage } from './api';
+import { TableHead } from './components/table-head';
+import { useAbilities } from './principal';
+
+const stateName = (s: CampaignState) => CampaignState[s]?.replace('CAMPAIGN_STATE_', '').toLowerCase() ?? '';
+const stageName = (s: CampaignStage) => CampaignStage[s]?.replace('CAMPAIGN_STAGE_', '').toLowerCase() ?? '';
+const deviceStateName = (s: JobDeviceState) => JobDeviceState[s]?.replace('JOB_DEVICE_STATE_', '').toLowerCase().replace('_', ' ') ?? '';
+
+/** `8/10 done · 7 ok · 1 failed · …` for a campaign's counts. */
+function countsText(c: Campaign): string {
+  const n = c.counts;
+  if (!n) return '';
+  return `${n.succeeded + n.failed + n.timedOut + n.cancelled}/${n.total} done · ${n.succeeded} ok · ${n.failed} failed · ${n.timedOut} timed out · ${n.cancelled} cancelled · ${n.sent} updating · ${n.queued} queued`;
+}
+
+/** Share of a campaign's devices finished, 0–100. */
+function percentDone(c: Campaign): number {
+  const n = c.counts;
+  if (!n || n.total === 0) return 0;
+  return Math.round(((n.succeeded + n.failed + n.timedOut + n.cancelled) * 100) / n.total);
+}
+
+const EMPTY_FIRMWARE = { version: '', deviceTypeId: '', url: '', sizeBytes: '', sha256: '' };
+const EMPTY_CAMPAIGN = { firmwareId: '', groupId: '', deviceIds: '', canaryPercent: '10', maxConcurrent: '', failurePercent: '20', expireHours: '' };
+
+/** Firmware artefacts and staged campaigns: create them, follow a campaign's progress live and each device's result. */
+export function FirmwarePage() {
+  const { canOperate } = useAbilities();
+  const [firmware, setFirmware] = useState<Firmware[]>([]);
+  const [campaigns, setCampaigns] = useState<Campaign[]>([]);
+  const [selected, setSelected] = useState<Campaign>();
+  const [devices, setDevices] = useState<CampaignDevice[]>([]);
+  const [fwForm, setFwForm] = useState(EMPTY_FIRMWARE);
+  const [form, setForm] = useState(EMPTY_CAMPAIGN);
+  const [error, setError] = useState('');
+
+  async function load() {
+    try {
+      setFirmware((await api.firmware.listFirmware({ page: { pageSize: 100 } })).firmware);
+      setCampaigns((await api.campaigns.listCampaigns({ page: { pageSize: 100 } })).campaigns);
+    } catch (err) {
+      setError(errorMessage(err));
+    }
+  }
+  useEffect(() => void load(), []);
+
+  // The selected campaign's progress as the server streams it (the stream ends with the campaign).
+  const selectedId = selected?.id;
+  useEffect(() => {
+    if (!selectedId) return;
+    const abort = new AbortController();
+    void (async () => {
+      try {
+        for await (const { campaign } of api.campaigns.watchCampaign({ id: selectedId }, { signal: abort.signal })) {
+          if (!campaign) continue;
+          setSelected(campaign);
+          setCampaigns((all) => all.map((c) => (c.id === campaign.id ? campaign : c)));
+          setDevices((await api.campaigns.listCampaignDevices({ id: selectedId, page: { pageSize: 1000 } })).devices);
+        }
+      } catch (err) {
+        if (!abort.signal.aborted) setError(errorMessage(err));
+      }
+    })();
+    return () => abort.abort();
+  }, [selectedId]);
+
+  async function createFirmware(e: FormEvent) {
+    e.preventDefault();
+    setError('');
+    try {
+      await api.firmware.createFirmware({
+        firmware: { version: fwForm.version.trim(), deviceTypeId: fwForm.deviceTypeId.trim(), url: fwForm.url.trim(), sizeBytes: BigInt(Number(fwForm.sizeBytes) || 0), sha256: fwForm.sha256.trim().toLowerCase() },
+      });
+      setFwForm(EMPTY_FIRMWARE);
+      await load();
+    } catch (err) {
+      setError(errorMessage(err));
+    }
+  }
+
+  async function removeFirmware(id: string) {
+    try {
+      await api.firmware.deleteFirmware({ id });
+      await load();
+    } catch (err) {
+      setError(errorMessage(err));
+    }
+  }
+
+  async function createCampaign(e: FormEvent) {
+    e.preventDefault();
+    setError('');
+    try {
+      const ids = form.deviceIds
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
+      const { campaign } = await api.campaigns.createCampaign({
+        campaign: {
+          firmwareId: form.firmwareId,
+          groupId: form.groupId.trim(),
+          deviceIds: ids,
+          canaryPercent: Number(form.canaryPercent) || 0,
+          maxConcurrent: Number(form.maxConcurrent) || 0,
+          failureThresholdPercent: Number(form.failurePercent) || 0,
+          expireTime: form.expireHours ? { seconds: BigInt(Math.floor(Date.now() / 1000 + Number(form.expireHours) * 3600)), nanos: 0 } : undefined,
+        },
+      });
+      setForm(EMPTY_CAMPAIGN);
+      await load();
+      if (campaign) setSelected(campaign);
+    } catch (err) {
+      setError(errorMessage(err));
+    }
+  }
+
+  async function cancel(id: string) {
+    try {
+      await api.campaigns.cancelCampaign({ id });
+      await load();
+    } catch (err) {
+      setError(errorMessage(err));
+    }
+  }
+
+  const setFw = (key: keyof typeof EMPTY_FIRMWARE) => (e: { target: { value: string } }) => setFwForm({ ...fwForm, [key]: e.target.value });
+  const set = (key: keyof typeof EMPTY_CAMPAIGN) => (e: { target: { value: string } }) => setForm({ ...form, [key]: e.target.value });
+
+  return (
+    <section>
+      <h1>Firmware</h1>
+      {error && (
+        <p className="error" role="alert">
+          {error}
+        </p>
+      )}
+      <table data-testid="firmware-list">
+        <TableHead columns={['Version', 'Device type', 'Size', 'SHA-256', 'URL', '']} />
+        <tbody>
+          {firmware.map((f) => (
+            <tr key={f.id} data-testid={`firmware-${f.id}`}>
+              <td>{f.version}</td>
+              <td>{f.deviceTypeId}</td>
+              <td>{f.sizeBytes.toString()}</td>
+              <td>
+                <code title={f.sha256}>{f.sha256.slice(0, 12)}…</code>
+              </td>
+              <td>
+                <a href={f.url}>{f.url}</a>
+              </td>
+              <td>
+                {canOperate && <button onClick={() => setForm({ ...form, firmwareId: f.id })}>Roll out…</button>}{' '}
+                {canOperate && <button onClick={() => void removeFirmware(f.id)}>Delete</button>}
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {canOperate && (
+        <form className="inline-form" onSubmit={createFirmware} aria-label="create firmware" data-testid="create-firmware">
+          <input value={fwForm.version} placeholder="version" aria-label="Version" onChange={setFw('version')} />
+          <input value={fwForm.deviceTypeId} placeholder="device type id" aria-label="Device type" onChange={setFw('deviceTypeId')} />
+          <input value={fwForm.url} placeholder="https://…/image.bin" aria-label="URL" onChange={setFw('url')} />
+          <input value={fwForm.sizeBytes} placeholder="size in bytes" aria-label="Size" onChange={setFw('sizeBytes')} />
+          <input value={fwForm.sha256} placeholder="SHA-256 (hex)" aria-label="SHA-256" onChange={setFw('sha256')} />
+          <button type="submit">Add firmware</button>
+        </form>
+      )}
+
+      <h2>Campaigns</h2>
+      <table data-testid="campaign-list">
+        <TableHead columns={['Created', 'Version', 'Target', 'State', 'Stage', 'Progress', '']} />
+        <tbody>
+          {campaigns.map((c) => (
+            <tr key={c.id} data-testid={`campaign-${c.id}`}>
+              <td>{c.createTime ? new Date(Number(c.createTime.seconds) * 1000).toLocaleString() : ''}</td>
+              <td>{c.version}</td>
+              <td>{c.groupId ? `group ${c.groupId}` : 'device list'}</td>
+              <td title={c.reason}>{stateName(c.state)}</td>
+              <td>{stageName(c.stage)}</td>
+              <td>
+                <progress max={100} value={percentDone(c)} aria-label="progress" /> {countsText(c)}
+              </td>
+              <td>
+                <button onClick={() => setSelected(c)}>Devices</button>{' '}
+                {canOperate && c.state === CampaignState.RUNNING && <button onClick={() => void cancel(c.id)}>Cancel</button>}
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {selected && (
+        <div data-testid="campaign-devices">
+          <h2>
+            Campaign {selected.id} ({selected.version}): {stateName(selected.state)}, {stageName(selected.stage)} stage
+          </h2>
+          <p className="muted">
+            {countsText(selected)} {selected.reason && `· ${selected.reason}`}
+          </p>
+          <table>
+            <TableHead columns={['Device', 'Stage', 'State', 'Reason']} />
+            <tbody>
+              {devices.map((d) => (
+                <tr key={d.deviceId}>
+                  <td>
+                    <a href={`#/devices/${encodeURIComponent(d.deviceId)}`}>{d.deviceId}</a>
+                  </td>
+                  <td>{stageName(d.stage)}</td>
+                  <td>{deviceStateName(d.state)}</td>
+                  <td>{d.reason}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+      {canOperate && (
+        <form className="inline-form" onSubmit={createCampaign} aria-label="create campaign" data-testid="create-campaign">
+          <select value={form.firmwareId} aria-label="Firmware" onChange={set('firmwareId')}>
+            <option value="">firmware…</option>
+            {firmware.map((f) => (
+              <option key={f.id} value={f.id}>
+                {f.version} ({f.deviceTypeId})
+              </option>
+            ))}
+          </select>
+          <input value={form.groupId} placeholder="group id" aria-label="Group" onChange={set('groupId')} />
+          <input value={form.deviceIds} placeholder="or device ids: a, b" aria-label="Devices" onChange={set('deviceIds')} />
+          <input value={form.canaryPercent} placeholder="canary %" aria-label="Canary percent" onChange={set('canaryPercent')} />
+          <input value={form.maxConcurrent} placeholder="max concurrent (50)" aria-label="Max concurrent" onChange={set('maxConcurrent')} />
+          <input value={form.failurePercent} placeholder="abort above % failed" aria-label="Failure threshold" onChange={set('failurePercent')} />
+          <input value={form.expireHours} placeholder="expires in hours (24)" aria-label="Expiry" onChange={set('expireHours')} />
+          <button type="submit">Start campaign</button>
+        </form>
+      )}
+    </section>
+  );
+}
