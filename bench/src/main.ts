@@ -30,6 +30,7 @@ async function main(): Promise<number> {
   }
   const smoke = !!values.smoke || process.env.BENCH_SMOKE === '1';
   const profile = !!values.profile || process.env.BENCH_PROFILE === '1';
+  if (profile) process.env.BENCH_PROFILE = '1';
   const machine = machineInfo();
   process.stdout.write(`machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGb} GB, ${machine.os}, node ${machine.node}; load average ${machine.loadAtStart.join(' ')}\n\n`);
   const results = await runScenarios(positionals, { smoke, profile, log: (line) => process.stderr.write(`${line}\n`) }, (result) => {

@@ -19,6 +19,15 @@ export const RUN_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'iot-bench-'));
 /** How long a stopped process may take before it is killed. */
 export const STOP_GRACE_MS = 5000;
 
+/**
+ * The grace when stopping the platform's processes: longer while profiling,
+ * since node writes a --cpu-prof profile only on a clean exit, and a
+ * service killed after 5 s on a loaded machine left none.
+ */
+function platformGraceMs(): number {
+  return process.env.BENCH_PROFILE === '1' ? 60_000 : STOP_GRACE_MS;
+}
+
 /** Starts a TypeScript entry point (repository-relative) with node + tsx, logging to a file under {@link RUN_DIR}. */
 export async function startNode(name: string, entry: string, env: Record<string, string>, nodeArgs: string[] = [], args: string[] = []): Promise<BenchProcess> {
   const proc = new ManagedProcess(
@@ -76,6 +85,6 @@ export async function startService(name: string, env: Record<string, string>, op
 
 /** Stops processes in reverse order, ignoring failures. */
 export async function stopAll(processes: Array<BenchProcess | undefined>): Promise<void> {
-  for (const p of [...processes].reverse()) await p?.stop(STOP_GRACE_MS).catch(() => undefined);
+  for (const p of [...processes].reverse()) await p?.stop(platformGraceMs()).catch(() => undefined);
   await sleep(10);
 }
