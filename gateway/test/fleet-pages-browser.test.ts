@@ -30,7 +30,7 @@ describe('fleet pages in Chromium', () => {
     world = await startConsoleWorld();
     ({ mesh, tenant, gateway } = world);
     fs.mkdirSync(SCREENSHOTS, { recursive: true });
-  }, 90_000);
+  }, 120_000);
 
   afterAll(async () => {
     await world?.close();
@@ -111,10 +111,13 @@ describe('fleet pages in Chromium', () => {
     await keyForm.getByLabel('Labels').fill('line=1');
     await keyForm.getByRole('button', { name: 'Create key' }).click();
     await created(page, page.getByTestId('provisioning-secret'));
-    expect((await page.getByTestId('provisioning-secret').textContent())?.length).toBeGreaterThan(20);
+    const secret = await page.getByTestId('provisioning-secret').getByRole('textbox', { name: 'Provisioning key' }).inputValue();
+    expect(secret.length).toBeGreaterThan(20);
     const [key] = (await api('GET', '/v1/provisioningKeys')).json.provisioningKeys;
     expect(key).toMatchObject({ name: 'line 1', labels: { line: '1' }, state: 'PROVISIONING_KEY_STATE_ACTIVE' });
     await shot(page, 'provisioning');
+    await page.getByTestId('provisioning-secret').getByRole('button', { name: 'Done' }).click();
+    await page.getByTestId('provisioning-secret').waitFor({ state: 'detached' });
     await confirm(page.getByTestId(`provisioning-key-${key.id}`), 'Revoke');
     await waitFor(async () => (await api('GET', '/v1/provisioningKeys')).json.provisioningKeys[0].state === 'PROVISIONING_KEY_STATE_REVOKED', 'the key revoked');
     await page.getByTestId(`provisioning-key-${key.id}`).getByRole('button', { name: 'Revoke' }).waitFor({ state: 'detached' });
@@ -173,6 +176,10 @@ describe('fleet pages in Chromium', () => {
     await confirm(page.getByTestId('bulk-actions'), 'Delete selected');
     await page.getByTestId('device-row-south-1').waitFor({ state: 'detached' });
     expect((await api('GET', '/v1/devices')).json.devices.map((d: { id: string }) => d.id).sort()).toEqual(['north-1', 'north-2']);
+    // The same over REST: CountDevices and a sorted ListDevices.
+    expect((await api('GET', '/v1/devices:count?labels[site]=north')).json).toEqual({ count: '2' });
+    expect((await api('GET', `/v1/devices?orderBy=${encodeURIComponent('name desc')}`)).json.devices.map((d: { id: string }) => d.id)).toEqual(['north-2', 'north-1']);
+    expect((await api('GET', '/v1/devices?orderBy=labels')).status).toBe(400);
 
     // Dead letters: refused telemetry listed with its reason, counted per reason on the overview with the ingest rate.
     // (Monitoring runs on its own NATS here: the devices enter its directory as the device service would put them.)

@@ -57,11 +57,12 @@ export const deviceListScenario: Scenario = {
            FROM generate_series(1, $2) AS n`,
         [tenantId, count],
       );
-      await db.query('ANALYZE device.devices');
+      // VACUUM as autovacuum would have by then: it sets the visibility map, so counts can be index-only scans.
+      await db.query('VACUUM ANALYZE device.devices');
     } finally {
       await db.end();
     }
-    notes.push(`${count.toLocaleString('en-US')} device rows written in ${((nowMs() - seedStarted) / 1000).toFixed(1)} s (one INSERT … generate_series; ANALYZE after)`);
+    notes.push(`${count.toLocaleString('en-US')} device rows written in ${((nowMs() - seedStarted) / 1000).toFixed(1)} s (one INSERT … generate_series; VACUUM ANALYZE after)`);
 
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     const base = `${platform.gateway.url}/v1/devices`;

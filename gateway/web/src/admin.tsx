@@ -5,6 +5,7 @@ import { ApiKey } from '../../../gen/es/iot/signing/v1/api_keys_pb';
 import { AuditEvent } from '../../../gen/es/iot/signing/v1/audit_pb';
 import { Tenant, User } from '../../../gen/es/iot/signing/v1/auth_pb';
 import { ConfirmButton } from './components/confirm-button';
+import { SecretPanel } from './components/secret-panel';
 import { TableHead } from './components/table-head';
 import { api, errorMessage } from './api';
 import { formatTime, pretty } from './format';
@@ -157,11 +158,17 @@ function ApiKeysCard() {
         <button type="submit">Create API key</button>
       </form>
       {secret && (
-        <div className="card credential" data-testid="api-key-secret">
-          <p className="warning">The secret of {secret.name} is shown once. Copy it now; send it as <code>Authorization: ApiKey &lt;secret&gt;</code>.</p>
-          <textarea readOnly value={secret.secret} rows={2} aria-label="API key secret" />
-          <button onClick={() => setSecret(undefined)}>Done</button>
-        </div>
+        <SecretPanel
+          testId="api-key-secret"
+          warning={
+            <>
+              The secret of {secret.name} is shown once. Copy it now; send it as <code>Authorization: ApiKey &lt;secret&gt;</code>.
+            </>
+          }
+          label="API key secret"
+          secret={secret.secret}
+          onClose={() => setSecret(undefined)}
+        />
       )}
       <table>
         <TableHead columns={['Name', 'Prefix', 'Role', 'Expires', 'Last used', '']} />

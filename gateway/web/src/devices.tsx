@@ -1,6 +1,7 @@
 import { FormEvent, useEffect, useRef, useState } from 'react';
 import { Link, useNavigate } from 'react-router';
 import { ConfirmButton } from './components/confirm-button';
+import { SecretPanel } from './components/secret-panel';
 import { useVirtualizer } from '@tanstack/react-virtual';
 import { CredentialKind } from '../../../gen/es/iot/device/v1/credential_pb';
 import { Device, DeviceCredential, DeviceEventType, DeviceStatus } from '../../../gen/es/iot/device/v1/device_pb';
@@ -29,19 +30,21 @@ export function mosquittoPubLine(credential: DeviceCredential): string {
 /** Shown once after creation: the secret is not retrievable later. */
 export function CredentialPanel({ credential, onClose }: { credential: DeviceCredential; onClose: () => void }) {
   return (
-    <div className="card credential" data-testid="credential" data-device-id={credential.deviceId} data-tenant-id={credential.tenantId} data-mqtt-url={credential.mqttUrl}>
-      <h2>Credential for {credential.deviceId}</h2>
-      <p className="warning">This token is shown once. Copy it now; rotate the credential if it is lost.</p>
-      <label>
-        Token
-        <textarea readOnly value={credential.token} rows={3} data-testid="credential-token" />
-      </label>
+    <SecretPanel
+      testId="credential"
+      attributes={{ 'data-device-id': credential.deviceId, 'data-tenant-id': credential.tenantId, 'data-mqtt-url': credential.mqttUrl }}
+      title={`Credential for ${credential.deviceId}`}
+      warning="This token is shown once. Copy it now; rotate the credential if it is lost."
+      label="Token"
+      secret={credential.token}
+      valueTestId="credential-token"
+      onClose={onClose}
+    >
       <label>
         Publish a test reading
         <textarea readOnly value={mosquittoPubLine(credential)} rows={4} data-testid="mosquitto-pub" />
       </label>
-      <button onClick={onClose}>Done</button>
-    </div>
+    </SecretPanel>
   );
 }
 

@@ -2,6 +2,7 @@ import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { FormEvent, useEffect, useState } from 'react';
 import { ProvisioningKey, ProvisioningKeyState } from '../../../gen/es/iot/device/v1/provisioning_pb';
 import { ConfirmButton } from './components/confirm-button';
+import { SecretPanel } from './components/secret-panel';
 import { TableHead } from './components/table-head';
 import { api, errorMessage } from './api';
 import { formatTime } from './format';
@@ -72,10 +73,7 @@ export function ProvisioningPage() {
         </p>
       )}
       {secret && (
-        <div className="card credential" data-testid="provisioning-secret">
-          <p className="warning">This key is shown once. Copy it now; only its hash is kept.</p>
-          <code>{secret}</code>
-        </div>
+        <SecretPanel testId="provisioning-secret" warning="This key is shown once. Copy it now; only its hash is kept." label="Provisioning key" secret={secret} onClose={() => setSecret('')} />
       )}
       <table data-testid="provisioning-key-list">
         <TableHead columns={['Name', 'Key', 'State', 'Devices', 'Claims', 'Labels', 'Expires', '']} />

@@ -1,6 +1,7 @@
 import { FormEvent, useEffect, useState } from 'react';
 import { Delivery, DeliveryState, DryRunRuleResponse, NotificationChannel, Rule, RuleAction } from '../../../gen/es/iot/monitoring/v1/rules_pb';
 import { ConfirmButton } from './components/confirm-button';
+import { SecretPanel } from './components/secret-panel';
 import { TableHead } from './components/table-head';
 import { api, errorMessage } from './api';
 import { parseLabels } from './devices';
@@ -176,9 +177,7 @@ function RulesCard() {
         />
       )}
       {secret && (
-        <p data-testid="webhook-secret">
-          Webhook signing secret (shown once): <code>{secret}</code>
-        </p>
+        <SecretPanel testId="webhook-secret" warning="The webhook's signing secret is shown once. Copy it now to verify the deliveries' signatures." label="Webhook signing secret" secret={secret} onClose={() => setSecret('')} />
       )}
       {error && <p className="error" role="alert">{error}</p>}
       <table data-testid="cel-rule-list">
