@@ -29,6 +29,14 @@ export const upEnv = {
   UP_NATS_PORT: env.port(4223),
   UP_NATS_MQTT_PORT: env.port(1884),
   UP_NATS_HTTP_PORT: env.port(8223),
+  /**
+   * Clustered mode (also `npm run up -- --cluster`): three NATS nodes (node i
+   * on each UP_NATS_*_PORT + i), streams with three replicas, two replicas of
+   * every service. README "Clustered mode".
+   */
+  UP_CLUSTER: env.bool(false),
+  /** First NATS node's route port in clustered mode (the others: +1, +2). */
+  UP_NATS_CLUSTER_PORT: env.port(6223),
   /** `operator`: decentralised JWT auth (keys from `npm run setup:nats` under <data>/nats/auth); `none`: an open server. */
   UP_NATS_AUTH: env.oneOf(['operator', 'none'] as const, 'operator'),
   UP_POSTGRES_PORT: env.port(5433),

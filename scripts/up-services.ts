@@ -54,6 +54,13 @@ export interface GrpcServiceOptions {
   extraRows?: (config: UpConfig, ports: Record<string, number>) => Array<{ name: string; address: string; port: number; detail?: string }>;
   /** The service's own variables, computed when it starts (after everything before it is up). */
   env?: (ctx: UpContext) => Record<string, string> | Promise<Record<string, string>>;
+  /**
+   * A further replica (clustered mode): 1 for the second. It binds ports of
+   * its own choosing (every configured port is the first replica's), is named
+   * `<name>-<replica+1>`, and leaves `ctx.addresses` and `<NAME>_ADDRESS` to
+   * the first replica.
+   */
+  replica?: number;
 }
 
 /**
@@ -66,17 +73,18 @@ export interface GrpcServiceOptions {
  */
 export function grpcService(options: GrpcServiceOptions): Component {
   return {
-    name: options.name,
+    name: options.replica ? `${options.name}-${options.replica + 1}` : options.name,
     async start(ctx) {
       const variables = portVariables(options.name);
-      const configuredPort = ctx.config[variables.grpc];
-      const configuredMetricsPort = ctx.config[variables.metrics];
-      const extraPorts = options.extraPorts?.(ctx.config) ?? [];
+      const label = options.replica ? `${options.name}-${options.replica + 1}` : options.name;
+      const configuredPort = options.replica ? 0 : ctx.config[variables.grpc];
+      const configuredMetricsPort = options.replica ? 0 : ctx.config[variables.metrics];
+      const extraPorts = (options.extraPorts?.(ctx.config) ?? []).map((extra) => (options.replica ? { ...extra, port: 0 } : extra));
       await ensurePortFree(configuredPort, variables.grpc);
       await ensurePortFree(configuredMetricsPort, variables.metrics);
       for (const extra of extraPorts) await ensurePortFree(extra.port, extra.variable);
       const proc = await ctx.spawn({
-        name: options.name,
+        name: label,
         command: process.execPath,
         args: [...(options.nodeOptions ?? []), ...nodeEntry(options.entry)],
         cwd: repoRoot(),
@@ -88,21 +96,23 @@ export function grpcService(options: GrpcServiceOptions): Component {
       const extraBound: Record<string, number> = {};
       for (const extra of extraPorts) extraBound[extra.variable] = await boundPort(extra.port, extra.report);
       const address = `${LOCAL}:${port}`;
-      await waitUntil(`${options.name} health`, async () => (await checkHealth(address, '', 1000)) === 'SERVING', {
+      await waitUntil(`${label} health`, async () => (await checkHealth(address, '', 1000)) === 'SERVING', {
         timeoutMs: ctx.config.UP_START_TIMEOUT_MS,
         signal: ctx.signal,
         intervalMs: 250,
         failed: () => (proc.running ? undefined : `exited (${proc.exitDescription})`),
       });
-      ctx.addresses[options.name] = address;
-      // Later children find it the way services find signing: SIGNING_ADDRESS, DEVICE_ADDRESS…
-      ctx.env[`${options.name.toUpperCase()}_ADDRESS`] = address;
+      if (!options.replica) {
+        ctx.addresses[options.name] = address;
+        // Later children find it the way services find signing: SIGNING_ADDRESS, DEVICE_ADDRESS…
+        ctx.env[`${options.name.toUpperCase()}_ADDRESS`] = address;
+      }
       const extraRows = [];
-      const rows = [{ name: `${options.name} metrics`, address: `http://${LOCAL}:${metricsPort}/metrics`, port: metricsPort }, ...(options.extraRows?.(ctx.config, extraBound) ?? [])];
+      const rows = [{ name: `${label} metrics`, address: `http://${LOCAL}:${metricsPort}/metrics`, port: metricsPort }, ...(options.extraRows?.(ctx.config, extraBound) ?? [])];
       for (const { port: extraPort, ...row } of rows) {
         extraRows.push({ state: (await portAnswers(extraPort)) ? 'listening' : 'closed', pid: proc.pid, ...row });
       }
-      return { rows: [{ name: options.name, state: 'SERVING', address, pid: proc.pid, detail: displayPath(proc.logFile) }, ...extraRows] };
+      return { rows: [{ name: label, state: 'SERVING', address, pid: proc.pid, detail: displayPath(proc.logFile) }, ...extraRows] };
     },
   };
 }

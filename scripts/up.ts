@@ -15,7 +15,8 @@ import { natsServer, postgresServer, redisServer } from './up-servers';
 import { dashboardAndGateway } from './up-gateway';
 import { simulatedFleet } from './up-fleet';
 import { adminBootstrap, bootstrapToken, grpcService, keyEncryptionKey } from './up-services';
-import { Component, runStack, together } from './up-stack';
+import { Component, runStack, together, UpContext } from './up-stack';
+import { clusterServiceEnv, natsClusterServer } from './up-cluster';
 
 /**
  * Everything the up-command runs, in start order (stopped in reverse). Each
@@ -27,37 +28,46 @@ import { Component, runStack, together } from './up-stack';
 export function components(config: UpConfig): Component[] {
   // The dashboard builds (when it has no build yet) while the rest starts; the gateway comes last.
   const edge = dashboardAndGateway();
-  return [
-    edge.build,
-    together('nats + postgres + redis', [natsServer(config.UP_NATS_AUTH === 'operator' ? natsOperatorAuth : undefined), postgresServer(), redisServer()]),
+  const auth = config.UP_NATS_AUTH === 'operator' ? natsOperatorAuth : undefined;
+  // Clustered mode: a second replica of each service, given the NATS nodes in another order.
+  const replicas = config.UP_CLUSTER ? [0, 1] : [0];
+  const clusterEnv = (ctx: UpContext, replica: number) => (config.UP_CLUSTER ? clusterServiceEnv(ctx, replica) : {});
+  const signing = (replica: number) =>
     grpcService({
       name: 'signing',
       entry: 'services/signing/src/main',
+      replica,
       extraPorts: (c) => [{ port: c.SIGNING_HTTP_PORT, variable: 'SIGNING_HTTP_PORT', report: 'http listening' }],
       extraRows: (_c, ports) => [{ name: 'signing jwks', address: `http://127.0.0.1:${ports.SIGNING_HTTP_PORT}/.well-known/jwks.json`, port: ports.SIGNING_HTTP_PORT }],
-      env: () => ({
+      env: (ctx) => ({
+        ...clusterEnv(ctx, replica),
         SIGNING_BOOTSTRAP_TOKEN: bootstrapToken(config),
         SIGNING_KEY_ENCRYPTION_KEY: keyEncryptionKey(config),
-        SIGNING_HTTP_PORT: String(config.SIGNING_HTTP_PORT),
+        SIGNING_HTTP_PORT: String(replica ? 0 : config.SIGNING_HTTP_PORT),
       }),
-    }),
+    });
+  const device = (replica: number) =>
+    grpcService({
+      name: 'device',
+      entry: 'services/device/src/main',
+      replica,
+      // Written into device credentials: where devices reach this stack's NATS and MQTT.
+      env: (ctx) => ({
+        ...clusterEnv(ctx, replica),
+        ...deviceServiceEnvBeside(ctx.env.NATS_CREDS),
+        DEVICE_NATS_PUBLIC_URL: ctx.env.NATS_URL.split(',')[0],
+        ...(ctx.env.MQTT_URL ? { DEVICE_MQTT_PUBLIC_URL: ctx.env.MQTT_URL } : {}),
+      }),
+    });
+  const monitoring = (replica: number) => grpcService({ name: 'monitoring', entry: 'services/monitoring/src/main', replica, env: (ctx) => clusterEnv(ctx, replica) });
+  return [
+    edge.build,
+    together('nats + postgres + redis', [config.UP_CLUSTER ? natsClusterServer(auth) : natsServer(auth), postgresServer(), redisServer()]),
+    ...replicas.slice(0, 1).map(signing),
     adminBootstrap(),
+    ...replicas.slice(1).map(signing),
     // Neither needs the other to start: side by side.
-    together('device + monitoring', [
-      grpcService({
-        name: 'device',
-        entry: 'services/device/src/main',
-        // Written into device credentials: where devices reach this stack's NATS and MQTT.
-        env: (ctx) => ({
-          ...deviceServiceEnvBeside(ctx.env.NATS_CREDS),
-          // UP_NATS_AUTH=none runs NATS open on purpose: say so, or the device service refuses to start.
-          ...(config.UP_NATS_AUTH === 'none' ? { DEVICE_ALLOW_INSECURE_NATS: 'true' } : {}),
-          DEVICE_NATS_PUBLIC_URL: ctx.env.NATS_URL.split(',')[0],
-          ...(ctx.env.MQTT_URL ? { DEVICE_MQTT_PUBLIC_URL: ctx.env.MQTT_URL } : {}),
-        }),
-      }),
-      grpcService({ name: 'monitoring', entry: 'services/monitoring/src/main' }),
-    ]),
+    ...replicas.map((r) => together(r ? `device-${r + 1} + monitoring-${r + 1}` : 'device + monitoring', [device(r), monitoring(r)])),
     edge.gateway,
     simulatedFleet(),
   ];
@@ -65,6 +75,7 @@ export function components(config: UpConfig): Component[] {
 
 async function main(): Promise<void> {
   let config: UpConfig;
+  if (process.argv.includes('--cluster')) process.env.UP_CLUSTER = 'true';
   try {
     config = loadUpConfig();
   } catch (err) {

@@ -27,7 +27,7 @@ export interface NatsServerOptions {
 }
 
 /** The operator-mode config lines, with the JWT files they name written into `dir`. */
-function operatorLines(dir: string, operator: OperatorModeOptions): string[] {
+export function operatorLines(dir: string, operator: OperatorModeOptions): string[] {
   fs.writeFileSync(path.join(dir, 'operator.jwt'), operator.operatorJwt);
   fs.mkdirSync(path.join(dir, 'accounts'), { recursive: true });
   return [
