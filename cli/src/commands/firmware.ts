@@ -3,6 +3,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { Campaign, CampaignDevice, campaignStageToJSON, campaignStateToJSON, Firmware, WatchCampaignResponse } from '../../../gen/ts/iot/device/v1/firmware';
 import { jobDeviceStateToJSON } from '../../../gen/ts/iot/device/v1/jobs';
+import { countsText } from './jobs';
 import { UsageError } from '../cli-error';
 import { deleteCommand, idCommand, listCommand, run } from '../command-context';
 import { formatTime, printOne, View } from '../output';
@@ -21,13 +22,6 @@ const firmwareView: View<Firmware> = {
   toJson: (f) => Firmware.toJSON(f),
 };
 
-/** `8/10 done (7 ok, 1 failed, 0 timed out, 0 cancelled)`. */
-function progressText(c: Campaign): string {
-  const n = c.counts;
-  if (!n) return '';
-  return `${n.succeeded + n.failed + n.timedOut + n.cancelled}/${n.total} done (${n.succeeded} ok, ${n.failed} failed, ${n.timedOut} timed out, ${n.cancelled} cancelled)`;
-}
-
 const campaignView: View<Campaign> = {
   columns: [
     { header: 'ID', value: (c) => c.id },
@@ -35,7 +29,7 @@ const campaignView: View<Campaign> = {
     { header: 'TARGET', value: (c) => (c.groupId ? `group ${c.groupId}` : 'device list') },
     { header: 'STATE', value: (c) => enumLabel(campaignStateToJSON(c.state), 'CAMPAIGN_STATE_') },
     { header: 'STAGE', value: (c) => enumLabel(campaignStageToJSON(c.stage), 'CAMPAIGN_STAGE_') },
-    { header: 'PROGRESS', value: progressText },
+    { header: 'PROGRESS', value: (c) => countsText(c.counts) },
     { header: 'REASON', value: (c) => c.reason },
     { header: 'CREATED', value: (c) => formatTime(c.createTime) },
   ],
@@ -167,7 +161,7 @@ export function campaignCommands(program: Command): void {
       stream.on('data', (r: WatchCampaignResponse) => {
         const c = r.campaign!;
         if (options.output === 'json') process.stdout.write(`${JSON.stringify(Campaign.toJSON(c))}\n`);
-        else process.stdout.write(`${enumLabel(campaignStateToJSON(c.state), 'CAMPAIGN_STATE_')} ${enumLabel(campaignStageToJSON(c.stage), 'CAMPAIGN_STAGE_')} ${progressText(c)}${c.reason ? ` ${c.reason}` : ''}\n`);
+        else process.stdout.write(`${enumLabel(campaignStateToJSON(c.state), 'CAMPAIGN_STATE_')} ${enumLabel(campaignStageToJSON(c.stage), 'CAMPAIGN_STAGE_')} ${countsText(c.counts)}${c.reason ? ` ${c.reason}` : ''}\n`);
       });
       stream.on('error', (err: { code?: number }) => (err.code === 1 ? resolve() : reject(err)));
       stream.on('end', () => resolve());

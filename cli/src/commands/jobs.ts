@@ -1,13 +1,12 @@
 import { Command, Option } from 'commander';
-import { Job, JobDevice, JobDeviceState, jobDeviceStateToJSON, jobStateToJSON, WatchJobResponse } from '../../../gen/ts/iot/device/v1/jobs';
+import { Job, JobCounts, JobDevice, JobDeviceState, jobDeviceStateToJSON, jobStateToJSON, WatchJobResponse } from '../../../gen/ts/iot/device/v1/jobs';
 import { UsageError } from '../cli-error';
 import { idCommand, listCommand, run } from '../command-context';
 import { formatTime, printOne, View } from '../output';
 import { collectList, enumChoices, enumLabel, parseDuration, parsePositiveInt } from '../parse';
 
-/** `120/200 done (110 ok, 6 failed, 4 timed out, 0 cancelled)`. */
-function progressText(j: Job): string {
-  const c = j.counts;
+/** `120/200 done (110 ok, 6 failed, 4 timed out, 0 cancelled)` for a job's (or a campaign's) counts. */
+export function countsText(c: JobCounts | undefined): string {
   if (!c) return '';
   return `${c.succeeded + c.failed + c.timedOut + c.cancelled}/${c.total} done (${c.succeeded} ok, ${c.failed} failed, ${c.timedOut} timed out, ${c.cancelled} cancelled)`;
 }
@@ -18,7 +17,7 @@ const jobView: View<Job> = {
     { header: 'ACTION', value: (j) => (j.command ? `command ${j.command.name}` : 'desired state') },
     { header: 'TARGET', value: (j) => (j.groupId ? `group ${j.groupId}` : 'device list') },
     { header: 'STATE', value: (j) => enumLabel(jobStateToJSON(j.state), 'JOB_STATE_') },
-    { header: 'PROGRESS', value: progressText },
+    { header: 'PROGRESS', value: (j) => countsText(j.counts) },
     { header: 'REASON', value: (j) => j.reason },
     { header: 'CREATED', value: (j) => formatTime(j.createTime) },
   ],
@@ -121,7 +120,7 @@ export function jobCommands(program: Command): void {
       stream.on('data', (r: WatchJobResponse) => {
         const j = r.job!;
         if (options.output === 'json') process.stdout.write(`${JSON.stringify(Job.toJSON(j))}\n`);
-        else process.stdout.write(`${enumLabel(jobStateToJSON(j.state), 'JOB_STATE_')} ${progressText(j)}${j.reason ? ` ${j.reason}` : ''}\n`);
+        else process.stdout.write(`${enumLabel(jobStateToJSON(j.state), 'JOB_STATE_')} ${countsText(j.counts)}${j.reason ? ` ${j.reason}` : ''}\n`);
       });
       stream.on('error', (err: { code?: number }) => (err.code === 1 ? resolve() : reject(err)));
       stream.on('end', () => resolve());

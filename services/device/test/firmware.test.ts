@@ -1,9 +1,9 @@
-import { Metadata, status } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import crypto from 'node:crypto';
 import http from 'node:http';
 import { AddressInfo } from 'node:net';
 import { connect, jwtAuthenticator, NatsConnection } from 'nats';
-import { deviceSubject, insecureClient, rpcStatusDetails, serverStream, unary } from '@iot-mesh/runtime';
+import { deviceSubject, insecureClient, serverStream, unary } from '@iot-mesh/runtime';
 import { Device, DeviceCredential, DeviceStatus } from '../../../gen/ts/iot/device/v1/device';
 import { DeviceType, DeviceTypeServiceClient } from '../../../gen/ts/iot/device/v1/device_types';
 import { Campaign, CampaignDevice, CampaignServiceClient, CampaignStage, CampaignState, Firmware, FirmwareServiceClient } from '../../../gen/ts/iot/device/v1/firmware';
@@ -14,7 +14,7 @@ import { Random } from '../../../simulator/src/random';
 import { startTestService, TestService } from '../../../testing/services';
 import { TestTenant } from '../../../testing/signing';
 import { deviceService } from '../src/main';
-import { DeviceHarness, eventually, startDeviceHarness } from './harness';
+import { DeviceHarness, eventually, failure, startDeviceHarness } from './harness';
 
 jest.setTimeout(120_000);
 
@@ -70,17 +70,6 @@ function connectClients(at: string): void {
 
 const op = () => ({ authorization: t.operator.authorization });
 const viewer = () => ({ authorization: t.viewer.authorization });
-
-/** What a failed call told the client. */
-async function failure(promise: Promise<unknown>): Promise<{ code: number; fields: string[] }> {
-  try {
-    await promise;
-  } catch (err) {
-    const e = err as { code: number; metadata?: Metadata };
-    return { code: e.code, fields: rpcStatusDetails(e.metadata).fieldViolations.map((v) => v.field) };
-  }
-  throw new Error('the call succeeded but was expected to fail');
-}
 
 async function createFirmware(version: string, sha256 = IMAGE_SHA): Promise<Firmware> {
   const created = await unary(firmware, firmware.createFirmware, { firmware: Firmware.fromPartial({ version, deviceTypeId, sizeBytes: BigInt(IMAGE.length), sha256, url: `${baseUrl}/image.bin` }) }, op());

@@ -1,6 +1,7 @@
 import { credsAuthenticator, NatsConnection, connect } from 'nats';
 import fs from 'node:fs';
-import { insecureClient } from '@iot-mesh/runtime';
+import { Metadata } from '@grpc/grpc-js';
+import { insecureClient, rpcStatusDetails } from '@iot-mesh/runtime';
 import { CommandServiceClient } from '../../../gen/ts/iot/device/v1/command';
 import { CredentialServiceClient } from '../../../gen/ts/iot/device/v1/credential';
 import { DeviceServiceClient } from '../../../gen/ts/iot/device/v1/device';
@@ -84,6 +85,17 @@ export async function startDeviceHarness(options: { mqtt?: boolean; env?: Record
     await stopAll();
     throw err;
   }
+}
+
+/** What a failed call told the client: its code and the fields of its violations; throws when the call succeeded. */
+export async function failure(promise: Promise<unknown>): Promise<{ code: number; fields: string[] }> {
+  try {
+    await promise;
+  } catch (err) {
+    const e = err as { code: number; metadata?: Metadata };
+    return { code: e.code, fields: rpcStatusDetails(e.metadata).fieldViolations.map((v) => v.field) };
+  }
+  throw new Error('the call succeeded but was expected to fail');
 }
 
 /** Resolves when `predicate` holds, polling every `everyMs`; rejects after `timeoutMs` with `what`. */

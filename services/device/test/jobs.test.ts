@@ -1,7 +1,7 @@
-import { Metadata, status } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import { connect, jwtAuthenticator, NatsConnection } from 'nats';
 import { Client } from 'pg';
-import { insecureClient, rpcStatusDetails, serverStream, unary } from '@iot-mesh/runtime';
+import { insecureClient, serverStream, unary } from '@iot-mesh/runtime';
 import { Device, DeviceCredential, DeviceStatus } from '../../../gen/ts/iot/device/v1/device';
 import { DeviceType, DeviceTypeServiceClient } from '../../../gen/ts/iot/device/v1/device_types';
 import { GroupServiceClient } from '../../../gen/ts/iot/device/v1/groups';
@@ -10,7 +10,7 @@ import { TwinServiceClient } from '../../../gen/ts/iot/device/v1/twin';
 import { startTestService, TestService } from '../../../testing/services';
 import { TestTenant } from '../../../testing/signing';
 import { deviceService } from '../src/main';
-import { DeviceClients, deviceClients, DeviceHarness, eventually, startDeviceHarness } from './harness';
+import { DeviceClients, deviceClients, DeviceHarness, eventually, failure, startDeviceHarness } from './harness';
 
 jest.setTimeout(90_000);
 
@@ -98,17 +98,6 @@ const ended = (client: JobServiceClient, id: string, timeoutMs = 30_000) =>
   }, timeoutMs, 100);
 
 const ms = (n: number) => ({ seconds: BigInt(Math.floor(n / 1000)), nanos: (n % 1000) * 1e6 });
-
-/** What a failed call told the client. */
-async function failure(promise: Promise<unknown>): Promise<{ code: number; fields: string[] }> {
-  try {
-    await promise;
-  } catch (err) {
-    const e = err as { code: number; metadata?: Metadata };
-    return { code: e.code, fields: rpcStatusDetails(e.metadata).fieldViolations.map((v) => v.field) };
-  }
-  throw new Error('the call succeeded but was expected to fail');
-}
 
 test('a command job over 200 devices (offline, failing, slow, silent) survives a restart of the device service: states and counts exact, no device commanded twice', async () => {
   const ids = Array.from({ length: 200 }, (_, i) => `fl-${i}`);
