@@ -139,7 +139,8 @@ describe('a client that knows nothing but server reflection (Debian python3-grpc
             id: 'device.watch',
             server: 'device',
             method: 'iot.device.v1.DeviceService/WatchDevices',
-            request: { deviceIds: ['${deviceId}'] },
+            // changes_only: the relabel below is the event under test, not the initial snapshot.
+            request: { deviceIds: ['${deviceId}'], changesOnly: true },
             metadata: bearer,
             stream: { messages: 1, timeout_s: 15 },
             // Repeated until the stream has its event: the server subscribes after the stream opens.
