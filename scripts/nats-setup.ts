@@ -63,7 +63,36 @@ export function ensureNatsSetup(dir: string): { setup: NatsOperatorSetup; files:
   secret(files.serviceCredsFile, setup.serviceCreds);
   secret(files.systemCredsFile, setup.systemCreds);
   secret(files.envFile, Object.entries(deviceServiceEnv(setup, files)).map(([k, v]) => `${k}=${v}`).join('\n') + '\n');
+  writeKubernetesSecretFiles(setup, path.join(dir, 'kubernetes'));
   return { setup, files, created };
+}
+
+/**
+ * The Helm chart's NATS auth Secret as files, one per key (`kubectl create
+ * secret generic <release>-iot-mesh-nats-auth --from-file=<dir>/kubernetes`):
+ * `auth.conf` (operator, system account and preloaded accounts, JWTs inline,
+ * no paths; nats.conf includes it), the services' and the device service's
+ * system creds, and the device service's keys.
+ */
+export function writeKubernetesSecretFiles(setup: NatsOperatorSetup, dir: string): void {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const authConf = [
+    `operator: "${setup.operatorJwt}"`,
+    `system_account: ${setup.systemAccount}`,
+    'resolver_preload: {',
+    `  ${setup.systemAccount}: "${setup.systemAccountJwt}"`,
+    `  ${setup.appAccount}: "${setup.appAccountJwt}"`,
+    '}',
+  ];
+  const files: Record<string, string> = {
+    'auth.conf': authConf.join('\n') + '\n',
+    'service.creds': setup.serviceCreds,
+    'system.creds': setup.systemCreds,
+    'operator-signing-seed': setup.operatorSigningSeed,
+    'platform-account': setup.appAccount,
+    'tenant-key-secret': setup.tenantKeySecret,
+  };
+  for (const [name, body] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), body, { mode: 0o600 });
 }
 
 /**
@@ -131,6 +160,7 @@ if (require.main === module) {
     `  service creds     ${files.serviceCredsFile}   (NATS_CREDS for every service)`,
     `  system creds      ${files.systemCredsFile}   (DEVICE_NATS_SYSTEM_CREDS)`,
     `  device env        ${files.envFile}   (seeds: set -a; . ${path.relative(process.cwd(), files.envFile)}; set +a)`,
+    `  Helm chart        kubectl create secret generic <release>-iot-mesh-nats-auth --from-file=${path.join(files.dir, 'kubernetes')}`,
     '',
     'nats.conf lines:',
     ...natsConfigLines(setup, files).map((l) => `  ${l.length > 160 ? `${l.slice(0, 157)}...` : l}`),

@@ -19,6 +19,8 @@ import { deviceService } from '@iot-mesh/device';
 import { monitoringService } from '@iot-mesh/monitoring';
 import { signingService } from '@iot-mesh/signing';
 import { buildRouteTable } from '../../gateway/src/route-table';
+import { generateOperatorSetup } from '@iot-mesh/nats-auth';
+import { writeKubernetesSecretFiles } from '../../scripts/nats-setup';
 
 const CHART = repoPath('charts', 'iot-mesh');
 const read = (file: string) => fs.readFileSync(path.join(CHART, file), 'utf8');
@@ -30,6 +32,9 @@ const templates = Object.fromEntries(fs.readdirSync(path.join(CHART, 'templates'
 /** The release name the rendered examples use; fullname is "<release>-iot-mesh". */
 const FULLNAME = 'rel-iot-mesh';
 const SECRET_NAME = `${FULLNAME}-secrets`;
+const NATS_AUTH_SECRET = `${FULLNAME}-nats-auth`;
+/** Keys of the NATS auth Secret: the files `npm run setup:nats` writes into its kubernetes/ folder. */
+const NATS_AUTH_KEYS = ['auth.conf', 'service.creds', 'system.creds', 'operator-signing-seed', 'platform-account', 'tenant-key-secret'];
 
 interface EnvVar {
   name: string;
@@ -52,6 +57,8 @@ interface Component {
   readinessProbe?: Record<string, any>;
   livenessProbe?: Record<string, any>;
   configuration?: { mountPath: string; files: Record<string, string> };
+  secretMounts?: Array<{ name: string; secretName: string; mountPath: string }>;
+  replicas?: number;
 }
 const components = values.components as Record<string, Component>;
 const enabled = Object.entries(components).filter(([, c]) => c.enabled);
@@ -65,7 +72,15 @@ function validator() {
 const ALLOWED_EXPRESSIONS: Record<string, string> = {
   '{{ include "iot-mesh.fullname" . }}': FULLNAME,
   '{{ include "iot-mesh.secretName" . }}': SECRET_NAME,
+  '{{ include "iot-mesh.natsAuthSecretName" . }}': NATS_AUTH_SECRET,
+  // _helpers.tpl: 3 when components.nats.replicas > 1 (checked below), else 1.
+  '{{ include "iot-mesh.streamReplicas" . }}': components_natsReplicas() > 1 ? '3' : '1',
+  '{{ .Values.gatewayCorsOrigins }}': String(values.gatewayCorsOrigins),
 };
+
+function components_natsReplicas(): number {
+  return Number(values.components.nats.replicas);
+}
 
 function renderValue(text: string): string {
   return text.replace(/\{\{.*?\}\}/g, (expr) => {
@@ -153,7 +168,8 @@ describe.each(enabled)('component %s', (name, c) => {
     env.forEach((v, i) => {
       for (const [, ref] of (v.value ?? '').matchAll(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g)) expect(names.slice(0, i)).toContain(ref);
       const secret = v.valueFrom?.secretKeyRef;
-      if (secret) {
+      if (secret?.name === NATS_AUTH_SECRET) expect(NATS_AUTH_KEYS).toContain(secret.key);
+      else if (secret) {
         expect(secret.name).toBe(SECRET_NAME);
         expect(secretKeys()).toContain(secret.key);
       }
@@ -254,7 +270,8 @@ describe('templates', () => {
 
   test('every include names a define, and template actions balance', () => {
     const defined = new Set([...all.matchAll(/define "([^"]+)"/g)].map((m) => m[1]));
-    const included = [...(all + valuesStrings).matchAll(/include \\?"([^"\\]+)\\?"/g)].map((m) => m[1]);
+    // A path with a slash is nats.conf's own include directive (checked with nats-server below), not Helm's.
+    const included = [...(all + valuesStrings).matchAll(/include \\?"([^"\\]+)\\?"/g)].map((m) => m[1]).filter((name) => !name.includes('/'));
     for (const name of included) expect({ name, defined: defined.has(name) }).toEqual({ name, defined: true });
     for (const [file, text] of Object.entries(templates)) {
       expect({ file, open: text.split('{{').length, close: text.split('}}').length }).toEqual({ file, open: text.split('}}').length, close: text.split('}}').length });
@@ -312,7 +329,10 @@ describe('the NATS configuration', () => {
         } else inCluster = false;
         continue;
       }
-      const rendered = line.replace(/\{\{ include "iot-mesh\.fullname" \$ \}\}/g, FULLNAME).replace('/data/jetstream', storeDir);
+      const rendered = line
+        .replace(/\{\{ include "iot-mesh\.fullname" \$ \}\}/g, FULLNAME)
+        .replace('/data/jetstream', storeDir)
+        .replace('/data/jwt', path.join(storeDir, '..', 'jwt'));
       expect(rendered.replace('{{ $i }}', '')).not.toContain('{{');
       if (rangeBody) rangeBody.push(rendered);
       else if (!inCluster || replicas > 1) out.push(rendered);
@@ -323,13 +343,22 @@ describe('the NATS configuration', () => {
   test.each([1, 3])('is valid for nats-server with %i replica(s), JetStream and MQTT on', (replicas) => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iot-chart-nats-'));
     try {
+      // The pod's layout: nats.conf in the ConfigMap's folder, natsAuth's Secret (as `npm run setup:nats` writes it) in its own.
+      const confDir = path.join(dir, path.basename(components.nats.configuration!.mountPath));
+      fs.mkdirSync(confDir);
+      const authMount = components.nats.secretMounts!.find((m) => m.name === 'nats-auth')!;
+      writeKubernetesSecretFiles(generateOperatorSetup('chart-test'), path.join(dir, path.basename(authMount.mountPath)));
+      expect(path.dirname(authMount.mountPath)).toBe(path.dirname(components.nats.configuration!.mountPath));
+      expect(fs.readdirSync(path.join(dir, path.basename(authMount.mountPath))).sort()).toEqual([...NATS_AUTH_KEYS].sort());
       const text = renderNatsConf(replicas, path.join(dir, 'js'));
+      expect(text).toMatch(/^\s*include "\.\.\/nats-auth\/auth\.conf"$/m);
+      expect(text).toMatch(/resolver: \{ type: full/);
       expect(text).toMatch(/jetstream \{/);
       expect(text).toMatch(/mqtt \{\s*listen: 0\.0\.0\.0:1883/);
       expect((text.match(/nats:\/\/rel-iot-mesh-nats-\d\.rel-iot-mesh-nats-headless:6222/g) ?? []).length).toBe(replicas > 1 ? replicas : 0);
-      const file = path.join(dir, 'nats.conf');
+      const file = path.join(confDir, 'nats.conf');
       fs.writeFileSync(file, text);
-      const result = spawnSync('nats-server', ['-c', file, '-t'], { env: { ...process.env, POD_NAME: `${FULLNAME}-nats-0` }, encoding: 'utf8' });
+      const result = spawnSync('nats-server', ['-c', file, '-t'], { cwd: dir, env: { ...process.env, POD_NAME: `${FULLNAME}-nats-0` }, encoding: 'utf8' });
       expect({ status: result.status, output: result.stderr + result.stdout }).toEqual({ status: 0, output: expect.stringContaining('is valid') });
       const ports = Object.fromEntries(components.nats.ports!.map((p) => [p.name, p.value]));
       expect(text).toContain(`listen: 0.0.0.0:${ports.client}`);
@@ -338,6 +367,48 @@ describe('the NATS configuration', () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('the clustered shape', () => {
+  test('NATS runs three pods in operator mode from the natsAuth Secret, which every service mounts for its creds', () => {
+    expect(components.nats.replicas).toBe(3);
+    expect(values.natsAuth.secretName).toBe('');
+    expect(templates['_helpers.tpl']).toContain('define "iot-mesh.natsAuthSecretName"');
+    for (const name of ['nats', ...Object.keys(SERVICES)]) {
+      const mounts = components[name].secretMounts ?? [];
+      expect({ name, secrets: mounts.map((m) => renderValue(m.secretName)) }).toEqual({ name, secrets: [NATS_AUTH_SECRET] });
+    }
+    const credsDir = components.signing.secretMounts![0].mountPath;
+    expect(effectiveEnv('monitoring', components.monitoring).find((v) => v.name === 'NATS_CREDS')?.value).toBe(`${credsDir}/service.creds`);
+    const device = effectiveEnv('device', components.device);
+    expect(device.find((v) => v.name === 'DEVICE_NATS_SYSTEM_CREDS')?.value).toBe(`${credsDir}/system.creds`);
+    for (const variable of ['DEVICE_NATS_OPERATOR_SIGNING_SEED', 'DEVICE_NATS_PLATFORM_ACCOUNT', 'DEVICE_NATS_TENANT_KEY_SECRET']) {
+      expect(device.find((v) => v.name === variable)?.valueFrom?.secretKeyRef?.name).toBe(NATS_AUTH_SECRET);
+    }
+  });
+
+  test('the platform streams get three replicas on the NATS cluster', () => {
+    expect(effectiveEnv('monitoring', components.monitoring).find((v) => v.name === 'TELEMETRY_STREAM_REPLICAS')?.value).toBe('3');
+    expect(templates['_helpers.tpl']).toMatch(/define "iot-mesh\.streamReplicas" -\}\}\n\{\{- if gt \(int \.Values\.components\.nats\.replicas\) 1 \}\}3\{\{ else \}\}1\{\{ end \}\}/);
+  });
+
+  test('two replicas of every service, and a PodDisruptionBudget (one pod away at a time) for every replicated component', () => {
+    for (const name of Object.keys(SERVICES)) expect({ name, replicas: components[name].replicas }).toEqual({ name, replicas: 2 });
+    const tpl = templates['_component.tpl'];
+    const budget = tpl.slice(tpl.indexOf('define "iot-mesh.disruptionBudget"'), tpl.indexOf('define "iot-mesh.service"'));
+    expect(budget).toContain('{{- if gt (int ($config.replicas | default 1)) 1 }}');
+    expect(budget).toContain('kind: PodDisruptionBudget');
+    expect(budget).toContain('maxUnavailable: 1');
+    expect(budget).toContain('include "iot-mesh.selectorLabels" .');
+    expect(templates['components.yaml']).toContain('{{- include "iot-mesh.disruptionBudget" $component }}');
+  });
+
+  test('the gateway allows no foreign browser origin unless gatewayCorsOrigins names it', () => {
+    expect(values.gatewayCorsOrigins).toBe('');
+    const gateway = effectiveEnv('gateway', components.gateway);
+    expect(gateway.find((v) => v.name === 'GATEWAY_CORS_ORIGINS')?.value).toBe('');
+    expect(gateway.some((v) => v.value === '*')).toBe(false);
   });
 });
 

@@ -102,7 +102,7 @@ spec:
           securityContext:
             {{- toYaml . | nindent 12 }}
           {{- end }}
-          {{- if or $config.configuration $persistence.mountPath }}
+          {{- if or $config.configuration $persistence.mountPath $config.secretMounts }}
           volumeMounts:
             {{- with $config.configuration }}
             - name: config
@@ -113,8 +113,13 @@ spec:
             - name: data
               mountPath: {{ . }}
             {{- end }}
+            {{- range $config.secretMounts }}
+            - name: {{ .name }}
+              mountPath: {{ .mountPath }}
+              readOnly: true
+            {{- end }}
           {{- end }}
-      {{- if or $config.configuration (and $persistence.mountPath (not $claim)) }}
+      {{- if or $config.configuration (and $persistence.mountPath (not $claim)) $config.secretMounts }}
       volumes:
         {{- if $config.configuration }}
         - name: config
@@ -125,6 +130,12 @@ spec:
         # Not a StatefulSet with persistence: data lives as long as the pod.
         - name: data
           emptyDir: {}
+        {{- end }}
+        {{- range $config.secretMounts }}
+        - name: {{ .name }}
+          secret:
+            secretName: {{ tpl .secretName $.root }}
+            defaultMode: 0400
         {{- end }}
       {{- end }}
   {{- if $claim }}
@@ -140,6 +151,26 @@ spec:
           requests:
             storage: {{ $persistence.size }}
   {{- end }}
+{{- end }}
+
+{{- define "iot-mesh.disruptionBudget" }}
+{{- $config := .config }}
+{{- if gt (int ($config.replicas | default 1)) 1 }}
+---
+# At most one pod of a replicated component away at a time (drains, upgrades):
+# a NATS cluster of three keeps its JetStream quorum, a service keeps serving.
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "iot-mesh.fullname" .root }}-{{ .name }}
+  labels:
+    {{- include "iot-mesh.labels" . | nindent 4 }}
+spec:
+  maxUnavailable: 1
+  selector:
+    matchLabels:
+      {{- include "iot-mesh.selectorLabels" . | nindent 6 }}
+{{- end }}
 {{- end }}
 
 {{- define "iot-mesh.service" }}

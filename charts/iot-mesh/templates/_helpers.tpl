@@ -23,6 +23,16 @@ when it already contains the chart's name. At most 40 characters, so that
 {{- .Values.secrets.existingSecret | default (printf "%s-secrets" (include "iot-mesh.fullname" .)) }}
 {{- end }}
 
+{{/* The Secret with the NATS operator setup (files of `npm run setup:nats`'s kubernetes/ folder). */}}
+{{- define "iot-mesh.natsAuthSecretName" -}}
+{{- .Values.natsAuth.secretName | default (printf "%s-nats-auth" (include "iot-mesh.fullname" .)) }}
+{{- end }}
+
+{{/* Replicas of the platform's JetStream streams: 3 on a NATS cluster (nats replicas > 1), else 1. */}}
+{{- define "iot-mesh.streamReplicas" -}}
+{{- if gt (int .Values.components.nats.replicas) 1 }}3{{ else }}1{{ end }}
+{{- end }}
+
 {{/* Labels of a component's objects; argument: the component context (root, name, config, defaults). */}}
 {{- define "iot-mesh.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" }}
