@@ -49,7 +49,7 @@ const campaignDeviceView: View<CampaignDevice> = {
 };
 
 interface CreateFirmwareOptions {
-  version: string;
+  release: string;
   type: string;
   url: string;
   file?: string;
@@ -64,7 +64,7 @@ export function firmwareCommands(program: Command): void {
   firmware
     .command('create')
     .description('register a firmware version; --file computes its size and SHA-256 from the image (which is served at --url)')
-    .requiredOption('--version <version>', 'firmware version')
+    .requiredOption('--release <version>', 'firmware version (not --version: that is iotctl\'s own)')
     .requiredOption('--type <id>', 'device type id')
     .requiredOption('--url <url>', 'http(s) URL devices download it from')
     .option('--file <path>', 'the image, to compute --size and --sha256')
@@ -81,7 +81,7 @@ export function firmwareCommands(program: Command): void {
         }
         if (size === undefined || !sha256) throw new UsageError('give --file, or --size and --sha256');
         const created = await connection.call(connection.firmware, connection.firmware.createFirmware, {
-          firmware: Firmware.fromPartial({ version: o.version, deviceTypeId: o.type, url: o.url, sizeBytes: BigInt(size), sha256, description: o.description }),
+          firmware: Firmware.fromPartial({ version: o.release, deviceTypeId: o.type, url: o.url, sizeBytes: BigInt(size), sha256, description: o.description }),
         });
         printOne(o.output, firmwareView, created.firmware!);
       }),
