@@ -1,9 +1,10 @@
 import { fromJson, JsonObject } from '@bufbuild/protobuf';
-import { FormEvent, useEffect, useState } from 'react';
-import { DeviceType, DeviceTypeSchema, MetricKind, UnknownMetricPolicy } from '../../../gen/es/iot/device/v1/device_types_pb';
+import { useEffect, useState } from 'react';
+import { DeviceTypeSchema, MetricKind, UnknownMetricPolicy } from '../../../gen/es/iot/device/v1/device_types_pb';
 import { ConfirmButton } from './components/confirm-button';
+import { ErrorText, useListPage } from './components/list-page';
 import { TableHead } from './components/table-head';
-import { api, errorMessage } from './api';
+import { api } from './api';
 import { pretty } from './format';
 import { useAbilities } from './principal';
 
@@ -26,49 +27,17 @@ function range(min: number | undefined, max: number | undefined): string {
 /** Device types of the tenant: metrics with units and ranges, commands, schemas, firmware; operators create them from proto3 JSON. */
 export function DeviceTypesPage() {
   const { canOperate } = useAbilities();
-  const [types, setTypes] = useState<DeviceType[]>([]);
+  const { items: types, error, act, submit } = useListPage(async () => (await api.deviceTypes.listDeviceTypes({ page: { pageSize: 1000 } })).deviceTypes);
   const [draft, setDraft] = useState(JSON.stringify(EXAMPLE, null, 2));
-  const [error, setError] = useState('');
   const [open, setOpen] = useState<string>();
 
-  async function load() {
-    try {
-      setTypes((await api.deviceTypes.listDeviceTypes({ page: { pageSize: 1000 } })).deviceTypes);
-    } catch (err) {
-      setError(errorMessage(err));
-    }
-  }
-  useEffect(() => void load(), []);
-
-  async function create(e: FormEvent) {
-    e.preventDefault();
-    setError('');
-    try {
-      const deviceType = fromJson(DeviceTypeSchema, JSON.parse(draft) as JsonObject);
-      await api.deviceTypes.createDeviceType({ deviceType });
-      await load();
-    } catch (err) {
-      setError(errorMessage(err));
-    }
-  }
-
-  async function remove(id: string) {
-    try {
-      await api.deviceTypes.deleteDeviceType({ id });
-      await load();
-    } catch (err) {
-      setError(errorMessage(err));
-    }
-  }
+  const create = submit(() => api.deviceTypes.createDeviceType({ deviceType: fromJson(DeviceTypeSchema, JSON.parse(draft) as JsonObject) }));
+  const remove = (id: string) => act(() => api.deviceTypes.deleteDeviceType({ id }));
 
   return (
     <section>
       <h1>Device types</h1>
-      {error && (
-        <p className="error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorText error={error} />
       <table data-testid="device-type-list">
         <TableHead columns={['Name', 'Metrics', 'Commands', 'Firmware', 'Unknown metrics', '']} />
         <tbody>

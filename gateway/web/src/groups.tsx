@@ -1,7 +1,7 @@
-import { FormEvent, useEffect, useState } from 'react';
+import { useState } from 'react';
 import { Device } from '../../../gen/es/iot/device/v1/device_pb';
-import { Group } from '../../../gen/es/iot/device/v1/groups_pb';
 import { ConfirmButton } from './components/confirm-button';
+import { ErrorText, useListPage } from './components/list-page';
 import { TableHead } from './components/table-head';
 import { api, errorMessage } from './api';
 import { parseLabels } from './devices';
@@ -15,19 +15,9 @@ const labelText = (labels: Record<string, string>) =>
 /** Groups of the tenant (saved label selectors) and the devices each matches now. */
 export function GroupsPage() {
   const { canOperate } = useAbilities();
-  const [groups, setGroups] = useState<Group[]>([]);
+  const { items: groups, error, setError, act, submit } = useListPage(async () => (await api.groups.listGroups({ page: { pageSize: 1000 } })).groups);
   const [members, setMembers] = useState<{ groupId: string; devices: Device[] }>();
   const [form, setForm] = useState({ name: '', labels: '', deviceType: '' });
-  const [error, setError] = useState('');
-
-  async function load() {
-    try {
-      setGroups((await api.groups.listGroups({ page: { pageSize: 1000 } })).groups);
-    } catch (err) {
-      setError(errorMessage(err));
-    }
-  }
-  useEffect(() => void load(), []);
 
   async function show(groupId: string) {
     try {
@@ -37,36 +27,21 @@ export function GroupsPage() {
     }
   }
 
-  async function create(e: FormEvent) {
-    e.preventDefault();
-    setError('');
-    try {
-      await api.groups.createGroup({ group: { name: form.name, selector: { matchLabels: parseLabels(form.labels), deviceTypeId: form.deviceType } } });
-      setForm({ name: '', labels: '', deviceType: '' });
-      await load();
-    } catch (err) {
-      setError(errorMessage(err));
-    }
-  }
+  const create = submit(async () => {
+    await api.groups.createGroup({ group: { name: form.name, selector: { matchLabels: parseLabels(form.labels), deviceTypeId: form.deviceType } } });
+    setForm({ name: '', labels: '', deviceType: '' });
+  });
 
-  async function remove(id: string) {
-    try {
+  const remove = (id: string) =>
+    act(async () => {
       await api.groups.deleteGroup({ id });
       if (members?.groupId === id) setMembers(undefined);
-      await load();
-    } catch (err) {
-      setError(errorMessage(err));
-    }
-  }
+    });
 
   return (
     <section>
       <h1>Groups</h1>
-      {error && (
-        <p className="error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorText error={error} />
       <table data-testid="group-list">
         <TableHead columns={['Name', 'Labels', 'Device type', '']} />
         <tbody>

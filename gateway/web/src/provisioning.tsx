@@ -1,10 +1,11 @@
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
-import { FormEvent, useEffect, useState } from 'react';
-import { ProvisioningKey, ProvisioningKeyState } from '../../../gen/es/iot/device/v1/provisioning_pb';
+import { useState } from 'react';
+import { ProvisioningKeyState } from '../../../gen/es/iot/device/v1/provisioning_pb';
 import { ConfirmButton } from './components/confirm-button';
 import { SecretPanel } from './components/secret-panel';
+import { ErrorText, useListPage } from './components/list-page';
 import { TableHead } from './components/table-head';
-import { api, errorMessage } from './api';
+import { api } from './api';
 import { formatTime } from './format';
 import { parseLabels } from './devices';
 import { useAbilities } from './principal';
@@ -12,49 +13,25 @@ import { useAbilities } from './principal';
 /** Provisioning keys of the tenant: admins create (the secret is shown once) and revoke them; everyone sees their use. */
 export function ProvisioningPage() {
   const { canAdmin } = useAbilities();
-  const [keys, setKeys] = useState<ProvisioningKey[]>([]);
+  const { items: keys, error, act, submit } = useListPage(async () => (await api.provisioning.listProvisioningKeys({ page: { pageSize: 1000 } })).provisioningKeys);
   const [form, setForm] = useState({ name: '', deviceType: '', labels: '', usageLimit: '', expiresDays: '' });
   const [secret, setSecret] = useState('');
-  const [error, setError] = useState('');
 
-  async function load() {
-    try {
-      setKeys((await api.provisioning.listProvisioningKeys({ page: { pageSize: 1000 } })).provisioningKeys);
-    } catch (err) {
-      setError(errorMessage(err));
-    }
-  }
-  useEffect(() => void load(), []);
+  const create = submit(async () => {
+    const days = Number(form.expiresDays);
+    const res = await api.provisioning.createProvisioningKey({
+      provisioningKey: {
+        name: form.name,
+        deviceTypeId: form.deviceType,
+        labels: parseLabels(form.labels),
+        usageLimit: BigInt(form.usageLimit || '0'),
+        expireTime: days > 0 ? timestampFromDate(new Date(Date.now() + days * 86_400_000)) : undefined,
+      },
+    });
+    setSecret(res.secret);
+  });
 
-  async function create(e: FormEvent) {
-    e.preventDefault();
-    setError('');
-    try {
-      const days = Number(form.expiresDays);
-      const res = await api.provisioning.createProvisioningKey({
-        provisioningKey: {
-          name: form.name,
-          deviceTypeId: form.deviceType,
-          labels: parseLabels(form.labels),
-          usageLimit: BigInt(form.usageLimit || '0'),
-          expireTime: days > 0 ? timestampFromDate(new Date(Date.now() + days * 86_400_000)) : undefined,
-        },
-      });
-      setSecret(res.secret);
-      await load();
-    } catch (err) {
-      setError(errorMessage(err));
-    }
-  }
-
-  async function revoke(id: string) {
-    try {
-      await api.provisioning.revokeProvisioningKey({ id });
-      await load();
-    } catch (err) {
-      setError(errorMessage(err));
-    }
-  }
+  const revoke = (id: string) => act(() => api.provisioning.revokeProvisioningKey({ id }));
 
   const field = (name: keyof typeof form, label: string, placeholder = '') => (
     <label>
@@ -67,11 +44,7 @@ export function ProvisioningPage() {
       <p className="muted">
         A device holding a key registers itself: <code>POST /v1/provisioning:claim</code> with the key and its serial number returns its device and credential.
       </p>
-      {error && (
-        <p className="error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorText error={error} />
       {secret && (
         <SecretPanel testId="provisioning-secret" warning="This key is shown once. Copy it now; only its hash is kept." label="Provisioning key" secret={secret} onClose={() => setSecret('')} />
       )}
