@@ -10,7 +10,7 @@
  * FAULTS_RATE messages/s per device (default 5, so about 20 s of publishing,
  * long enough for the fault to land mid-stream). Outages: FAULTS_PG_DOWN_MS,
  * FAULTS_REDIS_DOWN_MS, FAULTS_SIGNING_DOWN_MS (10 s each), FAULTS_STREAM_FULL_MS
- * (5 s); overload: FAULTS_OVERLOAD_SECONDS (60) at twice the capacity the
+ * (5 s); overload: FAULTS_OVERLOAD_SECONDS (30; the issue's 60 at full scale) at twice the capacity the
  * fault measures first. RELIABILITY.md gives the full-scale command.
  */
 import crypto from 'node:crypto';
@@ -45,7 +45,7 @@ const PUBLISH_MS = (SIZE.messagesPerDevice / SIZE.ratePerDevice) * 1000;
 /** Writer kills in the first fault (the issue's five). */
 const KILLS = 5;
 /** How long the overload fault offers twice the measured capacity. */
-const OVERLOAD_SECONDS = Number(process.env.FAULTS_OVERLOAD_SECONDS ?? 60);
+const OVERLOAD_SECONDS = Number(process.env.FAULTS_OVERLOAD_SECONDS ?? 30);
 const STREAM = 'TELEMETRY';
 
 
@@ -291,7 +291,8 @@ test('the telemetry stream full (discard new) while publishing: publishers refus
     answers.push(`after: ${await publishProbe()}`);
     const recoverMs = await rig.recovered(set, since);
     return { recoverMs, notes: [`JetStream publishes while full: ${[...new Set(answers)].join(', ')}`, `MQTT QoS 1 PUBACKs while full: ${ackedWhileFull} messages`] };
-  });
+    // What the stream refused never comes: 20 s for the rest to be stored, not the usual 60.
+  }, 20_000);
   // Whatever happens to MQTT, no process exits and nothing is stored twice; JetStream publishers were told.
   expect(rig.exited()).toEqual([]);
   await rig.serving();
