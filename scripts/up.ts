@@ -55,6 +55,8 @@ export function components(config: UpConfig): Component[] {
       env: (ctx) => ({
         ...clusterEnv(ctx, replica),
         ...deviceServiceEnvBeside(ctx.env.NATS_CREDS),
+        // UP_NATS_AUTH=none runs NATS open on purpose: say so, or the device service refuses to start.
+        ...(config.UP_NATS_AUTH === 'none' ? { DEVICE_ALLOW_INSECURE_NATS: 'true' } : {}),
         DEVICE_NATS_PUBLIC_URL: ctx.env.NATS_URL.split(',')[0],
         ...(ctx.env.MQTT_URL ? { DEVICE_MQTT_PUBLIC_URL: ctx.env.MQTT_URL } : {}),
       }),
