@@ -126,7 +126,7 @@ async function download(url: string): Promise<Buffer> {
 export function parseFirmwarePlan(spec: string | undefined): FirmwarePlan {
   const plan = { ...DEFAULT_FIRMWARE_PLAN };
   if (!spec) return plan;
-  for (const part of spec.split(',')) {
+  for (const part of spec.split(',').filter(Boolean)) {
     const [key, raw] = part.split('=', 2);
     const share = () => {
       const n = Number(raw);
