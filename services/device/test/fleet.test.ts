@@ -1,7 +1,7 @@
 import { Metadata, status } from '@grpc/grpc-js';
 import { Client } from 'pg';
 import { insecureClient, metrics, rpcStatusDetails, unary } from '@iot-mesh/runtime';
-import { Device } from '../../../gen/ts/iot/device/v1/device';
+import { Device, ListDevicesRequest } from '../../../gen/ts/iot/device/v1/device';
 import { DeviceDirectoryEntry } from '../../../gen/ts/iot/device/v1/directory';
 import { DeviceType, DeviceTypeServiceClient, MetricKind, UnknownMetricPolicy } from '../../../gen/ts/iot/device/v1/device_types';
 import { Group, GroupServiceClient } from '../../../gen/ts/iot/device/v1/groups';
@@ -120,7 +120,7 @@ test('a device gets its type by id or name; free-text types keep working; the di
   const unknown = await failure(unary(h.clients.devices, h.clients.devices.createDevice, { device: Device.fromPartial({ id: 'x-1', name: 'X', deviceTypeId: 'nope' }) }, op()));
   expect([unknown.code, unknown.fields]).toEqual([status.INVALID_ARGUMENT, ['device.device_type_id']]);
 
-  const listed = await unary(h.clients.devices, h.clients.devices.listDevices, { labels: {}, status: 0, namePrefix: '', type: '', groupId: '', deviceTypeId: thermostat.id }, viewer());
+  const listed = await unary(h.clients.devices, h.clients.devices.listDevices, ListDevicesRequest.fromPartial({ deviceTypeId: thermostat.id }), viewer());
   expect(listed.devices.map((d) => d.id).sort()).toEqual(['th-1', 'th-2']);
 
   const kv = await h.platform.jetstream().views.kv('IOT_DEVICES');
