@@ -138,6 +138,7 @@ export class Firmware {
   }
 
   async delete(tenantId: string, id: string): Promise<void> {
+    if (!id) throw errors.invalidArgument([{ field: 'id', description: 'is required' }]);
     const outcome = await this.store.delete(tenantId, id);
     if (outcome === 'not_found') throw errors.notFound('firmware', id);
     if (outcome === 'in_use') throw errors.failedPrecondition(`firmware ${id} is being installed by a running campaign`);
