@@ -18,10 +18,10 @@ import { rest, startTestGateway } from '../../gateway/test/gateway-harness';
 import { MAX_REQUEST_BYTES } from '../../gateway/src/edge-policy';
 import { buildRouteTable, HttpBinding, RouteMethod } from '../../gateway/src/route-table';
 
-jest.setTimeout(300_000);
-
 /** Cases per REST binding (FUZZ_RUNS scales the RPC and REST fuzzing alike). */
 const RUNS = Math.max(2, Math.round(Number(process.env.FUZZ_RUNS ?? 20) / 2));
+
+jest.setTimeout(Math.max(300_000, RUNS * 20_000));
 
 const table = buildRouteTable();
 
