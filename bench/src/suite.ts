@@ -5,6 +5,7 @@ import { RUN_DIR } from './processes';
 import { ScenarioResult } from './report';
 import { BenchContext, cpuProfileArgs, emptyResult, Scenario, summarizeCpuProfiles } from './scenario';
 import { connectionsScenario } from './scenarios/connections';
+import { deviceListScenario } from './scenarios/device-list';
 import { fanoutScenario } from './scenarios/fanout';
 import { historyScenario } from './scenarios/history';
 import { ingestScaleScenario, ingestScenario } from './scenarios/ingest';
@@ -12,7 +13,7 @@ import { liveScenario } from './scenarios/live';
 import { unaryScenario } from './scenarios/unary';
 
 /** Every scenario, in the order `npm run bench` runs them. */
-export const SCENARIOS: Scenario[] = [ingestScenario, ingestScaleScenario, liveScenario, unaryScenario, historyScenario, connectionsScenario, fanoutScenario];
+export const SCENARIOS: Scenario[] = [ingestScenario, ingestScaleScenario, liveScenario, unaryScenario, historyScenario, connectionsScenario, fanoutScenario, deviceListScenario];
 
 /** Where CPU profiles of the services go when profiling. */
 export const PROFILE_DIR = path.join(RUN_DIR, 'profiles');
