@@ -344,7 +344,7 @@ export class VirtualDevice {
     // The same version comes again when the device reconnects; apply each version once.
     if (this.desiredVersion !== 0n && desired.version <= this.desiredVersion) {
       // The firmware agent answers a repeated firmware with its report (the platform may have missed it).
-      if (desired.version === this.desiredVersion) void this.firmware.desired(desired.desired ?? {}).catch(() => this.stats.error('other'));
+      if (desired.version === this.desiredVersion) void this.firmware.desired(desired.desired ?? {}, true).catch(() => this.stats.error('other'));
       return false;
     }
     this.desiredVersion = desired.version;

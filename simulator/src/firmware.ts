@@ -36,9 +36,9 @@ const MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024;
 /**
  * A virtual device's firmware: on a desired `firmware` it has not installed,
  * it downloads the URL over http(s), verifies the SHA-256, "installs"
- * (waits), and reports the new version or the failure and its reason. Each
- * target version is tried once (a failed one again only when the desired
- * document names another version in between).
+ * (waits), and reports the new version or the failure and its reason. A
+ * failed version is tried again on a new desired-state version (a new
+ * campaign), not when the same one is re-sent.
  */
 export class FirmwareAgent {
   private state: ReportedFirmware;
@@ -58,12 +58,17 @@ export class FirmwareAgent {
     return { ...this.state };
   }
 
-  /** A desired document arrived; resolves when an install it started ended (at once when it started none). */
-  async desired(doc: Record<string, unknown>): Promise<void> {
+  /**
+   * A desired document arrived (`repeated`: the same desired version again,
+   * as the platform re-sends it); resolves when an install it started ended
+   * (at once when it started none).
+   */
+  async desired(doc: Record<string, unknown>, repeated = false): Promise<void> {
     const target = parseDesired(doc.firmware);
     if (!target || target.version === this.attempting) return;
-    // Installed or failed before: the platform asks again (it may have missed the report), so report again.
-    if (target.version === this.state.version || (this.state.status === 'failed' && this.state.target_version === target.version)) return this.report();
+    // Installed, or failed and asked again with the same desired version: the platform may have missed the report.
+    const failedBefore = this.state.status === 'failed' && this.state.target_version === target.version;
+    if (target.version === this.state.version || (failedBefore && repeated)) return this.report();
     this.attempting = target.version;
     try {
       await this.install(target);

@@ -28,7 +28,7 @@ test('downloads, verifies, installs and reports the new version; a repeated desi
   await a.desired({ firmware: { version: '2.0', url, sha256: SHA } });
   expect(reports.map((r) => r.status)).toEqual(['downloading', 'installing', 'succeeded']);
   expect(a.reported()).toEqual({ version: '2.0', status: 'succeeded' });
-  await a.desired({ firmware: { version: '2.0', url, sha256: SHA } });
+  await a.desired({ firmware: { version: '2.0', url, sha256: SHA } }, true);
   expect(reports).toHaveLength(4);
 });
 
@@ -42,6 +42,11 @@ test('failures: a checksum mismatch, a corrupted download, an install failure an
   const install = agent('install-fail=1');
   await install.agent.desired({ firmware: { version: '2.0', url, sha256: SHA } });
   expect(install.agent.reported()).toEqual({ version: '1.0', status: 'failed', target_version: '2.0', reason: 'install failed: flash write error' });
+  // Re-sent: the failure is reported again; a new desired version (a new campaign) tries the install again.
+  await install.agent.desired({ firmware: { version: '2.0', url, sha256: SHA } }, true);
+  expect(install.reports.map((r) => r.status)).toEqual(['downloading', 'installing', 'failed', 'failed']);
+  await install.agent.desired({ firmware: { version: '2.0', url, sha256: SHA } });
+  expect(install.reports.map((r) => r.status).slice(4)).toEqual(['downloading', 'installing', 'failed']);
   const missing = agent('');
   await missing.agent.desired({ firmware: { version: '2.0', url: url.replace('fw.bin', 'nope'), sha256: SHA } });
   expect(missing.agent.reported().reason).toBe('download failed: HTTP 404');

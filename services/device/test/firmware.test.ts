@@ -96,12 +96,13 @@ async function simulate(credential: DeviceCredential, plan: Partial<FirmwarePlan
     callback: (_err, msg) => {
       const desired = decodeDesiredState(msg.data);
       const doc = desired.desired ?? {};
+      const seen = firmwareDeliveries.get(deviceId) ?? new Set<string>();
+      const repeated = seen.has(String(desired.version));
       if (doc.firmware) {
-        const seen = firmwareDeliveries.get(deviceId) ?? new Set<string>();
         seen.add(String(desired.version));
         firmwareDeliveries.set(deviceId, seen);
       }
-      void agent.desired(doc);
+      void agent.desired(doc, repeated);
     },
   });
   await nc.flush();
