@@ -98,8 +98,15 @@ export async function startNatsCluster(launcher: ServerLauncher, options: NatsCl
   return nodes;
 }
 
-/** Waits until each node's /jsz reports a meta leader and `size` peers, and the leader (which alone lists its followers) sees them current. */
-export async function waitForJetStreamCluster(nodes: Array<{ monitorUrl: string }>, size: number, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+/**
+ * Waits until each node's /jsz reports a meta leader and `size` peers, the
+ * leader (which alone lists its followers) sees them current, and every
+ * node's /healthz says ok (JetStream current there): a stream created before
+ * that can fail with 503 or "error creating store for stream". `healthz:
+ * false` skips the last (a node started again while streams take writes is
+ * not healthy until it caught up; wait for the stream itself then).
+ */
+export async function waitForJetStreamCluster(nodes: Array<{ monitorUrl: string }>, size: number, timeoutMs: number, signal?: AbortSignal, options: { healthz?: boolean } = {}): Promise<void> {
   await waitUntil(
     'JetStream cluster',
     async () => {
@@ -110,6 +117,7 @@ export async function waitForJetStreamCluster(nodes: Array<{ monitorUrl: string 
         if (!meta?.leader || meta.cluster_size !== size) return false;
         const peers = meta.replicas ?? [];
         if (peers.length === size - 1 && peers.every((p) => p.current && !p.offline)) leaderSeesAll = true;
+        if (options.healthz !== false && !(await fetch(`${node.monitorUrl}/healthz`)).ok) return false;
       }
       return leaderSeesAll;
     },

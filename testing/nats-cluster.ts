@@ -97,7 +97,8 @@ export class TestNatsCluster {
 
   /**
    * Starts node `i` again on the ports and data it had, routing to every other
-   * node; resolves once the JetStream meta group is complete again.
+   * node; resolves once the JetStream meta group is complete again (its
+   * streams may still be catching up).
    */
   async restart(i: number): Promise<void> {
     const old = this.nodes[i];
@@ -117,7 +118,7 @@ export class TestNatsCluster {
         timeoutMs: 30_000,
       }),
     );
-    await waitForJetStreamCluster(this.nodes, this.nodes.length, 30_000);
+    await waitForJetStreamCluster(this.nodes, this.nodes.length, 30_000, undefined, { healthz: false });
   }
 
   /** Stops every node and removes their folders. */
