@@ -140,7 +140,8 @@ describe('Prometheus scraping the running services', () => {
     processes.signing = startTracedProcess(repoPath('services', 'signing', 'src', 'main.ts'), { ...common, SIGNING_HTTP_PORT: '0' });
     await portsOf('signing');
     const withSigning = { ...common, SIGNING_ADDRESS: `127.0.0.1:${grpcPorts.signing}` };
-    processes.device = startTracedProcess(repoPath('services', 'device', 'src', 'main.ts'), withSigning);
+    // This NATS has no auth (the test is about scraping): say so, or the device service refuses to start.
+    processes.device = startTracedProcess(repoPath('services', 'device', 'src', 'main.ts'), { ...withSigning, DEVICE_ALLOW_INSECURE_NATS: 'true' });
     processes.monitoring = startTracedProcess(repoPath('services', 'monitoring', 'src', 'main.ts'), withSigning);
     await Promise.all([portsOf('device'), portsOf('monitoring')]);
     for (const job of jobs) {
