@@ -194,7 +194,14 @@ test('the abort threshold stops a job: the queued rest is cancelled and never co
   const [, failedAt, finishedAt] = /aborted: (\d+) of (\d+) finished/.exec(done.reason)!.map(Number);
   expect(finishedAt).toBeGreaterThanOrEqual(8);
   expect(failedAt * 100).toBeGreaterThan(25 * finishedAt);
-  const c = done.counts!;
+  // Steps already sent when the threshold was crossed (at most max_in_flight - 1) still finish with their device's answer
+  // or their timeout: wait for those, then nothing may be queued or sent any more.
+  const settled = await eventually('in-flight steps of the aborted job finished', async () => {
+    const j = await getJob(jobs, job!.id);
+    return j.counts!.sent === 0 ? j : undefined;
+  }, 30_000, 100);
+  expect(settled.state).toBe(JobState.JOB_STATE_ABORTED);
+  const c = settled.counts!;
   expect(c.queued + c.sent).toBe(0);
   expect(c.succeeded + c.failed).toBeLessThanOrEqual(finishedAt + rollout.maxInFlight - 1);
   expect(c.cancelled).toBe(40 - c.succeeded - c.failed);
