@@ -1,7 +1,7 @@
 import { Metadata, ServerUnaryCall, ServerWritableStream, sendUnaryData, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { Logger } from './logger';
 import { errors, ServiceError, toServiceError } from './errors';
-import { nulCharacterViolations } from './validation';
+import { unstorableValueViolations } from './validation';
 import type { Principal } from './auth/principal';
 
 /** What a handler and every middleware know about the call being served. */
@@ -134,12 +134,12 @@ export function withTolerantDecoders(definition: ServiceRegistration['definition
 
 /**
  * Why a decoded request is refused before its handler runs (INVALID_ARGUMENT): it did not decode
- * ({@link withTolerantDecoders}), or a string in it holds U+0000 ({@link nulCharacterViolations}).
+ * ({@link withTolerantDecoders}), or it holds a value no store can keep: a string with U+0000, a timestamp out of range ({@link unstorableValueViolations}).
  */
 function refusal(request: unknown): ServiceError | undefined {
   if (isUndecodable(request)) return errors.invalidArgument([{ field: '', description: `is not a valid protobuf message of the request type (${request[UNDECODABLE]})` }]);
-  const nul = nulCharacterViolations(request);
-  return nul.length > 0 ? errors.invalidArgument(nul) : undefined;
+  const unstorable = unstorableValueViolations(request);
+  return unstorable.length > 0 ? errors.invalidArgument(unstorable) : undefined;
 }
 
 /** Runs `handler` unless {@link refusal} refuses the request. */

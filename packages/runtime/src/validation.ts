@@ -70,14 +70,21 @@ function protoName(key: string): string {
   return key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 }
 
+/** The years a `google.protobuf.Timestamp` may name (its own documented range, inside PostgreSQL's). */
+const TIMESTAMP_MIN_MS = Date.UTC(1, 0, 1);
+const TIMESTAMP_MAX_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+
 /**
- * A violation for every string of a decoded request (message fields, list
- * items, map keys and values, `Struct` contents) that holds U+0000. Protobuf
- * allows it, but PostgreSQL can store it neither in `text` nor in `jsonb`, and
- * no name, label or payload of the platform means it: such a request is
- * refused before any handler runs, instead of failing in the database.
+ * A violation for every value of a decoded request that no store of the
+ * platform can hold: a string (message fields, list items, map keys and
+ * values, `Struct` contents) that holds U+0000 — Protobuf allows it, but
+ * PostgreSQL can store it neither in `text` nor in `jsonb`, and no name, label
+ * or payload of the platform means it — and a timestamp outside
+ * 0001-01-01..9999-12-31 (the range `google.protobuf.Timestamp` documents;
+ * larger seconds decode to an invalid date). Such a request is refused before
+ * any handler runs, instead of failing in the database without naming its field.
  */
-export function nulCharacterViolations(request: unknown, limit = 20): FieldViolation[] {
+export function unstorableValueViolations(request: unknown, limit = 20): FieldViolation[] {
   const found: FieldViolation[] = [];
   const pending: { value: unknown; path: string }[] = [{ value: request, path: '' }];
   const at = (path: string, key: string) => (path ? `${path}.${key}` : key);
@@ -85,6 +92,9 @@ export function nulCharacterViolations(request: unknown, limit = 20): FieldViola
     const { value, path } = pending.pop()!;
     if (typeof value === 'string') {
       if (value.includes('\u0000')) found.push({ field: path, description: 'must not contain the NUL character (U+0000)' });
+    } else if (value instanceof Date) {
+      const ms = value.getTime();
+      if (!(ms >= TIMESTAMP_MIN_MS && ms <= TIMESTAMP_MAX_MS)) found.push({ field: path, description: 'must be a time between 0001-01-01 and 9999-12-31' });
     } else if (Array.isArray(value)) {
       value.forEach((item, i) => pending.push({ value: item, path: `${path}[${i}]` }));
     } else if (value !== null && typeof value === 'object' && !ArrayBuffer.isView(value) && !(value instanceof Date)) {
