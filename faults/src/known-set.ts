@@ -29,9 +29,17 @@ export interface StoredCount {
   lost: number;
 }
 
-/** Message `n` of a known set: Protobuf, its points with their own times (so a retransmission is the same point). */
-function knownMessage(deviceId: string, messageId: string, n: number, start: number, pointsPerMessage: number): Buffer {
-  const points = Array.from({ length: pointsPerMessage }, (_, k) => ({ metric: `m${k}`, time: new Date(start + n * 1000 + k), numberValue: n + k / 100 }));
+/**
+ * Message `n` of a known set: Protobuf, its points with their own times (so a
+ * retransmission is the same point). The time is when the message is due
+ * (`start + n × intervalMs`, at least 1 ms apart so every message's points are
+ * distinct), as a device stamps its readings: a fixed second per message ran
+ * more than the platform's 5 minutes ahead in long runs (the overload fault's
+ * hundreds of messages per device), and those were dead-lettered too_far_future.
+ */
+function knownMessage(deviceId: string, messageId: string, n: number, start: number, intervalMs: number, pointsPerMessage: number): Buffer {
+  const base = start + Math.round(n * Math.max(intervalMs, 1));
+  const points = Array.from({ length: pointsPerMessage }, (_, k) => ({ metric: `m${k}`, time: new Date(base + k), numberValue: n + k / 100 }));
   return encodeTelemetry({ deviceId, messageId, points }, 'protobuf');
 }
 
@@ -95,7 +103,7 @@ export class KnownSet {
           const due = start + n * intervalMs - Date.now();
           if (due > 0) await new Promise((r) => setTimeout(r, due));
           const messageId = `${d.deviceId}-${this.runId}-${n}`;
-          const payload = knownMessage(d.deviceId, messageId, n, start, this.size.pointsPerMessage);
+          const payload = knownMessage(d.deviceId, messageId, n, start, intervalMs, this.size.pointsPerMessage);
           this.sent++;
           const done = client.publishAsync(topic, payload, { qos: 1 }).then(
             () => void this.acked.add(messageId),
@@ -190,7 +198,7 @@ export class NatsKnownSet {
           if (due > 0) await new Promise((r) => setTimeout(r, due));
           this.sent++;
           try {
-            nc.publish(subject, knownMessage(d.deviceId, `${d.deviceId}-${this.runId}-${n}`, n, start, this.size.pointsPerMessage));
+            nc.publish(subject, knownMessage(d.deviceId, `${d.deviceId}-${this.runId}-${n}`, n, start, intervalMs, this.size.pointsPerMessage));
           } catch {
             // A closed or draining connection refuses the publish: sent, not delivered.
           }
