@@ -2,6 +2,7 @@ import { FormEvent, useEffect, useState } from 'react';
 import { Campaign, CampaignDevice, CampaignStage, CampaignState, Firmware } from '../../../gen/es/iot/device/v1/firmware_pb';
 import { JobDeviceState } from '../../../gen/es/iot/device/v1/jobs_pb';
 import { api, errorMessage } from './api';
+import { commaList, hoursFromNow } from './format';
 import { TableHead } from './components/table-head';
 import { useAbilities } from './principal';
 
@@ -94,10 +95,7 @@ export function FirmwarePage() {
     e.preventDefault();
     setError('');
     try {
-      const ids = form.deviceIds
-        .split(',')
-        .map((s) => s.trim())
-        .filter(Boolean);
+      const ids = commaList(form.deviceIds);
       const { campaign } = await api.campaigns.createCampaign({
         campaign: {
           firmwareId: form.firmwareId,
@@ -106,7 +104,7 @@ export function FirmwarePage() {
           canaryPercent: Number(form.canaryPercent) || 0,
           maxConcurrent: Number(form.maxConcurrent) || 0,
           failureThresholdPercent: Number(form.failurePercent) || 0,
-          expireTime: form.expireHours ? { seconds: BigInt(Math.floor(Date.now() / 1000 + Number(form.expireHours) * 3600)), nanos: 0 } : undefined,
+          expireTime: hoursFromNow(form.expireHours),
         },
       });
       setForm(EMPTY_CAMPAIGN);

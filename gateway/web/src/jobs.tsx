@@ -3,6 +3,7 @@ import { useSearchParams } from 'react-router';
 import type { JsonObject } from '@bufbuild/protobuf';
 import { Job, JobDevice, JobDeviceState, JobState } from '../../../gen/es/iot/device/v1/jobs_pb';
 import { api, errorMessage } from './api';
+import { commaList, hoursFromNow } from './format';
 import { useAbilities } from './principal';
 
 const jobStateName = (s: JobState) => JobState[s]?.replace('JOB_STATE_', '').toLowerCase() ?? '';
@@ -69,10 +70,7 @@ export function JobsPage() {
     e.preventDefault();
     setError('');
     try {
-      const ids = form.deviceIds
-        .split(',')
-        .map((s) => s.trim())
-        .filter(Boolean);
+      const ids = commaList(form.deviceIds);
       const { job } = await api.jobs.createJob({
         job: {
           command: form.action === 'command' ? { name: form.name, params: parseObject(form.params, 'Parameters') } : undefined,
@@ -80,7 +78,7 @@ export function JobsPage() {
           groupId: form.groupId.trim(),
           deviceIds: ids,
           rollout: { maxInFlight: Number(form.maxInFlight) || 0, maxPerSecond: Number(form.maxPerSecond) || 0, abortThresholdPercent: Number(form.abortPercent) || 0 },
-          expireTime: form.expireHours ? { seconds: BigInt(Math.floor(Date.now() / 1000 + Number(form.expireHours) * 3600)), nanos: 0 } : undefined,
+          expireTime: hoursFromNow(form.expireHours),
         },
       });
       setForm(EMPTY_FORM);

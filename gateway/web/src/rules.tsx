@@ -5,7 +5,7 @@ import { SecretPanel } from './components/secret-panel';
 import { TableHead } from './components/table-head';
 import { api, errorMessage } from './api';
 import { parseLabels } from './devices';
-import { formatTime } from './format';
+import { commaList, formatTime } from './format';
 import { useAbilities } from './principal';
 
 type ActionKind = 'derivedMetric' | 'republish' | 'webhook' | 'notify';
@@ -33,12 +33,6 @@ const TARGET_PLACEHOLDER: Record<ActionKind, string> = {
   notify: 'channel id',
 };
 
-const list = (text: string) =>
-  text
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-
 /** A draft as CreateRule takes it. */
 function ruleOf(d: RuleDraft) {
   const kind =
@@ -52,7 +46,7 @@ function ruleOf(d: RuleDraft) {
   return {
     name: d.name,
     condition: d.condition,
-    source: { metrics: list(d.metrics), deviceIds: list(d.deviceIds), deviceTypes: list(d.deviceTypes), labels: parseLabels(d.labels) },
+    source: { metrics: commaList(d.metrics), deviceIds: commaList(d.deviceIds), deviceTypes: commaList(d.deviceTypes), labels: parseLabels(d.labels) },
     actions: [{ kind }],
     enabled: true,
   };
@@ -258,7 +252,7 @@ function ChannelsCard() {
     setError('');
     const kind =
       draft.kind === 'email'
-        ? { case: 'email' as const, value: { to: list(draft.target) } }
+        ? { case: 'email' as const, value: { to: commaList(draft.target) } }
         : draft.kind === 'nats'
           ? { case: 'nats' as const, value: { topic: draft.target } }
           : { case: 'webhook' as const, value: { url: draft.target, secret: '' } };
