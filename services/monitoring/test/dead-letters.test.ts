@@ -98,3 +98,38 @@ test('bad filters and tokens are refused with the field named', async () => {
   await expect(unary(client, client.listDeadLetters, { deviceId: '', reason: '', page: { pageSize: 1, pageToken: 'garbage' } }, { authorization: viewer })).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
   await expect(unary(client, client.listDeadLetters, { deviceId: '', reason: '' }, {})).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
 });
+
+test('dead letters are counted by reason over a time window, per tenant and device, most frequent first', async () => {
+  const c = await signing.createTenant();
+  await world.registerDevice(c.tenantId, 'd1');
+  const viewer = c.viewer.authorization;
+  const count = (request: { timeRange?: { start?: Date; end?: Date }; deviceId?: string }, authorization = viewer) =>
+    unary(client, client.countDeadLetters, { deviceId: '', ...request }, { authorization });
+  const before = new Date();
+  expect(await count({})).toEqual({ counts: [], total: 0n, truncated: false });
+
+  await world.publish(c.tenantId, 'ghost', jsonPayload({ messageId: 'g1', points: [{ metric: 'temp', numberValue: 1 }] }));
+  await world.publish(c.tenantId, 'd1', Buffer.from('not json'));
+  await eventually(async () => (await count({})).total === 2n, 'the first two dead letters counted');
+  const middle = new Date();
+  await world.publish(c.tenantId, 'ghost', jsonPayload({ messageId: 'g2', points: [{ metric: 'temp', numberValue: 2 }] }));
+  await world.publish(c.tenantId, 'ghost', jsonPayload({ messageId: 'g3', points: [{ metric: 'temp', numberValue: 3 }] }));
+  const all = await eventually(async () => {
+    const counted = await count({});
+    return counted.total === 4n && counted;
+  }, 'all four dead letters counted');
+
+  expect(all).toEqual({ counts: [{ reason: 'unknown_device', count: 3n }, { reason: 'malformed', count: 1n }], total: 4n, truncated: false });
+  // The window: only what was dead-lettered inside it.
+  expect(await count({ timeRange: { start: before, end: middle } })).toEqual({ counts: [{ reason: 'malformed', count: 1n }, { reason: 'unknown_device', count: 1n }], total: 2n, truncated: false });
+  expect(await count({ timeRange: { start: middle } })).toMatchObject({ counts: [{ reason: 'unknown_device', count: 2n }], total: 2n });
+  expect(await count({ timeRange: { end: before } })).toMatchObject({ counts: [], total: 0n });
+  // One device; another tenant counts only its own.
+  expect(await count({ deviceId: 'd1' })).toMatchObject({ counts: [{ reason: 'malformed', count: 1n }], total: 1n });
+  const other = await count({}, b.viewer.authorization);
+  expect(other.counts.every((r) => r.reason === 'unknown_device') && other.total).toBe(1n);
+  // Bad requests name the field; a caller needs a token.
+  await expect(count({ timeRange: { start: middle, end: before } })).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining('time_range') });
+  await expect(count({ deviceId: 'no such.device' })).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining('device_id') });
+  await expect(unary(client, client.countDeadLetters, { deviceId: '' }, {})).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
+});

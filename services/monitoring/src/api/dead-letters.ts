@@ -1,7 +1,8 @@
 import { DeadLetter, DeadLetterServiceService } from '../../../../gen/ts/iot/monitoring/v1/dead_letters';
 import { callerTenant, decodePageToken, defineService, encodePageToken, isSubjectToken, pageSize, ServiceRegistration, Violations } from '@iot-mesh/runtime';
-import { DeadLetters, MAX_REPLAY, StoredDeadLetter } from '../domain/dead-letters';
+import { DeadLetters, MAX_COUNTED_DEAD_LETTERS, MAX_REPLAY, StoredDeadLetter } from '../domain/dead-letters';
 import { DEAD_LETTER_REASONS } from '../events/telemetry-decoder';
+import { resolveTimeRange } from './time-range';
 
 /** What the DeadLetterService handlers call. */
 export interface DeadLetterHandlerDeps {
@@ -45,6 +46,16 @@ export function deadLetterService({ deadLetters }: DeadLetterHandlerDeps): Servi
         limit: pageSize(request.page?.pageSize),
       });
       return { deadLetters: page.items.map(toProto), page: { nextPageToken: page.next ? encodePageToken([page.next]) : '' } };
+    },
+
+    async countDeadLetters(request, ctx) {
+      const tenantId = callerTenant(ctx);
+      const v = new Violations();
+      if (request.deviceId) v.check(isSubjectToken(request.deviceId), 'device_id', 'is not a valid device id');
+      const { start, end } = resolveTimeRange(v, request.timeRange);
+      v.throwIfAny();
+      const counted = await deadLetters.count({ tenantId, deviceId: request.deviceId || undefined, start, end, limit: MAX_COUNTED_DEAD_LETTERS });
+      return { counts: counted.counts.map((c) => ({ reason: c.reason, count: BigInt(c.count) })), total: BigInt(counted.total), truncated: counted.truncated };
     },
 
     async replayDeadLetters(request, ctx) {

@@ -2,7 +2,8 @@ import { ExportFormat, ExportServiceService } from '../../../../gen/ts/iot/monit
 import { callerTenant, defineService, durationToMs, isSubjectToken, ServiceRegistration, Violations } from '@iot-mesh/runtime';
 import { bucketsWithinLimit, exportFileName, TelemetryExport } from '../domain/export';
 import { FileFormat, FORMAT_FILES } from '../domain/export-formats';
-import { DEFAULT_RANGE_MS, LATEST_LIMIT, MAX_BUCKETS, MAX_METRICS, METRIC_NAME } from '../domain/telemetry';
+import { resolveTimeRange } from './time-range';
+import { LATEST_LIMIT, MAX_BUCKETS, MAX_METRICS, METRIC_NAME } from '../domain/telemetry';
 
 const FORMATS: Partial<Record<ExportFormat, FileFormat>> = {
   [ExportFormat.EXPORT_FORMAT_UNSPECIFIED]: 'csv',
@@ -22,9 +23,7 @@ export function exportService({ exports }: { exports: TelemetryExport }): Servic
       request.deviceIds.forEach((d, i) => v.check(isSubjectToken(d), `device_ids[${i}]`, 'is not a valid device id'));
       v.check(request.metrics.length <= MAX_METRICS, 'metrics', `at most ${MAX_METRICS} metrics`);
       request.metrics.forEach((m, i) => v.check(METRIC_NAME.test(m), `metrics[${i}]`, 'is not a valid metric name'));
-      const end = request.timeRange?.end ?? new Date();
-      const start = request.timeRange?.start ?? new Date(end.getTime() - DEFAULT_RANGE_MS);
-      v.check(start.getTime() < end.getTime(), 'time_range', 'start must be before end');
+      const { start, end } = resolveTimeRange(v, request.timeRange);
       const format = FORMATS[request.format];
       v.check(format !== undefined, 'format', 'is not a supported format');
       const bucketMs = durationToMs(request.bucketWidth);

@@ -12,8 +12,9 @@ import {
   Violations,
 } from '@iot-mesh/runtime';
 import type { LiveFrame, LiveHub } from '../domain/live';
-import { AGGREGATIONS, DEFAULT_RANGE_MS, LATEST_LIMIT, MAX_BUCKETS, MAX_METRICS, METRIC_NAME, TelemetryQueries } from '../domain/telemetry';
+import { AGGREGATIONS, LATEST_LIMIT, MAX_BUCKETS, MAX_METRICS, METRIC_NAME, TelemetryQueries } from '../domain/telemetry';
 import type { PointCursor } from '../store/telemetry-store';
+import { resolveTimeRange } from './time-range';
 
 function checkDevice(v: Violations, deviceId: string, field = 'device_id'): void {
   if (v.required(deviceId, field)) v.check(isSubjectToken(deviceId), field, 'is not a valid device id');
@@ -22,15 +23,6 @@ function checkDevice(v: Violations, deviceId: string, field = 'device_id'): void
 function checkMetrics(v: Violations, metrics: string[], field = 'metrics'): void {
   v.check(metrics.length <= MAX_METRICS, field, `at most ${MAX_METRICS} metrics`);
   metrics.forEach((m, i) => v.check(METRIC_NAME.test(m), `${field}[${i}]`, 'is not a valid metric name'));
-}
-
-/** Resolves a request's time range: defaults end = now, start = end − a day; at most `maxSpanMs` wide. */
-function timeRange(v: Violations, range: { start?: Date; end?: Date } | undefined, maxSpanMs: number): { start: Date; end: Date } {
-  const end = range?.end ?? new Date();
-  const start = range?.start ?? new Date(end.getTime() - DEFAULT_RANGE_MS);
-  v.check(start.getTime() < end.getTime(), 'time_range', 'start must be before end');
-  v.check(end.getTime() - start.getTime() <= maxSpanMs, 'time_range', `spans more than ${Math.floor(maxSpanMs / 86_400_000)} days`);
-  return { start, end };
 }
 
 /** The keyset cursor inside a ListPoints page token, or the standard INVALID_ARGUMENT. */
@@ -94,7 +86,7 @@ export function telemetryService({ queries, live }: TelemetryHandlerDeps): Servi
       checkDevice(v, request.deviceId);
       v.check(request.metrics.length > 0, 'metrics', 'at least one metric');
       checkMetrics(v, request.metrics);
-      const { start, end } = timeRange(v, request.timeRange, queries.maxHistorySpanMs);
+      const { start, end } = resolveTimeRange(v, request.timeRange, queries.maxHistorySpanMs);
       const span = end.getTime() - start.getTime();
       const bucketWidthMs = durationToMs(request.bucketWidth);
       if (bucketWidthMs !== undefined) {
@@ -123,7 +115,7 @@ export function telemetryService({ queries, live }: TelemetryHandlerDeps): Servi
       const v = new Violations();
       checkDevice(v, request.deviceId);
       checkMetrics(v, request.metrics);
-      const { start, end } = timeRange(v, request.timeRange, queries.maxHistorySpanMs);
+      const { start, end } = resolveTimeRange(v, request.timeRange, queries.maxHistorySpanMs);
       v.throwIfAny();
       const limit = pageSize(request.page?.pageSize, 100, 1000);
       const after = pointCursor(request.page?.pageToken);

@@ -28,10 +28,32 @@ export interface DeadLetterQuery {
   limit: number;
 }
 
+/** What a count asks for: one tenant (optionally one device), dead-lettered in [start, end). */
+export interface DeadLetterCountQuery {
+  tenantId: string;
+  deviceId?: string;
+  start: Date;
+  end: Date;
+  /** Most dead letters read; beyond it the counts cover the oldest `limit` and say so. */
+  limit: number;
+}
+
+/** Dead letters per reason, most frequent first. */
+export interface DeadLetterCounts {
+  counts: { reason: string; count: number }[];
+  total: number;
+  truncated: boolean;
+}
+
+/** Most dead letters one count reads (headers only). */
+export const MAX_COUNTED_DEAD_LETTERS = 100_000;
+
 /** Where dead letters are kept (the DEAD_LETTERS stream). */
 export interface DeadLetterArchive {
   /** Dead letters matching the query, oldest first, and where the next page starts (undefined: no more). */
   list(query: DeadLetterQuery): Promise<{ items: StoredDeadLetter[]; next?: number }>;
+  /** How many dead letters had each reason (unordered; reasons with none left out). */
+  countByReason(query: DeadLetterCountQuery): Promise<{ byReason: Map<string, number>; truncated: boolean }>;
   /** One dead letter of the tenant, or undefined. */
   get(tenantId: string, sequence: number): Promise<StoredDeadLetter | undefined>;
   /** Publishes the payload into the telemetry stream again (resolves on its acknowledgement), then removes the dead letter. */
@@ -58,6 +80,13 @@ export class DeadLetters {
   /** One page of a tenant's dead letters. */
   list(query: DeadLetterQuery): Promise<{ items: StoredDeadLetter[]; next?: number }> {
     return this.archive.list(query);
+  }
+
+  /** A tenant's dead letters counted by reason over a window, the most frequent reason first (then by name). */
+  async count(query: DeadLetterCountQuery): Promise<DeadLetterCounts> {
+    const { byReason, truncated } = await this.archive.countByReason(query);
+    const counts = [...byReason].map(([reason, count]) => ({ reason, count })).sort((x, y) => y.count - x.count || x.reason.localeCompare(y.reason));
+    return { counts, total: counts.reduce((sum, c) => sum + c.count, 0), truncated };
   }
 
   /** Replays the named dead letters of the tenant; the others are reported, not failed. */

@@ -1,6 +1,6 @@
-import { headers, JetStreamClient, JetStreamManager, JSONCodec, MsgHdrs, NatsConnection, NatsError } from 'nats';
+import { DeliverPolicy, headers, JetStreamClient, JetStreamManager, JSONCodec, MsgHdrs, NatsConnection, NatsError } from 'nats';
 import { deadLettersOf, parseDeviceSubject } from '@iot-mesh/runtime';
-import type { DeadLetterArchive, DeadLetterQuery, StoredDeadLetter } from '../domain/dead-letters';
+import type { DeadLetterArchive, DeadLetterCountQuery, DeadLetterQuery, StoredDeadLetter } from '../domain/dead-letters';
 import { DEAD_LETTER_HEADERS } from './dead-letters';
 
 /** Most stream messages one list call looks at when filtering by reason: a page may come back short, with a token to go on. */
@@ -94,6 +94,45 @@ export class StreamDeadLetterArchive implements DeadLetterArchive {
     }
     // More may follow: the caller's next page looks from here (an empty last page is possible).
     return { items, next: seq };
+  }
+
+  /**
+   * Reads the window's dead letters once, headers only, through an ordered
+   * consumer that starts at the window's start time, and stops at its end,
+   * at the stream's end or after `limit` letters.
+   */
+  async countByReason(query: DeadLetterCountQuery): Promise<{ byReason: Map<string, number>; truncated: boolean }> {
+    const byReason = new Map<string, number>();
+    const consumer = await this.js.consumers.get(this.stream, {
+      filterSubjects: deadLettersOf(query.tenantId, query.deviceId),
+      deliver_policy: DeliverPolicy.StartTime,
+      opt_start_time: query.start.toISOString(),
+      headers_only: true,
+    });
+    let truncated = false;
+    try {
+      if ((await consumer.info()).num_pending === 0) return { byReason, truncated };
+      const end = query.end.getTime();
+      let read = 0;
+      const messages = await consumer.consume({ max_messages: 1000 });
+      for await (const msg of messages) {
+        const past = msg.info.timestampNanos / 1e6 >= end;
+        if (!past) {
+          if (read === query.limit) {
+            truncated = true;
+            break;
+          }
+          read++;
+          const reason = msg.headers?.get(DEAD_LETTER_HEADERS.reason) || 'unknown';
+          byReason.set(reason, (byReason.get(reason) ?? 0) + 1);
+        }
+        if (past || msg.info.pending === 0) break;
+      }
+      await messages.close();
+    } finally {
+      await consumer.delete().catch(() => undefined);
+    }
+    return { byReason, truncated };
   }
 
   async get(tenantId: string, sequence: number): Promise<StoredDeadLetter | undefined> {
