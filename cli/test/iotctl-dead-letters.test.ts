@@ -17,6 +17,13 @@ describe('iotctl dead-letters', () => {
     }, 'the dead letter listed');
     expect(listed).toMatchObject([{ deviceId: 'late', reason: 'unknown_device', originalSubject: `iot.${cli.tenant.tenantId}.dev.late.tel` }]);
     expect(await ok(['dead-letters', 'list'])).toMatch(/late\s+unknown_device/);
+    // Counted per reason over a window (the last 24 h by default).
+    expect(JSON.parse(await ok(['dead-letters', 'count', '-o', 'json']))).toEqual([{ reason: 'unknown_device', count: '1' }]);
+    expect(await ok(['dead-letters', 'count', '--device-id', 'late'])).toMatch(/unknown_device\s+1/);
+    expect(JSON.parse(await ok(['dead-letters', 'count', '--to', '2020-01-01', '--from', '2019-12-31', '-o', 'json']))).toEqual([]);
+    const backwards = await iotctl(['dead-letters', 'count', '--from', 'now', '--to', '1h']);
+    expect(backwards.code).not.toBe(0);
+    expect(backwards.stderr).toMatch(/--from must be before --to/);
 
     const bad = await iotctl(['dead-letters', 'replay', 'abc']);
     expect(bad.code).not.toBe(0);

@@ -191,8 +191,13 @@ describe('fleet pages in Chromium', () => {
     await open(page, 'dead-letters');
     await page.getByTestId('dead-letter-list').locator(`tr[data-reason="${letter.reason}"]`).waitFor();
     await shot(page, 'dead-letters');
+    // Counted by the server (REST too), each reason a link to the list filtered by it.
+    expect((await api('GET', '/v1/dead-letters:count')).json).toEqual({ counts: [{ reason: letter.reason, count: '1' }], total: '1' });
     await open(page, 'overview');
-    await page.getByTestId('overview-dead-letters').getByText(letter.reason).waitFor();
+    await page.getByTestId('overview-dead-letters').getByRole('link', { name: letter.reason }).click();
+    await page.getByTestId('dead-letter-list').locator(`tr[data-reason="${letter.reason}"]`).waitFor();
+    expect(await page.getByLabel('reason').inputValue()).toBe(letter.reason);
+    await open(page, 'overview');
     await page.getByTestId('overview-online').filter({ hasText: '0' }).waitFor();
     await page.getByTestId('overview-offline').filter({ hasText: '2' }).waitFor();
     // The rate counts what StreamLive delivers: readings published while the page watches show up in it.

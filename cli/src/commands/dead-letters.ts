@@ -1,8 +1,9 @@
 import { Command } from 'commander';
-import { DeadLetter } from '../../../gen/ts/iot/monitoring/v1/dead_letters';
+import { DeadLetter, DeadLetterReasonCount } from '../../../gen/ts/iot/monitoring/v1/dead_letters';
 import { UsageError } from '../cli-error';
 import { listCommand, run } from '../command-context';
-import { formatTime, printOne, View } from '../output';
+import { formatTime, printList, printOne, View } from '../output';
+import { timeRange, timeRangeOptions } from './telemetry';
 
 const deadLetterView: View<DeadLetter> = {
   columns: [
@@ -18,7 +19,7 @@ const deadLetterView: View<DeadLetter> = {
   toJson: (d) => DeadLetter.toJSON(d),
 };
 
-/** `dead-letters list|replay`: refused telemetry, with the reason, and sending it back after a fix. */
+/** `dead-letters list|count|replay`: refused telemetry, with the reason, and sending it back after a fix. */
 export function deadLetterCommands(program: Command): void {
   const deadLetters = program.command('dead-letters').description('telemetry the platform refused (with the reason), and replaying it after a fix');
 
@@ -28,6 +29,27 @@ export function deadLetterCommands(program: Command): void {
   })
     .option('--device-id <id>', "only this device's dead letters")
     .option('--reason <reason>', 'only this reason (unknown_device, malformed, oversize, store_rejected, …)');
+
+  timeRangeOptions(
+    deadLetters
+      .command('count')
+      .description('dead letters per reason over a time window (when they were dead-lettered), the most frequent first')
+      .option('--device-id <id>', "only this device's dead letters"),
+    '24h',
+  ).action((_o, command: Command) =>
+    run<{ from: string; to: string; deviceId?: string }>(command, async (connection, options) => {
+      const res = await connection.call(connection.deadLetters, connection.deadLetters.countDeadLetters, { timeRange: timeRange(options), deviceId: options.deviceId ?? '' });
+      const view: View<DeadLetterReasonCount> = {
+        columns: [
+          { header: 'REASON', value: (c) => c.reason },
+          { header: 'COUNT', value: (c) => String(c.count) },
+        ],
+        toJson: (c) => DeadLetterReasonCount.toJSON(c),
+      };
+      printList(options.output, view, res.counts);
+      if (res.truncated) process.stderr.write('only the oldest 100,000 dead letters of the window were counted\n');
+    }),
+  );
 
   deadLetters
     .command('replay')

@@ -47,13 +47,15 @@ const bucketView: View<BucketRow> = {
   toJson: (r) => ({ metric: r.series.metric, aggregation: aggregationToJSON(r.series.aggregation), ...(Bucket.toJSON(r.bucket) as object) }),
 };
 
-function timeRangeOptions(command: Command, defaultFrom: string): Command {
+/** Adds --from/--to (ISO 8601, now, or a duration ago) to a command. */
+export function timeRangeOptions(command: Command, defaultFrom: string): Command {
   return command
     .addOption(new Option('--from <time>', 'start: ISO 8601, now, or a duration ago (24h, 7d)').default(defaultFrom))
     .addOption(new Option('--to <time>', 'end (exclusive), same forms').default('now'));
 }
 
-function timeRange(options: { from: string; to: string }): { start: Date; end: Date } {
+/** The --from/--to of {@link timeRangeOptions} as a range; a usage error when they are not a range. */
+export function timeRange(options: { from: string; to: string }): { start: Date; end: Date } {
   const now = Date.now();
   const parse = (flag: string, v: string) => {
     try {

@@ -1,4 +1,5 @@
 import { FormEvent, useEffect, useState } from 'react';
+import { useSearchParams } from 'react-router';
 import { DeadLetter } from '../../../gen/es/iot/monitoring/v1/dead_letters_pb';
 import { api, errorMessage } from './api';
 import { formatTime } from './format';
@@ -19,7 +20,9 @@ function preview(payload: Uint8Array): string {
  */
 export function DeadLettersPage() {
   const { canOperate } = useAbilities();
-  const [filter, setFilter] = useState({ deviceId: '', reason: '' });
+  const [params] = useSearchParams();
+  // The overview links here with ?reason=… (and a device page could with ?deviceId=…).
+  const [filter, setFilter] = useState({ deviceId: params.get('deviceId') ?? '', reason: params.get('reason') ?? '' });
   const [applied, setApplied] = useState(filter);
   const [letters, setLetters] = useState<DeadLetter[]>([]);
   const [next, setNext] = useState('');

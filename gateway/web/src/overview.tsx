@@ -66,7 +66,7 @@ export function OverviewPage() {
   const [offline, setOffline] = useState<string>('…');
   const [alerts, setAlerts] = useState<Map<Severity, number> | undefined>();
   const [recent, setRecent] = useState<Device[]>([]);
-  const [deadLetters, setDeadLetters] = useState<{ byReason: Map<string, number>; capped: boolean } | undefined>();
+  const [deadLetters, setDeadLetters] = useState<{ counts: Array<{ reason: string; count: bigint }>; truncated: boolean } | undefined>();
   const [error, setError] = useState('');
   const rate = useIngestRate();
 
@@ -83,11 +83,8 @@ export function OverviewPage() {
         for (const a of res.alerts) bySeverity.set(a.severity, (bySeverity.get(a.severity) ?? 0) + 1);
         setAlerts(bySeverity);
       }, fail);
-    api.deadLetters.listDeadLetters({ page: { pageSize: 1000 } }, { signal: abort.signal }).then((res) => {
-      const byReason = new Map<string, number>();
-      for (const d of res.deadLetters) byReason.set(d.reason, (byReason.get(d.reason) ?? 0) + 1);
-      setDeadLetters({ byReason, capped: (res.page?.nextPageToken ?? '') !== '' });
-    }, fail);
+    // Counted by the server over the last 24 hours (the request's default window).
+    api.deadLetters.countDeadLetters({}, { signal: abort.signal }).then((res) => setDeadLetters({ counts: res.counts, truncated: res.truncated }), fail);
     api.devices.listDevices({ page: { pageSize: 10 }, orderBy: 'last_seen_time desc' }, { signal: abort.signal }).then((res) => setRecent(res.devices.filter((d) => d.lastSeenTime)), fail);
     return () => abort.abort();
   }, []);
@@ -106,21 +103,21 @@ export function OverviewPage() {
         <Figure label={`points/s ingested (last ${RATE_WINDOW_MS / 1000} s)`} value={rate === undefined ? '…' : rate.toLocaleString(undefined, { maximumFractionDigits: 1 })} testId="overview-ingest-rate" />
       </div>
       <div className="card">
-        <h2>Dead letters</h2>
+        <h2>Dead letters (last 24 h)</h2>
         {!deadLetters ? (
           <p className="muted">…</p>
-        ) : deadLetters.byReason.size === 0 ? (
+        ) : deadLetters.counts.length === 0 ? (
           <p className="muted" data-testid="overview-dead-letters">
             No refused telemetry.
           </p>
         ) : (
           <ul className="plain" data-testid="overview-dead-letters">
-            {[...deadLetters.byReason].sort(([, a], [, b]) => b - a).map(([reason, n]) => (
+            {deadLetters.counts.map(({ reason, count }) => (
               <li key={reason}>
-                <strong>{n.toLocaleString()}</strong> {reason}
+                <strong>{count.toLocaleString()}</strong> <Link to={`/dead-letters?reason=${encodeURIComponent(reason)}`}>{reason}</Link>
               </li>
             ))}
-            {deadLetters.capped && <li className="muted">(the oldest 1,000 counted)</li>}
+            {deadLetters.truncated && <li className="muted">(the oldest 100,000 counted)</li>}
           </ul>
         )}
       </div>
