@@ -57,13 +57,19 @@ export const monitoringEnv = {
   WRITER_ENABLED: env.bool(true),
   WRITER_CONSUMER: env.string({ fallback: 'monitoring-writer' }),
   WRITER_BATCH_MAX: env.positiveInt(5000),
+  /** Most points one writer transaction holds; a batch with more is written in several. */
+  WRITER_BATCH_MAX_POINTS: env.positiveInt(50_000),
+  /** Most payload bytes per batch and per pull request (raised to TELEMETRY_STREAM_MAX_MSG_SIZE + 64 KiB so the largest message can be pulled). */
+  WRITER_BATCH_MAX_BYTES: env.positiveInt(8 * 1024 ** 2),
+  /** Most payload bytes one writer replica holds pulled and not yet acked; it stops taking from the pull above it. */
+  WRITER_MAX_HELD_BYTES: env.positiveInt(64 * 1024 ** 2),
   WRITER_BATCH_WAIT_MS: env.positiveInt(100),
   /** Batches one writer processes at once (decoding and committing overlap; each its own transaction). */
   WRITER_BATCHES_IN_FLIGHT: env.positiveInt(3),
   /** Short, so a killed writer's messages come back within seconds; the writer marks what it holds "in progress" every third of it. */
   WRITER_ACK_WAIT_MS: env.positiveInt(5000),
-  /** Over all replicas; each replica holds at most WRITER_BATCHES_IN_FLIGHT + 1 batches. */
-  WRITER_MAX_ACK_PENDING: env.positiveInt(50_000),
+  /** Over all replicas; each replica holds at most WRITER_BATCHES_IN_FLIGHT + 1 batches and WRITER_MAX_HELD_BYTES. */
+  WRITER_MAX_ACK_PENDING: env.positiveInt(20_000),
   /** Deliveries of one message; on the last one the writer dead-letters it (`max_deliver`) instead of trying again. */
   WRITER_MAX_DELIVER: env.positiveInt(10),
   WRITER_MAX_BACKOFF_MS: env.positiveInt(5000),
@@ -163,7 +169,23 @@ export function deadLetterOptions(config: MonitoringConfig): DeadLetterOptions {
 
 /** The writers' shared durable consumer. */
 export function writerConsumerOptions(config: MonitoringConfig): WriterConsumerOptions {
-  return { stream: config.TELEMETRY_STREAM, durable: config.WRITER_CONSUMER, ackWaitMs: config.WRITER_ACK_WAIT_MS, maxAckPending: config.WRITER_MAX_ACK_PENDING, maxDeliver: config.WRITER_MAX_DELIVER };
+  return {
+    stream: config.TELEMETRY_STREAM,
+    durable: config.WRITER_CONSUMER,
+    ackWaitMs: config.WRITER_ACK_WAIT_MS,
+    maxAckPending: config.WRITER_MAX_ACK_PENDING,
+    maxDeliver: config.WRITER_MAX_DELIVER,
+    maxRequestBytes: writerPullBytes(config),
+  };
+}
+
+/**
+ * Bytes one writer pull asks for: a batch's, but never less than the largest
+ * message the stream stores plus room for its subject and headers (the
+ * server refuses to deliver a message larger than the request).
+ */
+function writerPullBytes(config: MonitoringConfig): number {
+  return Math.max(config.WRITER_BATCH_MAX_BYTES, config.TELEMETRY_STREAM_MAX_MSG_SIZE + 64 * 1024);
 }
 
 /** How the writer batches and retries. */
@@ -174,6 +196,9 @@ export function writerOptions(config: MonitoringConfig): WriterOptions {
     batchMax: config.WRITER_BATCH_MAX,
     batchWaitMs: config.WRITER_BATCH_WAIT_MS,
     batchesInFlight: config.WRITER_BATCHES_IN_FLIGHT,
+    batchMaxPoints: config.WRITER_BATCH_MAX_POINTS,
+    batchMaxBytes: writerPullBytes(config),
+    maxHeldBytes: config.WRITER_MAX_HELD_BYTES,
     ackWaitMs: config.WRITER_ACK_WAIT_MS,
     maxBackoffMs: config.WRITER_MAX_BACKOFF_MS,
     maxDeliver: config.WRITER_MAX_DELIVER,

@@ -35,6 +35,10 @@ export function ingestMetrics() {
     consumerPending: metrics.gauge('iot_consumer_pending_messages', 'Messages in the stream not yet delivered to the consumer.', ['stream', 'consumer']),
     /** Delivered but not yet acknowledged messages (JetStream num_ack_pending). */
     consumerAckPending: metrics.gauge('iot_consumer_ack_pending_messages', 'Messages delivered to the consumer and not yet acknowledged.', ['stream', 'consumer']),
+    /** Payload bytes the writer holds pulled and not yet acknowledged (bounded by WRITER_MAX_HELD_BYTES). */
+    writerHeldBytes: metrics.gauge('iot_writer_held_bytes', 'Payload bytes the writer holds pulled and not yet acknowledged.'),
+    /** Decoded points the writer holds not yet committed. */
+    writerHeldPoints: metrics.gauge('iot_writer_held_points', 'Decoded telemetry points the writer holds not yet committed.'),
   };
 }
 
@@ -76,6 +80,14 @@ export class IngestStats {
   writeMillis = 0;
   /** Messages waiting in this replica for the writer. */
   queued = 0;
+  /** Payload bytes this replica's writer holds pulled and not yet acked (at most WRITER_MAX_HELD_BYTES). */
+  heldBytes = 0;
+  /** Decoded points this replica's writer holds not yet committed. */
+  heldPoints = 0;
+  /** The most `heldBytes` has been since start. */
+  heldBytesPeak = 0;
+  /** The most `heldPoints` has been since start. */
+  heldPointsPeak = 0;
 
   /** Called for each message taken from the stream. */
   onMessage?: (encoding: 'json' | 'protobuf') => void;
@@ -85,6 +97,8 @@ export class IngestStats {
   onWriteFailure?: () => void;
   /** Called for each dead letter. */
   onDeadLetter?: (reason: DeadLetterReason) => void;
+  /** Called whenever what the writer holds changes. */
+  onHeld?: (bytes: number, points: number) => void;
 
   /** Total dead letters over all reasons. */
   get deadLettersTotal(): number {
@@ -138,6 +152,10 @@ export function exportMonitoringMetrics(ingest: IngestStats, live: LiveStats, co
     im.commitSeconds.observe(millis / 1000);
   };
   ingest.onWriteFailure = () => im.commitFailures.inc();
+  ingest.onHeld = (bytes, points) => {
+    im.writerHeldBytes.set(bytes);
+    im.writerHeldPoints.set(points);
+  };
   live.onFrame = () => lm.framesSent.inc();
   live.onDropped = (points) => lm.pointsDropped.inc(points);
   live.onStreams = (open) => lm.streams.set(open);

@@ -104,11 +104,18 @@ export interface WriterConsumerOptions {
   maxAckPending: number;
   /** Deliveries of one message before JetStream gives up on it; the writer dead-letters it on the last one. */
   maxDeliver: number;
+  /** Most bytes one pull request may ask for (the consumer's max_bytes), so no replica is handed more than its bound. */
+  maxRequestBytes?: number;
 }
 
 /** Creates (or updates) the durable pull consumer all writer replicas share. */
 export async function ensureWriterConsumer(jsm: JetStreamManager, options: WriterConsumerOptions): Promise<void> {
-  const changeable = { ack_wait: nanos(options.ackWaitMs), max_ack_pending: options.maxAckPending, max_deliver: options.maxDeliver };
+  const changeable = {
+    ack_wait: nanos(options.ackWaitMs),
+    max_ack_pending: options.maxAckPending,
+    max_deliver: options.maxDeliver,
+    ...(options.maxRequestBytes ? { max_bytes: options.maxRequestBytes } : {}),
+  };
   for (let attempt = 0; ; attempt++) {
     try {
       await jsm.consumers.info(options.stream, options.durable);

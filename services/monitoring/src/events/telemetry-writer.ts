@@ -27,6 +27,21 @@ export interface WriterOptions {
    * time left the database idle while the next was gathered and decoded.
    */
   batchesInFlight?: number;
+  /** Most points one transaction writes; a batch with more is written in several, in order. Unbounded unless set. */
+  batchMaxPoints?: number;
+  /** Most payload bytes per batch (and per pull request). Unbounded unless set. */
+  batchMaxBytes?: number;
+  /**
+   * Most payload bytes this replica holds pulled and not yet acked (queued
+   * and in flight); it takes no more from the pull while a message would
+   * cross it. Unbounded unless set.
+   */
+  maxHeldBytes?: number;
+}
+
+/** Bytes a message is counted for in the writer's bounds: its payload and subject. */
+export function heldSize(msg: { data: Uint8Array; subject: string }): number {
+  return msg.data.length + msg.subject.length;
 }
 
 /** What the writer needs. */
@@ -80,11 +95,21 @@ interface Refused {
  * A replica holds at most one batch more than that queued: it pulls more
  * only as it writes, so the rest of the backlog stays available to other
  * replicas.
+ * What it holds is bounded by configuration, not by the load: batches in
+ * messages, bytes and points (a batch with more points than a transaction
+ * may hold is written in several), and everything pulled and not yet acked
+ * in bytes (`maxHeldBytes`): the pump takes no more from the pull while the
+ * next message would cross it, and each pull asks the server for at most
+ * `batchMaxBytes`. `stats.heldBytes` / `stats.heldPoints` say what is held.
  */
 export class TelemetryWriter {
   private readonly queue: JsMsg[] = [];
   /** Messages taken from the queue and not yet acked (at most `batchesInFlight` batches). */
   private readonly inFlight = new Set<JsMsg>();
+  /** Payload bytes of the queue. */
+  private queuedBytes = 0;
+  /** A message taken from the pull that waits for room (not counted as held; marked in progress like the rest). */
+  private waiting?: JsMsg;
   private messages?: ConsumerMessages;
   private running = false;
   private loop?: Promise<void>;
@@ -114,12 +139,34 @@ export class TelemetryWriter {
     return (this.batchesInFlight + 1) * this.deps.options.batchMax;
   }
 
+  private get batchMaxBytes(): number {
+    return this.deps.options.batchMaxBytes ?? Infinity;
+  }
+
+  /** Whether `msg` may join what this replica holds: always when it holds nothing, so one message larger than the bound still passes. */
+  private hasRoomFor(msg: JsMsg): boolean {
+    const held = this.queue.length + this.inFlight.size;
+    if (held === 0) return true;
+    return held < this.holdLimit && this.deps.stats.heldBytes + heldSize(msg) <= (this.deps.options.maxHeldBytes ?? Infinity);
+  }
+
+  /** Counts bytes and points into (positive) or out of (negative) what this replica holds. */
+  private hold(bytes: number, points: number): void {
+    const stats = this.deps.stats;
+    stats.heldBytes += bytes;
+    stats.heldPoints += points;
+    stats.heldBytesPeak = Math.max(stats.heldBytesPeak, stats.heldBytes);
+    stats.heldPointsPeak = Math.max(stats.heldPointsPeak, stats.heldPoints);
+    stats.onHeld?.(stats.heldBytes, stats.heldPoints);
+  }
+
   /** Starts pulling; if pulling ever ends while running, starts again (recreating the consumer when needed). */
   private async consume(): Promise<void> {
     const { nc, options } = this.deps;
     const consumer = await nc.jetstream().consumers.get(options.stream, options.durable);
     const messages = await consumer.consume({
-      max_messages: options.batchMax,
+      // By bytes when bounded (nats.js then asks for at most 100 messages a request), else by messages.
+      ...(options.batchMaxBytes ? { max_bytes: options.batchMaxBytes } : { max_messages: options.batchMax }),
       // End (and let us recreate it) rather than wait for someone else to restore a deleted consumer or stream.
       abort_on_missing_resource: true,
       expires: 5000,
@@ -151,25 +198,40 @@ export class TelemetryWriter {
   private async pump(messages: ConsumerMessages): Promise<void> {
     try {
       for await (const msg of messages) {
-        this.queue.push(msg);
         this.deps.stats.messagesReceived++;
         this.deps.stats.onMessage?.(payloadEncoding(msg.data));
+        if (!this.hasRoomFor(msg)) {
+          this.waiting = msg;
+          while (this.running && !this.hasRoomFor(msg)) await new Promise<void>((resolve) => (this.room = resolve));
+          this.waiting = undefined;
+          if (!this.running) {
+            msg.nak();
+            break;
+          }
+        }
+        this.queue.push(msg);
+        this.queuedBytes += heldSize(msg);
+        this.hold(heldSize(msg), 0);
         this.deps.stats.queued = this.queue.length;
-        if (this.queue.length === 1 || this.queue.length >= this.deps.options.batchMax) this.wake?.();
-        while (this.running && this.queue.length + this.inFlight.size >= this.holdLimit) await new Promise<void>((resolve) => (this.room = resolve));
+        if (this.queue.length === 1 || this.queue.length >= this.deps.options.batchMax || this.queuedBytes >= this.batchMaxBytes) this.wake?.();
       }
     } catch (err) {
       this.deps.log.warn({ err: (err as Error).message }, 'telemetry consumption failed');
     }
   }
 
-  /** Lets the pump pull again (called whenever messages leave this replica). */
+  /** Lets the pump look again for room (called whenever messages leave this replica). */
   private released(): void {
-    if (this.room && this.queue.length + this.inFlight.size < this.holdLimit) {
-      const room = this.room;
-      this.room = undefined;
-      room();
-    }
+    const room = this.room;
+    this.room = undefined;
+    room?.();
+  }
+
+  /** Takes `msg` out of what this replica holds; false when it was not held. */
+  private leave(msg: JsMsg): boolean {
+    if (!this.inFlight.delete(msg)) return false;
+    this.hold(-heldSize(msg), 0);
+    return true;
   }
 
   /** Stops pulling, finishes (or gives back) the batch in hand and returns queued messages for redelivery. */
@@ -185,11 +247,15 @@ export class TelemetryWriter {
     clearInterval(this.heartbeat);
     for (const msg of [...this.inFlight, ...this.queue.splice(0)]) msg.nak();
     this.inFlight.clear();
+    this.queuedBytes = 0;
+    // Decoded points are given back by their batches as they end.
+    this.hold(-this.deps.stats.heldBytes, 0);
   }
 
   private markInProgress(): void {
     for (const msg of this.inFlight) msg.working();
     for (const msg of this.queue) msg.working();
+    this.waiting?.working();
   }
 
   /** Resolves when woken (a message arrived, a batch filled, stop) or after `ms`. */
@@ -214,15 +280,22 @@ export class TelemetryWriter {
    */
   private async run(): Promise<void> {
     const { batchMax, batchWaitMs } = this.deps.options;
+    const batchMaxBytes = this.batchMaxBytes;
     const active = new Set<Promise<void>>();
     try {
       while (this.running) {
         while (active.size >= this.batchesInFlight) await Promise.race(active);
         if (this.queue.length === 0) await this.waitForWake(Infinity);
         // A batch fills while the others commit: small transactions would cost more per row than the wait.
-        if (this.running && this.queue.length < batchMax) await this.waitForWake(batchWaitMs);
+        if (this.running && this.queue.length < batchMax && this.queuedBytes < batchMaxBytes) await this.waitForWake(batchWaitMs);
         if (!this.running) break;
-        const batch = this.queue.splice(0, batchMax);
+        let take = 0;
+        for (let bytes = 0; take < Math.min(batchMax, this.queue.length); take++) {
+          bytes += heldSize(this.queue[take]);
+          if (take > 0 && bytes > batchMaxBytes) break;
+        }
+        const batch = this.queue.splice(0, take);
+        for (const msg of batch) this.queuedBytes -= heldSize(msg);
         this.deps.stats.queued = this.queue.length;
         if (batch.length === 0) continue;
         for (const msg of batch) this.inFlight.add(msg);
@@ -240,7 +313,7 @@ export class TelemetryWriter {
   /** Acks a message this replica is done with. */
   private done(msg: JsMsg): void {
     msg.ack();
-    this.inFlight.delete(msg);
+    this.leave(msg);
     this.released();
   }
 
@@ -266,7 +339,7 @@ export class TelemetryWriter {
     } catch (err) {
       this.deps.log.error({ err: (err as Error).message, messages: batch.length }, 'a telemetry batch failed unexpectedly; giving it back for redelivery');
       for (const msg of batch) {
-        if (!this.inFlight.delete(msg)) continue;
+        if (!this.leave(msg)) continue;
         try {
           msg.nak(this.deps.options.maxBackoffMs);
         } catch {
@@ -277,27 +350,58 @@ export class TelemetryWriter {
     }
   }
 
-  /** Decodes a batch, writes the good messages, dead-letters the rest, and acks. */
+  /**
+   * Decodes a batch and writes it in parts of at most `batchMaxPoints`
+   * points (one transaction each, in order): writes the good messages,
+   * dead-letters the rest, and acks. Only the part in hand is held decoded.
+   */
   private async processBatch(batch: JsMsg[]): Promise<void> {
     const { decoder, options } = this.deps;
-    const accepted: Held[] = [];
-    const refused: Refused[] = [];
-    for (const msg of batch) {
-      // The stream's own timestamp is stable across redeliveries, so points without a time keep theirs.
-      const receivedAt = new Date(Math.floor(msg.info.timestampNanos / 1e6));
-      const originalId = `${msg.info.stream}:${msg.info.streamSequence}`;
-      const base = { subject: msg.subject, data: msg.data, headers: msg.headers, receivedAt, originalId };
-      if (msg.info.redeliveryCount >= options.maxDeliver) {
-        refused.push({ msg, letter: { ...base, reason: 'max_deliver', detail: `delivered ${msg.info.redeliveryCount} times without being stored` } });
-        continue;
+    const maxPoints = options.batchMaxPoints ?? Infinity;
+    let accepted: Held[] = [];
+    let refused: Refused[] = [];
+    let points = 0;
+    /** Decoded points this batch counts as held, given back however it ends. */
+    let holding = 0;
+    try {
+      for (const msg of batch) {
+        // The stream's own timestamp is stable across redeliveries, so points without a time keep theirs.
+        const receivedAt = new Date(Math.floor(msg.info.timestampNanos / 1e6));
+        const originalId = `${msg.info.stream}:${msg.info.streamSequence}`;
+        const base = { subject: msg.subject, data: msg.data, headers: msg.headers, receivedAt, originalId };
+        if (msg.info.redeliveryCount >= options.maxDeliver) {
+          refused.push({ msg, letter: { ...base, reason: 'max_deliver', detail: `delivered ${msg.info.redeliveryCount} times without being stored` } });
+          continue;
+        }
+        const decoded = await this.retrying('device lookup', () => decoder.decode({ subject: msg.subject, data: msg.data, receivedAt }, { admit: true }));
+        if (!decoded) return; // stopping: stop() gives the batch back
+        if (!decoded.ok) {
+          refused.push({ msg, letter: { ...base, reason: decoded.reason, detail: decoded.detail, tenantId: decoded.tenantId, deviceId: decoded.deviceId } });
+          continue;
+        }
+        this.hold(0, decoded.rows.length);
+        holding += decoded.rows.length;
+        if (accepted.length > 0 && points + decoded.rows.length > maxPoints) {
+          if (!(await this.commit(accepted, refused))) return;
+          this.hold(0, -points);
+          holding -= points;
+          accepted = [];
+          refused = [];
+          points = 0;
+        }
+        accepted.push({ msg, decoded });
+        points += decoded.rows.length;
       }
-      const decoded = await this.retrying('device lookup', () => decoder.decode({ subject: msg.subject, data: msg.data, receivedAt }, { admit: true }));
-      if (!decoded) return; // stopping: stop() gives the batch back
-      if (decoded.ok) accepted.push({ msg, decoded });
-      else refused.push({ msg, letter: { ...base, reason: decoded.reason, detail: decoded.detail, tenantId: decoded.tenantId, deviceId: decoded.deviceId } });
+      await this.commit(accepted, refused);
+    } finally {
+      this.hold(0, -holding);
     }
+  }
+
+  /** Writes one part's good messages, dead-letters its refused ones and acks each; false when the writer stopped first. */
+  private async commit(accepted: Held[], refused: Refused[]): Promise<boolean> {
     const written = await this.store(accepted);
-    if (!written) return;
+    if (!written) return false;
     for (const { held, err } of written.rejected) {
       const receivedAt = new Date(Math.floor(held.msg.info.timestampNanos / 1e6));
       refused.push({
@@ -333,6 +437,7 @@ export class TelemetryWriter {
         if (stored) this.done(msg);
       }),
     );
+    return true;
   }
 
   /**
