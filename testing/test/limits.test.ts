@@ -49,7 +49,7 @@ async function failureOf(call: Promise<unknown>): Promise<{ code: number; detail
 
 /** A live stream, resolved once the server has sent its first (empty) frame: it then counts as open. */
 async function openLive(client: TelemetryServiceClient, authorization: string): Promise<ClientReadableStream<StreamLiveResponse>> {
-  const call = serverStream(client, client.streamLive, { deviceIds: [], labels: {}, metrics: [] }, { authorization });
+  const call = serverStream(client, client.streamLive, { deviceIds: [], labels: {}, groupIds: [], metrics: [] }, { authorization });
   await new Promise<void>((resolve, reject) => {
     call.once('data', () => resolve());
     call.once('error', reject);

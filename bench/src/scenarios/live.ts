@@ -16,7 +16,7 @@ export async function openLiveStream(
   request: { deviceIds?: string[]; metrics?: string[] },
   onFrame: (frame: StreamLiveResponse) => void,
 ): Promise<ClientReadableStream<StreamLiveResponse>> {
-  const stream = serverStream(client, client.streamLive, { deviceIds: request.deviceIds ?? [], labels: {}, metrics: request.metrics ?? [] }, { authorization });
+  const stream = serverStream(client, client.streamLive, { deviceIds: request.deviceIds ?? [], labels: {}, groupIds: [], metrics: request.metrics ?? [] }, { authorization });
   await new Promise<void>((resolve, reject) => {
     let first = true;
     stream.on('data', (frame: StreamLiveResponse) => {

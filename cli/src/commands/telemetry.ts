@@ -180,11 +180,12 @@ export function telemetryCommands(program: Command): void {
     .description('print points live as devices send them, until Ctrl-C (or --count points)')
     .argument('[device-ids...]', 'device ids (all matching --label, or the whole tenant, when none)')
     .addOption(new Option('--label <key=value>', 'only devices with this label (repeatable)').argParser(collectLabel))
+    .addOption(new Option('--group <id>', 'only devices that are members of this device group when they send (repeatable or comma-separated; no device ids then)').argParser(collectList))
     .addOption(new Option('--metric <name>', 'only this metric (repeatable or comma-separated)').argParser(collectList))
     .addOption(new Option('--count <n>', 'stop after this many points').argParser(parsePositiveInt))
     .action((deviceIds: string[], _o, command: Command) =>
-      run<{ label?: Record<string, string>; metric?: string[]; count?: number }>(command, async (connection, options) => {
-        const stream = await connection.stream(connection.telemetry, connection.telemetry.streamLive, { deviceIds, labels: options.label ?? {}, metrics: options.metric ?? [] });
+      run<{ label?: Record<string, string>; group?: string[]; metric?: string[]; count?: number }>(command, async (connection, options) => {
+        const stream = await connection.stream(connection.telemetry, connection.telemetry.streamLive, { deviceIds, labels: options.label ?? {}, groupIds: options.group ?? [], metrics: options.metric ?? [] });
         let seen = 0;
         let stopped = false;
         const stop = () => {

@@ -1,4 +1,5 @@
 import { FormEvent, useEffect, useState } from 'react';
+import { Group } from '../../../gen/es/iot/device/v1/groups_pb';
 import { Delivery, DeliveryState, DryRunRuleResponse, NotificationChannel, Rule, RuleAction } from '../../../gen/es/iot/monitoring/v1/rules_pb';
 import { ConfirmButton } from './components/confirm-button';
 import { SecretPanel } from './components/secret-panel';
@@ -17,6 +18,8 @@ interface RuleDraft {
   deviceIds: string;
   deviceTypes: string;
   labels: string;
+  /** A device group id ('' for none). */
+  groupId: string;
   action: ActionKind;
   /** Derived metric name, republish topic, webhook URL or channel id. */
   target: string;
@@ -24,7 +27,7 @@ interface RuleDraft {
   expression: string;
 }
 
-const EMPTY_RULE: RuleDraft = { name: '', condition: 'm.temp > 30.0', metrics: 'temp', deviceIds: '', deviceTypes: '', labels: '', action: 'webhook', target: '', expression: '' };
+const EMPTY_RULE: RuleDraft = { name: '', condition: 'm.temp > 30.0', metrics: 'temp', deviceIds: '', deviceTypes: '', labels: '', groupId: '', action: 'webhook', target: '', expression: '' };
 
 const TARGET_PLACEHOLDER: Record<ActionKind, string> = {
   derivedMetric: 'derived metric name',
@@ -46,7 +49,7 @@ function ruleOf(d: RuleDraft) {
   return {
     name: d.name,
     condition: d.condition,
-    source: { metrics: commaList(d.metrics), deviceIds: commaList(d.deviceIds), deviceTypes: commaList(d.deviceTypes), labels: parseLabels(d.labels) },
+    source: { metrics: commaList(d.metrics), deviceIds: commaList(d.deviceIds), deviceTypes: commaList(d.deviceTypes), labels: parseLabels(d.labels), groupIds: d.groupId ? [d.groupId] : [] },
     actions: [{ kind }],
     enabled: true,
   };
@@ -94,9 +97,21 @@ function DeliveryTable({ deliveries }: { deliveries: Delivery[] }) {
   );
 }
 
+/** The tenant's device groups (first 100), for choosing one as a rule's source. */
+export function useGroups(): Group[] {
+  const [groups, setGroups] = useState<Group[]>([]);
+  useEffect(() => {
+    const abort = new AbortController();
+    api.groups.listGroups({ page: { pageSize: 100 } }, { signal: abort.signal }).then((res) => setGroups(res.groups), () => undefined);
+    return () => abort.abort();
+  }, []);
+  return groups;
+}
+
 function RuleForm({ onCreated }: { onCreated: (rule: Rule) => void }) {
   const [draft, setDraft] = useState(EMPTY_RULE);
   const [error, setError] = useState('');
+  const groups = useGroups();
   const set = (patch: Partial<RuleDraft>) => setDraft({ ...draft, ...patch });
   async function submit(event: FormEvent) {
     event.preventDefault();
@@ -117,6 +132,14 @@ function RuleForm({ onCreated }: { onCreated: (rule: Rule) => void }) {
       <input aria-label="device ids" placeholder="devices" value={draft.deviceIds} onChange={(e) => set({ deviceIds: e.target.value })} />
       <input aria-label="device types" placeholder="types" value={draft.deviceTypes} onChange={(e) => set({ deviceTypes: e.target.value })} />
       <input aria-label="device labels" placeholder="labels site=a" value={draft.labels} onChange={(e) => set({ labels: e.target.value })} />
+      <select aria-label="device group" value={draft.groupId} onChange={(e) => set({ groupId: e.target.value })}>
+        <option value="">any group</option>
+        {groups.map((g) => (
+          <option key={g.id} value={g.id}>
+            {g.name}
+          </option>
+        ))}
+      </select>
       <select aria-label="action" value={draft.action} onChange={(e) => set({ action: e.target.value as ActionKind })}>
         <option value="webhook">webhook</option>
         <option value="derivedMetric">derived metric</option>

@@ -124,3 +124,11 @@ export const DEVICE_DIRECTORY_BUCKET = 'IOT_DEVICES';
 export function deviceDirectoryKey(tenantId: string, deviceId: string): string {
   return `${token('tenant', tenantId)}.${token('device', deviceId)}`;
 }
+
+/** JetStream KV bucket of the group directory (device groups' selectors), written by the device service. */
+export const GROUP_DIRECTORY_BUCKET = 'IOT_GROUPS';
+
+/** Key of a group in the group directory bucket. */
+export function groupDirectoryKey(tenantId: string, groupId: string): string {
+  return `${token('tenant', tenantId)}.${token('group', groupId)}`;
+}

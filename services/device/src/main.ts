@@ -26,6 +26,7 @@ import { NatsCommandChannel } from './events/command-channel';
 import { ConnectEvents } from './events/connect-events';
 import { NatsDesiredStateChannel } from './events/desired-state';
 import { DeviceDirectoryPublisher } from './events/device-directory-publisher';
+import { GroupDirectoryPublisher } from './events/group-directory-publisher';
 import { DeviceEvents } from './events/device-events';
 import { StateReports } from './events/state-reports';
 import { countClaims, countCredentialOperations } from './metrics';
@@ -84,7 +85,8 @@ export const deviceService: ServiceSpec<typeof deviceEnv> = {
     const registry = new DeviceRegistry({ store, cache, changes, credentials, types, groups: groupStore });
     const twins = new Twins(new PgTwinStore(pool), registry, desired, types);
     const commands = new Commands(new PgCommandStore(pool), registry, commandChannel, types);
-    const groups = new Groups(groupStore, types, registry);
+    const groupDirectory = await GroupDirectoryPublisher.open(nats, log.child({ component: 'group-directory' }));
+    const groups = new Groups(groupStore, types, registry, groupDirectory);
     const provisioning = countClaims(new Provisioning({ store: new PgProvisioningStore(pool, deviceLimits), types, registry, changes, credentials }));
     const jobStore = new PgJobStore(pool);
     const jobRunner = new JobRunner({ store: jobStore, commands, twins, log: log.child({ component: 'jobs' }) });
@@ -105,6 +107,7 @@ export const deviceService: ServiceSpec<typeof deviceEnv> = {
     const stateReports = new StateReports(nats, campaigns.reportsOf(twins), log);
     stateReports.start();
     await directory.resync(store.scanAll(500));
+    await groupDirectory.resync(groupStore.scanAll(500));
     jobRunner.start();
     campaigns.start();
 

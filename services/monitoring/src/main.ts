@@ -141,7 +141,7 @@ export function createMonitoringService(hooks: MonitoringHooks = {}): ServiceSpe
         await rulesConsumer.start();
       }
       const ruleDeps: RuleHandlerDeps = {
-        rules: new Rules({ store: ruleStore, rulesChanged: () => rulesConsumer?.reload() }),
+        rules: new Rules({ store: ruleStore, groups: directory, rulesChanged: () => rulesConsumer?.reload() }),
         channels: new NotificationChannels(ruleStore),
         store: ruleStore,
         telemetry: store,

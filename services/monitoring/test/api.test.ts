@@ -108,7 +108,7 @@ test('latest, history and raw points come back for the caller’s tenant only', 
 /** Collects frames of a live stream. */
 function openLive(authorization: string, request: { deviceIds?: string[]; labels?: Record<string, string>; metrics?: string[] }) {
   const frames: StreamLiveResponse[] = [];
-  const call = serverStream(telemetry, telemetry.streamLive, { deviceIds: [], labels: {}, metrics: [], ...request }, { authorization });
+  const call = serverStream(telemetry, telemetry.streamLive, { deviceIds: [], labels: {}, groupIds: [], metrics: [], ...request }, { authorization });
   call.on('data', (f: StreamLiveResponse) => frames.push(f));
   call.on('error', () => undefined);
   return { call, frames, points: () => frames.flatMap((f) => f.points), dropped: () => frames.reduce((n, f) => n + Number(f.droppedPoints), 0) };

@@ -2,10 +2,10 @@ import crypto from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, headers, KV, NatsConnection } from 'nats';
 import { Point, Telemetry } from '../../../gen/ts/iot/telemetry/v1/telemetry';
-import { createLogger, createPool, DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey, deviceSubject, Pool } from '@iot-mesh/runtime';
+import { createLogger, createPool, DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey, deviceSubject, GROUP_DIRECTORY_BUCKET, groupDirectoryKey, Pool } from '@iot-mesh/runtime';
 import { CredentialState } from '../../../gen/ts/iot/device/v1/device';
 import { UnknownMetricPolicy } from '../../../gen/ts/iot/device/v1/device_types';
-import { DeviceDirectoryEntry } from '../../../gen/ts/iot/device/v1/directory';
+import { DeviceDirectoryEntry, GroupDirectoryEntry } from '../../../gen/ts/iot/device/v1/directory';
 import { TestNatsServer } from '../../../testing/nats-server';
 import { createTestDatabase, TestDatabase } from '../../../testing/postgres';
 import { startTestService, TestService } from '../../../testing/services';
@@ -68,6 +68,8 @@ export interface MonitoringWorld {
     deviceId: string,
     options?: { labels?: Record<string, string>; credentialState?: 'none' | 'active' | 'revoked'; type?: string; /** A type that dead-letters every metric but these. */ onlyMetrics?: string[] },
   ): Promise<void>;
+  /** Writes a device group's selector into the group directory (as the device service would); undefined selector: deletes the group. */
+  putGroup(tenantId: string, groupId: string, matchLabels: Record<string, string> | undefined): Promise<void>;
   /** Publishes telemetry on the device's subject over NATS (optionally with a Nats-Msg-Id header) via JetStream. */
   publish(tenantId: string, deviceId: string, payload: Uint8Array, msgId?: string): Promise<void>;
   /** Rows stored for a tenant. */
@@ -107,6 +109,7 @@ async function buildWorld(
   const nc = await connect({ servers: nats.url });
   started.push({ name: 'nats connection', stop: () => nc.close() });
   const directory = await nc.jetstream().views.kv(DEVICE_DIRECTORY_BUCKET);
+  const groupDirectory = await nc.jetstream().views.kv(GROUP_DIRECTORY_BUCKET, { history: 1 });
   const services: MonitoringWorld['services'] = [];
   started.push({
     name: 'monitoring replicas',
@@ -145,6 +148,11 @@ async function buildWorld(
         ...(opts.onlyMetrics ? { metrics: opts.onlyMetrics, unknownMetricPolicy: UnknownMetricPolicy.UNKNOWN_METRIC_POLICY_DEAD_LETTER } : {}),
       });
       await directory.put(deviceDirectoryKey(tenantId, deviceId), DeviceDirectoryEntry.encode(entry).finish());
+    },
+    async putGroup(tenantId, groupId, matchLabels) {
+      const key = groupDirectoryKey(tenantId, groupId);
+      if (!matchLabels) return void (await groupDirectory.delete(key));
+      await groupDirectory.put(key, GroupDirectoryEntry.encode({ tenantId, groupId, matchLabels, deviceTypeId: '' }).finish());
     },
     async publish(tenantId, deviceId, payload, msgId) {
       const h = headers();

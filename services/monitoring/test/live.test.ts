@@ -6,6 +6,7 @@ import type { KnownDevice, KnownDevices, TelemetryMessage } from '../src/domain/
 const devices: KnownDevices = {
   get: (tenantId, deviceId): KnownDevice => ({ tenantId, deviceId, labels: { site: deviceId.startsWith('n') ? 'north' : 'south' }, revoked: false }),
   devicesOf: () => [],
+  group: () => undefined,
 };
 
 const counts = { frames: 0, dropped: 0, open: 0 };
@@ -21,7 +22,7 @@ function message(deviceId: string, seq: number, metrics = ['temp', 'hum']): Tele
 }
 
 function filter(partial: Partial<LiveFilter>): LiveFilter {
-  return { deviceIds: new Set(), labels: {}, metrics: new Set(), ...partial };
+  return { deviceIds: new Set(), labels: {}, groupIds: [], metrics: new Set(), ...partial };
 }
 
 test('a message is encoded once per metric filter and every stream wanting it gets the same bytes', () => {

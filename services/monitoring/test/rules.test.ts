@@ -72,7 +72,7 @@ afterAll(async () => {
 const rulesIdle = () => world.services[0].stats.rulesIdle();
 
 function rule(partial: Partial<Rule>): Rule {
-  return { id: '', tenantId: '', name: 'r', source: { deviceTypes: [], deviceIds: [], labels: {}, metrics: [] }, condition: 'true', actions: [], enabled: true, ...partial };
+  return { id: '', tenantId: '', name: 'r', source: { groupIds: [], deviceTypes: [], deviceIds: [], labels: {}, metrics: [] }, condition: 'true', actions: [], enabled: true, ...partial };
 }
 
 /** A free local port with nothing listening on it (connections are refused). */
@@ -85,7 +85,7 @@ async function freePort(): Promise<number> {
 }
 
 test('only operators write rules; a rule deriving a metric it listens to is refused before it can loop', async () => {
-  const derive = rule({ name: 'loop', source: { deviceTypes: [], deviceIds: [], labels: {}, metrics: ['temp'] }, actions: [{ derivedMetric: { metric: 'temp', expression: 'm.temp + 1.0' } }] });
+  const derive = rule({ name: 'loop', source: { groupIds: [], deviceTypes: [], deviceIds: [], labels: {}, metrics: ['temp'] }, actions: [{ derivedMetric: { metric: 'temp', expression: 'm.temp + 1.0' } }] });
   await expect(unary(rules, rules.createRule, { rule: { ...derive, actions: [{ republish: { topic: 'x' } }] } }, viewer)).rejects.toMatchObject({ code: status.PERMISSION_DENIED });
   await expect(unary(rules, rules.createRule, { rule: derive }, operator)).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringMatching(/would loop: temp is one of the rule's own source metrics/) });
   // Listening to every metric includes the derived one.
@@ -116,7 +116,7 @@ test('CEL conditions select exactly the messages the test computes, live and in 
     {
       rule: rule({
         name: 'cel-check',
-        source: { deviceTypes: ['sensor'], deviceIds: [], labels: {}, metrics: ['temp'] },
+        source: { groupIds: [], deviceTypes: ['sensor'], deviceIds: [], labels: {}, metrics: ['temp'] },
         condition: '(m.temp * 1.8 + 32.0 > 80.0 && m.hum < 50.0) || (device.labels.site == "south" && m.temp < 0.0)',
         actions: [{ republish: { topic: 'cel' } }],
       }),
@@ -167,15 +167,15 @@ test('a derived metric is stored like any other point, and rules feeding each ot
     {
       rule: rule({
         name: 'celsius',
-        source: { deviceTypes: [], deviceIds: ['d1'], labels: {}, metrics: ['temp_f'] },
+        source: { groupIds: [], deviceTypes: [], deviceIds: ['d1'], labels: {}, metrics: ['temp_f'] },
         actions: [{ derivedMetric: { metric: 'temp_c', expression: '(m.temp_f - 32.0) * 5.0 / 9.0' } }],
       }),
     },
     operator,
   );
   // Two rules that feed each other: x → y → x … only the depth header stops them.
-  const ping = await unary(rules, rules.createRule, { rule: rule({ name: 'ping', source: { deviceTypes: [], deviceIds: ['d2'], labels: {}, metrics: ['ping'] }, actions: [{ derivedMetric: { metric: 'pong', expression: 'm.ping + 1.0' } }] }) }, operator);
-  const pong = await unary(rules, rules.createRule, { rule: rule({ name: 'pong', source: { deviceTypes: [], deviceIds: ['d2'], labels: {}, metrics: ['pong'] }, actions: [{ derivedMetric: { metric: 'ping', expression: 'm.pong + 1.0' } }] }) }, operator);
+  const ping = await unary(rules, rules.createRule, { rule: rule({ name: 'ping', source: { groupIds: [], deviceTypes: [], deviceIds: ['d2'], labels: {}, metrics: ['ping'] }, actions: [{ derivedMetric: { metric: 'pong', expression: 'm.ping + 1.0' } }] }) }, operator);
+  const pong = await unary(rules, rules.createRule, { rule: rule({ name: 'pong', source: { groupIds: [], deviceTypes: [], deviceIds: ['d2'], labels: {}, metrics: ['pong'] }, actions: [{ derivedMetric: { metric: 'ping', expression: 'm.pong + 1.0' } }] }) }, operator);
 
   const start = Date.now() - 30_000;
   const fahrenheit = [32, 50, 98.6, 212];
@@ -214,7 +214,7 @@ test('a webhook receiver that is down, then answers 500, then OK: every call is 
     {
       rule: rule({
         name: 'hook',
-        source: { deviceTypes: [], deviceIds: ['d1'], labels: {}, metrics: ['load'] },
+        source: { groupIds: [], deviceTypes: [], deviceIds: ['d1'], labels: {}, metrics: ['load'] },
         condition: 'm.load >= 5.0',
         actions: [
           { webhook: { url: `http://127.0.0.1:${port}/hook`, secret: '', retry: patient } },
@@ -232,7 +232,7 @@ test('a webhook receiver that is down, then answers 500, then OK: every call is 
 
   // A live client of the same device and metric, open while the webhooks fail.
   const frames: StreamLiveResponse[] = [];
-  const live = serverStream(telemetry, telemetry.streamLive, { deviceIds: ['d1'], labels: {}, metrics: ['load'] }, viewer);
+  const live = serverStream(telemetry, telemetry.streamLive, { deviceIds: ['d1'], labels: {}, groupIds: [], metrics: ['load'] }, viewer);
   live.on('data', (f: StreamLiveResponse) => frames.push(f));
   live.on('error', () => undefined);
   await eventually(() => frames.length > 0, 'the live stream subscribed');
@@ -315,7 +315,7 @@ test('notification channels: e-mail over SMTP, a NATS subject, a rate limit, and
     {
       rule: rule({
         name: 'notify',
-        source: { deviceTypes: [], deviceIds: ['d2'], labels: {}, metrics: ['smoke'] },
+        source: { groupIds: [], deviceTypes: [], deviceIds: ['d2'], labels: {}, metrics: ['smoke'] },
         condition: 'm.smoke == true',
         actions: [{ notify: { channelId: email.channel!.id, title: 'Smoke' } }, { notify: { channelId: nats.channel!.id, title: '' } }],
       }),
@@ -348,7 +348,7 @@ test('notification channels: e-mail over SMTP, a NATS subject, a rate limit, and
 });
 
 test('rules carry on when their durable consumer is deleted', async () => {
-  await unary(rules, rules.createRule, { rule: rule({ name: 'phoenix', source: { deviceTypes: [], deviceIds: [], labels: {}, metrics: ['rise'] }, actions: [{ republish: { topic: 'phoenix' } }] }) }, operator);
+  await unary(rules, rules.createRule, { rule: rule({ name: 'phoenix', source: { groupIds: [], deviceTypes: [], deviceIds: [], labels: {}, metrics: ['rise'] }, actions: [{ republish: { topic: 'phoenix' } }] }) }, operator);
   const seen: string[] = [];
   const sub = world.nc.subscribe(eventSubject(a.tenantId, 'rule', 'phoenix'), { callback: (_e, msg) => seen.push(Telemetry.decode(msg.data).messageId) });
   await world.nc.flush();
@@ -362,4 +362,144 @@ test('rules carry on when their durable consumer is deleted', async () => {
   }, 'a republished message after the consumer was deleted');
   sub.unsubscribe();
   expect((await jsm.consumers.info('TELEMETRY', 'monitoring-rules')).config.durable_name).toBe('monitoring-rules');
+});
+
+test('a rule selects the devices of its groups as they are when each message arrives: relabelled, regrouped or deleted, without a restart', async () => {
+  const north = crypto.randomUUID();
+  const spare = crypto.randomUUID();
+  await world.registerDevice(a.tenantId, 'g1', { labels: { site: 'north' } });
+  await world.registerDevice(a.tenantId, 'g2', { labels: { site: 'south' } });
+  await world.putGroup(a.tenantId, north, { site: 'north' });
+  await world.putGroup(a.tenantId, spare, { site: 'nowhere' });
+  const source = { deviceTypes: [], deviceIds: [], labels: {}, metrics: ['grouped'] };
+  const created = await eventually(
+    () => unary(rules, rules.createRule, { rule: rule({ name: 'by-group', source: { ...source, groupIds: [north, spare] }, actions: [{ republish: { topic: 'by-group' } }] }) }, operator).catch(() => false as const),
+    'the rule created once monitoring knows both groups',
+  );
+  expect(created.rule!.source!.groupIds).toEqual([north, spare]);
+  const seen: string[] = [];
+  const sub = world.nc.subscribe(eventSubject(a.tenantId, 'rule', 'by-group'), { callback: (_e, msg) => seen.push(Telemetry.decode(msg.data).messageId) });
+  await world.nc.flush();
+  let n = 0;
+  const send = async (deviceId: string) => {
+    const id = `${deviceId}-${n++}`;
+    await world.publish(a.tenantId, deviceId, protobufPayload({ messageId: id, points: [{ metric: 'grouped', numberValue: 1 }] }));
+    return id;
+  };
+  /** Sends from `deviceId` until one of its messages is republished (monitoring saw the directory change), then clears what was seen. */
+  const selectedAgain = async (deviceId: string, what: string) => {
+    await eventually(async () => {
+      const id = await send(deviceId);
+      await rulesIdle();
+      return seen.includes(id);
+    }, what);
+    seen.length = 0;
+  };
+  /** One message from each device, all evaluated: which were republished. */
+  const round = async (...devices: string[]) => {
+    const ids = [];
+    for (const d of devices) ids.push(await send(d));
+    await rulesIdle();
+    return ids.map((id) => seen.includes(id));
+  };
+
+  await selectedAgain('g1', 'g1 selected through the north group');
+  expect(await round('g1', 'g2')).toEqual([true, false]);
+
+  // Membership follows the device directory: g1 leaves north, then g2 joins it (one bucket, so seen in that order).
+  seen.length = 0;
+  await world.registerDevice(a.tenantId, 'g1', { labels: { site: 'south' } });
+  await world.registerDevice(a.tenantId, 'g2', { labels: { site: 'north' } });
+  await selectedAgain('g2', 'g2 selected once relabelled into the north group');
+  expect(await round('g1', 'g2')).toEqual([false, true]);
+
+  // Membership follows the group: its selector changed to south.
+  seen.length = 0;
+  await world.putGroup(a.tenantId, north, { site: 'south' });
+  await selectedAgain('g1', 'g1 selected once the group selects south');
+  expect(await round('g1', 'g2')).toEqual([true, false]);
+
+  // A deleted group selects nothing; the rule's other group still does (written after the delete, so seen after it).
+  seen.length = 0;
+  await world.putGroup(a.tenantId, north, undefined);
+  await world.putGroup(a.tenantId, spare, { site: 'north' });
+  await selectedAgain('g2', 'g2 selected through the spare group');
+  expect(await round('g1', 'g2')).toEqual([false, true]);
+  sub.unsubscribe();
+
+  // Group ids are checked in the caller's tenant: another tenant's group, an unknown one, one that is not an id.
+  const b = await signing.createTenant();
+  await world.putGroup(b.tenantId, north, { site: 'north' });
+  const other = crypto.randomUUID();
+  await world.putGroup(b.tenantId, other, { site: 'north' });
+  const tryCreate = (groupIds: string[], authorization = operator) =>
+    unary(rules, rules.createRule, { rule: rule({ name: 'foreign', source: { ...source, groupIds }, actions: [{ republish: { topic: 'foreign' } }] }) }, authorization);
+  await expect(tryCreate([other])).rejects.toMatchObject({ code: status.NOT_FOUND });
+  await expect(tryCreate([crypto.randomUUID()])).rejects.toMatchObject({ code: status.NOT_FOUND });
+  await expect(tryCreate(['north'])).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining('rule.source.group_ids[0]') });
+  // Updating to a deleted group is NOT_FOUND too.
+  await expect(unary(rules, rules.updateRule, { rule: { ...created.rule!, source: { ...source, groupIds: [north] } } }, operator)).rejects.toMatchObject({ code: status.NOT_FOUND });
+});
+
+test('a live stream of a group streams its members as they are when each message arrives', async () => {
+  const group = crypto.randomUUID();
+  await world.registerDevice(a.tenantId, 'l1', { labels: { zone: 'x' } });
+  await world.registerDevice(a.tenantId, 'l2', { labels: { zone: 'y' } });
+  await world.putGroup(a.tenantId, group, { zone: 'x' });
+  const open = (request: { deviceIds?: string[]; groupIds: string[] }) => {
+    const values: number[] = [];
+    const call = serverStream(telemetry, telemetry.streamLive, { deviceIds: [], labels: {}, metrics: ['lv'], ...request }, viewer);
+    const opened = new Promise<true | Error>((resolve) => {
+      call.on('data', (f: StreamLiveResponse) => {
+        values.push(...f.points.map((p) => p.value!.numberValue!));
+        resolve(true);
+      });
+      call.on('error', (err: Error) => resolve(err));
+    });
+    return { values, call, opened };
+  };
+  // Refused before it opens: an unknown group, a malformed id, devices and groups together.
+  await expect(open({ groupIds: [crypto.randomUUID()] }).opened).resolves.toMatchObject({ code: status.NOT_FOUND });
+  await expect(open({ groupIds: ['zone-x'] }).opened).resolves.toMatchObject({ code: status.INVALID_ARGUMENT });
+  await expect(open({ groupIds: [group], deviceIds: ['l1'] }).opened).resolves.toMatchObject({ code: status.INVALID_ARGUMENT });
+
+  // Every device of the tenant, as a reference: a point it got was offered to every stream in the same delivery.
+  const everything = open({ groupIds: [] });
+  await everything.opened;
+  const grouped = await eventually(async () => {
+    const stream = open({ groupIds: [group] });
+    if ((await stream.opened) === true) return stream;
+    stream.call.cancel();
+    return undefined;
+  }, 'a live stream of the group open once monitoring knows it');
+  let value = 0;
+  const send = async (deviceId: string) => {
+    const v = ++value;
+    await world.publish(a.tenantId, deviceId, protobufPayload({ messageId: `lv-${v}`, points: [{ metric: 'lv', numberValue: v }] }));
+    await eventually(() => everything.values.includes(v), `point ${v} live`);
+    return v;
+  };
+  /** Sends from `deviceId` until the group's stream carries one of its points. */
+  const streamsFrom = (deviceId: string, what: string) =>
+    eventually(async () => {
+      const v = await send(deviceId);
+      return eventually(() => grouped.values.includes(v), `point ${v} in the group's stream`, 1000).catch(() => false);
+    }, what);
+  /** A point of `outside`, then one of `inside`: once the second is in the group's stream, the first would have come before it. */
+  const excluded = async (outside: string, inside: string) => {
+    const out = await send(outside);
+    const last = await send(inside);
+    await eventually(() => grouped.values.includes(last), `point ${last} in the group's stream`);
+    return !grouped.values.includes(out);
+  };
+
+  await streamsFrom('l1', 'l1 in the group stream');
+  expect(await excluded('l2', 'l1')).toBe(true);
+  // l1 relabelled out, then l2 in (one bucket, seen in that order): the open stream follows.
+  await world.registerDevice(a.tenantId, 'l1', { labels: { zone: 'y' } });
+  await world.registerDevice(a.tenantId, 'l2', { labels: { zone: 'x' } });
+  await streamsFrom('l2', 'l2 in the group stream once relabelled into it');
+  expect(await excluded('l1', 'l2')).toBe(true);
+  grouped.call.cancel();
+  everything.call.cancel();
 });

@@ -5,6 +5,12 @@ import type { DevicePage, DeviceRegistry } from './devices';
 import type { DeviceTypes } from './device-types';
 import { GroupRecord } from './model';
 
+/** Where the group directory other services watch is written (the NATS KV bucket). */
+export interface GroupDirectoryWriter {
+  put(group: GroupRecord): Promise<void>;
+  remove(tenantId: string, groupId: string): Promise<void>;
+}
+
 /**
  * Device groups: saved selectors (labels, optionally a device type) of one
  * tenant. Membership is never stored: a group names whichever devices match
@@ -15,10 +21,13 @@ export class Groups {
     private readonly store: GroupStore,
     private readonly types: Pick<DeviceTypes, 'get'>,
     private readonly registry: Pick<DeviceRegistry, 'list'>,
+    private readonly directory?: GroupDirectoryWriter,
   ) {}
 
   async create(tenantId: string, input: GroupInput): Promise<GroupRecord> {
-    return this.store.insert(tenantId, crypto.randomUUID(), await this.resolved(tenantId, input));
+    const group = await this.store.insert(tenantId, crypto.randomUUID(), await this.resolved(tenantId, input));
+    await this.directory?.put(group);
+    return group;
   }
 
   async get(tenantId: string, id: string, field = 'id'): Promise<GroupRecord> {
@@ -33,12 +42,14 @@ export class Groups {
     const current = await this.get(tenantId, id, 'group.id');
     const updated = await this.store.replace(tenantId, current.id, await this.resolved(tenantId, change(current)));
     if (!updated) throw errors.notFound('group', id);
+    await this.directory?.put(updated);
     return updated;
   }
 
   async delete(tenantId: string, id: string): Promise<void> {
     if (!id) throw errors.invalidArgument([{ field: 'id', description: 'is required' }]);
     if (!(await this.store.delete(tenantId, id))) throw errors.notFound('group', id);
+    await this.directory?.remove(tenantId, id);
   }
 
   async list(tenantId: string, size: number, after: string | undefined): Promise<{ groups: GroupRecord[]; nextAfter?: string }> {

@@ -14,6 +14,8 @@ export interface GroupStore {
   replace(tenantId: string, id: string, input: GroupInput): Promise<GroupRecord | undefined>;
   delete(tenantId: string, id: string): Promise<boolean>;
   list(tenantId: string, afterSeq: string | undefined, limit: number): Promise<GroupRecord[]>;
+  /** Every group of every tenant, in batches (the group directory's resync). */
+  scanAll(batch: number): AsyncIterable<GroupRecord[]>;
 }
 
 const COLUMNS = 'tenant_id, id, seq, name, description, match_labels, device_type_id, create_time, update_time';
@@ -89,5 +91,16 @@ export class PgGroupStore implements GroupStore {
       limit,
     ]);
     return rows.map(toGroup);
+  }
+
+  async *scanAll(batch: number): AsyncIterable<GroupRecord[]> {
+    let after = '0';
+    for (;;) {
+      const { rows } = await this.pool.query(`SELECT ${COLUMNS} FROM device_groups WHERE seq > $1::bigint ORDER BY seq LIMIT $2`, [after, batch]);
+      if (rows.length === 0) return;
+      const groups = rows.map(toGroup);
+      yield groups;
+      after = groups[groups.length - 1].seq;
+    }
   }
 }

@@ -40,6 +40,7 @@ export function ruleService({ rules, store, telemetry, devices }: RuleHandlerDep
       v.throwIfAny();
       const created = await rules.create(tenantId, request.rule!);
       if ('nameTaken' in created) throw errors.alreadyExists(`a rule named ${request.rule!.name} exists`);
+      if ('unknownGroup' in created) throw errors.notFound('group', created.unknownGroup);
       return { rule: created };
     },
 
@@ -63,6 +64,7 @@ export function ruleService({ rules, store, telemetry, devices }: RuleHandlerDep
       const result = await rules.update(callerTenant(ctx), request.rule!);
       if ('notFound' in result) throw errors.notFound('rule', request.rule!.id);
       if ('violations' in result) throw errors.invalidArgument(result.violations);
+      if ('unknownGroup' in result) throw errors.notFound('group', result.unknownGroup);
       return { rule: result.rule };
     },
 

@@ -5,6 +5,7 @@ import {
   defineService,
   durationToMs,
   encodePageToken,
+  errors,
   isSubjectToken,
   msToDuration,
   pageSize,
@@ -12,12 +13,18 @@ import {
   Violations,
 } from '@iot-mesh/runtime';
 import type { LiveFrame, LiveHub } from '../domain/live';
-import { AGGREGATIONS, LATEST_LIMIT, MAX_BUCKETS, MAX_METRICS, METRIC_NAME, TelemetryQueries } from '../domain/telemetry';
+import { AGGREGATIONS, GROUP_ID, LATEST_LIMIT, MAX_GROUPS, MAX_BUCKETS, MAX_METRICS, METRIC_NAME, TelemetryQueries } from '../domain/telemetry';
 import type { PointCursor } from '../store/telemetry-store';
 import { resolveTimeRange } from './time-range';
 
 function checkDevice(v: Violations, deviceId: string, field = 'device_id'): void {
   if (v.required(deviceId, field)) v.check(isSubjectToken(deviceId), field, 'is not a valid device id');
+}
+
+/** At most MAX_GROUPS group ids, each a group id. */
+function checkGroups(v: Violations, groupIds: string[], field = 'group_ids'): void {
+  v.check(groupIds.length <= MAX_GROUPS, field, `at most ${MAX_GROUPS} groups`);
+  groupIds.forEach((g, i) => v.check(GROUP_ID.test(g), `${field}[${i}]`, 'is not a group id'));
 }
 
 function checkMetrics(v: Violations, metrics: string[], field = 'metrics'): void {
@@ -129,8 +136,12 @@ export function telemetryService({ queries, live }: TelemetryHandlerDeps): Servi
       const v = new Violations();
       request.deviceIds.forEach((d, i) => checkDevice(v, d, `device_ids[${i}]`));
       checkMetrics(v, request.metrics);
+      checkGroups(v, request.groupIds);
+      v.check(request.groupIds.length === 0 || request.deviceIds.length === 0, 'group_ids', 'name devices or groups, not both');
       v.throwIfAny();
-      const client = live.open(tenantId, { deviceIds: new Set(request.deviceIds), labels: request.labels, metrics: new Set(request.metrics) });
+      const missing = live.unknownGroup(tenantId, request.groupIds);
+      if (missing) throw errors.notFound('group', missing);
+      const client = live.open(tenantId, { deviceIds: new Set(request.deviceIds), labels: request.labels, groupIds: request.groupIds, metrics: new Set(request.metrics) });
       try {
         // An empty first frame (an empty message encodes as no bytes) tells the client the subscription is in place.
         await send(Buffer.alloc(0));

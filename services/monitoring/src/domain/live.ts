@@ -1,11 +1,13 @@
 import type { DataPoint } from '../../../../gen/ts/iot/monitoring/v1/telemetry';
-import { KnownDevices, labelsMatch, TelemetryMessage, toDataPoint } from './telemetry';
+import { inAnyGroup, KnownDevices, labelsMatch, TelemetryMessage, toDataPoint, unknownGroup } from './telemetry';
 
 /** What a live client asked for. */
 export interface LiveFilter {
   /** Empty: every device (matching labels). */
   deviceIds: Set<string>;
   labels: Record<string, string>;
+  /** Device group ids (with no device ids): only their members at each message. Empty: no group condition. */
+  groupIds: string[];
   /** Empty: every metric. */
   metrics: Set<string>;
 }
@@ -166,6 +168,11 @@ export class LiveHub {
     return client;
   }
 
+  /** The first of `groupIds` the tenant has no group of, or undefined (checked before a stream opens). */
+  unknownGroup(tenantId: string, groupIds: readonly string[]): string | undefined {
+    return unknownGroup(this.devices, tenantId, groupIds);
+  }
+
   /** True while some client watches the tenant: telemetry of other tenants need not be decoded for live. */
   wants(tenantId: string): boolean {
     return this.tenants.has(tenantId);
@@ -201,9 +208,10 @@ export class LiveHub {
       }
     }
     if (clients.bySelector.size > 0) {
-      const labels = this.devices.get(message.tenantId, message.deviceId)?.labels;
+      const device = this.devices.get(message.tenantId, message.deviceId);
       for (const client of clients.bySelector) {
-        if (!labelsMatch(client.filter.labels, labels)) continue;
+        if (!labelsMatch(client.filter.labels, device?.labels)) continue;
+        if (client.filter.groupIds.length > 0 && !inAnyGroup(this.devices, device, client.filter.groupIds)) continue;
         const chunk = chunkFor(client);
         if (chunk) client.push(chunk);
       }

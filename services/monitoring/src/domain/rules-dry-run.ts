@@ -41,7 +41,7 @@ export async function dryRunRule(store: TelemetryStore, devices: KnownDevices, r
     for (const [messageId, rows] of byMessage) {
       if (evaluated >= maxMessages) break;
       const message: RuleMessage = { tenantId: rule.tenantId, deviceId: device.deviceId, messageId, rows, depth: 0 };
-      if (!compiled.selects(device, message)) continue;
+      if (!compiled.selects(device, message, devices)) continue;
       evaluated++;
       const verdict = compiled.evaluate(device, message);
       if (verdict.matched) matched++;

@@ -4,7 +4,7 @@ import type { RuleRepository } from '../store/rule-store';
 import type { PointRow, SampleValue } from '../store/telemetry-store';
 import { newWebhookSecret, retryViolations, WEBHOOK_SECRET } from './rules-channels';
 import { CompiledExpression, compileExpression, celTypeName, RuleInput, sampleOf } from './rules-cel';
-import { KnownDevice, labelsMatch, METRIC_NAME } from './telemetry';
+import { GROUP_ID, inAnyGroup, KnownDevice, KnownDevices, labelsMatch, MAX_GROUPS, METRIC_NAME, unknownGroup } from './telemetry';
 
 /** Most actions one rule has. */
 export const MAX_RULE_ACTIONS = 10;
@@ -32,7 +32,7 @@ function isHttpUrl(text: string): boolean {
 }
 
 function sourceOf(rule: Rule): RuleSource {
-  return rule.source ?? { deviceTypes: [], deviceIds: [], labels: {}, metrics: [] };
+  return rule.source ?? { deviceTypes: [], deviceIds: [], labels: {}, metrics: [], groupIds: [] };
 }
 
 /**
@@ -47,6 +47,8 @@ export function ruleViolations(rule: Rule): FieldViolation[] {
   const source = sourceOf(rule);
   source.deviceIds.forEach((id, i) => isSubjectToken(id) || add(`rule.source.device_ids[${i}]`, 'is not a valid device id'));
   source.metrics.forEach((m, i) => METRIC_NAME.test(m) || add(`rule.source.metrics[${i}]`, 'is not a valid metric name'));
+  if (source.groupIds.length > MAX_GROUPS) add('rule.source.group_ids', `at most ${MAX_GROUPS} groups`);
+  source.groupIds.forEach((g, i) => GROUP_ID.test(g) || add(`rule.source.group_ids[${i}]`, 'is not a group id'));
   if (!rule.condition) add('rule.condition', 'is required (a CEL expression; `true` matches every message)');
   else if (rule.condition.length > MAX_EXPRESSION_LENGTH) add('rule.condition', `must be at most ${MAX_EXPRESSION_LENGTH} characters`);
   else {
@@ -123,9 +125,10 @@ export class CompiledRule {
     });
   }
 
-  /** Does the rule's source select this device and message? */
-  selects(device: KnownDevice | undefined, message: RuleMessage): boolean {
+  /** Does the rule's source select this device and message (its groups as the directory has them now)? */
+  selects(device: KnownDevice | undefined, message: RuleMessage, groups: Pick<KnownDevices, 'group'>): boolean {
     const source = sourceOf(this.rule);
+    if (source.groupIds.length > 0 && !inAnyGroup(groups, device, source.groupIds)) return false;
     if (source.deviceIds.length > 0 && !source.deviceIds.includes(message.deviceId)) return false;
     if (source.deviceTypes.length > 0 && !source.deviceTypes.includes(device?.type ?? '')) return false;
     if (Object.keys(source.labels).length > 0 && !labelsMatch(source.labels, device?.labels)) return false;
@@ -167,12 +170,14 @@ export function withoutSecrets(rule: Rule): Rule {
 /** What the Rules domain needs besides its repository. */
 export interface RulesDeps {
   store: RuleRepository;
+  /** Where group ids of a rule's source are checked (the group directory). */
+  groups: Pick<KnownDevices, 'group'>;
   /** Called after a tenant's rules changed, so evaluation picks them up. */
   rulesChanged(tenantId: string): Promise<void> | void;
 }
 
 /** Outcome of an update. */
-export type RuleUpdate = { rule: Rule } | { notFound: true } | { violations: FieldViolation[] };
+export type RuleUpdate = { rule: Rule } | { notFound: true } | { violations: FieldViolation[] } | { unknownGroup: string };
 
 /** Rule CRUD, tenant-scoped; secrets generated here and shown only on write. */
 export class Rules {
@@ -190,7 +195,9 @@ export class Rules {
   }
 
   /** Creates a rule (validated by the caller with {@link ruleViolations}); the answer carries the webhook secrets. */
-  async create(tenantId: string, rule: Rule): Promise<Rule | { nameTaken: true }> {
+  async create(tenantId: string, rule: Rule): Promise<Rule | { nameTaken: true } | { unknownGroup: string }> {
+    const group = unknownGroup(this.deps.groups, tenantId, sourceOf(rule).groupIds);
+    if (group) return { unknownGroup: group };
     const created = await this.deps.store.createRule(tenantId, this.fillSecrets(rule));
     if (created) await this.deps.rulesChanged(tenantId);
     return created ?? { nameTaken: true };
@@ -221,6 +228,8 @@ export class Rules {
     if (!previous) return { notFound: true };
     const violations = ruleViolations(rule);
     if (violations.length > 0) return { violations };
+    const group = unknownGroup(this.deps.groups, tenantId, sourceOf(rule).groupIds);
+    if (group) return { unknownGroup: group };
     const updated = await this.deps.store.updateRule(tenantId, this.fillSecrets(rule, previous));
     if (!updated) return { notFound: true };
     await this.deps.rulesChanged(tenantId);

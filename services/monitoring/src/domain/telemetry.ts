@@ -42,6 +42,8 @@ export interface KnownDevice {
   labels: Record<string, string>;
   /** Its device type name ('' when it has none); rules select devices by it. */
   type?: string;
+  /** Its DeviceType id ('' or undefined when untyped); group selectors name it. */
+  deviceTypeId?: string;
   /** Its credentials are revoked: its telemetry is refused. */
   revoked: boolean;
   /**
@@ -57,12 +59,47 @@ export interface KnownDevices {
   get(tenantId: string, deviceId: string): KnownDevice | undefined;
   /** Every known device of a tenant. */
   devicesOf(tenantId: string): KnownDevice[];
+  /** The selector of a device group of the tenant (the group directory); undefined when the tenant has no such group. */
+  group(tenantId: string, groupId: string): KnownGroup | undefined;
+}
+
+/** A device group as monitoring knows it from the group directory: a selector, applied to the device directory now. */
+export interface KnownGroup {
+  tenantId: string;
+  groupId: string;
+  matchLabels: Record<string, string>;
+  /** Only devices of this DeviceType id when set. */
+  deviceTypeId?: string;
 }
 
 /** True when every label of `selector` is on the device with the same value. */
 export function labelsMatch(selector: Record<string, string>, labels: Record<string, string> | undefined): boolean {
   for (const [k, v] of Object.entries(selector)) if (labels?.[k] !== v) return false;
   return true;
+}
+
+/** Most group ids one selector names. */
+export const MAX_GROUPS = 100;
+
+/** Group ids are UUIDs (the device service assigns them). */
+export const GROUP_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** The first of `groupIds` the tenant has no group of (NOT_FOUND for the caller), or undefined when all exist. */
+export function unknownGroup(devices: Pick<KnownDevices, 'group'>, tenantId: string, groupIds: readonly string[]): string | undefined {
+  return groupIds.find((id) => devices.group(tenantId, id)?.tenantId !== tenantId);
+}
+
+/**
+ * True when the device is, right now, a member of at least one of the
+ * tenant's groups named (a group id unknown in the tenant, or of another
+ * tenant, selects nothing).
+ */
+export function inAnyGroup(devices: Pick<KnownDevices, 'group'>, device: KnownDevice | undefined, groupIds: readonly string[]): boolean {
+  if (!device) return false;
+  return groupIds.some((id) => {
+    const group = devices.group(device.tenantId, id);
+    return !!group && group.tenantId === device.tenantId && labelsMatch(group.matchLabels, device.labels) && (!group.deviceTypeId || group.deviceTypeId === device.deviceTypeId);
+  });
 }
 
 /** A stored or live sample's value as the API's `Value`. */

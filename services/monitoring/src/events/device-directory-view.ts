@@ -1,9 +1,9 @@
 import type { KV, NatsConnection, QueuedIterator, KvEntry } from 'nats';
-import { DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey, isSubjectToken, Logger } from '@iot-mesh/runtime';
+import { DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey, GROUP_DIRECTORY_BUCKET, groupDirectoryKey, isSubjectToken, Logger } from '@iot-mesh/runtime';
 import { CredentialState } from '../../../../gen/ts/iot/device/v1/device';
 import { UnknownMetricPolicy } from '../../../../gen/ts/iot/device/v1/device_types';
-import { DeviceDirectoryEntry } from '../../../../gen/ts/iot/device/v1/directory';
-import type { KnownDevice, KnownDevices } from '../domain/telemetry';
+import { DeviceDirectoryEntry, GroupDirectoryEntry } from '../../../../gen/ts/iot/device/v1/directory';
+import type { KnownDevice, KnownDevices, KnownGroup } from '../domain/telemetry';
 import type { DeviceLookup } from './telemetry-decoder';
 
 /** How long a device found missing is not looked up again (a directory update clears it at once). */
@@ -19,9 +19,17 @@ function knownDevice(entry: KvEntry): KnownDevice | undefined {
     deviceId: value.deviceId,
     labels: value.labels,
     type: value.type,
+    deviceTypeId: value.deviceTypeId,
     revoked: value.credentialState === CredentialState.CREDENTIAL_STATE_REVOKED,
     declaredMetrics: strict ? new Set(value.metrics) : undefined,
   };
+}
+
+/** A group directory value; undefined when it is not a group entry. */
+function knownGroup(entry: KvEntry): KnownGroup | undefined {
+  const value = GroupDirectoryEntry.decode(entry.value);
+  if (!value.tenantId || !value.groupId) return undefined;
+  return { tenantId: value.tenantId, groupId: value.groupId, matchLabels: value.matchLabels, deviceTypeId: value.deviceTypeId || undefined };
 }
 
 /**
@@ -29,38 +37,64 @@ function knownDevice(entry: KvEntry): KnownDevice | undefined {
  * `IOT_DEVICES`, written by the device service), watched into memory so
  * validation needs no lookup per message. A device missing from memory is
  * looked up once in the bucket before it is called unknown, to cover a
- * device created a moment ago.
+ * device created a moment ago. The group directory (KV bucket `IOT_GROUPS`,
+ * groups' selectors) is watched beside it, so a group id resolves to the
+ * devices its selector matches now: relabelling a device, or changing a
+ * group, changes what selects it at once, without a restart.
  */
 export class DeviceDirectoryView implements DeviceLookup, KnownDevices {
   private readonly entries = new Map<string, KnownDevice>();
   /** Keys recently looked up and not found, so a flood from an unknown device costs one lookup per few seconds. */
   private readonly missing = new Map<string, number>();
-  private watcher?: QueuedIterator<KvEntry>;
+  private readonly groups = new Map<string, KnownGroup>();
+  private readonly watchers: QueuedIterator<KvEntry>[] = [];
 
   private constructor(
     private readonly kv: KV,
     private readonly log: Logger,
   ) {}
 
-  /** Opens (creating when missing) the bucket and resolves once its current content is in memory. */
+  /** Opens (creating when missing) both buckets and resolves once their current content is in memory. */
   static async open(nc: NatsConnection, log: Logger): Promise<DeviceDirectoryView> {
-    const kv = await nc.jetstream().views.kv(DEVICE_DIRECTORY_BUCKET);
+    const js = nc.jetstream();
+    const [kv, groups] = await Promise.all([js.views.kv(DEVICE_DIRECTORY_BUCKET), js.views.kv(GROUP_DIRECTORY_BUCKET, { history: 1 })]);
     const directory = new DeviceDirectoryView(kv, log);
-    await directory.watch();
+    await Promise.all([directory.watch(kv, 'device directory', (e) => directory.apply(e)), directory.watch(groups, 'group directory', (e) => directory.applyGroup(e))]);
     return directory;
   }
 
-  private async watch(): Promise<void> {
+  private async watch(kv: KV, name: string, apply: (entry: KvEntry) => void): Promise<void> {
     let initialized!: () => void;
     const ready = new Promise<void>((resolve) => (initialized = resolve));
-    this.watcher = await this.kv.watch({ key: '>', initializedFn: () => initialized() });
+    const watcher = await kv.watch({ key: '>', initializedFn: () => initialized() });
+    this.watchers.push(watcher);
     // An empty bucket may never call initializedFn on some server versions.
-    const status = await this.kv.status();
+    const status = await kv.status();
     if (status.values === 0) initialized();
     void (async () => {
-      for await (const entry of this.watcher!) this.apply(entry);
-    })().catch((err: Error) => this.log.warn({ err: err.message }, 'device directory watch ended'));
+      for await (const entry of watcher) apply(entry);
+    })().catch((err: Error) => this.log.warn({ err: err.message }, `${name} watch ended`));
     await ready;
+  }
+
+  private applyGroup(entry: KvEntry): void {
+    if (entry.operation === 'DEL' || entry.operation === 'PURGE') {
+      this.groups.delete(entry.key);
+      return;
+    }
+    try {
+      const group = knownGroup(entry);
+      if (group && entry.key === groupDirectoryKey(group.tenantId, group.groupId)) return void this.groups.set(entry.key, group);
+    } catch {
+      // fall through
+    }
+    this.log.warn({ key: entry.key }, 'ignoring a malformed group directory entry');
+  }
+
+  /** A group of the tenant, if the group directory has it. */
+  group(tenantId: string, groupId: string): KnownGroup | undefined {
+    if (!isSubjectToken(tenantId) || !isSubjectToken(groupId)) return undefined;
+    return this.groups.get(groupDirectoryKey(tenantId, groupId));
   }
 
   private apply(entry: KvEntry): void {
@@ -114,8 +148,8 @@ export class DeviceDirectoryView implements DeviceLookup, KnownDevices {
     return out;
   }
 
-  /** Stops watching the bucket. */
+  /** Stops watching the buckets. */
   stop(): void {
-    this.watcher?.stop();
+    for (const watcher of this.watchers) watcher.stop();
   }
 }

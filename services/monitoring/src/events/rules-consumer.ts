@@ -171,7 +171,7 @@ export class RulesConsumer {
     const device = this.deps.directory.get(message.tenantId, message.deviceId);
     const traceContext = extractTraceContext(msg.headers);
     for (const compiled of tenantRules) {
-      if (!compiled.selects(device, message)) continue;
+      if (!compiled.selects(device, message, this.deps.directory)) continue;
       const ref = { id: compiled.rule.id, tenantId: compiled.rule.tenantId, name: compiled.rule.name };
       const verdict = compiled.evaluate(device, message);
       if (verdict.error) this.deps.counters.evaluationError(ref);

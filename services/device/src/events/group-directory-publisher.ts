@@ -1,0 +1,50 @@
+import { KV, NatsConnection } from 'nats';
+import { GROUP_DIRECTORY_BUCKET, groupDirectoryKey, Logger } from '@iot-mesh/runtime';
+import { GroupDirectoryEntry } from '../../../../gen/ts/iot/device/v1/directory';
+import type { GroupDirectoryWriter } from '../domain/groups';
+import type { GroupRecord } from '../domain/model';
+
+/**
+ * Writes the group directory (JetStream KV bucket {@link GROUP_DIRECTORY_BUCKET},
+ * values binary `iot.device.v1.GroupDirectoryEntry`): each group's selector,
+ * so monitoring resolves a group id against its device directory without a
+ * call. PostgreSQL stays the source of truth: {@link GroupDirectoryPublisher.resync}
+ * rebuilds the bucket from it on start.
+ */
+export class GroupDirectoryPublisher implements GroupDirectoryWriter {
+  private constructor(
+    private readonly kv: KV,
+    private readonly log: Logger,
+  ) {}
+
+  /** Opens (creating when missing) the bucket. */
+  static async open(nc: NatsConnection, log: Logger): Promise<GroupDirectoryPublisher> {
+    return new GroupDirectoryPublisher(await nc.jetstream().views.kv(GROUP_DIRECTORY_BUCKET, { history: 1 }), log);
+  }
+
+  /** Writes a created or changed group's entry; a failure is logged (the next resync repairs it). */
+  async put(group: GroupRecord): Promise<void> {
+    const entry: GroupDirectoryEntry = { tenantId: group.tenantId, groupId: group.id, matchLabels: group.matchLabels, deviceTypeId: group.deviceTypeId ?? '' };
+    await this.kv.put(groupDirectoryKey(group.tenantId, group.id), GroupDirectoryEntry.encode(entry).finish()).catch((err: Error) => this.log.warn({ err: err.message }, 'group directory write failed'));
+  }
+
+  /** Removes a deleted group's entry. */
+  async remove(tenantId: string, groupId: string): Promise<void> {
+    await this.kv.delete(groupDirectoryKey(tenantId, groupId)).catch((err: Error) => this.log.warn({ err: err.message }, 'group directory delete failed'));
+  }
+
+  /** Makes the bucket equal to `source`: writes every group, deletes keys of groups that are gone. */
+  async resync(source: AsyncIterable<GroupRecord[]>): Promise<number> {
+    const stale = new Set<string>();
+    for await (const key of await this.kv.keys()) stale.add(key);
+    let count = 0;
+    for await (const batch of source) {
+      await Promise.all(batch.map((g) => this.put(g)));
+      for (const g of batch) stale.delete(groupDirectoryKey(g.tenantId, g.id));
+      count += batch.length;
+    }
+    for (const key of stale) await this.kv.delete(key).catch(() => undefined);
+    this.log.info({ groups: count, removed: stale.size }, 'group directory resynced');
+    return count;
+  }
+}
