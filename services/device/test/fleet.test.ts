@@ -2,7 +2,7 @@ import { Metadata, status } from '@grpc/grpc-js';
 import { Client } from 'pg';
 import { insecureClient, metrics, rpcStatusDetails, unary } from '@iot-mesh/runtime';
 import { Device, ListDevicesRequest } from '../../../gen/ts/iot/device/v1/device';
-import { DeviceDirectoryEntry } from '../../../gen/ts/iot/device/v1/directory';
+import { DeviceDirectoryEntry, GroupDirectoryEntry } from '../../../gen/ts/iot/device/v1/directory';
 import { DeviceType, DeviceTypeServiceClient, MetricKind, UnknownMetricPolicy } from '../../../gen/ts/iot/device/v1/device_types';
 import { Group, GroupServiceClient } from '../../../gen/ts/iot/device/v1/groups';
 import { ClaimOutcome, ListProvisioningKeysResponse, ProvisioningKey, ProvisioningKeyState, ProvisioningServiceClient } from '../../../gen/ts/iot/device/v1/provisioning';
@@ -323,6 +323,13 @@ test('a group is a saved selector: its devices follow their labels; ListDevices 
   const group = (await unary(groups, groups.createGroup, { group: Group.fromPartial({ name: 'second floor', selector: { matchLabels: { floor: '2' } } }) }, op())).group!;
   const members = async () => (await unary(groups, groups.listGroupDevices, { id: group.id }, viewer())).devices.map((d) => d.id).sort();
   expect(await members()).toEqual(['g-1', 'g-2']);
+  // The group directory monitoring watches carries the selector, rewritten and removed with the group.
+  const groupKv = await h.platform.jetstream().views.kv('IOT_GROUPS');
+  const groupEntry = async () => {
+    const e = await groupKv.get(`${t.tenantId}.${group.id}`);
+    return e && e.operation === 'PUT' ? GroupDirectoryEntry.decode(e.value) : undefined;
+  };
+  expect(await groupEntry()).toEqual({ tenantId: t.tenantId, groupId: group.id, matchLabels: { floor: '2' }, deviceTypeId: '' });
   const narrowed = await unary(h.clients.devices, h.clients.devices.listDevices, { labels: { zone: 'b' }, status: 0, namePrefix: '', type: '', groupId: group.id, deviceTypeId: '', orderBy: '' }, viewer());
   expect(narrowed.devices.map((d) => d.id)).toEqual(['g-2']);
   const contradicting = await unary(h.clients.devices, h.clients.devices.listDevices, { labels: { floor: '3' }, status: 0, namePrefix: '', type: '', groupId: group.id, deviceTypeId: '', orderBy: '' }, viewer());
@@ -336,10 +343,12 @@ test('a group is a saved selector: its devices follow their labels; ListDevices 
   ).group!;
   expect([typed.name, typed.selector]).toEqual(['second floor', { matchLabels: {}, deviceTypeId: thermostat.id }]);
   expect((await members()).filter((id) => id.startsWith('th-'))).toEqual(['th-1', 'th-2']);
+  expect(await groupEntry()).toEqual({ tenantId: t.tenantId, groupId: group.id, matchLabels: {}, deviceTypeId: thermostat.id });
 
   expect((await failure(unary(groups, groups.createGroup, { group: Group.fromPartial({ name: 'second floor' }) }, op()))).code).toBe(status.ALREADY_EXISTS);
   expect((await unary(groups, groups.listGroups, {}, viewer())).groups.map((g) => g.name)).toEqual(['second floor']);
   await unary(groups, groups.deleteGroup, { id: group.id }, op());
+  expect(await groupEntry()).toBeUndefined();
   expect((await failure(unary(groups, groups.getGroup, { id: group.id }, viewer()))).code).toBe(status.NOT_FOUND);
   expect((await failure(unary(h.clients.devices, h.clients.devices.listDevices, { labels: {}, status: 0, namePrefix: '', type: '', groupId: group.id, deviceTypeId: '', orderBy: '' }, viewer()))).code).toBe(
     status.NOT_FOUND,
