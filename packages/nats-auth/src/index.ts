@@ -10,7 +10,7 @@
  * - `device-users.ts`: per-device user JWTs, typed MQTT or NATS, allowed only their own subjects.
  */
 export type { ClaimType, NKey, NKeyKind } from './nkeys';
-export { deriveNKey, encodeNatsJwt, formatCreds, isPublicNKey, newNKey, nkeyFromSeed, peekNatsJwt } from './nkeys';
+export { deriveNKey, encodeNatsJwt, formatCreds, isPublicNKey, newNKey, nkeyFromSeed, peekNatsJwt, verifyNatsJwt } from './nkeys';
 export type { ClaimsRequester, NatsOperatorSetup, UserPermissions } from './accounts';
 export { APP_ACCOUNT_NAME, DEVICE_SYSTEM_PERMISSIONS, encodeAppAccount, encodeSystemAccount, fullAccessCreds, generateOperatorSetup, SYSTEM_ACCOUNT_NAME, updateAccountClaims } from './accounts';
 export { UNLIMITED_ACCOUNT_LIMITS } from './account-limits';

@@ -106,6 +106,29 @@ export function peekNatsJwt(jwt: string): { sub?: string; name?: string; iss?: s
   return JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as { sub?: string; name?: string; iss?: string; exp?: number };
 }
 
+/**
+ * The claims of a NATS JWT whose signature is valid for `issuer` (a public
+ * nkey of `kind`) and that has not expired; undefined otherwise. For tokens a
+ * client presents to the platform rather than to the NATS server.
+ */
+export function verifyNatsJwt(jwt: string, issuer: string, kind: NKeyKind, now = new Date()): { sub?: string; name?: string; iss?: string; exp?: number } | undefined {
+  const parts = jwt.split('.');
+  if (parts.length !== 3) return undefined;
+  let claims: { sub?: string; name?: string; iss?: string; exp?: number };
+  let raw: Uint8Array;
+  try {
+    claims = peekNatsJwt(jwt);
+    raw = Codec.decode(PREFIX[kind], new TextEncoder().encode(issuer));
+  } catch {
+    return undefined;
+  }
+  if (claims.iss !== issuer) return undefined;
+  if (claims.exp !== undefined && claims.exp * 1000 <= now.getTime()) return undefined;
+  const publicKey = crypto.createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(raw).toString('base64url') }, format: 'jwk' });
+  const valid = crypto.verify(null, new TextEncoder().encode(`${parts[0]}.${parts[1]}`), publicKey, Buffer.from(parts[2], 'base64url'));
+  return valid ? claims : undefined;
+}
+
 /** A `.creds` file body: the user JWT and its seed. */
 export function formatCreds(jwt: string, user: NKey): string {
   return new TextDecoder().decode(fmtCreds(jwt, { getSeed: () => new TextEncoder().encode(user.seed) } as Parameters<typeof fmtCreds>[1]));
