@@ -126,6 +126,7 @@ export function createMonitoringService(hooks: MonitoringHooks = {}): ServiceSpe
       const rulesChangedElsewhere = subscribeRulesChanged(nats, (tenantId) => evaluator.rulesChanged(tenantId));
       const rules = new AlertRules({
         store: alertStore,
+        groups: directory,
         changes,
         async rulesChanged(tenantId) {
           // This replica at once (the caller sees its change applied), the others through NATS.

@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import mqtt from 'mqtt';
 import Redis from 'ioredis';
@@ -204,6 +205,7 @@ test('threshold rules raise after the minimum duration and resolve only past the
     metric: 'temp',
     deviceIds: ['d2'],
     labels: {},
+    groupIds: [],
     threshold: { comparison: Comparison.COMPARISON_GREATER_THAN, threshold: 30, hysteresis: 5, duration: { seconds: 10n, nanos: 0 } },
     severity: Severity.SEVERITY_CRITICAL,
     enabled: true,
@@ -284,7 +286,7 @@ test('no-data rules raise when a device goes quiet and resolve when it speaks ag
     await unary(
       alerts,
       alerts.createAlertRule,
-      { rule: { id: '', tenantId: '', name: 'silent', metric: 'heartbeat', deviceIds: ['quiet'], labels: {}, noData: { timeout: { seconds: 1n, nanos: 0 } }, severity: Severity.SEVERITY_WARNING, enabled: true } },
+      { rule: { id: '', tenantId: '', name: 'silent', metric: 'heartbeat', deviceIds: ['quiet'], labels: {}, groupIds: [], noData: { timeout: { seconds: 1n, nanos: 0 } }, severity: Severity.SEVERITY_WARNING, enabled: true } },
       operator,
     )
   ).rule!;
@@ -295,4 +297,51 @@ test('no-data rules raise when a device goes quiet and resolve when it speaks ag
   expect(stream.received[1]).toMatchObject({ id: stream.received[0].id, state: AlertState.ALERT_STATE_RESOLVED });
   await unary(alerts, alerts.deleteAlertRule, { id: created.id }, operator);
   stream.call.cancel();
+});
+
+test('an alert rule of a group applies to the devices that are its members when they send, without a restart', async () => {
+  const operator = { authorization: a.operator.authorization };
+  const group = crypto.randomUUID();
+  await world.registerDevice(a.tenantId, 'ga', { labels: { wing: 'east' } });
+  await world.registerDevice(a.tenantId, 'gb', { labels: { wing: 'west' } });
+  await world.putGroup(a.tenantId, group, { wing: 'east' });
+  const rule = {
+    id: '',
+    tenantId: '',
+    name: 'east wing hot',
+    metric: 'gtemp',
+    deviceIds: [],
+    labels: {},
+    groupIds: [group],
+    threshold: { comparison: Comparison.COMPARISON_GREATER_THAN, threshold: 50, hysteresis: 0, duration: { seconds: 0n, nanos: 0 } },
+    severity: Severity.SEVERITY_WARNING,
+    enabled: true,
+  };
+  // Groups are the caller's tenant's: unknown (or another tenant's) is NOT_FOUND; devices and groups together are refused.
+  const foreign = crypto.randomUUID();
+  await world.putGroup(b.tenantId, foreign, { wing: 'east' });
+  await expect(unary(alerts, alerts.createAlertRule, { rule: { ...rule, groupIds: [foreign] } }, operator)).rejects.toMatchObject({ code: status.NOT_FOUND });
+  await expect(unary(alerts, alerts.createAlertRule, { rule: { ...rule, deviceIds: ['ga'] } }, operator)).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining('rule.group_ids') });
+  const created = await eventually(() => unary(alerts, alerts.createAlertRule, { rule }, operator).then((r) => r.rule!).catch(() => undefined), 'the rule created once monitoring knows the group');
+  expect(created.groupIds).toEqual([group]);
+  expect((await unary(alerts, alerts.getAlertRule, { id: created.id }, operator)).rule!.groupIds).toEqual([group]);
+
+  const hot = (deviceId: string) => world.nc.publish(deviceSubject(a.tenantId, deviceId, 'tel'), jsonPayload({ points: [{ metric: 'gtemp', numberValue: 60 }] }));
+  const raisedFor = async (deviceId: string) =>
+    (await unary(alerts, alerts.listAlerts, { state: AlertState.ALERT_STATE_RAISED, deviceId, unacknowledgedOnly: false }, operator)).alerts.filter((x) => x.ruleId === created.id).length;
+  hot('ga');
+  hot('gb');
+  await eventually(async () => (await raisedFor('ga')) === 1, 'the member raised');
+  await world.services[0].stats.alertsIdle();
+  expect(await raisedFor('gb')).toBe(0);
+
+  // gb joins the group by its labels: its next breach raises.
+  await world.registerDevice(a.tenantId, 'gb', { labels: { wing: 'east' } });
+  await eventually(async () => {
+    hot('gb');
+    await world.services[0].stats.alertsIdle();
+    return (await raisedFor('gb')) === 1;
+  }, 'gb raised once it is a member');
+  // An update to a group the tenant does not have is NOT_FOUND.
+  await expect(unary(alerts, alerts.updateAlertRule, { rule: { ...created, groupIds: [foreign] }, updateMask: ['group_ids'] }, operator)).rejects.toMatchObject({ code: status.NOT_FOUND });
 });

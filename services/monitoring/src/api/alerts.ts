@@ -43,7 +43,9 @@ export function alertService({ rules, nc, deliveries }: AlertHandlerDeps): Servi
       if (!request.rule) v.add('rule', 'is required');
       else for (const f of ruleViolations(request.rule)) v.add(f.field, f.description);
       v.throwIfAny();
-      return { rule: await rules.create(tenantId, request.rule!) };
+      const created = await rules.create(tenantId, request.rule!);
+      if ('unknownGroup' in created) throw errors.notFound('group', created.unknownGroup);
+      return { rule: created };
     },
 
     async getAlertRule(request, ctx) {
@@ -69,6 +71,7 @@ export function alertService({ rules, nc, deliveries }: AlertHandlerDeps): Servi
       const result = await rules.update(tenantId, request.rule!, paths);
       if ('notFound' in result) throw errors.notFound('alert rule', request.rule!.id);
       if ('violations' in result) throw errors.invalidArgument(result.violations);
+      if ('unknownGroup' in result) throw errors.notFound('group', result.unknownGroup);
       return { rule: result.rule };
     },
 

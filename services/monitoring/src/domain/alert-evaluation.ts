@@ -2,7 +2,7 @@ import { Alert, AlertRule, Comparison } from '../../../../gen/ts/iot/monitoring/
 import { AlertEventKind, durationToMs, Logger } from '@iot-mesh/runtime';
 import type { AlertRepository } from '../store/alert-store';
 import type { PointRow } from '../store/telemetry-store';
-import { KnownDevices, labelsMatch, TelemetryMessage } from './telemetry';
+import { inAnyGroup, KnownDevice, KnownDevices, labelsMatch, TelemetryMessage } from './telemetry';
 
 /** Where alert changes go (published as alert events); called only by whoever actually changed the alert. */
 export type AlertChanges = (kind: AlertEventKind, alert: Alert) => void;
@@ -142,7 +142,13 @@ export class AlertEvaluator {
 
   private applies(rule: AlertRule, deviceId: string, tenantId: string): boolean {
     if (rule.deviceIds.length > 0) return rule.deviceIds.includes(deviceId);
-    return labelsMatch(rule.labels, this.devices.get(tenantId, deviceId)?.labels);
+    return this.selects(rule, this.devices.get(tenantId, deviceId));
+  }
+
+  /** A rule without device ids: the device matches its labels and, when it names groups, is a member of one now. */
+  private selects(rule: AlertRule, device: KnownDevice | undefined): boolean {
+    if (!labelsMatch(rule.labels, device?.labels)) return false;
+    return rule.groupIds.length === 0 || inAnyGroup(this.devices, device, rule.groupIds);
   }
 
   private async onTelemetry(message: TelemetryMessage): Promise<void> {
@@ -198,7 +204,7 @@ export class AlertEvaluator {
       for (const rule of rules) {
         if (!rule.noData) continue;
         const timeout = durationToMs(rule.noData.timeout) ?? 0;
-        const devices = rule.deviceIds.length > 0 ? rule.deviceIds : this.devices.devicesOf(tenantId).filter((d) => labelsMatch(rule.labels, d.labels)).map((d) => d.deviceId);
+        const devices = rule.deviceIds.length > 0 ? rule.deviceIds : this.devices.devicesOf(tenantId).filter((d) => this.selects(rule, d)).map((d) => d.deviceId);
         const baseline = Math.max(this.startedAt, rule.updateTime?.getTime() ?? 0);
         for (const deviceId of devices) {
           const s = this.series(rule.id, deviceId);

@@ -2,10 +2,10 @@ import { Alert, AlertNotification, AlertRule, Comparison, QuietHours, Severity }
 import { durationToMs, FieldViolation, isSubjectToken } from '@iot-mesh/runtime';
 import type { AlertFilter, AlertRepository } from '../store/alert-store';
 import type { AlertChanges } from './alert-evaluation';
-import { METRIC_NAME } from './telemetry';
+import { GROUP_ID, KnownDevices, MAX_GROUPS, METRIC_NAME, unknownGroup } from './telemetry';
 
 /** Fields an update mask may name. */
-export const MUTABLE_RULE_FIELDS = ['name', 'metric', 'device_ids', 'labels', 'threshold', 'no_data', 'severity', 'enabled', 'notification'] as const;
+export const MUTABLE_RULE_FIELDS = ['name', 'metric', 'device_ids', 'labels', 'group_ids', 'threshold', 'no_data', 'severity', 'enabled', 'notification'] as const;
 
 const WEEK_MS = 7 * 86_400_000;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -74,6 +74,9 @@ export function ruleViolations(rule: AlertRule, prefix = 'rule'): FieldViolation
   check(rule.deviceIds.length <= 1000, 'device_ids', 'at most 1000 devices');
   rule.deviceIds.forEach((d, i) => check(isSubjectToken(d), `device_ids[${i}]`, 'is not a valid device id'));
   check(Object.keys(rule.labels).length <= 20, 'labels', 'at most 20 labels');
+  check(rule.groupIds.length <= MAX_GROUPS, 'group_ids', `at most ${MAX_GROUPS} groups`);
+  rule.groupIds.forEach((g, i) => check(GROUP_ID.test(g), `group_ids[${i}]`, 'is not a group id'));
+  check(rule.groupIds.length === 0 || rule.deviceIds.length === 0, 'group_ids', 'name devices or groups, not both');
   check(!!rule.threshold || !!rule.noData, 'condition', 'set threshold or no_data');
   check(!(rule.threshold && rule.noData), 'condition', 'set only one of threshold and no_data');
   if (rule.threshold) {
@@ -111,6 +114,7 @@ export function mergeRule(existing: AlertRule, incoming: AlertRule, paths: reado
   if (set.has('metric')) merged.metric = incoming.metric;
   if (set.has('device_ids')) merged.deviceIds = incoming.deviceIds;
   if (set.has('labels')) merged.labels = incoming.labels;
+  if (set.has('group_ids')) merged.groupIds = incoming.groupIds;
   if (set.has('severity')) merged.severity = incoming.severity;
   if (set.has('enabled')) merged.enabled = incoming.enabled;
   if (set.has('notification')) merged.notification = incoming.notification;
@@ -120,7 +124,7 @@ export function mergeRule(existing: AlertRule, incoming: AlertRule, paths: reado
 }
 
 /** What an update did: the stored rule, or why not. */
-export type RuleUpdate = { rule: AlertRule } | { notFound: true } | { violations: FieldViolation[] };
+export type RuleUpdate = { rule: AlertRule } | { notFound: true } | { violations: FieldViolation[] } | { unknownGroup: string };
 
 /** A page of a keyset-paged list and the cursor of the next one. */
 export interface Page<T> {
@@ -140,6 +144,8 @@ export interface AlertDomainDeps {
   store: AlertRepository;
   /** Where alert changes go (published as alert events). */
   changes: AlertChanges;
+  /** Where a rule's group ids are checked (the group directory). */
+  groups: Pick<KnownDevices, 'group'>;
   /** Called after a tenant's rules changed: reloads them here and tells the other replicas. */
   rulesChanged(tenantId: string): Promise<void>;
 }
@@ -149,7 +155,9 @@ export class AlertRules {
   constructor(private readonly deps: AlertDomainDeps) {}
 
   /** Stores a valid rule (see {@link ruleViolations}) and puts it to work. */
-  async create(tenantId: string, rule: AlertRule): Promise<AlertRule> {
+  async create(tenantId: string, rule: AlertRule): Promise<AlertRule | { unknownGroup: string }> {
+    const group = unknownGroup(this.deps.groups, tenantId, rule.groupIds);
+    if (group) return { unknownGroup: group };
     const created = await this.deps.store.createRule(tenantId, normalise(rule));
     await this.deps.rulesChanged(tenantId);
     return created;
@@ -173,6 +181,8 @@ export class AlertRules {
     const merged = mergeRule(existing, { ...incoming, tenantId }, paths);
     const violations = ruleViolations(merged);
     if (violations.length > 0) return { violations };
+    const group = unknownGroup(this.deps.groups, tenantId, merged.groupIds);
+    if (group) return { unknownGroup: group };
     const rule = await this.deps.store.replaceRule(tenantId, normalise(merged));
     if (!rule) return { notFound: true };
     await this.deps.rulesChanged(tenantId);

@@ -47,6 +47,7 @@ function ruleOf(r: any): AlertRule {
     metric: r.metric,
     deviceIds: r.device_ids,
     labels: r.labels,
+    groupIds: r.group_ids ?? [],
     threshold:
       'threshold' in c
         ? { comparison: c.threshold.comparison, threshold: c.threshold.threshold, hysteresis: c.threshold.hysteresis, duration: msToDuration(c.threshold.durationMs) }
@@ -126,9 +127,9 @@ export class PostgresAlertStore implements AlertRepository {
   async createRule(tenantId: string, rule: AlertRule): Promise<AlertRule> {
     const now = new Date();
     const { rows } = await this.pool.query(
-      `INSERT INTO alert_rules (tenant_id, name, metric, device_ids, labels, condition, severity, enabled, create_time, update_time, notification)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) RETURNING *`,
-      [tenantId, rule.name, rule.metric, rule.deviceIds, rule.labels, conditionOf(rule), rule.severity, rule.enabled, now, storedNotification(rule.notification)],
+      `INSERT INTO alert_rules (tenant_id, name, metric, device_ids, labels, condition, severity, enabled, create_time, update_time, notification, group_ids)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11) RETURNING *`,
+      [tenantId, rule.name, rule.metric, rule.deviceIds, rule.labels, conditionOf(rule), rule.severity, rule.enabled, now, storedNotification(rule.notification), rule.groupIds],
     );
     return ruleOf(rows[0]);
   }
@@ -158,9 +159,9 @@ export class PostgresAlertStore implements AlertRepository {
   async replaceRule(tenantId: string, rule: AlertRule): Promise<AlertRule | undefined> {
     if (!isId(rule.id)) return undefined;
     const { rows } = await this.pool.query(
-      `UPDATE alert_rules SET name = $3, metric = $4, device_ids = $5, labels = $6, condition = $7, severity = $8, enabled = $9, update_time = $10, notification = $11
+      `UPDATE alert_rules SET name = $3, metric = $4, device_ids = $5, labels = $6, condition = $7, severity = $8, enabled = $9, update_time = $10, notification = $11, group_ids = $12
         WHERE tenant_id = $1 AND id = $2 RETURNING *`,
-      [tenantId, rule.id, rule.name, rule.metric, rule.deviceIds, rule.labels, conditionOf(rule), rule.severity, rule.enabled, new Date(), storedNotification(rule.notification)],
+      [tenantId, rule.id, rule.name, rule.metric, rule.deviceIds, rule.labels, conditionOf(rule), rule.severity, rule.enabled, new Date(), storedNotification(rule.notification), rule.groupIds],
     );
     return rows[0] ? ruleOf(rows[0]) : undefined;
   }
