@@ -10,7 +10,12 @@ module.exports = {
   testEnvironment: 'node',
   roots: ['<rootDir>/faults'],
   testMatch: ['<rootDir>/faults/test/**/*.fault.ts'],
-  transform: { '^.+\\.ts$': ['@swc/jest', { jsc: { target: 'es2022' } }] },
+  transform: {
+    '^.+\\.ts$': ['@swc/jest', { jsc: { target: 'es2022' } }],
+    // The rig reads monitoring's configuration through its test harness, which loads hyparquet (ES modules only), as the root config does.
+    '/node_modules/hyparquet(-writer)?/.+\\.js$': ['@swc/jest', { jsc: { target: 'es2022' }, module: { type: 'commonjs' } }],
+  },
+  transformIgnorePatterns: ['/node_modules/(?!hyparquet(-writer)?/)'],
   testTimeout: 240000,
   maxWorkers: 1,
 };

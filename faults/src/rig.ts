@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client as PgClient } from 'pg';
-import { checkHealth } from '@iot-mesh/runtime';
+import { checkHealth, loadConfig } from '@iot-mesh/runtime';
+import { monitoringEnv } from '@iot-mesh/monitoring/test-harness';
 import { startPostgres, startRedis, StartedPostgres } from '../../scripts/local-servers';
 import { TestLauncher } from '../../testing/server-launcher';
 import type { Platform } from '../../bench/src/platform';
@@ -200,6 +201,24 @@ export class FaultRig {
       }
     }
     return out;
+  }
+
+  /**
+   * How far (MiB) a writer replica's resident set may grow over its baseline,
+   * derived from the writer's own bounds as the replicas are configured:
+   * twice the payload bytes it may hold and one pull (Buffers and their
+   * copies while decoding), and 3 KiB per decoded point it may hold (the row
+   * objects and their query parameters take a few hundred bytes; the rest is
+   * room for the garbage collector and the rest of the process under load).
+   * Generous by design, yet it tells a bounded writer from an unbounded one:
+   * with the defaults 592 MiB; a replica grew by 376 MiB at most with the
+   * bounds and by 865-932 MiB before them (2026-12-02).
+   */
+  writerMemoryAllowanceMiB(): number {
+    const config = loadConfig(monitoringEnv, this.monitoringEnv);
+    const pullBytes = Math.max(config.WRITER_BATCH_MAX_BYTES, config.TELEMETRY_STREAM_MAX_MSG_SIZE + 64 * 1024);
+    const heldPoints = config.WRITER_BATCHES_IN_FLIGHT * (config.WRITER_BATCH_MAX_POINTS + config.INGEST_MAX_POINTS);
+    return Math.ceil((2 * (config.WRITER_MAX_HELD_BYTES + pullBytes) + heldPoints * 3072) / 1024 ** 2);
   }
 
   /** Stops the platform's redis-server (SIGTERM). */
