@@ -211,7 +211,7 @@ export class FaultRig {
    * objects and their query parameters take a few hundred bytes; the rest is
    * room for the garbage collector and the rest of the process under load).
    * Generous by design, yet it tells a bounded writer from an unbounded one:
-   * with the defaults 592 MiB; a replica grew by 376 MiB at most with the
+   * with the defaults about 590 MiB; a replica grew by 376 MiB at most with the
    * bounds and by 865-932 MiB before them (2026-12-02).
    */
   writerMemoryAllowanceMiB(): number {
