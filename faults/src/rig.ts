@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client as PgClient } from 'pg';
 import { checkHealth, loadConfig } from '@iot-mesh/runtime';
-import { monitoringEnv } from '@iot-mesh/monitoring/test-harness';
+import { monitoringEnv, writerOptions } from '@iot-mesh/monitoring/test-harness';
 import { startPostgres, startRedis, StartedPostgres } from '../../scripts/local-servers';
 import { TestLauncher } from '../../testing/server-launcher';
 import type { Platform } from '../../bench/src/platform';
@@ -216,9 +216,9 @@ export class FaultRig {
    */
   writerMemoryAllowanceMiB(): number {
     const config = loadConfig(monitoringEnv, this.monitoringEnv);
-    const pullBytes = Math.max(config.WRITER_BATCH_MAX_BYTES, config.TELEMETRY_STREAM_MAX_MSG_SIZE + 64 * 1024);
-    const heldPoints = config.WRITER_BATCHES_IN_FLIGHT * (config.WRITER_BATCH_MAX_POINTS + config.INGEST_MAX_POINTS);
-    return Math.ceil((2 * (config.WRITER_MAX_HELD_BYTES + pullBytes) + heldPoints * 3072) / 1024 ** 2);
+    const writer = writerOptions(config);
+    const heldPoints = (writer.batchesInFlight ?? 3) * ((writer.batchMaxPoints ?? 0) + config.INGEST_MAX_POINTS);
+    return Math.ceil((2 * ((writer.maxHeldBytes ?? 0) + (writer.batchMaxBytes ?? 0)) + heldPoints * 3072) / 1024 ** 2);
   }
 
   /** Stops the platform's redis-server (SIGTERM). */

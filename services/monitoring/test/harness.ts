@@ -11,9 +11,9 @@ import { createTestDatabase, TestDatabase } from '../../../testing/postgres';
 import { startTestService, TestService } from '../../../testing/services';
 import { createMonitoringService, MonitoringStats } from '../src/main';
 
-/** The stream set-up and its settings, for tests outside this package that build the platform's streams (the clustered-NATS test). */
+/** The stream set-up and its settings, for tests outside this package that build the platform's streams (the clustered-NATS test) or size what a writer may hold (the fault suite). */
 export { ensureTelemetryStream } from '../src/events/telemetry-stream';
-export { monitoringEnv, telemetryStreamOptions } from '../src/config';
+export { monitoringEnv, telemetryStreamOptions, writerOptions } from '../src/config';
 
 /** The directory's credential states by the names tests use. */
 const CREDENTIAL_STATES = { none: CredentialState.CREDENTIAL_STATE_NONE, active: CredentialState.CREDENTIAL_STATE_ACTIVE, revoked: CredentialState.CREDENTIAL_STATE_REVOKED };
