@@ -5,6 +5,14 @@ const STREAM_NOT_FOUND = 10059;
 const CONSUMER_NOT_FOUND = 10014;
 const STREAM_NAME_IN_USE = 10058;
 const CONSUMER_NAME_EXISTS = 10013;
+/**
+ * What a JetStream cluster answers for a while after it formed, before every
+ * node has loaded the account (operator mode loads accounts lazily): "JetStream
+ * not enabled for account" and "error creating store for stream" (the replica
+ * has no account folder yet). Both pass within a second or two.
+ */
+const STARTUP_CODES = new Set([10039, 10049]);
+const STARTUP_PATIENCE_MS = 30_000;
 
 /** How the telemetry stream is kept. */
 export interface TelemetryStreamOptions {
@@ -41,6 +49,19 @@ function apiCode(err: unknown): number | undefined {
  * Safe to run from every replica at every start.
  */
 async function ensureStream(jsm: JetStreamManager, name: string, config: Partial<StreamConfig>): Promise<void> {
+  const until = Date.now() + STARTUP_PATIENCE_MS;
+  for (;;) {
+    try {
+      return await ensureStreamOnce(jsm, name, config);
+    } catch (err) {
+      const code = apiCode(err);
+      if (code === undefined || !STARTUP_CODES.has(code) || Date.now() > until) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+}
+
+async function ensureStreamOnce(jsm: JetStreamManager, name: string, config: Partial<StreamConfig>): Promise<void> {
   for (let attempt = 0; ; attempt++) {
     try {
       await jsm.streams.info(name);
