@@ -58,4 +58,10 @@ export const deviceEnv = {
   DEVICE_MQTT_PUBLIC_URL: env.url(['mqtt', 'mqtts', 'tcp', 'ssl', 'ws', 'wss'], 'mqtt://127.0.0.1:1883'),
   /** How long a cached device lookup lives. */
   DEVICE_CACHE_TTL_MS: env.positiveInt(60_000),
+  /** Largest firmware image the platform stores, bytes. */
+  DEVICE_FIRMWARE_MAX_IMAGE_BYTES: env.positiveInt(64 * 1024 * 1024),
+  /** Bytes all of a tenant's stored firmware images may hold together. */
+  DEVICE_FIRMWARE_MAX_TENANT_BYTES: env.positiveInt(1024 * 1024 * 1024),
+  /** Where devices reach the edge (gateway or Envoy): a stored image's download URL starts with it. */
+  DEVICE_FIRMWARE_DOWNLOAD_URL: env.url(['http', 'https'], 'http://127.0.0.1:8080'),
 };

@@ -15,6 +15,7 @@ import { credentialPolicy, Credentials } from './domain/credentials';
 import { DeviceTypes } from './domain/device-types';
 import { DeviceChanges, DeviceRegistry } from './domain/devices';
 import { Campaigns, Firmware } from './domain/firmware';
+import { FirmwareImages } from './domain/firmware-images';
 import { Groups } from './domain/groups';
 import { JobRunner } from './domain/job-runner';
 import { Jobs } from './domain/jobs';
@@ -93,6 +94,12 @@ export const deviceService: ServiceSpec<typeof deviceEnv> = {
     const jobs = new Jobs(jobStore, registry, groups, types, () => jobRunner.wake());
     const firmwareStore = new PgFirmwareStore(pool);
     const firmware = new Firmware(firmwareStore, types);
+    const firmwareImages = new FirmwareImages({
+      store: firmwareStore,
+      limits: { maxImageBytes: config.DEVICE_FIRMWARE_MAX_IMAGE_BYTES, maxTenantBytes: config.DEVICE_FIRMWARE_MAX_TENANT_BYTES },
+      downloadBaseUrl: config.DEVICE_FIRMWARE_DOWNLOAD_URL,
+      credentials: { signerOf: (tenantId) => authority?.keysOf(tenantId).signer.publicKey, device: (tenantId, id) => store.get(tenantId, id) },
+    });
     const campaigns = new Campaigns({ store: firmwareStore, jobStore, firmware, jobs, twins, log: log.child({ component: 'campaigns' }), onJobsChanged: () => jobRunner.wake() });
     // A device that connects gets its desired state again and its queued job steps.
     const onConnect = { connected: (tenantId: string, deviceId: string) => (jobRunner.connected(), twins.connected(tenantId, deviceId)) };
@@ -122,7 +129,7 @@ export const deviceService: ServiceSpec<typeof deviceEnv> = {
         deviceTypeApi(types),
         groupApi(groups),
         jobApi(jobs),
-        firmwareApi(firmware),
+        firmwareApi(firmware, firmwareImages),
         campaignApi(campaigns),
         provisioningApi(provisioning),
         sessionApi(registry, presence),

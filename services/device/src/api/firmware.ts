@@ -1,6 +1,7 @@
-import { callerPrincipal, callerTenant, decodePageToken, defineService, encodePageToken, errors, pageSize, ServiceRegistration } from '@iot-mesh/runtime';
-import { Campaign, CampaignDevice, CampaignServiceService, CampaignStage, CampaignState, Firmware, FirmwareServiceService } from '../../../../gen/ts/iot/device/v1/firmware';
+import { CallContext, callerPrincipal, callerTenant, decodePageToken, defineService, encodePageToken, errors, pageSize, ServiceRegistration } from '@iot-mesh/runtime';
+import { Campaign, CampaignDevice, CampaignServiceService, CampaignStage, CampaignState, Firmware, FirmwareImageChunk, FirmwareServiceService } from '../../../../gen/ts/iot/device/v1/firmware';
 import { CampaignDeviceRecord, CampaignRecord, Campaigns, CampaignStage as DomainStage, CampaignState as DomainState, Firmware as FirmwareDomain, FirmwareRecord } from '../domain/firmware';
+import { FirmwareImages, ImageDownload } from '../domain/firmware-images';
 import { DEVICE_STATES } from './jobs';
 import { decodeSeqToken, encodeSeqToken } from './devices';
 
@@ -17,7 +18,40 @@ const STAGES: Record<DomainStage, CampaignStage> = {
 };
 
 function toFirmwareMessage(f: FirmwareRecord): Firmware {
-  return { id: f.id, tenantId: f.tenantId, version: f.version, deviceTypeId: f.deviceTypeId, sizeBytes: f.sizeBytes, sha256: f.sha256, url: f.url, description: f.description, createTime: f.createTime };
+  return {
+    id: f.id,
+    tenantId: f.tenantId,
+    version: f.version,
+    deviceTypeId: f.deviceTypeId,
+    sizeBytes: f.sizeBytes,
+    sha256: f.sha256,
+    url: f.url,
+    description: f.description,
+    createTime: f.createTime,
+    stored: f.stored,
+    uploadedBytes: f.uploadedBytes,
+    uploadComplete: f.uploadComplete,
+  };
+}
+
+/** Streams a download's chunks, the first carrying the image's size and digest and the range. */
+async function sendImage(download: ImageDownload, send: (message: { chunk: FirmwareImageChunk }) => Promise<void>): Promise<void> {
+  const { firmware, offset, length } = download;
+  const head = { sizeBytes: firmware.sizeBytes, sha256: firmware.sha256, offset, length };
+  let first = true;
+  for await (const bytes of download.chunks) {
+    const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    await send({ chunk: first ? { data, ...head } : { data, sizeBytes: 0n, sha256: '', offset: 0n, length: 0n } });
+    first = false;
+  }
+  if (first) await send({ chunk: { data: Buffer.alloc(0), ...head } });
+}
+
+/** The bearer token of a call's `authorization` metadata. */
+function bearerToken(ctx: CallContext): string | undefined {
+  const value = ctx.metadata.get('authorization')[0];
+  const match = typeof value === 'string' ? /^Bearer\s+(\S+)$/i.exec(value) : null;
+  return match?.[1];
 }
 
 /** A campaign record as the `iot.device.v1.Campaign` message (device ids are listed by ListCampaignDevices). */
@@ -59,12 +93,12 @@ function decodeCampaignToken(token: string | undefined): string | undefined {
 }
 
 /** `iot.device.v1.FirmwareService`: the tenant's firmware artefacts. */
-export function firmwareApi(firmware: FirmwareDomain): ServiceRegistration {
+export function firmwareApi(firmware: FirmwareDomain, images: FirmwareImages): ServiceRegistration {
   return defineService(FirmwareServiceService, {
     async createFirmware(request, ctx) {
       const f = request.firmware;
       if (!f) throw errors.invalidArgument([{ field: 'firmware', description: 'is required' }]);
-      const created = await firmware.create(callerTenant(ctx), { version: f.version, deviceTypeId: f.deviceTypeId, sizeBytes: f.sizeBytes, sha256: f.sha256, url: f.url, description: f.description });
+      const created = await firmware.create(callerTenant(ctx), { version: f.version, deviceTypeId: f.deviceTypeId, sizeBytes: f.sizeBytes, sha256: f.sha256, url: f.url, description: f.description, stored: f.stored });
       return { firmware: toFirmwareMessage(created) };
     },
     async getFirmware(request, ctx) {
@@ -77,6 +111,15 @@ export function firmwareApi(firmware: FirmwareDomain): ServiceRegistration {
     async deleteFirmware(request, ctx) {
       await firmware.delete(callerTenant(ctx), request.id);
       return {};
+    },
+    async uploadFirmwareChunk(request, ctx) {
+      return { firmware: toFirmwareMessage(await images.upload(callerTenant(ctx), request.id, { offset: request.offset, data: request.data, last: request.last })) };
+    },
+    async downloadFirmware(request, ctx, send) {
+      await sendImage(await images.download(callerTenant(ctx), request.id, request.offset, request.length), send);
+    },
+    async downloadDeviceFirmware(request, ctx, send) {
+      await sendImage(await images.downloadForDevice(request.tenantId, request.id, bearerToken(ctx), request.offset, request.length), send);
     },
   });
 }

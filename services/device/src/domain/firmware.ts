@@ -17,11 +17,17 @@ export interface FirmwareSpec {
   sha256: string;
   url: string;
   description: string;
+  /** The platform stores the image (uploaded in chunks); `url` is set once it is complete. */
+  stored: boolean;
 }
 
 /** A stored firmware artefact. */
 export interface FirmwareRecord extends FirmwareSpec {
   seq: string;
+  /** Bytes of a stored image uploaded so far. */
+  uploadedBytes: bigint;
+  /** False while a stored image is still being uploaded. */
+  uploadComplete: boolean;
   createTime: Date;
 }
 
@@ -112,9 +118,16 @@ export class Firmware {
     const v = new Violations();
     if (v.required(input.version, 'firmware.version')) v.matches(input.version, VERSION, 'firmware.version', "must be 1-64 characters: letters, digits, '.', '_', '+', '-'");
     v.required(input.deviceTypeId, 'firmware.device_type_id');
-    v.check(input.sizeBytes > 0n, 'firmware.size_bytes', 'must be more than 0');
-    v.check(SHA256.test(input.sha256), 'firmware.sha256', 'must be 64 lower-case hex characters');
-    v.check(isHttpUrl(input.url), 'firmware.url', 'must be an http or https URL');
+    if (input.stored) {
+      // The platform measures the image; declared values are checked against it.
+      v.check(input.sizeBytes >= 0n, 'firmware.size_bytes', 'must not be negative');
+      v.check(!input.sha256 || SHA256.test(input.sha256), 'firmware.sha256', 'must be empty or 64 lower-case hex characters');
+      v.check(!input.url, 'firmware.url', 'must be empty for a stored firmware (the platform sets it)');
+    } else {
+      v.check(input.sizeBytes > 0n, 'firmware.size_bytes', 'must be more than 0');
+      v.check(SHA256.test(input.sha256), 'firmware.sha256', 'must be 64 lower-case hex characters');
+      v.check(isHttpUrl(input.url), 'firmware.url', 'must be an http or https URL (or set stored to upload the image)');
+    }
     v.maxLength(input.url, 2000, 'firmware.url');
     v.maxLength(input.description, 2000, 'firmware.description');
     v.throwIfAny();
@@ -230,6 +243,7 @@ export class Campaigns {
     v.throwIfAny();
 
     const firmware = await this.deps.firmware.get(tenantId, input.firmwareId, 'campaign.firmware_id');
+    if (!firmware.uploadComplete) throw errors.failedPrecondition(`firmware ${firmware.id} is still being uploaded (${firmware.uploadedBytes} bytes so far)`);
     const devices = await this.deps.jobs.targets(tenantId, input.groupId, input.deviceIds, 'campaign');
     const foreign = devices.filter((d) => d.deviceTypeId !== firmware.deviceTypeId);
     if (foreign.length > 0) {

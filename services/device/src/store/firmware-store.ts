@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import { Pool, withTransaction } from '@iot-mesh/runtime';
 import type { CampaignDeviceRecord, CampaignRecord, CampaignSpec, CampaignStage, CampaignState, FirmwareRecord, FirmwareSpec } from '../domain/firmware';
 import type { JobCounts, JobDeviceState } from '../domain/jobs';
@@ -12,6 +13,25 @@ export interface FirmwareStore {
   list(tenantId: string, deviceTypeId: string, beforeSeq: string | undefined, limit: number): Promise<FirmwareRecord[]>;
   /** 'in_use' while a running campaign installs it. */
   delete(tenantId: string, id: string): Promise<'deleted' | 'not_found' | 'in_use'>;
+  /**
+   * Appends one chunk of a stored image with the firmware's row locked (and
+   * the tenant's uploads serialised): `check` sees the firmware and the bytes
+   * the tenant's stored images hold, and throws to refuse. With `last`,
+   * `finish` sees the whole image's SHA-256 and size and returns the URL to
+   * set, or throws after the store dropped the image's chunks when it
+   * returns 'restart'. Undefined when the firmware does not exist.
+   */
+  appendChunk(
+    tenantId: string,
+    id: string,
+    chunk: { offset: bigint; data: Uint8Array; last: boolean },
+    check: (firmware: FirmwareRecord, tenantStoredBytes: bigint) => 'append' | 'duplicate',
+    finish: (firmware: FirmwareRecord, image: { sha256: string; sizeBytes: bigint }) => { url: string } | { restart: Error },
+  ): Promise<FirmwareRecord | undefined>;
+  /** The image's bytes from `offset` on, `length` of them, in chunks as stored. */
+  readImage(tenantId: string, id: string, offset: bigint, length: bigint): AsyncIterable<Uint8Array>;
+  /** True when a campaign of the tenant installs this firmware on the device (either stage). */
+  campaignTargets(tenantId: string, firmwareId: string, deviceId: string): Promise<boolean>;
   insertCampaign(campaign: CampaignSpec): Promise<CampaignRecord>;
   getCampaign(tenantId: string, id: string): Promise<CampaignRecord | undefined>;
   listCampaigns(tenantId: string, beforeSeq: string | undefined, limit: number): Promise<CampaignRecord[]>;
@@ -41,9 +61,15 @@ function toFirmware(row: Row): FirmwareRecord {
     sha256: row.sha256,
     url: row.url,
     description: row.description,
+    stored: row.stored,
+    uploadedBytes: BigInt(row.uploaded_bytes),
+    uploadComplete: row.upload_complete,
     createTime: row.create_time,
   };
 }
+
+/** Chunks read per query while hashing or downloading (1 MiB each at most). */
+const READ_CHUNKS = 8;
 
 /** Counts of both stages' jobs, the rollout's devices as queued until its job exists. */
 const CAMPAIGN_SELECT = `SELECT c.*, f.version, f.url, f.sha256, cnt.* FROM firmware_campaigns c
@@ -98,9 +124,9 @@ export class PgFirmwareStore implements FirmwareStore {
 
   async insert(f: FirmwareSpec): Promise<FirmwareRecord | undefined> {
     const { rows } = await this.pool.query(
-      `INSERT INTO firmware (tenant_id, id, version, device_type_id, size_bytes, sha256, url, description) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+      `INSERT INTO firmware (tenant_id, id, version, device_type_id, size_bytes, sha256, url, description, stored, upload_complete) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NOT $9)
        ON CONFLICT (tenant_id, device_type_id, version) DO NOTHING RETURNING *`,
-      [f.tenantId, f.id, f.version, f.deviceTypeId, f.sizeBytes.toString(), f.sha256, f.url, f.description],
+      [f.tenantId, f.id, f.version, f.deviceTypeId, f.sizeBytes.toString(), f.sha256, f.url, f.description, f.stored],
     );
     return rows[0] ? toFirmware(rows[0]) : undefined;
   }
@@ -131,6 +157,86 @@ export class PgFirmwareStore implements FirmwareStore {
       await client.query(`DELETE FROM firmware WHERE tenant_id = $1 AND id = $2`, [tenantId, id]);
       return 'deleted';
     });
+  }
+
+  async appendChunk(
+    tenantId: string,
+    id: string,
+    chunk: { offset: bigint; data: Uint8Array; last: boolean },
+    check: (firmware: FirmwareRecord, tenantStoredBytes: bigint) => 'append' | 'duplicate',
+    finish: (firmware: FirmwareRecord, image: { sha256: string; sizeBytes: bigint }) => { url: string } | { restart: Error },
+  ): Promise<FirmwareRecord | undefined> {
+    if (!isUuid(id)) return undefined;
+    let restart: Error | undefined;
+    const result = await withTransaction(this.pool, async (client) => {
+      await client.query(`SELECT pg_advisory_xact_lock(hashtext('firmware-uploads/' || $1))`, [tenantId]);
+      const { rows } = await client.query(`SELECT * FROM firmware WHERE tenant_id = $1 AND id = $2 FOR UPDATE`, [tenantId, id]);
+      if (!rows[0]) return undefined;
+      const { rows: held } = await client.query(`SELECT coalesce(sum(uploaded_bytes), 0) AS bytes FROM firmware WHERE tenant_id = $1 AND stored`, [tenantId]);
+      let firmware = toFirmware(rows[0]);
+      if (check(firmware, BigInt(held[0].bytes)) === 'duplicate') return firmware;
+      if (chunk.data.length > 0) {
+        await client.query(`INSERT INTO firmware_chunks (tenant_id, firmware_id, byte_offset, data) VALUES ($1, $2, $3, $4)`, [tenantId, id, chunk.offset.toString(), Buffer.from(chunk.data)]);
+        const { rows: updated } = await client.query(`UPDATE firmware SET uploaded_bytes = uploaded_bytes + $3 WHERE tenant_id = $1 AND id = $2 RETURNING *`, [tenantId, id, chunk.data.length]);
+        firmware = toFirmware(updated[0]);
+      }
+      if (!chunk.last) return firmware;
+      const hash = crypto.createHash('sha256');
+      let after = -1n;
+      for (;;) {
+        const { rows: chunks } = await client.query(`SELECT byte_offset, data FROM firmware_chunks WHERE tenant_id = $1 AND firmware_id = $2 AND byte_offset > $3 ORDER BY byte_offset LIMIT ${READ_CHUNKS}`, [tenantId, id, after.toString()]);
+        for (const c of chunks) hash.update(c.data);
+        if (chunks.length < READ_CHUNKS) break;
+        after = BigInt(chunks[chunks.length - 1].byte_offset);
+      }
+      const sha256 = hash.digest('hex');
+      const outcome = finish(firmware, { sha256, sizeBytes: firmware.uploadedBytes });
+      if ('restart' in outcome) {
+        restart = outcome.restart;
+        await client.query(`DELETE FROM firmware_chunks WHERE tenant_id = $1 AND firmware_id = $2`, [tenantId, id]);
+        await client.query(`UPDATE firmware SET uploaded_bytes = 0 WHERE tenant_id = $1 AND id = $2`, [tenantId, id]);
+        return firmware;
+      }
+      const { rows: done } = await client.query(
+        `UPDATE firmware SET upload_complete = true, url = $3, sha256 = $4, size_bytes = $5 WHERE tenant_id = $1 AND id = $2 RETURNING *`,
+        [tenantId, id, outcome.url, sha256, firmware.uploadedBytes.toString()],
+      );
+      return toFirmware(done[0]);
+    });
+    if (restart) throw restart;
+    return result;
+  }
+
+  async *readImage(tenantId: string, id: string, offset: bigint, length: bigint): AsyncIterable<Uint8Array> {
+    const end = offset + length;
+    let from = offset;
+    while (from < end) {
+      // The chunk holding `from` and the ones after it.
+      const { rows } = await this.pool.query(
+        `SELECT byte_offset, data FROM firmware_chunks WHERE tenant_id = $1 AND firmware_id = $2 AND byte_offset + length(data) > $3 AND byte_offset < $4 ORDER BY byte_offset LIMIT ${READ_CHUNKS}`,
+        [tenantId, id, from.toString(), end.toString()],
+      );
+      if (rows.length === 0) return;
+      for (const row of rows) {
+        const start = BigInt(row.byte_offset);
+        const data = row.data as Buffer;
+        const chunkEnd = start + BigInt(data.length);
+        const slice = data.subarray(Number(from - start), Number((end < chunkEnd ? end : chunkEnd) - start));
+        from += BigInt(slice.length);
+        yield slice;
+      }
+    }
+  }
+
+  async campaignTargets(tenantId: string, firmwareId: string, deviceId: string): Promise<boolean> {
+    if (!isUuid(firmwareId)) return false;
+    const { rows } = await this.pool.query(
+      `SELECT 1 FROM firmware_campaigns c WHERE c.tenant_id = $1 AND c.firmware_id = $2
+         AND ($3 = ANY (c.rollout_device_ids) OR EXISTS (SELECT 1 FROM job_devices jd WHERE jd.tenant_id = c.tenant_id AND jd.job_id IN (c.canary_job_id, c.rollout_job_id) AND jd.device_id = $3))
+       LIMIT 1`,
+      [tenantId, firmwareId, deviceId],
+    );
+    return rows.length > 0;
   }
 
   async insertCampaign(c: CampaignSpec): Promise<CampaignRecord> {
