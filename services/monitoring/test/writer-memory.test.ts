@@ -85,3 +85,19 @@ test('while the database is blocked the writer holds no more than its byte bound
   await eventually(() => ingest.heldBytes === 0 && ingest.heldPoints === 0, 'nothing held after the drain');
   expect(await gauge('iot_writer_held_bytes')).toBe(0);
 });
+
+test('a message larger than one pull (stored before the size limit) does not stop the writer: it is taken alone and dead-lettered', async () => {
+  const t = newTenant();
+  await world.registerDevice(t, 'd1');
+  const jsm = await world.nc.jetstreamManager();
+  const replica = world.services.pop()!;
+  await replica.service.stop();
+  // As the stream was before its message size limit (8 KiB here; a pull asks for 8 KiB + 64 KiB): a 200 kB message in it.
+  await jsm.streams.update('TELEMETRY', { max_msg_size: -1 });
+  await world.publish(t, 'd1', Buffer.from('{' + ' '.repeat(200_000) + '}'));
+  await world.publish(t, 'd1', jsonPayload({ messageId: 'after-the-big-one', points: [{ metric: 'temp', numberValue: 1 }] }));
+  const restarted = await world.startReplica();
+  await eventually(async () => (await world.rowCount(t)) === 1, 'the message behind it stored', 30_000);
+  expect(restarted.stats.ingest.deadLetters.oversize).toBe(1);
+  expect((await jsm.streams.info('TELEMETRY')).config.max_msg_size).toBe(8192);
+});

@@ -1,4 +1,4 @@
-import type { ConsumerMessages, JsMsg, NatsConnection } from 'nats';
+import { Consumer, ConsumerDebugEvents, ConsumerMessages, JsMsg, NatsConnection } from 'nats';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Logger, payloadEncoding, withBatchSpan } from '@iot-mesh/runtime';
 import { classifyStoreError, sqlstateOf } from '../store/store-errors';
@@ -173,6 +173,7 @@ export class TelemetryWriter {
     });
     this.messages = messages;
     void this.pump(messages);
+    if (options.batchMaxBytes) void this.watchForOversize(consumer, messages);
     void messages.closed().then(async (err) => {
       if (!this.running) return;
       this.deps.log.warn({ err: err instanceof Error ? err.message : undefined }, 'telemetry consumption ended; starting again');
@@ -188,6 +189,52 @@ export class TelemetryWriter {
         }
       }
     });
+  }
+
+  /**
+   * A message larger than a pull asks for (stored before the stream's size
+   * limit, or under a larger one) is never delivered to a pull by bytes: the
+   * server ends each such request empty, at once, and the consumer would
+   * stall behind it. Several requests in a row ended with nothing delivered
+   * while this replica holds nothing: one message is fetched with no byte
+   * limit and taken like any other (the decoder dead-letters it as oversize).
+   * An idle consumer's expiring requests look the same; the fetch then
+   * returns nothing.
+   */
+  private async watchForOversize(consumer: Consumer, messages: ConsumerMessages): Promise<void> {
+    let empty = 0;
+    let received = this.deps.stats.messagesReceived;
+    let fetching = false;
+    for await (const status of await messages.status()) {
+      if (status.type !== ConsumerDebugEvents.Discard) continue;
+      empty = this.deps.stats.messagesReceived === received ? empty + 1 : 0;
+      received = this.deps.stats.messagesReceived;
+      if (empty < 3 || fetching || !this.running || this.queue.length + this.inFlight.size > 0) continue;
+      empty = 0;
+      fetching = true;
+      void (async () => {
+        try {
+          for await (const msg of await consumer.fetch({ max_messages: 1, expires: 2000 })) {
+            this.deps.stats.messagesReceived++;
+            this.deps.stats.onMessage?.(payloadEncoding(msg.data));
+            this.admit(msg);
+          }
+        } catch (err) {
+          this.deps.log.warn({ err: (err as Error).message }, 'fetching a message larger than a pull failed');
+        } finally {
+          fetching = false;
+        }
+      })();
+    }
+  }
+
+  /** Puts a pulled message on the queue (counted as held) and wakes the batcher when a batch is ready. */
+  private admit(msg: JsMsg): void {
+    this.queue.push(msg);
+    this.queuedBytes += heldSize(msg);
+    this.hold(heldSize(msg), 0);
+    this.deps.stats.queued = this.queue.length;
+    if (this.queue.length === 1 || this.queue.length >= this.deps.options.batchMax || this.queuedBytes >= this.batchMaxBytes) this.wake?.();
   }
 
   /**
@@ -209,11 +256,7 @@ export class TelemetryWriter {
             break;
           }
         }
-        this.queue.push(msg);
-        this.queuedBytes += heldSize(msg);
-        this.hold(heldSize(msg), 0);
-        this.deps.stats.queued = this.queue.length;
-        if (this.queue.length === 1 || this.queue.length >= this.deps.options.batchMax || this.queuedBytes >= this.batchMaxBytes) this.wake?.();
+        this.admit(msg);
       }
     } catch (err) {
       this.deps.log.warn({ err: (err as Error).message }, 'telemetry consumption failed');
