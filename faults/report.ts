@@ -47,7 +47,7 @@ export function reliabilityPage(results: StoredResult[]): string {
     '  notes (peak backlog, peak RSS) say what the last run measured. Writer memory is bounded by configuration: a replica holds at',
     '  most WRITER_MAX_HELD_BYTES (64 MiB) of payload pulled and unacked and WRITER_BATCHES_IN_FLIGHT x WRITER_BATCH_MAX_POINTS',
     '  decoded points (README "Delivery guarantees"); the fault asserts each replica\'s peak RSS under its idle RSS in the same run',
-    '  plus an allowance derived from those settings (about 590 MiB with the defaults).',
+    '  plus an allowance derived from those settings (about 740 MiB with the defaults).',
     '- **Not guaranteed: a full TELEMETRY stream.** JetStream publishers are refused, but nats-server 2.9\'s MQTT listener still PUBACKs',
     '  what the stream refuses, so MQTT QoS 1 messages acknowledged while the stream is full are lost (the stream-full row). Size',
     '  TELEMETRY_STREAM_MAX_BYTES (8 GiB, discard old) far above any backlog and alert on the stream\'s fill.',

@@ -207,18 +207,18 @@ export class FaultRig {
    * How far (MiB) a writer replica's resident set may grow over its baseline,
    * derived from the writer's own bounds as the replicas are configured:
    * twice the payload bytes it may hold and one pull (Buffers and their
-   * copies while decoding), and 3 KiB per decoded point it may hold (the row
+   * copies while decoding), and 4 KiB per decoded point it may hold (the row
    * objects and their query parameters take a few hundred bytes; the rest is
    * room for the garbage collector and the rest of the process under load).
    * Generous by design, yet it tells a bounded writer from an unbounded one:
-   * with the defaults about 590 MiB; a replica grew by 376 MiB at most with the
-   * bounds and by 865-932 MiB before them (2026-12-02).
+   * with the defaults about 740 MiB; in two runs a replica grew by 376-534 MiB
+   * with the bounds, and by 865-932 MiB before them (2026-12-02).
    */
   writerMemoryAllowanceMiB(): number {
     const config = loadConfig(monitoringEnv, this.monitoringEnv);
     const writer = writerOptions(config);
     const heldPoints = (writer.batchesInFlight ?? 3) * ((writer.batchMaxPoints ?? 0) + config.INGEST_MAX_POINTS);
-    return Math.ceil((2 * ((writer.maxHeldBytes ?? 0) + (writer.batchMaxBytes ?? 0)) + heldPoints * 3072) / 1024 ** 2);
+    return Math.ceil((2 * ((writer.maxHeldBytes ?? 0) + (writer.batchMaxBytes ?? 0)) + heldPoints * 4096) / 1024 ** 2);
   }
 
   /** Stops the platform's redis-server (SIGTERM). */
