@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { connect, credsAuthenticator } from 'nats';
-import { DEVICE_DIRECTORY_BUCKET } from '@iot-mesh/runtime';
+import { DEVICE_DIRECTORY_BUCKET, GROUP_DIRECTORY_BUCKET } from '@iot-mesh/runtime';
 import { displayPath } from './up-status';
 import { NatsAuthSetup } from './up-servers';
 import { startNatsCluster } from './up-nats-cluster';
@@ -91,6 +91,7 @@ async function createDirectoryBucket(servers: string, credsFile: string | undefi
   const nc = await connect({ servers: servers.split(','), authenticator: credsFile ? credsAuthenticator(fs.readFileSync(credsFile)) : undefined });
   try {
     await nc.jetstream().views.kv(DEVICE_DIRECTORY_BUCKET, { history: 1, replicas: CLUSTER_SIZE });
+    await nc.jetstream().views.kv(GROUP_DIRECTORY_BUCKET, { history: 1, replicas: CLUSTER_SIZE });
   } finally {
     await nc.close();
   }

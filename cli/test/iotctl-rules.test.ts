@@ -1,3 +1,5 @@
+import crypto from 'node:crypto';
+import { eventually } from '@iot-mesh/monitoring/test-harness';
 import { iotctlSession } from './iotctl-process';
 
 jest.setTimeout(60_000);
@@ -29,5 +31,20 @@ describe('iotctl rules', () => {
 
     await ok(['rules', 'delete', created.id]);
     expect(JSON.parse(await ok(['rules', 'list', '-o', 'json']))).toEqual([]);
+  });
+
+  it('creates a rule and an alert rule for a device group; an unknown group is refused', async () => {
+    const group = crypto.randomUUID();
+    await cli.mesh.monitoring.putGroup(cli.tenant.tenantId, group, { floor: '2' });
+    const byGroup = await eventually(async () => {
+      const res = await iotctl(['rules', 'create', '--name', 'floor-two', '--metric', 'temp', '--when', 'm.temp > 30.0', '--republish', 'hot', '--group', group, '-o', 'json']);
+      return res.code === 0 && JSON.parse(res.stdout);
+    }, 'the rule created once monitoring knows the group');
+    expect(byGroup.source.groupIds).toEqual([group]);
+    const alertRule = JSON.parse(await ok(['alerts', 'rules', 'create', '--name', 'floor two hot', '--metric', 'temp', '--above', '30', '--group', group, '-o', 'json']));
+    expect(alertRule.groupIds).toEqual([group]);
+    const unknown = await iotctl(['rules', 'create', '--name', 'nowhere', '--metric', 'temp', '--when', 'true', '--republish', 'x', '--group', crypto.randomUUID()]);
+    expect(unknown.code).not.toBe(0);
+    expect(unknown.stderr).toMatch(/group .* not found/i);
   });
 });

@@ -63,6 +63,7 @@ interface RuleOptions {
   name: string;
   metric: string;
   deviceId?: string[];
+  group?: string[];
   label?: Record<string, string>;
   above?: number;
   atLeast?: number;
@@ -110,6 +111,7 @@ function ruleOf(options: RuleOptions): AlertRule {
     metric: options.metric,
     deviceIds: options.deviceId ?? [],
     labels: options.label ?? {},
+    groupIds: options.group ?? [],
     severity: SEVERITY[options.severity],
     enabled: !options.disabled,
     notification: notificationOf(options),
@@ -131,11 +133,12 @@ export function alertCommands(program: Command): void {
 
   rules
     .command('create')
-    .description('create a rule on one metric, for some devices (--device-id, --label) or all of them')
+    .description('create a rule on one metric, for some devices (--device-id, --label, --group) or all of them')
     .requiredOption('--name <name>', 'rule name')
     .requiredOption('--metric <metric>', 'metric it watches')
     .addOption(new Option('--device-id <id>', 'only this device (repeatable or comma-separated)').argParser(collectList))
     .addOption(new Option('--label <key=value>', 'only devices with this label (repeatable)').argParser(collectLabel))
+    .addOption(new Option('--group <id>', 'only devices that are members of this device group when they send (repeatable or comma-separated)').argParser(collectList))
     .addOption(new Option('--above <n>', 'raise when the value is > n').argParser(parseNumber))
     .addOption(new Option('--at-least <n>', 'raise when the value is >= n').argParser(parseNumber))
     .addOption(new Option('--below <n>', 'raise when the value is < n').argParser(parseNumber))

@@ -79,6 +79,7 @@ interface RuleOptions {
   when: string;
   metric?: string[];
   deviceId?: string[];
+  group?: string[];
   deviceType?: string[];
   label?: Record<string, string>;
   derive?: string[];
@@ -104,7 +105,7 @@ function ruleOf(o: RuleOptions): Rule {
   return Rule.fromPartial({
     name: o.name,
     condition: o.when,
-    source: { metrics: o.metric ?? [], deviceIds: o.deviceId ?? [], deviceTypes: o.deviceType ?? [], labels: o.label ?? {} },
+    source: { metrics: o.metric ?? [], deviceIds: o.deviceId ?? [], deviceTypes: o.deviceType ?? [], labels: o.label ?? {}, groupIds: o.group ?? [] },
     actions,
     enabled: !o.disabled,
   });
@@ -135,6 +136,7 @@ export function ruleCommands(program: Command): void {
     .addOption(new Option('--device-id <id>', 'only this device (repeatable or comma-separated)').argParser(collectList))
     .addOption(new Option('--device-type <type>', 'only devices of this type (repeatable or comma-separated)').argParser(collectList))
     .addOption(new Option('--label <key=value>', 'only devices with this label, as a group selects them (repeatable)').argParser(collectLabel))
+    .addOption(new Option('--group <id>', 'only devices that are members of this device group when they send (repeatable or comma-separated)').argParser(collectList))
     .addOption(new Option('--derive <metric=cel>', 'store a derived metric computed by a CEL expression (repeatable)').argParser(repeatable))
     .addOption(new Option('--republish <topic>', 'publish the points to iot.<tenant>.evt.rule.<topic> (repeatable)').argParser(repeatable))
     .addOption(new Option('--webhook <url>', 'POST the points, signed (Standard Webhooks) (repeatable)').argParser(repeatable))

@@ -503,3 +503,64 @@ test('a live stream of a group streams its members as they are when each message
   grouped.call.cancel();
   everything.call.cancel();
 });
+
+test('a slow webhook receiver holds only its own rule: at most RULES_ACTION_CONCURRENCY calls in flight, the rest queued and all delivered, another tenant’s webhooks go through meanwhile', async () => {
+  // The slow receiver answers only when the test lets it: every call it has stays open until then.
+  let open = 0;
+  let mostOpen = 0;
+  const held: http.ServerResponse[] = [];
+  const slowIds = new Set<string>();
+  const slow = http.createServer((req, res) => {
+    open++;
+    mostOpen = Math.max(mostOpen, open);
+    req.on('close', () => open--);
+    req.resume();
+    req.on('end', () => {
+      slowIds.add(String(req.headers['webhook-id']));
+      held.push(res);
+    });
+  });
+  const fastIds = new Set<string>();
+  const fast = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      fastIds.add(String(req.headers['webhook-id']));
+      res.writeHead(204).end();
+    });
+  });
+  await Promise.all([slow, fast].map((s) => new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))));
+  const url = (s: http.Server) => `http://127.0.0.1:${(s.address() as AddressInfo).port}/hook`;
+  const c = await signing.createTenant();
+  await world.registerDevice(c.tenantId, 'c1');
+  const hookRule = (name: string, deviceId: string, target: string) =>
+    rule({ name, source: { groupIds: [], deviceTypes: [], deviceIds: [deviceId], labels: {}, metrics: ['slowness'] }, condition: 'true', actions: [{ webhook: { url: target, secret: '' } }] });
+  const slowRule = (await unary(rules, rules.createRule, { rule: hookRule('slow-hook', 'd1', url(slow)) }, operator)).rule!;
+  const fastRule = (await unary(rules, rules.createRule, { rule: hookRule('fast-hook', 'c1', url(fast)) }, { authorization: c.operator.authorization })).rule!;
+  try {
+    const SLOW = 20;
+    const CONCURRENCY = 8; // RULES_ACTION_CONCURRENCY's default
+    for (let i = 0; i < SLOW; i++) await world.publish(a.tenantId, 'd1', protobufPayload({ messageId: `slow-${i}`, points: [{ metric: 'slowness', numberValue: i }] }));
+    await eventually(() => held.length === CONCURRENCY, 'the slow receiver holding as many calls as the rule may have in flight');
+    // While those hang: another tenant's rule delivers, and ingest stores every point.
+    for (let i = 0; i < 5; i++) await world.publish(c.tenantId, 'c1', protobufPayload({ messageId: `fast-${i}`, points: [{ metric: 'slowness', numberValue: i }] }));
+    await eventually(() => fastIds.size === 5, "the other tenant's five webhooks delivered while the slow receiver holds its calls");
+    await eventually(async () => (await world.pool.query(`SELECT count(*)::int AS n FROM points WHERE metric = 'slowness' AND tenant_id = ANY($1)`, [[a.tenantId, c.tenantId]])).rows[0].n === SLOW + 5, 'every point stored');
+    expect(open).toBeLessThanOrEqual(CONCURRENCY);
+    // Released one answer at a time, the queued rest follow, none lost, never more than the bound in flight.
+    await eventually(() => {
+      for (const res of held.splice(0)) if (!res.writableEnded) res.writeHead(200).end();
+      return slowIds.size === SLOW && open === 0;
+    }, 'all slow calls answered');
+    await rulesIdle();
+    expect(mostOpen).toBeLessThanOrEqual(CONCURRENCY);
+    expect([...slowIds].sort()).toEqual(Array.from({ length: SLOW }, (_, i) => `msg_${slowRule.id}_0_slow-${i}`).sort());
+    const delivered = async (ruleId: string, authorization: string) =>
+      (await unary(rules, rules.listRuleDeliveries, { ruleId, state: DeliveryState.DELIVERY_STATE_DELIVERED, page: { pageSize: 100, pageToken: '' } }, { authorization })).deliveries.length;
+    expect(await delivered(slowRule.id, a.viewer.authorization)).toBe(SLOW);
+    expect(await delivered(fastRule.id, c.viewer.authorization)).toBe(5);
+  } finally {
+    for (const res of held.splice(0)) if (!res.writableEnded) res.writeHead(200).end();
+    await unary(rules, rules.deleteRule, { id: slowRule.id }, operator).catch(() => undefined);
+    await Promise.all([slow, fast].map((s) => new Promise((resolve) => s.close(resolve))));
+  }
+});
