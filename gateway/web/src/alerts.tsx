@@ -7,6 +7,7 @@ import { TableHead } from './components/table-head';
 import { api, errorMessage, followStream } from './api';
 import { parseLabels } from './devices';
 import { formatTime } from './format';
+import { useGroups } from './groups';
 import { useAbilities } from './principal';
 
 const COMPARISONS: Array<[Comparison, string]> = [
@@ -20,6 +21,8 @@ interface RuleDraft {
   name: string;
   metric: string;
   labels: string;
+  /** A device group id ('' for none). */
+  groupId: string;
   kind: 'threshold' | 'noData';
   comparison: Comparison;
   threshold: number;
@@ -40,6 +43,7 @@ const EMPTY_RULE: RuleDraft = {
   name: '',
   metric: '',
   labels: '',
+  groupId: '',
   kind: 'threshold',
   comparison: Comparison.GREATER_THAN,
   threshold: 0,
@@ -59,6 +63,7 @@ function draftOf(rule: AlertRule): RuleDraft {
     name: rule.name,
     metric: rule.metric,
     labels: Object.entries(rule.labels).map(([k, v]) => `${k}=${v}`).join(', '),
+    groupId: rule.groupIds[0] ?? '',
     kind: c.case === 'noData' ? 'noData' : 'threshold',
     comparison: c.case === 'threshold' ? c.value.comparison : Comparison.GREATER_THAN,
     threshold: c.case === 'threshold' ? c.value.threshold : 0,
@@ -79,6 +84,7 @@ function ruleOf(draft: RuleDraft) {
     name: draft.name,
     metric: draft.metric,
     labels: parseLabels(draft.labels),
+    groupIds: draft.groupId ? [draft.groupId] : [],
     condition:
       draft.kind === 'threshold'
         ? { case: 'threshold' as const, value: { comparison: draft.comparison, threshold: draft.threshold } }
@@ -106,6 +112,7 @@ function describeCondition(rule: AlertRule): string {
 function RuleForm({ initial, submitLabel, channels, onSubmit, onCancel }: { initial: RuleDraft; submitLabel: string; channels: NotificationChannel[]; onSubmit: (draft: RuleDraft) => Promise<void>; onCancel?: () => void }) {
   const [draft, setDraft] = useState(initial);
   const [error, setError] = useState('');
+  const groups = useGroups();
   async function submit(event: FormEvent) {
     event.preventDefault();
     setError('');
@@ -121,6 +128,14 @@ function RuleForm({ initial, submitLabel, channels, onSubmit, onCancel }: { init
       <input aria-label="rule name" name="rule-name" placeholder="name" value={draft.name} onChange={(e) => setDraft({ ...draft, name: e.target.value })} required />
       <input aria-label="metric" name="rule-metric" placeholder="metric" value={draft.metric} onChange={(e) => setDraft({ ...draft, metric: e.target.value })} required />
       <input aria-label="device labels" name="rule-labels" placeholder="labels site=a" value={draft.labels} onChange={(e) => setDraft({ ...draft, labels: e.target.value })} />
+      <select aria-label="device group" name="rule-group" value={draft.groupId} onChange={(e) => setDraft({ ...draft, groupId: e.target.value })}>
+        <option value="">any group</option>
+        {groups.map((g) => (
+          <option key={g.id} value={g.id}>
+            {g.name}
+          </option>
+        ))}
+      </select>
       <select aria-label="condition" name="rule-kind" value={draft.kind} onChange={(e) => setDraft({ ...draft, kind: e.target.value as RuleDraft['kind'] })}>
         <option value="threshold">threshold</option>
         <option value="noData">no data</option>
@@ -252,7 +267,7 @@ function RulesCard() {
                     channels={channels}
                     onCancel={() => setEditing(undefined)}
                     onSubmit={async (draft) => {
-                      await api.alerts.updateAlertRule({ rule: { ...ruleOf(draft), id: r.id }, updateMask: { paths: ['name', 'metric', 'labels', draft.kind === 'threshold' ? 'threshold' : 'no_data', 'severity', 'enabled', 'notification'] } });
+                      await api.alerts.updateAlertRule({ rule: { ...ruleOf(draft), id: r.id }, updateMask: { paths: ['name', 'metric', 'labels', 'group_ids', draft.kind === 'threshold' ? 'threshold' : 'no_data', 'severity', 'enabled', 'notification'] } });
                       setEditing(undefined);
                       setReload((n) => n + 1);
                     }}

@@ -1,11 +1,23 @@
-import { useState } from 'react';
+import { useEffect, useState } from 'react';
 import { Device } from '../../../gen/es/iot/device/v1/device_pb';
+import { Group } from '../../../gen/es/iot/device/v1/groups_pb';
 import { ConfirmButton } from './components/confirm-button';
 import { ErrorText, useListPage } from './components/list-page';
 import { TableHead } from './components/table-head';
 import { api, errorMessage } from './api';
 import { parseLabels } from './devices';
 import { useAbilities } from './principal';
+
+/** The tenant's device groups (first 100), for choosing one as a rule's source. */
+export function useGroups(): Group[] {
+  const [groups, setGroups] = useState<Group[]>([]);
+  useEffect(() => {
+    const abort = new AbortController();
+    api.groups.listGroups({ page: { pageSize: 100 } }, { signal: abort.signal }).then((res) => setGroups(res.groups), () => undefined);
+    return () => abort.abort();
+  }, []);
+  return groups;
+}
 
 const labelText = (labels: Record<string, string>) =>
   Object.entries(labels)

@@ -1,5 +1,4 @@
 import { FormEvent, useEffect, useState } from 'react';
-import { Group } from '../../../gen/es/iot/device/v1/groups_pb';
 import { Delivery, DeliveryState, DryRunRuleResponse, NotificationChannel, Rule, RuleAction } from '../../../gen/es/iot/monitoring/v1/rules_pb';
 import { ConfirmButton } from './components/confirm-button';
 import { SecretPanel } from './components/secret-panel';
@@ -7,6 +6,7 @@ import { TableHead } from './components/table-head';
 import { api, errorMessage } from './api';
 import { parseLabels } from './devices';
 import { commaList, formatTime } from './format';
+import { useGroups } from './groups';
 import { useAbilities } from './principal';
 
 type ActionKind = 'derivedMetric' | 'republish' | 'webhook' | 'notify';
@@ -95,17 +95,6 @@ function DeliveryTable({ deliveries }: { deliveries: Delivery[] }) {
       </tbody>
     </table>
   );
-}
-
-/** The tenant's device groups (first 100), for choosing one as a rule's source. */
-export function useGroups(): Group[] {
-  const [groups, setGroups] = useState<Group[]>([]);
-  useEffect(() => {
-    const abort = new AbortController();
-    api.groups.listGroups({ page: { pageSize: 100 } }, { signal: abort.signal }).then((res) => setGroups(res.groups), () => undefined);
-    return () => abort.abort();
-  }, []);
-  return groups;
 }
 
 function RuleForm({ onCreated }: { onCreated: (rule: Rule) => void }) {
