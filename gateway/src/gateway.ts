@@ -7,6 +7,7 @@ import { metrics } from '@iot-mesh/runtime';
 import { apiReferenceHandler } from './api-reference';
 import { corsPolicy } from './edge-policy';
 import { EXPORT_DOWNLOAD_PATH, exportDownloadHandler } from './export-download';
+import { firmwareImageHandler } from './firmware-image';
 import { gatewayMetrics, GatewayProtocol } from './gateway-metrics';
 import { grpcWebHandlers, REMOTE_ADDRESS } from './grpc-web';
 import { isGrpcWebText, withGrpcWebText } from './grpc-web-text';
@@ -67,6 +68,7 @@ export function createGatewayHandler(options: GatewayOptions): { handle: (req: I
   const grpcWeb = grpcWebHandlers(table, upstreams);
   const rest = new RestRouter(table);
   const exportDownload = exportDownloadHandler(table, upstreams);
+  const firmwareImages = firmwareImageHandler(table, upstreams);
   const report = options.onError ?? (() => {});
   const reference = apiReferenceHandler(table);
   const requestMetrics = gatewayMetrics();
@@ -106,6 +108,11 @@ export function createGatewayHandler(options: GatewayOptions): { handle: (req: I
       seen.protocol = 'rest';
       seen.route = `GET ${EXPORT_DOWNLOAD_PATH}`;
       await exportDownload(req, res, url);
+      return;
+    }
+    if (url.pathname.endsWith('/image') && (await firmwareImages(req, res, url))) {
+      seen.protocol = 'rest';
+      seen.route = `${req.method} firmware image`;
       return;
     }
     const match = rest.match(req.method ?? 'GET', url.pathname);

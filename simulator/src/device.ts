@@ -123,7 +123,7 @@ export class VirtualDevice {
       plan: behaviour.faults,
       skewCount: 0,
     };
-    this.firmware = new FirmwareAgent(behaviour.firmware ?? DEFAULT_FIRMWARE_PLAN, new Random(seed ^ 0x2545f491), () => this.reportState());
+    this.firmware = new FirmwareAgent(behaviour.firmware ?? DEFAULT_FIRMWARE_PLAN, new Random(seed ^ 0x2545f491), () => this.reportState(), identity.token ? { tenantId: identity.tenantId, token: identity.token } : undefined);
     this.link = createLink({
       transport: behaviour.transport,
       url: linkUrl(identity, behaviour),

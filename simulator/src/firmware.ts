@@ -35,7 +35,8 @@ const MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024;
 
 /**
  * A virtual device's firmware: on a desired `firmware` it has not installed,
- * it downloads the URL over http(s), verifies the SHA-256, "installs"
+ * it downloads the URL over http(s) (an image the platform stores with the
+ * device's own credential, which is sent nowhere else), verifies the SHA-256, "installs"
  * (waits), and reports the new version or the failure and its reason. A
  * failed version is tried again on a new desired-state version (a new
  * campaign), not when the same one is re-sent.
@@ -49,6 +50,8 @@ export class FirmwareAgent {
     private readonly random: Random,
     /** Publishes the device's reported state (which includes {@link reported}). */
     private readonly report: () => Promise<void>,
+    /** The device's credential, for images the platform stores (`/v1/tenants/<tenant>/firmware/<id>/image`). */
+    private readonly credential?: { tenantId: string; token: string },
   ) {
     this.state = { version: plan.version, status: 'idle' };
   }
@@ -82,7 +85,7 @@ export class FirmwareAgent {
     await this.report();
     let image: Buffer;
     try {
-      image = await download(target.url);
+      image = await download(target.url, this.credential);
     } catch (err) {
       return this.fail(target, `download failed: ${(err as Error).message}`);
     }
@@ -110,9 +113,18 @@ function parseDesired(value: unknown): DesiredFirmware | undefined {
   return { version, url, sha256 };
 }
 
-/** The body at `url` (http or https), at most {@link MAX_DOWNLOAD_BYTES}. */
-async function download(url: string): Promise<Buffer> {
-  const response = await fetch(url, { signal: AbortSignal.timeout(60_000) });
+/** The platform's download path of a tenant's stored images. */
+function isPlatformImage(url: string, tenantId: string): boolean {
+  return new URL(url).pathname.startsWith(`/v1/tenants/${encodeURIComponent(tenantId)}/firmware/`);
+}
+
+/**
+ * The body at `url` (http or https), at most {@link MAX_DOWNLOAD_BYTES}; the
+ * device credential goes only to the platform's own image route.
+ */
+async function download(url: string, credential?: { tenantId: string; token: string }): Promise<Buffer> {
+  const headers: Record<string, string> = credential && isPlatformImage(url, credential.tenantId) ? { authorization: `Bearer ${credential.token}` } : {};
+  const response = await fetch(url, { headers, signal: AbortSignal.timeout(60_000) });
   if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
   const chunks: Buffer[] = [];
   let size = 0;
