@@ -122,7 +122,10 @@ describe('fleet pages in Chromium', () => {
     await waitFor(async () => (await api('GET', '/v1/provisioningKeys')).json.provisioningKeys[0].state === 'PROVISIONING_KEY_STATE_REVOKED', 'the key revoked');
     await page.getByTestId(`provisioning-key-${key.id}`).getByRole('button', { name: 'Revoke' }).waitFor({ state: 'detached' });
 
-    // Rules: a CEL rule with a derived metric; deleted after a confirmation.
+    // Rules: a CEL rule with a derived metric, for a device group chosen by name; deleted after a confirmation.
+    // (Monitoring runs on its own NATS here: the group enters its group directory as the device service would put it.)
+    const southern = (await api('POST', '/v1/groups', { name: 'southern', selector: { matchLabels: { site: 'south' } } })).json.group;
+    await mesh.monitoring.putGroup(tenant.tenantId, southern.id, { site: 'south' });
     await open(page, 'rules');
     const ruleForm = page.getByTestId('cel-rule-form');
     await ruleForm.getByLabel('rule name').fill('hot-meter');
@@ -131,10 +134,11 @@ describe('fleet pages in Chromium', () => {
     await ruleForm.getByLabel('action', { exact: true }).selectOption('derivedMetric');
     await ruleForm.getByLabel('action target').fill('power_kw');
     await ruleForm.getByLabel('expression').fill('m.power / 1000.0');
+    await ruleForm.getByLabel('device group').selectOption({ label: 'southern' });
     await ruleForm.getByRole('button', { name: 'Create rule' }).click();
     await created(page, page.getByTestId('cel-rule-row-hot-meter'));
     const rules = (await api('GET', '/v1/rules')).json.rules;
-    expect(rules).toEqual([expect.objectContaining({ name: 'hot-meter', condition: 'm.power > 100.0', enabled: true })]);
+    expect(rules).toEqual([expect.objectContaining({ name: 'hot-meter', condition: 'm.power > 100.0', enabled: true, source: expect.objectContaining({ groupIds: [southern.id] }) })]);
     await shot(page, 'rules');
     await confirm(page.getByTestId('cel-rule-row-hot-meter'), 'Delete');
     await page.getByTestId('cel-rule-row-hot-meter').waitFor({ state: 'detached' });
