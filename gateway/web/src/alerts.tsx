@@ -7,7 +7,7 @@ import { TableHead } from './components/table-head';
 import { api, errorMessage, followStream } from './api';
 import { parseLabels } from './devices';
 import { formatTime } from './format';
-import { useGroups } from './groups';
+import { GroupSelect } from './groups';
 import { useAbilities } from './principal';
 
 const COMPARISONS: Array<[Comparison, string]> = [
@@ -112,7 +112,6 @@ function describeCondition(rule: AlertRule): string {
 function RuleForm({ initial, submitLabel, channels, onSubmit, onCancel }: { initial: RuleDraft; submitLabel: string; channels: NotificationChannel[]; onSubmit: (draft: RuleDraft) => Promise<void>; onCancel?: () => void }) {
   const [draft, setDraft] = useState(initial);
   const [error, setError] = useState('');
-  const groups = useGroups();
   async function submit(event: FormEvent) {
     event.preventDefault();
     setError('');
@@ -128,14 +127,7 @@ function RuleForm({ initial, submitLabel, channels, onSubmit, onCancel }: { init
       <input aria-label="rule name" name="rule-name" placeholder="name" value={draft.name} onChange={(e) => setDraft({ ...draft, name: e.target.value })} required />
       <input aria-label="metric" name="rule-metric" placeholder="metric" value={draft.metric} onChange={(e) => setDraft({ ...draft, metric: e.target.value })} required />
       <input aria-label="device labels" name="rule-labels" placeholder="labels site=a" value={draft.labels} onChange={(e) => setDraft({ ...draft, labels: e.target.value })} />
-      <select aria-label="device group" name="rule-group" value={draft.groupId} onChange={(e) => setDraft({ ...draft, groupId: e.target.value })}>
-        <option value="">any group</option>
-        {groups.map((g) => (
-          <option key={g.id} value={g.id}>
-            {g.name}
-          </option>
-        ))}
-      </select>
+      <GroupSelect name="rule-group" value={draft.groupId} onChange={(groupId) => setDraft({ ...draft, groupId })} />
       <select aria-label="condition" name="rule-kind" value={draft.kind} onChange={(e) => setDraft({ ...draft, kind: e.target.value as RuleDraft['kind'] })}>
         <option value="threshold">threshold</option>
         <option value="noData">no data</option>

@@ -8,15 +8,24 @@ import { api, errorMessage } from './api';
 import { parseLabels } from './devices';
 import { useAbilities } from './principal';
 
-/** The tenant's device groups (first 100), for choosing one as a rule's source. */
-export function useGroups(): Group[] {
+/** A choice of one of the tenant's device groups (the first 100) by name, or none: a rule's or alert rule's source. */
+export function GroupSelect({ value, onChange, name }: { value: string; onChange: (groupId: string) => void; name?: string }) {
   const [groups, setGroups] = useState<Group[]>([]);
   useEffect(() => {
     const abort = new AbortController();
     api.groups.listGroups({ page: { pageSize: 100 } }, { signal: abort.signal }).then((res) => setGroups(res.groups), () => undefined);
     return () => abort.abort();
   }, []);
-  return groups;
+  return (
+    <select aria-label="device group" name={name} value={value} onChange={(e) => onChange(e.target.value)}>
+      <option value="">any group</option>
+      {groups.map((g) => (
+        <option key={g.id} value={g.id}>
+          {g.name}
+        </option>
+      ))}
+    </select>
+  );
 }
 
 const labelText = (labels: Record<string, string>) =>

@@ -6,7 +6,7 @@ import { TableHead } from './components/table-head';
 import { api, errorMessage } from './api';
 import { parseLabels } from './devices';
 import { commaList, formatTime } from './format';
-import { useGroups } from './groups';
+import { GroupSelect } from './groups';
 import { useAbilities } from './principal';
 
 type ActionKind = 'derivedMetric' | 'republish' | 'webhook' | 'notify';
@@ -100,7 +100,6 @@ function DeliveryTable({ deliveries }: { deliveries: Delivery[] }) {
 function RuleForm({ onCreated }: { onCreated: (rule: Rule) => void }) {
   const [draft, setDraft] = useState(EMPTY_RULE);
   const [error, setError] = useState('');
-  const groups = useGroups();
   const set = (patch: Partial<RuleDraft>) => setDraft({ ...draft, ...patch });
   async function submit(event: FormEvent) {
     event.preventDefault();
@@ -121,14 +120,7 @@ function RuleForm({ onCreated }: { onCreated: (rule: Rule) => void }) {
       <input aria-label="device ids" placeholder="devices" value={draft.deviceIds} onChange={(e) => set({ deviceIds: e.target.value })} />
       <input aria-label="device types" placeholder="types" value={draft.deviceTypes} onChange={(e) => set({ deviceTypes: e.target.value })} />
       <input aria-label="device labels" placeholder="labels site=a" value={draft.labels} onChange={(e) => set({ labels: e.target.value })} />
-      <select aria-label="device group" value={draft.groupId} onChange={(e) => set({ groupId: e.target.value })}>
-        <option value="">any group</option>
-        {groups.map((g) => (
-          <option key={g.id} value={g.id}>
-            {g.name}
-          </option>
-        ))}
-      </select>
+      <GroupSelect value={draft.groupId} onChange={(groupId) => set({ groupId })} />
       <select aria-label="action" value={draft.action} onChange={(e) => set({ action: e.target.value as ActionKind })}>
         <option value="webhook">webhook</option>
         <option value="derivedMetric">derived metric</option>
