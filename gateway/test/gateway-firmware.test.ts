@@ -36,7 +36,7 @@ describe('gateway ↔ firmware image routes', () => {
     expect((await put(id, image, tenant.viewer.authorization)).status).toBe(403);
     const uploaded = await put(id, image);
     expect(uploaded.status).toBe(200);
-    expect((await uploaded.json()).firmware).toMatchObject({ uploadComplete: true, sizeBytes: String(image.length), sha256: sha(image) });
+    expect(((await uploaded.json()) as { firmware: unknown }).firmware).toMatchObject({ uploadComplete: true, sizeBytes: String(image.length), sha256: sha(image) });
 
     const whole = await fetch(`${base}/v1/firmware/${id}/image`, { headers: { authorization: tenant.viewer.authorization } });
     expect(whole.status).toBe(200);
@@ -51,7 +51,7 @@ describe('gateway ↔ firmware image routes', () => {
     expect(Buffer.from(await part.arrayBuffer()).equals(image.subarray(1048570, 1048580))).toBe(true);
     const past = await fetch(`${base}/v1/firmware/${id}/image`, { headers: { authorization: tenant.viewer.authorization, range: `bytes=${image.length}-` } });
     expect(past.status).toBe(400);
-    expect((await past.json()).code).toBe(11);
+    expect(((await past.json()) as { code: number }).code).toBe(11);
   });
 
   it('answers 413 with a google.rpc.Status when the image passes the size limit, and 400 when the declared digest does not match', async () => {

@@ -122,11 +122,14 @@ export function verifyNatsJwt(jwt: string, issuer: string, kind: NKeyKind, now =
   } catch {
     return undefined;
   }
-  if (claims.iss !== issuer) return undefined;
+  if (typeof claims !== 'object' || claims === null || claims.iss !== issuer) return undefined;
   if (claims.exp !== undefined && claims.exp * 1000 <= now.getTime()) return undefined;
-  const publicKey = crypto.createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(raw).toString('base64url') }, format: 'jwk' });
-  const valid = crypto.verify(null, new TextEncoder().encode(`${parts[0]}.${parts[1]}`), publicKey, Buffer.from(parts[2], 'base64url'));
-  return valid ? claims : undefined;
+  try {
+    const publicKey = crypto.createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(raw).toString('base64url') }, format: 'jwk' });
+    return crypto.verify(null, new TextEncoder().encode(`${parts[0]}.${parts[1]}`), publicKey, Buffer.from(parts[2], 'base64url')) ? claims : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** A `.creds` file body: the user JWT and its seed. */

@@ -98,7 +98,17 @@ export const deviceService: ServiceSpec<typeof deviceEnv> = {
       store: firmwareStore,
       limits: { maxImageBytes: config.DEVICE_FIRMWARE_MAX_IMAGE_BYTES, maxTenantBytes: config.DEVICE_FIRMWARE_MAX_TENANT_BYTES },
       downloadBaseUrl: config.DEVICE_FIRMWARE_DOWNLOAD_URL,
-      credentials: { signerOf: (tenantId) => authority?.keysOf(tenantId).signer.publicKey, device: (tenantId, id) => store.get(tenantId, id) },
+      credentials: {
+        // A tenant id that cannot be a subject token has no account, so no device credential.
+        signerOf: (tenantId) => {
+          try {
+            return authority?.keysOf(tenantId).signer.publicKey;
+          } catch {
+            return undefined;
+          }
+        },
+        device: (tenantId, id) => store.get(tenantId, id),
+      },
     });
     const campaigns = new Campaigns({ store: firmwareStore, jobStore, firmware, jobs, twins, log: log.child({ component: 'campaigns' }), onJobsChanged: () => jobRunner.wake() });
     // A device that connects gets its desired state again and its queued job steps.

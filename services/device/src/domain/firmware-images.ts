@@ -100,6 +100,8 @@ export class FirmwareImages {
    * campaign installs on it.
    */
   async downloadForDevice(tenantId: string, id: string, token: string | undefined, offset: bigint, length: bigint): Promise<ImageDownload> {
+    const missing = [!tenantId && 'tenant_id', !id && 'id'].filter((f): f is string => !!f);
+    if (missing.length > 0) throw errors.invalidArgument(missing.map((field) => ({ field, description: 'is required' })));
     const deviceId = await this.deviceOf(tenantId, token);
     const firmware = await this.deps.store.get(tenantId, id);
     if (!firmware || !(await this.deps.store.campaignTargets(tenantId, id, deviceId))) throw errors.permissionDenied(`no campaign installs firmware ${id} on device ${deviceId}`);
@@ -111,7 +113,7 @@ export class FirmwareImages {
     const signer = this.deps.credentials.signerOf(tenantId);
     const claims = signer ? verifyNatsJwt(token, signer, 'A') : undefined;
     const prefix = `${tenantId}/`;
-    if (!claims?.name?.startsWith(prefix) || !claims.sub) throw errors.unauthenticated('not a valid device credential of this tenant');
+    if (typeof claims?.name !== 'string' || !claims.name.startsWith(prefix) || typeof claims.sub !== 'string') throw errors.unauthenticated('not a valid device credential of this tenant');
     const device = await this.deps.credentials.device(tenantId, claims.name.slice(prefix.length));
     // Rotated or revoked credentials are refused here as at the NATS server.
     if (!device || device.credentialState !== 'active' || device.credentialKey !== claims.sub) throw errors.unauthenticated('the device credential was rotated or revoked');
