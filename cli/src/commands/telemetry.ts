@@ -221,6 +221,7 @@ export function telemetryCommands(program: Command): void {
       .argument('[device-ids...]', 'device ids (else every device matching --label and --type)')
       .addOption(new Option('--label <key=value>', 'devices with this label, e.g. a group\'s selector (repeatable)').argParser(collectLabel))
       .option('--type <device-type>', 'devices of this device type')
+      .option('--group <id>', 'devices that are members of this device group when the export starts')
       .addOption(new Option('--metric <name>', 'only this metric (repeatable or comma-separated)').argParser(collectList))
       .addOption(new Option('--format <format>', 'file format').choices(['csv', 'ndjson', 'parquet']).default('csv'))
       .addOption(new Option('--bucket <duration>', 'history buckets of this width (count, min, max, avg, sum, last) instead of raw points').argParser(parseDuration))
@@ -228,14 +229,15 @@ export function telemetryCommands(program: Command): void {
       .option('--quiet', 'no progress on stderr'),
     '24h',
   ).action((deviceIds: string[], _o, command: Command) =>
-    run<{ label?: Record<string, string>; type?: string; metric?: string[]; format: 'csv' | 'ndjson' | 'parquet'; bucket?: number; file?: string; quiet?: boolean; from: string; to: string }>(command, async (connection, options) => {
-      if (deviceIds.length === 0 && !options.label && !options.type) throw new UsageError('name device ids, --label or --type');
+    run<{ label?: Record<string, string>; type?: string; group?: string; metric?: string[]; format: 'csv' | 'ndjson' | 'parquet'; bucket?: number; file?: string; quiet?: boolean; from: string; to: string }>(command, async (connection, options) => {
+      if (deviceIds.length === 0 && !options.label && !options.type && !options.group) throw new UsageError('name device ids, --label, --type or --group');
       if (options.format === 'parquet' && !options.file && process.stdout.isTTY) throw new UsageError('Parquet is binary: use --file, or redirect stdout');
       const format = { csv: ExportFormat.EXPORT_FORMAT_CSV, ndjson: ExportFormat.EXPORT_FORMAT_NDJSON, parquet: ExportFormat.EXPORT_FORMAT_PARQUET }[options.format];
       const stream = await connection.stream(connection.exports, connection.exports.exportPoints, {
         deviceIds,
         labels: options.label ?? {},
         deviceType: options.type ?? '',
+        groupId: options.group ?? '',
         metrics: options.metric ?? [],
         timeRange: timeRange(options),
         format,

@@ -44,12 +44,8 @@ export function ExportPage() {
   function query(): URLSearchParams {
     const q = new URLSearchParams();
     if (form.selection === 'devices') for (const id of form.deviceIds.split(/[\s,]+/).filter(Boolean)) q.append('device_ids', id);
-    if (form.selection === 'group') {
-      const group = groups.find((g) => g.id === form.groupId);
-      for (const [k, v] of Object.entries(group?.selector?.matchLabels ?? {})) q.append(`labels[${k}]`, v);
-      const typeName = types.find((t) => t.id === group?.selector?.deviceTypeId)?.name;
-      if (typeName) q.set('device_type', typeName);
-    }
+    // The server resolves the group to its members (its selector, device type by id) when the export starts.
+    if (form.selection === 'group') q.set('group_id', form.groupId);
     if (form.selection === 'type') q.set('device_type', form.deviceType);
     for (const m of form.metrics.split(/[\s,]+/).filter(Boolean)) q.append('metrics', m);
     q.set('time_range.start', new Date(form.from).toISOString());

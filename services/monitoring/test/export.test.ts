@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -221,4 +222,18 @@ test('an export names its devices, and stopping a download midway closes the dat
     return rows[0].n as number;
   };
   await eventually(async () => (await cursors()) === 0, 'the export connection closed');
+});
+
+test('an export of a device group covers its members of the caller’s tenant when it starts; an unknown group is NOT_FOUND', async () => {
+  const group = crypto.randomUUID();
+  await world.putGroup(a.tenantId, group, { site: 'north' });
+  const file = path.join(dir, 'group.ndjson');
+  const request = { groupId: group, metrics: ['door'], format: ExportFormat.EXPORT_FORMAT_NDJSON };
+  await eventually(() => download(request, a, file).then(() => true, () => false), 'the export accepted once monitoring knows the group');
+  const devices = fs.readFileSync(file, 'utf8').trim().split('\n').map((line) => JSON.parse(line).device_id).sort();
+  expect(devices).toEqual(['g1', 'g2', 'other']);
+  // The group is tenant a's: tenant b (which has a device g1 labelled site=north too) cannot name it.
+  await expect(download(request, b, file)).rejects.toMatchObject({ code: status.NOT_FOUND });
+  await expect(download({ ...request, groupId: 'north' }, a, file)).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
+  await expect(download({ ...request, deviceIds: ['g1'] }, a, file)).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
 });

@@ -1,9 +1,9 @@
 import { ExportFormat, ExportServiceService } from '../../../../gen/ts/iot/monitoring/v1/export';
-import { callerTenant, defineService, durationToMs, isSubjectToken, ServiceRegistration, Violations } from '@iot-mesh/runtime';
+import { callerTenant, defineService, durationToMs, errors, isSubjectToken, ServiceRegistration, Violations } from '@iot-mesh/runtime';
 import { bucketsWithinLimit, exportFileName, TelemetryExport } from '../domain/export';
 import { FileFormat, FORMAT_FILES } from '../domain/export-formats';
 import { resolveTimeRange } from './time-range';
-import { LATEST_LIMIT, MAX_BUCKETS, MAX_METRICS, METRIC_NAME } from '../domain/telemetry';
+import { GROUP_ID, LATEST_LIMIT, MAX_BUCKETS, MAX_METRICS, METRIC_NAME } from '../domain/telemetry';
 
 const FORMATS: Partial<Record<ExportFormat, FileFormat>> = {
   [ExportFormat.EXPORT_FORMAT_UNSPECIFIED]: 'csv',
@@ -18,7 +18,11 @@ export function exportService({ exports }: { exports: TelemetryExport }): Servic
     async exportPoints(request, ctx, send) {
       const tenantId = callerTenant(ctx);
       const v = new Violations();
-      v.check(request.deviceIds.length > 0 || Object.keys(request.labels).length > 0 || request.deviceType !== '', 'device_ids', 'name devices, labels or a device type');
+      v.check(request.deviceIds.length > 0 || Object.keys(request.labels).length > 0 || request.deviceType !== '' || request.groupId !== '', 'device_ids', 'name devices, labels, a device type or a group');
+      if (request.groupId) {
+        v.check(GROUP_ID.test(request.groupId), 'group_id', 'is not a group id');
+        v.check(request.deviceIds.length === 0, 'group_id', 'name devices or a group, not both');
+      }
       v.check(request.deviceIds.length <= LATEST_LIMIT, 'device_ids', `at most ${LATEST_LIMIT} devices`);
       request.deviceIds.forEach((d, i) => v.check(isSubjectToken(d), `device_ids[${i}]`, 'is not a valid device id'));
       v.check(request.metrics.length <= MAX_METRICS, 'metrics', `at most ${MAX_METRICS} metrics`);
@@ -32,9 +36,10 @@ export function exportService({ exports }: { exports: TelemetryExport }): Servic
         v.check(bucketMs < 1 || bucketsWithinLimit(start, end, bucketMs), 'bucket_width', `gives more than ${MAX_BUCKETS} buckets for this time range`);
       }
       v.throwIfAny();
+      if (request.groupId && exports.unknownGroup(tenantId, [request.groupId])) throw errors.notFound('group', request.groupId);
       const exportRequest = {
         tenantId,
-        selection: { deviceIds: request.deviceIds, labels: request.labels, deviceType: request.deviceType },
+        selection: { deviceIds: request.deviceIds, labels: request.labels, deviceType: request.deviceType, groupId: request.groupId },
         metrics: request.metrics,
         start,
         end,

@@ -1,12 +1,14 @@
 import type { AggregationKind, PointStreamSource, StoredPoint, TelemetryStore } from '../store/telemetry-store';
 import { ChunkSink, ExportCell, ExportColumn, fileEncoder, FileFormat, FORMAT_FILES } from './export-formats';
-import { KnownDevices, labelsMatch, MAX_BUCKETS, MAX_METRICS } from './telemetry';
+import { inAnyGroup, KnownDevices, unknownGroup, labelsMatch, MAX_BUCKETS, MAX_METRICS } from './telemetry';
 
 /** Which devices an export covers: the ids, or every known device matching the labels and type. */
 export interface DeviceSelection {
   deviceIds: string[];
   labels: Record<string, string>;
   deviceType: string;
+  /** A device group id ('' for none): its members when the export starts. */
+  groupId: string;
 }
 
 /** One validated export. */
@@ -82,12 +84,17 @@ export class TelemetryExport {
     },
   ) {}
 
-  /** The device ids a selection covers, sorted: the given ids, else the known devices matching labels and type. */
+  /** The first of `groupIds` the tenant has no group of, or undefined (checked before an export starts). */
+  unknownGroup(tenantId: string, groupIds: readonly string[]): string | undefined {
+    return unknownGroup(this.deps.devices, tenantId, groupIds);
+  }
+
+  /** The device ids a selection covers, sorted: the given ids, else the known devices matching labels, type and group. */
   selectDevices(tenantId: string, selection: DeviceSelection): string[] {
     if (selection.deviceIds.length > 0) return [...new Set(selection.deviceIds)].sort();
     return this.deps.devices
       .devicesOf(tenantId)
-      .filter((d) => labelsMatch(selection.labels, d.labels) && (!selection.deviceType || d.type === selection.deviceType))
+      .filter((d) => labelsMatch(selection.labels, d.labels) && (!selection.deviceType || d.type === selection.deviceType) && (!selection.groupId || inAnyGroup(this.deps.devices, d, [selection.groupId])))
       .map((d) => d.deviceId)
       .sort();
   }
