@@ -51,4 +51,26 @@ describe('iotctl firmware and campaigns', () => {
     expect(await ok(['campaigns', 'watch', campaign.id])).toMatch(/^cancelled canary 1\/1 done/);
     await ok(['firmware', 'delete', fw.id]);
   });
+
+  it('uploads an image to the platform (SHA-256 computed there) and downloads it again, checked', async () => {
+    fs.writeFileSync(path.join(dir, 'sensor.json'), JSON.stringify({ name: 'sensor' }));
+    const type = JSON.parse(await ok(['device-types', 'create', '--file', path.join(dir, 'sensor.json'), '-o', 'json']));
+    const bytes = crypto.randomBytes(1024 * 1024 + 100);
+    const image = path.join(dir, 'sensor-3.0.bin');
+    fs.writeFileSync(image, bytes);
+    const sha256 = crypto.createHash('sha256').update(bytes).digest('hex');
+    const uploaded = await iotctl(['firmware', 'upload', image, '--release', '3.0', '--type', type.id, '-o', 'json']);
+    expect(uploaded.code).toBe(0);
+    expect(uploaded.stderr).toContain(`uploaded ${bytes.length} of ${bytes.length} bytes`);
+    const fw = JSON.parse(uploaded.stdout);
+    expect(fw).toMatchObject({ version: '3.0', stored: true, uploadComplete: true, sizeBytes: String(bytes.length), sha256 });
+    expect(fw.url).toContain(`/firmware/${fw.id}/image`);
+    const out = path.join(dir, 'back.bin');
+    await ok(['firmware', 'download', fw.id, '--out', out]);
+    expect(fs.readFileSync(out).equals(bytes)).toBe(true);
+    // A declared digest the file does not have: refused, exit code not 0.
+    const wrong = await iotctl(['firmware', 'upload', image, '--release', '3.1', '--type', type.id, '--sha256', 'a'.repeat(64)]);
+    expect(wrong.code).not.toBe(0);
+    expect(wrong.stderr).toContain('firmware.sha256');
+  });
 });

@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import { Campaign, CampaignDevice, campaignStageToJSON, campaignStateToJSON, Firmware, WatchCampaignResponse } from '../../../gen/ts/iot/device/v1/firmware';
+import { Campaign, CampaignDevice, campaignStageToJSON, campaignStateToJSON, DownloadFirmwareResponse, Firmware, WatchCampaignResponse } from '../../../gen/ts/iot/device/v1/firmware';
 import { jobDeviceStateToJSON } from '../../../gen/ts/iot/device/v1/jobs';
 import { countsText } from './jobs';
 import { UsageError } from '../cli-error';
@@ -48,6 +48,17 @@ const campaignDeviceView: View<CampaignDevice> = {
   toJson: (d) => CampaignDevice.toJSON(d),
 };
 
+/** The platform's largest upload chunk. */
+const UPLOAD_CHUNK_BYTES = 1024 * 1024;
+
+function readImage(file: string): Buffer {
+  try {
+    return fs.readFileSync(file);
+  } catch (err) {
+    throw new UsageError(`cannot read ${file}: ${(err as Error).message}`);
+  }
+}
+
 interface CreateFirmwareOptions {
   release: string;
   type: string;
@@ -84,6 +95,58 @@ export function firmwareCommands(program: Command): void {
           firmware: Firmware.fromPartial({ version: o.release, deviceTypeId: o.type, url: o.url, sizeBytes: BigInt(size), sha256, description: o.description }),
         });
         printOne(o.output, firmwareView, created.firmware!);
+      }),
+    );
+  firmware
+    .command('upload')
+    .description('store an image on the platform: registers the version, uploads the file in 1 MiB chunks (progress on stderr) and prints the firmware with the SHA-256 the platform computed')
+    .argument('<file>', 'the image')
+    .requiredOption('--release <version>', 'firmware version')
+    .requiredOption('--type <id>', 'device type id')
+    .option('--sha256 <hex>', 'the SHA-256 you expect; the platform refuses an image that does not match (default: computed from the file)')
+    .option('--description <text>', 'release notes', '')
+    .action((file: string, _o, command: Command) =>
+      run<{ release: string; type: string; sha256?: string; description: string }>(command, async (connection, o) => {
+        const image = readImage(file);
+        const declared = o.sha256 ?? crypto.createHash('sha256').update(image).digest('hex');
+        let stored = (
+          await connection.call(connection.firmware, connection.firmware.createFirmware, {
+            firmware: Firmware.fromPartial({ version: o.release, deviceTypeId: o.type, stored: true, sizeBytes: BigInt(image.length), sha256: declared, description: o.description }),
+          })
+        ).firmware!;
+        for (let offset = 0; offset < image.length || offset === 0; offset += UPLOAD_CHUNK_BYTES) {
+          const data = image.subarray(offset, offset + UPLOAD_CHUNK_BYTES);
+          const last = offset + UPLOAD_CHUNK_BYTES >= image.length;
+          stored = (await connection.call(connection.firmware, connection.firmware.uploadFirmwareChunk, { id: stored.id, offset: BigInt(offset), data, last })).firmware!;
+          process.stderr.write(`uploaded ${offset + data.length} of ${image.length} bytes\n`);
+          if (last) break;
+        }
+        printOne(o.output, firmwareView, stored);
+      }),
+    );
+  firmware
+    .command('download')
+    .description('download a stored image to a file, checking it against the SHA-256 the platform holds')
+    .argument('<id>', 'firmware id')
+    .requiredOption('--out <path>', 'file to write')
+    .action((id: string, _o, command: Command) =>
+      run<{ out: string }>(command, async (connection, o) => {
+        const stream = await connection.stream(connection.firmware, connection.firmware.downloadFirmware, { id, offset: 0n, length: 0n });
+        const parts: Buffer[] = [];
+        let expected = '';
+        await new Promise<void>((resolve, reject) => {
+          stream.on('data', (r: DownloadFirmwareResponse) => {
+            if (!expected) expected = r.chunk!.sha256;
+            parts.push(Buffer.from(r.chunk!.data));
+          });
+          stream.on('error', reject);
+          stream.on('end', () => resolve());
+        });
+        const image = Buffer.concat(parts);
+        const sha256 = crypto.createHash('sha256').update(image).digest('hex');
+        if (sha256 !== expected) throw new Error(`the downloaded image's SHA-256 ${sha256} is not the platform's ${expected}; nothing written`);
+        fs.writeFileSync(o.out, image);
+        process.stderr.write(`wrote ${image.length} bytes, SHA-256 ${sha256}\n`);
       }),
     );
   const list = listCommand<Firmware, { type?: string }>(firmware, 'list firmware, newest first', firmwareView, async (connection, page, options) => {
