@@ -130,8 +130,9 @@ const DEVICE_QUOTA_LOCK = 0x10de;
  */
 async function checkDeviceQuota(db: Queryable, tenantId: string, adding: number, maxPerTenant: number): Promise<void> {
   await db.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [DEVICE_QUOTA_LOCK, tenantId]);
-  const { rows } = await db.query('SELECT count(*)::int AS devices FROM devices WHERE tenant_id = $1', [tenantId]);
-  const existing = rows[0].devices as number;
+  // Kept by triggers in the transactions that insert and delete devices (migration 0009).
+  const { rows } = await db.query('SELECT devices::int FROM tenant_device_counts WHERE tenant_id = $1', [tenantId]);
+  const existing = (rows[0]?.devices as number | undefined) ?? 0;
   if (existing + adding <= maxPerTenant) return;
   // A quota, not a rate: no RetryInfo, waiting does not help; deleting devices does.
   throw new ServiceError(GrpcCode.RESOURCE_EXHAUSTED, `the tenant has ${existing} devices; ${adding} more would exceed its quota of ${maxPerTenant} (DEVICE_MAX_PER_TENANT)`, {
