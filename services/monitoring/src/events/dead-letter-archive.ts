@@ -114,21 +114,27 @@ export class StreamDeadLetterArchive implements DeadLetterArchive {
       if ((await consumer.info()).num_pending === 0) return { byReason, truncated };
       const end = query.end.getTime();
       let read = 0;
-      const messages = await consumer.consume({ max_messages: 1000 });
-      for await (const msg of messages) {
-        const past = msg.info.timestampNanos / 1e6 >= end;
-        if (!past) {
-          if (read === query.limit) {
-            truncated = true;
+      let done = false;
+      // Fetched in batches that expire, so letters removed meanwhile (replayed, aged out) cannot leave the count waiting.
+      while (!done) {
+        let got = 0;
+        const batch = await consumer.fetch({ max_messages: 1000, expires: 2000 });
+        for await (const msg of batch) {
+          got++;
+          const past = msg.info.timestampNanos / 1e6 >= end;
+          if (!past && read === query.limit) truncated = true;
+          else if (!past) {
+            read++;
+            const reason = msg.headers?.get(DEAD_LETTER_HEADERS.reason) || 'unknown';
+            byReason.set(reason, (byReason.get(reason) ?? 0) + 1);
+          }
+          if (past || truncated || msg.info.pending === 0) {
+            done = true;
             break;
           }
-          read++;
-          const reason = msg.headers?.get(DEAD_LETTER_HEADERS.reason) || 'unknown';
-          byReason.set(reason, (byReason.get(reason) ?? 0) + 1);
         }
-        if (past || msg.info.pending === 0) break;
+        if (got === 0) done = true;
       }
-      await messages.close();
     } finally {
       await consumer.delete().catch(() => undefined);
     }
