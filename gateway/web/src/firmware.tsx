@@ -1,14 +1,13 @@
 import { FormEvent, useEffect, useState } from 'react';
 import { Campaign, CampaignDevice, CampaignStage, CampaignState, Firmware } from '../../../gen/es/iot/device/v1/firmware_pb';
-import { JobDeviceState } from '../../../gen/es/iot/device/v1/jobs_pb';
 import { api, errorMessage } from './api';
 import { commaList, hoursFromNow } from './format';
 import { TableHead } from './components/table-head';
 import { useAbilities } from './principal';
+import { DeviceProgressTable, mapStream, useLiveProgress } from './components/device-progress';
 
 const stateName = (s: CampaignState) => CampaignState[s]?.replace('CAMPAIGN_STATE_', '').toLowerCase() ?? '';
 const stageName = (s: CampaignStage) => CampaignStage[s]?.replace('CAMPAIGN_STAGE_', '').toLowerCase() ?? '';
-const deviceStateName = (s: JobDeviceState) => JobDeviceState[s]?.replace('JOB_DEVICE_STATE_', '').toLowerCase().replace('_', ' ') ?? '';
 
 /** `8/10 done · 7 ok · 1 failed · …` for a campaign's counts. */
 function countsText(c: Campaign): string {
@@ -24,6 +23,10 @@ function percentDone(c: Campaign): number {
   return Math.round(((n.succeeded + n.failed + n.timedOut + n.cancelled) * 100) / n.total);
 }
 
+/** The platform's largest upload chunk (UploadFirmwareChunk). */
+const UPLOAD_CHUNK_BYTES = 1024 * 1024;
+
+const EMPTY_UPLOAD = { version: '', deviceTypeId: '' };
 const EMPTY_FIRMWARE = { version: '', deviceTypeId: '', url: '', sizeBytes: '', sha256: '' };
 const EMPTY_CAMPAIGN = { firmwareId: '', groupId: '', deviceIds: '', canaryPercent: '10', maxConcurrent: '', failurePercent: '20', expireHours: '' };
 
@@ -37,6 +40,10 @@ export function FirmwarePage() {
   const [fwForm, setFwForm] = useState(EMPTY_FIRMWARE);
   const [form, setForm] = useState(EMPTY_CAMPAIGN);
   const [error, setError] = useState('');
+  const [upForm, setUpForm] = useState(EMPTY_UPLOAD);
+  const [file, setFile] = useState<File>();
+  /** Bytes sent of the image being uploaded, and the firmware once the platform completed it. */
+  const [upload, setUpload] = useState<{ sent: number; total: number; done?: Firmware }>();
 
   async function load() {
     try {
@@ -49,24 +56,17 @@ export function FirmwarePage() {
   useEffect(() => void load(), []);
 
   // The selected campaign's progress as the server streams it (the stream ends with the campaign).
-  const selectedId = selected?.id;
-  useEffect(() => {
-    if (!selectedId) return;
-    const abort = new AbortController();
-    void (async () => {
-      try {
-        for await (const { campaign } of api.campaigns.watchCampaign({ id: selectedId }, { signal: abort.signal })) {
-          if (!campaign) continue;
-          setSelected(campaign);
-          setCampaigns((all) => all.map((c) => (c.id === campaign.id ? campaign : c)));
-          setDevices((await api.campaigns.listCampaignDevices({ id: selectedId, page: { pageSize: 1000 } })).devices);
-        }
-      } catch (err) {
-        if (!abort.signal.aborted) setError(errorMessage(err));
-      }
-    })();
-    return () => abort.abort();
-  }, [selectedId]);
+  useLiveProgress(
+    selected?.id,
+    (id, signal) => mapStream(api.campaigns.watchCampaign({ id }, { signal }), (r) => r.campaign),
+    async (id) => (await api.campaigns.listCampaignDevices({ id, page: { pageSize: 1000 } })).devices,
+    (campaign) => {
+      setSelected(campaign);
+      setCampaigns((all) => all.map((c) => (c.id === campaign.id ? campaign : c)));
+    },
+    setDevices,
+    setError,
+  );
 
   async function createFirmware(e: FormEvent) {
     e.preventDefault();
@@ -78,6 +78,32 @@ export function FirmwarePage() {
       setFwForm(EMPTY_FIRMWARE);
       await load();
     } catch (err) {
+      setError(errorMessage(err));
+    }
+  }
+
+  /** Registers a stored firmware and uploads the chosen file in chunks; the platform computes the SHA-256 shown. */
+  async function uploadImage(e: FormEvent) {
+    e.preventDefault();
+    setError('');
+    if (!file) return setError('choose the image file to upload');
+    try {
+      const image = new Uint8Array(await file.arrayBuffer());
+      const created = await api.firmware.createFirmware({ firmware: { version: upForm.version.trim(), deviceTypeId: upForm.deviceTypeId.trim(), stored: true, sizeBytes: BigInt(image.length) } });
+      const id = created.firmware!.id;
+      setUpload({ sent: 0, total: image.length });
+      let done: Firmware | undefined;
+      for (let offset = 0; !done; offset += UPLOAD_CHUNK_BYTES) {
+        const last = offset + UPLOAD_CHUNK_BYTES >= image.length;
+        const res = await api.firmware.uploadFirmwareChunk({ id, offset: BigInt(offset), data: image.subarray(offset, offset + UPLOAD_CHUNK_BYTES), last });
+        setUpload({ sent: Math.min(offset + UPLOAD_CHUNK_BYTES, image.length), total: image.length, done: last ? res.firmware : undefined });
+        if (last) done = res.firmware;
+      }
+      setUpForm(EMPTY_UPLOAD);
+      setFile(undefined);
+      await load();
+    } catch (err) {
+      setUpload(undefined);
       setError(errorMessage(err));
     }
   }
@@ -146,9 +172,7 @@ export function FirmwarePage() {
               <td>
                 <code title={f.sha256}>{f.sha256.slice(0, 12)}…</code>
               </td>
-              <td>
-                <a href={f.url}>{f.url}</a>
-              </td>
+              <td>{f.stored && !f.uploadComplete ? `uploading (${f.uploadedBytes} bytes)` : <a href={f.url}>{f.stored ? 'stored by the platform' : f.url}</a>}</td>
               <td>
                 {canOperate && <button onClick={() => setForm({ ...form, firmwareId: f.id })}>Roll out…</button>}{' '}
                 {canOperate && <button onClick={() => void removeFirmware(f.id)}>Delete</button>}
@@ -165,6 +189,26 @@ export function FirmwarePage() {
           <input value={fwForm.sizeBytes} placeholder="size in bytes" aria-label="Size" onChange={setFw('sizeBytes')} />
           <input value={fwForm.sha256} placeholder="SHA-256 (hex)" aria-label="SHA-256" onChange={setFw('sha256')} />
           <button type="submit">Add firmware</button>
+        </form>
+      )}
+
+      {canOperate && (
+        <form className="inline-form" onSubmit={uploadImage} aria-label="upload firmware" data-testid="upload-firmware">
+          <input value={upForm.version} placeholder="version" aria-label="Upload version" onChange={(e) => setUpForm({ ...upForm, version: e.target.value })} />
+          <input value={upForm.deviceTypeId} placeholder="device type id" aria-label="Upload device type" onChange={(e) => setUpForm({ ...upForm, deviceTypeId: e.target.value })} />
+          <input type="file" aria-label="Image file" onChange={(e) => setFile(e.target.files?.[0])} />
+          <button type="submit">Upload image</button>
+          {upload && (
+            <span data-testid="upload-progress">
+              <progress max={upload.total} value={upload.sent} aria-label="upload progress" /> {upload.sent} of {upload.total} bytes
+              {upload.done && (
+                <>
+                  {' '}
+                  · SHA-256 <code data-testid="upload-sha256">{upload.done.sha256}</code>
+                </>
+              )}
+            </span>
+          )}
         </form>
       )}
 
@@ -198,21 +242,7 @@ export function FirmwarePage() {
           <p className="muted">
             {countsText(selected)} {selected.reason && `· ${selected.reason}`}
           </p>
-          <table>
-            <TableHead columns={['Device', 'Stage', 'State', 'Reason']} />
-            <tbody>
-              {devices.map((d) => (
-                <tr key={d.deviceId}>
-                  <td>
-                    <a href={`#/devices/${encodeURIComponent(d.deviceId)}`}>{d.deviceId}</a>
-                  </td>
-                  <td>{stageName(d.stage)}</td>
-                  <td>{deviceStateName(d.state)}</td>
-                  <td>{d.reason}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+          <DeviceProgressTable devices={devices.map((d) => ({ ...d, stage: stageName(d.stage) }))} withStage />
         </div>
       )}
       {canOperate && (

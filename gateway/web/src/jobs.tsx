@@ -1,13 +1,13 @@
 import { FormEvent, useEffect, useState } from 'react';
 import { useSearchParams } from 'react-router';
 import type { JsonObject } from '@bufbuild/protobuf';
-import { Job, JobDevice, JobDeviceState, JobState } from '../../../gen/es/iot/device/v1/jobs_pb';
+import { Job, JobDevice, JobState } from '../../../gen/es/iot/device/v1/jobs_pb';
 import { api, errorMessage } from './api';
 import { commaList, hoursFromNow } from './format';
 import { useAbilities } from './principal';
+import { DeviceProgressTable, mapStream, useLiveProgress } from './components/device-progress';
 
 const jobStateName = (s: JobState) => JobState[s]?.replace('JOB_STATE_', '').toLowerCase() ?? '';
-const deviceStateName = (s: JobDeviceState) => JobDeviceState[s]?.replace('JOB_DEVICE_STATE_', '').toLowerCase().replace('_', ' ') ?? '';
 
 /** `queued 3 · sent 2 · …` for a job's counts. */
 function countsText(job: Job): string {
@@ -47,24 +47,17 @@ export function JobsPage() {
   useEffect(() => void load(), []);
 
   // The selected job's progress as the server streams it (the stream ends with the job).
-  const selectedId = selected?.id;
-  useEffect(() => {
-    if (!selectedId) return;
-    const abort = new AbortController();
-    void (async () => {
-      try {
-        for await (const { job } of api.jobs.watchJob({ id: selectedId }, { signal: abort.signal })) {
-          if (!job) continue;
-          setSelected(job);
-          setJobs((all) => all.map((j) => (j.id === job.id ? job : j)));
-          setDevices((await api.jobs.listJobDevices({ id: selectedId, page: { pageSize: 1000 } })).devices);
-        }
-      } catch (err) {
-        if (!abort.signal.aborted) setError(errorMessage(err));
-      }
-    })();
-    return () => abort.abort();
-  }, [selectedId]);
+  useLiveProgress(
+    selected?.id,
+    (id, signal) => mapStream(api.jobs.watchJob({ id }, { signal }), (r) => r.job),
+    async (id) => (await api.jobs.listJobDevices({ id, page: { pageSize: 1000 } })).devices,
+    (job) => {
+      setSelected(job);
+      setJobs((all) => all.map((j) => (j.id === job.id ? job : j)));
+    },
+    setDevices,
+    setError,
+  );
 
   async function create(e: FormEvent) {
     e.preventDefault();
@@ -143,26 +136,7 @@ export function JobsPage() {
           <p className="muted">
             {countsText(selected)} {selected.reason && `· ${selected.reason}`}
           </p>
-          <table>
-            <thead>
-              <tr>
-                <th>Device</th>
-                <th>State</th>
-                <th>Reason</th>
-              </tr>
-            </thead>
-            <tbody>
-              {devices.map((d) => (
-                <tr key={d.deviceId}>
-                  <td>
-                    <a href={`#/devices/${encodeURIComponent(d.deviceId)}`}>{d.deviceId}</a>
-                  </td>
-                  <td>{deviceStateName(d.state)}</td>
-                  <td>{d.reason}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+          <DeviceProgressTable devices={devices} />
         </div>
       )}
       {canOperate && (
