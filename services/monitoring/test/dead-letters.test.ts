@@ -2,6 +2,7 @@ import { status } from '@grpc/grpc-js';
 import { DeadLetterServiceClient } from '../../../gen/ts/iot/monitoring/v1/dead_letters';
 import { insecureClient, unary } from '@iot-mesh/runtime';
 import { startSigningForTest, TestSigning, TestTenant } from '../../../testing/signing';
+import { StreamDeadLetterArchive } from '../src/events/dead-letter-archive';
 import { eventually, jsonPayload, MonitoringWorld, startWorld } from './harness';
 
 jest.setTimeout(60_000);
@@ -128,6 +129,11 @@ test('dead letters are counted by reason over a time window, per tenant and devi
   expect(await count({ deviceId: 'd1' })).toMatchObject({ counts: [{ reason: 'malformed', count: 1n }], total: 1n });
   const other = await count({}, b.viewer.authorization);
   expect(other.counts.every((r) => r.reason === 'unknown_device') && other.total).toBe(1n);
+  // Past the count's limit (100,000 through the API; 3 here, on the archive itself) the counts cover the oldest and say so.
+  const archive = new StreamDeadLetterArchive(world.nc, await world.nc.jetstreamManager(), world.nc.jetstream(), 'DEAD_LETTERS');
+  const capped = await archive.countByReason({ tenantId: c.tenantId, start: before, end: new Date(), limit: 3 });
+  expect([Object.fromEntries(capped.byReason), capped.truncated]).toEqual([{ unknown_device: 2, malformed: 1 }, true]);
+  expect((await archive.countByReason({ tenantId: c.tenantId, start: before, end: new Date(), limit: 4 })).truncated).toBe(false);
   // Bad requests name the field; a caller needs a token.
   await expect(count({ timeRange: { start: middle, end: before } })).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining('time_range') });
   await expect(count({ deviceId: 'no such.device' })).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining('device_id') });
