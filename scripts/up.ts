@@ -59,6 +59,8 @@ export function components(config: UpConfig): Component[] {
         ...(config.UP_NATS_AUTH === 'none' ? { DEVICE_ALLOW_INSECURE_NATS: 'true' } : {}),
         DEVICE_NATS_PUBLIC_URL: ctx.env.NATS_URL.split(',')[0],
         ...(ctx.env.MQTT_URL ? { DEVICE_MQTT_PUBLIC_URL: ctx.env.MQTT_URL } : {}),
+        // Stored firmware images are downloaded through this stack's gateway.
+        ...(process.env.GATEWAY_PORT ? { DEVICE_FIRMWARE_DOWNLOAD_URL: `http://127.0.0.1:${process.env.GATEWAY_PORT}` } : {}),
       }),
     });
   const monitoring = (replica: number) => grpcService({ name: 'monitoring', entry: 'services/monitoring/src/main', replica, env: (ctx) => clusterEnv(ctx, replica) });
