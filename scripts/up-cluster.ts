@@ -85,9 +85,10 @@ export function natsClusterServer(auth?: (ctx: UpContext, dir: string) => Promis
 
 /**
  * The device service opens its directory bucket with the default one replica;
- * created here first with {@link CLUSTER_SIZE}, it is bound as it is.
+ * created here first with {@link CLUSTER_SIZE}, it is bound as it is (the
+ * fault rig's clustered platform, bench/src/platform.ts, does the same).
  */
-async function createDirectoryBucket(servers: string, credsFile: string | undefined): Promise<void> {
+export async function createDirectoryBucket(servers: string, credsFile: string | undefined): Promise<void> {
   const nc = await connect({ servers: servers.split(','), authenticator: credsFile ? credsAuthenticator(fs.readFileSync(credsFile)) : undefined });
   try {
     await nc.jetstream().views.kv(DEVICE_DIRECTORY_BUCKET, { history: 1, replicas: CLUSTER_SIZE });

@@ -29,29 +29,33 @@ async function explainAll<T>(launchers: TestLauncher[], start: () => Promise<T>)
 export class TestNatsCluster {
   private constructor(
     readonly setup: NatsOperatorSetup,
-    readonly tenantId: string,
+    readonly tenantId: string | undefined,
     private readonly launchers: TestLauncher[],
     private readonly configLines: string[][],
     private nodes: StartedNatsClusterNode[],
     private readonly credsDir: string,
   ) {}
 
-  /** Starts `size` nodes with tenant `tenantId`'s account known to all of them. */
-  static async start(options: { size?: number; tenantId: string }): Promise<TestNatsCluster> {
+  /**
+   * Starts `size` nodes with tenant `tenantId`'s account known to all of them;
+   * without `tenantId` only the platform's accounts are preloaded (the device
+   * service pushes tenant accounts, with {@link systemCredsFile}).
+   */
+  static async start(options: { size?: number; tenantId?: string }): Promise<TestNatsCluster> {
     const size = options.size ?? 3;
     const setup = generateOperatorSetup('iot-cluster-test');
     const signer = nkeyFromSeed(setup.operatorSigningSeed, 'O');
-    const tenant = tenantAccountKeys(setup.tenantKeySecret, options.tenantId);
-    const tenantRef = { tenantId: options.tenantId, account: tenant.account.publicKey };
-    const accounts = {
-      [setup.systemAccount]: setup.systemAccountJwt,
-      [setup.appAccount]: encodeAppAccount(signer, setup.appAccount, [tenantRef]),
-      [tenant.account.publicKey]: encodeTenantAccount(signer, tenant, setup.appAccount, { connections: -1, mqttStorageBytes: 64 * 1024 * 1024 }),
-    };
+    const accounts: Record<string, string> = { [setup.systemAccount]: setup.systemAccountJwt, [setup.appAccount]: setup.appAccountJwt };
+    if (options.tenantId) {
+      const tenant = tenantAccountKeys(setup.tenantKeySecret, options.tenantId);
+      accounts[setup.appAccount] = encodeAppAccount(signer, setup.appAccount, [{ tenantId: options.tenantId, account: tenant.account.publicKey }]);
+      accounts[tenant.account.publicKey] = encodeTenantAccount(signer, tenant, setup.appAccount, { connections: -1, mqttStorageBytes: 64 * 1024 * 1024 });
+    }
     const launchers = Array.from({ length: size }, () => new TestLauncher());
     const configLines = launchers.map((l) => operatorLines(l.dir, { operatorJwt: setup.operatorJwt, systemAccount: setup.systemAccount, accounts }));
     const credsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'iot-cluster-creds-'));
     fs.writeFileSync(path.join(credsDir, 'service.creds'), setup.serviceCreds, { mode: 0o600 });
+    fs.writeFileSync(path.join(credsDir, 'system.creds'), setup.systemCreds, { mode: 0o600 });
     try {
       const nodes = await explainAll(launchers, () =>
         startNatsCluster(
@@ -82,8 +86,19 @@ export class TestNatsCluster {
     return path.join(this.credsDir, 'service.creds');
   }
 
+  /** Path of the system-account user's creds file (the device service's DEVICE_NATS_SYSTEM_CREDS). */
+  get systemCredsFile(): string {
+    return path.join(this.credsDir, 'system.creds');
+  }
+
+  /** How many nodes the cluster has. */
+  get size(): number {
+    return this.nodes.length;
+  }
+
   /** A bearer credential of one of the tenant's devices, as the device service mints it. */
   deviceToken(deviceId: string, kind: 'mqtt' | 'nats'): string {
+    if (!this.tenantId) throw new Error('deviceToken: the cluster was started without a tenant');
     const keys = tenantAccountKeys(this.setup.tenantKeySecret, this.tenantId);
     return mintDeviceUser(keys, { deviceId, kind, expireTime: new Date(Date.now() + 3_600_000) }).token;
   }
