@@ -1,4 +1,8 @@
 import crypto from 'node:crypto';
+import net from 'node:net';
+import { connect, jwtAuthenticator, NatsConnection } from 'nats';
+import { deviceSubject } from '@iot-mesh/runtime';
+import { decodeDesiredState, encodeStateReport } from '../../simulator/src/encoding';
 import { DEFAULT_FIRMWARE_PLAN, FirmwareAgent } from '../../simulator/src/firmware';
 import { Random } from '../../simulator/src/random';
 import { DeviceGatewayWorld, rest, startDeviceGatewayWorld } from './gateway-harness';
@@ -13,16 +17,35 @@ describe('gateway ↔ firmware image routes', () => {
   let tenant: DeviceGatewayWorld['tenant'];
   let base: string;
   let typeId: string;
+  let nc: NatsConnection | undefined;
+  /**
+   * The edge address devices are told (DEVICE_FIRMWARE_DOWNLOAD_URL), fixed
+   * before the device service starts: a TCP relay to the gateway, which only
+   * gets its port later (as a load balancer in front of the edge would).
+   */
+  let relay: net.Server;
+  let gatewayPort = 0;
 
   beforeAll(async () => {
-    world = await startDeviceGatewayWorld('iot_gw_firmware');
+    relay = net.createServer((socket) => {
+      const upstream = net.connect(gatewayPort, '127.0.0.1');
+      socket.pipe(upstream).pipe(socket);
+      socket.on('error', () => upstream.destroy());
+      upstream.on('error', () => socket.destroy());
+    });
+    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+    const edge = `http://127.0.0.1:${(relay.address() as net.AddressInfo).port}`;
+    world = await startDeviceGatewayWorld('iot_gw_firmware', { DEVICE_FIRMWARE_DOWNLOAD_URL: edge, DEVICE_CREDENTIAL_DEFAULT_KIND: 'nats' });
+    gatewayPort = world.gateway.port;
     ({ tenant } = world);
     base = world.gateway.base;
     typeId = (await rest(base, 'POST', '/v1/deviceTypes', { authorization: tenant.operator.authorization, body: { name: 'meter' } })).json.deviceType.id;
   }, 120_000);
 
   afterAll(async () => {
+    await nc?.close();
     await world?.stop();
+    await new Promise((r) => relay?.close(r));
   });
 
   const put = (id: string, body: Buffer, authorization = tenant.operator.authorization) =>
@@ -89,5 +112,31 @@ describe('gateway ↔ firmware image routes', () => {
     const wary = new FirmwareAgent({ ...DEFAULT_FIRMWARE_PLAN, version: '1.0', installMs: 1 }, new Random(1), async () => undefined, { tenantId: tenant.tenantId, token: target.token });
     await wary.desired({ firmware: { version: '3.0', url: `${base}${path}`, sha256: sha(Buffer.from('x')) } });
     expect(wary.reported()).toMatchObject({ version: '1.0', status: 'failed', reason: expect.stringContaining('checksum mismatch') });
+  });
+
+  it('end to end: a campaign of a stored image; the simulated device downloads it from the URL the platform set, verifies it and reports success', async () => {
+    const image = crypto.randomBytes(200_000);
+    const id = (await rest(base, 'POST', '/v1/firmware', { authorization: tenant.operator.authorization, body: { version: '5.0', deviceTypeId: typeId, stored: true } })).json.firmware.id;
+    expect((await put(id, image)).status).toBe(200);
+    const created = await rest(base, 'POST', '/v1/devices:batchCreate', { authorization: tenant.operator.authorization, body: { devices: [{ id: 'gf-e2e', name: 'gf-e2e', deviceTypeId: typeId }], issueCredentials: true } });
+    const credential = created.json.credentials[0] as { deviceId: string; token: string; natsUrl: string };
+    nc = await connect({ servers: credential.natsUrl, authenticator: jwtAuthenticator(credential.token), reconnect: false });
+    const connection = nc;
+    const agent = new FirmwareAgent({ ...DEFAULT_FIRMWARE_PLAN, version: '1.0', installMs: 1 }, new Random(3), async () => {
+      connection.publish(deviceSubject(tenant.tenantId, 'gf-e2e', 'state'), encodeStateReport({ firmware: agent.reported() }, 'json'));
+    }, { tenantId: tenant.tenantId, token: credential.token });
+    connection.subscribe(deviceSubject(tenant.tenantId, 'gf-e2e', 'desired'), { callback: (_err, msg) => void agent.desired(decodeDesiredState(msg.data).desired ?? {}) });
+    await connection.flush();
+
+    const campaign = (await rest(base, 'POST', '/v1/campaigns', { authorization: tenant.operator.authorization, body: { firmwareId: id, deviceIds: ['gf-e2e'] } })).json.campaign;
+    let state = '';
+    while (state !== 'CAMPAIGN_STATE_COMPLETED') {
+      const got = (await rest(base, 'GET', `/v1/campaigns/${campaign.id}`, { authorization: tenant.viewer.authorization })).json.campaign;
+      expect(got.state).not.toBe('CAMPAIGN_STATE_ABORTED');
+      state = got.state;
+      if (state === 'CAMPAIGN_STATE_COMPLETED') expect(got.counts).toMatchObject({ total: 1, succeeded: 1 });
+      else await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(agent.reported()).toEqual({ version: '5.0', status: 'succeeded' });
   });
 });

@@ -173,10 +173,10 @@ export interface DeviceGatewayWorld {
   stop(): Promise<void>;
 }
 
-/** Starts a {@link DeviceGatewayWorld} with its own database `database`. */
-export async function startDeviceGatewayWorld(database: string): Promise<DeviceGatewayWorld> {
+/** Starts a {@link DeviceGatewayWorld} with its own database `database` (and `deviceEnv` for the device service). */
+export async function startDeviceGatewayWorld(database: string, deviceEnv: Record<string, string> = {}): Promise<DeviceGatewayWorld> {
   const [signing, nats, db] = await Promise.all([startSigningForTest(), startOperatorNats(), createTestDatabase(database)]);
-  const device = (await startTestService(deviceService, { DATABASE_URL: db.url, SIGNING_ADDRESS: signing.address, ...nats.deviceEnv() })) as TestService<never>;
+  const device = (await startTestService(deviceService, { DATABASE_URL: db.url, SIGNING_ADDRESS: signing.address, ...nats.deviceEnv(), ...deviceEnv })) as TestService<never>;
   const tenant = await signing.createTenant();
   const gateway = await startTestGateway({ signing: signing.address, device: device.address }, ['*']);
   return {
