@@ -11,6 +11,8 @@ import { Transport } from '../../simulator/src/links';
 import { ProfileName } from '../../simulator/src/profiles';
 import { provisionDevices } from '../../simulator/src/provision';
 import { OperatorNats, startOperatorNats } from '../../testing/nats-operator';
+import { TestNatsCluster } from '../../testing/nats-cluster';
+import { CLUSTER_SIZE, createDirectoryBucket } from '../../scripts/up-cluster';
 import { TestNatsServer, NatsServerOptions } from '../../testing/nats-server';
 import { startRedis, StartedRedis } from '../../scripts/local-servers';
 import { waitForReportedPort } from '../../scripts/reported-port';
@@ -38,6 +40,14 @@ export interface PlatformNeeds {
   monitoring?: boolean | Record<string, string>;
   device?: boolean;
   gateway?: boolean;
+  /**
+   * A three-node JetStream cluster (testing/nats-cluster.ts, the up-command's
+   * cluster recipe) in operator mode instead of one nats-server, as the
+   * clustered mode runs it (README "Clustered mode"): every service gets every
+   * node's URL, monitoring TELEMETRY_STREAM_REPLICAS=3, the directory buckets
+   * three replicas. Implies `operator`.
+   */
+  natsCluster?: boolean;
   /** Extra node options per service (e.g. `--cpu-prof`). */
   nodeArgs?: Partial<Record<'signing' | 'device' | 'monitoring' | 'gateway', string[]>>;
 }
@@ -51,6 +61,8 @@ export class Platform {
   nats!: TestNatsServer;
   /** Set in operator mode. */
   operatorNats?: OperatorNats;
+  /** Set with `natsCluster` (then {@link nats} is unset: use the cluster's nodes). */
+  natsCluster?: TestNatsCluster;
   db!: TestDatabase;
   nc!: NatsConnection;
   signing?: ServiceProcess;
@@ -83,10 +95,24 @@ export class Platform {
   }
 
   private async startAll(needs: PlatformNeeds): Promise<void> {
-    if (needs.operator || needs.device) {
+    let deviceNatsEnv: Record<string, string> = {};
+    if (needs.natsCluster) {
+      const cluster = (this.natsCluster = await TestNatsCluster.start({ size: CLUSTER_SIZE }));
+      this.serviceEnv = { NATS_URL: cluster.urls, NATS_CREDS: cluster.serviceCredsFile, TELEMETRY_STREAM_REPLICAS: String(CLUSTER_SIZE) };
+      deviceNatsEnv = {
+        DEVICE_NATS_OPERATOR_SIGNING_SEED: cluster.setup.operatorSigningSeed,
+        DEVICE_NATS_PLATFORM_ACCOUNT: cluster.setup.appAccount,
+        DEVICE_NATS_TENANT_KEY_SECRET: cluster.setup.tenantKeySecret,
+        DEVICE_NATS_SYSTEM_CREDS: cluster.systemCredsFile,
+        DEVICE_NATS_PUBLIC_URL: cluster.urls,
+        DEVICE_MQTT_PUBLIC_URL: cluster.node(0).mqttUrl!,
+      };
+      await createDirectoryBucket(cluster.urls, cluster.serviceCredsFile);
+    } else if (needs.operator || needs.device) {
       this.operatorNats = await startOperatorNats({ jetstream: true, mqtt: true, ...needs.nats });
       this.nats = this.operatorNats.server;
       this.serviceEnv = this.operatorNats.serviceEnv();
+      deviceNatsEnv = this.operatorNats.deviceEnv();
     } else {
       this.nats = await TestNatsServer.start({ jetstream: true, mqtt: true, ...needs.nats });
     }
@@ -95,7 +121,7 @@ export class Platform {
     this.redis = await this.launcher.explain(() => startRedis(this.launcher, { dir: this.launcher.dir, timeoutMs: 10_000 }));
     // One bench tenant drives the whole load (500 live streams, thousands of calls/s): the per-tenant limits measure nothing here.
     const unlimited = { API_RATE_PER_TENANT: '1000000', API_BURST_PER_TENANT: '1000000', STREAMS_PER_PRINCIPAL: '100000', STREAMS_PER_CONNECTION: '100000' };
-    const common = { DATABASE_URL: this.db.url, NATS_URL: this.nats.url, REDIS_URL: this.redis.url, ...unlimited, ...this.serviceEnv };
+    const common = { DATABASE_URL: this.db.url, NATS_URL: this.natsUrl, REDIS_URL: this.redis.url, ...unlimited, ...this.serviceEnv };
     if (needs.signing) {
       const bootstrapToken = crypto.randomBytes(24).toString('hex');
       this.signing = await startService('signing', {
@@ -112,7 +138,7 @@ export class Platform {
     }
     const signingEnv: Record<string, string> = this.signing ? { SIGNING_ADDRESS: this.signing.address } : {};
     if (needs.device) {
-      this.device = await startService('device', { ...common, ...this.operatorNats!.deviceEnv(), ...signingEnv, DEVICE_CREDENTIAL_DEFAULT_KIND: DEFAULT_CREDENTIAL_KIND }, { nodeArgs: needs.nodeArgs?.device });
+      this.device = await startService('device', { ...common, ...deviceNatsEnv, ...signingEnv, DEVICE_CREDENTIAL_DEFAULT_KIND: DEFAULT_CREDENTIAL_KIND }, { nodeArgs: needs.nodeArgs?.device });
       this.started.push(this.device.process);
     }
     if (needs.monitoring) {
@@ -153,11 +179,20 @@ export class Platform {
     }
   }
 
+  /** The NATS client URL(s) services connect to: the server's, or every cluster node's comma-separated. */
+  get natsUrl(): string {
+    return this.natsCluster ? this.natsCluster.urls : this.nats.url;
+  }
+
   /** Processes to report memory for: name → pid (this process included as `bench`). */
   pids(): Record<string, number> {
     const out: Record<string, number> = { bench: process.pid };
     const natsPid = this.nats?.pid;
     if (natsPid) out['nats-server'] = natsPid;
+    for (let i = 0; i < (this.natsCluster?.size ?? 0); i++) {
+      const pid = this.natsCluster!.node(i).proc.pid;
+      if (pid) out[`nats-${i}`] = pid;
+    }
     if (this.redis?.proc.pid) out['redis-server'] = this.redis.proc.pid;
     for (const p of this.started) if (p.running && p.pid) out[p.spec.name] = p.pid;
     return out;
@@ -165,8 +200,8 @@ export class Platform {
 
   /** How a platform client connects to NATS (with the services' creds in operator mode). */
   natsOptions(name = 'bench'): ConnectionOptions {
-    const creds = this.operatorNats?.serviceCredsFile;
-    return { servers: this.nats.url, name, ...(creds ? { authenticator: credsAuthenticator(fs.readFileSync(creds)) } : {}) };
+    const creds = this.natsCluster?.serviceCredsFile ?? this.operatorNats?.serviceCredsFile;
+    return { servers: this.natsUrl.split(','), name, ...(creds ? { authenticator: credsAuthenticator(fs.readFileSync(creds)) } : {}) };
   }
 
   /** A new NATS connection as a platform client (the caller closes it). */
@@ -213,6 +248,6 @@ export class Platform {
     await this.launcher.destroy();
     await this.nc?.close().catch(() => undefined);
     await this.db?.drop().catch(() => undefined);
-    await (this.operatorNats ?? this.nats)?.stop().catch(() => undefined);
+    await (this.natsCluster ?? this.operatorNats ?? this.nats)?.stop().catch(() => undefined);
   }
 }

@@ -59,12 +59,20 @@ export class KnownSet {
   /** Publishes that failed (the client gave up on them). */
   failed = 0;
   private readonly clients: MqttClient[] = [];
+  /** Per device (in order): how often its client connected again after the first connect. */
+  readonly reconnects: number[] = [];
   private readonly pending = new Set<Promise<void>>();
 
+  /**
+   * `mqttUrl`: one listener's URL, or a cluster's listeners as `host:port`
+   * servers (tried in order, the first one first); `persistent`: a persistent
+   * session (clean false), as devices of a clustered deployment keep theirs.
+   */
   constructor(
     private readonly devices: DeviceIdentity[],
-    private readonly mqttUrl: string,
+    private readonly mqttUrl: string | Array<{ host: string; port: number }>,
     readonly size: KnownSetSize,
+    private readonly options: { persistent?: boolean } = {},
   ) {}
 
   /** Points the set holds when every message is sent. */
@@ -77,13 +85,16 @@ export class KnownSet {
     return this.acked.size * this.size.pointsPerMessage;
   }
 
-  /** Connects every device (clean session, reconnecting every 500 ms as a device would). */
+  /** Connects every device (clean session unless persistent, reconnecting every 500 ms as a device would). */
   async connect(): Promise<void> {
     const clients = await Promise.all(
-      this.devices.map(async (d) => {
-        const client = await mqtt.connectAsync(this.mqttUrl, { clientId: d.deviceId, username: d.deviceId, password: d.token, protocolVersion: 4, clean: true, reconnectPeriod: 500, connectTimeout: 10_000, keepalive: 30 });
+      this.devices.map(async (d, i) => {
+        const options = { clientId: d.deviceId, username: d.deviceId, password: d.token, protocolVersion: 4 as const, clean: !this.options.persistent, reconnectPeriod: 500, connectTimeout: 10_000, keepalive: 30 };
+        const client = typeof this.mqttUrl === 'string' ? await mqtt.connectAsync(this.mqttUrl, options) : await mqtt.connectAsync({ ...options, servers: this.mqttUrl });
         // Errors while the server is away are expected; the client reconnects by itself.
         client.on('error', () => undefined);
+        this.reconnects[i] = 0;
+        client.on('connect', () => this.reconnects[i]++);
         return client;
       }),
     );
@@ -114,6 +125,11 @@ export class KnownSet {
         }
       }),
     );
+  }
+
+  /** The server port each device's client is connected to now (undefined while it is not connected). */
+  connectedPorts(): Array<number | undefined> {
+    return this.clients.map((c) => (c.connected ? (c.stream as { remotePort?: number } | undefined)?.remotePort : undefined));
   }
 
   /** Waits up to `timeoutMs` for outstanding PUBACKs; what has none by then stays unacknowledged. */
@@ -170,8 +186,15 @@ export class NatsKnownSet {
   readonly runId = crypto.randomBytes(3).toString('hex');
   /** Messages handed to the client. */
   sent = 0;
+  /** Per device (in order): reconnections to a server so far. */
+  readonly reconnects: number[] = [];
   private readonly connections: NatsConnection[] = [];
+  /** Per device: the message number it publishes next (the one it is at). */
+  private readonly next: number[] = [];
+  /** Per device: the first message number published after {@link markRecovered}. */
+  private recoveredFrom?: number[];
 
+  /** `natsUrl`: one URL, or several comma-separated (tried in that order, not shuffled). */
   constructor(
     private readonly devices: DeviceIdentity[],
     private readonly natsUrl: string,
@@ -180,9 +203,56 @@ export class NatsKnownSet {
 
   async connect(): Promise<void> {
     const connections = await Promise.all(
-      this.devices.map((d) => connectNats({ servers: this.natsUrl, name: d.deviceId, authenticator: d.token ? jwtAuthenticator(d.token) : undefined, maxReconnectAttempts: -1, reconnectTimeWait: 500 })),
+      this.devices.map((d) =>
+        connectNats({ servers: this.natsUrl.split(','), noRandomize: true, name: d.deviceId, authenticator: d.token ? jwtAuthenticator(d.token) : undefined, maxReconnectAttempts: -1, reconnectTimeWait: 500 }),
+      ),
     );
     this.connections.push(...connections);
+    connections.forEach((nc, i) => {
+      this.reconnects[i] = 0;
+      void (async () => {
+        for await (const s of nc.status()) if (s.type === 'reconnect') this.reconnects[i]++;
+      })();
+    });
+  }
+
+  /** Whether {@link markRecovered} was called. */
+  get recovered(): boolean {
+    return this.recoveredFrom !== undefined;
+  }
+
+  /** The server port each device's connection is on now. */
+  connectedPorts(): Array<number | undefined> {
+    return this.connections.map((nc) => (nc.isClosed() ? undefined : nc.info?.port));
+  }
+
+  /**
+   * Marks the platform recovered: what each device publishes from now on
+   * must be stored ({@link countAfterRecovery}). Returns how many messages
+   * are still to come (0: the set was over before the recovery).
+   */
+  markRecovered(): number {
+    this.recoveredFrom = this.devices.map((_, i) => this.next[i] ?? 1);
+    return this.recoveredFrom.reduce((sum, from) => sum + Math.max(0, this.size.messagesPerDevice - from + 1), 0);
+  }
+
+  /** Messages published after {@link markRecovered} and how many of them are stored (by message id). */
+  async countAfterRecovery(pg: PgClient, tenantId: string): Promise<{ sent: number; stored: number }> {
+    if (!this.recoveredFrom) throw new Error('countAfterRecovery: markRecovered was not called');
+    const { rows } = await pg.query<{ message_id: string }>(
+      `SELECT DISTINCT message_id FROM monitoring.points WHERE tenant_id = $1 AND device_id = ANY($2) AND message_id LIKE $3`,
+      [tenantId, this.devices.map((d) => d.deviceId), `%-${this.runId}-%`],
+    );
+    const stored = new Set(rows.map((r) => r.message_id));
+    let sent = 0;
+    let found = 0;
+    this.devices.forEach((d, i) => {
+      for (let n = this.recoveredFrom![i]; n <= Math.min(this.next[i] - 1, this.size.messagesPerDevice); n++) {
+        sent++;
+        if (stored.has(`${d.deviceId}-${this.runId}-${n}`)) found++;
+      }
+    });
+    return { sent, stored: found };
   }
 
   /** Publishes the whole set, paced as {@link KnownSet.publish}. */
@@ -196,6 +266,7 @@ export class NatsKnownSet {
         for (let n = 1; n <= this.size.messagesPerDevice; n++) {
           const due = start + n * intervalMs - Date.now();
           if (due > 0) await new Promise((r) => setTimeout(r, due));
+          this.next[i] = n + 1;
           this.sent++;
           try {
             nc.publish(subject, knownMessage(d.deviceId, `${d.deviceId}-${this.runId}-${n}`, n, start, intervalMs, this.size.pointsPerMessage));

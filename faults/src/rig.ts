@@ -34,16 +34,26 @@ export interface FaultResult {
   /** Highest resident set size of each monitoring replica during the fault (MiB), where measured. */
   peakRssMiB?: Record<string, number>;
   /** The NATS devices' set alongside, counted apart (at-most-once: what they lose is reported, not promised). */
-  nats?: { devices: number; sentPoints: number; storedPoints: number; duplicatedPoints: number };
+  nats?: {
+    devices: number;
+    sentPoints: number;
+    storedPoints: number;
+    duplicatedPoints: number;
+    /** Where the fault marked the platform recovered: points published after that, and how many are stored. */
+    afterRecovery?: { sentPoints: number; storedPoints: number };
+  };
 }
 
 /** Where the per-fault JSON goes: FAULTS_RESULTS_DIR, else test-results/faults. */
 export const RESULTS_DIR = path.resolve(process.env.FAULTS_RESULTS_DIR ?? path.join(__dirname, '../../test-results/faults'));
 
-/** Removes the results of an earlier run, so the page is made from one run only. */
-export function clearResults(): void {
-  if (!fs.existsSync(RESULTS_DIR)) return;
-  for (const f of fs.readdirSync(RESULTS_DIR).filter((name) => name.endsWith('.json'))) fs.rmSync(path.join(RESULTS_DIR, f));
+/**
+ * Removes an earlier run's results of these faults (each fault file clears its
+ * own: jest runs the files in any order, so one clearing all would remove
+ * what another file of this run wrote).
+ */
+export function clearResults(faults: string[]): void {
+  for (const fault of faults) fs.rmSync(path.join(RESULTS_DIR, `${fault}.json`), { force: true });
 }
 
 /** Writes one fault's result as `<RESULTS_DIR>/<fault>.json` (faults/report.ts turns them into RELIABILITY.md). */
@@ -59,12 +69,23 @@ interface Replica {
   service: ServiceProcess;
 }
 
+/** How the rig runs the platform. */
+export interface FaultRigOptions {
+  /**
+   * Three nats-server nodes (the bench Platform's `natsCluster`: operator
+   * mode, JetStream and MQTT on every node, TELEMETRY with three replicas)
+   * instead of one; the known sets then use persistent MQTT sessions and
+   * every node, in the order {@link FaultRig.nodeOrder} gives.
+   */
+  natsCluster?: boolean;
+}
+
 /**
  * The platform as real processes for fault injection: a private PostgreSQL
  * cluster (so it can be stopped for real), the bench's Platform on it
- * (operator-mode nats-server with MQTT, private Redis, signing, device, one
- * monitoring) and a second monitoring replica, so one writer keeps going
- * while the other is killed.
+ * (operator-mode nats-server with MQTT, or a three-node cluster, private
+ * Redis, signing, device, one monitoring) and a second monitoring replica,
+ * so one writer keeps going while the other is killed.
  */
 export class FaultRig {
   platform!: Platform;
@@ -74,14 +95,21 @@ export class FaultRig {
   readonly writers: Replica[] = [];
   /** NATS devices that publish a set of their own alongside each fault's MQTT set (none: no NATS set). */
   natsDevices: DeviceIdentity[] = [];
+  /**
+   * With a NATS cluster: the order (node indexes) the known sets' devices try
+   * the nodes in, the first one first (all on it while it is up).
+   */
+  nodeOrder: number[] = [];
   private readonly launcher = new TestLauncher();
   /** Service processes the rig started again in place of the platform's (stopped with the rig). */
   private readonly restarted: ServiceProcess[] = [];
   private monitoringEnv: Record<string, string> = {};
   private startServiceFn!: typeof startService;
 
-  static async start(): Promise<FaultRig> {
-    const rig = new FaultRig();
+  private constructor(private readonly options: FaultRigOptions) {}
+
+  static async start(options: FaultRigOptions = {}): Promise<FaultRig> {
+    const rig = new FaultRig(options);
     try {
       await rig.startAll();
     } catch (err) {
@@ -102,9 +130,10 @@ export class FaultRig {
     const bench = require('../../bench/src/platform') as { Platform: typeof Platform };
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     this.startServiceFn = (require('../../bench/src/processes') as { startService: typeof startService }).startService;
-    this.platform = await bench.Platform.start({ signing: true, device: true, monitoring: true });
+    this.platform = await bench.Platform.start({ signing: true, device: true, monitoring: true, natsCluster: this.options.natsCluster });
     const p = this.platform;
-    this.monitoringEnv = { DATABASE_URL: p.db.url, NATS_URL: p.nats.url, REDIS_URL: p.redis!.url, ...p.serviceEnv, SIGNING_ADDRESS: p.signing!.address };
+    this.nodeOrder = Array.from({ length: p.natsCluster?.size ?? 0 }, (_, i) => i);
+    this.monitoringEnv = { DATABASE_URL: p.db.url, NATS_URL: p.natsUrl, REDIS_URL: p.redis!.url, ...p.serviceEnv, SIGNING_ADDRESS: p.signing!.address };
     this.writers.push({ name: 'monitoring-a', service: p.monitoring! });
     this.writers.push({ name: 'monitoring-b', service: await this.startWriter() });
     this.pg = new PgClient({ connectionString: p.db.url });
@@ -157,9 +186,17 @@ export class FaultRig {
     return this.platform.devices(prefix, count, 'mqtt');
   }
 
-  /** A known set for these devices on the platform's MQTT listener. */
+  /** A known set for these devices on the platform's MQTT listener (a cluster's: every node's, persistent sessions). */
   knownSet(devices: DeviceIdentity[], size: KnownSetSize): KnownSet {
-    return new KnownSet(devices, this.platform.nats.mqttUrl, size);
+    const cluster = this.platform.natsCluster;
+    if (!cluster) return new KnownSet(devices, this.platform.nats.mqttUrl, size);
+    return new KnownSet(devices, this.nodeOrder.map((i) => ({ host: '127.0.0.1', port: cluster.node(i).mqttPort! })), size, { persistent: true });
+  }
+
+  /** A NATS known set for these devices (a cluster's every node, in {@link nodeOrder}). */
+  natsKnownSet(devices: DeviceIdentity[], size: KnownSetSize): NatsKnownSet {
+    const cluster = this.platform.natsCluster;
+    return new NatsKnownSet(devices, cluster ? this.nodeOrder.map((i) => cluster.node(i).url).join(',') : this.platform.nats.url, size);
   }
 
   /** Stops PostgreSQL with a fast shutdown (SIGINT, as `pg_ctl stop -m fast`): the real server goes away. */
@@ -278,20 +315,21 @@ export class FaultRig {
     description: string,
     devices: DeviceIdentity[],
     size: KnownSetSize,
-    inject: (set: KnownSet) => Promise<{ recoverMs: number; notes?: string[]; peakRssMiB?: Record<string, number> }>,
+    inject: (set: KnownSet, natsSet: NatsKnownSet | undefined) => Promise<{ recoverMs: number; notes?: string[]; peakRssMiB?: Record<string, number> }>,
     drainMs = 60_000,
   ): Promise<FaultResult> {
     const set = this.knownSet(devices, size);
-    const natsSet = this.natsDevices.length ? new NatsKnownSet(this.natsDevices, this.platform.nats.url, size) : undefined;
+    const natsSet = this.natsDevices.length ? this.natsKnownSet(this.natsDevices, size) : undefined;
     await set.connect();
     await natsSet?.connect();
     try {
       const publishing = Promise.all([set.publish(), natsSet?.publish()]);
-      const { recoverMs, notes = [], peakRssMiB } = await inject(set);
+      const { recoverMs, notes = [], peakRssMiB } = await inject(set, natsSet);
       await publishing;
       await set.settle(60_000);
       const count = await set.drained(await this.freshPg(), this.platform.tenantId, drainMs);
       const natsCount = await natsSet?.count(await this.freshPg(), this.platform.tenantId);
+      const natsAfter = natsSet?.recovered ? await natsSet.countAfterRecovery(await this.freshPg(), this.platform.tenantId) : undefined;
       const result: FaultResult = {
         fault,
         description,
@@ -306,7 +344,15 @@ export class FaultRig {
         notes,
         ...(peakRssMiB ? { peakRssMiB } : {}),
         ...(natsSet && natsCount
-          ? { nats: { devices: this.natsDevices.length, sentPoints: natsSet.sent * size.pointsPerMessage, storedPoints: natsCount.stored, duplicatedPoints: natsCount.duplicated } }
+          ? {
+              nats: {
+                devices: this.natsDevices.length,
+                sentPoints: natsSet.sent * size.pointsPerMessage,
+                storedPoints: natsCount.stored,
+                duplicatedPoints: natsCount.duplicated,
+                ...(natsAfter ? { afterRecovery: { sentPoints: natsAfter.sent * size.pointsPerMessage, storedPoints: natsAfter.stored * size.pointsPerMessage } } : {}),
+              },
+            }
           : {}),
       };
       writeResult(result);

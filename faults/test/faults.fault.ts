@@ -53,7 +53,7 @@ let rig: FaultRig;
 let devices: DeviceIdentity[];
 
 beforeAll(async () => {
-  clearResults();
+  clearResults(['writer-kill', 'nats-sigterm', 'nats-sigkill', 'postgres-stop', 'redis-stop', 'signing-kill', 'stream-full', 'overload', 'poison']);
   rig = await FaultRig.start();
   devices = await rig.devices(`flt${crypto.randomBytes(2).toString('hex')}`, DEVICES);
   rig.natsDevices = await rig.platform.devices(`fltn${crypto.randomBytes(2).toString('hex')}`, NATS_DEVICES, 'nats');
