@@ -13,7 +13,8 @@ import { ApiAuth } from './provision';
 export type DeviceSource =
   | { kind: 'open'; tenantId: string; prefix: string }
   | { kind: 'credentials'; file: string }
-  | { kind: 'provision'; deviceAddress: string; auth: ApiAuth; prefix?: string; saveTo?: string };
+  | { kind: 'provision'; deviceAddress: string; auth: ApiAuth; prefix?: string; saveTo?: string }
+  | { kind: 'claim'; deviceAddress: string; provisioningKey: string; serialPrefix: string; stateFile: string };
 
 /** Everything a simulator run needs. */
 export interface SimulatorOptions {
@@ -44,6 +45,12 @@ Devices (one of):
       --signing-api <host:port>  (default ${defaultAddress('signing')}), --tenant-name, --email and
                                  SIMULATOR_PASSWORD in the environment; or SIMULATOR_API_KEY
       --save-credentials <file>  keep the minted credentials for later runs
+  --provisioning-key <secret> provisioning mode: each device claims itself with this key (or
+                             SIMULATOR_PROVISIONING_KEY in the environment) through the public ClaimDevice
+                             of --device-api, by its serial number, and keeps its credential; needs no login
+      --serial-prefix <text>     serials <text>-0001..N (default "SIM")
+      --claims <file>            the claimed credentials by serial (default simulator-claims-<serial prefix>.json);
+                                 a restart reuses them, a serial claimed again is the same device
   --prefix <text>            device id prefix (default "sim")
   -n, --devices <N>          number of devices (default 10; with --credentials, at most the file's)
 
@@ -106,6 +113,9 @@ export function parseOptions(argv: string[], environment: NodeJS.ProcessEnv = pr
       'tenant-name': { type: 'string' },
       email: { type: 'string' },
       'save-credentials': { type: 'string' },
+      'provisioning-key': { type: 'string' },
+      'serial-prefix': { type: 'string' },
+      claims: { type: 'string' },
       profile: { type: 'string' },
       transport: { type: 'string' },
       url: { type: 'string' },
@@ -132,10 +142,18 @@ export function parseOptions(argv: string[], environment: NodeJS.ProcessEnv = pr
   const transport = oneOf<Transport>('transport', values.transport, TRANSPORTS, 'nats');
   const profile = oneOf<ProfileName | 'mixed'>('profile', values.profile, [...PROFILE_NAMES, 'mixed'], 'weather');
   const prefix = values.prefix ?? 'sim';
-  if (values.credentials && values.provision) throw new Error('--credentials and --provision exclude each other');
+  const provisioningKey = values['provisioning-key'] ?? environment.SIMULATOR_PROVISIONING_KEY;
+  if ([values.credentials, values.provision, provisioningKey].filter(Boolean).length > 1) {
+    throw new Error('--credentials, --provision and --provisioning-key (SIMULATOR_PROVISIONING_KEY) exclude each other');
+  }
 
   let source: DeviceSource;
   if (values.credentials) source = { kind: 'credentials', file: values.credentials };
+  else if (provisioningKey) {
+    const serialPrefix = values['serial-prefix'] ?? 'SIM';
+    if (!/^[!-~]{1,100}$/.test(serialPrefix)) throw new Error(`--serial-prefix ${JSON.stringify(serialPrefix)}: 1-100 printable characters without spaces`);
+    source = { kind: 'claim', deviceAddress: values['device-api'] ?? defaultAddress('device'), provisioningKey, serialPrefix, stateFile: values.claims ?? `simulator-claims-${serialPrefix}.json` };
+  }
   else if (values.provision) {
     const apiKey = environment.SIMULATOR_API_KEY;
     let auth: ApiAuth;

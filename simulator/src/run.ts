@@ -1,3 +1,4 @@
+import { claimDevices, fleetSerials } from './claim';
 import { DeviceIdentity } from './device';
 import { Fleet } from './fleet';
 import { SimulatorOptions } from './options';
@@ -39,6 +40,19 @@ export async function resolveDevices(options: SimulatorOptions, log: (line: stri
         log(`credentials saved to ${source.saveTo}`);
       }
       return identities;
+    }
+    case 'claim': {
+      log(`claiming ${options.devices} devices (serials ${source.serialPrefix}-0001…) with a provisioning key at ${source.deviceAddress}…`);
+      const fleet = await claimDevices({
+        deviceAddress: source.deviceAddress,
+        provisioningKey: source.provisioningKey,
+        serials: fleetSerials(source.serialPrefix, options.devices),
+        stateFile: source.stateFile,
+        transport: options.behaviour.transport,
+        onProgress: (n) => n % 100 === 0 && log(`  ${n} claimed`),
+      });
+      log(`${fleet.claimed} claimed, ${fleet.reused} reused from ${source.stateFile}`);
+      return fleet.identities;
     }
   }
 }
