@@ -151,3 +151,32 @@ export function firmwareImageHandler(table: RouteTable, upstreams: Upstreams): (
     }
   }
 }
+
+type Json = Record<string, unknown>;
+const RAW_IMAGE = { type: 'string', contentMediaType: 'application/octet-stream' };
+
+/**
+ * What the OpenAPI document says of these routes, which carry raw bytes
+ * rather than proto3 JSON: the downloads' answers (200, or 206 for a Range)
+ * with their digest headers. (The raw `PUT` upload is the gateway's own,
+ * beside UploadFirmwareChunk's binding; the README describes it.) `paths` is
+ * the document's, changed in place.
+ */
+export function describeFirmwareImageRoutes(paths: Record<string, Record<string, Json>>): void {
+  const digestHeaders = {
+    'content-length': { schema: { type: 'integer' } },
+    'x-checksum-sha256': { description: 'SHA-256 of the whole image, lower-case hex.', schema: { type: 'string' } },
+    'repr-digest': { description: 'RFC 9530: `sha-256=:<base64>:` of the whole image.', schema: { type: 'string' } },
+  };
+  for (const [path, item] of Object.entries(paths)) {
+    if (!/^\/v1\/(tenants\/\{tenant_id\}\/)?firmware\/\{id\}\/image$/.test(path) || !item.get) continue;
+    const get = item.get as Json & { responses: Json; parameters?: Json[] };
+    // offset and length come from the Range header here, not the query.
+    get.parameters = [...(get.parameters ?? []).filter((p) => p.in === 'path'), { name: 'range', in: 'header', required: false, description: 'One `bytes=first-[last]` range.', schema: { type: 'string' } }];
+    get.responses = {
+      ...get.responses,
+      '200': { description: 'The image.', headers: digestHeaders, content: { 'application/octet-stream': { schema: RAW_IMAGE } } },
+      '206': { description: 'The range asked for (`content-range` says which).', headers: { ...digestHeaders, 'content-range': { schema: { type: 'string' } } }, content: { 'application/octet-stream': { schema: RAW_IMAGE } } },
+    };
+  }
+}

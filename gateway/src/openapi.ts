@@ -2,6 +2,7 @@ import { DescEnum, DescField, DescMessage, ScalarType } from '@bufbuild/protobuf
 import type { Access } from '@iot-mesh/runtime';
 import { leadingComment } from './proto-comments';
 import { HttpBinding, RouteMethod, RouteTable } from './route-table';
+import { describeFirmwareImageRoutes } from './firmware-image';
 
 /** A JSON Schema / OpenAPI object, as plain JSON. */
 type Json = Record<string, unknown>;
@@ -242,6 +243,7 @@ export function buildOpenApi(table: RouteTable, options: { version?: string; ser
       (paths[path] ??= {})[binding.verb.toLowerCase()] = operation(route, binding, schemas, operationId);
     });
   }
+  describeFirmwareImageRoutes(paths as Record<string, Record<string, Record<string, unknown>>>);
   const sortedPaths = Object.fromEntries(Object.entries(paths).sort(([a], [b]) => (a < b ? -1 : 1)));
   return {
     openapi: '3.1.0',
