@@ -58,8 +58,13 @@ describe('the access rules declared in the protos', () => {
 
   test('public methods are only those that exchange credentials or publish keys', () => {
     const publicMethods = methods.filter((m) => accessOf(m) === 'public');
-    // ClaimDevice exchanges a per-tenant provisioning key for a device credential (device self-provisioning).
-    const expected = [...['Bootstrap', 'GetJwks', 'Login', 'Logout', 'Refresh'].map((rpc) => `/iot.signing.v1.AuthService/${rpc}`), '/iot.device.v1.ProvisioningService/ClaimDevice'];
+    // ClaimDevice exchanges a per-tenant provisioning key for a device credential (device self-provisioning);
+    // DownloadDeviceFirmware takes a device's own credential, which its handler verifies (no user or API-key token works).
+    const expected = [
+      ...['Bootstrap', 'GetJwks', 'Login', 'Logout', 'Refresh'].map((rpc) => `/iot.signing.v1.AuthService/${rpc}`),
+      '/iot.device.v1.ProvisioningService/ClaimDevice',
+      '/iot.device.v1.FirmwareService/DownloadDeviceFirmware',
+    ];
     expect(publicMethods.sort()).toEqual(expected.sort());
   });
 });
