@@ -7,7 +7,12 @@ import { connect, credsAuthenticator, NatsConnection } from 'nats';
 import Redis from 'ioredis';
 import { Client } from 'pg';
 import { encodeTenantAccount, mintDeviceUser, NatsOperatorSetup, nkeyFromSeed, tenantAccountKeys, updateAccountClaims } from '@iot-mesh/nats-auth';
-import { checkHealth, deviceSubject, readMigrations, repoPath, repoRoot } from '@iot-mesh/runtime';
+import { checkHealth, deviceSubject, insecureClient, readMigrations, repoPath, repoRoot, unary } from '@iot-mesh/runtime';
+import { DeviceServiceClient, ListDevicesRequest } from '../../gen/ts/iot/device/v1/device';
+import { ProvisioningServiceClient } from '../../gen/ts/iot/device/v1/provisioning';
+import { TelemetryServiceClient } from '../../gen/ts/iot/monitoring/v1/telemetry';
+import { AuthServiceClient } from '../../gen/ts/iot/signing/v1/auth';
+import { FLEET_DEVICE_TYPE } from '../up-fleet';
 import { natsSetupFiles } from '../nats-setup';
 import { ManagedProcess } from '../up-process';
 import { parseStatus, StatusRow } from '../up-status';
@@ -159,6 +164,37 @@ describe('npm run up (scripts/up.ts)', () => {
       expect(await checkHealth(`127.0.0.1:${port}`)).toBe('SERVING');
     }
   });
+
+  test('its simulated fleet provisioned itself with a key: devices of the demo type with its labels, claimed by serial, whose data is stored', async () => {
+    const byName = Object.fromEntries(rows.map((r) => [r.name, r]));
+    expect(byName.simulator).toMatchObject({ state: 'running', address: '6 devices over mqtt' });
+    const login = JSON.parse(fs.readFileSync(path.join(dataDir, 'secrets', 'admin-login.json'), 'utf8')) as { tenant: string; email: string; password: string };
+    const auth = insecureClient(AuthServiceClient, `127.0.0.1:${ports.SIGNING_GRPC_PORT}`);
+    const devices = insecureClient(DeviceServiceClient, `127.0.0.1:${ports.DEVICE_GRPC_PORT}`);
+    const keys = insecureClient(ProvisioningServiceClient, `127.0.0.1:${ports.DEVICE_GRPC_PORT}`);
+    const telemetry = insecureClient(TelemetryServiceClient, `127.0.0.1:${ports.MONITORING_GRPC_PORT}`);
+    try {
+      const settings = { authorization: `Bearer ${(await unary(auth, auth.login, login)).tokens!.accessToken}` };
+      const fleet = (await unary(devices, devices.listDevices, ListDevicesRequest.fromPartial({ labels: { fleet: 'up' } }), settings)).devices;
+      expect(fleet.map((d) => d.serialNumber).sort()).toEqual(['FLEET-0001', 'FLEET-0002', 'FLEET-0003', 'FLEET-0004', 'FLEET-0005', 'FLEET-0006']);
+      for (const d of fleet) expect(d).toMatchObject({ type: FLEET_DEVICE_TYPE, labels: { simulator: 'true', fleet: 'up' } });
+      const key = JSON.parse(fs.readFileSync(path.join(dataDir, 'secrets', 'fleet-provisioning-key.json'), 'utf8')) as { id: string };
+      const listed = (await unary(keys, keys.listProvisioningKeys, {}, settings)).provisioningKeys.find((k) => k.id === key.id);
+      expect(listed).toMatchObject({ deviceTypeId: expect.any(String), labels: { simulator: 'true', fleet: 'up' }, deviceCount: 6n });
+      // At 0.2 messages per second each device has published within seconds; the writer stores it.
+      const ids = fleet.map((d) => d.id);
+      const until = Date.now() + 60_000;
+      let stored = 0;
+      while (Date.now() < until) {
+        stored = new Set((await unary(telemetry, telemetry.getLatest, { deviceIds: ids, metrics: [] }, settings)).points.map((p) => p.deviceId)).size;
+        if (stored === ids.length) break;
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+      expect(stored).toBe(ids.length);
+    } finally {
+      for (const client of [auth, devices, keys, telemetry]) client.close();
+    }
+  }, 70_000);
 
   test('its PostgreSQL holds each service schema with the migrations applied', async () => {
     const client = new Client({ connectionString: `postgres://postgres@127.0.0.1:${ports.UP_POSTGRES_PORT}/iot` });
