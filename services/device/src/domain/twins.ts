@@ -75,13 +75,15 @@ export class Twins {
 
   /** Replaces the desired document (optimistically, against `expectedVersion`; 0 means any) and sends it to the device. */
   async updateDesired(tenantId: string, deviceId: string, desired: JsonObject | undefined, expectedVersion: number): Promise<TwinRecord> {
-    const device = await this.devices.get(tenantId, deviceId);
     const doc = desired ?? {};
     const size = documentSize(doc);
     if (size > TWIN_DOCUMENT_LIMIT) {
       throw errors.invalidArgument([{ field: 'desired', description: `is ${size} bytes as JSON; the limit is ${TWIN_DOCUMENT_LIMIT} bytes (32 KB)` }]);
     }
     if (expectedVersion < 0) throw errors.invalidArgument([{ field: 'expected_version', description: 'must not be negative' }]);
+    // Versions count updates: one past 2^53 was never handed out (and would round on its way to PostgreSQL).
+    if (!Number.isSafeInteger(expectedVersion)) throw errors.invalidArgument([{ field: 'expected_version', description: `must be at most ${Number.MAX_SAFE_INTEGER}` }]);
+    const device = await this.devices.get(tenantId, deviceId);
     await this.rules?.checkDesired(device, doc);
     const twin = await this.store.setDesired(tenantId, deviceId, doc, expectedVersion);
     if (twin === 'conflict') throw errors.aborted(`the desired state of device ${JSON.stringify(deviceId)} changed since version ${expectedVersion}`);
