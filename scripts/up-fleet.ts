@@ -121,7 +121,8 @@ export function simulatedFleet(): Component {
         // The key travels in the environment, not on the command line other users can read.
         env: { ...process.env, ...ctx.env, SIMULATOR_PROVISIONING_KEY: key.secret },
       });
-      await waitUntil('simulated fleet to connect', async () => fs.existsSync(proc.logFile) && /devices connected/.test(fs.readFileSync(proc.logFile, 'utf8')), {
+      // This run's lines only: the log keeps earlier runs', whose "connected" says nothing of this one.
+      await waitUntil('simulated fleet to connect', async () => /devices connected/.test(proc.output()), {
         timeoutMs: ctx.config.UP_START_TIMEOUT_MS,
         signal: ctx.signal,
         intervalMs: 250,
