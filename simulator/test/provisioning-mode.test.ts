@@ -14,9 +14,22 @@ import { createTestDatabase, TestDatabase } from '../../testing/postgres';
 import { startTestService, TestService } from '../../testing/services';
 import { startSigningForTest, TestSigning, TestTenant } from '../../testing/signing';
 import { TEST_REDIS_URL } from '../../testing/test-services';
-import { ClaimRefused } from '../src/claim';
+import { ClaimRefused, fleetSerials } from '../src/claim';
 import { parseOptions } from '../src/options';
 import { startSimulation } from '../src/run';
+
+describe('provisioning mode options', () => {
+  test('the key from the option or SIMULATOR_PROVISIONING_KEY, serials from the prefix, claims kept by default per prefix', () => {
+    expect(parseOptions(['--provisioning-key', 'iotpk_a', '--device-api', 'h:1'], {})!.source).toEqual({ kind: 'claim', deviceAddress: 'h:1', provisioningKey: 'iotpk_a', serialPrefix: 'SIM', stateFile: 'simulator-claims-SIM.json' });
+    expect(parseOptions(['--serial-prefix', 'LINE1', '--claims', 'c.json'], { SIMULATOR_PROVISIONING_KEY: 'iotpk_b' })!.source).toMatchObject({ provisioningKey: 'iotpk_b', serialPrefix: 'LINE1', stateFile: 'c.json' });
+    expect(fleetSerials('LINE1', 3)).toEqual(['LINE1-0001', 'LINE1-0002', 'LINE1-0003']);
+  });
+
+  test('refuses a second device source and a serial prefix with spaces', () => {
+    expect(() => parseOptions(['--credentials', 'f.json'], { SIMULATOR_PROVISIONING_KEY: 'iotpk_b' })).toThrow('--credentials, --provision and --provisioning-key (SIMULATOR_PROVISIONING_KEY) exclude each other');
+    expect(() => parseOptions(['--provisioning-key', 'k', '--serial-prefix', 'a b'], {})).toThrow(/--serial-prefix "a b": 1-100 printable characters/);
+  });
+});
 
 /**
  * The simulator's provisioning mode against the real platform: signing,
