@@ -1,3 +1,4 @@
+import { JetStreamManager } from 'nats';
 import { Client } from 'pg';
 import { DEFAULT_BEHAVIOUR, DeviceBehaviour } from '../../../simulator/src/device';
 import { encodeTelemetry } from '../../../simulator/src/encoding';
@@ -23,12 +24,13 @@ async function committedPoints(pg: Client, tenantId: string, deviceIds: string[]
   return Number(rows[0].n);
 }
 
-async function storedRows(pg: Client, tenantId: string, deviceIds: string[]): Promise<number> {
+/** Rows stored for these devices (every point, committed or not yet rolled up). */
+export async function storedRows(pg: Client, tenantId: string, deviceIds: string[]): Promise<number> {
   const { rows } = await pg.query('SELECT count(*)::bigint AS n FROM monitoring.points WHERE tenant_id = $1 AND device_id = ANY($2)', [tenantId, deviceIds]);
   return Number(rows[0].n);
 }
 
-interface PhaseResult {
+export interface PhaseResult {
   transport: Transport;
   offeredPointsPerS: number;
   committedPointsPerS: number;
@@ -45,9 +47,10 @@ interface PhaseResult {
  * One run of the fleet against the pipeline: devices publish for the
  * duration; committed points are sampled from the minute rollups during
  * the run; afterwards the backlog drains and the exact row count is checked
- * against what was sent.
+ * against what was sent. With a fleet offering more than the writer takes,
+ * `committedPointsPerS` is the pipeline's capacity (the soak runs at half of it).
  */
-async function phase(ctx: BenchContext, platform: Platform, pg: Client, transport: Transport, size: IngestSize, prefix = `ing-${transport}`): Promise<PhaseResult> {
+export async function ingestPhase(ctx: BenchContext, platform: Platform, pg: Client, transport: Transport, size: IngestSize, prefix = `ing-${transport}`): Promise<PhaseResult> {
   const identities = await platform.devices(prefix, size.devices, transport);
   const tenantId = platform.tenantId;
   const ids = identities.map((d) => d.deviceId);
@@ -81,26 +84,7 @@ async function phase(ctx: BenchContext, platform: Platform, pg: Client, transpor
   const publishS = (nowMs() - started) / 1000;
   const committedDuring = (await committedPoints(pg, tenantId, ids)) - before;
   const sentPoints = fleet.stats.sentPoints;
-  // Drain: wait until the writer's consumer has nothing pending or unacknowledged (or the drain limit passes).
-  const jsm = await platform.nc.jetstreamManager();
-  const backlog = async () => {
-    const info = await jsm.consumers.info(STREAM, CONSUMER);
-    return info.num_pending + info.num_ack_pending;
-  };
-  let left = await backlog();
-  const drainLimit = nowMs() + size.drainLimitSeconds * 1000;
-  while (left > 0 && nowMs() < drainLimit) {
-    await sleep(250);
-    left = await backlog();
-  }
-  const drainedAt = nowMs();
-  let purged = 0;
-  if (left > 0) {
-    // Not drained within the limit: drop the rest so the next phase starts from an empty stream.
-    purged = left;
-    await jsm.streams.purge(STREAM);
-    await waitFor('the writer to finish its batch', async () => (await backlog()) === 0, 60_000, 250).catch(() => undefined);
-  }
+  const { drainedAt, purged } = await drainWriter(platform, size.drainLimitSeconds);
   const stored = await storedRows(pg, tenantId, ids);
   ctx.log(`  ${transport}: ${stored}/${sentPoints} points stored${purged ? ` (${purged} messages purged undrained)` : ''}; commits per second: ${samples.join(' ')}`);
   return {
@@ -116,7 +100,7 @@ async function phase(ctx: BenchContext, platform: Platform, pg: Client, transpor
   };
 }
 
-interface IngestSize {
+export interface IngestSize {
   devices: number;
   rate: number;
   points: number;
@@ -130,15 +114,48 @@ interface IngestSize {
 const STREAM = 'TELEMETRY';
 const CONSUMER = 'monitoring-writer';
 
+/** The writer consumer's backlog in messages: not yet delivered (`num_pending`) plus delivered and not yet acknowledged (`num_ack_pending`). */
+export async function writerBacklog(jsm: JetStreamManager): Promise<number> {
+  const info = await jsm.consumers.info(STREAM, CONSUMER);
+  return info.num_pending + info.num_ack_pending;
+}
+
+/**
+ * Waits until the writer's consumer has nothing pending or unacknowledged,
+ * or `limitSeconds` pass; then purges what is left so the next run starts
+ * from an empty stream. `drainedAt` is when it drained (or the limit passed),
+ * `purged` the messages dropped undrained.
+ */
+export async function drainWriter(platform: Platform, limitSeconds: number): Promise<{ drainedAt: number; purged: number }> {
+  const jsm = await platform.nc.jetstreamManager();
+  let left = await writerBacklog(jsm);
+  const drainLimit = nowMs() + limitSeconds * 1000;
+  while (left > 0 && nowMs() < drainLimit) {
+    await sleep(250);
+    left = await writerBacklog(jsm);
+  }
+  const drainedAt = nowMs();
+  if (left > 0) {
+    await jsm.streams.purge(STREAM);
+    await waitFor('the writer to finish its batch', async () => (await writerBacklog(jsm)) === 0, 60_000, 250).catch(() => undefined);
+  }
+  return { drainedAt, purged: left };
+}
+
+/** The ingest scenario's fleet: it offers more than the writer takes, so what is committed measures the writer. */
+export function ingestSize(smoke: boolean): IngestSize {
+  return smoke
+    ? { devices: 5, rate: 20, points: 10, seconds: 1, baselineSeconds: 0.5, drainLimitSeconds: 30 }
+    : // 300 msgs/s × 10 points × 100 devices offers more than raw COPY takes, so the writer, not the fleet, sets the committed rate.
+      { devices: 100, rate: Number(process.env.BENCH_INGEST_RATE ?? 300), points: 10, seconds: 30, baselineSeconds: 10, drainLimitSeconds: 60 };
+}
+
 /** Scenario 1: durable ingest, devices → NATS/MQTT → writer → committed rows. */
 export const ingestScenario: Scenario = {
   name: 'ingest',
   title: 'durable ingest: devices → NATS/MQTT → JetStream → writer → committed rows',
   async run(ctx) {
-    const size: IngestSize = ctx.smoke
-      ? { devices: 5, rate: 20, points: 10, seconds: 1, baselineSeconds: 0.5, drainLimitSeconds: 30 }
-      : // 300 msgs/s × 10 points × 100 devices offers more than raw COPY takes, so the writer, not the fleet, sets the committed rate.
-        { devices: 100, rate: Number(process.env.BENCH_INGEST_RATE ?? 300), points: 10, seconds: 30, baselineSeconds: 10, drainLimitSeconds: 60 };
+    const size = ingestSize(ctx.smoke);
     const platform = await ctx.platform();
     const result = emptyResult(this, { ...size, encoding: 'protobuf', mqttQos: 1 });
     const { figures, notes } = result;
@@ -155,7 +172,7 @@ export const ingestScenario: Scenario = {
       const js = await rawJetStreamRate(platform.natsOptions('bench-raw-jetstream'), sample, size.baselineSeconds * 1000);
       const jsPoints = js.perSecond * size.points;
       for (const transport of ['nats', 'mqtt'] as const) {
-        const r = await phase(ctx, platform, pg, transport, size);
+        const r = await ingestPhase(ctx, platform, pg, transport, size);
         const target = 0.7 * copy.perSecond;
         figures.push(
           { measure: `${transport}: points/s committed while publishing`, value: r.committedPointsPerS, unit: 'pts/s', baseline: 'raw COPY', baselineValue: copy.perSecond, target: '≥ 0.7 × raw COPY', met: ctx.smoke ? undefined : r.committedPointsPerS >= target },
@@ -206,7 +223,7 @@ export const ingestScaleScenario: Scenario = {
       for (const devices of deviceCounts) {
         ctx.log(`  ${devices} devices…`);
         const size: IngestSize = { devices, rate: totalPointsPerS / points / devices, points, seconds, baselineSeconds: 0, drainLimitSeconds: 60 };
-        const r = await phase(ctx, platform, pg, 'nats', size, `ings${devices}`);
+        const r = await ingestPhase(ctx, platform, pg, 'nats', size, `ings${devices}`);
         first ??= r.committedPointsPerS;
         figures.push({
           measure: `${devices} devices: points/s committed while publishing`,
