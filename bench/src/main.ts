@@ -1,7 +1,8 @@
 /**
  * `npm run bench [scenario…] [-- --smoke] [-- --profile]`: runs the benchmark
- * scenarios (all by default), prints a table per scenario with every figure
- * next to a baseline measured in the same run, and writes JSON results under
+ * scenarios (by default all but the soak, which runs only when named),
+ * prints a table per scenario with every figure next to a baseline
+ * measured in the same run, and writes JSON results under
  * bench/results/, with an HTML report (scaling curves as SVG plots) next to
  * them. BENCH_SMOKE=1 (or --smoke) runs seconds-long, tiny versions
  * with no targets judged; BENCH_PROFILE=1 (or --profile) CPU-profiles the
@@ -11,7 +12,7 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { writeHtmlReport } from './plots';
 import { machineInfo, markdownSummary, renderResult, writeResult } from './report';
-import { runScenarios, SCENARIOS } from './suite';
+import { DEFAULT_SCENARIOS, runScenarios, SCENARIOS } from './suite';
 
 async function main(): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -20,7 +21,7 @@ async function main(): Promise<number> {
     options: { smoke: { type: 'boolean' }, profile: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, markdown: { type: 'boolean' } },
   });
   if (values.help) {
-    process.stdout.write(`Usage: npm run bench [scenario…] [-- --smoke --profile --markdown]\nScenarios: ${SCENARIOS.map((s) => `${s.name} (${s.title})`).join('\n           ')}\n`);
+    process.stdout.write(`Usage: npm run bench [scenario…] [-- --smoke --profile --markdown]\nScenarios: ${SCENARIOS.map((s) => `${s.name} (${s.title})${DEFAULT_SCENARIOS.includes(s) ? '' : ' — only when named'}`).join('\n           ')}\n`);
     return 0;
   }
   const unknown = positionals.filter((p) => !SCENARIOS.some((s) => s.name === p));

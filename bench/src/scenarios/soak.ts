@@ -5,7 +5,7 @@ import { Transport } from '../../../simulator/src/links';
 import { nowMs, processMemory, sleep } from '../measure';
 import { Platform } from '../platform';
 import { BenchProcess } from '../processes';
-import { Curve, Figure } from '../report';
+import { Curve, Figure, formatNumber } from '../report';
 import { BenchContext, emptyResult, Scenario } from '../scenario';
 import { drainWriter, ingestPhase, ingestSize, storedRows, writerBacklog } from './ingest';
 
@@ -171,12 +171,12 @@ export const soakScenario: Scenario = {
       // Memory: the first window after the warm-up against the last window.
       const span = Math.min(60, size.seconds / 6);
       const first = window(samples, span, 2 * span);
-      const last = window(samples, publishS - span, Infinity);
+      const last = window(samples, (samples.at(-1)?.t ?? 0) - span, Infinity);
       // The bench process holds the fleets and the samples: shown, not judged.
       for (const name of Object.keys(samples[0]?.rss ?? {})) {
         const firstMean = mean(first.map((s) => s.rss[name] ?? 0)) / 1e6;
         const lastMean = mean(last.map((s) => s.rss[name] ?? 0)) / 1e6;
-        const figure: Figure = { measure: `${name} RSS, mean of the last ${span.toFixed(0)} s`, value: lastMean, unit: 'MB', baseline: `mean of ${span.toFixed(0)}–${(2 * span).toFixed(0)} s`, baselineValue: firstMean };
+        const figure: Figure = { measure: `${name} RSS, mean of the last ${formatNumber(span)} s`, value: lastMean, unit: 'MB', baseline: `mean of ${formatNumber(span)}–${formatNumber(2 * span)} s`, baselineValue: firstMean };
         if (name !== 'bench') Object.assign(figure, { target: `< +${MAX_RSS_DRIFT * 100} %`, met: judge(lastMean < (1 + MAX_RSS_DRIFT) * firstMean) });
         figures.push(figure);
       }
@@ -212,7 +212,7 @@ export const soakScenario: Scenario = {
       notes.push(
         `capacity: ${measured.sentPoints.toLocaleString('en-US')} points sent by ${capacitySize.devices} NATS devices in ${measured.publishS.toFixed(1)} s, ${Math.round(capacity).toLocaleString('en-US')} points/s committed while publishing`,
         `soak: ${sentPoints.toLocaleString('en-US')} points sent in ${publishS.toFixed(1)} s by ${devices} NATS and ${devices} MQTT QoS 1 devices, ${stored.toLocaleString('en-US')} stored${purged ? `; ${purged} messages still queued ${size.drainLimitSeconds} s after the fleets stopped were purged` : ''}; ${samples.length} samples every ${size.sampleSeconds} s`,
-        `RSS windows: ${first.length} samples from ${span.toFixed(0)} s (after a ${span.toFixed(0)} s warm-up) against ${last.length} from the last ${span.toFixed(0)} s; the bench process (fleets, samples) is shown, not judged`,
+        `RSS windows: ${first.length} samples from ${formatNumber(span)} s (after a ${formatNumber(span)} s warm-up) against ${last.length} from the last ${formatNumber(span)} s; the bench process (fleets, samples) is shown, not judged`,
       );
       if (publishErrors) notes.push(`publish errors by kind: ${fleets.map((f) => JSON.stringify(f.stats.errors)).join(', ')}`);
       if (errorLines.some((n) => n > 0)) notes.push(`error log lines: ${services.map((p, i) => `${p.spec.name} ${errorLines[i]}`).join(', ')}`);
