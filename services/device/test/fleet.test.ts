@@ -88,7 +88,7 @@ test('a device type is stored with its metrics, schemas, alert rules and firmwar
           metrics: [{ name: 'a', min: 5, max: 1 }, { name: 'a' }],
           desiredSchema: { type: 'object', properties: { x: { type: 'no-such-type' } } },
           commands: [{ name: 'go', parametersSchema: { minimum: 'ten' } }],
-          defaultAlertRules: [{ name: 'r', metric: 'missing' }],
+          defaultAlertRules: [{ name: 'r', metric: 'missing' }, { name: '', metric: 'a', noData: { timeout: { seconds: 60, nanos: 0 } } }, { name: 'r', metric: 'a', noData: { timeout: { seconds: 60, nanos: 0 } } }],
         }),
       },
       op(),
@@ -104,6 +104,8 @@ test('a device type is stored with its metrics, schemas, alert rules and firmwar
       'device_type.desired_schema',
       'device_type.default_alert_rules[0].metric',
       'device_type.default_alert_rules[0]',
+      'device_type.default_alert_rules[1].name',
+      'device_type.default_alert_rules[2].name',
     ]),
   );
   expect((await failure(unary(types, types.createDeviceType, { deviceType: THERMOSTAT }, op()))).code).toBe(status.ALREADY_EXISTS);
@@ -129,6 +131,9 @@ test('a device gets its type by id or name; free-text types keep working; the di
     return e ? DeviceDirectoryEntry.decode(e.value) : undefined;
   });
   expect([entry.deviceTypeId, entry.unknownMetricPolicy, entry.metrics]).toEqual([thermostat.id, UnknownMetricPolicy.UNKNOWN_METRIC_POLICY_DEAD_LETTER, ['temperature', 'energy']]);
+  // The type's default alert rules travel with the entry, for monitoring to apply.
+  expect(entry.defaultAlertRules).toEqual(thermostat.defaultAlertRules);
+  expect(entry.defaultAlertRules[0]).toMatchObject({ name: 'too hot', metric: 'temperature', threshold: { threshold: 60 } });
 
   // A changed type rewrites its devices' entries.
   await unary(types, types.updateDeviceType, { deviceType: DeviceType.fromPartial({ id: thermostat.id, unknownMetricPolicy: UnknownMetricPolicy.UNKNOWN_METRIC_POLICY_ACCEPT }), updateMask: ['unknown_metric_policy'] }, op());

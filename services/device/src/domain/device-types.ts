@@ -144,7 +144,13 @@ export class DeviceTypes {
     if (input.desiredSchema) this.checkSchema(input.desiredSchema, `${prefix}.desired_schema`, v);
     if (input.reportedSchema) this.checkSchema(input.reportedSchema, `${prefix}.reported_schema`, v);
     v.check(input.defaultAlertRules.length <= DEVICE_TYPE_LIMITS.alertRules, `${prefix}.default_alert_rules`, `at most ${DEVICE_TYPE_LIMITS.alertRules} rules`);
+    const ruleNames = new Set<string>();
     input.defaultAlertRules.forEach((r, i) => {
+      // Monitoring keeps each as an alert rule named so, one per name in the type.
+      const name = typeof r.name === 'string' ? r.name : '';
+      v.check(name.length > 0 && name.length <= DEVICE_TYPE_LIMITS.text, `${prefix}.default_alert_rules[${i}].name`, `must be 1-${DEVICE_TYPE_LIMITS.text} characters`);
+      v.check(!ruleNames.has(name), `${prefix}.default_alert_rules[${i}].name`, 'repeats an earlier rule');
+      ruleNames.add(name);
       const metric = typeof r.metric === 'string' ? r.metric : '';
       v.check(metricNames.has(metric), `${prefix}.default_alert_rules[${i}].metric`, 'must be one of the type\'s metrics');
       v.check(r.threshold !== undefined || r.noData !== undefined, `${prefix}.default_alert_rules[${i}]`, 'needs a threshold or no_data condition');

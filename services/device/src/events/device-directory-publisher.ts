@@ -1,5 +1,6 @@
 import { KV, NatsConnection } from 'nats';
 import { DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey, Logger } from '@iot-mesh/runtime';
+import { DefaultAlertRule } from '../../../../gen/ts/iot/device/v1/device_types';
 import { DeviceDirectoryEntry } from '../../../../gen/ts/iot/device/v1/directory';
 import { toCredentialState } from '../api/devices';
 import { toUnknownMetricPolicy } from '../api/device-types';
@@ -7,7 +8,7 @@ import type { DeviceDirectoryWriter } from '../domain/devices';
 import { DeviceRecord, DeviceTypeRecord } from '../domain/model';
 import type { DeviceTypeStore } from '../store/device-type-store';
 
-/** The directory entry of a device (with what its type tells the telemetry consumer), exactly as readers of the bucket expect it. */
+/** The directory entry of a device (with what its type tells the telemetry consumer and the alert evaluator), exactly as readers of the bucket expect it. */
 export function directoryEntry(device: DeviceRecord, type?: DeviceTypeRecord): DeviceDirectoryEntry {
   return {
     tenantId: device.tenantId,
@@ -20,6 +21,7 @@ export function directoryEntry(device: DeviceRecord, type?: DeviceTypeRecord): D
     deviceTypeId: device.deviceTypeId ?? '',
     unknownMetricPolicy: toUnknownMetricPolicy(type?.unknownMetricPolicy),
     metrics: type?.metrics.map((m) => m.name) ?? [],
+    defaultAlertRules: type?.defaultAlertRules.map((r) => DefaultAlertRule.fromJSON(r)) ?? [],
   };
 }
 
