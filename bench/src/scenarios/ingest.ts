@@ -1,6 +1,6 @@
 import { JetStreamManager } from 'nats';
 import { Client } from 'pg';
-import { DEFAULT_BEHAVIOUR, DeviceBehaviour } from '../../../simulator/src/device';
+import { DEFAULT_BEHAVIOUR, DeviceBehaviour, DeviceIdentity } from '../../../simulator/src/device';
 import { encodeTelemetry } from '../../../simulator/src/encoding';
 import { Fleet } from '../../../simulator/src/fleet';
 import { Transport } from '../../../simulator/src/links';
@@ -30,6 +30,18 @@ export async function storedRows(pg: Client, tenantId: string, deviceIds: string
   return Number(rows[0].n);
 }
 
+/**
+ * A connected fleet of `identities` publishing telemetry only: `rate`
+ * Protobuf messages a second each of `points` points, MQTT at QoS 1, up to
+ * 512 messages in flight per device.
+ */
+export async function connectIngestFleet(identities: DeviceIdentity[], transport: Transport, rate: number, points: number): Promise<Fleet> {
+  const behaviour: DeviceBehaviour = { ...DEFAULT_BEHAVIOUR, transport, encoding: 'protobuf', rate, points, jitter: 0.1, qos: 1, interactive: false, maxInFlight: 512 };
+  const fleet = new Fleet(identities, { behaviour, connectConcurrency: 50 });
+  await fleet.connect();
+  return fleet;
+}
+
 export interface PhaseResult {
   transport: Transport;
   offeredPointsPerS: number;
@@ -54,19 +66,7 @@ export async function ingestPhase(ctx: BenchContext, platform: Platform, pg: Cli
   const identities = await platform.devices(prefix, size.devices, transport);
   const tenantId = platform.tenantId;
   const ids = identities.map((d) => d.deviceId);
-  const behaviour: DeviceBehaviour = {
-    ...DEFAULT_BEHAVIOUR,
-    transport,
-    encoding: 'protobuf',
-    rate: size.rate,
-    points: size.points,
-    jitter: 0.1,
-    qos: 1,
-    interactive: false,
-    maxInFlight: 512,
-  };
-  const fleet = new Fleet(identities, { behaviour, connectConcurrency: 50 });
-  await fleet.connect();
+  const fleet = await connectIngestFleet(identities, transport, size.rate, size.points);
   const before = await committedPoints(pg, tenantId, ids);
   const started = nowMs();
   fleet.start();

@@ -1,5 +1,4 @@
 import { JetStreamManager } from 'nats';
-import { DEFAULT_BEHAVIOUR, DeviceBehaviour } from '../../../simulator/src/device';
 import { Fleet } from '../../../simulator/src/fleet';
 import { Transport } from '../../../simulator/src/links';
 import { nowMs, processMemory, sleep } from '../measure';
@@ -7,7 +6,7 @@ import { Platform } from '../platform';
 import { BenchProcess } from '../processes';
 import { Curve, Figure, formatNumber } from '../report';
 import { BenchContext, emptyResult, Scenario } from '../scenario';
-import { drainWriter, ingestPhase, ingestSize, storedRows, writerBacklog } from './ingest';
+import { connectIngestFleet, drainWriter, ingestPhase, ingestSize, storedRows, writerBacklog } from './ingest';
 
 /** The monitoring service's default dead-letter stream (README "Dead letters"). */
 const DEAD_LETTER_STREAM = 'DEAD_LETTERS';
@@ -120,10 +119,7 @@ export const soakScenario: Scenario = {
       result.parameters.msgsPerSecondPerDevice = ratePerDevice;
       for (const transport of transports) {
         const identities = await platform.devices(`soak-${transport}`, devices, transport);
-        const behaviour: DeviceBehaviour = { ...DEFAULT_BEHAVIOUR, transport, encoding: 'protobuf', rate: ratePerDevice, points: size.points, jitter: 0.1, qos: 1, interactive: false, maxInFlight: 512 };
-        const fleet = new Fleet(identities, { behaviour, connectConcurrency: 50 });
-        fleets.push(fleet);
-        await fleet.connect();
+        fleets.push(await connectIngestFleet(identities, transport, ratePerDevice, size.points));
       }
       const ids = fleets.flatMap((f) => f.devices.map((d) => d.identity.deviceId));
       const jsm = await platform.nc.jetstreamManager();
