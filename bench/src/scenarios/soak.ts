@@ -189,7 +189,11 @@ export const soakScenario: Scenario = {
 
       // Errors: none of any kind.
       const zero = (measure: string, value: number, unit: string): Figure => ({ measure, value, unit, target: '0', met: judge(value === 0) });
+      // A process gone from the last sample would read as memory that shrank: count it instead.
+      const exited = Object.keys(samples[0]?.rss ?? {}).filter((name) => !(name in (samples.at(-1)?.rss ?? {})));
+      if (exited.length) notes.push(`exited during the soak: ${exited.join(', ')}`);
       figures.push(
+        zero('processes that exited during the soak', exited.length, ''),
         zero('publish errors', publishErrors, ''),
         zero('dead letters', deadLettered, 'msgs'),
         zero('service log lines at error or fatal', errorLines.reduce((a, b) => a + b, 0), 'lines'),
