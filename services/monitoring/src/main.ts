@@ -7,6 +7,7 @@ import { retentionService } from './api/retention';
 import { encodeLiveFragment, telemetryService } from './api/telemetry';
 import { deadLetterOptions, deadLetterStreamOptions, ingestLimits, monitoringEnv, retentionPolicy, telemetryStreamOptions, writerConsumerOptions, writerOptions } from './config';
 import { AlertChanges, AlertEvaluator } from './domain/alert-evaluation';
+import { DeviceTypeAlertRules } from './domain/device-type-alert-rules';
 import { AlertRules } from './domain/alerts';
 import { DeadLetters } from './domain/dead-letters';
 import { TelemetryExport } from './domain/export';
@@ -124,16 +125,16 @@ export function createMonitoringService(hooks: MonitoringHooks = {}): ServiceSpe
       const evaluator = new AlertEvaluator(alertStore, directory, changes, config.ALERT_CHECK_INTERVAL_MS, log.child({ component: 'alerts' }));
       await evaluator.start();
       const rulesChangedElsewhere = subscribeRulesChanged(nats, (tenantId) => evaluator.rulesChanged(tenantId));
-      const rules = new AlertRules({
-        store: alertStore,
-        groups: directory,
-        changes,
-        async rulesChanged(tenantId) {
-          // This replica at once (the caller sees its change applied), the others through NATS.
-          await evaluator.reload(tenantId);
-          publishRulesChanged(nats, tenantId);
-        },
-      });
+      const alertRulesChanged = async (tenantId: string) => {
+        // This replica at once (the caller sees its change applied), the others through NATS.
+        await evaluator.reload(tenantId);
+        publishRulesChanged(nats, tenantId);
+      };
+      const rules = new AlertRules({ store: alertStore, groups: directory, changes, rulesChanged: alertRulesChanged });
+
+      // Device types' default alert rules, kept as rules owned by the type from what the device directory shows.
+      const typeRules = new DeviceTypeAlertRules({ store: alertStore, rulesChanged: alertRulesChanged, log: log.child({ component: 'alerts' }) });
+      directory.onDefaultAlertRules((tenantId, deviceTypeId, defaults) => typeRules.seen(tenantId, deviceTypeId, defaults));
 
       let rulesConsumer: RulesConsumer | undefined;
       if (config.RULES_ENABLED) {
@@ -161,6 +162,7 @@ export function createMonitoringService(hooks: MonitoringHooks = {}): ServiceSpe
         live: liveStats,
         async alertsIdle() {
           await nats.flush();
+          await typeRules.idle();
           await evaluator.idle();
           await notifier.idle();
         },
@@ -183,6 +185,7 @@ export function createMonitoringService(hooks: MonitoringHooks = {}): ServiceSpe
           stopMetrics();
           fanout.stop();
           notifier.stop();
+          typeRules.stop();
           await rulesConsumer?.stop();
           await ruleActions.stop();
           await ruleCounters.stop();

@@ -206,6 +206,7 @@ test('threshold rules raise after the minimum duration and resolve only past the
     deviceIds: ['d2'],
     labels: {},
     groupIds: [],
+    deviceTypeId: '',
     threshold: { comparison: Comparison.COMPARISON_GREATER_THAN, threshold: 30, hysteresis: 5, duration: { seconds: 10n, nanos: 0 } },
     severity: Severity.SEVERITY_CRITICAL,
     enabled: true,
@@ -286,7 +287,7 @@ test('no-data rules raise when a device goes quiet and resolve when it speaks ag
     await unary(
       alerts,
       alerts.createAlertRule,
-      { rule: { id: '', tenantId: '', name: 'silent', metric: 'heartbeat', deviceIds: ['quiet'], labels: {}, groupIds: [], noData: { timeout: { seconds: 1n, nanos: 0 } }, severity: Severity.SEVERITY_WARNING, enabled: true } },
+      { rule: { id: '', tenantId: '', name: 'silent', metric: 'heartbeat', deviceIds: ['quiet'], labels: {}, groupIds: [], deviceTypeId: '', noData: { timeout: { seconds: 1n, nanos: 0 } }, severity: Severity.SEVERITY_WARNING, enabled: true } },
       operator,
     )
   ).rule!;
@@ -313,6 +314,7 @@ test('an alert rule of a group applies to the devices that are its members when 
     deviceIds: [],
     labels: {},
     groupIds: [group],
+    deviceTypeId: '',
     threshold: { comparison: Comparison.COMPARISON_GREATER_THAN, threshold: 50, hysteresis: 0, duration: { seconds: 0n, nanos: 0 } },
     severity: Severity.SEVERITY_WARNING,
     enabled: true,

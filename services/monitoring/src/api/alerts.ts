@@ -12,7 +12,7 @@ import {
   ServiceRegistration,
   Violations,
 } from '@iot-mesh/runtime';
-import { AlertRules, MUTABLE_RULE_FIELDS, ruleViolations } from '../domain/alerts';
+import { AlertRules, MUTABLE_RULE_FIELDS, ruleViolations, TYPE_OWNED_RULE } from '../domain/alerts';
 import { subscribeAlertEvents } from '../events/alert-events';
 import type { RuleRepository } from '../store/rule-store';
 import { deliveryToken } from './rules';
@@ -32,6 +32,11 @@ export interface AlertHandlerDeps {
 /** The next-page token of a keyset cursor. */
 function nextPageToken(next: [string, string] | undefined): string {
   return next ? encodePageToken(next) : '';
+}
+
+/** FAILED_PRECONDITION for a device type's default rule, which only the type changes. */
+function typeOwned(ruleId: string, deviceTypeId: string) {
+  return errors.failedPrecondition(`alert rule ${JSON.stringify(ruleId)} ${TYPE_OWNED_RULE.replace('%s', JSON.stringify(deviceTypeId))}`);
 }
 
 /** AlertService: decode → validate → alert domain → encode (rules CRUD, alerts list / acknowledge / stream), scoped to the caller's tenant. */
@@ -72,11 +77,14 @@ export function alertService({ rules, nc, deliveries }: AlertHandlerDeps): Servi
       if ('notFound' in result) throw errors.notFound('alert rule', request.rule!.id);
       if ('violations' in result) throw errors.invalidArgument(result.violations);
       if ('unknownGroup' in result) throw errors.notFound('group', result.unknownGroup);
+      if ('typeOwned' in result) throw typeOwned(request.rule!.id, result.typeOwned);
       return { rule: result.rule };
     },
 
     async deleteAlertRule(request, ctx) {
-      if (!(await rules.delete(callerTenant(ctx), request.id))) throw errors.notFound('alert rule', request.id);
+      const result = await rules.delete(callerTenant(ctx), request.id);
+      if (!result) throw errors.notFound('alert rule', request.id);
+      if (typeof result === 'object') throw typeOwned(request.id, result.typeOwned);
       return {};
     },
 

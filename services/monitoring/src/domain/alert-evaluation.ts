@@ -145,8 +145,13 @@ export class AlertEvaluator {
     return this.selects(rule, this.devices.get(tenantId, deviceId));
   }
 
-  /** A rule without device ids: the device matches its labels and, when it names groups, is a member of one now. */
+  /**
+   * A rule without device ids: the device is of the rule's device type (a
+   * type's default rule), matches its labels and, when it names groups, is a
+   * member of one now.
+   */
   private selects(rule: AlertRule, device: KnownDevice | undefined): boolean {
+    if (rule.deviceTypeId && device?.deviceTypeId !== rule.deviceTypeId) return false;
     if (!labelsMatch(rule.labels, device?.labels)) return false;
     return rule.groupIds.length === 0 || inAnyGroup(this.devices, device, rule.groupIds);
   }

@@ -124,7 +124,10 @@ export function mergeRule(existing: AlertRule, incoming: AlertRule, paths: reado
 }
 
 /** What an update did: the stored rule, or why not. */
-export type RuleUpdate = { rule: AlertRule } | { notFound: true } | { violations: FieldViolation[] } | { unknownGroup: string };
+export type RuleUpdate = { rule: AlertRule } | { notFound: true } | { violations: FieldViolation[] } | { unknownGroup: string } | { typeOwned: string };
+
+/** Why a device type's default rule is not changed through the alert rule API. */
+export const TYPE_OWNED_RULE = "is a default alert rule of device type %s: change the device type's default alert rules instead";
 
 /** A page of a keyset-paged list and the cursor of the next one. */
 export interface Page<T> {
@@ -178,19 +181,22 @@ export class AlertRules {
   async update(tenantId: string, incoming: AlertRule, paths: readonly string[]): Promise<RuleUpdate> {
     const existing = await this.deps.store.getRule(tenantId, incoming.id);
     if (!existing) return { notFound: true };
+    if (existing.deviceTypeId) return { typeOwned: existing.deviceTypeId };
     const merged = mergeRule(existing, { ...incoming, tenantId }, paths);
     const violations = ruleViolations(merged);
     if (violations.length > 0) return { violations };
     const group = unknownGroup(this.deps.groups, tenantId, merged.groupIds);
     if (group) return { unknownGroup: group };
-    const rule = await this.deps.store.replaceRule(tenantId, normalise(merged));
+    const rule = await this.deps.store.replaceRule(tenantId, normalise({ ...merged, deviceTypeId: '' }));
     if (!rule) return { notFound: true };
     await this.deps.rulesChanged(tenantId);
     return { rule };
   }
 
-  /** Deletes a rule; false when there was none. */
-  async delete(tenantId: string, id: string): Promise<boolean> {
+  /** Deletes a rule; false when there was none, the owning type's id when it is a type's default rule (kept). */
+  async delete(tenantId: string, id: string): Promise<boolean | { typeOwned: string }> {
+    const existing = await this.deps.store.getRule(tenantId, id);
+    if (existing?.deviceTypeId) return { typeOwned: existing.deviceTypeId };
     if (!(await this.deps.store.deleteRule(tenantId, id))) return false;
     await this.deps.rulesChanged(tenantId);
     return true;

@@ -1,7 +1,7 @@
 import type { KV, NatsConnection, QueuedIterator, KvEntry } from 'nats';
 import { DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey, GROUP_DIRECTORY_BUCKET, groupDirectoryKey, isSubjectToken, Logger } from '@iot-mesh/runtime';
 import { CredentialState } from '../../../../gen/ts/iot/device/v1/device';
-import { UnknownMetricPolicy } from '../../../../gen/ts/iot/device/v1/device_types';
+import { DefaultAlertRule, UnknownMetricPolicy } from '../../../../gen/ts/iot/device/v1/device_types';
 import { DeviceDirectoryEntry, GroupDirectoryEntry } from '../../../../gen/ts/iot/device/v1/directory';
 import type { KnownDevice, KnownDevices, KnownGroup } from '../domain/telemetry';
 import type { DeviceLookup } from './telemetry-decoder';
@@ -9,9 +9,11 @@ import type { DeviceLookup } from './telemetry-decoder';
 /** How long a device found missing is not looked up again (a directory update clears it at once). */
 const NEGATIVE_CACHE_MS = 2000;
 
-/** A directory value as monitoring uses it; undefined when it is not a device entry. */
-function knownDevice(entry: KvEntry): KnownDevice | undefined {
-  const value = DeviceDirectoryEntry.decode(entry.value);
+/** Called with a device type's default alert rules when the directory shows them first or changed. */
+export type DefaultAlertRulesListener = (tenantId: string, deviceTypeId: string, rules: DefaultAlertRule[]) => void;
+
+/** A decoded directory value as monitoring uses it; undefined when it is not a device entry. */
+function knownDevice(value: DeviceDirectoryEntry): KnownDevice | undefined {
   if (!value.tenantId || !value.deviceId) return undefined;
   const strict = value.unknownMetricPolicy === UnknownMetricPolicy.UNKNOWN_METRIC_POLICY_DEAD_LETTER;
   return {
@@ -48,6 +50,9 @@ export class DeviceDirectoryView implements DeviceLookup, KnownDevices {
   private readonly missing = new Map<string, number>();
   private readonly groups = new Map<string, KnownGroup>();
   private readonly watchers: QueuedIterator<KvEntry>[] = [];
+  /** Each device type's default alert rules as its devices' entries last showed them (`<tenant>.<type id>` → rules and their encoding). */
+  private readonly typeRules = new Map<string, { tenantId: string; deviceTypeId: string; rules: DefaultAlertRule[]; encoded: string }>();
+  private typeRulesListener?: DefaultAlertRulesListener;
 
   private constructor(
     private readonly kv: KV,
@@ -107,10 +112,33 @@ export class DeviceDirectoryView implements DeviceLookup, KnownDevices {
     if (parsed) this.entries.set(entry.key, parsed);
   }
 
+  /**
+   * Calls `listener` with every device type's default alert rules known now,
+   * then whenever an entry shows a type's rules first or changed (entries of
+   * one type all carry the same rules, so a type change calls it once).
+   */
+  onDefaultAlertRules(listener: DefaultAlertRulesListener): void {
+    this.typeRulesListener = listener;
+    for (const t of this.typeRules.values()) listener(t.tenantId, t.deviceTypeId, t.rules);
+  }
+
+  private noteTypeRules(value: DeviceDirectoryEntry): void {
+    if (!value.deviceTypeId) return;
+    const key = `${value.tenantId}.${value.deviceTypeId}`;
+    const encoded = JSON.stringify(value.defaultAlertRules.map((r) => DefaultAlertRule.toJSON(r)));
+    if (this.typeRules.get(key)?.encoded === encoded) return;
+    this.typeRules.set(key, { tenantId: value.tenantId, deviceTypeId: value.deviceTypeId, rules: value.defaultAlertRules, encoded });
+    this.typeRulesListener?.(value.tenantId, value.deviceTypeId, value.defaultAlertRules);
+  }
+
   private parse(entry: KvEntry): KnownDevice | undefined {
     try {
-      const device = knownDevice(entry);
-      if (device) return device;
+      const value = DeviceDirectoryEntry.decode(entry.value);
+      const device = knownDevice(value);
+      if (device) {
+        this.noteTypeRules(value);
+        return device;
+      }
     } catch {
       // fall through
     }

@@ -58,6 +58,7 @@ function ruleOf(r: any): AlertRule {
     createTime: r.create_time,
     updateTime: r.update_time,
     notification: notificationOf(r.notification),
+    deviceTypeId: r.device_type_id ?? '',
   };
 }
 
@@ -100,6 +101,12 @@ export interface AlertRepository {
   replaceRule(tenantId: string, rule: AlertRule): Promise<AlertRule | undefined>;
   /** Deletes a rule; false when the tenant has no such rule. */
   deleteRule(tenantId: string, id: string): Promise<boolean>;
+  /**
+   * Makes the rules owned by a device type equal to `rules` (matched by
+   * name: inserted, changed, the rest deleted); idempotent, and safe when
+   * several replicas do it at once. True when any row changed.
+   */
+  syncTypeRules(tenantId: string, deviceTypeId: string, rules: AlertRule[]): Promise<boolean>;
   /** Raises an alert unless one is already open for the rule and device; the new alert, or undefined. */
   raise(rule: AlertRule, deviceId: string, value: number | undefined, message: string, time: Date): Promise<Alert | undefined>;
   /** Resolves the open alert of a rule and device; the resolved alert, or undefined when none was open. */
@@ -170,6 +177,26 @@ export class PostgresAlertStore implements AlertRepository {
     if (!isId(id)) return false;
     const { rowCount } = await this.pool.query('DELETE FROM alert_rules WHERE tenant_id = $1 AND id = $2', [tenantId, id]);
     return (rowCount ?? 0) > 0;
+  }
+
+  async syncTypeRules(tenantId: string, deviceTypeId: string, rules: AlertRule[]): Promise<boolean> {
+    const wanted = rules.map((r) => ({ name: r.name, metric: r.metric, condition: conditionOf(r), severity: r.severity }));
+    // Rows already equal are left alone, so their update_time (a no-data rule's baseline) does not move.
+    const upserted = await this.pool.query(
+      `INSERT INTO alert_rules (tenant_id, device_type_id, name, metric, condition, severity, enabled)
+       SELECT $1, $2, r.name, r.metric, r.condition, r.severity, true FROM jsonb_to_recordset($3::jsonb) AS r(name text, metric text, condition jsonb, severity integer)
+       ON CONFLICT (tenant_id, device_type_id, name) WHERE device_type_id IS NOT NULL DO UPDATE
+          SET metric = EXCLUDED.metric, condition = EXCLUDED.condition, severity = EXCLUDED.severity, update_time = now()
+        WHERE (alert_rules.metric, alert_rules.condition, alert_rules.severity) IS DISTINCT FROM (EXCLUDED.metric, EXCLUDED.condition, EXCLUDED.severity)
+       RETURNING id`,
+      [tenantId, deviceTypeId, JSON.stringify(wanted)],
+    );
+    const deleted = await this.pool.query('DELETE FROM alert_rules WHERE tenant_id = $1 AND device_type_id = $2 AND NOT (name = ANY($3::text[]))', [
+      tenantId,
+      deviceTypeId,
+      wanted.map((r) => r.name),
+    ]);
+    return (upserted.rowCount ?? 0) + (deleted.rowCount ?? 0) > 0;
   }
 
   /** Raises an alert unless one is already open for the rule and device; the new alert, or undefined. */
