@@ -26,7 +26,7 @@ let signing: TestSigning;
 let nats: OperatorNats;
 let databases: TestDatabase[] = [];
 let services: TestService<never>[] = [];
-let stats: MonitoringStats;
+const stats: MonitoringStats[] = [];
 let a: TestTenant;
 let b: TestTenant;
 let devices: DeviceServiceClient;
@@ -40,14 +40,11 @@ beforeAll(async () => {
   databases = [deviceDb, monitoringDb];
   [signing, nats] = await Promise.all([startSigningForTest(), startOperatorNats({ jetstream: true })]);
   const deviceSvc = await startTestService(deviceService, { DATABASE_URL: deviceDb.url, REDIS_URL: TEST_REDIS_URL, SIGNING_ADDRESS: signing.address, ...nats.deviceEnv() });
-  const monitoringSvc = await startTestService(createMonitoringService({ onStats: (s) => (stats = s) }), {
-    DATABASE_URL: monitoringDb.url,
-    REDIS_URL: TEST_REDIS_URL,
-    SIGNING_ADDRESS: signing.address,
-    WRITER_BATCH_WAIT_MS: '20',
-    ...nats.serviceEnv(),
-  });
-  services = [deviceSvc as TestService<never>, monitoringSvc as TestService<never>];
+  const monitoringEnv = { DATABASE_URL: monitoringDb.url, REDIS_URL: TEST_REDIS_URL, SIGNING_ADDRESS: signing.address, WRITER_BATCH_WAIT_MS: '20', ...nats.serviceEnv() };
+  // Two replicas: both see the directory and both keep the types' rules, which must still exist once each.
+  const monitoringSvc = await startTestService(createMonitoringService({ onStats: (s) => stats.push(s) }), monitoringEnv);
+  const replica = await startTestService(createMonitoringService({ onStats: (s) => stats.push(s) }), monitoringEnv);
+  services = [deviceSvc as TestService<never>, monitoringSvc as TestService<never>, replica as TestService<never>];
   [a, b] = await Promise.all([signing.createTenant(), signing.createTenant()]);
   devices = insecureClient(DeviceServiceClient, deviceSvc.address);
   types = insecureClient(DeviceTypeServiceClient, deviceSvc.address);
@@ -89,6 +86,8 @@ async function device(t: TestTenant, id: string, deviceTypeId: string): Promise<
   };
 }
 
+/** Both replicas have evaluated everything they received. */
+const alertsIdle = () => Promise.all(stats.map((s) => s.alertsIdle()));
 const rulesOf = async (t: TestTenant): Promise<AlertRule[]> => (await unary(alerts, alerts.listAlertRules, {}, operator(t))).rules;
 const alertsOf = async (t: TestTenant): Promise<Alert[]> => (await unary(alerts, alerts.listAlerts, { state: AlertState.ALERT_STATE_UNSPECIFIED, deviceId: '', unacknowledgedOnly: false }, operator(t))).alerts;
 
@@ -121,7 +120,7 @@ test("a type's default rule alerts every device of the type, follows changes of 
   await otherBoiler1(50);
   await boiler1(90);
   await eventually(async () => (await alertsOf(a)).length > 0, 'the boiler alert');
-  await stats.alertsIdle();
+  await alertsIdle();
   expect((await alertsOf(a)).map((x) => [x.deviceId, x.ruleId, x.value, x.state])).toEqual([['boiler-1', rule.id, 90, AlertState.ALERT_STATE_RAISED]]);
   expect((await alertsOf(b)).map((x) => [x.deviceId, x.value])).toEqual([['boiler-1', 50]]);
 
@@ -139,7 +138,7 @@ test("a type's default rule alerts every device of the type, follows changes of 
   await eventually(async () => (await rulesOf(a)).length === 0, 'the rule removed');
   await boiler1(99);
   await fan1(99);
-  await stats.alertsIdle();
+  await alertsIdle();
   expect(await alertsOf(a)).toEqual([]);
   // Tenant B's type kept its rule throughout.
   expect((await rulesOf(b)).map((r) => r.id)).toHaveLength(1);
