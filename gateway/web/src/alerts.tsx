@@ -277,7 +277,13 @@ function RulesCard() {
                 </td>
                 <td className={`severity ${Severity[r.severity].toLowerCase()}`}>{Severity[r.severity].toLowerCase()}</td>
                 <td>{r.enabled ? 'yes' : 'no'}</td>
-                {canOperate && (
+                {canOperate && r.deviceTypeId && (
+                  // A device type's default rule: only the type changes it (the API refuses edits and deletes).
+                  <td className="muted" data-testid={`rule-type-owned-${r.name}`}>
+                    set by its device type
+                  </td>
+                )}
+                {canOperate && !r.deviceTypeId && (
                   <td className="inline-form">
                     <button onClick={() => setEditing(r.id)}>Edit</button>
                     <button className="secondary" onClick={act(() => api.alerts.updateAlertRule({ rule: { id: r.id, enabled: !r.enabled }, updateMask: { paths: ['enabled'] } }))}>
