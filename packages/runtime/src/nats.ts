@@ -39,3 +39,29 @@ export async function pingNats(nc: NatsConnection): Promise<void> {
   if (nc.isClosed()) throw new Error('nats connection closed');
   await nc.flush();
 }
+
+/**
+ * What a JetStream cluster answers for a while after it formed, before every
+ * node has loaded the account (operator mode loads accounts lazily): "JetStream
+ * not enabled for account" (10039) and "error creating store for stream"
+ * (10049, the replica has no account folder yet). Both pass within seconds.
+ */
+const JETSTREAM_STARTUP_CODES = new Set([10039, 10049]);
+
+/**
+ * Runs `create` (a stream or bucket creation), again every 250 ms while the
+ * cluster gives one of its startup answers, for up to `patienceMs`; any other
+ * error, or one past that, is thrown.
+ */
+export async function withJetStreamStartupPatience<T>(create: () => Promise<T>, patienceMs = 30_000): Promise<T> {
+  const until = Date.now() + patienceMs;
+  for (;;) {
+    try {
+      return await create();
+    } catch (err) {
+      const code = (err as { api_error?: { err_code?: number } })?.api_error?.err_code;
+      if (code === undefined || !JETSTREAM_STARTUP_CODES.has(code) || Date.now() > until) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+}
