@@ -1,10 +1,13 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
 import { status } from '@grpc/grpc-js';
-import { connect, jwtAuthenticator, NatsConnection } from 'nats';
+import { connect, credsAuthenticator, jwtAuthenticator, NatsConnection } from 'nats';
 import { deviceService } from '@iot-mesh/device';
-import { deviceSubject, insecureClient, unary } from '@iot-mesh/runtime';
+import { DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey, deviceSubject, insecureClient, unary } from '@iot-mesh/runtime';
 import { CredentialKind, CredentialServiceClient } from '../../../gen/ts/iot/device/v1/credential';
 import { Device, DeviceServiceClient } from '../../../gen/ts/iot/device/v1/device';
-import { DefaultAlertRule, DeviceType, DeviceTypeServiceClient, MetricKind } from '../../../gen/ts/iot/device/v1/device_types';
+import { DefaultAlertRule, DeviceType, DeviceTypeServiceClient, MetricKind, UnknownMetricPolicy } from '../../../gen/ts/iot/device/v1/device_types';
+import { DeviceDirectoryEntry } from '../../../gen/ts/iot/device/v1/directory';
 import { Alert, AlertRule, AlertServiceClient, AlertState, Comparison, Severity } from '../../../gen/ts/iot/monitoring/v1/alerts';
 import { OperatorNats, startOperatorNats } from '../../../testing/nats-operator';
 import { createTestDatabase, TestDatabase } from '../../../testing/postgres';
@@ -108,6 +111,23 @@ test("a type's default rule alerts every device of the type, follows changes of 
   expect(rule).toMatchObject({ name: 'too hot', metric: 'temperature', deviceIds: [], enabled: true, severity: Severity.SEVERITY_CRITICAL, threshold: { threshold: 80 } });
   await eventually(async () => (await rulesOf(b)).some((r) => r.deviceTypeId === otherBoiler.id), "tenant B's boiler rule");
   expect((await rulesOf(b)).map((r) => [r.deviceTypeId, r.threshold?.threshold])).toEqual([[otherBoiler.id, 10]]);
+
+  // An entry written without its type (the device service failed to read it: no policy, no rules) leaves the type's rules alone.
+  // Entries are applied in order, so once a later entry's rule is stored the earlier one has been seen.
+  const platform = await connect({ servers: nats.server.url, authenticator: credsAuthenticator(fs.readFileSync(nats.serviceCredsFile)) });
+  connections.push(platform);
+  const bucket = await platform.jetstream().views.kv(DEVICE_DIRECTORY_BUCKET);
+  const entry = (deviceId: string, deviceTypeId: string, fields: Partial<DeviceDirectoryEntry>) =>
+    bucket.put(deviceDirectoryKey(a.tenantId, deviceId), DeviceDirectoryEntry.encode(DeviceDirectoryEntry.fromPartial({ tenantId: a.tenantId, deviceId, name: deviceId, deviceTypeId, ...fields })).finish());
+  const probeType = crypto.randomUUID();
+  const accept = UnknownMetricPolicy.UNKNOWN_METRIC_POLICY_ACCEPT;
+  await entry('boiler-9', boiler.id, { unknownMetricPolicy: UnknownMetricPolicy.UNKNOWN_METRIC_POLICY_UNSPECIFIED, defaultAlertRules: [] });
+  await entry('probe-1', probeType, { unknownMetricPolicy: accept, defaultAlertRules: [above('probe', 1000)] });
+  await eventually(async () => (await rulesOf(a)).some((r) => r.deviceTypeId === probeType), 'the probe rule');
+  expect((await rulesOf(a)).find((r) => r.deviceTypeId === boiler.id)?.id).toBe(rule.id);
+  await entry('probe-1', probeType, { unknownMetricPolicy: accept, defaultAlertRules: [] });
+  await eventually(async () => (await rulesOf(a)).length === 1, 'the probe rule removed');
+  await Promise.all([bucket.delete(deviceDirectoryKey(a.tenantId, 'probe-1')), bucket.delete(deviceDirectoryKey(a.tenantId, 'boiler-9'))]);
 
   const update = await unary(alerts, alerts.updateAlertRule, { rule: { ...rule, threshold: { ...rule.threshold!, threshold: 1 } }, updateMask: [] }, operator(a)).catch((e) => e);
   expect([update.code, update.details]).toEqual([status.FAILED_PRECONDITION, expect.stringContaining("change the device type's default alert rules instead")]);

@@ -123,7 +123,8 @@ export class DeviceDirectoryView implements DeviceLookup, KnownDevices {
   }
 
   private noteTypeRules(value: DeviceDirectoryEntry): void {
-    if (!value.deviceTypeId) return;
+    // No policy on a typed device: written without its type, so its empty rules say nothing about the type's.
+    if (!value.deviceTypeId || value.unknownMetricPolicy === UnknownMetricPolicy.UNKNOWN_METRIC_POLICY_UNSPECIFIED) return;
     const key = `${value.tenantId}.${value.deviceTypeId}`;
     const encoded = JSON.stringify(value.defaultAlertRules.map((r) => DefaultAlertRule.toJSON(r)));
     if (this.typeRules.get(key)?.encoded === encoded) return;
