@@ -37,6 +37,8 @@ const ruleView: View<AlertRule> = {
     { header: 'ENABLED', value: (r) => (r.enabled ? 'yes' : 'no') },
     { header: 'DEVICES', value: (r) => r.deviceIds.join(',') },
     { header: 'LABELS', value: (r) => formatLabels(r.labels) },
+    // Set on a device type's default rule (change it through the type, not here).
+    { header: 'DEVICE TYPE', value: (r) => r.deviceTypeId },
   ],
   toJson: (r) => AlertRule.toJSON(r),
 };
