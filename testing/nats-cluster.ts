@@ -111,7 +111,7 @@ export class TestNatsCluster {
   }
 
   /**
-   * Starts node `i` again on the ports and data it had, routing to every other
+   * Starts node `i` again on the client, MQTT and cluster ports and the data it had (a new monitor port), routing to every other
    * node; resolves once the JetStream meta group is complete again (its
    * streams may still be catching up).
    */
@@ -125,7 +125,10 @@ export class TestNatsCluster {
         serverName: `node_${i}`,
         clusterName: 'iot_test',
         port: old.port,
-        httpPort: old.httpPort,
+        // Any free monitor port (read back from the node): the old one, bound by the server's own pick, may have been taken
+        // meanwhile as some client's ephemeral port (seen in a fault-rig run: "can't listen to the monitor port"). Clients and
+        // routes need the client, MQTT and cluster ports, so those stay.
+        httpPort: undefined,
         clusterPort: old.clusterPort,
         mqtt: old.mqttPort ?? true,
         routes,
