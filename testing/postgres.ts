@@ -1,8 +1,8 @@
 import crypto from 'node:crypto';
 import { Client } from 'pg';
-import { TEST_PG_ADMIN_URL } from './test-services';
+import { testPgAdminUrl } from './test-services';
 
-export { TEST_PG_ADMIN_URL };
+export { testPgAdminUrl };
 
 /** A database of one test file's own. */
 export interface TestDatabase {
@@ -14,20 +14,20 @@ export interface TestDatabase {
 /** Creates an empty database with a random name; `drop()` removes it even with open connections. */
 export async function createTestDatabase(prefix = 'iot_test'): Promise<TestDatabase> {
   const name = `${prefix}_${crypto.randomBytes(6).toString('hex')}`;
-  const admin = new Client({ connectionString: TEST_PG_ADMIN_URL });
+  const admin = new Client({ connectionString: testPgAdminUrl() });
   await admin.connect();
   try {
     await admin.query(`CREATE DATABASE "${name}"`);
   } finally {
     await admin.end();
   }
-  const url = new URL(TEST_PG_ADMIN_URL);
+  const url = new URL(testPgAdminUrl());
   url.pathname = `/${name}`;
   return {
     url: url.toString(),
     name,
     async drop() {
-      const c = new Client({ connectionString: TEST_PG_ADMIN_URL });
+      const c = new Client({ connectionString: testPgAdminUrl() });
       await c.connect();
       try {
         await c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);

@@ -17,8 +17,14 @@ export const STANDARD_SERVICES = {
 /** The variable naming each server for the test files. */
 export const TEST_SERVICE_VARIABLES = { postgres: 'TEST_DATABASE_URL', redis: 'TEST_REDIS_URL', nats: 'TEST_NATS_URL' } as const;
 
-/** The server tests create their databases on (its `postgres` database, a superuser). */
-export const TEST_PG_ADMIN_URL = process.env.TEST_DATABASE_URL ?? STANDARD_SERVICES.postgres.url;
+/**
+ * The server tests create their databases on (its `postgres` database, a
+ * superuser), read at each call: a harness that starts its own PostgreSQL
+ * (the fault rig) sets TEST_DATABASE_URL after this module may have loaded.
+ */
+export function testPgAdminUrl(): string {
+  return process.env.TEST_DATABASE_URL ?? STANDARD_SERVICES.postgres.url;
+}
 
 /** The Redis tests share (each test keeps its keys under its own prefix). */
 export const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? STANDARD_SERVICES.redis.url;

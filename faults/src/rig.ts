@@ -6,8 +6,8 @@ import { checkHealth, loadConfig } from '@iot-mesh/runtime';
 import { monitoringEnv, writerOptions } from '@iot-mesh/monitoring/test-harness';
 import { startPostgres, startRedis, StartedPostgres } from '../../scripts/local-servers';
 import { TestLauncher } from '../../testing/server-launcher';
-import type { Platform } from '../../bench/src/platform';
-import type { ServiceProcess, startService } from '../../bench/src/processes';
+import { Platform } from '../../bench/src/platform';
+import { ServiceProcess, startService } from '../../bench/src/processes';
 import { DeviceIdentity } from '../../simulator/src/device';
 import { KnownSet, KnownSetSize, NatsKnownSet, StoredCount } from './known-set';
 
@@ -104,7 +104,6 @@ export class FaultRig {
   /** Service processes the rig started again in place of the platform's (stopped with the rig). */
   private readonly restarted: ServiceProcess[] = [];
   private monitoringEnv: Record<string, string> = {};
-  private startServiceFn!: typeof startService;
 
   private constructor(private readonly options: FaultRigOptions) {}
 
@@ -123,15 +122,13 @@ export class FaultRig {
     // PostgreSQL runs as the postgres user when we are root: it must reach its folder.
     fs.chmodSync(this.launcher.dir, 0o755);
     this.postgres = await this.launcher.explain(() => startPostgres(this.launcher, { dir: path.join(this.launcher.dir, 'postgres'), timeoutMs: 60_000 }));
-    // testing/postgres.ts reads the admin URL when first loaded: point it at the private cluster first.
+    // The platform's database is created on the server TEST_DATABASE_URL names (testing/postgres.ts reads it at each call).
     process.env.TEST_DATABASE_URL = this.postgres.adminUrl;
-    // (Loaded only now for that reason: a static import would read the variable before it is set.)
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const bench = require('../../bench/src/platform') as { Platform: typeof Platform };
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    this.startServiceFn = (require('../../bench/src/processes') as { startService: typeof startService }).startService;
-    this.platform = await bench.Platform.start({ signing: true, device: true, monitoring: true, natsCluster: this.options.natsCluster });
+    this.platform = await Platform.start({ signing: true, device: true, monitoring: true, natsCluster: this.options.natsCluster });
     const p = this.platform;
+    // Every fault that stops PostgreSQL stops this one: the services must be on it (they were on the machine's own
+    // server once, when an import read TEST_DATABASE_URL before it was set, and 'PostgreSQL stopped' stopped nothing they used).
+    if (new URL(p.db.url).port !== String(this.postgres.port)) throw new Error(`the platform's database ${p.db.url} is not on the rig's PostgreSQL (port ${this.postgres.port})`);
     this.nodeOrder = Array.from({ length: p.natsCluster?.size ?? 0 }, (_, i) => i);
     this.monitoringEnv = { DATABASE_URL: p.db.url, NATS_URL: p.natsUrl, REDIS_URL: p.redis!.url, ...p.serviceEnv, SIGNING_ADDRESS: p.signing!.address };
     this.writers.push({ name: 'monitoring-a', service: p.monitoring! });
@@ -143,7 +140,7 @@ export class FaultRig {
 
   /** Starts one more monitoring replica and waits until it is SERVING. */
   startWriter(): Promise<ServiceProcess> {
-    return this.startServiceFn('monitoring', this.monitoringEnv);
+    return startService('monitoring', this.monitoringEnv);
   }
 
   /** Every service process with its gRPC address (signing, device, the writers). */
@@ -220,7 +217,7 @@ export class FaultRig {
   async startSigning(): Promise<void> {
     const old = this.platform.signing!;
     const env = Object.fromEntries(Object.entries(old.process.spec.env ?? {}).filter((e): e is [string, string] => e[1] !== undefined));
-    this.platform.signing = await this.startServiceFn('signing', { ...env, GRPC_PORT: String(old.port) });
+    this.platform.signing = await startService('signing', { ...env, GRPC_PORT: String(old.port) });
     this.restarted.push(this.platform.signing);
   }
 

@@ -1,5 +1,5 @@
 import { Client } from 'pg';
-import { TEST_PG_ADMIN_URL } from '../../../testing/postgres';
+import { testPgAdminUrl } from '../../../testing/postgres';
 import { eventually, jsonPayload, MonitoringWorld, newTenant, protobufPayload, startWorld } from './harness';
 
 jest.setTimeout(60_000);
@@ -22,7 +22,7 @@ async function distinctRows(tenantId: string): Promise<{ total: number; distinct
 }
 
 async function admin<T>(fn: (c: Client) => Promise<T>): Promise<T> {
-  const c = new Client({ connectionString: TEST_PG_ADMIN_URL });
+  const c = new Client({ connectionString: testPgAdminUrl() });
   await c.connect();
   try {
     return await fn(c);
