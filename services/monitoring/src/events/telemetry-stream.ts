@@ -1,18 +1,10 @@
 import { AckPolicy, DeliverPolicy, DiscardPolicy, JetStreamManager, NatsError, nanos, RetentionPolicy, StorageType, StreamConfig } from 'nats';
-import { ALL_DEAD_LETTERS, ALL_TELEMETRY } from '@iot-mesh/runtime';
+import { ALL_DEAD_LETTERS, ALL_TELEMETRY, withJetStreamStartupPatience } from '@iot-mesh/runtime';
 
 const STREAM_NOT_FOUND = 10059;
 const CONSUMER_NOT_FOUND = 10014;
 const STREAM_NAME_IN_USE = 10058;
 const CONSUMER_NAME_EXISTS = 10013;
-/**
- * What a JetStream cluster answers for a while after it formed, before every
- * node has loaded the account (operator mode loads accounts lazily): "JetStream
- * not enabled for account" and "error creating store for stream" (the replica
- * has no account folder yet). Both pass within a second or two.
- */
-const STARTUP_CODES = new Set([10039, 10049]);
-const STARTUP_PATIENCE_MS = 30_000;
 
 /** How the telemetry stream is kept. */
 export interface TelemetryStreamOptions {
@@ -49,16 +41,8 @@ function apiCode(err: unknown): number | undefined {
  * Safe to run from every replica at every start.
  */
 async function ensureStream(jsm: JetStreamManager, name: string, config: Partial<StreamConfig>): Promise<void> {
-  const until = Date.now() + STARTUP_PATIENCE_MS;
-  for (;;) {
-    try {
-      return await ensureStreamOnce(jsm, name, config);
-    } catch (err) {
-      const code = apiCode(err);
-      if (code === undefined || !STARTUP_CODES.has(code) || Date.now() > until) throw err;
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
-  }
+  // A cluster that just formed answers creations with its startup codes for a while (operator mode loads accounts lazily).
+  await withJetStreamStartupPatience(() => ensureStreamOnce(jsm, name, config));
 }
 
 async function ensureStreamOnce(jsm: JetStreamManager, name: string, config: Partial<StreamConfig>): Promise<void> {
