@@ -46,7 +46,7 @@ test('create, get, update with a field mask, delete; the directory follows', asy
 
   const kv = await h.platform.jetstream().views.kv(DEVICE_DIRECTORY_BUCKET);
   const entry = DeviceDirectoryEntry.decode((await kv.get(deviceDirectoryKey(a.tenantId, 'thermo-1')))!.value);
-  expect(entry).toEqual({ tenantId: a.tenantId, deviceId: 'thermo-1', name: 'Thermometer 1', type: 'thermometer', labels: { site: 'lab', floor: '2' }, credentialState: CredentialState.CREDENTIAL_STATE_NONE, updateTime: created.updateTime, deviceTypeId: '', unknownMetricPolicy: 0, metrics: [] });
+  expect(entry).toEqual({ tenantId: a.tenantId, deviceId: 'thermo-1', name: 'Thermometer 1', type: 'thermometer', labels: { site: 'lab', floor: '2' }, credentialState: CredentialState.CREDENTIAL_STATE_NONE, updateTime: created.updateTime, deviceTypeId: '', unknownMetricPolicy: 0, metrics: [], defaultAlertRules: [] });
 
   // Only the masked field changes; a read right after the update never sees the old value (cache).
   const updated = await unary(
