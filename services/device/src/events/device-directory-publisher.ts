@@ -7,6 +7,7 @@ import { toUnknownMetricPolicy } from '../api/device-types';
 import type { DeviceDirectoryWriter } from '../domain/devices';
 import { DeviceRecord, DeviceTypeRecord } from '../domain/model';
 import type { DeviceTypeStore } from '../store/device-type-store';
+import { resyncBucket } from './directory-resync';
 
 /** The directory entry of a device (with what its type tells the telemetry consumer and the alert evaluator), exactly as readers of the bucket expect it. */
 export function directoryEntry(device: DeviceRecord, type?: DeviceTypeRecord): DeviceDirectoryEntry {
@@ -76,16 +77,8 @@ export class DeviceDirectoryPublisher implements DeviceDirectoryWriter {
 
   /** Makes the bucket equal to `source`: writes every device, deletes keys of devices that are gone. */
   async resync(source: AsyncIterable<DeviceRecord[]>): Promise<number> {
-    const stale = new Set<string>();
-    for await (const key of await this.kv.keys()) stale.add(key);
-    let count = 0;
-    for await (const batch of source) {
-      await this.put(batch);
-      for (const d of batch) stale.delete(deviceDirectoryKey(d.tenantId, d.id));
-      count += batch.length;
-    }
-    for (const key of stale) await this.kv.delete(key).catch(() => undefined);
-    this.log.info({ devices: count, removed: stale.size }, 'device directory resynced');
+    const { count, removed } = await resyncBucket(this.kv, source, (batch) => this.put(batch), (d) => deviceDirectoryKey(d.tenantId, d.id));
+    this.log.info({ devices: count, removed }, 'device directory resynced');
     return count;
   }
 }

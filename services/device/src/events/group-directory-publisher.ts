@@ -2,6 +2,7 @@ import { KV, NatsConnection } from 'nats';
 import { GROUP_DIRECTORY_BUCKET, groupDirectoryKey, Logger } from '@iot-mesh/runtime';
 import { GroupDirectoryEntry } from '../../../../gen/ts/iot/device/v1/directory';
 import type { GroupDirectoryWriter } from '../domain/groups';
+import { resyncBucket } from './directory-resync';
 import type { GroupRecord } from '../domain/model';
 
 /**
@@ -35,16 +36,8 @@ export class GroupDirectoryPublisher implements GroupDirectoryWriter {
 
   /** Makes the bucket equal to `source`: writes every group, deletes keys of groups that are gone. */
   async resync(source: AsyncIterable<GroupRecord[]>): Promise<number> {
-    const stale = new Set<string>();
-    for await (const key of await this.kv.keys()) stale.add(key);
-    let count = 0;
-    for await (const batch of source) {
-      await Promise.all(batch.map((g) => this.put(g)));
-      for (const g of batch) stale.delete(groupDirectoryKey(g.tenantId, g.id));
-      count += batch.length;
-    }
-    for (const key of stale) await this.kv.delete(key).catch(() => undefined);
-    this.log.info({ groups: count, removed: stale.size }, 'group directory resynced');
+    const { count, removed } = await resyncBucket(this.kv, source, async (batch) => void (await Promise.all(batch.map((g) => this.put(g)))), (g) => groupDirectoryKey(g.tenantId, g.id));
+    this.log.info({ groups: count, removed }, 'group directory resynced');
     return count;
   }
 }
