@@ -89,7 +89,9 @@ describe('gateway ↔ device', () => {
     expect(read.json.twin.desired).toEqual({ interval: 30, mode: 'eco' });
 
     const command = await rest(gateway.base, 'POST', `/v1/devices/${id}/commands`, { authorization: tenant.operator.authorization, body: { name: 'reboot', payload: { delay: 1 }, timeout: '2s' } });
-    expect(command).toMatchObject({ status: 503, json: { code: Code.Unavailable } });
+    // An offline device is a failed precondition (400 with ErrorInfo DEVICE_OFFLINE), not a service outage.
+    expect(command).toMatchObject({ status: 400, json: { code: Code.FailedPrecondition } });
+    expect(command.json.details).toContainEqual(expect.objectContaining({ reason: 'DEVICE_OFFLINE' }));
     const history = await rest(gateway.base, 'GET', `/v1/devices/${id}/commands`, { authorization: tenant.viewer.authorization });
     expect(history.json.commands[0]).toMatchObject({ name: 'reboot', status: 'COMMAND_STATUS_DEVICE_OFFLINE', payload: { delay: 1 } });
   });

@@ -204,6 +204,8 @@ test('the requests fuzzing found defects with are refused with field violations,
   add('AuditService/ListAuditEvents', Uint8Array.from([18, 14, 10, 9, 8, 129, 128, 134, 193, 186, 251, 1, 16, 18, 1, 16, 18, 5, 18, 3, 16, 128, 2]), status.INVALID_ARGUMENT, 'time_range.start');
   // An expected_version near 2^63 rounded past int64 on its way to PostgreSQL (numeric out of range): INVALID_ARGUMENT naming no field.
   add('TwinService/UpdateDesired', Uint8Array.from([10, 1, 120, 18, 0, 24, 128, 252, 255, 255, 255, 255, 255, 255, 127]), status.INVALID_ARGUMENT, 'expected_version');
+  // A command to an existing device that is offline was UNAVAILABLE (the client's cue to retry at once); the service is up, the device is not.
+  add('CommandService/SendCommand', { deviceId, name: 'reboot' }, status.FAILED_PRECONDITION);
   for (const [path, bytes, code, field] of cases) {
     const method = methods.find((m) => methodPath(m) === path)!;
     const outcome = await call(method, bytes);

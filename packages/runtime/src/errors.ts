@@ -128,8 +128,9 @@ export const errors = {
   permissionDenied(message = 'the caller may not do this'): ServiceError {
     return new ServiceError(GrpcCode.PERMISSION_DENIED, message);
   },
-  failedPrecondition(message: string): ServiceError {
-    return new ServiceError(GrpcCode.FAILED_PRECONDITION, message);
+  /** `reason` (sent as `google.rpc.ErrorInfo`) tells a caller which precondition failed. */
+  failedPrecondition(message: string, reason?: string): ServiceError {
+    return new ServiceError(GrpcCode.FAILED_PRECONDITION, message, { reason });
   },
   aborted(message: string): ServiceError {
     return new ServiceError(GrpcCode.ABORTED, message);

@@ -201,7 +201,7 @@ test('commands: reply over NATS and MQTT, offline at once, silent device times o
     unary(h.clients.commands, h.clients.commands.sendCommand, { deviceId: 'cm-1', name, payload: { n: 1 }, timeout: { seconds: BigInt(Math.floor(timeoutMs / 1000)), nanos: (timeoutMs % 1000) * 1e6 } }, { ...op(), deadlineMs: 20_000 });
 
   const offline = await send('ping').catch((e) => e);
-  expect(offline.code).toBe(status.UNAVAILABLE);
+  expect(offline.code).toBe(status.FAILED_PRECONDITION);
 
   const nc = await natsConnect(cred);
   nc.subscribe(`iot.${t.tenantId}.dev.cm-1.cmd`, {

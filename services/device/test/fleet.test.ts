@@ -174,8 +174,8 @@ test('UpdateDesired and SendCommand are validated against the type: INVALID_ARGU
   const missing = await failure(send('th-1', 'set-point', {}));
   expect(missing.fields).toEqual(['payload.celsius']);
   // A valid command gets past validation to delivery: the device is offline.
-  expect((await failure(send('th-1', 'set-point', { celsius: 21 }))).code).toBe(status.UNAVAILABLE);
-  expect((await failure(send('free-1', 'whatever', { x: 1 }))).code).toBe(status.UNAVAILABLE);
+  expect((await failure(send('th-1', 'set-point', { celsius: 21 }))).code).toBe(status.FAILED_PRECONDITION);
+  expect((await failure(send('free-1', 'whatever', { x: 1 }))).code).toBe(status.FAILED_PRECONDITION);
 });
 
 test('a reported state that fails the type schema is not stored', async () => {

@@ -54,6 +54,9 @@ export interface CommandPage {
   nextBefore?: string;
 }
 
+/** The `google.rpc.ErrorInfo` reason of the FAILED_PRECONDITION a command to an offline device gets. */
+export const DEVICE_OFFLINE = 'DEVICE_OFFLINE';
+
 /**
  * Commands: request/reply to one device with a deadline. Every command is
  * recorded with its outcome: succeeded, failed, timed out, or refused because
@@ -80,7 +83,8 @@ export class Commands {
     const base = { id: crypto.randomUUID(), tenantId: device.tenantId, deviceId: device.id, name: input.name, payload: input.payload, actorId: input.actorId, error: '', result: undefined };
     if (device.status !== 'online') {
       await this.store.insertCommand({ ...base, status: 'device_offline', error: 'device offline', completeTime: new Date() });
-      throw errors.unavailable(`device ${JSON.stringify(device.id)} is offline`);
+      // Not UNAVAILABLE: the service is up and a retry at once fails the same way; the device must connect first.
+      throw errors.failedPrecondition(`device ${JSON.stringify(device.id)} is offline`, DEVICE_OFFLINE);
     }
     // Leave the caller time to receive the answer before its own deadline.
     const waitMs = Math.max(0, Math.min(input.timeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS, input.remainingMs - 50));

@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import { GrpcCode, Logger, ServiceError } from '@iot-mesh/runtime';
 import type { JobStore } from '../store/job-store';
-import type { Commands } from './commands';
+import { type Commands, DEVICE_OFFLINE } from './commands';
 import type { JobRecord, JobStep } from './jobs';
 import type { Twins } from './twins';
 
@@ -123,7 +123,7 @@ export class JobRunner {
     } catch (err) {
       const code = err instanceof ServiceError ? err.code : undefined;
       // Refused before sending: the device went offline since the claim; it waits for its next connect.
-      if (code === GrpcCode.UNAVAILABLE) return 'offline';
+      if (code === GrpcCode.FAILED_PRECONDITION && (err as ServiceError).reason === DEVICE_OFFLINE) return 'offline';
       if (code === GrpcCode.DEADLINE_EXCEEDED) return { state: 'timed_out', reason: `the device did not answer within ${c.timeoutMs} ms` };
       throw err;
     }
