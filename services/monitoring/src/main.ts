@@ -175,7 +175,7 @@ export function createMonitoringService(hooks: MonitoringHooks = {}): ServiceSpe
       });
 
       return {
-        services: [telemetryService({ queries: new TelemetryQueries(store, config.HISTORY_MAX_SPAN_DAYS * 86_400_000), live }), alertService({ rules, nc: nats, deliveries: ruleStore }), ruleService(ruleDeps), notificationChannelService(ruleDeps), deadLetterService({ deadLetters: new DeadLetters(new StreamDeadLetterArchive(nats, jsm, nats.jetstream(), config.DEAD_LETTER_STREAM)) }),
+        services: [telemetryService({ queries: new TelemetryQueries(store, directory, config.HISTORY_MAX_SPAN_DAYS * 86_400_000), live }), alertService({ rules, nc: nats, deliveries: ruleStore }), ruleService(ruleDeps), notificationChannelService(ruleDeps), deadLetterService({ deadLetters: new DeadLetters(new StreamDeadLetterArchive(nats, jsm, nats.jetstream(), config.DEAD_LETTER_STREAM)) }),
           exportService({ exports: new TelemetryExport({ store, cursor: mongo ? undefined : new PostgresPointStream(pool), devices: directory }) }),
           retentionService({ retention }),
         ],

@@ -1,3 +1,4 @@
+import type { Duration } from '../../../../gen/ts/google/protobuf/duration';
 import { DataPoint, StreamLiveResponse, TelemetryServiceService } from '../../../../gen/ts/iot/monitoring/v1/telemetry';
 import {
   callerTenant,
@@ -13,7 +14,7 @@ import {
   Violations,
 } from '@iot-mesh/runtime';
 import type { LiveFrame, LiveHub } from '../domain/live';
-import { AGGREGATIONS, GROUP_ID, LATEST_LIMIT, MAX_GROUPS, MAX_BUCKETS, MAX_METRICS, METRIC_NAME, TelemetryQueries } from '../domain/telemetry';
+import { AGGREGATIONS, GROUP_ID, LATEST_LIMIT, MAX_GROUP_BUCKETS, MAX_GROUPS, MAX_BUCKETS, MAX_METRICS, METRIC_NAME, TelemetryQueries } from '../domain/telemetry';
 import type { PointCursor } from '../store/telemetry-store';
 import { resolveTimeRange } from './time-range';
 
@@ -30,6 +31,18 @@ function checkGroups(v: Violations, groupIds: string[], field = 'group_ids'): vo
 function checkMetrics(v: Violations, metrics: string[], field = 'metrics'): void {
   v.check(metrics.length <= MAX_METRICS, field, `at most ${MAX_METRICS} metrics`);
   metrics.forEach((m, i) => v.check(METRIC_NAME.test(m), `${field}[${i}]`, 'is not a valid metric name'));
+}
+
+/** The bucket width asked for (undefined: the server picks one under max_points), checked against `most` buckets over `spanMs`. */
+function checkBuckets(v: Violations, request: { bucketWidth?: Duration; maxPoints: number }, spanMs: number, most: number): number | undefined {
+  const bucketWidthMs = durationToMs(request.bucketWidth);
+  if (bucketWidthMs !== undefined) {
+    v.check(bucketWidthMs >= 1, 'bucket_width', 'must be at least 1 ms');
+    v.check(bucketWidthMs < 1 || spanMs / bucketWidthMs <= most, 'bucket_width', `gives more than ${most} buckets for this time range`);
+  } else {
+    v.check(request.maxPoints >= 0 && request.maxPoints <= most, 'max_points', `must be 0..${most}`);
+  }
+  return bucketWidthMs;
 }
 
 /** The keyset cursor inside a ListPoints page token, or the standard INVALID_ARGUMENT. */
@@ -94,14 +107,7 @@ export function telemetryService({ queries, live }: TelemetryHandlerDeps): Servi
       v.check(request.metrics.length > 0, 'metrics', 'at least one metric');
       checkMetrics(v, request.metrics);
       const { start, end } = resolveTimeRange(v, request.timeRange, queries.maxHistorySpanMs);
-      const span = end.getTime() - start.getTime();
-      const bucketWidthMs = durationToMs(request.bucketWidth);
-      if (bucketWidthMs !== undefined) {
-        v.check(bucketWidthMs >= 1, 'bucket_width', 'must be at least 1 ms');
-        v.check(bucketWidthMs < 1 || span / bucketWidthMs <= MAX_BUCKETS, 'bucket_width', `gives more than ${MAX_BUCKETS} buckets for this time range`);
-      } else {
-        v.check(request.maxPoints >= 0 && request.maxPoints <= MAX_BUCKETS, 'max_points', `must be 0..${MAX_BUCKETS}`);
-      }
+      const bucketWidthMs = checkBuckets(v, request, end.getTime() - start.getTime(), MAX_BUCKETS);
       request.aggregations.forEach((a, i) => v.check(AGGREGATIONS[a] !== undefined, `aggregations[${i}]`, 'is not a supported aggregation'));
       v.throwIfAny();
       const result = await queries.history({
@@ -115,6 +121,29 @@ export function telemetryService({ queries, live }: TelemetryHandlerDeps): Servi
         aggregations: request.aggregations,
       });
       return { series: result.series, bucketWidth: msToDuration(result.bucketWidthMs) };
+    },
+
+    async queryGroupHistory(request, ctx) {
+      const tenantId = callerTenant(ctx);
+      const v = new Violations();
+      if (v.required(request.groupId, 'group_id')) v.check(GROUP_ID.test(request.groupId), 'group_id', 'is not a group id');
+      if (request.deviceType) v.check(isSubjectToken(request.deviceType), 'device_type', 'is not a device type name');
+      if (v.required(request.metric, 'metric')) v.check(METRIC_NAME.test(request.metric), 'metric', 'is not a valid metric name');
+      const { start, end } = resolveTimeRange(v, request.timeRange, queries.maxHistorySpanMs);
+      const bucketWidthMs = checkBuckets(v, request, end.getTime() - start.getTime(), MAX_GROUP_BUCKETS);
+      v.throwIfAny();
+      const result = await queries.groupHistory({
+        tenantId,
+        groupId: request.groupId,
+        deviceType: request.deviceType,
+        metric: request.metric,
+        start,
+        end,
+        bucketWidthMs,
+        maxPoints: request.maxPoints,
+        perDevice: request.perDevice,
+      });
+      return { buckets: result.buckets, devices: result.devices, bucketWidth: msToDuration(result.bucketWidthMs), memberCount: result.memberCount };
     },
 
     async listPoints(request, ctx) {

@@ -1,5 +1,6 @@
-import { Aggregation, DataPoint, Series, Value } from '../../../../gen/ts/iot/monitoring/v1/telemetry';
-import type { AggregationKind, PointCursor, PointRow, SampleValue, StoredPoint, TelemetryStore } from '../store/telemetry-store';
+import { errors } from '@iot-mesh/runtime';
+import { AggregateBucket, Aggregation, DataPoint, DeviceSeries, Series, Value } from '../../../../gen/ts/iot/monitoring/v1/telemetry';
+import type { AggregationKind, HistoryBucket, PointCursor, PointRow, SampleValue, StoredPoint, TelemetryStore } from '../store/telemetry-store';
 
 /** Metric names: letters, digits, '_', '.', '-', at most 128 characters. */
 export const METRIC_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
@@ -10,6 +11,10 @@ export const LATEST_LIMIT = 1000;
 export const MAX_METRICS = 50;
 /** Most buckets one QueryHistory answer holds. */
 export const MAX_BUCKETS = 10_000;
+/** Most member devices one QueryGroupHistory covers: a larger group is FAILED_PRECONDITION. */
+export const MAX_GROUP_HISTORY_DEVICES = 500;
+/** Most buckets one QueryGroupHistory answer holds (per series: the group's and each device's). */
+export const MAX_GROUP_BUCKETS = 1000;
 /** Buckets of a QueryHistory that names neither bucket width nor max points. */
 const DEFAULT_MAX_POINTS = 1000;
 /** The time range of a query that names none ends now and spans a day. */
@@ -129,6 +134,59 @@ export interface HistoryRequest {
   aggregations: Aggregation[];
 }
 
+/** A QueryGroupHistory as the domain takes it (already validated). */
+export interface GroupHistoryRequest {
+  tenantId: string;
+  groupId: string;
+  /** Only members of this device type (name) when not empty. */
+  deviceType: string;
+  metric: string;
+  start: Date;
+  end: Date;
+  /** A fixed bucket width; unset: the range divided into `maxPoints` buckets. */
+  bucketWidthMs?: number;
+  /** 0: the default (1,000). */
+  maxPoints: number;
+  /** Also one series per member device. */
+  perDevice: boolean;
+}
+
+/** What QueryGroupHistory answers. */
+export interface GroupHistoryResult {
+  buckets: AggregateBucket[];
+  devices: DeviceSeries[];
+  bucketWidthMs: number;
+  memberCount: number;
+}
+
+/** A device's stored bucket as an `AggregateBucket` of one device. */
+function deviceBucket(b: HistoryBucket): AggregateBucket {
+  return { startTime: b.start, min: b.values.min, max: b.values.max, avg: b.values.avg, sum: b.values.sum, count: b.count, devices: 1 };
+}
+
+/** The buckets of several devices folded into one series: per start time the extremes, sums and counts of all, oldest first. */
+export function foldBuckets(perDevice: readonly AggregateBucket[][]): AggregateBucket[] {
+  const byStart = new Map<number, AggregateBucket>();
+  for (const buckets of perDevice) {
+    for (const b of buckets) {
+      const at = b.startTime!.getTime();
+      const seen = byStart.get(at);
+      if (!seen) {
+        byStart.set(at, { ...b });
+        continue;
+      }
+      seen.min = Math.min(seen.min, b.min);
+      seen.max = Math.max(seen.max, b.max);
+      seen.sum += b.sum;
+      seen.count += b.count;
+      seen.devices += b.devices;
+    }
+  }
+  const folded = [...byStart.values()].sort((a, b) => a.startTime!.getTime() - b.startTime!.getTime());
+  for (const b of folded) b.avg = b.sum / Number(b.count);
+  return folded;
+}
+
 /** How a history query is bucketed. */
 export interface BucketPlan {
   bucketMs: number;
@@ -196,8 +254,10 @@ export class TelemetryQueries {
    * @param maxHistorySpanMs longest time range one history or points query may cover: a wider one is
    *   refused as INVALID_ARGUMENT (a field violation on `time_range`) before it reaches the store.
    */
+  /** @param devices the device and group directories, which resolve a group to its members now. */
   constructor(
     private readonly store: TelemetryStore,
+    private readonly devices: Pick<KnownDevices, 'group' | 'devicesOf'>,
     readonly maxHistorySpanMs = DEFAULT_MAX_HISTORY_SPAN_MS,
   ) {}
 
@@ -233,6 +293,39 @@ export class TelemetryQueries {
       });
     }
     return { series, bucketWidthMs: bucketMs };
+  }
+
+  /**
+   * One metric of a group's members now (of `deviceType` when set), bucketed
+   * per device by the store and folded across them here. NOT_FOUND for a group
+   * the tenant has not; FAILED_PRECONDITION for more than MAX_GROUP_HISTORY_DEVICES members.
+   */
+  async groupHistory(request: GroupHistoryRequest): Promise<GroupHistoryResult> {
+    const { tenantId, groupId, deviceType } = request;
+    if (unknownGroup(this.devices, tenantId, [groupId])) throw errors.notFound('group', groupId);
+    const members = this.devices
+      .devicesOf(tenantId)
+      .filter((d) => (!deviceType || d.type === deviceType) && inAnyGroup(this.devices, d, [groupId]))
+      .map((d) => d.deviceId)
+      .sort();
+    if (members.length > MAX_GROUP_HISTORY_DEVICES) {
+      throw errors.failedPrecondition(
+        `the group has ${members.length} member devices${deviceType ? ` of type ${JSON.stringify(deviceType)}` : ''}; a group history covers at most ${MAX_GROUP_HISTORY_DEVICES}: narrow the group or name a device_type`,
+        'TOO_MANY_GROUP_MEMBERS',
+      );
+    }
+    const { bucketMs, origin } = planBuckets(request.start, request.end, request.bucketWidthMs, request.maxPoints);
+    const series =
+      members.length === 0
+        ? []
+        : await this.store.historyByDevice({ tenantId, deviceIds: members, metric: request.metric, start: request.start, end: request.end, bucketMs, origin });
+    const devices = series.map((s) => ({ deviceId: s.deviceId, buckets: s.buckets.map(deviceBucket) }));
+    return {
+      buckets: foldBuckets(devices.map((d) => d.buckets)),
+      devices: request.perDevice ? devices : [],
+      bucketWidthMs: bucketMs,
+      memberCount: members.length,
+    };
   }
 
   /** Raw points, oldest first, `limit` at a time after `after`. */

@@ -1,6 +1,9 @@
 import type { AnyBulkWriteOperation, Collection, Db, MongoBulkWriteError } from 'mongodb';
 import {
   AggregationKind,
+  DeviceHistorySeries,
+  DevicesHistoryQuery,
+  HistoryBucket,
   HistoryQuery,
   HistorySeries,
   PointRow,
@@ -140,15 +143,33 @@ export class MongoTelemetryStore implements TelemetryStore {
   }
 
   async history(query: HistoryQuery): Promise<HistorySeries[]> {
+    const rows = await this.bucketRows({ ...query, deviceIds: [query.deviceId] }, query.metrics);
+    const byMetric = new Map<string, HistorySeries>(query.metrics.map((m) => [m, { metric: m, buckets: [] }]));
+    for (const r of rows) byMetric.get(r.metric)?.buckets.push(r.bucket);
+    return [...byMetric.values()];
+  }
+
+  async historyByDevice(query: DevicesHistoryQuery): Promise<DeviceHistorySeries[]> {
+    const byDevice = new Map<string, DeviceHistorySeries>();
+    for (const r of await this.bucketRows(query, [query.metric])) {
+      let series = byDevice.get(r.deviceId);
+      if (!series) byDevice.set(r.deviceId, (series = { deviceId: r.deviceId, buckets: [] }));
+      series.buckets.push(r.bucket);
+    }
+    return [...byDevice.values()];
+  }
+
+  /** Buckets per device and metric from the raw points, ordered by device, metric, bucket. */
+  private async bucketRows(query: Omit<DevicesHistoryQuery, 'metric'>, metrics: string[]): Promise<{ deviceId: string; metric: string; bucket: HistoryBucket }[]> {
     const origin = query.origin;
     const width = query.bucketMs;
     const rows = await this.pointsCollection
-      .aggregate<{ _id: { metric: string; bucket: Date }; min: number; max: number; avg: number; sum: number; count: number; last: number }>([
+      .aggregate<{ _id: { deviceId: string; metric: string; bucket: Date }; min: number; max: number; avg: number; sum: number; count: number; last: number }>([
         {
           $match: {
             tenantId: query.tenantId,
-            deviceId: query.deviceId,
-            metric: { $in: query.metrics },
+            deviceId: { $in: query.deviceIds },
+            metric: { $in: metrics },
             time: { $gte: query.start, $lt: query.end },
             v: { $exists: true },
           },
@@ -157,6 +178,7 @@ export class MongoTelemetryStore implements TelemetryStore {
         {
           $group: {
             _id: {
+              deviceId: '$deviceId',
               metric: '$metric',
               bucket: { $add: [origin, { $multiply: [{ $floor: { $divide: [{ $subtract: ['$time', origin] }, width] } }, width] }] },
             },
@@ -168,15 +190,14 @@ export class MongoTelemetryStore implements TelemetryStore {
             last: { $last: '$v' },
           },
         },
-        { $sort: { '_id.metric': 1, '_id.bucket': 1 } },
+        { $sort: { '_id.deviceId': 1, '_id.metric': 1, '_id.bucket': 1 } },
       ])
       .toArray();
-    const byMetric = new Map<string, HistorySeries>(query.metrics.map((m) => [m, { metric: m, buckets: [] }]));
-    for (const r of rows) {
-      const values = { min: r.min, max: r.max, avg: r.avg, sum: r.sum, count: Number(r.count), last: r.last } as Record<AggregationKind, number>;
-      byMetric.get(r._id.metric)?.buckets.push({ start: r._id.bucket, count: BigInt(r.count), values });
-    }
-    return [...byMetric.values()];
+    return rows.map((r) => ({
+      deviceId: r._id.deviceId,
+      metric: r._id.metric,
+      bucket: { start: r._id.bucket, count: BigInt(r.count), values: { min: r.min, max: r.max, avg: r.avg, sum: r.sum, count: Number(r.count), last: r.last } },
+    }));
   }
 
   async points(query: PointsQuery): Promise<PointsPage> {

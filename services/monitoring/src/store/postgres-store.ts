@@ -4,6 +4,9 @@ import { from as copyFrom } from 'pg-copy-streams';
 import type { Pool, PoolClient } from '@iot-mesh/runtime';
 import {
   AggregationKind,
+  DeviceHistorySeries,
+  DevicesHistoryQuery,
+  HistoryBucket,
   HistoryQuery,
   HistorySeries,
   PointRow,
@@ -318,46 +321,69 @@ export class PostgresTelemetryStore implements TelemetryStore {
   }
 
   async history(query: HistoryQuery): Promise<HistorySeries[]> {
+    const rows = await this.bucketRows({ ...query, deviceIds: [query.deviceId] }, query.metrics, query.aggregations.includes('last'));
+    const byMetric = new Map<string, HistorySeries>(query.metrics.map((m) => [m, { metric: m, buckets: [] }]));
+    for (const r of rows) byMetric.get(r.metric)?.buckets.push(r.bucket);
+    return [...byMetric.values()];
+  }
+
+  async historyByDevice(query: DevicesHistoryQuery): Promise<DeviceHistorySeries[]> {
+    const rows = await this.bucketRows(query, [query.metric], false);
+    const byDevice = new Map<string, DeviceHistorySeries>();
+    for (const r of rows) {
+      let series = byDevice.get(r.deviceId);
+      if (!series) byDevice.set(r.deviceId, (series = { deviceId: r.deviceId, buckets: [] }));
+      series.buckets.push(r.bucket);
+    }
+    return [...byDevice.values()];
+  }
+
+  /**
+   * Buckets per device and metric, oldest first, each from the coarsest rollup
+   * that fits and raw points only where no rollup covers (planHistorySpans).
+   * `last` needs every bucket's rows sorted (an external sort over large raw
+   * ranges), so it is computed only when asked for (NaN otherwise).
+   */
+  private async bucketRows(
+    query: Omit<DevicesHistoryQuery, 'metric'>,
+    metrics: string[],
+    wantLast: boolean,
+  ): Promise<{ deviceId: string; metric: string; bucket: HistoryBucket }[]> {
     const spans = planHistorySpans(query.start.getTime(), query.end.getTime(), query.bucketMs, query.origin.getTime());
-    // `last` needs every bucket's rows sorted (an external sort over large raw
-    // ranges), so it is computed only when asked for.
-    const wantLast = query.aggregations.includes('last');
-    const params: unknown[] = [query.tenantId, query.deviceId, query.metrics, query.bucketMs, query.origin];
+    const params: unknown[] = [query.tenantId, query.deviceIds, metrics, query.bucketMs, query.origin];
     const param = (value: unknown) => `$${params.push(value)}`;
     const parts = spans.map((span) => {
       const from = param(new Date(span.from));
       const to = param(new Date(span.to));
       if (span.widthMs === 0) {
-        return `SELECT metric, time AS t, 1::bigint AS count, v AS sum, v AS min, v AS max, v AS last,
+        return `SELECT device_id, metric, time AS t, 1::bigint AS count, v AS sum, v AS min, v AS max, v AS last,
                        time AS last_time, message_id AS last_message_id, point_index AS last_point_index
-                  FROM (SELECT metric, time, message_id, point_index, coalesce(number_value, bool_value::int::float8) AS v
+                  FROM (SELECT device_id, metric, time, message_id, point_index, coalesce(number_value, bool_value::int::float8) AS v
                           FROM points
-                         WHERE tenant_id = $1 AND device_id = $2 AND metric = ANY($3) AND time >= ${from} AND time < ${to}) s
+                         WHERE tenant_id = $1 AND device_id = ANY($2) AND metric = ANY($3) AND time >= ${from} AND time < ${to}) s
                  WHERE v IS NOT NULL`;
       }
-      return `SELECT metric, bucket AS t, count, sum, min, max, last, last_time, last_message_id, last_point_index
+      return `SELECT device_id, metric, bucket AS t, count, sum, min, max, last, last_time, last_message_id, last_point_index
                 FROM rollups
-               WHERE tenant_id = $1 AND device_id = $2 AND metric = ANY($3) AND width_s = ${param(span.widthMs / 1000)}
+               WHERE tenant_id = $1 AND device_id = ANY($2) AND metric = ANY($3) AND width_s = ${param(span.widthMs / 1000)}
                  AND bucket >= ${from} AND bucket < ${to}`;
     });
     const last = wantLast ? '(array_agg(last ORDER BY last_time DESC, last_message_id COLLATE "C" DESC, last_point_index DESC))[1]' : "'NaN'::float8";
     const { rows } = await this.pool.query(
-      `SELECT metric, date_bin(make_interval(secs => $4::float8 / 1000), t, $5::timestamptz) AS bucket,
+      `SELECT device_id, metric, date_bin(make_interval(secs => $4::float8 / 1000), t, $5::timestamptz) AS bucket,
               min(min) AS min, max(max) AS max, sum(sum) AS sum, sum(count) AS count, sum(sum) / sum(count)::float8 AS avg,
               ${last} AS last
          FROM (${parts.join(' UNION ALL ')}) p
-        GROUP BY metric, bucket
-        ORDER BY metric, bucket`,
+        GROUP BY device_id, metric, bucket
+        ORDER BY device_id, metric, bucket`,
       params,
     );
-    const byMetric = new Map<string, HistorySeries>(query.metrics.map((m) => [m, { metric: m, buckets: [] }]));
-    for (const r of rows) {
+    return rows.map((r) => {
       const values = {} as Record<AggregationKind, number>;
       for (const kind of ['min', 'max', 'avg', 'sum', 'last'] as const) values[kind] = Number(r[kind]);
       values.count = Number(r.count);
-      byMetric.get(r.metric)?.buckets.push({ start: r.bucket, count: BigInt(r.count), values });
-    }
-    return [...byMetric.values()];
+      return { deviceId: r.device_id, metric: r.metric, bucket: { start: r.bucket, count: BigInt(r.count), values } };
+    });
   }
 
   async points(query: PointsQuery): Promise<PointsPage> {

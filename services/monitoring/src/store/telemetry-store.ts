@@ -62,6 +62,18 @@ export interface HistorySeries {
   buckets: HistoryBucket[];
 }
 
+/** A history query over several devices and one metric, answered per device; no `last` (NaN). */
+export interface DevicesHistoryQuery extends Omit<HistoryQuery, 'deviceId' | 'metrics' | 'aggregations'> {
+  deviceIds: string[];
+  metric: string;
+}
+
+/** One device's buckets of a metric, oldest first; empty buckets are absent. */
+export interface DeviceHistorySeries {
+  deviceId: string;
+  buckets: HistoryBucket[];
+}
+
 /** Keyset position of a point in (time, metric, messageId, pointIndex) order. */
 export interface PointCursor {
   time: Date;
@@ -131,6 +143,8 @@ export interface TelemetryStore {
   latest(tenantId: string, deviceIds: string[], metrics: string[], limit: number): Promise<StoredPoint[]>;
   /** Bucketed aggregates computed by the database (from rollups where the store keeps them). */
   history(query: HistoryQuery): Promise<HistorySeries[]>;
+  /** The same buckets of one metric for each of several devices (devices without points are absent). */
+  historyByDevice(query: DevicesHistoryQuery): Promise<DeviceHistorySeries[]>;
   /** Raw points, oldest first, keyset-paged. */
   points(query: PointsQuery): Promise<PointsPage>;
   /** Removes every sample older than `before` (all tenants); returns what was removed, for logs. */

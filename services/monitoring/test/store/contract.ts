@@ -158,6 +158,34 @@ export function describeTelemetryStoreContract(name: string, open: () => Promise
       expect(shifted[0].buckets.map((b) => [b.start.getTime(), Number(b.count)])).toEqual(expectedBuckets(inRange, start, 7 * 60_000).map((e) => [e.start, e.count]));
     });
 
+    test('history by device buckets one metric of each device named, matching values computed independently', async () => {
+      const t = tenant();
+      const rows: PointRow[] = [];
+      let seed = 7;
+      const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 100 - 20;
+      for (let time = base; time < base + 2 * HOUR; time += 41_000) {
+        for (const d of ['d1', 'd2', 'd3']) rows.push(row(t, d, 'temp', time + (d === 'd2' ? 13_000 : 0), { number: Math.round(rnd() * 1000) / 1000 }));
+        rows.push(row(t, 'd1', 'other', time, { number: 1e6 })); // another metric: must not count
+      }
+      await store.write(rows);
+      const width = 15 * 60_000;
+      // Mid-minute ends: rollups inside, raw points at the edges.
+      const start = base + 5 * 60_000 + 20_000;
+      const end = base + 100 * 60_000 + 7_000;
+      const series = await store.historyByDevice({ tenantId: t, deviceIds: ['d2', 'd1', 'missing'], metric: 'temp', start: new Date(start), end: new Date(end), bucketMs: width, origin: new Date(0) });
+      expect(series.map((s) => s.deviceId)).toEqual(['d1', 'd2']);
+      for (const s of series) {
+        const expected = expectedBuckets(rows.filter((r) => r.deviceId === s.deviceId && r.metric === 'temp' && r.time.getTime() >= start && r.time.getTime() < end), 0, width);
+        expect(s.buckets.map((b) => [b.start.getTime(), Number(b.count)])).toEqual(expected.map((e) => [e.start, e.count]));
+        s.buckets.forEach((b, i) => {
+          expect(b.values.min).toBeCloseTo(expected[i].min, 9);
+          expect(b.values.max).toBeCloseTo(expected[i].max, 9);
+          expect(b.values.sum).toBeCloseTo(expected[i].sum, 6);
+          expect(b.values.avg).toBeCloseTo(expected[i].avg, 9);
+        });
+      }
+    });
+
     test('pages through raw points with keyset cursors, filtered by metric and time', async () => {
       const t = tenant();
       const rows: PointRow[] = [];
