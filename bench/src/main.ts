@@ -39,7 +39,7 @@ async function main(): Promise<number> {
     const file = writeResult(result, { ...machine, loadAtEnd: os.loadavg().map((l) => Math.round(l * 100) / 100) });
     process.stderr.write(`  → ${file}\n`);
   });
-  if (results.profileSummary?.length) process.stdout.write(`monitoring service ${results.profileSummary.join('\n')}\n\n`);
+  for (const [name, summary] of Object.entries(results.profileSummary ?? {})) if (summary.length) process.stdout.write(`${name} ${summary.join('\n')}\n\n`);
   if (values.markdown) process.stdout.write(markdownSummary(results) + '\n');
   const report = await writeHtmlReport(results, { ...machine, loadAtEnd: os.loadavg().map((l) => Math.round(l * 100) / 100) });
   if (report) process.stderr.write(`report with plots: ${report}\n`);

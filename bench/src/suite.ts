@@ -22,6 +22,9 @@ export const SCENARIOS: Scenario[] = [...DEFAULT_SCENARIOS, soakScenario];
 /** Where CPU profiles of the services go when profiling. */
 export const PROFILE_DIR = path.join(RUN_DIR, 'profiles');
 
+/** The processes of the shared platform, each profiled on its own when profiling. */
+const PROFILED = ['signing', 'device', 'monitoring', 'gateway'] as const;
+
 /** What the shared platform runs. */
 export function platformNeeds(profile: boolean): PlatformNeeds {
   return {
@@ -29,7 +32,7 @@ export function platformNeeds(profile: boolean): PlatformNeeds {
     device: true,
     monitoring: true,
     gateway: true,
-    nodeArgs: profile ? { monitoring: cpuProfileArgs(path.join(PROFILE_DIR, 'monitoring')) } : {},
+    nodeArgs: profile ? Object.fromEntries(PROFILED.map((name) => [name, cpuProfileArgs(path.join(PROFILE_DIR, name))])) : {},
   };
 }
 
@@ -43,9 +46,9 @@ export async function runScenarios(
   names: string[],
   options: Omit<BenchContext, 'platform'>,
   onResult?: (result: ScenarioResult) => void,
-): Promise<ScenarioResult[] & { profileSummary?: string[] }> {
+): Promise<ScenarioResult[] & { profileSummary?: Record<string, string[]> }> {
   const chosen = names.length === 0 ? DEFAULT_SCENARIOS : SCENARIOS.filter((s) => names.includes(s.name));
-  const results: ScenarioResult[] & { profileSummary?: string[] } = [];
+  const results: ScenarioResult[] & { profileSummary?: Record<string, string[]> } = [];
   let shared: Promise<Platform> | undefined;
   const ctx: BenchContext = { ...options, platform: () => (shared ??= Platform.start(platformNeeds(options.profile))) };
   const stopShared = async () => {
@@ -67,9 +70,10 @@ export async function runScenarios(
     process.off('SIGTERM', onSignal);
     await stopShared();
   }
-  if (options.profile) results.profileSummary = summarizeCpuProfiles(path.join(PROFILE_DIR, 'monitoring'));
-  // The services' logs are kept only when something failed (the error names the folder).
+  if (options.profile) results.profileSummary = Object.fromEntries(PROFILED.map((name) => [name, summarizeCpuProfiles(path.join(PROFILE_DIR, name))]));
+  // The services' logs are kept only when something failed (the error names the folder), and profiles when asked for.
   if (results.some((r) => r.error)) options.log(`service logs kept in ${RUN_DIR}`);
+  else if (options.profile) options.log(`CPU profiles (.cpuprofile, open in Chrome DevTools) kept in ${PROFILE_DIR}`);
   else fs.rmSync(RUN_DIR, { recursive: true, force: true });
   return results;
 }

@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { DescMessage, DescMethodServerStreaming, fromJson, Message } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { compilePathTemplate } from './path-template';
-import { HTTP_STATUS_BY_CODE, restRequestJson, statusJson } from './rest';
+import { clientGoneSignal, HTTP_STATUS_BY_CODE, restRequestJson, statusJson } from './rest';
 import type { RouteTable } from './route-table';
 import { forwardedHeaders, Upstreams } from './upstreams';
 
@@ -37,8 +37,7 @@ export function exportDownloadHandler(table: RouteTable, upstreams: Upstreams): 
     if (!route) return sendStatus(res, new ConnectError('export is not served by this gateway', Code.Unimplemented), table);
     if (req.method !== 'GET') return sendStatus(res, new ConnectError(`method ${req.method} is not allowed on ${url.pathname}`, Code.Unimplemented), table);
     const method = route.method as DescMethodServerStreaming<DescMessage, DescMessage>;
-    const abort = new AbortController();
-    res.on('close', () => abort.abort());
+    const signal = clientGoneSignal(res);
     let started = false;
     try {
       const query = new URLSearchParams(url.searchParams);
@@ -53,7 +52,7 @@ export function exportDownloadHandler(table: RouteTable, upstreams: Upstreams): 
         throw new ConnectError((err as Error).message, Code.InvalidArgument);
       }
       const headers = forwardedHeaders(new Headers(req.headers as Record<string, string>), req.socket.remoteAddress);
-      const response = await upstreams.transportFor(route).stream(method, abort.signal, undefined, headers, (async function* () {
+      const response = await upstreams.transportFor(route).stream(method, signal, undefined, headers, (async function* () {
         yield request;
       })(), undefined);
       for await (const message of response.message as AsyncIterable<ExportChunk>) {
@@ -65,12 +64,12 @@ export function exportDownloadHandler(table: RouteTable, upstreams: Upstreams): 
             'cache-control': 'no-store',
           });
         }
-        if (message.chunk.byteLength > 0 && !res.write(message.chunk)) await once(res, 'drain', { signal: abort.signal });
+        if (message.chunk.byteLength > 0 && !res.write(message.chunk)) await once(res, 'drain', { signal: signal });
       }
       if (!started) res.writeHead(200, { 'content-type': 'application/octet-stream' });
       res.end();
     } catch (err) {
-      if (abort.signal.aborted) return; // the client went away: nothing to answer
+      if (signal.aborted) return; // the client went away: nothing to answer
       if (started) res.destroy();
       else sendStatus(res, ConnectError.from(err), table);
     }

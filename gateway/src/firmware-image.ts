@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { create, DescMessage, DescMethodServerStreaming, DescMethodUnary, toJson } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { compilePathTemplate, matchPathTemplate } from './path-template';
-import { HTTP_STATUS_BY_CODE, statusJson } from './rest';
+import { clientGoneSignal, HTTP_STATUS_BY_CODE, statusJson } from './rest';
 import type { RouteMethod, RouteTable } from './route-table';
 import { forwardedHeaders, Upstreams } from './upstreams';
 
@@ -58,13 +58,11 @@ export function firmwareImageHandler(table: RouteTable, upstreams: Upstreams): (
   const upload = table.methods.find((m) => m.grpcPath === UPLOAD_METHOD);
   const uploadTemplate = compilePathTemplate(FIRMWARE_UPLOAD_PATH);
   return async (req, res, url) => {
-    const abort = new AbortController();
     const headers = () => forwardedHeaders(new Headers(req.headers as Record<string, string>), req.socket.remoteAddress);
     if (req.method === 'PUT' && upload) {
       const bound = matchPathTemplate(uploadTemplate, url.pathname);
       if (!bound) return false;
-      res.on('close', () => abort.abort());
-      await uploadImage(upload, bound[0].value, req, res, headers(), abort.signal);
+      await uploadImage(upload, bound[0].value, req, res, headers(), clientGoneSignal(res));
       return true;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') return false;
@@ -72,8 +70,7 @@ export function firmwareImageHandler(table: RouteTable, upstreams: Upstreams): (
       for (const binding of route.http) {
         const bound = matchPathTemplate(binding.template, url.pathname);
         if (!bound) continue;
-        res.on('close', () => abort.abort());
-        await downloadImage(route, Object.fromEntries(bound.map((b) => [b.variable.fieldPath.join('.'), b.value])), req, res, headers(), abort.signal);
+        await downloadImage(route, Object.fromEntries(bound.map((b) => [b.variable.fieldPath.join('.'), b.value])), req, res, headers(), clientGoneSignal(res));
         return true;
       }
     }

@@ -11,7 +11,7 @@ import { firmwareImageHandler } from './firmware-image';
 import { gatewayMetrics, GatewayProtocol } from './gateway-metrics';
 import { grpcWebHandlers, REMOTE_ADDRESS } from './grpc-web';
 import { isGrpcWebText, withGrpcWebText } from './grpc-web-text';
-import { handleRest, HTTP_STATUS_BY_CODE, RestRouter, statusJson } from './rest';
+import { clientGoneSignal, handleRest, HTTP_STATUS_BY_CODE, RestRouter, statusJson } from './rest';
 import { RouteTable } from './route-table';
 import { serveStatic } from './static-files';
 import { UpstreamAddresses, Upstreams } from './upstreams';
@@ -119,9 +119,7 @@ export function createGatewayHandler(options: GatewayOptions): { handle: (req: I
     if (match && match !== 'method-not-allowed') {
       seen.protocol = 'rest';
       seen.route = `${match.binding.verb} ${match.binding.template.source}`;
-      const abort = new AbortController();
-      res.on('close', () => abort.abort());
-      const result = await handleRest(match, url, req, upstreams, table, abort.signal);
+      const result = await handleRest(match, url, req, upstreams, table, clientGoneSignal(res));
       sendJson(res, result.status, result.body, result.headers);
       return;
     }

@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { create, DescField, DescMessage, DescMethodUnary, fromBinary, fromJson, JsonObject, JsonValue, Registry, ScalarType, toJson } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { MAX_REQUEST_BYTES, UNARY_TIMEOUT_MS } from './edge-policy';
@@ -245,4 +245,17 @@ export async function handleRest(match: RestMatch, url: URL, req: IncomingMessag
     // The rest of an oversized body is never read, so the connection cannot be reused.
     return { status, body: statusJson(error, table.registry), headers: tooLarge ? new Headers({ connection: 'close' }) : undefined };
   }
+}
+
+/**
+ * A signal aborted when the client goes away before its response is complete, for the upstream call to stop.
+ * Not on every `close`: that fires after each finished response too, and an abort there built an AbortError
+ * (and made the transport build an error of its own) for every request.
+ */
+export function clientGoneSignal(res: ServerResponse): AbortSignal {
+  const abort = new AbortController();
+  res.once('close', () => {
+    if (!res.writableFinished) abort.abort();
+  });
+  return abort.signal;
 }

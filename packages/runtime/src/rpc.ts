@@ -24,7 +24,10 @@ export interface CallContext {
   remainingMs(): number;
   /** The authenticated caller; set by the auth middleware. */
   principal?: Principal;
-  log: Logger;
+  /** The call's logger: the service's, with the method and every field {@link addLogFields} added. */
+  readonly log: Logger;
+  /** Adds fields to every later line of {@link log} (the child logger is made only when a line is logged). */
+  addLogFields(fields: Record<string, unknown>): void;
 }
 
 /**
@@ -70,20 +73,31 @@ export function defineService<D extends Record<string, MethodDefinition>>(defini
   return { name, definition, handlers: handlers as ServiceRegistration['handlers'] };
 }
 
-function createContext(method: string, kind: CallContext['kind'], call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>, log: Logger): CallContext {
+/** A call's context, and `finish`, which the transport calls once the call has ended. */
+interface ContextOfCall {
+  ctx: CallContext;
+  finish(): void;
+}
+
+function createContext(method: string, kind: CallContext['kind'], call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>, log: Logger): ContextOfCall {
   const [, service, rpc] = method.split('/');
   const controller = new AbortController();
   const rawDeadline = call.getDeadline();
   const deadline = rawDeadline instanceof Date ? rawDeadline : Number.isFinite(rawDeadline) ? new Date(rawDeadline) : undefined;
-  call.on('cancelled', () => controller.abort(errors.unavailable('the client cancelled the call')));
+  const onCancelled = () => controller.abort(errors.unavailable('the client cancelled the call'));
+  call.on('cancelled', onCancelled);
+  // Until the call ends: a timer left to fire at a finished call's deadline would build an error (and its
+  // stack) for every call and keep the call's context alive until then.
   let timer: NodeJS.Timeout | undefined;
   if (deadline) {
     const ms = deadline.getTime() - Date.now();
     timer = setTimeout(() => controller.abort(errors.deadlineExceeded('deadline exceeded')), Math.max(0, ms));
     timer.unref();
-    controller.signal.addEventListener('abort', () => clearTimeout(timer), { once: true });
   }
-  return {
+  // Most calls log nothing: the child logger (pino's child, with its redaction) is made at the first line.
+  const fields: Record<string, unknown> = { rpc: method };
+  let child: Logger | undefined;
+  const ctx: CallContext = {
     method,
     service,
     rpc,
@@ -93,8 +107,19 @@ function createContext(method: string, kind: CallContext['kind'], call: ServerUn
     deadline,
     signal: controller.signal,
     remainingMs: () => (deadline ? deadline.getTime() - Date.now() : Infinity),
-    log: log.child({ rpc: method }),
+    get log() {
+      return (child ??= log.child(fields));
+    },
+    addLogFields(more) {
+      if (child) child = child.child(more);
+      else Object.assign(fields, more);
+    },
   };
+  const finish = () => {
+    clearTimeout(timer);
+    call.off('cancelled', onCancelled);
+  };
+  return { ctx, finish };
 }
 
 /** What a request that did not decode becomes: the handler never sees it, the client gets INVALID_ARGUMENT. */
@@ -169,15 +194,21 @@ export function toGrpcImplementation(registration: ServiceRegistration, middlewa
     if (method.requestStream) throw new Error(`${method.path}: client streaming is not supported`);
     if (!method.responseStream) {
       implementation[key] = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
-        const ctx = createContext(method.path, 'unary', call, log);
+        const { ctx, finish } = createContext(method.path, 'unary', call, log);
         runChain(middlewares, ctx, call.request, () => unlessRefused(call.request, () => handler(call.request, ctx))).then(
-          (response) => callback(null, response),
-          (err: unknown) => callback(toServiceError(err).toGrpc()),
+          (response) => {
+            finish();
+            callback(null, response);
+          },
+          (err: unknown) => {
+            finish();
+            callback(toServiceError(err).toGrpc());
+          },
         );
       };
     } else {
       implementation[key] = (call: ServerWritableStream<unknown, unknown>) => {
-        const ctx = createContext(method.path, 'server_stream', call, log);
+        const { ctx, finish } = createContext(method.path, 'server_stream', call, log);
         // Resolves once HTTP/2 has taken the message (its write callback), not when the stream's
         // object buffer has room: a producer then has one message in flight per stream, and a client
         // that reads slowly holds the producer back instead of piling messages up in memory.
@@ -194,8 +225,12 @@ export function toGrpcImplementation(registration: ServiceRegistration, middlewa
           });
         };
         runChain(middlewares, ctx, call.request, () => unlessRefused(call.request, () => handler(call.request, ctx, send))).then(
-          () => call.end(),
+          () => {
+            finish();
+            call.end();
+          },
           (err: unknown) => {
+            finish();
             if (ctx.signal.aborted && call.cancelled) return;
             call.emit('error', toServiceError(err).toGrpc());
           },

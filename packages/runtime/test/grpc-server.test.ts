@@ -8,7 +8,7 @@ import { TwinServiceClient } from '../../../gen/ts/iot/device/v1/twin';
 import { checkHealth, insecureClient, serverStream, unary } from '../src';
 import { createTestDatabase, TestDatabase } from '../../../testing/postgres';
 import { startTestService, TestService } from '../../../testing/services';
-import { echoService, seenOrder } from './fixtures/echo-service';
+import { echoService, seenOrder, servedSignals } from './fixtures/echo-service';
 
 describe('gRPC server through the runtime chain', () => {
   let db: TestDatabase;
@@ -62,6 +62,15 @@ describe('gRPC server through the runtime chain', () => {
     expect(error.code).toBe(status.DEADLINE_EXCEEDED);
     // The server is still healthy after the abandoned call.
     expect((await unary(twins, twins.getTwin, { deviceId: 'n1' })).twin?.deviceId).toBe('n1');
+  });
+
+  it("leaves a finished call alone when its deadline passes (the deadline's timer ends with the call)", async () => {
+    servedSignals.length = 0;
+    await unary(twins, twins.getTwin, { deviceId: 'n1' }, { deadlineMs: 100 });
+    const [signal] = servedSignals;
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    // A timer left running aborted every finished call at its deadline, building an error (and its stack) per call.
+    expect(signal.aborted).toBe(false);
   });
 
   it('streams server-streaming responses', async () => {

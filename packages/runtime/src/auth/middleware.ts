@@ -109,7 +109,7 @@ export function createAuthMiddleware(options: AuthMiddlewareOptions): AuthMiddle
     const principal = await authenticate(ctx);
     if (!allowed(principal, access)) throw errors.permissionDenied(`${ctx.rpc} needs ${access.replace('_', ' ')}`);
     ctx.principal = principal;
-    ctx.log = ctx.log.child({ principal: principal.id, tenant: principal.tenantId });
+    ctx.addLogFields({ principal: principal.id, tenant: principal.tenantId });
     return next();
   }) as AuthMiddleware;
   middleware.close = () => client?.close();
