@@ -1,6 +1,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { parse as parseCsv } from 'csv-parse/sync';
+import { eventually, jsonPayload } from '@iot-mesh/monitoring/test-harness';
 import { iotctlSession } from './iotctl-process';
 
 jest.setTimeout(60_000);
@@ -10,7 +12,8 @@ jest.setTimeout(60_000);
  * device-side claim) as a real process against the mesh on real servers.
  */
 describe('iotctl fleet commands', () => {
-  const { ok } = iotctlSession('fleet', 'admin');
+  const session = iotctlSession('fleet', 'admin');
+  const { ok } = session;
   let dir: string;
 
   beforeAll(() => {
@@ -30,7 +33,8 @@ describe('iotctl fleet commands', () => {
     expect(table).toMatch(/meter +power \[W\] gauge 0\.\. +3\.1/);
   });
 
-  it('a device claims itself with a provisioning key; the key lists its use and claims', async () => {
+  it('a device claims itself with a provisioning key; the key lists its use and claims; the group of its devices charts their history', async () => {
+    const { mesh, tenant } = session;
     const key = JSON.parse(await ok(['provisioning', 'keys', 'create', '--name', 'line 1', '--device-type', 'meter', '--label', 'site=north', '--usage-limit', '5', '-o', 'json']));
     expect(key.secret).toMatch(/^iotpk_/);
     const claimed = JSON.parse(await ok(['provisioning', 'claim', '--key', key.secret, '--serial', 'M-42', '-o', 'json']));
@@ -47,5 +51,23 @@ describe('iotctl fleet commands', () => {
     expect(members.map((d: { serialNumber: string }) => d.serialNumber)).toEqual(['M-42']);
     const listed = JSON.parse(await ok(['devices', 'list', '--group', group.id, '-o', 'json']));
     expect(listed).toEqual(members);
+
+    // The group's history: one metric across its members, per bucket (QueryGroupHistory).
+    const start = Math.floor(Date.now() / 60_000) * 60_000 - 10 * 60_000;
+    const deviceId = claimed.device.id;
+    // The mesh's monitoring has a NATS of its own: its device and group directories are written here as the device service would.
+    await mesh.monitoring.registerDevice(tenant.tenantId, deviceId, { labels: { site: 'north' }, type: 'meter' });
+    await mesh.monitoring.putGroup(tenant.tenantId, group.id, { site: 'north' });
+    await mesh.monitoring.publish(tenant.tenantId, deviceId, jsonPayload({ messageId: 'fleet-seed', points: [0, 1, 2].map((i) => ({ metric: 'power', time: new Date(start + i * 60_000).toISOString(), numberValue: 10 + i })) }));
+    await eventually(async () => (await mesh.monitoring.rowCount(tenant.tenantId)) >= 3, 'stored points');
+    const history = await eventually(
+      () => ok(['telemetry', 'history', '--group', group.id, '--metric', 'power', '--from', '1h', '--bucket', '1m', '--per-device', '-o', 'csv']).catch(() => undefined),
+      'the group known to monitoring',
+    );
+    const rows = parseCsv(history, { columns: true }) as Record<string, string>[];
+    expect(rows.map((r) => [r.DEVICE, r.START, r.AVG, r.COUNT, r.DEVICES])).toEqual([
+      ...[0, 1, 2].map((i) => ['(group)', new Date(start + i * 60_000).toISOString(), String(10 + i), '1', '1']),
+      ...[0, 1, 2].map((i) => [deviceId, new Date(start + i * 60_000).toISOString(), String(10 + i), '1', '1']),
+    ]);
   });
 });

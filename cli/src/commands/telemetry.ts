@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { stringify } from 'csv-stringify/sync';
 import { durationToMs, msToDuration } from '@iot-mesh/runtime/client';
 import { ExportFormat, ExportPointsResponse } from '../../../gen/ts/iot/monitoring/v1/export';
-import { Aggregation, aggregationToJSON, DataPoint, Series, Bucket, StreamLiveResponse, Value } from '../../../gen/ts/iot/monitoring/v1/telemetry';
+import { AggregateBucket, Aggregation, aggregationToJSON, DataPoint, Series, Bucket, StreamLiveResponse, Value } from '../../../gen/ts/iot/monitoring/v1/telemetry';
 import { CliError, UsageError } from '../cli-error';
 import { run } from '../command-context';
 import { EXIT } from '../exit-codes';
@@ -45,6 +45,26 @@ const bucketView: View<BucketRow> = {
     { header: 'COUNT', value: (r) => String(r.bucket.count) },
   ],
   toJson: (r) => ({ metric: r.series.metric, aggregation: aggregationToJSON(r.series.aggregation), ...(Bucket.toJSON(r.bucket) as object) }),
+};
+
+/** One bucket of a group history: across the group (`device` empty) or of one member. */
+interface GroupBucketRow {
+  device: string;
+  bucket: AggregateBucket;
+}
+
+const groupBucketView: View<GroupBucketRow> = {
+  columns: [
+    { header: 'DEVICE', value: (r) => r.device || '(group)' },
+    { header: 'START', value: (r) => formatTime(r.bucket.startTime) },
+    { header: 'MIN', value: (r) => String(r.bucket.min) },
+    { header: 'MAX', value: (r) => String(r.bucket.max) },
+    { header: 'AVG', value: (r) => String(r.bucket.avg) },
+    { header: 'SUM', value: (r) => String(r.bucket.sum) },
+    { header: 'COUNT', value: (r) => String(r.bucket.count) },
+    { header: 'DEVICES', value: (r) => String(r.bucket.devices) },
+  ],
+  toJson: (r) => ({ deviceId: r.device, ...(AggregateBucket.toJSON(r.bucket) as object) }),
 };
 
 /** Adds --from/--to (ISO 8601, now, or a duration ago) to a command. */
@@ -145,15 +165,42 @@ export function telemetryCommands(program: Command): void {
   timeRangeOptions(
     telemetry
       .command('history')
-      .description('one device\'s metrics aggregated into time buckets (empty buckets are left out)')
-      .argument('<device-id>', 'device id')
-      .addOption(new Option('--metric <name>', 'metric (repeatable or comma-separated; at least one)').argParser(collectList).makeOptionMandatory())
+      .description("one device's metrics aggregated into time buckets, or with --group one metric across a device group's members (empty buckets are left out)")
+      .argument('[device-id]', 'device id (not with --group)')
+      .addOption(new Option('--metric <name>', 'metric (repeatable or comma-separated; at least one; exactly one with --group)').argParser(collectList).makeOptionMandatory())
+      .addOption(new Option('--group <id>', "a device group: per bucket min, max, avg, sum, points and devices reporting across its members (QueryGroupHistory)"))
+      .addOption(new Option('--device-type <name>', 'with --group: only its members of this device type'))
+      .addOption(new Option('--per-device', 'with --group: also one series per member device'))
       .addOption(new Option('--bucket <duration>', 'bucket width, such as 5m (default: the server fits --max-points)').argParser(parseDuration))
       .addOption(new Option('--max-points <n>', 'at most this many buckets per series when --bucket is not given').argParser(parsePositiveInt))
-      .addOption(new Option('--aggregation <name>', `aggregation (repeatable or comma-separated): ${Object.keys(AGGREGATION).join(', ')}; default avg`).argParser(collectList)),
+      .addOption(new Option('--aggregation <name>', `aggregation (repeatable or comma-separated): ${Object.keys(AGGREGATION).join(', ')}; default avg; not with --group, which prints all of them`).argParser(collectList)),
     '24h',
-  ).action((deviceId: string, _o, command: Command) =>
-    run<{ metric: string[]; bucket?: number; maxPoints?: number; aggregation?: string[]; from: string; to: string }>(command, async (connection, options) => {
+  ).action((deviceId: string | undefined, _o, command: Command) =>
+    run<{ metric: string[]; group?: string; deviceType?: string; perDevice?: boolean; bucket?: number; maxPoints?: number; aggregation?: string[]; from: string; to: string }>(command, async (connection, options) => {
+      const bucketWidth = options.bucket !== undefined ? msToDuration(options.bucket) : undefined;
+      const printWidth = (width: typeof bucketWidth) => {
+        if (options.output !== 'json') process.stderr.write(`bucket width ${(durationToMs(width) ?? 0) / 1000} s\n`);
+      };
+      if (options.group !== undefined) {
+        if (deviceId !== undefined) throw new UsageError('name a device or --group, not both');
+        if (options.metric.length !== 1) throw new UsageError("option '--metric': exactly one metric with --group");
+        if (options.aggregation) throw new UsageError("option '--aggregation': not with --group (every aggregate is printed)");
+        const res = await connection.call(connection.telemetry, connection.telemetry.queryGroupHistory, {
+          groupId: options.group,
+          deviceType: options.deviceType ?? '',
+          metric: options.metric[0],
+          timeRange: timeRange(options),
+          bucketWidth,
+          maxPoints: options.maxPoints ?? 0,
+          perDevice: options.perDevice ?? false,
+        });
+        printWidth(res.bucketWidth);
+        if (options.output !== 'json') process.stderr.write(`${res.memberCount} member devices\n`);
+        const rows = [...res.buckets.map((bucket) => ({ device: '', bucket })), ...res.devices.flatMap((d) => d.buckets.map((bucket) => ({ device: d.deviceId, bucket })))];
+        return printList(options.output, groupBucketView, rows);
+      }
+      if (deviceId === undefined) throw new UsageError('name a device, or a group with --group');
+      if (options.deviceType !== undefined || options.perDevice) throw new UsageError("options '--device-type' and '--per-device' go with --group");
       const aggregations = (options.aggregation ?? []).map((a) => {
         if (!(a in AGGREGATION)) throw new UsageError(`option '--aggregation': unknown ${JSON.stringify(a)}; one of ${Object.keys(AGGREGATION).join(', ')}`);
         return AGGREGATION[a];
@@ -162,11 +209,11 @@ export function telemetryCommands(program: Command): void {
         deviceId,
         metrics: options.metric,
         timeRange: timeRange(options),
-        bucketWidth: options.bucket !== undefined ? msToDuration(options.bucket) : undefined,
+        bucketWidth,
         maxPoints: options.maxPoints ?? 0,
         aggregations,
       });
-      if (options.output !== 'json') process.stderr.write(`bucket width ${(durationToMs(res.bucketWidth) ?? 0) / 1000} s\n`);
+      printWidth(res.bucketWidth);
       printList(
         options.output,
         bucketView,
