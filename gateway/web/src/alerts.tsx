@@ -7,7 +7,7 @@ import { TableHead } from './components/table-head';
 import { api, errorMessage, followStream } from './api';
 import { parseLabels } from './devices';
 import { formatTime } from './format';
-import { GroupSelect } from './groups';
+import { GroupSelect } from './components/group-select';
 import { useAbilities } from './principal';
 
 const COMPARISONS: Array<[Comparison, string]> = [

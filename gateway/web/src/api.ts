@@ -109,11 +109,16 @@ export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** Answers a stream gets again however often it is reopened: the request itself is refused. */
+const FINAL_CODES = new Set([Code.InvalidArgument, Code.NotFound, Code.FailedPrecondition, Code.PermissionDenied, Code.Unimplemented]);
+
 /**
  * Runs a server stream for as long as `signal` is not aborted, reconnecting
- * with backoff when it ends or fails (deploys, network blips).
+ * with backoff when it ends or fails (deploys, network blips). Every failure
+ * goes to `onError` (for the page to show the server's message); one that
+ * reopening cannot change (a refused request, a refused caller) ends it.
  */
-export async function followStream<T>(open: (signal: AbortSignal) => AsyncIterable<T>, onMessage: (message: T) => void, signal: AbortSignal, onState?: (connected: boolean) => void): Promise<void> {
+export async function followStream<T>(open: (signal: AbortSignal) => AsyncIterable<T>, onMessage: (message: T) => void, signal: AbortSignal, onState?: (connected: boolean) => void, onError?: (err: unknown) => void): Promise<void> {
   let delay = 500;
   while (!signal.aborted) {
     try {
@@ -124,9 +129,15 @@ export async function followStream<T>(open: (signal: AbortSignal) => AsyncIterab
       }
     } catch (err) {
       if (signal.aborted) return;
-      if (err instanceof ConnectError && (err.code === Code.Unauthenticated || err.code === Code.PermissionDenied)) {
+      if (err instanceof ConnectError && err.code === Code.Unauthenticated) {
         onState?.(false);
-        if (err.code === Code.Unauthenticated && (await refreshTokens(currentSession()?.accessToken))) continue;
+        if (await refreshTokens(currentSession()?.accessToken)) continue;
+        onError?.(err);
+        return;
+      }
+      onError?.(err);
+      if (err instanceof ConnectError && FINAL_CODES.has(err.code)) {
+        onState?.(false);
         return;
       }
     }

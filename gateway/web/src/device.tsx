@@ -23,9 +23,10 @@ const LIVE_KEEP_SECONDS = 24 * 3600;
 /** Pixels per history bucket: the server is asked for as many buckets as the chart can show. */
 const PIXELS_PER_POINT = 3;
 
+/** A numeric point of one metric, as a chart line's sample (the metric is the line). */
 interface Sample {
   time: number;
-  metric: string;
+  series: string;
   value: number;
 }
 
@@ -86,7 +87,7 @@ function MetricChart({ deviceId, metric, unit, window, live, reload, onZoom }: {
       .then((res) => {
         setError('');
         setBucket(res.bucketWidth ? `${res.bucketWidth.seconds}s buckets` : '');
-        setHistory(res.series.flatMap((s) => s.buckets.map((b) => ({ time: epochSeconds(b.startTime), metric, value: b.value }))));
+        setHistory(res.series.flatMap((s) => s.buckets.map((b) => ({ time: epochSeconds(b.startTime), series: metric, value: b.value }))));
         setLoaded(true);
       })
       .catch((err) => !abort.signal.aborted && setError(errorMessage(err)));
@@ -163,7 +164,7 @@ function TelemetryPanel({ deviceId, deviceType }: { deviceId: string; deviceType
           for (const p of res.points) {
             const value = numericValue(p);
             if (value === undefined) continue;
-            next.set(p.metric, [...(next.get(p.metric) ?? []).filter((s) => s.time >= cutoff), { time: epochSeconds(p.time), metric: p.metric, value }]);
+            next.set(p.metric, [...(next.get(p.metric) ?? []).filter((s) => s.time >= cutoff), { time: epochSeconds(p.time), series: p.metric, value }]);
           }
           return next;
         });

@@ -1,10 +1,10 @@
 import { FormEvent, useEffect, useState } from 'react';
 import { DeviceType } from '../../../gen/es/iot/device/v1/device_types_pb';
-import { Group } from '../../../gen/es/iot/device/v1/groups_pb';
 import { RetentionPolicy } from '../../../gen/es/iot/monitoring/v1/retention_pb';
 import { api, errorMessage } from './api';
 import { TableHead } from './components/table-head';
 import { formatTime } from './format';
+import { GroupSelect } from './components/group-select';
 import { useAbilities } from './principal';
 import { currentSession } from './session';
 
@@ -28,7 +28,6 @@ function fileNameOf(res: Response, fallback: string): string {
  * tenant's retention policies, which say how long that data stays.
  */
 export function ExportPage() {
-  const [groups, setGroups] = useState<Group[]>([]);
   const [types, setTypes] = useState<DeviceType[]>([]);
   const [form, setForm] = useState({ selection: 'devices' as Selection, deviceIds: '', groupId: '', deviceType: '', metrics: '', from: localInput(Date.now() - 86_400_000), to: localInput(Date.now()), format: 'csv', bucketSeconds: '' });
   const [busy, setBusy] = useState(false);
@@ -36,7 +35,6 @@ export function ExportPage() {
   const [notice, setNotice] = useState('');
 
   useEffect(() => {
-    api.groups.listGroups({ page: { pageSize: 1000 } }).then((r) => setGroups(r.groups), (err) => setError(errorMessage(err)));
     api.deviceTypes.listDeviceTypes({ page: { pageSize: 1000 } }).then((r) => setTypes(r.deviceTypes), (err) => setError(errorMessage(err)));
   }, []);
 
@@ -85,7 +83,7 @@ export function ExportPage() {
   const set = (patch: Partial<typeof form>) => setForm({ ...form, ...patch });
   return (
     <section>
-      <h2>Export</h2>
+      <h1>Export</h1>
       <p className="muted">Raw points, or history buckets when a bucket width is given, streamed by the server in constant memory; very large files are better fetched with <code>iotctl export</code>.</p>
       <form className="inline-form" onSubmit={(e) => void download(e)} aria-label="export telemetry">
         <label>
@@ -97,16 +95,7 @@ export function ExportPage() {
           </select>
         </label>
         {form.selection === 'devices' && <input aria-label="device ids" placeholder="device ids, comma-separated" value={form.deviceIds} onChange={(e) => set({ deviceIds: e.target.value })} />}
-        {form.selection === 'group' && (
-          <select aria-label="group" value={form.groupId} onChange={(e) => set({ groupId: e.target.value })}>
-            <option value="">choose a group</option>
-            {groups.map((g) => (
-              <option key={g.id} value={g.id}>
-                {g.name}
-              </option>
-            ))}
-          </select>
-        )}
+        {form.selection === 'group' && <GroupSelect label="group" emptyLabel="choose a group" value={form.groupId} onChange={(groupId) => set({ groupId })} onError={setError} />}
         {form.selection === 'type' && (
           <select aria-label="device type" value={form.deviceType} onChange={(e) => set({ deviceType: e.target.value })}>
             <option value="">choose a device type</option>
@@ -174,7 +163,7 @@ function RetentionPolicies() {
 
   return (
     <>
-      <h3>Retention</h3>
+      <h2>Retention</h2>
       <p className="muted">How long raw points and rollups (history buckets) are kept; a device type's days win over the tenant's. Data goes at the first hourly retention run at or after the time shown.</p>
       <table aria-label="retention policies">
         <TableHead columns={['Device type', 'Raw days', 'Rollup days', 'Next raw drop', 'Next rollup drop']} />

@@ -13,6 +13,7 @@ import { ExportPage } from './export';
 import { FirmwarePage } from './firmware';
 import { GroupsPage } from './groups';
 import { JobsPage } from './jobs';
+import { LivePage } from './live';
 import { LoginPage } from './login';
 import { OverviewPage } from './overview';
 import { ProvisioningPage } from './provisioning';
@@ -34,6 +35,7 @@ const PAGES: Array<{ path: string; element: ReactElement; nav?: string; visible?
   { path: '/overview', element: <OverviewPage />, nav: 'Overview' },
   { path: '/devices', element: <DevicesPage />, nav: 'Devices' },
   { path: '/devices/:id', element: <DeviceRoute /> },
+  { path: '/live', element: <LivePage />, nav: 'Live' },
   { path: '/device-types', element: <DeviceTypesPage />, nav: 'Types' },
   { path: '/groups', element: <GroupsPage />, nav: 'Groups' },
   { path: '/jobs', element: <JobsPage />, nav: 'Jobs' },

@@ -6,7 +6,7 @@ import { TableHead } from './components/table-head';
 import { api, errorMessage } from './api';
 import { parseLabels } from './devices';
 import { commaList, formatTime } from './format';
-import { GroupSelect } from './groups';
+import { GroupSelect } from './components/group-select';
 import { useAbilities } from './principal';
 
 type ActionKind = 'derivedMetric' | 'republish' | 'webhook' | 'notify';

@@ -2,14 +2,16 @@ import { useEffect, useRef } from 'react';
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 
-/** One line per metric over shared timestamps (seconds), as uPlot takes them. */
+/** Lines (a metric's, or a device's) over shared timestamps (seconds), as uPlot takes them. */
 export interface ChartData {
-  metrics: string[];
-  /** [timestamps, ...one value array per metric] */
+  /** The key of each line, in column order. */
+  series: string[];
+  /** [timestamps, ...one value array per line] */
   columns: uPlot.AlignedData;
 }
 
-const COLORS = ['#2563eb', '#dc2626', '#16a34a', '#9333ea', '#ea580c', '#0891b2', '#ca8a04'];
+/** Eight distinct colours: a live chart's at most eight lines each get their own. */
+const COLORS = ['#2563eb', '#dc2626', '#16a34a', '#9333ea', '#ea580c', '#0891b2', '#ca8a04', '#db2777'];
 
 /** What a chart shows and how it reports a drag: `onZoom(start, end)` in epoch seconds. */
 export interface TimeChartProps {
@@ -19,6 +21,10 @@ export interface TimeChartProps {
   xRange?: [number, number];
   /** Axis label, such as the unit. */
   yLabel?: string;
+  /** A line's legend label from its key (default: the key itself). */
+  seriesLabels?: Record<string, string>;
+  /** Marks every sample, not only sparse ones (live lines begin as single points). */
+  markPoints?: boolean;
   /** Called with the dragged x-range; without it, dragging does nothing. */
   onZoom?: (start: number, end: number) => void;
   /** Called with the plotting width in CSS pixels, to ask the server for as many points as fit. */
@@ -28,7 +34,7 @@ export interface TimeChartProps {
 }
 
 /** A uPlot time-series chart that redraws in place when its data changes. */
-export function TimeChart({ data, height = 240, testId, xRange, yLabel, onZoom, onWidth, attributes }: TimeChartProps) {
+export function TimeChart({ data, height = 240, testId, xRange, yLabel, seriesLabels, markPoints = false, onZoom, onWidth, attributes }: TimeChartProps) {
   const host = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | undefined>(undefined);
   // Read by uPlot's range callback, so a new range applies without rebuilding the chart.
@@ -38,7 +44,7 @@ export function TimeChart({ data, height = 240, testId, xRange, yLabel, onZoom, 
   zoom.current = onZoom;
   const width = useRef(onWidth);
   width.current = onWidth;
-  const seriesKey = data.metrics.join('\u0000');
+  const seriesKey = data.series.map((key) => `${key}\u0001${seriesLabels?.[key] ?? ''}`).join('\u0000');
 
   useEffect(() => {
     const element = host.current;
@@ -46,7 +52,7 @@ export function TimeChart({ data, height = 240, testId, xRange, yLabel, onZoom, 
     const options: uPlot.Options = {
       width: Math.max(element.clientWidth, 320),
       height,
-      series: [{}, ...data.metrics.map((metric, i) => ({ label: metric, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: true }))],
+      series: [{}, ...data.series.map((key, i) => ({ label: seriesLabels?.[key] ?? key, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: true, ...(markPoints ? { points: { show: true, size: 5 } } : {}) }))],
       axes: [{}, { size: 60, label: yLabel }],
       // Dragging selects a range that the page asks the server for, instead of uPlot zooming into the points it has.
       cursor: { drag: { x: true, y: false, setScale: false } },
@@ -87,7 +93,7 @@ export function TimeChart({ data, height = 240, testId, xRange, yLabel, onZoom, 
     };
     // The chart is rebuilt only when the set of lines changes; new points go through setData below.
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [seriesKey, height, yLabel]);
+  }, [seriesKey, height, yLabel, markPoints]);
 
   useEffect(() => {
     plot.current?.setData(data.columns);
@@ -102,12 +108,13 @@ export function TimeChart({ data, height = 240, testId, xRange, yLabel, onZoom, 
   return <div className="chart" ref={host} data-testid={testId} data-points={data.columns[0]?.length ?? 0} {...dataAttributes} />;
 }
 
-/** Aligns (time, metric, value) samples into chart columns, oldest first. */
-export function toChartData(samples: Array<{ time: number; metric: string; value: number }>): ChartData {
-  const metrics = [...new Set(samples.map((s) => s.metric))].sort();
+/** Aligns (time, series, value) samples into chart columns, oldest first, one line per series key (sorted). */
+export function toChartData(samples: Array<{ time: number; series: string; value: number }>): ChartData {
+  const series = [...new Set(samples.map((s) => s.series))].sort();
+  const lines = new Map(series.map((key, i) => [key, i]));
   const times = [...new Set(samples.map((s) => s.time))].sort((a, b) => a - b);
   const index = new Map(times.map((t, i) => [t, i]));
-  const columns: (number | null)[][] = metrics.map(() => times.map(() => null));
-  for (const s of samples) columns[metrics.indexOf(s.metric)][index.get(s.time)!] = s.value;
-  return { metrics, columns: [times, ...columns] as uPlot.AlignedData };
+  const columns: (number | null)[][] = series.map(() => times.map(() => null));
+  for (const s of samples) columns[lines.get(s.series)!][index.get(s.time)!] = s.value;
+  return { series, columns: [times, ...columns] as uPlot.AlignedData };
 }
