@@ -205,7 +205,10 @@ test('the requests fuzzing found defects with are refused with field violations,
   // An expected_version near 2^63 rounded past int64 on its way to PostgreSQL (numeric out of range): INVALID_ARGUMENT naming no field.
   add('TwinService/UpdateDesired', Uint8Array.from([10, 1, 120, 18, 0, 24, 128, 252, 255, 255, 255, 255, 255, 255, 127]), status.INVALID_ARGUMENT, 'expected_version');
   // A command to an existing device that is offline was UNAVAILABLE (the client's cue to retry at once); the service is up, the device is not.
-  add('CommandService/SendCommand', { deviceId, name: 'reboot' }, status.FAILED_PRECONDITION);
+  // Its own device: the fuzzing above may have deleted the shared one (DeleteDevice with a known id).
+  const devices = insecureClient(DeviceServiceClient, mesh.addresses.device);
+  const offline = await unary(devices, devices.createDevice, { device: Device.fromPartial({ name: 'offline-device' }) }, { authorization: tenant.admin.authorization }).finally(() => devices.close());
+  add('CommandService/SendCommand', { deviceId: offline.device!.id, name: 'reboot' }, status.FAILED_PRECONDITION);
   for (const [path, bytes, code, field] of cases) {
     const method = methods.find((m) => methodPath(m) === path)!;
     const outcome = await call(method, bytes);
