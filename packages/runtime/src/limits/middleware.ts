@@ -5,7 +5,7 @@ import type { Redis } from '../redis';
 import type { Middleware } from '../rpc';
 import { ConfigOf } from '../config';
 import { limitsEnv } from './env';
-import { BucketSettings, LocalBuckets, Take, takeFromRedis } from './token-bucket';
+import { BucketSettings, LeasedBuckets, LocalBuckets, Take } from './token-bucket';
 
 /** Options of {@link createLimitsMiddleware}. */
 export interface LimitsMiddlewareOptions {
@@ -38,8 +38,8 @@ class StreamCounts {
  * Limits a client can act on, enforced after the auth middleware (it reads
  * `ctx.principal`; public calls pass):
  * - per-tenant call rate: a token bucket in Redis shared by every replica of
- *   every service, RESOURCE_EXHAUSTED with `google.rpc.RetryInfo` saying
- *   when a token is back. While Redis does not answer, each process keeps its
+ *   every service, taken in leases of a few tokens ({@link LeasedBuckets}),
+ *   RESOURCE_EXHAUSTED with `google.rpc.RetryInfo` saying when a token is back. While Redis does not answer, each process keeps its
  *   own bucket (fail open, counted in `iot_limits_local_fallback_total`).
  * - open server streams per principal and per client connection, counted in
  *   this process → RESOURCE_EXHAUSTED (reason `TOO_MANY_STREAMS`), freed when
@@ -50,13 +50,14 @@ export function createLimitsMiddleware(options: LimitsMiddlewareOptions): Middle
   const prefix = options.redisPrefix ?? 'iot:limits:';
   const bucket: BucketSettings = { ratePerS: settings.API_RATE_PER_TENANT, burst: Math.max(1, settings.API_BURST_PER_TENANT) };
   const local = new LocalBuckets();
+  const shared = redis ? new LeasedBuckets(redis, bucket) : undefined;
   const streams = new StreamCounts();
   let warned = false;
 
   async function take(tenantId: string): Promise<Take> {
-    if (redis && redis.status === 'ready') {
+    if (shared && redis?.status === 'ready') {
       try {
-        const taken = await takeFromRedis(redis, `${prefix}rate:${tenantId}`, bucket);
+        const taken = await shared.take(`${prefix}rate:${tenantId}`);
         warned = false;
         return taken;
       } catch (err) {
