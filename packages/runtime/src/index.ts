@@ -1,4 +1,5 @@
 /** The shared runtime every service is built on. */
+export * from './alert-conditions';
 export * from './client';
 export * from './config';
 export * from './errors';

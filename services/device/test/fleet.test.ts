@@ -103,12 +103,37 @@ test('a device type is stored with its metrics, schemas, alert rules and firmwar
       'device_type.commands[0].parameters_schema',
       'device_type.desired_schema',
       'device_type.default_alert_rules[0].metric',
-      'device_type.default_alert_rules[0]',
+      'device_type.default_alert_rules[0].condition',
       'device_type.default_alert_rules[1].name',
       'device_type.default_alert_rules[2].name',
     ]),
   );
   expect((await failure(unary(types, types.createDeviceType, { deviceType: THERMOSTAT }, op()))).code).toBe(status.ALREADY_EXISTS);
+
+  // A default alert rule's condition is checked as monitoring checks an alert rule's, at create and at update.
+  const rule = (fields: object) => ({ name: 'r', metric: 'temperature', severity: Severity.SEVERITY_WARNING, ...fields });
+  const badRules = [
+    rule({ threshold: { comparison: 99 as Comparison, threshold: 1, hysteresis: 0 } }),
+    rule({ threshold: { comparison: Comparison.COMPARISON_GREATER_THAN, threshold: 1, hysteresis: -1, duration: { seconds: 8 * 86_400, nanos: 0 } } }),
+    rule({ noData: { timeout: { seconds: 0, nanos: 500_000_000 } } }),
+    rule({ noData: { timeout: { seconds: 60, nanos: 0 } }, severity: 42 as Severity }),
+  ].map((r, i) => ({ ...r, name: `r${i}` }));
+  const badConditions = await failure(unary(types, types.createDeviceType, { deviceType: DeviceType.fromPartial({ ...THERMOSTAT, name: 'bad-rules', defaultAlertRules: badRules }) }, op()));
+  expect([badConditions.code, badConditions.fields.sort()]).toEqual([
+    status.INVALID_ARGUMENT,
+    [
+      'device_type.default_alert_rules[0].threshold.comparison',
+      'device_type.default_alert_rules[1].threshold.duration',
+      'device_type.default_alert_rules[1].threshold.hysteresis',
+      'device_type.default_alert_rules[2].no_data.timeout',
+      'device_type.default_alert_rules[3].severity',
+    ],
+  ]);
+  const badUpdate = await failure(
+    unary(types, types.updateDeviceType, { deviceType: DeviceType.fromPartial({ id: thermostat.id, defaultAlertRules: [badRules[2]] }), updateMask: ['default_alert_rules'] }, op()),
+  );
+  expect([badUpdate.code, badUpdate.fields]).toEqual([status.INVALID_ARGUMENT, ['device_type.default_alert_rules[0].no_data.timeout']]);
+  expect((await unary(types, types.getDeviceType, { id: thermostat.id }, viewer())).deviceType).toEqual(thermostat);
   expect((await failure(unary(types, types.createDeviceType, { deviceType: DeviceType.fromPartial({ name: 'x' }) }, viewer()))).code).toBe(status.PERMISSION_DENIED);
 });
 

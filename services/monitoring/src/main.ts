@@ -135,6 +135,9 @@ export function createMonitoringService(hooks: MonitoringHooks = {}): ServiceSpe
       // Device types' default alert rules, kept as rules owned by the type from what the device directory shows.
       const typeRules = new DeviceTypeAlertRules({ store: alertStore, rulesChanged: alertRulesChanged, log: log.child({ component: 'alerts' }) });
       directory.onDefaultAlertRules((tenantId, deviceTypeId, defaults) => typeRules.seen(tenantId, deviceTypeId, defaults));
+      await typeRules
+        .dropOrphans((tenantId, deviceTypeId) => directory.hasDevicesOfType(tenantId, deviceTypeId))
+        .catch((err: Error) => log.warn({ err: err.message }, 'looking for the alert rules of device types without devices failed; the next start looks again'));
 
       let rulesConsumer: RulesConsumer | undefined;
       if (config.RULES_ENABLED) {

@@ -4,7 +4,7 @@ import { connect, headers, KV, NatsConnection } from 'nats';
 import { Point, Telemetry } from '../../../gen/ts/iot/telemetry/v1/telemetry';
 import { createLogger, createPool, DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey, deviceSubject, GROUP_DIRECTORY_BUCKET, groupDirectoryKey, Pool } from '@iot-mesh/runtime';
 import { CredentialState } from '../../../gen/ts/iot/device/v1/device';
-import { UnknownMetricPolicy } from '../../../gen/ts/iot/device/v1/device_types';
+import { DefaultAlertRule, UnknownMetricPolicy } from '../../../gen/ts/iot/device/v1/device_types';
 import { DeviceDirectoryEntry, GroupDirectoryEntry } from '../../../gen/ts/iot/device/v1/directory';
 import { TestNatsServer } from '../../../testing/nats-server';
 import { createTestDatabase, TestDatabase } from '../../../testing/postgres';
@@ -66,7 +66,15 @@ export interface MonitoringWorld {
   registerDevice(
     tenantId: string,
     deviceId: string,
-    options?: { labels?: Record<string, string>; credentialState?: 'none' | 'active' | 'revoked'; type?: string; /** A type that dead-letters every metric but these. */ onlyMetrics?: string[] },
+    options?: {
+      labels?: Record<string, string>;
+      credentialState?: 'none' | 'active' | 'revoked';
+      type?: string;
+      /** A type that dead-letters every metric but these. */
+      onlyMetrics?: string[];
+      /** A DeviceType (accepting every metric) with these default alert rules. */
+      deviceType?: { id: string; defaultAlertRules: DefaultAlertRule[] };
+    },
   ): Promise<void>;
   /** Writes a device group's selector into the group directory (as the device service would); undefined selector: deletes the group. */
   putGroup(tenantId: string, groupId: string, matchLabels: Record<string, string> | undefined): Promise<void>;
@@ -145,6 +153,7 @@ async function buildWorld(
         labels: opts.labels ?? {},
         credentialState: CREDENTIAL_STATES[opts.credentialState ?? 'active'],
         updateTime: new Date(),
+        ...(opts.deviceType ? { deviceTypeId: opts.deviceType.id, defaultAlertRules: opts.deviceType.defaultAlertRules, unknownMetricPolicy: UnknownMetricPolicy.UNKNOWN_METRIC_POLICY_ACCEPT } : {}),
         ...(opts.onlyMetrics ? { metrics: opts.onlyMetrics, unknownMetricPolicy: UnknownMetricPolicy.UNKNOWN_METRIC_POLICY_DEAD_LETTER } : {}),
       });
       await directory.put(deviceDirectoryKey(tenantId, deviceId), DeviceDirectoryEntry.encode(entry).finish());

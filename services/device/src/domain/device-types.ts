@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
-import { errors, FieldViolation, isSubjectToken, Violations } from '@iot-mesh/runtime';
+import { alertConditionViolations, errors, FieldViolation, isSubjectToken, Violations } from '@iot-mesh/runtime';
+import { DefaultAlertRule } from '../../../../gen/ts/iot/device/v1/device_types';
 import type { DeviceStore } from '../store/device-store';
 import type { DeviceTypeStore } from '../store/device-type-store';
 import type { DeviceChanges } from './devices';
@@ -153,7 +154,8 @@ export class DeviceTypes {
       ruleNames.add(name);
       const metric = typeof r.metric === 'string' ? r.metric : '';
       v.check(metricNames.has(metric), `${prefix}.default_alert_rules[${i}].metric`, 'must be one of the type\'s metrics');
-      v.check(r.threshold !== undefined || r.noData !== undefined, `${prefix}.default_alert_rules[${i}]`, 'needs a threshold or no_data condition');
+      // The condition as monitoring checks an alert rule's: refused here, not ignored there.
+      for (const violation of alertConditionViolations(DefaultAlertRule.fromJSON(r), `${prefix}.default_alert_rules[${i}]`)) v.add(violation.field, violation.description);
     });
   }
 

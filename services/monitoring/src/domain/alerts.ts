@@ -1,5 +1,5 @@
-import { Alert, AlertNotification, AlertRule, Comparison, QuietHours, Severity } from '../../../../gen/ts/iot/monitoring/v1/alerts';
-import { durationToMs, FieldViolation, isSubjectToken } from '@iot-mesh/runtime';
+import { Alert, AlertNotification, AlertRule, QuietHours, Severity } from '../../../../gen/ts/iot/monitoring/v1/alerts';
+import { alertConditionViolations, durationToMs, FieldViolation, isSubjectToken } from '@iot-mesh/runtime';
 import type { AlertFilter, AlertRepository } from '../store/alert-store';
 import type { AlertChanges } from './alert-evaluation';
 import { GROUP_ID, KnownDevices, MAX_GROUPS, METRIC_NAME, unknownGroup } from './telemetry';
@@ -77,21 +77,7 @@ export function ruleViolations(rule: AlertRule, prefix = 'rule'): FieldViolation
   check(rule.groupIds.length <= MAX_GROUPS, 'group_ids', `at most ${MAX_GROUPS} groups`);
   rule.groupIds.forEach((g, i) => check(GROUP_ID.test(g), `group_ids[${i}]`, 'is not a group id'));
   check(rule.groupIds.length === 0 || rule.deviceIds.length === 0, 'group_ids', 'name devices or groups, not both');
-  check(!!rule.threshold || !!rule.noData, 'condition', 'set threshold or no_data');
-  check(!(rule.threshold && rule.noData), 'condition', 'set only one of threshold and no_data');
-  if (rule.threshold) {
-    const t = rule.threshold;
-    check(t.comparison !== Comparison.COMPARISON_UNSPECIFIED && Comparison[t.comparison] !== undefined, 'threshold.comparison', 'is required');
-    check(Number.isFinite(t.threshold), 'threshold.threshold', 'must be a finite number');
-    check(Number.isFinite(t.hysteresis) && t.hysteresis >= 0, 'threshold.hysteresis', 'must be a non-negative number');
-    const d = durationToMs(t.duration) ?? 0;
-    check(d >= 0 && d <= WEEK_MS, 'threshold.duration', 'must be between 0 and 7 days');
-  }
-  if (rule.noData) {
-    const d = durationToMs(rule.noData.timeout) ?? 0;
-    check(d >= 1000 && d <= WEEK_MS, 'no_data.timeout', 'must be between 1 s and 7 days');
-  }
-  check(Severity[rule.severity] !== undefined, 'severity', 'is not a severity');
+  out.push(...alertConditionViolations(rule, prefix));
   if (rule.notification) out.push(...notificationViolations(rule.notification, `${prefix}.notification`));
   return out;
 }

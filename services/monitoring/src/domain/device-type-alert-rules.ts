@@ -30,7 +30,7 @@ export function typeAlertRule(tenantId: string, deviceTypeId: string, rule: Defa
 
 /** What {@link DeviceTypeAlertRules} needs around it. */
 export interface DeviceTypeAlertRulesDeps {
-  store: Pick<AlertRepository, 'syncTypeRules'>;
+  store: Pick<AlertRepository, 'syncTypeRules' | 'typeRuleOwners'>;
   /** Called after a tenant's rules changed: reloads them here and tells the other replicas. */
   rulesChanged(tenantId: string): Promise<void>;
   log: Logger;
@@ -38,9 +38,10 @@ export interface DeviceTypeAlertRulesDeps {
 
 /**
  * Keeps each device type's default alert rules (as the device directory
- * shows them) as alert rules owned by the type. Every replica does it; the
- * store's upsert makes that harmless. Syncs run one at a time, each with
- * the newest rules of its type.
+ * shows them) as alert rules owned by the type, while the directory holds a
+ * device of the type: a type without devices (a deleted type has none) owns
+ * none. Every replica does it; the store's upsert makes that harmless.
+ * Syncs run one at a time, each with the newest rules of its type.
  */
 export class DeviceTypeAlertRules {
   /** Each type's newest rules (`<tenant>.<type id>` → rules). */
@@ -66,6 +67,17 @@ export class DeviceTypeAlertRules {
     this.chain = this.chain.then(() => this.sync(key));
   }
 
+  /**
+   * Drops the rules of every type that owns rules in the store but has no
+   * device now (`hasDevices` false): a type deleted, or whose last device
+   * left, while no replica was watching. Run once the directory is loaded.
+   */
+  async dropOrphans(hasDevices: (tenantId: string, deviceTypeId: string) => boolean): Promise<void> {
+    for (const { tenantId, deviceTypeId } of await this.deps.store.typeRuleOwners()) {
+      if (!hasDevices(tenantId, deviceTypeId)) this.seen(tenantId, deviceTypeId, []);
+    }
+  }
+
   /** Waits until every type seen so far is synced (or failed and scheduled again). */
   async idle(): Promise<void> {
     await this.chain;
@@ -86,7 +98,7 @@ export class DeviceTypeAlertRules {
     for (const r of job.rules) {
       const rule = typeAlertRule(tenantId, deviceTypeId, r);
       const violations = ruleViolations(rule, 'default_alert_rule');
-      // The device service checks names, metrics and that a condition is set; what else monitoring refuses is logged, not applied.
+      // The device service refuses what this refuses (alertConditionViolations, shared); a rule stored before it did is logged, not applied.
       if (violations.length > 0) this.deps.log.warn({ tenantId, deviceTypeId, rule: r.name, violations }, 'ignoring an invalid default alert rule of a device type');
       else if (!rules.some((x) => x.name === rule.name)) rules.push(rule);
     }

@@ -9,7 +9,11 @@ import type { DeviceLookup } from './telemetry-decoder';
 /** How long a device found missing is not looked up again (a directory update clears it at once). */
 const NEGATIVE_CACHE_MS = 2000;
 
-/** Called with a device type's default alert rules when the directory shows them first or changed. */
+/**
+ * Called with a device type's default alert rules when the directory shows
+ * them first or changed, and with none when the last device of the type left
+ * the directory (a type is deleted only once no device has it).
+ */
 export type DefaultAlertRulesListener = (tenantId: string, deviceTypeId: string, rules: DefaultAlertRule[]) => void;
 
 /** A decoded directory value as monitoring uses it; undefined when it is not a device entry. */
@@ -53,6 +57,8 @@ export class DeviceDirectoryView implements DeviceLookup, KnownDevices {
   /** Each device type's default alert rules as its devices' entries last showed them (`<tenant>.<type id>` → rules and their encoding). */
   private readonly typeRules = new Map<string, { tenantId: string; deviceTypeId: string; rules: DefaultAlertRule[]; encoded: string }>();
   private typeRulesListener?: DefaultAlertRulesListener;
+  /** Devices in the directory per device type (`<tenant>.<type id>`). */
+  private readonly typeDevices = new Map<string, number>();
 
   private constructor(
     private readonly kv: KV,
@@ -105,11 +111,43 @@ export class DeviceDirectoryView implements DeviceLookup, KnownDevices {
   private apply(entry: KvEntry): void {
     this.missing.delete(entry.key);
     if (entry.operation === 'DEL' || entry.operation === 'PURGE') {
+      const gone = this.entries.get(entry.key);
       this.entries.delete(entry.key);
+      if (gone) this.countType(gone, -1);
       return;
     }
     const parsed = this.parse(entry);
-    if (parsed) this.entries.set(entry.key, parsed);
+    if (parsed) this.setEntry(entry.key, parsed);
+  }
+
+  /** Keeps an entry and the device counts of the types it left and joined. */
+  private setEntry(key: string, device: KnownDevice): void {
+    const before = this.entries.get(key);
+    this.entries.set(key, device);
+    if (before?.deviceTypeId === device.deviceTypeId) return;
+    if (before) this.countType(before, -1);
+    this.countType(device, +1);
+  }
+
+  /**
+   * Counts a device of its type in or out. When the last one leaves, the
+   * type's default rules are forgotten and the listener told there are none:
+   * its rules apply to no device any more, and a deleted type (which has no
+   * devices by then) leaves none behind. A device of it again brings them back.
+   */
+  private countType(device: KnownDevice, delta: 1 | -1): void {
+    if (!device.deviceTypeId) return;
+    const key = `${device.tenantId}.${device.deviceTypeId}`;
+    const count = (this.typeDevices.get(key) ?? 0) + delta;
+    if (count > 0) return void this.typeDevices.set(key, count);
+    this.typeDevices.delete(key);
+    this.typeRules.delete(key);
+    this.typeRulesListener?.(device.tenantId, device.deviceTypeId, []);
+  }
+
+  /** True while the directory holds a device of the type. */
+  hasDevicesOfType(tenantId: string, deviceTypeId: string): boolean {
+    return this.typeDevices.has(`${tenantId}.${deviceTypeId}`);
   }
 
   /**
@@ -166,7 +204,7 @@ export class DeviceDirectoryView implements DeviceLookup, KnownDevices {
       return undefined;
     }
     const parsed = this.parse(entry);
-    if (parsed) this.entries.set(entry.key, parsed);
+    if (parsed) this.setEntry(entry.key, parsed);
     return parsed;
   }
 

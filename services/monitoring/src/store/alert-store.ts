@@ -107,6 +107,8 @@ export interface AlertRepository {
    * several replicas do it at once. True when any row changed.
    */
   syncTypeRules(tenantId: string, deviceTypeId: string, rules: AlertRule[]): Promise<boolean>;
+  /** Every device type (of every tenant) that owns alert rules. */
+  typeRuleOwners(): Promise<{ tenantId: string; deviceTypeId: string }[]>;
   /** Raises an alert unless one is already open for the rule and device; the new alert, or undefined. */
   raise(rule: AlertRule, deviceId: string, value: number | undefined, message: string, time: Date): Promise<Alert | undefined>;
   /** Resolves the open alert of a rule and device; the resolved alert, or undefined when none was open. */
@@ -197,6 +199,11 @@ export class PostgresAlertStore implements AlertRepository {
       wanted.map((r) => r.name),
     ]);
     return (upserted.rowCount ?? 0) + (deleted.rowCount ?? 0) > 0;
+  }
+
+  async typeRuleOwners(): Promise<{ tenantId: string; deviceTypeId: string }[]> {
+    const { rows } = await this.pool.query('SELECT DISTINCT tenant_id, device_type_id FROM alert_rules WHERE device_type_id IS NOT NULL');
+    return rows.map((r) => ({ tenantId: r.tenant_id, deviceTypeId: r.device_type_id }));
   }
 
   /** Raises an alert unless one is already open for the rule and device; the new alert, or undefined. */
