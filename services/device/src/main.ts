@@ -112,7 +112,7 @@ export const deviceService: ServiceSpec<typeof deviceEnv> = {
     });
     const campaigns = new Campaigns({ store: firmwareStore, jobStore, firmware, jobs, twins, log: log.child({ component: 'campaigns' }), onJobsChanged: () => jobRunner.wake() });
     // A device that connects gets its desired state again and its queued job steps.
-    const onConnect = { connected: (tenantId: string, deviceId: string) => (jobRunner.connected(), twins.connected(tenantId, deviceId)) };
+    const onConnect = { connected: (devices: { tenantId: string; deviceId: string }[]) => (jobRunner.connected(), twins.connected(devices)) };
     const presence = new Presence({ store, changes, twins: onConnect, sessions: new PgSessionStore(pool), log: log.child({ component: 'presence' }) });
 
     // What the service consumes.

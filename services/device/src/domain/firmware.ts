@@ -211,7 +211,7 @@ export class Campaigns {
   private async resendAwaiting(): Promise<void> {
     const awaiting = await this.deps.store.awaitingDevices();
     for (let i = 0; i < awaiting.length; i += 64) {
-      await Promise.all(awaiting.slice(i, i + 64).map((d) => this.deps.twins.connected(d.tenantId, d.deviceId)));
+      await this.deps.twins.connected(awaiting.slice(i, i + 64));
     }
   }
 

@@ -1,6 +1,6 @@
 import { Logger } from '@iot-mesh/runtime';
 import type { DeviceStore } from '../store/device-store';
-import type { LiveConnection, SessionStore } from '../store/session-store';
+import type { LiveConnection, SessionEvent, SessionStore } from '../store/session-store';
 import { DeviceSessionRecord, SessionInfo, UNREPORTED_DISCONNECT } from './model';
 import type { DeviceChanges } from './devices';
 import type { Twins } from './twins';
@@ -9,13 +9,41 @@ import type { Twins } from './twins';
 const LAST_SEEN_FLUSH_MS = 1000;
 /** A device's last-seen time is written at most this often. */
 const LAST_SEEN_RESOLUTION_MS = 5000;
+/** Most connect events taken from the queue at once (written a round of statements at a time). */
+const CONNECTION_BATCH = 1000;
 
 /** A connection opened or closed, as the NATS server reported it. */
 export type ConnectionEvent = 'CONNECT' | 'DISCONNECT';
 
+/** A connect event waiting to be applied. */
+interface QueuedConnection {
+  kind: ConnectionEvent;
+  userKey: string;
+  at: Date;
+  session?: SessionInfo;
+}
+
+/**
+ * `events` as rounds that keep each key's events in arrival order: an event
+ * goes into the first round after its key's (and its session's) previous
+ * one, so no round names a key or a session twice and each round is one
+ * statement per table.
+ */
+export function connectionRounds<T extends { userKey: string; session?: { serverId: string; clientId: string } }>(events: T[]): T[][] {
+  const rounds: T[][] = [];
+  const next = new Map<string, number>();
+  for (const event of events) {
+    const names = [`key:${event.userKey}`, ...(event.session ? [`session:${event.session.serverId}:${event.session.clientId}`] : [])];
+    const round = Math.max(...names.map((n) => next.get(n) ?? 0));
+    (rounds[round] ??= []).push(event);
+    for (const n of names) next.set(n, round + 1);
+  }
+  return rounds;
+}
+
 /** What presence is built from. */
 export interface PresenceDeps {
-  store: Pick<DeviceStore, 'connected' | 'disconnected' | 'reconcileConnections' | 'touchLastSeen'>;
+  store: Pick<DeviceStore, 'applyConnections' | 'reconcileConnections' | 'touchLastSeen'>;
   changes: DeviceChanges;
   twins: Pick<Twins, 'connected'>;
   /** The connection history. */
@@ -28,9 +56,16 @@ export interface PresenceDeps {
  * Online/offline and last connect/disconnect/seen of devices, from what the
  * NATS server itself reports (fed by `events/connect-events.ts`): connection
  * counts per credential key, and last-seen times coalesced from telemetry.
+ *
+ * Connect events are queued and applied by one writer, many per statement:
+ * a fleet connecting at once (10,000 devices) is a few statements on one
+ * pool client, not a query per event racing the API's calls for the pool
+ * (which made them wait past the pool's timeout, lost events and took the
+ * service's PostgreSQL check down).
  */
 export class Presence {
-  private readonly chains = new Map<string, Promise<void>>();
+  private readonly queue: QueuedConnection[] = [];
+  private draining?: Promise<void>;
   private readonly pendingSeen = new Map<string, Date>();
   private readonly lastWritten = new Map<string, number>();
   private flushTimer?: NodeJS.Timeout;
@@ -46,30 +81,56 @@ export class Presence {
 
   /** A connection of the credential `userKey` opened or closed at `at`; one key's events are applied in arrival order. */
   connection(kind: ConnectionEvent, userKey: string, at: Date, session?: SessionInfo): void {
-    const previous = this.chains.get(userKey) ?? Promise.resolve();
-    const next = previous.then(() => this.apply(kind, userKey, at, session)).catch((err: Error) => this.deps.log.warn({ err: err.message }, 'applying a connect event failed'));
-    this.chains.set(userKey, next);
-    void next.then(() => {
-      if (this.chains.get(userKey) === next) this.chains.delete(userKey);
-    });
+    this.queue.push({ kind, userKey, at, session });
+    this.draining ??= this.drain().finally(() => (this.draining = undefined));
   }
 
-  private async apply(kind: ConnectionEvent, userKey: string, at: Date, session?: SessionInfo): Promise<void> {
-    const change = kind === 'CONNECT' ? await this.deps.store.connected(userKey, at) : await this.deps.store.disconnected(userKey, at, session?.reason);
-    if (session) {
-      const { sessions } = this.deps;
+  /** Resolves once every connect event received so far is applied (or failed and was logged). */
+  async settled(): Promise<void> {
+    while (this.draining) await this.draining;
+  }
+
+  private async drain(): Promise<void> {
+    while (this.queue.length > 0) {
+      const batch = this.queue.splice(0, CONNECTION_BATCH);
+      for (const round of connectionRounds(batch)) {
+        try {
+          await this.apply(round);
+        } catch (err) {
+          // Lost like a missed event: the reconcile after a reconnect or restart repairs the counts.
+          this.deps.log.warn({ err: (err as Error).message, events: round.length }, 'applying connect events failed');
+        }
+      }
+    }
+  }
+
+  /** Applies events naming each key and session at most once. */
+  private async apply(events: QueuedConnection[]): Promise<void> {
+    const { store, sessions, changes, twins, log } = this.deps;
+    const applied = await store.applyConnections(
+      events.map((e) => ({ publicKey: e.userKey, delta: e.kind === 'CONNECT' ? 1 : -1, at: e.at, reason: e.session?.reason })),
+    );
+    const opened: SessionEvent[] = [];
+    const closed: SessionEvent[] = [];
+    const closedByConnection: Pick<SessionEvent, 'info' | 'at'>[] = [];
+    for (const e of events) {
+      const change = applied.get(e.userKey);
+      if (!e.session) continue;
+      const { at, session: info } = e;
+      // A rotated or revoked credential's connection: its session is closed all the same.
       if (!change) {
-        // A rotated or revoked credential's connection: its session is closed all the same.
-        if (kind === 'DISCONNECT') await sessions.closedByConnection(session, at);
-      } else if (kind === 'CONNECT') await sessions.opened(change.device.tenantId, change.device.id, session, at);
-      else await sessions.closed(change.device.tenantId, change.device.id, session, at);
+        if (e.kind === 'DISCONNECT') closedByConnection.push({ info, at });
+      } else (e.kind === 'CONNECT' ? opened : closed).push({ tenantId: change.device.tenantId, deviceId: change.device.id, info, at });
     }
-    if (!change) return;
-    await this.deps.changes.connection(change);
-    if (kind === 'CONNECT') {
-      const { tenantId, id } = change.device;
-      void this.deps.twins.connected(tenantId, id).catch((err: Error) => this.deps.log.warn({ err: err.message, deviceId: id }, 'delivering desired state on connect failed'));
-    }
+    await sessions.opened(opened);
+    await sessions.closed(closed);
+    await sessions.closedByConnection(closedByConnection);
+    await Promise.all([...applied.values()].map((change) => changes.connection(change)));
+    const connected = events.flatMap((e) => {
+      const change = e.kind === 'CONNECT' ? applied.get(e.userKey) : undefined;
+      return change ? [{ tenantId: change.device.tenantId, deviceId: change.device.id }] : [];
+    });
+    if (connected.length > 0) void twins.connected(connected).catch((err: Error) => log.warn({ err: err.message, devices: connected.length }, 'delivering desired state on connect failed'));
   }
 
   /**
@@ -128,6 +189,6 @@ export class Presence {
   async stop(): Promise<void> {
     if (this.flushTimer) clearInterval(this.flushTimer);
     await this.flushLastSeen();
-    await Promise.all(this.chains.values());
+    await this.settled();
   }
 }

@@ -92,10 +92,10 @@ export class Twins {
     return twin;
   }
 
-  /** A device connected: it gets its desired state again (it may have missed changes while away). */
-  async connected(tenantId: string, deviceId: string): Promise<void> {
-    const twin = await this.store.getTwin(tenantId, deviceId);
-    if (twin && twin.desiredVersion > 0) await this.desired.deliverWhenListening(tenantId, deviceId, twin);
+  /** Devices connected: each gets its desired state again (it may have missed changes while away); one read for all of them. */
+  async connected(devices: { tenantId: string; deviceId: string }[]): Promise<void> {
+    const twins = await this.store.twinsWithDesired(devices);
+    await Promise.all(twins.map(({ tenantId, twin }) => this.desired.deliverWhenListening(tenantId, twin.deviceId, twin)));
   }
 
   /** Stores the reported document a device sent. */

@@ -8,6 +8,14 @@ export interface StatusChange {
   changed: boolean;
 }
 
+/** A connection of the credential `publicKey` opened (+1) or closed (-1) at `at`, for the server's `reason`. */
+export interface ConnectionDelta {
+  publicKey: string;
+  delta: 1 | -1;
+  at: Date;
+  reason?: string;
+}
+
 /** Persistence of the registry, credentials and connection status (twins: `twin-store.ts`, commands: `command-store.ts`). */
 export interface DeviceStore {
   /** Inserts all or none; ALREADY_EXISTS when an id is taken, RESOURCE_EXHAUSTED past the tenant's device quota. */
@@ -31,10 +39,12 @@ export interface DeviceStore {
   /** Marks the credential revoked and lists its key as revoked. */
   revokeCredential(tenantId: string, id: string): Promise<DeviceRecord | undefined>;
 
-  /** One more live connection of the credential `publicKey`; undefined when no device holds it. */
-  connected(publicKey: string, at: Date): Promise<StatusChange | undefined>;
-  /** One fewer live connection of the credential `publicKey`, ended for the server's `reason`. */
-  disconnected(publicKey: string, at: Date, reason?: string): Promise<StatusChange | undefined>;
+  /**
+   * Applies connection events in one statement, at most one per credential
+   * key: each opens (+1) or closes (-1) a live connection of the device
+   * holding the key. The change of every key a device holds, by key.
+   */
+  applyConnections(events: ConnectionDelta[]): Promise<Map<string, StatusChange>>;
   /** Sets every device's connection count to what the NATS servers report (credential key → live connections). */
   reconcileConnections(counts: Map<string, number>): Promise<StatusChange[]>;
   /** Advances last-seen and last-data times (telemetry arrived); returns the devices touched. */
@@ -314,30 +324,25 @@ export class PgDeviceStore implements DeviceStore {
     });
   }
 
-  private async changeConnections(publicKey: string, at: Date, delta: 1 | -1, reason = ''): Promise<StatusChange | undefined> {
-    const timeColumn = delta > 0 ? 'last_connect_time' : 'last_disconnect_time';
+  async applyConnections(events: ConnectionDelta[]): Promise<Map<string, StatusChange>> {
+    if (events.length === 0) return new Map();
+    // Rows are locked in key order, as the other many-row writers of connection columns lock them, so two batches cannot deadlock.
     const { rows } = await this.pool.query(
-      `WITH before AS (SELECT tenant_id, id, status FROM devices WHERE credential_key = $1 FOR UPDATE)
-       UPDATE devices d SET connections = GREATEST(d.connections + $2, 0),
-           status = CASE WHEN d.connections + $2 > 0 THEN 'online' ELSE 'offline' END,
-           ${timeColumn} = GREATEST(d.${timeColumn}, $3),
-           last_seen_time = GREATEST(d.last_seen_time, $3),
-           last_disconnect_reason = CASE WHEN $2 < 0 AND $3 >= COALESCE(d.last_disconnect_time, '-infinity'::timestamptz) THEN $4::text ELSE d.last_disconnect_reason END,
+      `WITH e AS (SELECT * FROM unnest($1::text[], $2::int[], $3::timestamptz[], $4::text[]) AS e(key, delta, at, reason)),
+       before AS (SELECT d.tenant_id, d.id, d.status, e.key, e.delta, e.at, e.reason FROM devices d JOIN e ON d.credential_key = e.key
+                   ORDER BY d.tenant_id, d.id FOR UPDATE OF d)
+       UPDATE devices d SET connections = GREATEST(d.connections + b.delta, 0),
+           status = CASE WHEN d.connections + b.delta > 0 THEN 'online' ELSE 'offline' END,
+           last_connect_time = CASE WHEN b.delta > 0 THEN GREATEST(d.last_connect_time, b.at) ELSE d.last_connect_time END,
+           last_disconnect_time = CASE WHEN b.delta < 0 THEN GREATEST(d.last_disconnect_time, b.at) ELSE d.last_disconnect_time END,
+           last_seen_time = GREATEST(d.last_seen_time, b.at),
+           last_disconnect_reason = CASE WHEN b.delta < 0 AND b.at >= COALESCE(d.last_disconnect_time, '-infinity'::timestamptz) THEN b.reason ELSE d.last_disconnect_reason END,
            version = nextval('device_versions')
          FROM before b WHERE d.tenant_id = b.tenant_id AND d.id = b.id
-         RETURNING ${DEVICE_COLUMNS.split(',').map((c) => `d.${c.trim()}`).join(', ')}, b.status AS previous_status`,
-      [publicKey, delta, at, reason],
+         RETURNING ${DEVICE_COLUMNS.split(',').map((c) => `d.${c.trim()}`).join(', ')}, b.status AS previous_status, b.key AS event_key`,
+      [events.map((e) => e.publicKey), events.map((e) => e.delta), events.map((e) => e.at), events.map((e) => e.reason ?? '')],
     );
-    if (!rows[0]) return undefined;
-    return { device: toDevice(rows[0]), changed: rows[0].previous_status !== rows[0].status };
-  }
-
-  connected(publicKey: string, at: Date): Promise<StatusChange | undefined> {
-    return this.changeConnections(publicKey, at, 1);
-  }
-
-  disconnected(publicKey: string, at: Date, reason = ''): Promise<StatusChange | undefined> {
-    return this.changeConnections(publicKey, at, -1, reason);
+    return new Map(rows.map((r) => [r.event_key as string, { device: toDevice(r), changed: r.previous_status !== r.status }]));
   }
 
   async reconcileConnections(counts: Map<string, number>): Promise<StatusChange[]> {
@@ -347,7 +352,7 @@ export class PgDeviceStore implements DeviceStore {
          SELECT d.tenant_id, d.id, d.status AS previous_status, COALESCE(c.n, 0) AS n
            FROM devices d LEFT JOIN counts c ON c.key = d.credential_key
           WHERE d.connections <> COALESCE(c.n, 0) OR d.status <> CASE WHEN COALESCE(c.n, 0) > 0 THEN 'online' ELSE 'offline' END
-          FOR UPDATE OF d)
+          ORDER BY d.tenant_id, d.id FOR UPDATE OF d)
        UPDATE devices d SET connections = t.n, status = CASE WHEN t.n > 0 THEN 'online' ELSE 'offline' END,
            last_disconnect_time = CASE WHEN t.n = 0 AND d.status = 'online' THEN now() ELSE d.last_disconnect_time END,
            last_disconnect_reason = CASE WHEN t.n = 0 AND d.status = 'online' THEN $3 ELSE d.last_disconnect_reason END,
@@ -362,9 +367,10 @@ export class PgDeviceStore implements DeviceStore {
   async touchLastSeen(entries: { tenantId: string; id: string; at: Date }[]): Promise<{ tenantId: string; id: string; version: number }[]> {
     if (entries.length === 0) return [];
     const { rows } = await this.pool.query(
-      `UPDATE devices d SET last_seen_time = GREATEST(d.last_seen_time, e.at), last_data_time = GREATEST(d.last_data_time, e.at), version = nextval('device_versions')
-         FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS e(tenant_id, id, at)
-        WHERE d.tenant_id = e.tenant_id AND d.id = e.id
+      `WITH locked AS (SELECT d.tenant_id, d.id, e.at FROM devices d JOIN unnest($1::text[], $2::text[], $3::timestamptz[]) AS e(tenant_id, id, at)
+                        ON d.tenant_id = e.tenant_id AND d.id = e.id ORDER BY d.tenant_id, d.id FOR UPDATE OF d)
+       UPDATE devices d SET last_seen_time = GREATEST(d.last_seen_time, l.at), last_data_time = GREATEST(d.last_data_time, l.at), version = nextval('device_versions')
+         FROM locked l WHERE d.tenant_id = l.tenant_id AND d.id = l.id
         RETURNING d.tenant_id, d.id, d.version`,
       [entries.map((e) => e.tenantId), entries.map((e) => e.id), entries.map((e) => e.at)],
     );

@@ -8,14 +8,22 @@ export interface LiveConnection extends Omit<SessionInfo, 'reason'> {
   userKey: string;
 }
 
-/** Persistence of device sessions (connection history). */
+/** A connect or disconnect event of a device's connection. */
+export interface SessionEvent {
+  tenantId: string;
+  deviceId: string;
+  info: SessionInfo;
+  at: Date;
+}
+
+/** Persistence of device sessions (connection history). Each write takes many events (one statement), at most one per session. */
 export interface SessionStore {
-  /** Records the start of a session (once per server and client id). */
-  opened(tenantId: string, deviceId: string, info: SessionInfo, at: Date): Promise<void>;
-  /** Records the end of a session, creating it when its start went unreported. */
-  closed(tenantId: string, deviceId: string, info: SessionInfo, at: Date): Promise<void>;
-  /** Records the end of a known session whose credential no device holds any more (rotated or revoked). */
-  closedByConnection(info: SessionInfo, at: Date): Promise<void>;
+  /** Records the start of sessions (once per server and client id). */
+  opened(events: SessionEvent[]): Promise<void>;
+  /** Records the end of sessions, creating each whose start went unreported. */
+  closed(events: SessionEvent[]): Promise<void>;
+  /** Records the end of known sessions whose credential no device holds any more (rotated or revoked). */
+  closedByConnection(events: Pick<SessionEvent, 'info' | 'at'>[]): Promise<void>;
   /**
    * Makes the open sessions what the servers report: closes every session
    * opened before `asOf` and still open that is not among `live`, with
@@ -45,29 +53,59 @@ function toSession(row: Row): DeviceSessionRecord {
 export class PgSessionStore implements SessionStore {
   constructor(private readonly pool: Pool) {}
 
-  async opened(tenantId: string, deviceId: string, info: SessionInfo, at: Date): Promise<void> {
+  async opened(events: SessionEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    // Joined with the devices so a device deleted meanwhile drops its own row, not the whole batch (foreign key).
     await this.pool.query(
       `INSERT INTO device_sessions (tenant_id, device_id, server_id, client_id, connect_time, remote_address, client_name)
-       VALUES ($1, $2, $3, $4, $5, $6, $7)
+       SELECT e.tenant_id, e.device_id, e.server_id, e.client_id, e.connect_time, e.remote_address, e.client_name
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::timestamptz[], $6::text[], $7::text[])
+              AS e(tenant_id, device_id, server_id, client_id, connect_time, remote_address, client_name)
+         JOIN devices d ON d.tenant_id = e.tenant_id AND d.id = e.device_id
        ON CONFLICT (server_id, client_id) DO UPDATE SET connect_time = COALESCE(device_sessions.connect_time, EXCLUDED.connect_time)`,
-      [tenantId, deviceId, info.serverId, info.clientId, info.start ?? at, info.remoteAddress, info.clientName],
+      [
+        events.map((e) => e.tenantId),
+        events.map((e) => e.deviceId),
+        events.map((e) => e.info.serverId),
+        events.map((e) => e.info.clientId),
+        events.map((e) => e.info.start ?? e.at),
+        events.map((e) => e.info.remoteAddress),
+        events.map((e) => e.info.clientName),
+      ],
     );
   }
 
-  async closed(tenantId: string, deviceId: string, info: SessionInfo, at: Date): Promise<void> {
+  async closed(events: SessionEvent[]): Promise<void> {
+    if (events.length === 0) return;
     await this.pool.query(
       `INSERT INTO device_sessions (tenant_id, device_id, server_id, client_id, connect_time, disconnect_time, disconnect_reason, remote_address, client_name)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+       SELECT e.tenant_id, e.device_id, e.server_id, e.client_id, e.connect_time, e.disconnect_time, e.disconnect_reason, e.remote_address, e.client_name
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::timestamptz[], $6::timestamptz[], $7::text[], $8::text[], $9::text[])
+              AS e(tenant_id, device_id, server_id, client_id, connect_time, disconnect_time, disconnect_reason, remote_address, client_name)
+         JOIN devices d ON d.tenant_id = e.tenant_id AND d.id = e.device_id
        ON CONFLICT (server_id, client_id) DO UPDATE SET disconnect_time = EXCLUDED.disconnect_time, disconnect_reason = EXCLUDED.disconnect_reason,
          connect_time = COALESCE(device_sessions.connect_time, EXCLUDED.connect_time)`,
-      [tenantId, deviceId, info.serverId, info.clientId, info.start ?? null, at, info.reason, info.remoteAddress, info.clientName],
+      [
+        events.map((e) => e.tenantId),
+        events.map((e) => e.deviceId),
+        events.map((e) => e.info.serverId),
+        events.map((e) => e.info.clientId),
+        events.map((e) => e.info.start ?? null),
+        events.map((e) => e.at),
+        events.map((e) => e.info.reason),
+        events.map((e) => e.info.remoteAddress),
+        events.map((e) => e.info.clientName),
+      ],
     );
   }
 
-  async closedByConnection(info: SessionInfo, at: Date): Promise<void> {
+  async closedByConnection(events: Pick<SessionEvent, 'info' | 'at'>[]): Promise<void> {
+    if (events.length === 0) return;
     await this.pool.query(
-      `UPDATE device_sessions SET disconnect_time = $3, disconnect_reason = $4 WHERE server_id = $1 AND client_id = $2 AND disconnect_time IS NULL`,
-      [info.serverId, info.clientId, at, info.reason],
+      `UPDATE device_sessions s SET disconnect_time = e.at, disconnect_reason = e.reason
+         FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::text[]) AS e(server_id, client_id, at, reason)
+        WHERE s.server_id = e.server_id AND s.client_id = e.client_id AND s.disconnect_time IS NULL`,
+      [events.map((e) => e.info.serverId), events.map((e) => e.info.clientId), events.map((e) => e.at), events.map((e) => e.info.reason)],
     );
   }
 

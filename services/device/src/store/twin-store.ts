@@ -5,6 +5,8 @@ import { optionalDate, Row } from './device-store';
 /** Persistence of device twins (desired and reported documents, columns of the devices table). */
 export interface TwinStore {
   getTwin(tenantId: string, id: string): Promise<TwinRecord | undefined>;
+  /** The twins of those of `devices` that have a desired document (desired version above 0), with their tenant. */
+  twinsWithDesired(devices: { tenantId: string; deviceId: string }[]): Promise<{ tenantId: string; twin: TwinRecord }[]>;
   /** Replaces the desired document; `expectedVersion` 0 means "any". Undefined when the device is missing; 'conflict' on a version mismatch. */
   setDesired(tenantId: string, id: string, desired: JsonObject, expectedVersion: number): Promise<TwinRecord | 'conflict' | undefined>;
   setReported(tenantId: string, id: string, reported: JsonObject): Promise<TwinRecord | undefined>;
@@ -31,6 +33,17 @@ export class PgTwinStore implements TwinStore {
   async getTwin(tenantId: string, id: string): Promise<TwinRecord | undefined> {
     const { rows } = await this.pool.query(`SELECT ${TWIN_COLUMNS} FROM devices WHERE tenant_id = $1 AND id = $2`, [tenantId, id]);
     return rows[0] ? toTwin(rows[0]) : undefined;
+  }
+
+  async twinsWithDesired(devices: { tenantId: string; deviceId: string }[]): Promise<{ tenantId: string; twin: TwinRecord }[]> {
+    if (devices.length === 0) return [];
+    const { rows } = await this.pool.query(
+      `SELECT d.tenant_id, ${TWIN_COLUMNS.split(',').map((c) => `d.${c.trim()}`).join(', ')}
+         FROM devices d JOIN unnest($1::text[], $2::text[]) AS k(tenant_id, id) ON d.tenant_id = k.tenant_id AND d.id = k.id
+        WHERE d.desired_version > 0`,
+      [devices.map((d) => d.tenantId), devices.map((d) => d.deviceId)],
+    );
+    return rows.map((r) => ({ tenantId: r.tenant_id, twin: toTwin(r) }));
   }
 
   async setDesired(tenantId: string, id: string, desired: JsonObject, expectedVersion: number): Promise<TwinRecord | 'conflict' | undefined> {
