@@ -19,7 +19,8 @@ jest.setTimeout(150_000);
  * whole mesh: the Export page downloads exactly the group's devices, the
  * Alerts page stores a rule with the group's id, and the Live page charts the
  * group's telemetry as it arrives (a line per device, bounded; the server's
- * refusals shown). Every page's form controls have a label.
+ * refusals shown), and the Groups page charts a metric's history across the
+ * group's members. Every page's form controls have a label.
  */
 describe('console group pickers in Chromium', () => {
   let world: ConsoleWorld;
@@ -131,6 +132,64 @@ describe('console group pickers in Chromium', () => {
       await page.goto(`${world.gateway.base}/#/live?group=not-a-group`);
       await page.getByTestId('live-error').filter({ hasText: 'group_ids[0]: is not a group id' }).waitFor();
       await shot(page, 'live-refused');
+    } finally {
+      await page.context().close();
+    }
+  });
+
+  it('admin: the Groups page charts a metric across the group’s members, a line per member on request, and says when there is none or the server refuses', async () => {
+    // Two members and a non-member send `level` 40, 30 and 20 minutes ago: three buckets at any width the chart asks for over an hour.
+    const senders = [NORTH[0], NORTH[1], SOUTH];
+    const minutesAgo = [40, 30, 20];
+    for (const [i, d] of senders.entries()) await publish(d.id, minutesAgo.map((m) => ({ metric: 'level', time: new Date(Date.now() - m * 60_000).toISOString(), numberValue: 10 * (i + 1) + m })));
+    const stored = await eventually(async () => {
+      const res = await api('GET', `/v1/groups/${group.id}/history?metric=level&perDevice=true`);
+      const count = (res.json.buckets as { count: string }[] | undefined)?.reduce((n, b) => n + Number(b.count), 0);
+      return count === 2 * minutesAgo.length && res.json;
+    }, 'the members’ level points in the group history');
+    expect((stored.devices as { deviceId: string }[]).map((d) => d.deviceId)).toEqual([NORTH[0].id, NORTH[1].id]);
+
+    const page = await world.logIn(world.tenant.admin);
+    try {
+      await page.click('header a[href="#/groups"]');
+      await page.getByTestId('group-northern').getByRole('button', { name: 'Devices' }).click();
+      const card = page.getByTestId('group-history');
+      const chart = card.getByTestId('group-history-chart');
+      const loaded = card.locator('[data-testid=group-history-chart][data-loaded=true]');
+      const ask = async (metric: string, perDevice: boolean) => {
+        await card.getByLabel('Metric').fill(metric);
+        await card.getByLabel('Range').selectOption({ label: '1 h' });
+        await card.getByLabel('per device').setChecked(perDevice);
+        await card.getByRole('button', { name: 'Show' }).click();
+      };
+      const legend = async () => (await chart.locator('.u-legend .u-series .u-label').allTextContents()).filter((label) => label !== 'Time');
+
+      await ask('level', false);
+      await loaded.waitFor();
+      expect(await chart.getAttribute('data-series-ids')).toBe('a:avg,b:min,c:max');
+      expect(await chart.getAttribute('data-points')).toBe(String(minutesAgo.length));
+      expect(await legend()).toEqual(['average', 'min', 'max']);
+      await card.getByTestId('group-history-summary').filter({ hasText: `${NORTH.length} member devices` }).waitFor();
+      await shot(page, 'group-history');
+
+      // Per device: the group's average and one line per member that sent it, named; the non-member has none.
+      await ask('level', true);
+      await card.locator(`[data-testid=group-history-chart][data-loaded=true][data-series-ids="a:avg,device:${NORTH[0].id},device:${NORTH[1].id}"]`).waitFor();
+      expect(await legend()).toEqual(['average', NORTH[0].name, NORTH[1].name]);
+      await card.getByTestId('group-history-summary').filter({ hasText: '2 reporting' }).waitFor();
+      await shot(page, 'group-history-per-device');
+
+      // A metric no member sends: the chart says so instead of drawing nothing.
+      await ask('no_such_metric', false);
+      await card.getByTestId('group-history-empty').filter({ hasText: 'No data for no_such_metric' }).waitFor();
+      expect(await chart.getAttribute('data-series-ids')).toBe('');
+
+      // The server's refusal, as it words it, and no chart of the previous answer beside it.
+      await ask('not a metric', false);
+      await card.getByTestId('group-history-error').filter({ hasText: 'metric: is not a valid metric name' }).waitFor();
+      expect(await chart.count()).toBe(0);
+      expect(await card.getByTestId('group-history-empty').count()).toBe(0);
+      await shot(page, 'group-history-refused');
     } finally {
       await page.context().close();
     }

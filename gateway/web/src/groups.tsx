@@ -1,32 +1,12 @@
-import { useEffect, useState } from 'react';
+import { useMemo, useState } from 'react';
 import { Device } from '../../../gen/es/iot/device/v1/device_pb';
-import { Group } from '../../../gen/es/iot/device/v1/groups_pb';
 import { ConfirmButton } from './components/confirm-button';
 import { ErrorText, useListPage } from './components/list-page';
 import { TableHead } from './components/table-head';
 import { api, errorMessage } from './api';
+import { GroupHistoryChart } from './group-history';
 import { parseLabels } from './devices';
 import { useAbilities } from './principal';
-
-/** A choice of one of the tenant's device groups (the first 100) by name, or none: a rule's or alert rule's source. */
-export function GroupSelect({ value, onChange, name }: { value: string; onChange: (groupId: string) => void; name?: string }) {
-  const [groups, setGroups] = useState<Group[]>([]);
-  useEffect(() => {
-    const abort = new AbortController();
-    api.groups.listGroups({ page: { pageSize: 100 } }, { signal: abort.signal }).then((res) => setGroups(res.groups), () => undefined);
-    return () => abort.abort();
-  }, []);
-  return (
-    <select aria-label="device group" name={name} value={value} onChange={(e) => onChange(e.target.value)}>
-      <option value="">any group</option>
-      {groups.map((g) => (
-        <option key={g.id} value={g.id}>
-          {g.name}
-        </option>
-      ))}
-    </select>
-  );
-}
 
 const labelText = (labels: Record<string, string>) =>
   Object.entries(labels)
@@ -39,6 +19,7 @@ export function GroupsPage() {
   const { items: groups, error, setError, act, submit } = useListPage(async () => (await api.groups.listGroups({ page: { pageSize: 1000 } })).groups);
   const [members, setMembers] = useState<{ groupId: string; devices: Device[] }>();
   const [form, setForm] = useState({ name: '', labels: '', deviceType: '' });
+  const memberNames = useMemo(() => Object.fromEntries((members?.devices ?? []).map((d) => [d.id, d.name])), [members]);
 
   async function show(groupId: string) {
     try {
@@ -88,6 +69,7 @@ export function GroupsPage() {
               </li>
             ))}
           </ul>
+          <GroupHistoryChart key={members.groupId} groupId={members.groupId} deviceNames={memberNames} />
         </div>
       )}
       {canOperate && (
