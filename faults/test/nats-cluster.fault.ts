@@ -19,7 +19,8 @@
  * Size: FAULTS_DEVICES × FAULTS_POINTS as the other faults, at FAULTS_RATE
  * messages/s per device for FAULTS_CLUSTER_SECONDS (90) so publishing spans
  * the kill, the devices' reconnection (up to ~30 s on a loaded machine), the
- * node's return and some more.
+ * node's return and some more: by default 50 MQTT devices × 360 messages ×
+ * 20 points = 360,000 points, with 10 NATS devices (72,000) alongside.
  */
 import crypto from 'node:crypto';
 import { waitUntil } from '../../scripts/up-wait';
@@ -28,13 +29,13 @@ import { KnownSetSize } from '../src/known-set';
 import { clearResults, FaultRig } from '../src/rig';
 
 const FAULT = 'nats-node-kill';
-const DEVICES = Number(process.env.FAULTS_DEVICES ?? 20);
-const NATS_DEVICES = Number(process.env.FAULTS_NATS_DEVICES ?? 5);
-const RATE = Number(process.env.FAULTS_RATE ?? 5);
+const DEVICES = Number(process.env.FAULTS_DEVICES ?? 50);
+const NATS_DEVICES = Number(process.env.FAULTS_NATS_DEVICES ?? 10);
+const RATE = Number(process.env.FAULTS_RATE ?? 4);
 const SECONDS = Number(process.env.FAULTS_CLUSTER_SECONDS ?? 90);
 const SIZE: KnownSetSize = {
   messagesPerDevice: Math.round(RATE * SECONDS),
-  pointsPerMessage: Number(process.env.FAULTS_POINTS ?? 10),
+  pointsPerMessage: Number(process.env.FAULTS_POINTS ?? 20),
   ratePerDevice: RATE,
 };
 const STREAM = 'TELEMETRY';
