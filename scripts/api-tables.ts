@@ -25,6 +25,7 @@ const ACCESS_LABEL: Record<Access, string> = {
   operator: 'operator',
   admin: 'admin',
   platform_admin: 'platform admin',
+  device_credential: 'device credential',
 };
 
 /**

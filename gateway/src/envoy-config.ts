@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import YAML from 'yaml';
-import { TOKEN_AUDIENCE, TOKEN_ISSUER } from '@iot-mesh/runtime';
+import { takesNoUserCredential, TOKEN_AUDIENCE, TOKEN_ISSUER } from '@iot-mesh/runtime';
 import { corsPolicy, MAX_REQUEST_BYTES, UNARY_TIMEOUT_MS } from './edge-policy';
 import { Cluster, RouteTable } from './route-table';
 
@@ -70,16 +70,18 @@ function httpCluster(name: string, host: string, port: string): object {
 }
 
 /**
- * The `jwt_authn` rules, first match wins: a public RPC (`(iot.common.v1.access)
- * = ACCESS_PUBLIC`), by its gRPC path or any of its REST bindings, skips the
- * check, so a stale token cannot block a login; on every other path a bearer
- * token must verify when present. Calls without one (API keys) pass to the
- * services, which decide. REST paths are matched as sent: the transcoder runs
- * after this filter.
+ * The `jwt_authn` rules, first match wins: an RPC that takes no user token
+ * (`(iot.common.v1.access) = ACCESS_PUBLIC` or `ACCESS_DEVICE_CREDENTIAL`), by
+ * its gRPC path or any of its REST bindings, skips the check, so a stale token
+ * cannot block a login and a device's own credential (a NATS user JWT, which
+ * signing's JWKS cannot verify) reaches the handler that verifies it; on every
+ * other path a bearer token must verify when present. Calls without one (API
+ * keys) pass to the services, which decide. REST paths are matched as sent:
+ * the transcoder runs after this filter.
  */
 export function jwtRules(table: RouteTable): object[] {
   const skip = table.methods
-    .filter((m) => m.access === 'public')
+    .filter((m) => takesNoUserCredential(m.access))
     .flatMap((m) => [
       { match: { path: m.grpcPath } },
       ...m.http.map((b) => ({ match: { safe_regex: { regex: b.template.pattern }, headers: [{ name: ':method', string_match: { exact: b.verb } }] } })),

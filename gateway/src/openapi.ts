@@ -20,7 +20,20 @@ export interface OpenApiDocument {
 const SECURITY_SCHEMES: Record<string, Json> = {
   bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'Access token from `POST /v1/auth:login` (`Authorization: Bearer <token>`).' },
   apiKey: { type: 'apiKey', in: 'header', name: 'Authorization', description: 'An API key secret, sent as `Authorization: ApiKey <secret>`.' },
+  deviceCredential: {
+    type: 'http',
+    scheme: 'bearer',
+    bearerFormat: 'NATS user JWT',
+    description: "A device's own credential, the NATS user JWT the device service issued it (`Authorization: Bearer <credential>`); no user token or API key is accepted.",
+  },
 };
+
+/** The security requirement of each access rule: none on public routes, the device's own credential where a device calls. */
+function securityOf(access: Access): Json[] {
+  if (access === 'public') return [];
+  if (access === 'device_credential') return [{ deviceCredential: [] }];
+  return [{ bearer: [] }, { apiKey: [] }];
+}
 
 /** Who each access rule lets in, as the reference says it. */
 const ACCESS_TEXT: Record<Access, string> = {
@@ -30,6 +43,7 @@ const ACCESS_TEXT: Record<Access, string> = {
   operator: 'Role operator or above.',
   admin: 'Role admin.',
   platform_admin: 'Admins of the platform tenant only.',
+  device_credential: "A device with its own device credential (no user token or API key).",
 };
 
 /** proto3 JSON mapping of the well-known types (https://protobuf.dev/programming-guides/json/). */
@@ -217,8 +231,7 @@ function operation(route: RouteMethod, binding: HttpBinding, schemas: SchemaBuil
     ...(parameters.length > 0 ? { parameters } : {}),
     ...(requestBody ? { requestBody } : {}),
     responses: { '200': { description: 'OK', content: { 'application/json': { schema: responseSchema } } }, ...errors },
-    // Public routes need nothing; every other route takes a bearer token or an API key.
-    security: isPublic ? [] : [{ bearer: [] }, { apiKey: [] }],
+    security: securityOf(route.access),
     'x-iot-access': route.access,
   };
 }

@@ -35,7 +35,7 @@ export interface RouteMethod {
   /** gRPC path `/iot.signing.v1.AuthService/Login`. */
   grpcPath: string;
   kind: 'unary' | 'server_streaming';
-  /** Who may call it, from its `(iot.common.v1.access)` option; `public` routes skip the edge's JWT check. */
+  /** Who may call it, from its `(iot.common.v1.access)` option; `public` and `device_credential` routes skip the edge's JWT check. */
   access: Access;
   cluster: Cluster;
   /** REST bindings from `google.api.http`; empty for methods only reachable over gRPC-Web. */

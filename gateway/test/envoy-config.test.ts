@@ -159,20 +159,22 @@ describe('generated Envoy config', () => {
     expect(hcm.xff_num_trusted_hops).toBe(0);
   });
 
-  it('skips the JWT check exactly on the public RPCs, by gRPC path and by REST binding, as the services\' access rules say', () => {
+  it('skips the JWT check exactly on the public and device-credential RPCs, by gRPC path and by REST binding, as the services\' access rules say', () => {
     const rules = descriptorAccessRules();
     const checked: string[] = [];
     for (const method of descriptorMethods()) {
-      const isPublic = accessRuleOf(method.grpcPath, rules) === 'public';
-      expect({ path: method.grpcPath, verifies: verifies(jwtRuleFor('POST', method.grpcPath)) }).toEqual({ path: method.grpcPath, verifies: !isPublic });
+      const access = accessRuleOf(method.grpcPath, rules);
+      const skips = access === 'public' || access === 'device_credential';
+      expect({ path: method.grpcPath, verifies: verifies(jwtRuleFor('POST', method.grpcPath)) }).toEqual({ path: method.grpcPath, verifies: !skips });
       for (const binding of table.methods.find((m) => m.grpcPath === method.grpcPath)!.http) {
         const url = samplePath(binding.template.source);
-        expect({ route: `${binding.verb} ${url}`, verifies: verifies(jwtRuleFor(binding.verb, url)) }).toEqual({ route: `${binding.verb} ${url}`, verifies: !isPublic });
-        if (isPublic) checked.push(`${binding.verb} ${url}`);
+        expect({ route: `${binding.verb} ${url}`, verifies: verifies(jwtRuleFor(binding.verb, url)) }).toEqual({ route: `${binding.verb} ${url}`, verifies: !skips });
+        if (skips) checked.push(`${binding.verb} ${url}`);
       }
     }
-    // The login form and the key set are reachable without a token even when a stale one is sent.
-    expect(checked).toEqual(expect.arrayContaining(['POST /v1/auth:login', 'GET /.well-known/jwks.json']));
+    // The login form and the key set are reachable without a token even when a stale one is sent,
+    // and a device's own credential (a NATS user JWT, not signing's) reaches the firmware download.
+    expect(checked).toEqual(expect.arrayContaining(['POST /v1/auth:login', 'GET /.well-known/jwks.json', `GET ${samplePath('/v1/tenants/{tenant_id}/firmware/{id}/image')}`]));
     // A public REST path under another verb is not public: it reaches the catch-all.
     expect(verifies(jwtRuleFor('GET', '/v1/auth:login'))).toBe(true);
     // Anything else, the dashboard's files included, verifies a bearer token when one is present and lets calls without one through.

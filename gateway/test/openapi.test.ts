@@ -44,6 +44,7 @@ describe('OpenAPI document', () => {
     for (const ops of Object.values(document.paths)) {
       for (const op of Object.values(ops)) {
         if (op['x-iot-access'] === 'public') expect(op.security).toEqual([]);
+        else if (op['x-iot-access'] === 'device_credential') expect(op.security).toEqual([{ deviceCredential: [] }]);
         else expect(op.security).toEqual([{ bearer: [] }, { apiKey: [] }]);
         const responses = op.responses as Record<string, { content: Record<string, { schema: unknown }> }>;
         expect(responses.default.content['application/json'].schema).toEqual({ $ref: '#/components/schemas/google.rpc.Status' });

@@ -26,10 +26,13 @@ type Caller = (typeof CALLERS)[number];
 /** What a cell must show: refused with a code, or let past authorization (then validation or lookup decides). */
 type Expected = 'UNAUTHENTICATED' | 'PERMISSION_DENIED' | 'passes';
 
-const RANK: Record<Access, number> = { public: 0, authenticated: 1, viewer: 2, operator: 3, admin: 4, platform_admin: 5 };
+type UserAccess = Exclude<Access, 'device_credential'>;
+const RANK: Record<UserAccess, number> = { public: 0, authenticated: 1, viewer: 2, operator: 3, admin: 4, platform_admin: 5 };
 
 /** The rule of the matrix: what each caller must get for an RPC with the given access. */
 function expectedFor(caller: Caller, access: Access): Expected {
+  // Every caller of the matrix presents a user's or a key's token, or none, never a device's own credential.
+  if (access === 'device_credential') return 'UNAUTHENTICATED';
   switch (caller) {
     case 'none':
     case 'expired':
@@ -49,14 +52,6 @@ function expectedFor(caller: Caller, access: Access): Expected {
 
 /** Codes that never mean "authorized, then refused for the request itself". */
 const NOT_PASSING = new Set<number>([status.UNAUTHENTICATED, status.PERMISSION_DENIED, status.UNIMPLEMENTED, status.INTERNAL, status.UNKNOWN, status.DEADLINE_EXCEEDED]);
-
-/**
- * Public RPCs whose handler checks a device's own credential (the NATS user
- * JWT) after validating the request: every caller of the matrix presents a
- * user's or key's token, never a device credential, so a valid request is
- * refused UNAUTHENTICATED by the handler, not by authorization.
- */
-const DEVICE_CREDENTIAL_RPCS = new Set(['/iot.device.v1.FirmwareService/DownloadDeviceFirmware']);
 
 /** How long a server stream that was let through is watched before it counts as open (refusals come before any handler runs). */
 const STREAM_OPEN_MS = 3000;
@@ -244,8 +239,7 @@ test('every RPC × every caller answers as its access option says, and tenant B 
     CALLERS.forEach((caller, i) => {
       const cell = cells[i];
       const expected = expectedFor(caller, access);
-      const deviceCredentialRefused = DEVICE_CREDENTIAL_RPCS.has(methodPath(method)) && cell.code === status.UNAUTHENTICATED;
-      const ok = expected === 'passes' ? cell.open === true || !NOT_PASSING.has(cell.code) || deviceCredentialRefused : !cell.open && status[cell.code] === expected;
+      const ok = expected === 'passes' ? cell.open === true || !NOT_PASSING.has(cell.code) : !cell.open && status[cell.code] === expected;
       if (!ok) mismatches.push(`${methodPath(method)} (${access}) as ${caller}: expected ${expected}, got ${label(cell)} ${cell.message ?? ''}`);
     });
     const other = cells[CALLERS.indexOf('other tenant')];

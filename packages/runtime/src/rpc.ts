@@ -24,6 +24,12 @@ export interface CallContext {
   remainingMs(): number;
   /** The authenticated caller; set by the auth middleware. */
   principal?: Principal;
+  /**
+   * The device credential of a call to an RPC of access `device_credential`,
+   * as sent (`authorization: Bearer <credential>`), not yet verified: set by
+   * the auth middleware, verified by the handler.
+   */
+  deviceCredential?: string;
   /** The call's logger: the service's, with the method and every field {@link addLogFields} added. */
   readonly log: Logger;
   /** Adds fields to every later line of {@link log} (the child logger is made only when a line is logged). */

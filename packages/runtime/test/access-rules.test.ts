@@ -48,9 +48,10 @@ describe('access rules read from the descriptor set', () => {
   test('each ACCESS_ value maps to its rule', () => {
     const registry = realRegistry;
     const values = accessExtension.fieldKind === 'enum' ? accessExtension.enum.values.map((v) => v.name) : [];
-    expect(values).toEqual(['ACCESS_UNSPECIFIED', 'ACCESS_PUBLIC', 'ACCESS_AUTHENTICATED', 'ACCESS_VIEWER', 'ACCESS_OPERATOR', 'ACCESS_ADMIN', 'ACCESS_PLATFORM_ADMIN']);
+    expect(values).toEqual(['ACCESS_UNSPECIFIED', 'ACCESS_PUBLIC', 'ACCESS_AUTHENTICATED', 'ACCESS_VIEWER', 'ACCESS_OPERATOR', 'ACCESS_ADMIN', 'ACCESS_PLATFORM_ADMIN', 'ACCESS_DEVICE_CREDENTIAL']);
     const seen = new Set(Object.values(accessRulesOf(registry)).flatMap((rpcs) => Object.values(rpcs)));
-    expect([...seen].sort()).toEqual(['admin', 'authenticated', 'operator', 'platform_admin', 'public', 'viewer']);
+    expect([...seen].sort()).toEqual(['admin', 'authenticated', 'device_credential', 'operator', 'platform_admin', 'public', 'viewer']);
+    expect(accessRulesOf(registry)['iot.device.v1.FirmwareService'].DownloadDeviceFirmware).toBe('device_credential');
     expect(accessReader(registry).accessOf(registry.getService('iot.signing.v1.AuthService')!.methods.find((m) => m.name === 'RotateSigningKey')!)).toBe('platform_admin');
   });
 

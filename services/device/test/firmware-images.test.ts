@@ -176,8 +176,14 @@ test('a device downloads only an image a campaign installs on it, with its own c
   const [header, body] = target.token.split('.');
   expect((await failure(download(`${header}.${body}.${Buffer.alloc(64).toString('base64url')}`))).code).toBe(status.UNAUTHENTICATED);
   expect((await failure(collect(serverStream(firmware, firmware.downloadDeviceFirmware, { tenantId: t.tenantId, id: fw.id, offset: 0n, length: 0n }, {})))).code).toBe(status.UNAUTHENTICATED);
-  // A user's token is not a device credential.
+  // A user's token or an API key is not a device credential, and is refused before the request is looked at.
+  const asUser = (request: { tenantId: string; id: string }, authorization: string) =>
+    collect(serverStream(firmware, firmware.downloadDeviceFirmware, { ...request, offset: 0n, length: 0n }, { authorization }));
   expect((await failure(download(t.operator.authorization.replace(/^Bearer /, '')))).code).toBe(status.UNAUTHENTICATED);
+  expect((await failure(asUser({ tenantId: '', id: '' }, t.admin.authorization))).code).toBe(status.UNAUTHENTICATED);
+  expect((await failure(asUser({ tenantId: t.tenantId, id: fw.id }, (await t.createApiKey('admin', 'fw-key')).authorization))).code).toBe(status.UNAUTHENTICATED);
+  // A device's own credential with the request incomplete is told what is missing.
+  expect((await failure(asUser({ tenantId: t.tenantId, id: '' }, `Bearer ${target.token}`))).code).toBe(status.INVALID_ARGUMENT);
   // After a rotation the old credential is refused, the new one works.
   const rotated = (await unary(h.clients.credentials, h.clients.credentials.rotateCredential, RotateCredentialRequest.fromPartial({ deviceId: 'fw-target' }), op())).credential!;
   expect((await failure(download(target.token))).code).toBe(status.UNAUTHENTICATED);

@@ -58,13 +58,13 @@ describe('the access rules declared in the protos', () => {
 
   test('public methods are only those that exchange credentials or publish keys', () => {
     const publicMethods = methods.filter((m) => accessOf(m) === 'public');
-    // ClaimDevice exchanges a per-tenant provisioning key for a device credential (device self-provisioning);
-    // DownloadDeviceFirmware takes a device's own credential, which its handler verifies (no user or API-key token works).
-    const expected = [
-      ...['Bootstrap', 'GetJwks', 'Login', 'Logout', 'Refresh'].map((rpc) => `/iot.signing.v1.AuthService/${rpc}`),
-      '/iot.device.v1.ProvisioningService/ClaimDevice',
-      '/iot.device.v1.FirmwareService/DownloadDeviceFirmware',
-    ];
+    // ClaimDevice exchanges a per-tenant provisioning key for a device credential (device self-provisioning).
+    const expected = [...['Bootstrap', 'GetJwks', 'Login', 'Logout', 'Refresh'].map((rpc) => `/iot.signing.v1.AuthService/${rpc}`), '/iot.device.v1.ProvisioningService/ClaimDevice'];
     expect(publicMethods.sort()).toEqual(expected.sort());
+  });
+
+  test("only the device's firmware download takes a device's own credential instead of a user's", () => {
+    // Its handler verifies the device credential; no user token or API key works.
+    expect(methods.filter((m) => accessOf(m) === 'device_credential')).toEqual(['/iot.device.v1.FirmwareService/DownloadDeviceFirmware']);
   });
 });

@@ -12,11 +12,26 @@ import { descriptorSetPath, readDescriptorSet } from '../repo-paths';
  *   tenant (viewer < operator < admin). Handlers still scope every query to
  *   the caller's tenant (see `callerTenant`).
  * - `platform_admin`: an admin of the platform tenant.
+ * - `device_credential`: a device with its own device credential (the NATS
+ *   user JWT it connects with) as `authorization: Bearer`; no user token or
+ *   API key counts. The middleware only requires the header and puts the
+ *   token, unverified, into `ctx.deviceCredential`; the handler verifies it
+ *   against the tenant's account key, which only the device service knows.
  */
-export type Access = 'public' | 'authenticated' | 'viewer' | 'operator' | 'admin' | 'platform_admin';
+export type Access = 'public' | 'authenticated' | 'viewer' | 'operator' | 'admin' | 'platform_admin' | 'device_credential';
 
-/** Every {@link Access}, from the most open to the most closed. */
-export const ACCESS_LEVELS: readonly Access[] = ['public', 'authenticated', 'viewer', 'operator', 'admin', 'platform_admin'];
+/** Every {@link Access}: the user levels from the most open to the most closed, then the device's. */
+export const ACCESS_LEVELS: readonly Access[] = ['public', 'authenticated', 'viewer', 'operator', 'admin', 'platform_admin', 'device_credential'];
+
+/**
+ * True when a caller of an RPC with `access` presents no user access token or
+ * API key: nothing is verified as a user's (the edge's JWT check is skipped
+ * too, so a stale token cannot block a login, and a device credential is not
+ * mistaken for a bad access token).
+ */
+export function takesNoUserCredential(access: Access): boolean {
+  return access === 'public' || access === 'device_credential';
+}
 
 /**
  * Fully-qualified service name → RPC name → access. A method missing here is

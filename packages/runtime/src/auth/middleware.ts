@@ -2,7 +2,7 @@ import { errors } from '../errors';
 import { Logger } from '../logger';
 import { Redis } from '../redis';
 import type { CallContext, Middleware } from '../rpc';
-import { Access, accessRuleOf, AccessRules, descriptorAccessRules } from './access-rules';
+import { Access, accessRuleOf, AccessRules, descriptorAccessRules, takesNoUserCredential } from './access-rules';
 import { ApiKeyLookup, cachedApiKeyLookup } from './api-keys';
 import { cachedTokenVerifier, TokenError } from './jwt';
 import { JwksKeySource, KeySource, sharedJwksFetcher } from './key-source';
@@ -53,7 +53,10 @@ const API_KEY = /^ApiKey[ ]+(\S+)$/i;
  * (a cached lookup at signing), puts the {@link Principal} into
  * `ctx.principal` and enforces the rule. Missing or invalid credentials →
  * UNAUTHENTICATED; too small a role → PERMISSION_DENIED; a method without a
- * rule → PERMISSION_DENIED.
+ * rule → PERMISSION_DENIED. Public RPCs pass untouched; on a
+ * `device_credential` RPC nothing is verified as a user's: the bearer token
+ * goes to the handler as `ctx.deviceCredential` (no such header, or an API
+ * key → UNAUTHENTICATED).
  */
 export function createAuthMiddleware(options: AuthMiddlewareOptions): AuthMiddleware {
   // Read once, at start: a descriptor without access.proto fails here, not on the first call.
@@ -75,11 +78,24 @@ export function createAuthMiddleware(options: AuthMiddlewareOptions): AuthMiddle
   // A client sends the same token on every call: its signature is verified once, not per call.
   const verifyToken = cachedTokenVerifier((kid) => keySource.keyFor(kid));
 
-  async function authenticate(ctx: CallContext): Promise<Principal> {
+  /** The one `authorization` header of a call; UNAUTHENTICATED without one, or with several. */
+  function authorizationHeader(ctx: CallContext, missing: string): string {
     const values = ctx.metadata.get('authorization');
-    if (values.length === 0) throw errors.unauthenticated('missing credentials: send authorization: Bearer <token> or ApiKey <secret>');
+    if (values.length === 0) throw errors.unauthenticated(missing);
     if (values.length > 1) throw errors.unauthenticated('more than one authorization header');
-    const header = String(values[0]);
+    return String(values[0]);
+  }
+
+  /** A device's own credential, for the handler to verify: no user token or API key is looked at. */
+  function deviceCredential(ctx: CallContext): string {
+    const needed = `${ctx.rpc} takes the device's own credential: send authorization: Bearer <device credential>`;
+    const bearer = BEARER.exec(authorizationHeader(ctx, needed));
+    if (!bearer) throw errors.unauthenticated(needed);
+    return bearer[1];
+  }
+
+  async function authenticate(ctx: CallContext): Promise<Principal> {
+    const header = authorizationHeader(ctx, 'missing credentials: send authorization: Bearer <token> or ApiKey <secret>');
     const bearer = BEARER.exec(header);
     if (bearer) {
       try {
@@ -105,7 +121,10 @@ export function createAuthMiddleware(options: AuthMiddlewareOptions): AuthMiddle
   const middleware = (async (ctx, _request, next) => {
     const access = accessRuleOf(ctx.method, rules);
     if (access === undefined) throw errors.permissionDenied(`${ctx.method} has no access rule`);
-    if (access === 'public') return next();
+    if (takesNoUserCredential(access)) {
+      if (access === 'device_credential') ctx.deviceCredential = deviceCredential(ctx);
+      return next();
+    }
     const principal = await authenticate(ctx);
     if (!allowed(principal, access)) throw errors.permissionDenied(`${ctx.rpc} needs ${access.replace('_', ' ')}`);
     ctx.principal = principal;
@@ -124,6 +143,9 @@ export function allowed(principal: Principal, access: Access): boolean {
       return true;
     case 'platform_admin':
       return principal.platformAdmin && roleAtLeast(principal.role, 'admin');
+    // Only a device's own credential, never a user's or a key's.
+    case 'device_credential':
+      return false;
     default:
       return roleAtLeast(principal.role, access);
   }

@@ -1,4 +1,4 @@
-import { CallContext, callerPrincipal, callerTenant, decodePageToken, defineService, encodePageToken, errors, pageSize, ServiceRegistration } from '@iot-mesh/runtime';
+import { callerPrincipal, callerTenant, decodePageToken, defineService, encodePageToken, errors, pageSize, ServiceRegistration } from '@iot-mesh/runtime';
 import { Campaign, CampaignDevice, CampaignServiceService, CampaignStage, CampaignState, Firmware, FirmwareImageChunk, FirmwareServiceService } from '../../../../gen/ts/iot/device/v1/firmware';
 import { CampaignDeviceRecord, CampaignRecord, Campaigns, CampaignStage as DomainStage, CampaignState as DomainState, Firmware as FirmwareDomain, FirmwareRecord } from '../domain/firmware';
 import { FirmwareImages, ImageDownload } from '../domain/firmware-images';
@@ -45,13 +45,6 @@ async function sendImage(download: ImageDownload, send: (message: { chunk: Firmw
     first = false;
   }
   if (first) await send({ chunk: { data: Buffer.alloc(0), ...head } });
-}
-
-/** The bearer token of a call's `authorization` metadata. */
-function bearerToken(ctx: CallContext): string | undefined {
-  const value = ctx.metadata.get('authorization')[0];
-  const match = typeof value === 'string' ? /^Bearer\s+(\S+)$/i.exec(value) : null;
-  return match?.[1];
 }
 
 /** A campaign record as the `iot.device.v1.Campaign` message (device ids are listed by ListCampaignDevices). */
@@ -119,7 +112,7 @@ export function firmwareApi(firmware: FirmwareDomain, images: FirmwareImages): S
       await sendImage(await images.download(callerTenant(ctx), request.id, request.offset, request.length), send);
     },
     async downloadDeviceFirmware(request, ctx, send) {
-      await sendImage(await images.downloadForDevice(request.tenantId, request.id, bearerToken(ctx), request.offset, request.length), send);
+      await sendImage(await images.downloadForDevice(request.tenantId, request.id, ctx.deviceCredential, request.offset, request.length), send);
     },
   });
 }

@@ -1,4 +1,4 @@
-import { verifyNatsJwt } from '@iot-mesh/nats-auth';
+import { peekNatsJwt, verifyNatsJwt } from '@iot-mesh/nats-auth';
 import { errors, GrpcCode, ServiceError } from '@iot-mesh/runtime';
 import type { FirmwareStore } from '../store/firmware-store';
 import type { FirmwareRecord } from './firmware';
@@ -100,6 +100,8 @@ export class FirmwareImages {
    * campaign installs on it.
    */
   async downloadForDevice(tenantId: string, id: string, token: string | undefined, offset: bigint, length: bigint): Promise<ImageDownload> {
+    // Who is calling comes first, as for every other RPC: a user's token or an API key is refused before the request is looked at.
+    if (!token || !looksLikeDeviceCredential(token)) throw errors.unauthenticated('a device credential is required (authorization: Bearer <the device token>)');
     const missing = [!tenantId && 'tenant_id', !id && 'id'].filter((f): f is string => !!f);
     if (missing.length > 0) throw errors.invalidArgument(missing.map((field) => ({ field, description: 'is required' })));
     const deviceId = await this.deviceOf(tenantId, token);
@@ -108,8 +110,7 @@ export class FirmwareImages {
     return this.range(firmware, offset, length);
   }
 
-  private async deviceOf(tenantId: string, token: string | undefined): Promise<string> {
-    if (!token) throw errors.unauthenticated('a device credential is required (authorization: Bearer <the device token>)');
+  private async deviceOf(tenantId: string, token: string): Promise<string> {
     const signer = this.deps.credentials.signerOf(tenantId);
     const claims = signer ? verifyNatsJwt(token, signer, 'A') : undefined;
     const prefix = `${tenantId}/`;
@@ -129,6 +130,16 @@ export class FirmwareImages {
     const rest = size - offset;
     const take = length === 0n || length > rest ? rest : length;
     return { firmware, offset, length: take, chunks: this.deps.store.readImage(firmware.tenantId, firmware.id, offset, take) };
+  }
+}
+
+/** True when `token` reads as a device credential (a NATS user JWT named `<tenant>/<device>`), whoever signed it: a user access token does not. */
+function looksLikeDeviceCredential(token: string): boolean {
+  try {
+    const claims = peekNatsJwt(token) as { name?: unknown; nats?: { type?: unknown } };
+    return claims?.nats?.type === 'user' && typeof claims.name === 'string' && claims.name.includes('/');
+  } catch {
+    return false;
   }
 }
 
