@@ -28,10 +28,17 @@ export function devicePermissions(tenantId: string, deviceId: string): DevicePer
   };
 }
 
-/** A freshly minted device user: the bearer JWT and the public key it was issued for. */
+/** A freshly minted device user: its JWT and the public key it was issued for. */
 export interface MintedDeviceUser {
   token: string;
   publicKey: string;
+  /**
+   * The user's nkey seed (`SU…`), for a credential minted without
+   * `bearer`: the device signs the server's nonce with it, so the JWT alone
+   * (which nats-server publishes in `$SYS.ACCOUNT.*.CONNECT`/`DISCONNECT`)
+   * does not log in. Secret; unset for a bearer credential.
+   */
+  seed?: string;
   kind: DeviceConnectionKind;
   permissions: DevicePermissions;
 }
@@ -42,17 +49,26 @@ export interface DeviceUserRequest {
   kind: DeviceConnectionKind;
   /** When the server stops accepting the token; every credential has one, so its revocation can be pruned after it. */
   expireTime: Date;
+  /**
+   * Whether the JWT alone logs in (default true). MQTT credentials must be
+   * bearer: nats-server 2.9's MQTT listener takes the JWT as the password and
+   * has no nonce to sign. A NATS credential minted with `false` comes with
+   * its seed and needs it to connect (a `.creds` file: `formatCreds`).
+   */
+  bearer?: boolean;
 }
 
 /**
- * Mints a bearer user JWT for one device of the tenant whose account `keys`
- * are, signed by the account's signing key: publish only on its own
- * telemetry, state and command-reply subjects (and one response to each
- * request it received), subscribe only on its own commands and desired
- * state, over one connection type. Bearer, so it is usable as an MQTT
- * password with no seed.
+ * Mints a user JWT for one device of the tenant whose account `keys` are,
+ * signed by the account's signing key: publish only on its own telemetry,
+ * state and command-reply subjects (and one response to each request it
+ * received), subscribe only on its own commands and desired state, over one
+ * connection type. Bearer unless asked otherwise (then with its seed); an
+ * MQTT credential is always bearer, usable as the MQTT password.
  */
 export function mintDeviceUser(keys: TenantAccountKeys, request: DeviceUserRequest): MintedDeviceUser {
+  const bearer = request.bearer ?? true;
+  if (!bearer && request.kind === 'mqtt') throw new Error('an MQTT device credential must be bearer: nats-server 2.9 takes the JWT as the MQTT password, with no nonce to sign');
   const user = newNKey('U');
   const permissions = devicePermissions(keys.tenantId, request.deviceId);
   const token = encodeNatsJwt(
@@ -63,7 +79,7 @@ export function mintDeviceUser(keys: TenantAccountKeys, request: DeviceUserReque
       pub: { allow: permissions.publish },
       sub: { allow: request.kind === 'mqtt' ? [...permissions.subscribe, ...MQTT_INTERNAL_SUBSCRIBE] : permissions.subscribe },
       resp: { max: 1, ttl: 0 },
-      bearer_token: true,
+      bearer_token: bearer,
       allowed_connection_types: request.kind === 'mqtt' ? ['MQTT'] : ['STANDARD'],
       issuer_account: keys.account.publicKey,
       subs: -1,
@@ -73,5 +89,5 @@ export function mintDeviceUser(keys: TenantAccountKeys, request: DeviceUserReque
     keys.signer,
     { exp: request.expireTime },
   );
-  return { token, publicKey: user.publicKey, kind: request.kind, permissions };
+  return { token, publicKey: user.publicKey, kind: request.kind, permissions, ...(bearer ? {} : { seed: user.seed }) };
 }
