@@ -7,7 +7,16 @@ import { clientGoneSignal, HTTP_STATUS_BY_CODE, statusJson } from './rest';
 import type { RouteMethod, RouteTable } from './route-table';
 import { forwardedHeaders, Upstreams } from './upstreams';
 
-const DOWNLOAD_METHODS = ['/iot.device.v1.FirmwareService/DownloadFirmware', '/iot.device.v1.FirmwareService/DownloadDeviceFirmware'];
+/**
+ * The raw image routes (bound on the RPCs answering google.api.HttpBody, which
+ * Envoy's transcoder serves as they are) and the RPC this gateway calls for
+ * each instead: its first message carries the size and SHA-256, so the answer
+ * here also has Content-Length, the digest headers and 206 for a Range.
+ */
+const DOWNLOAD_METHODS: Record<string, string> = {
+  '/iot.device.v1.FirmwareService/GetFirmwareImage': '/iot.device.v1.FirmwareService/DownloadFirmware',
+  '/iot.device.v1.FirmwareService/GetDeviceFirmwareImage': '/iot.device.v1.FirmwareService/DownloadDeviceFirmware',
+};
 const UPLOAD_METHOD = '/iot.device.v1.FirmwareService/UploadFirmwareChunk';
 /** `PUT` with the image as the body (any media type; `application/octet-stream` expected). */
 export const FIRMWARE_UPLOAD_PATH = '/v1/firmware/{id}/image';
@@ -54,7 +63,10 @@ function parseRange(header: string | undefined): { offset: bigint; length: bigin
  * completed firmware as JSON. Returns false for any other request.
  */
 export function firmwareImageHandler(table: RouteTable, upstreams: Upstreams): (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<boolean> {
-  const downloads = table.methods.filter((m) => DOWNLOAD_METHODS.includes(m.grpcPath));
+  const downloads = table.methods.flatMap((raw) => {
+    const chunked = table.methods.find((m) => m.grpcPath === DOWNLOAD_METHODS[raw.grpcPath]);
+    return chunked ? [{ bindings: raw.http, chunked }] : [];
+  });
   const upload = table.methods.find((m) => m.grpcPath === UPLOAD_METHOD);
   const uploadTemplate = compilePathTemplate(FIRMWARE_UPLOAD_PATH);
   return async (req, res, url) => {
@@ -66,11 +78,11 @@ export function firmwareImageHandler(table: RouteTable, upstreams: Upstreams): (
       return true;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') return false;
-    for (const route of downloads) {
-      for (const binding of route.http) {
+    for (const { bindings, chunked } of downloads) {
+      for (const binding of bindings) {
         const bound = matchPathTemplate(binding.template, url.pathname);
         if (!bound) continue;
-        await downloadImage(route, Object.fromEntries(bound.map((b) => [b.variable.fieldPath.join('.'), b.value])), req, res, headers(), clientGoneSignal(res));
+        await downloadImage(chunked, Object.fromEntries(bound.map((b) => [b.variable.fieldPath.join('.'), b.value])), req, res, headers(), clientGoneSignal(res));
         return true;
       }
     }

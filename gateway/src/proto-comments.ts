@@ -27,11 +27,11 @@ function sourcePath(desc: CommentedDesc): number[] | undefined {
   }
 }
 
-/** The leading comment of a descriptor, from the source info `buf build` keeps in the descriptor set ('' when none). */
+/** The leading comment of a descriptor, from the source info `buf build` keeps in the descriptor set ('' when none), without `buf:lint:ignore` lines (they are for buf, not readers). */
 export function leadingComment(desc: CommentedDesc): string {
   const path = sourcePath(desc);
   const file = desc.kind === 'rpc' || desc.kind === 'field' ? desc.parent.file : desc.file;
   if (!path) return '';
   const location = file.proto.sourceCodeInfo?.location.find((l) => l.path.length === path.length && l.path.every((p, i) => p === path[i]));
-  return location?.leadingComments ?? '';
+  return (location?.leadingComments ?? '').replace(/^ ?buf:lint:ignore .*\n?/gm, '');
 }

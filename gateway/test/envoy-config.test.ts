@@ -111,6 +111,20 @@ describe('generated Envoy config', () => {
     expect(hcm.stream_idle_timeout).toBeUndefined();
   });
 
+  it('serves the firmware image routes as raw bytes: their RPCs stream google.api.HttpBody, which the transcoder writes as the body', () => {
+    const registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, fs.readFileSync(DESCRIPTOR_PATH)));
+    expect(registry.getFile('google/api/httpbody.proto')).toBeDefined();
+    const image = ['GET /v1/firmware/{id}/image', 'GET /v1/tenants/{tenant_id}/firmware/{id}/image'];
+    const bound = table.methods.flatMap((m) => m.http.filter((b) => image.includes(`${b.verb} ${b.template.source}`)).map((b) => ({ route: `${b.verb} ${b.template.source}`, rpc: m.grpcPath, kind: m.kind, output: m.method.output.typeName, access: m.access })));
+    expect(bound).toEqual([
+      { route: image[1], rpc: '/iot.device.v1.FirmwareService/GetDeviceFirmwareImage', kind: 'server_streaming', output: 'google.api.HttpBody', access: 'device_credential' },
+      { route: image[0], rpc: '/iot.device.v1.FirmwareService/GetFirmwareImage', kind: 'server_streaming', output: 'google.api.HttpBody', access: 'viewer' },
+    ]);
+    for (const { rpc } of bound) expect(routes.find((r) => r.match.path === rpc).route).toMatchObject({ timeout: '0s', idle_timeout: '0s' });
+    // Any other REST binding answering HttpBody would be raw bytes too: only these do.
+    expect(table.methods.filter((m) => m.http.length > 0 && m.method.output.typeName === 'google.api.HttpBody').map((m) => m.grpcPath).sort()).toEqual(bound.map((b) => b.rpc).sort());
+  });
+
   it('transcodes every public service with gRPC status converted to JSON', () => {
     const transcoder = filter('envoy.filters.http.grpc_json_transcoder');
     const services = [...new Set(descriptorMethods().map((m) => m.grpcPath.split('/')[1]))].sort();

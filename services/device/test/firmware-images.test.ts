@@ -3,6 +3,7 @@ import crypto from 'node:crypto';
 import { insecureClient, serverStream, unary } from '@iot-mesh/runtime';
 import { Device, DeviceCredential } from '../../../gen/ts/iot/device/v1/device';
 import { DeviceType, DeviceTypeServiceClient } from '../../../gen/ts/iot/device/v1/device_types';
+import { HttpBody } from '../../../gen/ts/google/api/httpbody';
 import { Campaign, CampaignServiceClient, Firmware, FirmwareImageChunk, FirmwareServiceClient } from '../../../gen/ts/iot/device/v1/firmware';
 import { RotateCredentialRequest } from '../../../gen/ts/iot/device/v1/credential';
 import { TestTenant } from '../../../testing/signing';
@@ -188,4 +189,36 @@ test('a device downloads only an image a campaign installs on it, with its own c
   const rotated = (await unary(h.clients.credentials, h.clients.credentials.rotateCredential, RotateCredentialRequest.fromPartial({ deviceId: 'fw-target' }), op())).credential!;
   expect((await failure(download(target.token))).code).toBe(status.UNAUTHENTICATED);
   expect((await download(rotated.token)).data.equals(image)).toBe(true);
+});
+
+/** A raw image stream's bytes, every message's content type checked (Envoy's transcoder takes the first one's). */
+async function collectRaw(stream: AsyncIterable<HttpBody>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const m of stream) {
+    expect(m.contentType).toBe('application/octet-stream');
+    parts.push(Buffer.from(m.data));
+  }
+  return Buffer.concat(parts);
+}
+
+test('the REST image RPCs (google.api.HttpBody, raw through Envoy) stream the same bytes with the same access and refusals', async () => {
+  const image = crypto.randomBytes(MIB + 4321);
+  const fw = await createStored('4.0');
+  await upload(fw.id, image);
+  const raw = (offset: bigint, length: bigint, metadata: Record<string, string> = viewer()) => collectRaw(serverStream(firmware, firmware.getFirmwareImage, { id: fw.id, offset, length }, metadata));
+  expect((await raw(0n, 0n)).equals(image)).toBe(true);
+  expect((await raw(BigInt(MIB - 3), 6n)).equals(image.subarray(MIB - 3, MIB + 3))).toBe(true);
+  expect((await failure(raw(BigInt(image.length), 0n))).code).toBe(status.OUT_OF_RANGE);
+  expect((await failure(raw(0n, 0n, { authorization: (await h.signing.createTenant()).viewer.authorization }))).code).toBe(status.NOT_FOUND);
+  expect((await failure(raw(0n, 0n, {}))).code).toBe(status.UNAUTHENTICATED);
+
+  const target = await createDevice('fw-raw-target');
+  const bystander = await createDevice('fw-raw-bystander');
+  await unary(campaigns, campaigns.createCampaign, { campaign: Campaign.fromPartial({ firmwareId: fw.id, deviceIds: ['fw-raw-target'] }) }, op());
+  const device = (authorization: string, offset = 0n) => collectRaw(serverStream(firmware, firmware.getDeviceFirmwareImage, { tenantId: t.tenantId, id: fw.id, offset, length: 0n }, { authorization }));
+  expect((await device(`Bearer ${target.token}`)).equals(image)).toBe(true);
+  expect((await device(`Bearer ${target.token}`, BigInt(MIB))).equals(image.subarray(MIB))).toBe(true);
+  expect((await failure(device(`Bearer ${bystander.token}`))).code).toBe(status.PERMISSION_DENIED);
+  // A user's token is not a device credential.
+  expect((await failure(device(t.admin.authorization))).code).toBe(status.UNAUTHENTICATED);
 });

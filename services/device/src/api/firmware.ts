@@ -1,4 +1,5 @@
 import { callerPrincipal, callerTenant, decodePageToken, defineService, encodePageToken, errors, pageSize, ServiceRegistration } from '@iot-mesh/runtime';
+import { HttpBody } from '../../../../gen/ts/google/api/httpbody';
 import { Campaign, CampaignDevice, CampaignServiceService, CampaignStage, CampaignState, Firmware, FirmwareImageChunk, FirmwareServiceService } from '../../../../gen/ts/iot/device/v1/firmware';
 import { CampaignDeviceRecord, CampaignRecord, Campaigns, CampaignStage as DomainStage, CampaignState as DomainState, Firmware as FirmwareDomain, FirmwareRecord } from '../domain/firmware';
 import { FirmwareImages, ImageDownload } from '../domain/firmware-images';
@@ -45,6 +46,19 @@ async function sendImage(download: ImageDownload, send: (message: { chunk: Firmw
     first = false;
   }
   if (first) await send({ chunk: { data: Buffer.alloc(0), ...head } });
+}
+
+/** The content type of a raw image (google.api.HttpBody): what Envoy's transcoder and the Node gateway answer a REST download with. */
+const IMAGE_CONTENT_TYPE = 'application/octet-stream';
+
+/** Streams a download as raw bytes (google.api.HttpBody), the content type in every message (Envoy takes the first one's). */
+async function sendRawImage(download: ImageDownload, send: (message: HttpBody) => Promise<void>): Promise<void> {
+  let first = true;
+  for await (const bytes of download.chunks) {
+    await send({ contentType: IMAGE_CONTENT_TYPE, data: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), extensions: [] });
+    first = false;
+  }
+  if (first) await send({ contentType: IMAGE_CONTENT_TYPE, data: Buffer.alloc(0), extensions: [] });
 }
 
 /** A campaign record as the `iot.device.v1.Campaign` message (device ids are listed by ListCampaignDevices). */
@@ -113,6 +127,12 @@ export function firmwareApi(firmware: FirmwareDomain, images: FirmwareImages): S
     },
     async downloadDeviceFirmware(request, ctx, send) {
       await sendImage(await images.downloadForDevice(request.tenantId, request.id, ctx.deviceCredential, request.offset, request.length), send);
+    },
+    async getFirmwareImage(request, ctx, send) {
+      await sendRawImage(await images.download(callerTenant(ctx), request.id, request.offset, request.length), send);
+    },
+    async getDeviceFirmwareImage(request, ctx, send) {
+      await sendRawImage(await images.downloadForDevice(request.tenantId, request.id, ctx.deviceCredential, request.offset, request.length), send);
     },
   });
 }
