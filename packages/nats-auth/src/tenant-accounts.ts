@@ -61,10 +61,26 @@ export interface TenantAccountRef {
   account: string;
 }
 
-/** Derives the keys of `tenantId`'s account from `secret` (DEVICE_NATS_TENANT_KEY_SECRET). */
+/** Tenants whose derived keys are kept per secret (the least recently derived go first). */
+const KEYS_KEPT = 10_000;
+const derivedKeys = new Map<string, Map<string, TenantAccountKeys>>();
+
+/**
+ * Derives the keys of `tenantId`'s account from `secret`
+ * (DEVICE_NATS_TENANT_KEY_SECRET). Derived once per tenant and kept: every
+ * credential minted signs with them, and deriving (HKDF, two key imports)
+ * cost ~1 ms a credential, most of a 1,000-device BatchIssueCredentials.
+ */
 export function tenantAccountKeys(secret: string, tenantId: string): TenantAccountKeys {
   if (!isSubjectToken(tenantId)) throw new Error(`tenant ${JSON.stringify(tenantId)} is not a valid subject token`);
-  return { tenantId, account: deriveNKey('A', secret, `tenant-account/${tenantId}`), signer: deriveNKey('A', secret, `tenant-signing/${tenantId}/1`) };
+  let kept = derivedKeys.get(secret);
+  if (!kept) derivedKeys.set(secret, (kept = new Map()));
+  const known = kept.get(tenantId);
+  if (known) return known;
+  const keys = { tenantId, account: deriveNKey('A', secret, `tenant-account/${tenantId}`), signer: deriveNKey('A', secret, `tenant-signing/${tenantId}/1`) };
+  if (kept.size >= KEYS_KEPT) kept.delete(kept.keys().next().value!);
+  kept.set(tenantId, keys);
+  return keys;
 }
 
 /** Per-tenant quotas written into the account JWT, enforced by nats-server. */
