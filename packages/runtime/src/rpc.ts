@@ -30,6 +30,12 @@ export interface CallContext {
    * the auth middleware, verified by the handler.
    */
   deviceCredential?: string;
+  /**
+   * Server streams only: sends response headers (gRPC initial metadata) now,
+   * before the first message; at most once. Envoy's JSON transcoder passes
+   * them on as the HTTP response's headers.
+   */
+  sendHeaders?(headers: Record<string, string>): void;
   /** The call's logger: the service's, with the method and every field {@link addLogFields} added. */
   readonly log: Logger;
   /** Adds fields to every later line of {@link log} (the child logger is made only when a line is logged). */
@@ -215,6 +221,11 @@ export function toGrpcImplementation(registration: ServiceRegistration, middlewa
     } else {
       implementation[key] = (call: ServerWritableStream<unknown, unknown>) => {
         const { ctx, finish } = createContext(method.path, 'server_stream', call, log);
+        ctx.sendHeaders = (headers) => {
+          const metadata = new Metadata();
+          for (const [name, value] of Object.entries(headers)) metadata.set(name, value);
+          call.sendMetadata(metadata);
+        };
         // Resolves once HTTP/2 has taken the message (its write callback), not when the stream's
         // object buffer has room: a producer then has one message in flight per stream, and a client
         // that reads slowly holds the producer back instead of piling messages up in memory.

@@ -1,4 +1,4 @@
-import { status } from '@grpc/grpc-js';
+import { ClientReadableStream, Metadata, status } from '@grpc/grpc-js';
 import crypto from 'node:crypto';
 import { insecureClient, serverStream, unary } from '@iot-mesh/runtime';
 import { Device, DeviceCredential } from '../../../gen/ts/iot/device/v1/device';
@@ -191,14 +191,16 @@ test('a device downloads only an image a campaign installs on it, with its own c
   expect((await download(rotated.token)).data.equals(image)).toBe(true);
 });
 
-/** A raw image stream's bytes, every message's content type checked (Envoy's transcoder takes the first one's). */
-async function collectRaw(stream: AsyncIterable<HttpBody>): Promise<Buffer> {
+/** A raw image stream's bytes, every message's content type checked (Envoy's transcoder takes the first one's), and its response headers. */
+async function collectRaw(stream: ClientReadableStream<HttpBody>): Promise<Buffer & { headers?: Record<string, unknown> }> {
+  let headers: Record<string, unknown> | undefined;
+  stream.once('metadata', (metadata: Metadata) => (headers = metadata.getMap()));
   const parts: Buffer[] = [];
-  for await (const m of stream) {
+  for await (const m of stream as AsyncIterable<HttpBody>) {
     expect(m.contentType).toBe('application/octet-stream');
     parts.push(Buffer.from(m.data));
   }
-  return Buffer.concat(parts);
+  return Object.assign(Buffer.concat(parts), { headers });
 }
 
 test('the REST image RPCs (google.api.HttpBody, raw through Envoy) stream the same bytes with the same access and refusals', async () => {
@@ -206,8 +208,14 @@ test('the REST image RPCs (google.api.HttpBody, raw through Envoy) stream the sa
   const fw = await createStored('4.0');
   await upload(fw.id, image);
   const raw = (offset: bigint, length: bigint, metadata: Record<string, string> = viewer()) => collectRaw(serverStream(firmware, firmware.getFirmwareImage, { id: fw.id, offset, length }, metadata));
-  expect((await raw(0n, 0n)).equals(image)).toBe(true);
-  expect((await raw(BigInt(MIB - 3), 6n)).equals(image.subarray(MIB - 3, MIB + 3))).toBe(true);
+  const whole = await raw(0n, 0n);
+  expect(whole.equals(image)).toBe(true);
+  // What Envoy passes on as the HTTP response's headers: the whole image's digest and size, and the part sent.
+  const digest = { 'x-checksum-sha256': sha(image), 'repr-digest': `sha-256=:${crypto.createHash('sha256').update(image).digest('base64')}:`, 'x-firmware-size-bytes': String(image.length) };
+  expect(whole.headers).toMatchObject({ ...digest, 'x-firmware-offset': '0', 'x-firmware-length': String(image.length) });
+  const part = await raw(BigInt(MIB - 3), 6n);
+  expect(part.equals(image.subarray(MIB - 3, MIB + 3))).toBe(true);
+  expect(part.headers).toMatchObject({ ...digest, 'x-firmware-offset': String(MIB - 3), 'x-firmware-length': '6' });
   expect((await failure(raw(BigInt(image.length), 0n))).code).toBe(status.OUT_OF_RANGE);
   expect((await failure(raw(0n, 0n, { authorization: (await h.signing.createTenant()).viewer.authorization }))).code).toBe(status.NOT_FOUND);
   expect((await failure(raw(0n, 0n, {}))).code).toBe(status.UNAUTHENTICATED);
@@ -216,7 +224,9 @@ test('the REST image RPCs (google.api.HttpBody, raw through Envoy) stream the sa
   const bystander = await createDevice('fw-raw-bystander');
   await unary(campaigns, campaigns.createCampaign, { campaign: Campaign.fromPartial({ firmwareId: fw.id, deviceIds: ['fw-raw-target'] }) }, op());
   const device = (authorization: string, offset = 0n) => collectRaw(serverStream(firmware, firmware.getDeviceFirmwareImage, { tenantId: t.tenantId, id: fw.id, offset, length: 0n }, { authorization }));
-  expect((await device(`Bearer ${target.token}`)).equals(image)).toBe(true);
+  const downloaded = await device(`Bearer ${target.token}`);
+  expect(downloaded.equals(image)).toBe(true);
+  expect(downloaded.headers).toMatchObject({ 'x-checksum-sha256': sha(image) });
   expect((await device(`Bearer ${target.token}`, BigInt(MIB))).equals(image.subarray(MIB))).toBe(true);
   expect((await failure(device(`Bearer ${bystander.token}`))).code).toBe(status.PERMISSION_DENIED);
   // A user's token is not a device credential.

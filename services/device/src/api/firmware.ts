@@ -1,4 +1,4 @@
-import { callerPrincipal, callerTenant, decodePageToken, defineService, encodePageToken, errors, pageSize, ServiceRegistration } from '@iot-mesh/runtime';
+import { CallContext, callerPrincipal, callerTenant, decodePageToken, defineService, encodePageToken, errors, pageSize, ServiceRegistration } from '@iot-mesh/runtime';
 import { HttpBody } from '../../../../gen/ts/google/api/httpbody';
 import { Campaign, CampaignDevice, CampaignServiceService, CampaignStage, CampaignState, Firmware, FirmwareImageChunk, FirmwareServiceService } from '../../../../gen/ts/iot/device/v1/firmware';
 import { CampaignDeviceRecord, CampaignRecord, Campaigns, CampaignStage as DomainStage, CampaignState as DomainState, Firmware as FirmwareDomain, FirmwareRecord } from '../domain/firmware';
@@ -51,8 +51,21 @@ async function sendImage(download: ImageDownload, send: (message: { chunk: Firmw
 /** The content type of a raw image (google.api.HttpBody): what Envoy's transcoder and the Node gateway answer a REST download with. */
 const IMAGE_CONTENT_TYPE = 'application/octet-stream';
 
-/** Streams a download as raw bytes (google.api.HttpBody), the content type in every message (Envoy takes the first one's). */
-async function sendRawImage(download: ImageDownload, send: (message: HttpBody) => Promise<void>): Promise<void> {
+/**
+ * Streams a download as raw bytes (google.api.HttpBody), the content type in
+ * every message (Envoy takes the first one's), after response headers saying
+ * what the chunked RPCs' first message says: the whole image's SHA-256 (as
+ * the Node gateway words it) and size, and the part that follows.
+ */
+async function sendRawImage(download: ImageDownload, ctx: CallContext, send: (message: HttpBody) => Promise<void>): Promise<void> {
+  const { firmware, offset, length } = download;
+  ctx.sendHeaders?.({
+    'x-checksum-sha256': firmware.sha256,
+    'repr-digest': `sha-256=:${Buffer.from(firmware.sha256, 'hex').toString('base64')}:`,
+    'x-firmware-size-bytes': String(firmware.sizeBytes),
+    'x-firmware-offset': String(offset),
+    'x-firmware-length': String(length),
+  });
   let first = true;
   for await (const bytes of download.chunks) {
     await send({ contentType: IMAGE_CONTENT_TYPE, data: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), extensions: [] });
@@ -129,10 +142,10 @@ export function firmwareApi(firmware: FirmwareDomain, images: FirmwareImages): S
       await sendImage(await images.downloadForDevice(request.tenantId, request.id, ctx.deviceCredential, request.offset, request.length), send);
     },
     async getFirmwareImage(request, ctx, send) {
-      await sendRawImage(await images.download(callerTenant(ctx), request.id, request.offset, request.length), send);
+      await sendRawImage(await images.download(callerTenant(ctx), request.id, request.offset, request.length), ctx, send);
     },
     async getDeviceFirmwareImage(request, ctx, send) {
-      await sendRawImage(await images.downloadForDevice(request.tenantId, request.id, ctx.deviceCredential, request.offset, request.length), send);
+      await sendRawImage(await images.downloadForDevice(request.tenantId, request.id, ctx.deviceCredential, request.offset, request.length), ctx, send);
     },
   });
 }
