@@ -390,6 +390,7 @@ describe('the clustered shape', () => {
 
   test('the platform streams get three replicas on the NATS cluster', () => {
     expect(effectiveEnv('monitoring', components.monitoring).find((v) => v.name === 'TELEMETRY_STREAM_REPLICAS')?.value).toBe('3');
+    expect(effectiveEnv('device', components.device).find((v) => v.name === 'DEVICE_DIRECTORY_REPLICAS')?.value).toBe('3');
     expect(templates['_helpers.tpl']).toMatch(/define "iot-mesh\.streamReplicas" -\}\}\n\{\{- if gt \(int \.Values\.components\.nats\.replicas\) 1 \}\}3\{\{ else \}\}1\{\{ end \}\}/);
   });
 

@@ -58,6 +58,8 @@ export const deviceEnv = {
   DEVICE_MQTT_PUBLIC_URL: env.url(['mqtt', 'mqtts', 'tcp', 'ssl', 'ws', 'wss'], 'mqtt://127.0.0.1:1883'),
   /** How long a cached device lookup lives. */
   DEVICE_CACHE_TTL_MS: env.positiveInt(60_000),
+  /** Replicas of the device and group directory buckets (IOT_DEVICES, IOT_GROUPS) when this service creates them: 3 on a NATS cluster. */
+  DEVICE_DIRECTORY_REPLICAS: env.positiveInt(1),
   /** Largest firmware image the platform stores, bytes. */
   DEVICE_FIRMWARE_MAX_IMAGE_BYTES: env.positiveInt(64 * 1024 * 1024),
   /** Bytes all of a tenant's stored firmware images may hold together. */

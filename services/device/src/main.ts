@@ -63,7 +63,7 @@ export const deviceService: ServiceSpec<typeof deviceEnv> = {
     const cache = countCacheLookups(new DeviceCache(redis, log.child({ component: 'cache' }), config.DEVICE_CACHE_TTL_MS), 'get', 'device');
 
     // The message plane.
-    const directory = await DeviceDirectoryPublisher.open(nats, log.child({ component: 'directory' }), typeStore);
+    const directory = await DeviceDirectoryPublisher.open(nats, log.child({ component: 'directory' }), { replicas: config.DEVICE_DIRECTORY_REPLICAS, types: typeStore });
     const events = new DeviceEvents(nats, log);
     const accountStore = new PgAccountStore(pool);
     const { system, authority } = (await AccountAuthority.open(config, natsUrl, accountStore, log)) ?? {};
@@ -86,7 +86,7 @@ export const deviceService: ServiceSpec<typeof deviceEnv> = {
     const registry = new DeviceRegistry({ store, cache, changes, credentials, types, groups: groupStore });
     const twins = new Twins(new PgTwinStore(pool), registry, desired, types);
     const commands = new Commands(new PgCommandStore(pool), registry, commandChannel, types);
-    const groupDirectory = await GroupDirectoryPublisher.open(nats, log.child({ component: 'group-directory' }));
+    const groupDirectory = await GroupDirectoryPublisher.open(nats, log.child({ component: 'group-directory' }), config.DEVICE_DIRECTORY_REPLICAS);
     const groups = new Groups(groupStore, types, registry, groupDirectory);
     const provisioning = countClaims(new Provisioning({ store: new PgProvisioningStore(pool, deviceLimits), types, registry, changes, credentials }));
     const jobStore = new PgJobStore(pool);

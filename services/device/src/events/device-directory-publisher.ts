@@ -40,9 +40,13 @@ export class DeviceDirectoryPublisher implements DeviceDirectoryWriter {
     private readonly types?: Pick<DeviceTypeStore, 'getMany'>,
   ) {}
 
-  /** Opens (creating when missing) the bucket; `types` supplies the device types entries carry the policy of. */
-  static async open(nc: NatsConnection, log: Logger, types?: Pick<DeviceTypeStore, 'getMany'>): Promise<DeviceDirectoryPublisher> {
-    const kv = await nc.jetstream().views.kv(DEVICE_DIRECTORY_BUCKET, { history: 1 });
+  /**
+   * Opens the bucket, creating it with `replicas` when missing (an existing
+   * bucket keeps its own); `types` supplies the device types entries carry the policy of.
+   */
+  static async open(nc: NatsConnection, log: Logger, options: { replicas?: number; types?: Pick<DeviceTypeStore, 'getMany'> } = {}): Promise<DeviceDirectoryPublisher> {
+    const kv = await nc.jetstream().views.kv(DEVICE_DIRECTORY_BUCKET, { history: 1, replicas: options.replicas ?? 1 });
+    const { types } = options;
     return new DeviceDirectoryPublisher(kv, log, types);
   }
 

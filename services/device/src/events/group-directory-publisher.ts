@@ -18,9 +18,9 @@ export class GroupDirectoryPublisher implements GroupDirectoryWriter {
     private readonly log: Logger,
   ) {}
 
-  /** Opens (creating when missing) the bucket. */
-  static async open(nc: NatsConnection, log: Logger): Promise<GroupDirectoryPublisher> {
-    return new GroupDirectoryPublisher(await nc.jetstream().views.kv(GROUP_DIRECTORY_BUCKET, { history: 1 }), log);
+  /** Opens the bucket, creating it with `replicas` when missing (an existing bucket keeps its own). */
+  static async open(nc: NatsConnection, log: Logger, replicas = 1): Promise<GroupDirectoryPublisher> {
+    return new GroupDirectoryPublisher(await nc.jetstream().views.kv(GROUP_DIRECTORY_BUCKET, { history: 1, replicas }), log);
   }
 
   /** Writes a created or changed group's entry; a failure is logged (the next resync repairs it). */
