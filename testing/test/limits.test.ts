@@ -112,6 +112,23 @@ test('open streams are capped per principal and per connection, and freed when a
   for (const call of [first, again, byOperator, byAdmin]) await close(call);
 });
 
+test('the cap per principal holds over replicas: streams open on one count on the other, and a lease ends with its stream', async () => {
+  const t = await signing.createTenant();
+  const other = await world.startReplica();
+  const otherClient = insecureClient(TelemetryServiceClient, other.service.address, { options: { 'grpc.use_local_subchannel_pool': 1 } });
+  clients.push(otherClient);
+  // Two on this replica fill the viewer's cap (2): the other replica refuses a third.
+  const first = await openLive(newConnection(), t.viewer.authorization);
+  const second = await openLive(newConnection(), t.viewer.authorization);
+  expect(await refusedLive(otherClient, t.viewer.authorization)).toMatchObject({ code: status.RESOURCE_EXHAUSTED, details: { reason: 'TOO_MANY_STREAMS' } });
+  // One ends here: its place is free over there.
+  await close(first);
+  const there = await openLive(otherClient, t.viewer.authorization);
+  expect(await refusedLive(newConnection(), t.viewer.authorization)).toMatchObject({ code: status.RESOURCE_EXHAUSTED, details: { reason: 'TOO_MANY_STREAMS' } });
+  await close(second);
+  await close(there);
+});
+
 test('a history query over more than the span (default 400 days) is INVALID_ARGUMENT with a field violation', async () => {
   const t = await signing.createTenant();
   const client = newConnection();

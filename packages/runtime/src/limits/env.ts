@@ -9,7 +9,7 @@ export const limitsEnv = {
   API_RATE_PER_TENANT: env.positiveInt(200),
   /** Calls a quiet tenant may make at once above that rate. */
   API_BURST_PER_TENANT: env.positiveInt(400),
-  /** Server streams (StreamLive, WatchDevices, StreamAlerts) one principal may hold open on one replica. */
+  /** Server streams (StreamLive, WatchDevices, StreamAlerts) one principal may hold open over every replica and service together (a lease per stream in Redis; counted per process while Redis does not answer). */
   STREAMS_PER_PRINCIPAL: env.positiveInt(20),
   /**
    * Server streams one client connection may hold open. Generous: the

@@ -5,6 +5,7 @@ import type { Redis } from '../redis';
 import type { Middleware } from '../rpc';
 import { ConfigOf } from '../config';
 import { limitsEnv } from './env';
+import { SharedStreamCounts } from './stream-leases';
 import { BucketSettings, LeasedBuckets, LocalBuckets, Take } from './token-bucket';
 
 /** Options of {@link createLimitsMiddleware}. */
@@ -41,9 +42,11 @@ class StreamCounts {
  *   every service, taken in leases of a few tokens ({@link LeasedBuckets}),
  *   RESOURCE_EXHAUSTED with `google.rpc.RetryInfo` saying when a token is back. While Redis does not answer, each process keeps its
  *   own bucket (fail open, counted in `iot_limits_local_fallback_total`).
- * - open server streams per principal and per client connection, counted in
- *   this process → RESOURCE_EXHAUSTED (reason `TOO_MANY_STREAMS`), freed when
- *   the stream ends.
+ * - open server streams per principal over every replica and service (a
+ *   lease per stream in Redis, {@link SharedStreamCounts}; counted in this
+ *   process while Redis does not answer) and per client connection (in this
+ *   process: a connection is to one) → RESOURCE_EXHAUSTED (reason
+ *   `TOO_MANY_STREAMS`), freed when the stream ends.
  */
 export function createLimitsMiddleware(options: LimitsMiddlewareOptions): Middleware {
   const { settings, redis, log } = options;
@@ -52,6 +55,7 @@ export function createLimitsMiddleware(options: LimitsMiddlewareOptions): Middle
   const local = new LocalBuckets();
   const shared = redis ? new LeasedBuckets(redis, bucket) : undefined;
   const streams = new StreamCounts();
+  const sharedStreams = redis ? new SharedStreamCounts(redis) : undefined;
   let warned = false;
 
   async function take(tenantId: string): Promise<Take> {
@@ -69,6 +73,18 @@ export function createLimitsMiddleware(options: LimitsMiddlewareOptions): Middle
     return local.take(tenantId, bucket);
   }
 
+  /** A lease on one of the principal's streams over every replica: its id, 'refused' at the limit, undefined when only this process can count (no Redis, or it did not answer). */
+  async function leaseStream(byPrincipal: string): Promise<string | 'refused' | undefined> {
+    if (!sharedStreams || redis?.status !== 'ready') return undefined;
+    try {
+      return (await sharedStreams.open(`${prefix}streams:${byPrincipal}`, settings.STREAMS_PER_PRINCIPAL)) ?? 'refused';
+    } catch (err) {
+      if (!warned) log.warn({ err: (err as Error).message }, 'counting streams per process: redis did not answer');
+      warned = true;
+      return undefined;
+    }
+  }
+
   return async (ctx, _request, next) => {
     const principal = ctx.principal;
     if (!principal) return next();
@@ -83,20 +99,24 @@ export function createLimitsMiddleware(options: LimitsMiddlewareOptions): Middle
     if (ctx.kind !== 'server_stream') return next();
     const byPrincipal = `${principal.tenantId}/${principal.kind}/${principal.id}`;
     const byConnection = ctx.peer;
-    if (streams.get(byPrincipal) >= settings.STREAMS_PER_PRINCIPAL) {
+    const tooManyForCaller = () => {
       rejected.inc({ limit: 'streams_per_principal' });
-      throw new ServiceError(GrpcCode.RESOURCE_EXHAUSTED, `at most ${settings.STREAMS_PER_PRINCIPAL} open streams per caller: close one first`, { reason: 'TOO_MANY_STREAMS' });
-    }
+      return new ServiceError(GrpcCode.RESOURCE_EXHAUSTED, `at most ${settings.STREAMS_PER_PRINCIPAL} open streams per caller: close one first`, { reason: 'TOO_MANY_STREAMS' });
+    };
     if (streams.get(byConnection) >= settings.STREAMS_PER_CONNECTION) {
       rejected.inc({ limit: 'streams_per_connection' });
       throw new ServiceError(GrpcCode.RESOURCE_EXHAUSTED, `at most ${settings.STREAMS_PER_CONNECTION} open streams per connection: close one first`, { reason: 'TOO_MANY_STREAMS' });
     }
+    const lease = await leaseStream(byPrincipal);
+    if (lease === 'refused' || (lease === undefined && streams.get(byPrincipal) >= settings.STREAMS_PER_PRINCIPAL)) throw tooManyForCaller();
     streams.add(byPrincipal, 1);
     streams.add(byConnection, 1);
     openStreams.inc();
     try {
       return await next();
     } finally {
+      // The shared lease first: once this process counts the stream gone, every replica does.
+      if (lease !== undefined) await sharedStreams!.close(lease);
       streams.add(byPrincipal, -1);
       streams.add(byConnection, -1);
       openStreams.dec();
