@@ -30,6 +30,17 @@ function sizeCheck(results: StoredResult[]): string {
   return `This run was smaller than that (FAULTS_* overrides): ${small.map((r) => `${r.fault} ${number(r.sentPoints)} points from ${r.devices} devices`).join(', ')}.`;
 }
 
+/** Faults whose loss of PUBACKed points is a known limit stated above (not a breach of the guarantee). */
+const KNOWN_LOSS = ['stream-full'];
+
+/** A bullet naming every fault of this run that lost or duplicated acknowledged points against the guarantee (none: no bullet). */
+function againstTheGuarantee(results: StoredResult[]): string[] {
+  const breaches = results.filter((r) => r.duplicatedPoints > 0 || (r.lostPoints > 0 && !KNOWN_LOSS.includes(r.fault)));
+  if (breaches.length === 0) return [];
+  const what = breaches.map((r) => `${r.fault} ${number(r.lostPoints)} PUBACKed points lost, ${number(r.duplicatedPoints)} duplicated (of ${number(r.publishedPoints)})`);
+  return [`- **Broken in this run (the suite failed; an open defect):** ${what.join('; ')}.`];
+}
+
 /** The page for these results. */
 export function reliabilityPage(results: StoredResult[]): string {
   const sorted = [...results].sort((a, b) => ORDER.indexOf(a.fault) - ORDER.indexOf(b.fault));
@@ -69,6 +80,7 @@ export function reliabilityPage(results: StoredResult[]): string {
     '- **Not guaranteed: a full TELEMETRY stream.** JetStream publishers are refused, but nats-server 2.9\'s MQTT listener still PUBACKs',
     '  what the stream refuses, so MQTT QoS 1 messages acknowledged while the stream is full are lost (the stream-full row). Size',
     '  TELEMETRY_STREAM_MAX_BYTES (8 GiB, discard old) far above any backlog and alert on the stream\'s fill.',
+    ...againstTheGuarantee(sorted),
     '',
     '## Faults injected (the suite\'s last run)',
     '',
