@@ -4,13 +4,14 @@ import mqtt from 'mqtt';
 import Redis from 'ioredis';
 import { AlertServiceClient, AlertState, Comparison, Severity, StreamAlertsResponse, Alert } from '../../../gen/ts/iot/monitoring/v1/alerts';
 import { Aggregation, StreamLiveResponse, TelemetryServiceClient } from '../../../gen/ts/iot/monitoring/v1/telemetry';
-import { deviceSubject, eventSubject, insecureClient, serverStream, unary } from '@iot-mesh/runtime';
-import { startSigningForTest, TestSigning, TestTenant } from '../../../testing/signing';
+import { deviceSubject, eventSubject, serverStream, unary } from '@iot-mesh/runtime';
+import { TestSigning, TestTenant } from '../../../testing/signing';
 import { TEST_REDIS_URL } from '../../../testing/test-services';
-import { eventually, jsonPayload, MonitoringWorld, protobufPayload, startWorld } from './harness';
+import { eventually, jsonPayload, MonitoringWorld, protobufPayload, SignedWorld, startSignedWorld } from './harness';
 
 jest.setTimeout(60_000);
 
+let signed: SignedWorld;
 let signing: TestSigning;
 let world: MonitoringWorld;
 let a: TestTenant;
@@ -19,23 +20,15 @@ let telemetry: TelemetryServiceClient;
 let alerts: AlertServiceClient;
 
 beforeAll(async () => {
-  signing = await startSigningForTest();
   // The machine's Redis is shared by every test run: the default auth cache prefix keeps each signing deployment apart.
-  world = await startWorld({ LOG_LEVEL: process.env.MON_LOG ?? 'silent', SIGNING_ADDRESS: signing.address, LIVE_CLIENT_BUFFER: '50', ALERT_CHECK_INTERVAL_MS: '100' });
-  [a, b] = await Promise.all([signing.createTenant(), signing.createTenant()]);
-  const address = world.services[0].service.address;
-  telemetry = insecureClient(TelemetryServiceClient, address);
-  alerts = insecureClient(AlertServiceClient, address);
+  ({ signing, world, a, b } = signed = await startSignedWorld({ LIVE_CLIENT_BUFFER: '50', ALERT_CHECK_INTERVAL_MS: '100' }));
+  telemetry = signed.client(TelemetryServiceClient);
+  alerts = signed.client(AlertServiceClient);
   await world.registerDevice(a.tenantId, 'd1', { labels: { site: 'north' } });
   await world.registerDevice(a.tenantId, 'd2', { labels: { site: 'south' } });
   await world.registerDevice(a.tenantId, 'quiet');
 });
-afterAll(async () => {
-  telemetry?.close();
-  alerts?.close();
-  await world?.close();
-  await signing?.stop();
-});
+afterAll(() => signed?.close());
 
 const MIN = 60_000;
 

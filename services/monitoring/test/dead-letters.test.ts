@@ -1,12 +1,13 @@
 import { status } from '@grpc/grpc-js';
 import { DeadLetterServiceClient } from '../../../gen/ts/iot/monitoring/v1/dead_letters';
-import { insecureClient, unary } from '@iot-mesh/runtime';
-import { startSigningForTest, TestSigning, TestTenant } from '../../../testing/signing';
+import { unary } from '@iot-mesh/runtime';
+import { TestSigning, TestTenant } from '../../../testing/signing';
 import { StreamDeadLetterArchive } from '../src/events/dead-letter-archive';
-import { eventually, jsonPayload, MonitoringWorld, startWorld } from './harness';
+import { eventually, jsonPayload, MonitoringWorld, SignedWorld, startSignedWorld } from './harness';
 
 jest.setTimeout(60_000);
 
+let signed: SignedWorld;
 let signing: TestSigning;
 let world: MonitoringWorld;
 let a: TestTenant;
@@ -14,17 +15,11 @@ let b: TestTenant;
 let client: DeadLetterServiceClient;
 
 beforeAll(async () => {
-  signing = await startSigningForTest();
-  world = await startWorld({ LOG_LEVEL: process.env.MON_LOG ?? 'silent', SIGNING_ADDRESS: signing.address, INGEST_MAX_PAYLOAD_BYTES: '2048', DEAD_LETTER_PREFIX_BYTES: '100' });
-  [a, b] = await Promise.all([signing.createTenant(), signing.createTenant()]);
-  client = insecureClient(DeadLetterServiceClient, world.services[0].service.address);
+  ({ signing, world, a, b } = signed = await startSignedWorld({ INGEST_MAX_PAYLOAD_BYTES: '2048', DEAD_LETTER_PREFIX_BYTES: '100' }));
+  client = signed.client(DeadLetterServiceClient);
   await world.registerDevice(a.tenantId, 'd1');
 });
-afterAll(async () => {
-  client?.close();
-  await world?.close();
-  await signing?.stop();
-});
+afterAll(() => signed?.close());
 
 /** Every dead letter the caller can list (all pages of `pageSize`). */
 async function listAll(authorization: string, filter: { deviceId?: string; reason?: string } = {}, pageSize = 2) {

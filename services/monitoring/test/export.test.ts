@@ -8,10 +8,10 @@ import { once } from 'node:events';
 import { status } from '@grpc/grpc-js';
 import { parse } from 'csv-parse/sync';
 import { ExportFormat, ExportPointsRequest, ExportPointsResponse, ExportServiceClient } from '../../../gen/ts/iot/monitoring/v1/export';
-import { insecureClient, serverStream } from '@iot-mesh/runtime';
-import { startSigningForTest, TestSigning, TestTenant } from '../../../testing/signing';
+import { serverStream } from '@iot-mesh/runtime';
+import { TestTenant } from '../../../testing/signing';
 import { PostgresTelemetryStore } from '../src/store/postgres-store';
-import { eventually, MonitoringWorld, protobufPayload, startWorld } from './harness';
+import { eventually, MonitoringWorld, protobufPayload, SignedWorld, startSignedWorld } from './harness';
 
 // hyparquet ships only ES modules (jest transforms them, see jest.config.js).
 type HyparquetModule = typeof import('hyparquet', { with: { 'resolution-mode': 'import' } });
@@ -33,7 +33,7 @@ function retainedHeap(): number {
   return process.memoryUsage().heapUsed;
 }
 
-let signing: TestSigning;
+let signed: SignedWorld;
 let world: MonitoringWorld;
 let a: TestTenant;
 let b: TestTenant;
@@ -45,10 +45,8 @@ const bigBase = Math.floor((Date.now() - 20 * 60 * MIN) / MIN) * MIN;
 const published: { tenant: string; deviceId: string; metric: string; time: number; number?: number; bool?: boolean; string?: string }[] = [];
 
 beforeAll(async () => {
-  signing = await startSigningForTest();
-  world = await startWorld({ LOG_LEVEL: process.env.MON_LOG ?? 'silent', SIGNING_ADDRESS: signing.address });
-  [a, b] = await Promise.all([signing.createTenant(), signing.createTenant()]);
-  client = insecureClient(ExportServiceClient, world.services[0].service.address);
+  ({ world, a, b } = signed = await startSignedWorld());
+  client = signed.client(ExportServiceClient);
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'export-test-'));
 
   await world.registerDevice(a.tenantId, 'big', { labels: { fleet: 'bulk' } });
@@ -95,9 +93,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  client?.close();
-  await world?.close();
-  await signing?.stop();
+  await signed?.close();
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 

@@ -1,29 +1,23 @@
 import crypto from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import { AggregateBucket, QueryGroupHistoryRequest, TelemetryServiceClient } from '../../../gen/ts/iot/monitoring/v1/telemetry';
-import { insecureClient, unary } from '@iot-mesh/runtime';
-import { startSigningForTest, TestSigning, TestTenant } from '../../../testing/signing';
-import { eventually, MonitoringWorld, protobufPayload, startWorld } from './harness';
+import { unary } from '@iot-mesh/runtime';
+import { TestTenant } from '../../../testing/signing';
+import { eventually, MonitoringWorld, protobufPayload, SignedWorld, startSignedWorld } from './harness';
 
 jest.setTimeout(60_000);
 
-let signing: TestSigning;
+let signed: SignedWorld;
 let world: MonitoringWorld;
 let a: TestTenant;
 let b: TestTenant;
 let telemetry: TelemetryServiceClient;
 
 beforeAll(async () => {
-  signing = await startSigningForTest();
-  world = await startWorld({ LOG_LEVEL: process.env.MON_LOG ?? 'silent', SIGNING_ADDRESS: signing.address });
-  [a, b] = await Promise.all([signing.createTenant(), signing.createTenant()]);
-  telemetry = insecureClient(TelemetryServiceClient, world.services[0].service.address);
+  ({ world, a, b } = signed = await startSignedWorld());
+  telemetry = signed.client(TelemetryServiceClient);
 });
-afterAll(async () => {
-  telemetry?.close();
-  await world?.close();
-  await signing?.stop();
-});
+afterAll(() => signed?.close());
 
 const MIN = 60_000;
 

@@ -1,14 +1,16 @@
 import crypto from 'node:crypto';
+import type { ChannelCredentials, Client, ClientOptions } from '@grpc/grpc-js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, headers, KV, NatsConnection } from 'nats';
 import { Point, Telemetry } from '../../../gen/ts/iot/telemetry/v1/telemetry';
-import { createLogger, createPool, DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey, deviceSubject, GROUP_DIRECTORY_BUCKET, groupDirectoryKey, Pool } from '@iot-mesh/runtime';
+import { createLogger, createPool, DEVICE_DIRECTORY_BUCKET, insecureClient, deviceDirectoryKey, deviceSubject, GROUP_DIRECTORY_BUCKET, groupDirectoryKey, Pool } from '@iot-mesh/runtime';
 import { CredentialState } from '../../../gen/ts/iot/device/v1/device';
 import { DefaultAlertRule, UnknownMetricPolicy } from '../../../gen/ts/iot/device/v1/device_types';
 import { DeviceDirectoryEntry, GroupDirectoryEntry } from '../../../gen/ts/iot/device/v1/directory';
 import { TestNatsServer } from '../../../testing/nats-server';
 import { createTestDatabase, TestDatabase } from '../../../testing/postgres';
 import { startTestService, TestService } from '../../../testing/services';
+import { startSigningForTest, TestSigning, TestTenant } from '../../../testing/signing';
 import { createMonitoringService, MonitoringStats } from '../src/main';
 
 /** The stream set-up and its settings, for tests outside this package that build the platform's streams (the clustered-NATS test) or size what a writer may hold (the fault suite). */
@@ -180,4 +182,51 @@ async function buildWorld(
       if (!options.natsServer) await nats.stop();
     },
   };
+}
+
+/** A monitoring world whose API checks the tokens of a signing service of its own, with two tenants on it. */
+export interface SignedWorld {
+  signing: TestSigning;
+  world: MonitoringWorld;
+  a: TestTenant;
+  b: TestTenant;
+  /** A client of the first replica's API, closed by `close()`. */
+  client<C extends Client>(ClientClass: new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>) => C): C;
+  /** Closes the clients, then stops the world and signing. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts signing and a monitoring world that checks its tokens (logs silent unless MON_LOG says otherwise;
+ * `env` added to the service's), and creates two tenants. A failed start stops what had started.
+ */
+export async function startSignedWorld(env: Record<string, string> = {}): Promise<SignedWorld> {
+  const signing = await startSigningForTest();
+  let world: MonitoringWorld | undefined;
+  try {
+    world = await startWorld({ LOG_LEVEL: process.env.MON_LOG ?? 'silent', SIGNING_ADDRESS: signing.address, ...env });
+    const [a, b] = await Promise.all([signing.createTenant(), signing.createTenant()]);
+    const clients: Client[] = [];
+    const started = world;
+    return {
+      signing,
+      world,
+      a,
+      b,
+      client(ClientClass) {
+        const client = insecureClient(ClientClass, started.services[0].service.address);
+        clients.push(client);
+        return client;
+      },
+      async close() {
+        for (const client of clients) client.close();
+        await started.close();
+        await signing.stop();
+      },
+    };
+  } catch (err) {
+    await world?.close().catch(() => undefined);
+    await signing.stop().catch(() => undefined);
+    throw err;
+  }
 }

@@ -1,32 +1,27 @@
 import { status } from '@grpc/grpc-js';
 import { RetentionServiceClient } from '../../../gen/ts/iot/monitoring/v1/retention';
-import { insecureClient, unary } from '@iot-mesh/runtime';
-import { startSigningForTest, TestSigning, TestTenant } from '../../../testing/signing';
+import { unary } from '@iot-mesh/runtime';
+import { TestSigning, TestTenant } from '../../../testing/signing';
 import { PostgresTelemetryStore } from '../src/store/postgres-store';
 import type { PointRow } from '../src/store/telemetry-store';
-import { MonitoringWorld, startWorld } from './harness';
+import { MonitoringWorld, SignedWorld, startSignedWorld } from './harness';
 
 jest.setTimeout(60_000);
 
 const DAY = 86_400_000;
+let signed: SignedWorld;
 let signing: TestSigning;
 let world: MonitoringWorld;
 let a: TestTenant;
 let retention: RetentionServiceClient;
 
 beforeAll(async () => {
-  signing = await startSigningForTest();
-  world = await startWorld({ LOG_LEVEL: process.env.MON_LOG ?? 'silent', SIGNING_ADDRESS: signing.address });
-  a = await signing.createTenant();
-  retention = insecureClient(RetentionServiceClient, world.services[0].service.address);
+  ({ signing, world, a } = signed = await startSignedWorld());
+  retention = signed.client(RetentionServiceClient);
   await world.registerDevice(a.tenantId, 'meter-1', { type: 'meter' });
   await world.registerDevice(a.tenantId, 'sensor-1', { type: 'sensor' });
 });
-afterAll(async () => {
-  retention?.close();
-  await world?.close();
-  await signing?.stop();
-});
+afterAll(() => signed?.close());
 
 /** The retention job, driven with a chosen clock (the service runs the same round hourly). */
 const runRetention = (now: number) => world.services[0].stats.retention(now);
