@@ -2,12 +2,11 @@ import { ClientReadableStream, Metadata, status } from '@grpc/grpc-js';
 import crypto from 'node:crypto';
 import { insecureClient, serverStream, unary } from '@iot-mesh/runtime';
 import { Device, DeviceCredential } from '../../../gen/ts/iot/device/v1/device';
-import { DeviceType, DeviceTypeServiceClient } from '../../../gen/ts/iot/device/v1/device_types';
 import { HttpBody } from '../../../gen/ts/google/api/httpbody';
 import { Campaign, CampaignServiceClient, Firmware, FirmwareImageChunk, FirmwareServiceClient } from '../../../gen/ts/iot/device/v1/firmware';
 import { RotateCredentialRequest } from '../../../gen/ts/iot/device/v1/credential';
 import { TestTenant } from '../../../testing/signing';
-import { DeviceHarness, failure, startDeviceHarness } from './harness';
+import { createDeviceType, DeviceHarness, failure, startDeviceHarness } from './harness';
 
 jest.setTimeout(120_000);
 
@@ -28,12 +27,7 @@ beforeAll(async () => {
   t = await h.signing.createTenant();
   firmware = insecureClient(FirmwareServiceClient, h.device.address);
   campaigns = insecureClient(CampaignServiceClient, h.device.address);
-  const types = insecureClient(DeviceTypeServiceClient, h.device.address);
-  try {
-    deviceTypeId = (await unary(types, types.createDeviceType, { deviceType: DeviceType.fromPartial({ name: 'meter' }) }, op())).deviceType!.id;
-  } finally {
-    types.close();
-  }
+  deviceTypeId = (await createDeviceType(h.device.address, t.operator.authorization, { name: 'meter' })).id;
 });
 afterAll(async () => {
   firmware?.close();
@@ -128,10 +122,8 @@ test('a declared digest or size that the image does not match is refused and the
 
 test('the per-image and per-tenant size limits answer RESOURCE_EXHAUSTED', async () => {
   const other = await h.signing.createTenant();
-  const types = insecureClient(DeviceTypeServiceClient, h.device.address);
   const auth = { authorization: other.operator.authorization };
-  const typeId = (await unary(types, types.createDeviceType, { deviceType: DeviceType.fromPartial({ name: 'big' }) }, auth)).deviceType!.id;
-  types.close();
+  const typeId = (await createDeviceType(h.device.address, auth.authorization, { name: 'big' })).id;
   const create = async (version: string) => (await unary(firmware, firmware.createFirmware, { firmware: Firmware.fromPartial({ version, deviceTypeId: typeId, stored: true }) }, auth)).firmware!;
   const put = (id: string, offset: number, last = false) => unary(firmware, firmware.uploadFirmwareChunk, { id, offset: BigInt(offset), data: crypto.randomBytes(MIB), last }, auth);
 

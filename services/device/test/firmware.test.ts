@@ -5,7 +5,6 @@ import { AddressInfo } from 'node:net';
 import { connect, jwtAuthenticator, NatsConnection } from 'nats';
 import { deviceSubject, insecureClient, serverStream, unary } from '@iot-mesh/runtime';
 import { Device, DeviceCredential, DeviceStatus } from '../../../gen/ts/iot/device/v1/device';
-import { DeviceType, DeviceTypeServiceClient } from '../../../gen/ts/iot/device/v1/device_types';
 import { Campaign, CampaignDevice, CampaignServiceClient, CampaignStage, CampaignState, Firmware, FirmwareServiceClient } from '../../../gen/ts/iot/device/v1/firmware';
 import { JobDeviceState } from '../../../gen/ts/iot/device/v1/jobs';
 import { decodeDesiredState, encodeStateReport } from '../../../simulator/src/encoding';
@@ -14,7 +13,7 @@ import { Random } from '../../../simulator/src/random';
 import { startTestService, TestService } from '../../../testing/services';
 import { TestTenant } from '../../../testing/signing';
 import { deviceService } from '../src/main';
-import { DeviceHarness, eventually, failure, startDeviceHarness } from './harness';
+import { createDeviceType, DeviceHarness, eventually, failure, startDeviceHarness } from './harness';
 
 jest.setTimeout(120_000);
 
@@ -44,12 +43,7 @@ beforeAll(async () => {
   h = await startDeviceHarness({ env: { DEVICE_CREDENTIAL_DEFAULT_KIND: 'nats' } });
   t = await h.signing.createTenant();
   connectClients(h.device.address);
-  const types = insecureClient(DeviceTypeServiceClient, address);
-  try {
-    deviceTypeId = (await unary(types, types.createDeviceType, { deviceType: DeviceType.fromPartial({ name: 'meter' }) }, op())).deviceType!.id;
-  } finally {
-    types.close();
-  }
+  deviceTypeId = (await createDeviceType(address, t.operator.authorization, { name: 'meter' })).id;
 });
 afterAll(async () => {
   firmware?.close();

@@ -1,10 +1,11 @@
 import { credsAuthenticator, NatsConnection, connect } from 'nats';
 import fs from 'node:fs';
 import { Metadata } from '@grpc/grpc-js';
-import { insecureClient, rpcStatusDetails } from '@iot-mesh/runtime';
+import { insecureClient, rpcStatusDetails, unary } from '@iot-mesh/runtime';
 import { CommandServiceClient } from '../../../gen/ts/iot/device/v1/command';
 import { CredentialServiceClient } from '../../../gen/ts/iot/device/v1/credential';
 import { DeviceServiceClient } from '../../../gen/ts/iot/device/v1/device';
+import { DeviceType, DeviceTypeServiceClient } from '../../../gen/ts/iot/device/v1/device_types';
 import { TwinServiceClient } from '../../../gen/ts/iot/device/v1/twin';
 import { OperatorNats, startOperatorNats } from '../../../testing/nats-operator';
 import { createTestDatabase, TestDatabase } from '../../../testing/postgres';
@@ -84,6 +85,16 @@ export async function startDeviceHarness(options: { mqtt?: boolean; env?: Record
   } catch (err) {
     await stopAll();
     throw err;
+  }
+}
+
+/** Creates a device type (`fields`, a name at least) as the caller `authorization` names, through a client of its own at `address`. */
+export async function createDeviceType(address: string, authorization: string, fields: Partial<DeviceType>): Promise<DeviceType> {
+  const types = insecureClient(DeviceTypeServiceClient, address);
+  try {
+    return (await unary(types, types.createDeviceType, { deviceType: DeviceType.fromPartial(fields) }, { authorization })).deviceType!;
+  } finally {
+    types.close();
   }
 }
 
