@@ -27,6 +27,8 @@ export interface StoredCount {
   duplicated: number;
   /** Points of acknowledged messages missing from the store. */
   lost: number;
+  /** Ids of acknowledged messages with a point missing (the first 10), to find them in the stream and the logs. */
+  lostMessageIds: string[];
 }
 
 /**
@@ -153,12 +155,16 @@ export class KnownSet {
     let stored = 0;
     let storedAcked = 0;
     let duplicated = 0;
+    const complete = new Set<string>();
     for (const r of rows) {
       stored += Number(r.distinct_points);
       duplicated += Number(r.n) - Number(r.distinct_points);
       if (this.acked.has(r.message_id)) storedAcked += Number(r.distinct_points);
+      if (Number(r.distinct_points) === this.size.pointsPerMessage) complete.add(r.message_id);
     }
-    return { stored, storedAcked, duplicated, lost: this.ackedPoints - storedAcked };
+    const lost = this.ackedPoints - storedAcked;
+    const lostMessageIds = lost > 0 ? [...this.acked].filter((id) => !complete.has(id)).slice(0, 10) : [];
+    return { stored, storedAcked, duplicated, lost, lostMessageIds };
   }
 
   /** Waits until every acknowledged point is stored, or `timeoutMs` passes; returns the last count. */

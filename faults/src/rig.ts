@@ -338,7 +338,7 @@ export class FaultRig {
         lostPoints: count.lost,
         unacknowledgedPoints: (set.sent - set.acked.size) * size.pointsPerMessage,
         recoverMs,
-        notes,
+        notes: count.lost > 0 ? [...notes, `PUBACKed and not stored (message ids \`<device>-<run>-<n>\`, n from 1 at ${size.ratePerDevice}/s): ${count.lostMessageIds.join(', ')}${count.lostMessageIds.length < count.lost / size.pointsPerMessage ? ', …' : ''}`] : notes,
         ...(peakRssMiB ? { peakRssMiB } : {}),
         ...(natsSet && natsCount
           ? {
