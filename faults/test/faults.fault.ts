@@ -15,9 +15,9 @@
  * at half that rate). Outages:
  * FAULTS_PG_DOWN_MS, FAULTS_REDIS_DOWN_MS, FAULTS_SIGNING_DOWN_MS (30 s each),
  * FAULTS_STREAM_FULL_MS (5 s); overload: FAULTS_OVERLOAD_SECONDS (60) at twice
- * the capacity the fault measures first. This file takes about 11 min at
+ * the capacity the fault measures first. This file takes about 12 min at
  * these sizes on the shared 2-core machine, the whole suite with
- * nats-cluster.fault.ts about 13.5 min (2026-12-03, load average up to 7.6).
+ * nats-cluster.fault.ts 14-16 min (2026-12-03, load average 7-10).
  */
 import crypto from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
