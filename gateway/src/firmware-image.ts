@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { once } from 'node:events';
 import { create, DescMessage, DescMethodServerStreaming, DescMethodUnary, toJson } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
+import { MAX_FIRMWARE_CHUNK_BYTES } from '@iot-mesh/runtime';
 import { compilePathTemplate, matchPathTemplate } from './path-template';
 import { clientGoneSignal, HTTP_STATUS_BY_CODE, statusJson } from './rest';
 import type { RouteMethod, RouteTable } from './route-table';
@@ -20,8 +21,6 @@ const DOWNLOAD_METHODS: Record<string, string> = {
 const UPLOAD_METHOD = '/iot.device.v1.FirmwareService/UploadFirmwareChunk';
 /** `PUT` with the image as the body (any media type; `application/octet-stream` expected). */
 export const FIRMWARE_UPLOAD_PATH = '/v1/firmware/{id}/image';
-/** The service's largest chunk (MAX_FIRMWARE_CHUNK_BYTES). */
-const CHUNK_BYTES = 1024 * 1024;
 const UPLOAD_TIMEOUT_MS = 60_000;
 
 interface ImageChunk {
@@ -106,11 +105,11 @@ export function firmwareImageHandler(table: RouteTable, upstreams: Upstreams): (
         pending.push(piece);
         pendingBytes += piece.length;
         // More than a chunk held: the first chunk is not the last one, so send it.
-        while (pendingBytes > CHUNK_BYTES) {
+        while (pendingBytes > MAX_FIRMWARE_CHUNK_BYTES) {
           const all = Buffer.concat(pending);
-          await send(all.subarray(0, CHUNK_BYTES), false);
-          pending = [all.subarray(CHUNK_BYTES)];
-          pendingBytes = all.length - CHUNK_BYTES;
+          await send(all.subarray(0, MAX_FIRMWARE_CHUNK_BYTES), false);
+          pending = [all.subarray(MAX_FIRMWARE_CHUNK_BYTES)];
+          pendingBytes = all.length - MAX_FIRMWARE_CHUNK_BYTES;
         }
       }
       await send(Buffer.concat(pending), true);

@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import { MAX_FIRMWARE_CHUNK_BYTES } from '@iot-mesh/runtime/client';
 import { Campaign, CampaignDevice, campaignStageToJSON, campaignStateToJSON, DownloadFirmwareResponse, Firmware, WatchCampaignResponse } from '../../../gen/ts/iot/device/v1/firmware';
 import { jobDeviceStateToJSON } from '../../../gen/ts/iot/device/v1/jobs';
 import { countsText } from './jobs';
@@ -47,9 +48,6 @@ const campaignDeviceView: View<CampaignDevice> = {
   ],
   toJson: (d) => CampaignDevice.toJSON(d),
 };
-
-/** The platform's largest upload chunk. */
-const UPLOAD_CHUNK_BYTES = 1024 * 1024;
 
 function readImage(file: string): Buffer {
   try {
@@ -114,9 +112,9 @@ export function firmwareCommands(program: Command): void {
             firmware: Firmware.fromPartial({ version: o.release, deviceTypeId: o.type, stored: true, sizeBytes: BigInt(image.length), sha256: declared, description: o.description }),
           })
         ).firmware!;
-        for (let offset = 0; offset < image.length || offset === 0; offset += UPLOAD_CHUNK_BYTES) {
-          const data = image.subarray(offset, offset + UPLOAD_CHUNK_BYTES);
-          const last = offset + UPLOAD_CHUNK_BYTES >= image.length;
+        for (let offset = 0; offset < image.length || offset === 0; offset += MAX_FIRMWARE_CHUNK_BYTES) {
+          const data = image.subarray(offset, offset + MAX_FIRMWARE_CHUNK_BYTES);
+          const last = offset + MAX_FIRMWARE_CHUNK_BYTES >= image.length;
           stored = (await connection.call(connection.firmware, connection.firmware.uploadFirmwareChunk, { id: stored.id, offset: BigInt(offset), data, last })).firmware!;
           process.stderr.write(`uploaded ${offset + data.length} of ${image.length} bytes\n`);
           if (last) break;

@@ -21,3 +21,4 @@ export * from './auth';
 export * from './limits';
 export * from './time';
 export * from './default-ports';
+export * from './firmware-chunks';

@@ -1,11 +1,8 @@
 import { peekNatsJwt, verifyNatsJwt } from '@iot-mesh/nats-auth';
-import { errors, GrpcCode, ServiceError } from '@iot-mesh/runtime';
+import { errors, GrpcCode, MAX_FIRMWARE_CHUNK_BYTES, ServiceError } from '@iot-mesh/runtime';
 import type { FirmwareStore } from '../store/firmware-store';
 import type { FirmwareRecord } from './firmware';
 import type { DeviceRecord } from './model';
-
-/** Largest chunk UploadFirmwareChunk takes (under gRPC's 4 MiB message limit, with room for the envelope). */
-export const MAX_FIRMWARE_CHUNK_BYTES = 1024 * 1024;
 
 /** Size limits of stored images. */
 export interface FirmwareImageLimits {
