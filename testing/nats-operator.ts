@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { generateOperatorSetup, NatsOperatorSetup } from '@iot-mesh/nats-auth';
+import { connect, credsAuthenticator } from 'nats';
+import { encodeTenantAccount, generateOperatorSetup, NatsOperatorSetup, nkeyFromSeed, tenantAccountKeys, TenantAccountKeys, updateAccountClaims } from '@iot-mesh/nats-auth';
 import { NatsServerOptions, TestNatsServer } from './nats-server';
 
 /** A private nats-server in operator mode with the platform's accounts, and the files to use it. */
@@ -16,6 +17,12 @@ export interface OperatorNats {
   deviceEnv(): Record<string, string>;
   /** Environment for any other service (NATS_URL, NATS_CREDS). */
   serviceEnv(): Record<string, string>;
+  /**
+   * Pushes the account of `tenantId`, as the device service would when it
+   * mints the tenant's first credential, and returns its keys (which sign
+   * the tenant's device users): for tests without a device service.
+   */
+  pushTenantAccount(tenantId: string): Promise<TenantAccountKeys>;
   stop(): Promise<void>;
 }
 
@@ -47,6 +54,17 @@ export async function startOperatorNats(options: Omit<NatsServerOptions, 'operat
     serviceCredsFile,
     systemCredsFile,
     serviceEnv: () => ({ NATS_URL: server.url, NATS_CREDS: serviceCredsFile }),
+    async pushTenantAccount(tenantId) {
+      const keys = tenantAccountKeys(setup.tenantKeySecret, tenantId);
+      const account = encodeTenantAccount(nkeyFromSeed(setup.operatorSigningSeed, 'O'), keys, setup.appAccount, { connections: 100, mqttStorageBytes: 64 * 1024 * 1024 });
+      const system = await connect({ servers: server.url, authenticator: credsAuthenticator(new TextEncoder().encode(setup.systemCreds)) });
+      try {
+        await updateAccountClaims(system, keys.account.publicKey, account);
+      } finally {
+        await system.close();
+      }
+      return keys;
+    },
     deviceEnv: () => ({
       NATS_URL: server.url,
       NATS_CREDS: serviceCredsFile,

@@ -80,10 +80,19 @@ describe('iotctl', () => {
   });
 
   it('issues a device credential limited to its own subjects', async () => {
-    const credential = JSON.parse(await ok(['credentials', 'issue', 'pump-1', '--expires', '30d', '--kind', 'nats', '-o', 'json']));
+    const creds = path.join(configHome, 'pump-1.creds');
+    const credential = JSON.parse(await ok(['credentials', 'issue', 'pump-1', '--expires', '30d', '--kind', 'nats', '--creds', creds, '-o', 'json']));
     expect(credential.token).toMatch(/^eyJ/);
-    // A NATS credential: the server refuses it over MQTT.
-    expect(JSON.parse(Buffer.from(credential.token.split('.')[1], 'base64url').toString()).nats.allowed_connection_types).toEqual(['STANDARD']);
+    // A NATS credential: the server refuses it over MQTT, and the JWT is not bearer: it logs in only with the seed.
+    const claims = JSON.parse(Buffer.from(credential.token.split('.')[1], 'base64url').toString()).nats;
+    expect(claims.allowed_connection_types).toEqual(['STANDARD']);
+    expect(claims.bearer_token).toBe(false);
+    expect(credential.seed).toMatch(/^SU[A-Z2-7]{56}$/);
+    // The creds file nats.js and the nats CLI read: the JWT and the seed, private.
+    const file = fs.readFileSync(creds, 'utf8');
+    expect(file).toContain(`-----BEGIN NATS USER JWT-----\n${credential.token}\n`);
+    expect(file).toContain(`-----BEGIN USER NKEY SEED-----\n${credential.seed}\n`);
+    expect(fs.statSync(creds).mode & 0o777).toBe(0o600);
     expect(credential.publishSubjects).toContain(`iot.${tenant.tenantId}.dev.pump-1.tel`);
     expect(Date.parse(credential.expireTime) - Date.now()).toBeGreaterThan(29 * 86_400_000);
     expect(JSON.parse(await ok(['devices', 'get', 'pump-1', '-o', 'json'])).credentialState).toBe('CREDENTIAL_STATE_ACTIVE');

@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import mqtt, { MqttClient } from 'mqtt';
-import { connect as connectNats, jwtAuthenticator, NatsConnection } from 'nats';
+import { connect as connectNats, NatsConnection } from 'nats';
+import { deviceUserAuthenticator } from '@iot-mesh/nats-auth';
 import { Client as PgClient } from 'pg';
 import { deviceSubject } from '@iot-mesh/runtime';
 import { encodeTelemetry } from '../../simulator/src/encoding';
@@ -210,7 +211,7 @@ export class NatsKnownSet {
   async connect(): Promise<void> {
     const connections = await Promise.all(
       this.devices.map((d) =>
-        connectNats({ servers: this.natsUrl.split(','), noRandomize: true, name: d.deviceId, authenticator: d.token ? jwtAuthenticator(d.token) : undefined, maxReconnectAttempts: -1, reconnectTimeWait: 500 }),
+        connectNats({ servers: this.natsUrl.split(','), noRandomize: true, name: d.deviceId, authenticator: d.token ? deviceUserAuthenticator({ token: d.token, seed: d.seed }) : undefined, maxReconnectAttempts: -1, reconnectTimeWait: 500 }),
       ),
     );
     this.connections.push(...connections);

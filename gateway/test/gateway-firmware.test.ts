@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import net from 'node:net';
-import { connect, jwtAuthenticator, NatsConnection } from 'nats';
+import { connect, NatsConnection } from 'nats';
+import { deviceUserAuthenticator } from '@iot-mesh/nats-auth';
 import { deviceSubject } from '@iot-mesh/runtime';
 import { decodeDesiredState, encodeStateReport } from '../../simulator/src/encoding';
 import { DEFAULT_FIRMWARE_PLAN, FirmwareAgent } from '../../simulator/src/firmware';
@@ -119,8 +120,8 @@ describe('gateway ↔ firmware image routes', () => {
     const id = (await rest(base, 'POST', '/v1/firmware', { authorization: tenant.operator.authorization, body: { version: '5.0', deviceTypeId: typeId, stored: true } })).json.firmware.id;
     expect((await put(id, image)).status).toBe(200);
     const created = await rest(base, 'POST', '/v1/devices:batchCreate', { authorization: tenant.operator.authorization, body: { devices: [{ id: 'gf-e2e', name: 'gf-e2e', deviceTypeId: typeId }], issueCredentials: true } });
-    const credential = created.json.credentials[0] as { deviceId: string; token: string; natsUrl: string };
-    nc = await connect({ servers: credential.natsUrl, authenticator: jwtAuthenticator(credential.token), reconnect: false });
+    const credential = created.json.credentials[0] as { deviceId: string; token: string; seed: string; natsUrl: string };
+    nc = await connect({ servers: credential.natsUrl, authenticator: deviceUserAuthenticator(credential), reconnect: false });
     const connection = nc;
     const agent = new FirmwareAgent({ ...DEFAULT_FIRMWARE_PLAN, version: '1.0', installMs: 1 }, new Random(3), async () => {
       connection.publish(deviceSubject(tenant.tenantId, 'gf-e2e', 'state'), encodeStateReport({ firmware: agent.reported() }, 'json'));

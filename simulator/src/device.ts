@@ -20,8 +20,10 @@ import { FleetStats } from './stats';
 export interface DeviceIdentity {
   tenantId: string;
   deviceId: string;
-  /** Bearer NATS user JWT (also the MQTT password); absent on an open development server. */
+  /** The device's NATS user JWT: the MQTT password (bearer) of an MQTT credential; absent on an open development server. */
   token?: string;
+  /** A NATS credential's user seed, which signs the server's nonce (the JWT alone does not log in). */
+  seed?: string;
   natsUrl?: string;
   mqttUrl?: string;
 }
@@ -129,6 +131,7 @@ export class VirtualDevice {
       url: linkUrl(identity, behaviour),
       clientId: identity.deviceId,
       token: identity.token,
+      seed: identity.seed,
       qos: behaviour.qos,
       maxInFlight: behaviour.maxInFlight,
       events: {

@@ -1,5 +1,6 @@
 import mqtt, { MqttClient } from 'mqtt';
-import { connect, headers as natsHeaders, jwtAuthenticator, NatsConnection, NatsError } from 'nats';
+import { connect, headers as natsHeaders, NatsConnection, NatsError } from 'nats';
+import { deviceUserAuthenticator } from '@iot-mesh/nats-auth';
 
 /** The transports a virtual device can use. */
 export const TRANSPORTS = ['mqtt', 'nats'] as const;
@@ -56,8 +57,10 @@ export interface LinkOptions {
   url: string;
   /** Client id / connection name. */
   clientId: string;
-  /** The device credential (bearer NATS user JWT, the MQTT password); none for an open development server. */
+  /** The device credential's NATS user JWT (an MQTT credential's is the MQTT password); none for an open development server. */
   token?: string;
+  /** A NATS credential's user seed: signs the server's nonce. */
+  seed?: string;
   /** MQTT QoS of telemetry: 1 waits for PUBACKs (counted as acks), 0 does not. */
   qos?: 0 | 1;
   /** Most unacknowledged messages before `publish` waits. */
@@ -204,7 +207,8 @@ export class MqttLink implements DeviceLink {
 }
 
 /**
- * A device over NATS: credential as a bearer user JWT, message id and trace
+ * A device over NATS: credential as a user JWT whose seed signs the server's
+ * nonce (the JWT alone for an old bearer credential), message id and trace
  * context as headers. A device credential cannot receive a JetStream PubAck,
  * so NATS telemetry is at-most-once and nothing acknowledges a message as
  * stored. What is counted as acknowledged is the most a core NATS client can
@@ -238,7 +242,7 @@ export class NatsLink implements DeviceLink {
     const nc = await connect({
       servers: o.url.split(','),
       name: o.clientId,
-      authenticator: o.token ? jwtAuthenticator(o.token) : undefined,
+      authenticator: o.token ? deviceUserAuthenticator({ token: o.token, seed: o.seed }) : undefined,
       maxReconnectAttempts: -1,
       reconnectTimeWait: o.reconnectMs ?? 1000,
       waitOnFirstConnect: true,

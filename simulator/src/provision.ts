@@ -125,9 +125,9 @@ export async function provisionDevices(request: ProvisionRequest): Promise<Devic
 
 /** A device credential from the API (or a credentials file) as the simulator's identity. */
 export function identityOf(credential: DeviceCredential): DeviceIdentity {
-  const { tenantId, deviceId, token, natsUrl, mqttUrl } = credential;
+  const { tenantId, deviceId, token, seed, natsUrl, mqttUrl } = credential;
   // proto3 leaves an unset string empty; the identity says "absent" instead (open server, the credential's URL).
-  return { tenantId, deviceId, token: token || undefined, natsUrl: natsUrl || undefined, mqttUrl: mqttUrl || undefined };
+  return { tenantId, deviceId, token: token || undefined, seed: seed || undefined, natsUrl: natsUrl || undefined, mqttUrl: mqttUrl || undefined };
 }
 
 /**

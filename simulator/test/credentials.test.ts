@@ -11,12 +11,15 @@ describe('credentials files', () => {
       const identities = [
         { tenantId: 't1', deviceId: 'd-1', token: 'jwt-1', natsUrl: 'nats://127.0.0.1:4222', mqttUrl: 'mqtt://127.0.0.1:1883' },
         { tenantId: 't1', deviceId: 'd-2' },
+        // A NATS credential: its seed signs the server's nonce, so it is kept with the token.
+        { tenantId: 't1', deviceId: 'd-3', token: 'jwt-3', seed: 'SUAEXAMPLESEED', natsUrl: 'nats://127.0.0.1:4222' },
       ];
       writeCredentialsFile(file, identities);
       expect(fs.statSync(file).mode & 0o777).toBe(0o600);
       expect(readCredentialsFile(file)).toEqual([
         identities[0],
         { tenantId: 't1', deviceId: 'd-2', token: undefined, natsUrl: undefined, mqttUrl: undefined },
+        identities[2],
       ]);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });

@@ -1,7 +1,8 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { status } from '@grpc/grpc-js';
-import { connect, credsAuthenticator, jwtAuthenticator, NatsConnection } from 'nats';
+import { connect, credsAuthenticator, NatsConnection } from 'nats';
+import { deviceUserAuthenticator } from '@iot-mesh/nats-auth';
 import { deviceService } from '@iot-mesh/device';
 import { DEVICE_DIRECTORY_BUCKET, deviceDirectoryKey, deviceSubject, insecureClient, unary } from '@iot-mesh/runtime';
 import { CredentialKind, CredentialServiceClient } from '../../gen/ts/iot/device/v1/credential';
@@ -80,7 +81,7 @@ async function createType(t: TestTenant, name: string, defaultAlertRules: Defaul
 async function device(t: TestTenant, id: string, deviceTypeId: string): Promise<(celsius: number) => Promise<void>> {
   await unary(devices, devices.createDevice, { device: Device.fromPartial({ id, name: id, deviceTypeId }) }, operator(t));
   const credential = (await unary(credentials, credentials.issueCredential, { deviceId: id, expireTime: undefined, kind: CredentialKind.CREDENTIAL_KIND_NATS }, operator(t))).credential!;
-  const nc = await connect({ servers: nats.server.url, authenticator: jwtAuthenticator(credential.token), reconnect: false });
+  const nc = await connect({ servers: nats.server.url, authenticator: deviceUserAuthenticator(credential), reconnect: false });
   connections.push(nc);
   return async (celsius) => {
     nc.publish(deviceSubject(t.tenantId, id, 'tel'), protobufPayload({ points: [{ metric: 'temperature', numberValue: celsius, time: new Date() }] }));

@@ -1,4 +1,6 @@
+import fs from 'node:fs';
 import { Command, Option } from 'commander';
+import { formatCreds, nkeyFromSeed } from '@iot-mesh/nats-auth';
 import { CredentialKind } from '../../../gen/ts/iot/device/v1/credential';
 import { credentialStateToJSON, Device, DeviceCredential, DeviceStatus, deviceStatusToJSON } from '../../../gen/ts/iot/device/v1/device';
 import { UsageError } from '../cli-error';
@@ -36,7 +38,7 @@ export const deviceView: View<Device> = {
   toJson: (d) => Device.toJSON(d),
 };
 
-/** How a credential prints: the token is shown this once, the server keeps no copy. */
+/** How a credential prints: the token (and a NATS credential's seed) is shown this once, the server keeps no copy. */
 export const credentialView: View<DeviceCredential> = {
   columns: [
     { header: 'DEVICE', value: (c) => c.deviceId },
@@ -48,9 +50,16 @@ export const credentialView: View<DeviceCredential> = {
     { header: 'PUBLISH', value: (c) => c.publishSubjects.join(',') },
     { header: 'SUBSCRIBE', value: (c) => c.subscribeSubjects.join(',') },
     { header: 'TOKEN', value: (c) => c.token },
+    { header: 'SEED', value: (c) => c.seed },
   ],
   toJson: (c) => DeviceCredential.toJSON(c),
 };
+
+/** Writes a NATS credential as a `.creds` file (mode 0600); an MQTT credential has no seed, its token is the MQTT password. */
+function writeCredsFile(file: string, credential: DeviceCredential): void {
+  if (!credential.seed) throw new UsageError(`--creds: device ${credential.deviceId}'s credential is an MQTT one (no seed; its token is the MQTT password)`);
+  fs.writeFileSync(file, formatCreds(credential.token, nkeyFromSeed(credential.seed, 'U')), { mode: 0o600 });
+}
 
 function labelOption(description: string): Option {
   return new Option('--label <key=value>', `${description} (repeatable)`).argParser(collectLabel);
@@ -180,12 +189,14 @@ export function deviceCommands(program: Command): void {
       .argument('<device-id>', 'device id')
       .addOption(expiryOption())
       .addOption(new Option('--kind <kind>', 'how the device connects; the server refuses the other (default: the server\'s, mqtt unless configured)').choices(Object.keys(KIND)))
+      .addOption(new Option('--creds <file>', 'also write a NATS credential as a creds file (its JWT and seed, mode 0600) for nats.js credsAuthenticator or the nats CLI'))
       .action((deviceId: string, _o, command: Command) =>
-        run<{ expires?: Date; kind?: string }>(command, async (connection, options) => {
+        run<{ expires?: Date; kind?: string; creds?: string }>(command, async (connection, options) => {
           const client = connection.credentials;
           const kind = options.kind ? KIND[options.kind] : CredentialKind.CREDENTIAL_KIND_UNSPECIFIED;
           const res = await connection.call(client, client[method], { deviceId, expireTime: options.expires, kind });
           printOne(options.output, credentialView, res.credential!);
+          if (options.creds) writeCredsFile(options.creds, res.credential!);
         }),
       );
   }

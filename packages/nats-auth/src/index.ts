@@ -16,5 +16,5 @@ export { APP_ACCOUNT_NAME, DEVICE_SYSTEM_PERMISSIONS, encodeAppAccount, encodeSy
 export { UNLIMITED_ACCOUNT_LIMITS } from './account-limits';
 export type { TenantAccountKeys, TenantAccountLimits, TenantAccountRef } from './tenant-accounts';
 export { encodeTenantAccount, platformAccountLinks, tenantAccountKeys } from './tenant-accounts';
-export type { DeviceConnectionKind, DevicePermissions, DeviceUserRequest, MintedDeviceUser } from './device-users';
-export { devicePermissions, mintDeviceUser, MQTT_INTERNAL_SUBSCRIBE } from './device-users';
+export type { DeviceConnectionKind, DevicePermissions, DeviceUserRequest, MintedDeviceUser, NatsUserAuth } from './device-users';
+export { devicePermissions, deviceUserAuthenticator, mintDeviceUser, MQTT_INTERNAL_SUBSCRIBE } from './device-users';

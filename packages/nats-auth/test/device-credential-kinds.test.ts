@@ -11,7 +11,8 @@
 import mqtt from 'mqtt';
 import { connect, credsAuthenticator, jwtAuthenticator, NatsConnection } from 'nats';
 import { deviceSubject } from '@iot-mesh/runtime';
-import { encodeNatsJwt, encodeTenantAccount, formatCreds, mintDeviceUser, newNKey, nkeyFromSeed, tenantAccountKeys, TenantAccountKeys, updateAccountClaims } from '@iot-mesh/nats-auth';
+import { encodeNatsJwt, formatCreds, mintDeviceUser, newNKey, nkeyFromSeed, TenantAccountKeys } from '@iot-mesh/nats-auth';
+import { waitUntil } from '../../../scripts/up-wait';
 import { OperatorNats, startOperatorNats } from '../../../testing/nats-operator';
 
 let nats: OperatorNats;
@@ -19,14 +20,13 @@ let system: NatsConnection;
 let keys: TenantAccountKeys;
 const connectEvents: string[] = [];
 const inAnHour = () => new Date(Date.now() + 3_600_000);
+/** The server publishes CONNECT events on its own schedule: waits for the first that names `userKey`. */
+const connectEventOf = (userKey: string) => waitUntil(`a CONNECT event of ${userKey}`, async () => connectEvents.some((e) => e.includes(userKey)), { timeoutMs: 30_000, intervalMs: 20 });
 
 beforeAll(async () => {
   nats = await startOperatorNats({ mqtt: true });
   system = await connect({ servers: nats.server.url, authenticator: credsAuthenticator(new TextEncoder().encode(nats.setup.systemCreds)) });
-  keys = tenantAccountKeys(nats.setup.tenantKeySecret, 'kinds');
-  const operatorSigner = nkeyFromSeed(nats.setup.operatorSigningSeed, 'O');
-  const account = encodeTenantAccount(operatorSigner, keys, nats.setup.appAccount, { connections: 10, mqttStorageBytes: 64 * 1024 * 1024 });
-  await updateAccountClaims(system, keys.account.publicKey, account);
+  keys = await nats.pushTenantAccount('kinds');
   const sub = system.subscribe(`$SYS.ACCOUNT.${keys.account.publicKey}.CONNECT`);
   void (async () => {
     for await (const m of sub) connectEvents.push(new TextDecoder().decode(m.data));
@@ -64,7 +64,7 @@ test('a bearer NATS credential logs in with the JWT alone, the JWT every CONNECT
   const bearer = mintDeviceUser(keys, { deviceId: 'bearer-dev', kind: 'nats', expireTime: inAnHour() });
   expect(bearer.seed).toBeUndefined();
   expect(await tryNats(jwtAuthenticator(bearer.token))).toBe('connected');
-  await system.flush();
+  await connectEventOf(bearer.publicKey);
   expect(connectEvents.some((e) => e.includes(bearer.token))).toBe(true);
 });
 
@@ -81,7 +81,7 @@ test('a non-bearer NATS credential needs its seed: the JWT alone, as a CONNECT e
   nc.publish(deviceSubject('kinds', 'nkey-dev', 'tel'), 'hello');
   await nc.flush();
   await nc.close();
-  await system.flush();
+  await connectEventOf(credential.publicKey);
   const events = connectEvents.filter((e) => e.includes(credential.publicKey));
   expect(events.length).toBeGreaterThan(0);
   expect(events.some((e) => e.includes(credential.token))).toBe(true);

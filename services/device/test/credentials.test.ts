@@ -1,6 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import mqtt, { MqttClient } from 'mqtt';
-import { connect, jwtAuthenticator, NatsConnection } from 'nats';
+import { connect, NatsConnection } from 'nats';
+import { deviceUserAuthenticator } from '@iot-mesh/nats-auth';
 import { metrics, unary } from '@iot-mesh/runtime';
 import { CommandStatus } from '../../../gen/ts/iot/device/v1/command';
 import { CredentialKind } from '../../../gen/ts/iot/device/v1/credential';
@@ -50,7 +51,7 @@ async function mqttConnect(credential: DeviceCredential, clientId: string): Prom
 }
 
 async function natsConnect(credential: DeviceCredential): Promise<NatsConnection> {
-  const nc = await connect({ servers: h.nats.server.url, authenticator: jwtAuthenticator(credential.token), reconnect: false });
+  const nc = await connect({ servers: h.nats.server.url, authenticator: deviceUserAuthenticator(credential), reconnect: false });
   cleanup.push(() => nc.close());
   return nc;
 }
@@ -62,6 +63,10 @@ test('a device publishes over MQTT and NATS only on its own subjects', async () 
   await newDevice('mq-2');
   const natsCred = await newDevice('mq-3', NATS);
   expect(cred.mqttUrl).toBe(h.nats.server.mqttUrl);
+  // An MQTT credential is bearer (its token is the MQTT password); a NATS one comes with its seed and is refused without it.
+  expect(cred.seed).toBe('');
+  expect(natsCred.seed).toMatch(/^SU[A-Z2-7]{56}$/);
+  await expect(natsConnect({ ...natsCred, seed: '' })).rejects.toMatchObject({ code: 'AUTHORIZATION_VIOLATION' });
   const own = `iot.${t.tenantId}.dev.mq-1`;
   const ownNats = `iot.${t.tenantId}.dev.mq-3`;
   const other = `iot.${t.tenantId}.dev.mq-2`;
@@ -256,7 +261,7 @@ test('revocations survive a nats-server that lost its account state: the service
     'the revoked token to be refused again',
     async () => {
       try {
-        const nc = await connect({ servers: h.nats.server.url, authenticator: jwtAuthenticator(cred.token), reconnect: false });
+        const nc = await connect({ servers: h.nats.server.url, authenticator: deviceUserAuthenticator(cred), reconnect: false });
         await nc.close();
         return undefined;
       } catch (err) {

@@ -2,7 +2,8 @@ import { status } from '@grpc/grpc-js';
 import crypto from 'node:crypto';
 import http from 'node:http';
 import { AddressInfo } from 'node:net';
-import { connect, jwtAuthenticator, NatsConnection } from 'nats';
+import { connect, NatsConnection } from 'nats';
+import { deviceUserAuthenticator } from '@iot-mesh/nats-auth';
 import { deviceSubject, insecureClient, serverStream, unary } from '@iot-mesh/runtime';
 import { Device, DeviceCredential, DeviceStatus } from '../../../gen/ts/iot/device/v1/device';
 import { Campaign, CampaignDevice, CampaignServiceClient, CampaignStage, CampaignState, Firmware, FirmwareServiceClient } from '../../../gen/ts/iot/device/v1/firmware';
@@ -80,7 +81,7 @@ async function createDevices(ids: string[]): Promise<Map<string, DeviceCredentia
 
 /** Connects a simulated device running the simulator's firmware agent with `plan`. */
 async function simulate(credential: DeviceCredential, plan: Partial<FirmwarePlan>): Promise<void> {
-  const nc = await connect({ servers: h.nats.server.url, authenticator: jwtAuthenticator(credential.token), reconnect: false });
+  const nc = await connect({ servers: h.nats.server.url, authenticator: deviceUserAuthenticator(credential), reconnect: false });
   connections.push(nc);
   const { deviceId } = credential;
   const agent = new FirmwareAgent({ ...DEFAULT_FIRMWARE_PLAN, version: '1.0', installMs: 50, ...plan }, new Random(7), async () => {

@@ -5,7 +5,8 @@
  * leave the command `pending` — it fails with the reason; such reported state
  * is dropped and the twin keeps its last good report.
  */
-import { connect, jwtAuthenticator, NatsConnection } from 'nats';
+import { connect, NatsConnection } from 'nats';
+import { deviceUserAuthenticator } from '@iot-mesh/nats-auth';
 import { unary } from '@iot-mesh/runtime';
 import { CommandStatus } from '../../../gen/ts/iot/device/v1/command';
 import { CredentialKind } from '../../../gen/ts/iot/device/v1/credential';
@@ -40,7 +41,7 @@ beforeAll(async () => {
   const op = { authorization: t.operator.authorization };
   await unary(h.clients.devices, h.clients.devices.createDevice, { device: Device.fromPartial({ id: 'hostile', name: 'hostile' }) }, op);
   const { credential } = await unary(h.clients.credentials, h.clients.credentials.issueCredential, { deviceId: 'hostile', expireTime: undefined, kind: CredentialKind.CREDENTIAL_KIND_NATS }, op);
-  device = await connect({ servers: h.nats.server.url, authenticator: jwtAuthenticator(credential!.token), reconnect: false });
+  device = await connect({ servers: h.nats.server.url, authenticator: deviceUserAuthenticator(credential!), reconnect: false });
   device.subscribe(`iot.${t.tenantId}.dev.hostile.cmd`, {
     callback: (_e, m) => {
       const request = JSON.parse(new TextDecoder().decode(m.data));

@@ -1,5 +1,6 @@
 import { status } from '@grpc/grpc-js';
-import { connect, jwtAuthenticator, NatsConnection } from 'nats';
+import { connect, NatsConnection } from 'nats';
+import { deviceUserAuthenticator } from '@iot-mesh/nats-auth';
 import { Client } from 'pg';
 import { insecureClient, serverStream, unary } from '@iot-mesh/runtime';
 import { Device, DeviceCredential, DeviceStatus } from '../../../gen/ts/iot/device/v1/device';
@@ -53,7 +54,7 @@ async function createDevices(ids: string[], labels: Record<string, string>, devi
 
 /** Connects a simulated device that answers commands as `behaviour` says; resolves once its subscription is in place. */
 async function simulate(credential: DeviceCredential, behaviour: Behaviour): Promise<NatsConnection> {
-  const nc = await connect({ servers: h.nats.server.url, authenticator: jwtAuthenticator(credential.token), reconnect: false });
+  const nc = await connect({ servers: h.nats.server.url, authenticator: deviceUserAuthenticator(credential), reconnect: false });
   connections.push(nc);
   nc.subscribe(`iot.${t.tenantId}.dev.${credential.deviceId}.cmd`, {
     callback: (_err, msg) => {

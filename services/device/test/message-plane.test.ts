@@ -1,9 +1,9 @@
 import { status } from '@grpc/grpc-js';
 import mqtt, { MqttClient } from 'mqtt';
-import { connect, credsAuthenticator, jwtAuthenticator, NatsConnection } from 'nats';
+import { connect, credsAuthenticator, NatsConnection } from 'nats';
 import { Client } from 'pg';
 import { unary } from '@iot-mesh/runtime';
-import { fullAccessCreds, peekNatsJwt, tenantAccountKeys } from '@iot-mesh/nats-auth';
+import { deviceUserAuthenticator, fullAccessCreds, peekNatsJwt, tenantAccountKeys } from '@iot-mesh/nats-auth';
 import { CredentialKind } from '../../../gen/ts/iot/device/v1/credential';
 import { Device, DeviceCredential } from '../../../gen/ts/iot/device/v1/device';
 import { TestTenant } from '../../../testing/signing';
@@ -60,8 +60,8 @@ async function newDevice(t: TestTenant, id: string, kind: CredentialKind): Promi
   return (await unary(h.clients.credentials, h.clients.credentials.issueCredential, { deviceId: id, expireTime: undefined, kind }, auth(t))).credential!;
 }
 
-async function natsDevice(token: string): Promise<NatsConnection> {
-  const nc = await connect({ servers: h.nats.server.url, authenticator: jwtAuthenticator(token), reconnect: false });
+async function natsDevice(credential: { token: string; seed?: string }): Promise<NatsConnection> {
+  const nc = await connect({ servers: h.nats.server.url, authenticator: deviceUserAuthenticator(credential), reconnect: false });
   cleanup.push(() => nc.close());
   return nc;
 }
@@ -145,7 +145,7 @@ test('message-plane matrix: a device of tenant A reaches nothing of tenant B, of
   ];
 
   // Over NATS, as a-nats (a NATS credential).
-  const nc = await natsDevice(aNats.token);
+  const nc = await natsDevice(aNats);
   const natsSub = new Map<string, boolean>();
   for (const p of probes) {
     const subject = p.subject.replace('{self}', 'a-nats');
@@ -219,7 +219,7 @@ test('message-plane matrix: a device of tenant A reaches nothing of tenant B, of
   expect(seen.tenantB.some((m) => m.data === 'b-retained-secret')).toBe(true);
   // And the wrong transport is refused outright: a NATS credential over MQTT, an MQTT one over NATS.
   await expect(mqttDevice(aNats.token, 'a-nats')).rejects.toThrow(/authori/i);
-  await expect(natsDevice(aMqtt.token)).rejects.toThrow(/authori/i);
+  await expect(natsDevice(aMqtt)).rejects.toThrow(/authori/i);
   await victim.endAsync();
 });
 
@@ -270,7 +270,7 @@ test('after revoke, rotate and delete the old tokens are refused, with 100,000 r
   const revokeMe = await newDevice(a, 'a-revoked', NATS);
   const rotateMe = await newDevice(a, 'a-rotated', MQTT);
   const deleteMe = (await unary(h.clients.credentials, h.clients.credentials.rotateCredential, { deviceId: 'a-other', expireTime: undefined, kind: NATS }, auth(a))).credential!;
-  const live = { revoked: await natsDevice(revokeMe.token), deleted: await natsDevice(deleteMe.token) };
+  const live = { revoked: await natsDevice(revokeMe), deleted: await natsDevice(deleteMe) };
   const rotatedLive = await mqttDevice(rotateMe.token, 'a-rotated');
   const rotatedClosed = new Promise<void>((resolve) => rotatedLive.once('close', () => resolve()));
 
@@ -282,8 +282,8 @@ test('after revoke, rotate and delete the old tokens are refused, with 100,000 r
   await live.revoked.closed();
   await live.deleted.closed();
   await rotatedClosed;
-  await expect(natsDevice(revokeMe.token)).rejects.toMatchObject({ code: 'AUTHORIZATION_VIOLATION' });
-  await expect(natsDevice(deleteMe.token)).rejects.toMatchObject({ code: 'AUTHORIZATION_VIOLATION' });
+  await expect(natsDevice(revokeMe)).rejects.toMatchObject({ code: 'AUTHORIZATION_VIOLATION' });
+  await expect(natsDevice(deleteMe)).rejects.toMatchObject({ code: 'AUTHORIZATION_VIOLATION' });
   await expect(mqttDevice(rotateMe.token, 'a-rotated')).rejects.toThrow(/authori/i);
   expect((await mqttDevice(rotated.token, 'a-rotated')).connected).toBe(true);
 
@@ -320,14 +320,14 @@ test('per-tenant quotas: active credentials (RESOURCE_EXHAUSTED) and live connec
   const last = (await unary(h.clients.credentials, h.clients.credentials.issueCredential, { deviceId: 'q-over', expireTime: undefined, kind: NATS }, auth(c))).credential!;
 
   // Connections (of any of the tenant's credentials): the server refuses the one past the tenant's limit; another tenant is not affected.
-  for (let i = 0; i < MAX_CONNECTIONS; i++) await natsDevice((i % 2 === 0 ? last : creds[1]).token);
+  for (let i = 0; i < MAX_CONNECTIONS; i++) await natsDevice(i % 2 === 0 ? last : creds[1]);
   // The server closes at once; the reason may not reach a client still writing its CONNECT (then it sees the closed socket).
-  await expect(natsDevice(creds[2].token)).rejects.toThrow(/maximum account active connections|EPIPE|ECONNRESET/i);
+  await expect(natsDevice(creds[2])).rejects.toThrow(/maximum account active connections|EPIPE|ECONNRESET/i);
   const account = tenantAccountKeys(h.nats.setup.tenantKeySecret, c.tenantId).account.publicKey;
   const accountz = (await (await fetch(`http://127.0.0.1:${h.nats.server.monitorPort}/accountz?acc=${account}`)).json()) as { account_detail: { client_connections: number } };
   expect(accountz.account_detail.client_connections).toBe(MAX_CONNECTIONS);
   const other = await newDevice(b, 'b-quota', NATS);
-  await natsDevice(other.token);
+  await natsDevice(other);
 });
 
 /** A plain-text table of `rows` (same keys in each). */

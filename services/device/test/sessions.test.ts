@@ -1,4 +1,5 @@
-import { connect, jwtAuthenticator, NatsConnection } from 'nats';
+import { connect, NatsConnection } from 'nats';
+import { deviceUserAuthenticator } from '@iot-mesh/nats-auth';
 import { insecureClient, unary } from '@iot-mesh/runtime';
 import { CredentialKind, IssueCredentialRequest } from '../../../gen/ts/iot/device/v1/credential';
 import { Device, DeviceStatus } from '../../../gen/ts/iot/device/v1/device';
@@ -29,7 +30,7 @@ const viewer = () => ({ authorization: t.viewer.authorization });
 const list = (deviceId: string) => unary(sessions, sessions.listDeviceSessions, { deviceId }, viewer()).then((r) => r.sessions);
 const getDevice = (id: string) => unary(h.clients.devices, h.clients.devices.getDevice, { id }, viewer()).then((r) => r.device!);
 
-async function deviceWithToken(id: string): Promise<string> {
+async function deviceWithToken(id: string): Promise<{ token: string; seed: string }> {
   await unary(h.clients.devices, h.clients.devices.createDevice, { device: Device.fromPartial({ id, name: id }) }, { authorization: t.operator.authorization });
   const { credential } = await unary(
     h.clients.credentials,
@@ -37,11 +38,11 @@ async function deviceWithToken(id: string): Promise<string> {
     IssueCredentialRequest.fromPartial({ deviceId: id, kind: CredentialKind.CREDENTIAL_KIND_NATS }),
     { authorization: t.operator.authorization },
   );
-  return credential!.token;
+  return credential!;
 }
 
-async function natsDevice(token: string, name: string): Promise<NatsConnection> {
-  const nc = await connect({ servers: h.nats.server.url, authenticator: jwtAuthenticator(token), name, reconnectTimeWait: 100, maxReconnectAttempts: -1 });
+async function natsDevice(credential: { token: string; seed?: string }, name: string): Promise<NatsConnection> {
+  const nc = await connect({ servers: h.nats.server.url, authenticator: deviceUserAuthenticator(credential), name, reconnectTimeWait: 100, maxReconnectAttempts: -1 });
   connections.push(nc);
   return nc;
 }

@@ -8,7 +8,10 @@ import { DeviceRecord } from './model';
 export interface IssuedCredential {
   deviceId: string;
   tenantId: string;
+  /** The user JWT: bearer for MQTT, for NATS only with {@link seed}. */
   token: string;
+  /** A NATS credential's user seed (signs the server's nonce); empty for MQTT. Secret. */
+  seed: string;
   publicKey: string;
   kind: DeviceConnectionKind;
   issueTime: Date;
@@ -216,6 +219,7 @@ export class Credentials {
       deviceId: d.id,
       tenantId,
       token: minted[i].token,
+      seed: minted[i].seed ?? '',
       publicKey: minted[i].publicKey,
       kind,
       issueTime,

@@ -117,9 +117,13 @@ export class AccountAuthority implements CredentialAuthority {
     this.known.add(tenantId);
   }
 
-  /** Mints a bearer user JWT for one device (after {@link prepare}). */
+  /**
+   * Mints a user JWT for one device (after {@link prepare}): bearer for MQTT
+   * (the MQTT password), with its seed for NATS, so the JWT that nats-server
+   * publishes in `$SYS.ACCOUNT.*.CONNECT` events does not log in.
+   */
   mint(tenantId: string, deviceId: string, kind: DeviceConnectionKind, expireTime: Date): MintedDeviceUser {
-    return mintDeviceUser(this.keysOf(tenantId), { deviceId, kind, expireTime });
+    return mintDeviceUser(this.keysOf(tenantId), { deviceId, kind, expireTime, bearer: kind === 'mqtt' });
   }
 
   /**
