@@ -1,6 +1,7 @@
 import http from 'node:http';
 import { Latencies, nowMs } from '../measure';
 import { emptyResult, Scenario } from '../scenario';
+import { removeSeededDevices, seedDevices } from '../../../testing/fleet-seed';
 
 /** The first page the console's device table asks for. */
 const PAGE_SIZE = 200;
@@ -22,7 +23,8 @@ function get(agent: http.Agent, url: string, authorization: string): Promise<str
 
 /**
  * The console's device table at fleet scale: a tenant of 100,000 devices
- * (rows written straight into the registry's table in one statement: this
+ * (seedDevices of testing/fleet-seed.ts writes the rows straight into the
+ * registry's table in one statement, as the console's fleet test does: this
  * measures reading them, not creating them), then the first page of
  * ListDevices through the Node gateway's REST route, as the table asks for
  * it: creation order, each sortable column, a label and a status filter, a
@@ -44,25 +46,8 @@ export const deviceListScenario: Scenario = {
     if (!platform.gateway || !authorization) throw new Error('the device-list scenario needs the gateway and a signed-in tenant');
 
     ctx.log(`  writing ${count.toLocaleString('en-US')} devices…`);
-    const db = await platform.pg();
-    const seedStarted = nowMs();
-    try {
-      // A tenth online, labels over 10 sites and 4 tiers, two thirds seen at spread-out times, names not in creation order.
-      await db.query(
-        `INSERT INTO device.devices (tenant_id, id, name, type, labels, status, last_seen_time)
-         SELECT $1, 'list-' || n, 'device ' || lpad(((n * 7919) % $2)::text, 6, '0'), CASE WHEN n % 3 = 0 THEN 'pump' ELSE 'meter' END,
-                jsonb_build_object('site', 'site-' || (n % 10), 'tier', 'tier-' || (n % 4)),
-                CASE WHEN n % 10 = 0 THEN 'online' ELSE 'offline' END,
-                CASE WHEN n % 3 = 2 THEN NULL ELSE now() - ((n * 37) % 86400) * interval '1 second' END
-           FROM generate_series(1, $2) AS n`,
-        [tenantId, count],
-      );
-      // VACUUM as autovacuum would have by then: it sets the visibility map, so counts can be index-only scans.
-      await db.query('VACUUM ANALYZE device.devices');
-    } finally {
-      await db.end();
-    }
-    notes.push(`${count.toLocaleString('en-US')} device rows written in ${((nowMs() - seedStarted) / 1000).toFixed(1)} s (one INSERT … generate_series; VACUUM ANALYZE after)`);
+    const seconds = await seedDevices(platform.db.url, tenantId, count);
+    notes.push(`${count.toLocaleString('en-US')} device rows written in ${seconds.toFixed(1)} s (one INSERT … generate_series; VACUUM ANALYZE after)`);
 
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     const base = `${platform.gateway.url}/v1/devices`;
@@ -115,8 +100,7 @@ export const deviceListScenario: Scenario = {
     } finally {
       agent.destroy();
       // The rows go again: later scenarios create devices in the same tenant (and under its device quota).
-      const cleanup = await platform.pg();
-      await cleanup.query(`DELETE FROM device.devices WHERE tenant_id = $1 AND id LIKE 'list-%'`, [tenantId]).finally(() => cleanup.end());
+      await removeSeededDevices(platform.db.url, tenantId);
     }
     return result;
   },

@@ -366,8 +366,9 @@ export function DevicesPage() {
           {error || filterError}
         </p>
       )}
-      <div className="device-table" role="table" aria-label="devices" data-testid="device-list" data-rows={rows.length}>
-        <div className={`device-row head${canOperate ? ' selectable' : ''}`} role="row">
+      {/* Rows are virtualised: aria-rowcount and each row's aria-rowindex (the header is row 1) tell assistive technology where a row sits in the whole list. */}
+      <div className="device-table" role="table" aria-label="devices" aria-rowcount={total === undefined ? -1 : total + 1} data-testid="device-list" data-rows={rows.length}>
+        <div className={`device-row head${canOperate ? ' selectable' : ''}`} role="row" aria-rowindex={1}>
           {canOperate && (
             <span role="columnheader">
               <input
@@ -388,7 +389,7 @@ export function DevicesPage() {
             {items.map((item) => {
               const d = rows[item.index];
               return (
-                <div key={d.id} className={`device-row${canOperate ? ' selectable' : ''}`} role="row" data-testid={`device-row-${d.id}`} style={{ position: 'absolute', top: 0, left: 0, right: 0, height: ROW_HEIGHT, transform: `translateY(${item.start}px)` }}>
+                <div key={d.id} className={`device-row${canOperate ? ' selectable' : ''}`} role="row" aria-rowindex={item.index + 2} data-testid={`device-row-${d.id}`} style={{ position: 'absolute', top: 0, left: 0, right: 0, height: ROW_HEIGHT, transform: `translateY(${item.start}px)` }}>
                   {canOperate && (
                     <span role="cell">
                       <input
