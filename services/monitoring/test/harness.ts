@@ -64,6 +64,13 @@ export interface MonitoringWorld {
   env: Record<string, string>;
   /** Starts one more replica with the same database and NATS. */
   startReplica(extraEnv?: Record<string, string>): Promise<{ service: TestService<any>; stats: MonitoringStats }>;
+  /** Stops the newest replica and takes it out of `services`. */
+  stopReplica(): Promise<void>;
+  /**
+   * Lifts the telemetry stream's message size limit, as a stream created before it had one was: what is
+   * published next may be larger than one pull. The next replica's start puts the limit back.
+   */
+  liftStreamSizeLimit(): Promise<void>;
   /** Registers a device in the directory (as the device service would). */
   registerDevice(
     tenantId: string,
@@ -146,6 +153,12 @@ async function buildWorld(
     services,
     env: baseEnv,
     startReplica,
+    async stopReplica() {
+      await services.pop()?.service.stop();
+    },
+    async liftStreamSizeLimit() {
+      await (await nc.jetstreamManager()).streams.update(env.TELEMETRY_STREAM ?? 'TELEMETRY', { max_msg_size: -1 });
+    },
     async registerDevice(tenantId, deviceId, opts = {}) {
       const entry = DeviceDirectoryEntry.fromPartial({
         tenantId,

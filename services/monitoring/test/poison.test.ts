@@ -60,10 +60,8 @@ test('a 1.1 MB message already in the stream (stored before the limit) is dead-l
   const t = newTenant();
   await world.registerDevice(t, 'd1');
   const jsm = await world.nc.jetstreamManager();
-  const replica = world.services.pop()!;
-  await replica.service.stop();
-  // As the stream was before it had a message size limit.
-  await jsm.streams.update('TELEMETRY', { max_msg_size: -1 });
+  await world.stopReplica();
+  await world.liftStreamSizeLimit();
   const client = await mqtt.connectAsync(world.nats.mqttUrl, { protocolVersion: 4, clientId: `c${t}`, reconnectPeriod: 0 });
   try {
     await client.publishAsync(`iot/${t}/dev/d1/tel`, Buffer.from('{' + ' '.repeat(1_100_000) + '}'), { qos: 1 });
@@ -85,8 +83,7 @@ test('a 1.1 MB message already in the stream (stored before the limit) is dead-l
   expect(dead.data.byteLength).toBe(1024);
   expect(restarted.stats.ingest.deadLetters.oversize).toBe(1);
   // The next start puts the limit back.
-  await restarted.service.stop();
-  world.services.pop();
+  await world.stopReplica();
   await world.startReplica();
   expect((await jsm.streams.info('TELEMETRY')).config.max_msg_size).toBe(1024 * 1024);
 });
@@ -162,8 +159,7 @@ test('the original is acknowledged only after its dead letter is stored', async 
   const info = await jsm.consumers.info('TELEMETRY', 'monitoring-writer');
   expect(info.num_ack_pending).toBe(1);
   // A restart recreates the stream; the held message is dead-lettered and only then acknowledged.
-  await world.services[0].service.stop();
-  world.services.pop();
+  await world.stopReplica();
   await world.startReplica();
   await eventually(allAcknowledged, 'the message acknowledged');
   const dead = await storedDeadLetters(t);
@@ -175,8 +171,7 @@ test('a message a writer took and never acknowledged (it was killed) comes back 
   const t = newTenant();
   await world.registerDevice(t, 'd1');
   const jsm = await world.nc.jetstreamManager();
-  const replica = world.services.pop()!;
-  await replica.service.stop();
+  await world.stopReplica();
   expect((await jsm.consumers.info('TELEMETRY', 'monitoring-writer')).config.ack_wait).toBe(5000 * 1e6);
   const h = headers();
   h.set('Nats-Msg-Id', `${t}-once`);
@@ -193,8 +188,7 @@ test('a message a writer took and never acknowledged (it was killed) comes back 
     expect(await world.rowCount(t)).toBe(0);
     expect(restarted.stats.ingest.deadLetters.max_deliver).toBe(1);
   } finally {
-    await restarted.service.stop();
-    world.services.pop();
+    await world.stopReplica();
     await world.startReplica();
   }
 });

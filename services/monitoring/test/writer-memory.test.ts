@@ -90,10 +90,9 @@ test('a message larger than one pull (stored before the size limit) does not sto
   const t = newTenant();
   await world.registerDevice(t, 'd1');
   const jsm = await world.nc.jetstreamManager();
-  const replica = world.services.pop()!;
-  await replica.service.stop();
+  await world.stopReplica();
   // As the stream was before its message size limit (8 KiB here; a pull asks for 8 KiB + 64 KiB): a 200 kB message in it.
-  await jsm.streams.update('TELEMETRY', { max_msg_size: -1 });
+  await world.liftStreamSizeLimit();
   await world.publish(t, 'd1', Buffer.from('{' + ' '.repeat(200_000) + '}'));
   await world.publish(t, 'd1', jsonPayload({ messageId: 'after-the-big-one', points: [{ metric: 'temp', numberValue: 1 }] }));
   const restarted = await world.startReplica();

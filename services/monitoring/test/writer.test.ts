@@ -60,8 +60,7 @@ test('replaying the whole stream (a new consumer) adds no rows, even for points 
   await eventually(async () => (await jsm.consumers.info('TELEMETRY', 'replay-writer')).ack_floor.stream_seq >= state.last_seq, 'the replay to finish');
   expect(replay.stats.ingest.pointsCommitted).toBeGreaterThanOrEqual(40);
   expect(await distinctRows(t)).toEqual({ total: 40, distinct: 40 });
-  await replay.service.stop();
-  world.services.pop();
+  await world.stopReplica();
   await jsm.consumers.delete('TELEMETRY', 'replay-writer');
 });
 
