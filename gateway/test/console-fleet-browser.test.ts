@@ -29,8 +29,9 @@ interface ShownRow {
  * straight into the registry's table by testing/fleet-seed.ts, the bench's
  * device-list scenario's fleet), as that tenant's viewer: the server's total,
  * the first page of virtualised rows, the next page through its page token,
- * sorting, a name prefix and a label filter narrowing rows and count, and
- * one device opened from the table. Behaviour only: the bench measures speed.
+ * sorting, a name prefix and a label filter narrowing rows and count, one
+ * device opened from the table and the same list back from it (filters and
+ * order in the URL). Behaviour only: the bench measures speed.
  */
 describe('console with a fleet of 100,000 devices in Chromium', () => {
   let world: ConsoleWorld;
@@ -85,7 +86,7 @@ describe('console with a fleet of 100,000 devices in Chromium', () => {
     await page.click('[data-testid=device-filters] button[type=submit]');
   }
 
-  it('viewer: the total, virtualised first page, next page by token, sort, name prefix and label filter, one device opened', async () => {
+  it('viewer: the total, virtualised first page, next page by token, sort, name prefix and label filter, one device opened and the same list back', async () => {
     const page = await world.logIn(world.tenant.viewer);
     page.on('pageerror', (err) => pageErrors.push(err.message));
     expect(await page.getByTestId('whoami').getAttribute('data-role')).toBe('viewer');
@@ -152,12 +153,25 @@ describe('console with a fleet of 100,000 devices in Chromium', () => {
     await shot(page, 'devices-fleet-100k-filtered');
 
     // Opening a device from the table shows that device.
-    const [chosen] = await shownRows(page);
+    const chosenList = await shownRows(page);
+    const [chosen] = chosenList;
     await page.getByTestId(`device-row-${chosen.id}`).getByRole('link').click();
     await page.getByTestId('device-name').filter({ hasText: chosen.name }).waitFor();
     expect(page.url()).toContain(`#/devices/${encodeURIComponent(chosen.id)}`);
     expect(await page.getByTestId('device-error').count()).toBe(0);
     await shot(page, 'devices-fleet-100k-device');
+
+    // Back to the list: the same filters and order (they live in the list's URL), the same rows.
+    await page.getByRole('link', { name: '← Devices' }).click();
+    await countReads(page, `${expected} shown of ${expected}`);
+    expect(await page.inputValue('[data-testid=device-filters] input[name=namePrefix]')).toBe('device 0123');
+    expect(await page.inputValue('[data-testid=device-filters] input[name=filterLabels]')).toBe('site=site-3');
+    expect(await page.locator('[role=columnheader][aria-sort=descending]').textContent()).toContain('Name');
+    expect((await shownRows(page)).map((r) => r.id)).toEqual(chosenList.map((r) => r.id));
+    // Reloading that URL shows the same list too.
+    await page.reload();
+    await countReads(page, `${expected} shown of ${expected}`);
+    expect((await shownRows(page)).map((r) => r.id)).toEqual(chosenList.map((r) => r.id));
     expect(pageErrors).toEqual([]);
   });
 });

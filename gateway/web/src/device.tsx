@@ -1,5 +1,5 @@
 import { FormEvent, useCallback, useEffect, useMemo, useRef, useState } from 'react';
-import { Link } from 'react-router';
+import { Link, useLocation } from 'react-router';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import type { JsonObject } from '@bufbuild/protobuf';
@@ -464,6 +464,8 @@ export function DevicePage({ deviceId }: { deviceId: string }) {
   const [error, setError] = useState<ConnectError | undefined>();
   const [reload, setReload] = useState(0);
   const deviceType = useDeviceType(device?.deviceTypeId || undefined);
+  // Back to the list as it was when this device was opened from it (its filters and order are in its URL).
+  const devicesList = `/devices${(useLocation().state as { devicesSearch?: string } | null)?.devicesSearch ?? ''}`;
 
   useEffect(() => {
     const abort = new AbortController();
@@ -487,7 +489,7 @@ export function DevicePage({ deviceId }: { deviceId: string }) {
     return (
       <section>
         <p>
-          <Link to="/devices">← Devices</Link>
+          <Link to={devicesList}>← Devices</Link>
         </p>
         <h1>{deviceId}</h1>
         <p className="error" role="alert" data-testid="device-error">
@@ -500,7 +502,7 @@ export function DevicePage({ deviceId }: { deviceId: string }) {
   return (
     <section>
       <p>
-        <Link to="/devices">← Devices</Link>
+        <Link to={devicesList}>← Devices</Link>
       </p>
       <h1 data-testid="device-name">
         {device?.name ?? deviceId} {device && <StatusBadge device={device} />}

@@ -1,5 +1,5 @@
-import { FormEvent, useEffect, useRef, useState } from 'react';
-import { Link, useNavigate } from 'react-router';
+import { FormEvent, useEffect, useMemo, useRef, useState } from 'react';
+import { Link, useLocation, useNavigate, useSearchParams } from 'react-router';
 import { ConfirmButton } from './components/confirm-button';
 import { SecretPanel } from './components/secret-panel';
 import { useVirtualizer } from '@tanstack/react-virtual';
@@ -130,6 +130,37 @@ interface Sort {
 
 const orderBy = (sort: Sort) => (sort.field ? `${sort.field}${sort.desc ? ' desc' : ''}` : '');
 
+/** The status filter's word in the URL. */
+const STATUS_PARAM: Array<[DeviceStatus, string]> = [
+  [DeviceStatus.ONLINE, 'online'],
+  [DeviceStatus.OFFLINE, 'offline'],
+];
+
+/**
+ * The list's filters and order as they stand in the page's URL
+ * (`#/devices?name=pump&labels=site%3Da&status=online&order=name+desc`), so
+ * going back from a device, reloading or sharing the link shows the same list.
+ */
+function listFromParams(params: URLSearchParams): { filters: Filters; sort: Sort } {
+  const status = STATUS_PARAM.find(([, word]) => word === params.get('status'))?.[0] ?? DeviceStatus.UNSPECIFIED;
+  const [field = '', direction] = (params.get('order') ?? '').split(' ');
+  const sortable = SORTABLE.some(([, f]) => f === field);
+  return {
+    filters: { namePrefix: params.get('name') ?? '', type: params.get('type') ?? '', status, labels: params.get('labels') ?? '' },
+    sort: { field: sortable ? field : '', desc: sortable && direction === 'desc' },
+  };
+}
+
+/** The URL parameters of {@link listFromParams} for these filters and order (empty ones left out). */
+function listToParams(filters: Filters, sort: Sort): URLSearchParams {
+  const params = new URLSearchParams();
+  const status = STATUS_PARAM.find(([s]) => s === filters.status)?.[1];
+  for (const [key, value] of [['name', filters.namePrefix], ['type', filters.type], ['labels', filters.labels], ['status', status], ['order', orderBy(sort)]] as const) {
+    if (value) params.set(key, value);
+  }
+  return params;
+}
+
 /** Header cell of a sortable column: pressing it sorts by it, again reverses; aria-sort says the state. */
 function SortHeader({ title, field, sort, onSort }: { title: string; field: string; sort: Sort; onSort: (s: Sort) => void }) {
   const active = sort.field === field;
@@ -230,15 +261,22 @@ function matches(device: Device, filters: Filters, labels: Record<string, string
  */
 export function DevicesPage() {
   const { canOperate } = useAbilities();
-  const [filters, setFilters] = useState<Filters>({ namePrefix: '', type: '', status: DeviceStatus.UNSPECIFIED, labels: '' });
+  const [params, setParams] = useSearchParams();
+  const fromUrl = listFromParams(params);
+  // The same objects while the list stays the same, so the loading effect runs when it changes, not on every render.
+  // eslint-disable-next-line react-hooks/exhaustive-deps
+  const { filters, sort } = useMemo(() => fromUrl, [listToParams(fromUrl.filters, fromUrl.sort).toString()]);
   const [draft, setDraft] = useState<Filters>(filters);
+  useEffect(() => setDraft(filters), [filters]);
+  const setFilters = (next: Filters) => setParams(listToParams(next, sort));
+  const setSort = (next: Sort) => setParams(listToParams(filters, next));
+  const location = useLocation();
   const [rows, setRows] = useState<Device[]>([]);
   const [nextToken, setNextToken] = useState<string | undefined>('');
   const [loading, setLoading] = useState(false);
   const [error, setError] = useState('');
   const [live, setLive] = useState(false);
   const [credential, setCredential] = useState<DeviceCredential | undefined>();
-  const [sort, setSort] = useState<Sort>({ field: '', desc: false });
   const [total, setTotal] = useState<number | undefined>();
   const [selected, setSelected] = useState<Set<string>>(new Set());
   const scroller = useRef<HTMLDivElement>(null);
@@ -409,7 +447,7 @@ export function DevicesPage() {
                     </span>
                   )}
                   <span role="cell">
-                    <Link to={`/devices/${encodeURIComponent(d.id)}`}>{d.name || d.id}</Link>
+                    <Link to={`/devices/${encodeURIComponent(d.id)}`} state={{ devicesSearch: location.search }}>{d.name || d.id}</Link>
                   </span>
                   <span role="cell">{d.type}</span>
                   <span role="cell">
