@@ -10,7 +10,7 @@ import { jsonPayload } from '@iot-mesh/monitoring/test-harness';
 import { QueryHistoryRequestSchema } from '../../gen/es/iot/monitoring/v1/telemetry_pb';
 import { startMeshForTest, TestMesh } from '../../testing/mesh';
 import { TestTenant, TestUser } from '../../testing/signing';
-import { rest, startTestGateway, launchChromium } from './gateway-harness';
+import { rest, startTestGateway, launchChromium, logInOnPage } from './gateway-harness';
 
 /** Screenshots of every page, kept as CI artefacts (test-results/ is gitignored). */
 const SCREENSHOTS = repoPath('test-results', 'screenshots');
@@ -68,12 +68,7 @@ describe('console in Chromium', () => {
         return original(input, init);
       };
     });
-    await page.goto(gateway.base);
-    await page.fill('input[name=tenant]', tenantName);
-    await page.fill('input[name=email]', user.email);
-    await page.fill('input[name=password]', user.password);
-    await page.click('button[type=submit]');
-    await page.getByTestId('whoami').waitFor();
+    await logInOnPage(page, gateway.base, tenantName, user);
     return page;
   }
   const shot = (page: Page, name: string) => page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`), fullPage: true });

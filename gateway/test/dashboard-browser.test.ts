@@ -13,7 +13,7 @@ import { createTestDatabase, TestDatabase } from '../../testing/postgres';
 import { startTestService, TestService } from '../../testing/services';
 import { startSigningForTest, TestSigning, TestTenant } from '../../testing/signing';
 import { TEST_REDIS_URL } from '../../testing/test-services';
-import { rest, startTestGateway, launchChromium } from './gateway-harness';
+import { rest, startTestGateway, launchChromium, logInOnPage } from './gateway-harness';
 
 /** The flags node-svc machines need for headless Debian chromium (closed network, root). */
 const ARTIFACTS = repoPath('test-results');
@@ -85,12 +85,7 @@ describe('dashboard in Chromium', () => {
     expect(rule.status).toBe(200);
 
     // Log in.
-    await page.goto(gateway.base);
-    await page.fill('input[name=tenant]', tenant.tenantName);
-    await page.fill('input[name=email]', tenant.admin.email);
-    await page.fill('input[name=password]', tenant.admin.password);
-    await page.click('button[type=submit]');
-    await page.getByTestId('whoami').waitFor();
+    await logInOnPage(page, gateway.base, tenant.tenantName, tenant.admin);
     await page.getByTestId('device-list').waitFor();
 
     // Create a device; its credential is shown once, with a mosquitto_pub line.

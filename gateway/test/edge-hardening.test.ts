@@ -14,7 +14,7 @@ import { startSigningForTest, TestSigning, TestTenant } from '../../testing/sign
 import { corsOriginsFromEnv } from '../src/edge-policy';
 import { DASHBOARD_CSP } from '../src/security-headers';
 import { forwardedHeaders } from '../src/upstreams';
-import { rest, startTestGateway, launchChromium } from './gateway-harness';
+import { rest, startTestGateway, launchChromium, logInOnPage } from './gateway-harness';
 
 let signing: TestSigning;
 let tenant: TestTenant;
@@ -84,12 +84,7 @@ describe('dashboard responses', () => {
       await page.exposeFunction('reportViolation', (v: string) => violations.push(v));
       // Runs in the page (a string: this file is compiled without DOM types).
       await page.addInitScript({ content: "document.addEventListener('securitypolicyviolation', (e) => window.reportViolation(e.violatedDirective + ' ' + e.blockedURI));" });
-      await page.goto(gateway.base);
-      await page.fill('input[name=tenant]', tenant.tenantName);
-      await page.fill('input[name=email]', tenant.admin.email);
-      await page.fill('input[name=password]', tenant.admin.password);
-      await page.click('button[type=submit]');
-      await page.getByTestId('whoami').waitFor();
+      await logInOnPage(page, gateway.base, tenant.tenantName, tenant.admin);
       expect(violations).toEqual([]);
     } finally {
       await browser.close();

@@ -205,6 +205,16 @@ export async function launchChromium(): Promise<Browser> {
   return chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium', args, headless: true });
 }
 
+/** Opens the console at `base` on `page`, logs `user` of tenant `tenantName` in through its form and waits until it shows who is signed in. */
+export async function logInOnPage(page: Page, base: string, tenantName: string, user: { email: string; password: string }): Promise<void> {
+  await page.goto(base);
+  await page.fill('input[name=tenant]', tenantName);
+  await page.fill('input[name=email]', user.email);
+  await page.fill('input[name=password]', user.password);
+  await page.click('button[type=submit]');
+  await page.getByTestId('whoami').waitFor();
+}
+
 /** The console built into a temporary folder, served by a gateway in front of the whole mesh, and a Chromium to drive it. */
 export interface ConsoleWorld {
   mesh: TestMesh;
@@ -233,12 +243,7 @@ export async function startConsoleWorld(): Promise<ConsoleWorld> {
     async logIn(user) {
       const context = await browser.newContext({ viewport: { width: 1280, height: 1000 }, acceptDownloads: true });
       const page = await context.newPage();
-      await page.goto(gateway.base);
-      await page.fill('input[name=tenant]', tenant.tenantName);
-      await page.fill('input[name=email]', user.email);
-      await page.fill('input[name=password]', user.password);
-      await page.click('button[type=submit]');
-      await page.getByTestId('whoami').waitFor();
+      await logInOnPage(page, gateway.base, tenant.tenantName, user);
       return page;
     },
     async close() {
