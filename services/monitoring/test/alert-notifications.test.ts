@@ -2,13 +2,14 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { AlertRule, AlertServiceClient, AlertState, Comparison, Severity } from '../../../gen/ts/iot/monitoring/v1/alerts';
 import { DeliveryState, NotificationChannelServiceClient } from '../../../gen/ts/iot/monitoring/v1/rules';
-import { deviceSubject, insecureClient, unary } from '@iot-mesh/runtime';
-import { startSigningForTest, TestSigning, TestTenant } from '../../../testing/signing';
-import { eventually, jsonPayload, MonitoringWorld, startWorld } from './harness';
+import { deviceSubject, unary } from '@iot-mesh/runtime';
+import { TestSigning, TestTenant } from '../../../testing/signing';
+import { eventually, jsonPayload, MonitoringWorld, SignedWorld, startSignedWorld } from './harness';
 import { ReceivedMail, startSmtpServer, verifySignature } from './receivers';
 
 jest.setTimeout(60_000);
 
+let signed: SignedWorld;
 let signing: TestSigning;
 let world: MonitoringWorld;
 let closeSmtp: (() => Promise<void>) | undefined;
@@ -35,28 +36,20 @@ beforeAll(async () => {
   await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
   receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/alerts`;
 
-  signing = await startSigningForTest();
-  world = await startWorld({
-    LOG_LEVEL: process.env.MON_LOG ?? 'silent',
-    SIGNING_ADDRESS: signing.address,
+  ({ signing, world, a } = signed = await startSignedWorld({
     // Repeats are driven by the test (stats.alertRepeats(now)), not by the periodic check.
     ALERT_CHECK_INTERVAL_MS: '3600000',
     RULES_ACTION_INITIAL_BACKOFF_MS: '50',
     RULES_ACTION_MAX_BACKOFF_MS: '200',
     RULES_SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
-  });
-  a = await signing.createTenant();
+  }));
   operator = { authorization: a.operator.authorization };
-  const address = world.services[0].service.address;
-  alerts = insecureClient(AlertServiceClient, address);
-  channels = insecureClient(NotificationChannelServiceClient, address);
+  alerts = signed.client(AlertServiceClient);
+  channels = signed.client(NotificationChannelServiceClient);
   for (const d of ['d1', 'd2', 'd3']) await world.registerDevice(a.tenantId, d);
 });
 afterAll(async () => {
-  alerts?.close();
-  channels?.close();
-  await world?.close();
-  await signing?.stop();
+  await signed?.close();
   await new Promise((resolve) => (receiver ? receiver.close(resolve) : resolve(undefined)));
   await closeSmtp?.();
 });

@@ -2,12 +2,12 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { DeliveryState, Rule, RuleServiceClient } from '../../../gen/ts/iot/monitoring/v1/rules';
 import { insecureClient, unary } from '@iot-mesh/runtime';
-import { startSigningForTest, TestSigning, TestTenant } from '../../../testing/signing';
-import { eventually, MonitoringWorld, protobufPayload, startWorld } from './harness';
+import { TestTenant } from '../../../testing/signing';
+import { eventually, MonitoringWorld, protobufPayload, SignedWorld, startSignedWorld } from './harness';
 
 jest.setTimeout(60_000);
 
-let signing: TestSigning;
+let signed: SignedWorld;
 let world: MonitoringWorld;
 let receiver: http.Server;
 let a: TestTenant;
@@ -24,20 +24,15 @@ beforeAll(async () => {
     });
   });
   await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
-  signing = await startSigningForTest();
-  world = await startWorld({
-    LOG_LEVEL: process.env.MON_LOG ?? 'silent',
-    SIGNING_ADDRESS: signing.address,
+  ({ world, a } = signed = await startSignedWorld({
     RULES_ACTION_INITIAL_BACKOFF_MS: '100',
     RULES_ACTION_MAX_BACKOFF_MS: '200',
     RULES_ACTION_MAX_ATTEMPTS: '100',
-  });
-  a = await signing.createTenant();
+  }));
   await world.registerDevice(a.tenantId, 'd1');
 });
 afterAll(async () => {
-  await world?.close();
-  await signing?.stop();
+  await signed?.close();
   await new Promise((resolve) => (receiver ? receiver.close(resolve) : resolve(undefined)));
 });
 

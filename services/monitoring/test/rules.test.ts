@@ -14,15 +14,16 @@ import {
 } from '../../../gen/ts/iot/monitoring/v1/rules';
 import { StreamLiveResponse, TelemetryServiceClient } from '../../../gen/ts/iot/monitoring/v1/telemetry';
 import { Telemetry } from '../../../gen/ts/iot/telemetry/v1/telemetry';
-import { deviceSubject, eventSubject, insecureClient, metrics, serverStream, unary } from '@iot-mesh/runtime';
-import { startSigningForTest, TestSigning, TestTenant } from '../../../testing/signing';
-import { eventually, MonitoringWorld, protobufPayload, startWorld } from './harness';
+import { deviceSubject, eventSubject, metrics, serverStream, unary } from '@iot-mesh/runtime';
+import { TestSigning, TestTenant } from '../../../testing/signing';
+import { eventually, MonitoringWorld, protobufPayload, SignedWorld, startSignedWorld } from './harness';
 import { ReceivedMail, startSmtpServer, verifySignature } from './receivers';
 
 jest.setTimeout(60_000);
 // W3C trace context, as the service's tracing entry installs it: the trace of a device message must reach its webhook calls.
 propagation.setGlobalPropagator(new W3CTraceContextPropagator());
 
+let signed: SignedWorld;
 let signing: TestSigning;
 let world: MonitoringWorld;
 let closeSmtp: (() => Promise<void>) | undefined;
@@ -39,33 +40,24 @@ beforeAll(async () => {
   // A real SMTP server in-process: nodemailer talks SMTP to it.
   ({ port: smtpPort, mails, close: closeSmtp } = await startSmtpServer());
 
-  signing = await startSigningForTest();
-  world = await startWorld({
-    LOG_LEVEL: process.env.MON_LOG ?? 'silent',
-    SIGNING_ADDRESS: signing.address,
+  ({ signing, world, a } = signed = await startSignedWorld({
     RULES_ACTION_INITIAL_BACKOFF_MS: '50',
     RULES_ACTION_MAX_BACKOFF_MS: '200',
     RULES_ACTION_MAX_ATTEMPTS: '6',
     RULES_STATS_FLUSH_MS: '100',
     RULES_WEBHOOK_TIMEOUT_MS: '2000',
     RULES_SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
-  });
-  a = await signing.createTenant();
+  }));
   operator = { authorization: a.operator.authorization };
   viewer = { authorization: a.viewer.authorization };
-  const address = world.services[0].service.address;
-  rules = insecureClient(RuleServiceClient, address);
-  channels = insecureClient(NotificationChannelServiceClient, address);
-  telemetry = insecureClient(TelemetryServiceClient, address);
+  rules = signed.client(RuleServiceClient);
+  channels = signed.client(NotificationChannelServiceClient);
+  telemetry = signed.client(TelemetryServiceClient);
   await world.registerDevice(a.tenantId, 'd1', { labels: { site: 'north' } });
   await world.registerDevice(a.tenantId, 'd2', { labels: { site: 'south' } });
 });
 afterAll(async () => {
-  rules?.close();
-  channels?.close();
-  telemetry?.close();
-  await world?.close();
-  await signing?.stop();
+  await signed?.close();
   await closeSmtp?.();
 });
 
