@@ -31,7 +31,8 @@ interface ShownRow {
  * the first page of virtualised rows, the next page through its page token,
  * sorting, a name prefix and a label filter narrowing rows and count, one
  * device opened from the table and the same list back from it (filters and
- * order in the URL). Behaviour only: the bench measures speed.
+ * order in the URL); the overview's counts and devices seen last at that
+ * size. Behaviour only: the bench measures speed.
  */
 describe('console with a fleet of 100,000 devices in Chromium', () => {
   let world: ConsoleWorld;
@@ -172,6 +173,25 @@ describe('console with a fleet of 100,000 devices in Chromium', () => {
     await page.reload();
     await countReads(page, `${expected} shown of ${expected}`);
     expect((await shownRows(page)).map((r) => r.id)).toEqual(chosenList.map((r) => r.id));
+    expect(pageErrors).toEqual([]);
+  });
+
+  it('viewer: the overview counts the whole fleet, lists the devices seen last, and its online figure opens the online devices', async () => {
+    const page = await world.logIn(world.tenant.viewer);
+    page.on('pageerror', (err) => pageErrors.push(err.message));
+    await page.click('header a[href="#/overview"]');
+    // A tenth of the seeded fleet is online.
+    await page.getByTestId('overview-online').filter({ hasText: /^10,000$/ }).waitFor();
+    await page.getByTestId('overview-offline').filter({ hasText: /^90,000$/ }).waitFor();
+    const seenLast: string[] = (await api('/v1/devices?page.pageSize=10&orderBy=last_seen_time%20desc')).json.devices.map((d: { name: string }) => d.name);
+    await page.getByTestId('overview-recent').locator('li').nth(9).waitFor();
+    expect(await page.getByTestId('overview-recent').locator('li a').allTextContents()).toEqual(seenLast);
+    await shot(page, 'overview-fleet-100k');
+
+    await page.getByRole('link', { name: 'devices online' }).click();
+    await countReads(page, `${PAGE_SIZE} shown of 10,000, more as you scroll`);
+    expect(await page.inputValue('[data-testid=device-filters] select[name=status]')).toBe('1');
+    for (const row of await shownRows(page)) expect(await page.getByTestId(`device-status-${row.id}`).textContent()).toBe('online');
     expect(pageErrors).toEqual([]);
   });
 });

@@ -49,13 +49,14 @@ function useIngestRate(): number | undefined {
   return rate;
 }
 
-function Figure({ label, value, testId }: { label: string; value: string; testId: string }) {
+/** One number of the overview; with `to`, its label links to the list behind it. */
+function Figure({ label, value, testId, to }: { label: string; value: string; testId: string; to?: string }) {
   return (
     <div className="figure card">
       <div className="figure-value" data-testid={testId}>
         {value}
       </div>
-      <div className="muted">{label}</div>
+      <div className="muted">{to ? <Link to={to}>{label}</Link> : label}</div>
     </div>
   );
 }
@@ -95,8 +96,8 @@ export function OverviewPage() {
       <h1>Overview</h1>
       {error && <p className="error" role="alert">{error}</p>}
       <div className="figures">
-        <Figure label="devices online" value={online} testId="overview-online" />
-        <Figure label="devices offline" value={offline} testId="overview-offline" />
+        <Figure label="devices online" value={online} testId="overview-online" to="/devices?status=online" />
+        <Figure label="devices offline" value={offline} testId="overview-offline" to="/devices?status=offline" />
         {severities.map((s) => (
           <Figure key={s} label={`open ${Severity[s].toLowerCase()} alerts`} value={alerts ? String(alerts.get(s) ?? 0) : '…'} testId={`overview-alerts-${Severity[s].toLowerCase()}`} />
         ))}
