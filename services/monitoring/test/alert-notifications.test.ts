@@ -3,14 +3,13 @@ import type { AddressInfo } from 'node:net';
 import { AlertRule, AlertServiceClient, AlertState, Comparison, Severity } from '../../../gen/ts/iot/monitoring/v1/alerts';
 import { DeliveryState, NotificationChannelServiceClient } from '../../../gen/ts/iot/monitoring/v1/rules';
 import { deviceSubject, unary } from '@iot-mesh/runtime';
-import { TestSigning, TestTenant } from '../../../testing/signing';
+import { TestTenant } from '../../../testing/signing';
 import { eventually, jsonPayload, MonitoringWorld, SignedWorld, startSignedWorld } from './harness';
 import { ReceivedMail, startSmtpServer, verifySignature } from './receivers';
 
 jest.setTimeout(60_000);
 
 let signed: SignedWorld;
-let signing: TestSigning;
 let world: MonitoringWorld;
 let closeSmtp: (() => Promise<void>) | undefined;
 let receiver: http.Server;
@@ -36,7 +35,7 @@ beforeAll(async () => {
   await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
   receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/alerts`;
 
-  ({ signing, world, a } = signed = await startSignedWorld({
+  ({ world, a } = signed = await startSignedWorld({
     // Repeats are driven by the test (stats.alertRepeats(now)), not by the periodic check.
     ALERT_CHECK_INTERVAL_MS: '3600000',
     RULES_ACTION_INITIAL_BACKOFF_MS: '50',
@@ -130,7 +129,7 @@ test('an alert rule notifies its channels on raise, on every repeat interval whi
   expect(log.every((d) => d.state === DeliveryState.DELIVERY_STATE_DELIVERED && d.alertId === raised.id && d.ruleId === rule.id)).toBe(true);
   expect(log.map((d) => d.alertEvent).sort()).toEqual(['raised', 'raised', 'repeat', 'repeat', 'resolved', 'resolved']);
   expect(new Set(log.map((d) => d.channelId))).toEqual(new Set([webhook.id, email.id]));
-  const other = await signing.createTenant();
+  const other = await signed.signing.createTenant();
   await expect(unary(alerts, alerts.listAlertDeliveries, { alertId: raised.id }, { authorization: other.viewer.authorization })).rejects.toMatchObject({ code: 5 });
 });
 

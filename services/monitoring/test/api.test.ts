@@ -5,14 +5,13 @@ import Redis from 'ioredis';
 import { AlertServiceClient, AlertState, Comparison, Severity, StreamAlertsResponse, Alert } from '../../../gen/ts/iot/monitoring/v1/alerts';
 import { Aggregation, StreamLiveResponse, TelemetryServiceClient } from '../../../gen/ts/iot/monitoring/v1/telemetry';
 import { deviceSubject, eventSubject, serverStream, unary } from '@iot-mesh/runtime';
-import { TestSigning, TestTenant } from '../../../testing/signing';
+import { TestTenant } from '../../../testing/signing';
 import { TEST_REDIS_URL } from '../../../testing/test-services';
 import { eventually, jsonPayload, MonitoringWorld, protobufPayload, SignedWorld, startSignedWorld } from './harness';
 
 jest.setTimeout(60_000);
 
 let signed: SignedWorld;
-let signing: TestSigning;
 let world: MonitoringWorld;
 let a: TestTenant;
 let b: TestTenant;
@@ -21,7 +20,7 @@ let alerts: AlertServiceClient;
 
 beforeAll(async () => {
   // The machine's Redis is shared by every test run: the default auth cache prefix keeps each signing deployment apart.
-  ({ signing, world, a, b } = signed = await startSignedWorld({ LIVE_CLIENT_BUFFER: '50', ALERT_CHECK_INTERVAL_MS: '100' }));
+  ({ world, a, b } = signed = await startSignedWorld({ LIVE_CLIENT_BUFFER: '50', ALERT_CHECK_INTERVAL_MS: '100' }));
   telemetry = signed.client(TelemetryServiceClient);
   alerts = signed.client(AlertServiceClient);
   await world.registerDevice(a.tenantId, 'd1', { labels: { site: 'north' } });
@@ -37,7 +36,7 @@ test('the shared auth caches in Redis are kept per signing deployment by default
   const redis = new Redis(TEST_REDIS_URL);
   try {
     // Another deployment's services (another signing address) never read these keys.
-    expect(await redis.exists(`iot:auth:${signing.address}:jwks`)).toBe(1);
+    expect(await redis.exists(`iot:auth:${signed.signing.address}:jwks`)).toBe(1);
   } finally {
     redis.disconnect();
   }

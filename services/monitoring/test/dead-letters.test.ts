@@ -1,21 +1,20 @@
 import { status } from '@grpc/grpc-js';
 import { DeadLetterServiceClient } from '../../../gen/ts/iot/monitoring/v1/dead_letters';
 import { unary } from '@iot-mesh/runtime';
-import { TestSigning, TestTenant } from '../../../testing/signing';
+import { TestTenant } from '../../../testing/signing';
 import { StreamDeadLetterArchive } from '../src/events/dead-letter-archive';
 import { eventually, jsonPayload, MonitoringWorld, SignedWorld, startSignedWorld } from './harness';
 
 jest.setTimeout(60_000);
 
 let signed: SignedWorld;
-let signing: TestSigning;
 let world: MonitoringWorld;
 let a: TestTenant;
 let b: TestTenant;
 let client: DeadLetterServiceClient;
 
 beforeAll(async () => {
-  ({ signing, world, a, b } = signed = await startSignedWorld({ INGEST_MAX_PAYLOAD_BYTES: '2048', DEAD_LETTER_PREFIX_BYTES: '100' }));
+  ({ world, a, b } = signed = await startSignedWorld({ INGEST_MAX_PAYLOAD_BYTES: '2048', DEAD_LETTER_PREFIX_BYTES: '100' }));
   client = signed.client(DeadLetterServiceClient);
   await world.registerDevice(a.tenantId, 'd1');
 });
@@ -96,7 +95,7 @@ test('bad filters and tokens are refused with the field named', async () => {
 });
 
 test('dead letters are counted by reason over a time window, per tenant and device, most frequent first', async () => {
-  const c = await signing.createTenant();
+  const c = await signed.signing.createTenant();
   await world.registerDevice(c.tenantId, 'd1');
   const viewer = c.viewer.authorization;
   const count = (request: { timeRange?: { start?: Date; end?: Date }; deviceId?: string }, authorization = viewer) =>

@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { RetentionServiceClient } from '../../../gen/ts/iot/monitoring/v1/retention';
 import { unary } from '@iot-mesh/runtime';
-import { TestSigning, TestTenant } from '../../../testing/signing';
+import { TestTenant } from '../../../testing/signing';
 import { PostgresTelemetryStore } from '../src/store/postgres-store';
 import type { PointRow } from '../src/store/telemetry-store';
 import { MonitoringWorld, SignedWorld, startSignedWorld } from './harness';
@@ -10,13 +10,12 @@ jest.setTimeout(60_000);
 
 const DAY = 86_400_000;
 let signed: SignedWorld;
-let signing: TestSigning;
 let world: MonitoringWorld;
 let a: TestTenant;
 let retention: RetentionServiceClient;
 
 beforeAll(async () => {
-  ({ signing, world, a } = signed = await startSignedWorld());
+  ({ world, a } = signed = await startSignedWorld());
   retention = signed.client(RetentionServiceClient);
   await world.registerDevice(a.tenantId, 'meter-1', { type: 'meter' });
   await world.registerDevice(a.tenantId, 'sensor-1', { type: 'sensor' });
@@ -94,7 +93,7 @@ test('retention per tenant and per device type, raw and rollups apart: each is d
   const cleared = (await unary(retention, retention.setRetentionPolicy, { policy: { tenantId: '', deviceType: 'meter', rawDays: 0, rollupDays: 0, effectiveRawDays: 0, effectiveRollupDays: 0 } }, admin)).policy!;
   expect(cleared).toMatchObject({ rawDays: 0, effectiveRawDays: 10 });
   // Another tenant sees none of it.
-  const b = await signing.createTenant();
+  const b = await signed.signing.createTenant();
   expect((await unary(retention, retention.listRetentionPolicies, {}, { authorization: b.viewer.authorization })).policies.map((p) => p.effectiveRawDays)).toEqual([30]);
 });
 

@@ -15,7 +15,7 @@ import {
 import { StreamLiveResponse, TelemetryServiceClient } from '../../../gen/ts/iot/monitoring/v1/telemetry';
 import { Telemetry } from '../../../gen/ts/iot/telemetry/v1/telemetry';
 import { deviceSubject, eventSubject, metrics, serverStream, unary } from '@iot-mesh/runtime';
-import { TestSigning, TestTenant } from '../../../testing/signing';
+import { TestTenant } from '../../../testing/signing';
 import { eventually, MonitoringWorld, protobufPayload, SignedWorld, startSignedWorld } from './harness';
 import { ReceivedMail, startSmtpServer, verifySignature } from './receivers';
 
@@ -24,7 +24,6 @@ jest.setTimeout(60_000);
 propagation.setGlobalPropagator(new W3CTraceContextPropagator());
 
 let signed: SignedWorld;
-let signing: TestSigning;
 let world: MonitoringWorld;
 let closeSmtp: (() => Promise<void>) | undefined;
 let smtpPort: number;
@@ -40,7 +39,7 @@ beforeAll(async () => {
   // A real SMTP server in-process: nodemailer talks SMTP to it.
   ({ port: smtpPort, mails, close: closeSmtp } = await startSmtpServer());
 
-  ({ signing, world, a } = signed = await startSignedWorld({
+  ({ world, a } = signed = await startSignedWorld({
     RULES_ACTION_INITIAL_BACKOFF_MS: '50',
     RULES_ACTION_MAX_BACKOFF_MS: '200',
     RULES_ACTION_MAX_ATTEMPTS: '6',
@@ -90,7 +89,7 @@ test('rules are the tenant’s own; an update replaces the definition and keeps 
   const created = await unary(rules, rules.createRule, { rule: rule({ name: 'mine', actions: [{ webhook: { url: 'http://127.0.0.1:9/x', secret: '' } }] }) }, operator);
   const secret = created.rule!.actions[0].webhook!.secret;
   await expect(unary(rules, rules.createRule, { rule: rule({ name: 'mine', actions: [{ republish: { topic: 'x' } }] }) }, operator)).rejects.toMatchObject({ code: status.ALREADY_EXISTS });
-  const other = await signing.createTenant();
+  const other = await signed.signing.createTenant();
   await expect(unary(rules, rules.getRule, { id: created.rule!.id }, { authorization: other.viewer.authorization })).rejects.toMatchObject({ code: status.NOT_FOUND });
   expect((await unary(rules, rules.listRules, {}, { authorization: other.viewer.authorization })).rules).toEqual([]);
 
@@ -420,7 +419,7 @@ test('a rule selects the devices of its groups as they are when each message arr
   sub.unsubscribe();
 
   // Group ids are checked in the caller's tenant: another tenant's group, an unknown one, one that is not an id.
-  const b = await signing.createTenant();
+  const b = await signed.signing.createTenant();
   await world.putGroup(b.tenantId, north, { site: 'north' });
   const other = crypto.randomUUID();
   await world.putGroup(b.tenantId, other, { site: 'north' });
@@ -522,7 +521,7 @@ test('a slow webhook receiver holds only its own rule: at most RULES_ACTION_CONC
   });
   await Promise.all([slow, fast].map((s) => new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))));
   const url = (s: http.Server) => `http://127.0.0.1:${(s.address() as AddressInfo).port}/hook`;
-  const c = await signing.createTenant();
+  const c = await signed.signing.createTenant();
   await world.registerDevice(c.tenantId, 'c1');
   const hookRule = (name: string, deviceId: string, target: string) =>
     rule({ name, source: { groupIds: [], deviceTypes: [], deviceIds: [deviceId], labels: {}, metrics: ['slowness'] }, condition: 'true', actions: [{ webhook: { url: target, secret: '' } }] });
