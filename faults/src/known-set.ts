@@ -28,7 +28,7 @@ export interface StoredCount {
   duplicated: number;
   /** Points of acknowledged messages missing from the store. */
   lost: number;
-  /** Ids of acknowledged messages with a point missing (the first 10), to find them in the stream and the logs. */
+  /** Ids of acknowledged messages with a point missing, to find them in the stream and the logs. */
   lostMessageIds: string[];
 }
 
@@ -55,8 +55,8 @@ function knownMessage(deviceId: string, messageId: string, n: number, start: num
  */
 export class KnownSet {
   readonly runId = crypto.randomBytes(3).toString('hex');
-  /** Message ids whose PUBACK arrived. */
-  readonly acked = new Set<string>();
+  /** Message ids whose PUBACK arrived, with when it arrived (ms since the epoch). */
+  readonly acked = new Map<string, number>();
   /** Messages handed to the client. */
   sent = 0;
   /** Publishes that failed (the client gave up on them). */
@@ -120,7 +120,7 @@ export class KnownSet {
           const payload = knownMessage(d.deviceId, messageId, n, start, intervalMs, this.size.pointsPerMessage);
           this.sent++;
           const done = client.publishAsync(topic, payload, { qos: 1 }).then(
-            () => void this.acked.add(messageId),
+            () => void this.acked.set(messageId, Date.now()),
             () => void this.failed++,
           );
           this.pending.add(done);
@@ -164,7 +164,7 @@ export class KnownSet {
       if (Number(r.distinct_points) === this.size.pointsPerMessage) complete.add(r.message_id);
     }
     const lost = this.ackedPoints - storedAcked;
-    const lostMessageIds = lost > 0 ? [...this.acked].filter((id) => !complete.has(id)).slice(0, 10) : [];
+    const lostMessageIds = lost > 0 ? [...this.acked.keys()].filter((id) => !complete.has(id)) : [];
     return { stored, storedAcked, duplicated, lost, lostMessageIds };
   }
 

@@ -25,6 +25,10 @@ export interface FaultResult {
   duplicatedPoints: number;
   /** Acknowledged points missing from the store. */
   lostPoints: number;
+  /** When each acknowledged message with a point missing got its PUBACK (message id → ms since the epoch). */
+  lostAckTimes?: Record<string, number>;
+  /** Of the lost points, those a limit stated on the page explains (set by the fault that knows it), not a breach. */
+  knownLossPoints?: number;
   /** Sent points never acknowledged (the platform made no promise about them). */
   unacknowledgedPoints: number;
   /** From the fault's end until every service said SERVING and a new point was stored. */
@@ -338,7 +342,8 @@ export class FaultRig {
         lostPoints: count.lost,
         unacknowledgedPoints: (set.sent - set.acked.size) * size.pointsPerMessage,
         recoverMs,
-        notes: count.lost > 0 ? [...notes, `PUBACKed and not stored (message ids \`<device>-<run>-<n>\`, n from 1 at ${size.ratePerDevice}/s): ${count.lostMessageIds.join(', ')}${count.lostMessageIds.length < count.lost / size.pointsPerMessage ? ', …' : ''}`] : notes,
+        notes: count.lost > 0 ? [...notes, `PUBACKed and not stored (message ids \`<device>-<run>-<n>\`, n from 1 at ${size.ratePerDevice}/s): ${count.lostMessageIds.slice(0, 10).join(', ')}${count.lostMessageIds.length > 10 ? ', …' : ''}`] : notes,
+        ...(count.lost > 0 ? { lostAckTimes: Object.fromEntries(count.lostMessageIds.map((id) => [id, set.acked.get(id)!])) } : {}),
         ...(peakRssMiB ? { peakRssMiB } : {}),
         ...(natsSet && natsCount
           ? {
