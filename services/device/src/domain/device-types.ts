@@ -3,12 +3,12 @@ import { alertConditionViolations, errors, FieldViolation, isSubjectToken, Viola
 import { DefaultAlertRule } from '../../../../gen/ts/iot/device/v1/device_types';
 import type { DeviceStore } from '../store/device-store';
 import type { DeviceTypeStore } from '../store/device-type-store';
+import { COMMAND_NAME } from './commands';
 import type { DeviceChanges } from './devices';
 import { DeviceRecord, DeviceTypeInput, DeviceTypeRecord, JsonObject } from './model';
 import { SchemaValidator } from './schemas';
 
 const METRIC_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
-const COMMAND_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
 /** Limits of a device type's lists. */
 export const DEVICE_TYPE_LIMITS = { metrics: 256, commands: 128, alertRules: 64, text: 200, description: 2000 } as const;
 
