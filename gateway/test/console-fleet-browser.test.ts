@@ -119,6 +119,17 @@ describe('console with a fleet of 100,000 devices in Chromium', () => {
     expect(further.length).toBeGreaterThan(5);
     for (const row of further) expect(row.id).toBe(secondIds[row.index - PAGE_SIZE]);
 
+    // Sorting by last seen: never-seen devices first ascending, the newest first descending, rows as the API orders them.
+    for (const [order, neverSeenFirst] of [['last_seen_time', true], ['last_seen_time desc', false]] as const) {
+      const expectedIds: string[] = (await api(`/v1/devices?page.pageSize=10&orderBy=${encodeURIComponent(order)}`)).json.devices.map((d: { id: string }) => d.id);
+      await page.click('[data-testid=sort-last_seen_time]');
+      await page.getByTestId(`device-row-${expectedIds[0]}`).and(page.locator('[aria-rowindex="2"]')).waitFor();
+      const sorted = await shownRows(page);
+      expect(sorted.slice(0, 10).map((r) => r.id)).toEqual(expectedIds);
+      const firstSeen = await page.locator('[aria-rowindex="2"] [role=cell]').nth(3).textContent();
+      expect(firstSeen === '—').toBe(neverSeenFirst);
+    }
+
     // Sorting by name: the server's order from the first row (names are a permutation of 000000 … 099999), again to reverse.
     await page.click('[data-testid=sort-name]');
     await countReads(page, `${PAGE_SIZE} shown of 100,000, more as you scroll`);
