@@ -1,6 +1,12 @@
 import { errors, FieldViolation } from './errors';
 
 /**
+ * A metric name: letters, digits, '_', '.', '-', at most 128 characters. One pattern for the metrics a
+ * device type declares and those monitoring takes from devices and queries, so every declared metric can be sent.
+ */
+export const METRIC_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
+
+/**
  * Collects field violations of one request so the client learns about all of
  * them at once; {@link Violations.throwIfAny} raises INVALID_ARGUMENT with a
  * `google.rpc.BadRequest` detail.

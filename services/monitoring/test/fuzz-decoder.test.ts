@@ -10,10 +10,10 @@
  * Replay a failure with the FUZZ_SEED/FUZZ_PATH line it prints.
  */
 import fc from 'fast-check';
-import { deviceSubject, parseDeviceSubject, SUBJECT_TOKEN } from '@iot-mesh/runtime';
+import { deviceSubject, METRIC_NAME, parseDeviceSubject, SUBJECT_TOKEN } from '@iot-mesh/runtime';
 import { Telemetry } from '../../../gen/ts/iot/telemetry/v1/telemetry';
 import { DEAD_LETTER_REASONS, DecodedTelemetry, DeviceLookup, IngestLimits, MAX_MESSAGE_ID_LENGTH, TelemetryDecoder } from '../src/events/telemetry-decoder';
-import { KnownDevice, METRIC_NAME } from '../src/domain/telemetry';
+import { KnownDevice } from '../src/domain/telemetry';
 import { fuzz, hostileString, printFuzzCounts } from '../../../testing/fuzz';
 
 jest.setTimeout(120_000);

@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import { alertConditionViolations, errors, FieldViolation, isSubjectToken, Violations } from '@iot-mesh/runtime';
+import { alertConditionViolations, errors, FieldViolation, isSubjectToken, METRIC_NAME, Violations } from '@iot-mesh/runtime';
 import { DefaultAlertRule } from '../../../../gen/ts/iot/device/v1/device_types';
 import type { DeviceStore } from '../store/device-store';
 import type { DeviceTypeStore } from '../store/device-type-store';
@@ -8,7 +8,6 @@ import type { DeviceChanges } from './devices';
 import { DeviceRecord, DeviceTypeInput, DeviceTypeRecord, JsonObject } from './model';
 import { SchemaValidator } from './schemas';
 
-const METRIC_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
 /** Limits of a device type's lists. */
 export const DEVICE_TYPE_LIMITS = { metrics: 256, commands: 128, alertRules: 64, text: 200, description: 2000 } as const;
 

@@ -1,9 +1,9 @@
 import { ExportFormat, ExportServiceService } from '../../../../gen/ts/iot/monitoring/v1/export';
-import { callerTenant, defineService, durationToMs, errors, isSubjectToken, ServiceRegistration, Violations } from '@iot-mesh/runtime';
+import { callerTenant, defineService, durationToMs, errors, isSubjectToken, METRIC_NAME, ServiceRegistration, Violations } from '@iot-mesh/runtime';
 import { bucketsWithinLimit, exportFileName, TelemetryExport } from '../domain/export';
 import { FileFormat, FORMAT_FILES } from '../domain/export-formats';
 import { resolveTimeRange } from './time-range';
-import { GROUP_ID, LATEST_LIMIT, MAX_BUCKETS, MAX_METRICS, METRIC_NAME } from '../domain/telemetry';
+import { GROUP_ID, LATEST_LIMIT, MAX_BUCKETS, MAX_METRICS } from '../domain/telemetry';
 
 const FORMATS: Partial<Record<ExportFormat, FileFormat>> = {
   [ExportFormat.EXPORT_FORMAT_UNSPECIFIED]: 'csv',

@@ -8,13 +8,14 @@ import {
   encodePageToken,
   errors,
   isSubjectToken,
+  METRIC_NAME,
   msToDuration,
   pageSize,
   ServiceRegistration,
   Violations,
 } from '@iot-mesh/runtime';
 import type { LiveFrame, LiveHub } from '../domain/live';
-import { AGGREGATIONS, GROUP_ID, LATEST_LIMIT, MAX_GROUP_BUCKETS, MAX_GROUPS, MAX_BUCKETS, MAX_METRICS, METRIC_NAME, TelemetryQueries } from '../domain/telemetry';
+import { AGGREGATIONS, GROUP_ID, LATEST_LIMIT, MAX_GROUP_BUCKETS, MAX_GROUPS, MAX_BUCKETS, MAX_METRICS, TelemetryQueries } from '../domain/telemetry';
 import type { PointCursor } from '../store/telemetry-store';
 import { resolveTimeRange } from './time-range';
 

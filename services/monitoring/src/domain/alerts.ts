@@ -1,8 +1,8 @@
 import { Alert, AlertNotification, AlertRule, QuietHours, Severity } from '../../../../gen/ts/iot/monitoring/v1/alerts';
-import { alertConditionViolations, durationToMs, FieldViolation, isSubjectToken } from '@iot-mesh/runtime';
+import { alertConditionViolations, durationToMs, FieldViolation, isSubjectToken, METRIC_NAME } from '@iot-mesh/runtime';
 import type { AlertFilter, AlertRepository } from '../store/alert-store';
 import type { AlertChanges } from './alert-evaluation';
-import { GROUP_ID, KnownDevices, MAX_GROUPS, METRIC_NAME, unknownGroup } from './telemetry';
+import { GROUP_ID, KnownDevices, MAX_GROUPS, unknownGroup } from './telemetry';
 
 /** Fields an update mask may name. */
 export const MUTABLE_RULE_FIELDS = ['name', 'metric', 'device_ids', 'labels', 'group_ids', 'threshold', 'no_data', 'severity', 'enabled', 'notification'] as const;

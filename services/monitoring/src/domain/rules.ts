@@ -1,10 +1,10 @@
 import type { RetryPolicy, Rule, RuleAction, RuleSource } from '../../../../gen/ts/iot/monitoring/v1/rules';
-import { FieldViolation, isSubjectToken } from '@iot-mesh/runtime';
+import { FieldViolation, isSubjectToken, METRIC_NAME } from '@iot-mesh/runtime';
 import type { RuleRepository } from '../store/rule-store';
 import type { PointRow, SampleValue } from '../store/telemetry-store';
 import { newWebhookSecret, retryViolations, WEBHOOK_SECRET } from './rules-channels';
 import { CompiledExpression, compileExpression, celTypeName, RuleInput, sampleOf } from './rules-cel';
-import { GROUP_ID, inAnyGroup, KnownDevice, KnownDevices, labelsMatch, MAX_GROUPS, METRIC_NAME, unknownGroup } from './telemetry';
+import { GROUP_ID, inAnyGroup, KnownDevice, KnownDevices, labelsMatch, MAX_GROUPS, unknownGroup } from './telemetry';
 
 /** Most actions one rule has. */
 export const MAX_RULE_ACTIONS = 10;

@@ -2,9 +2,6 @@ import { errors } from '@iot-mesh/runtime';
 import { AggregateBucket, Aggregation, DataPoint, DeviceSeries, Series, Value } from '../../../../gen/ts/iot/monitoring/v1/telemetry';
 import type { AggregationKind, HistoryBucket, PointCursor, PointRow, SampleValue, StoredPoint, TelemetryStore } from '../store/telemetry-store';
 
-/** Metric names: letters, digits, '_', '.', '-', at most 128 characters. */
-export const METRIC_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
-
 /** Most devices one GetLatest names (and most values it returns). */
 export const LATEST_LIMIT = 1000;
 /** Most metrics one query names. */

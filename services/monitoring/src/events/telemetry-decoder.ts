@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import { Telemetry } from '../../../../gen/ts/iot/telemetry/v1/telemetry';
-import { parseDeviceSubject, payloadEncoding } from '@iot-mesh/runtime';
-import { KnownDevice, METRIC_NAME, TelemetryMessage } from '../domain/telemetry';
+import { METRIC_NAME, parseDeviceSubject, payloadEncoding } from '@iot-mesh/runtime';
+import { KnownDevice, TelemetryMessage } from '../domain/telemetry';
 import type { PointRow } from '../store/telemetry-store';
 
 /** Why a telemetry message was dead-lettered. */
