@@ -27,23 +27,63 @@ export function mosquittoPubLine(credential: DeviceCredential): string {
   return `mosquitto_pub -V mqttv311 -h ${url.hostname} -p ${url.port || 1883} -i ${credential.deviceId} -u ${credential.deviceId} -P '${credential.token}' -q 1 -t '${topic}' -m '${payload}'`;
 }
 
+/**
+ * A NATS credential as a creds file (its JWT and the seed that signs the
+ * server's nonce), the format nats.js `credsAuthenticator`, the `nats` CLI's
+ * `--creds` and `iotctl credentials issue --creds` use.
+ */
+export function credsFile(credential: DeviceCredential): string {
+  return [
+    '-----BEGIN NATS USER JWT-----',
+    credential.token,
+    '------END NATS USER JWT------',
+    '',
+    '-----BEGIN USER NKEY SEED-----',
+    credential.seed,
+    '------END USER NKEY SEED------',
+    '',
+  ].join('\n');
+}
+
+/** Offers `text` as a file download named `name`. */
+function download(name: string, text: string): void {
+  const url = URL.createObjectURL(new Blob([text], { type: 'text/plain' }));
+  const a = Object.assign(document.createElement('a'), { href: url, download: name });
+  a.click();
+  URL.revokeObjectURL(url);
+}
+
 /** Shown once after creation: the secret is not retrievable later. */
 export function CredentialPanel({ credential, onClose }: { credential: DeviceCredential; onClose: () => void }) {
+  // Only a NATS credential has a seed (it is not bearer): the device needs both, so the panel offers them as a creds file.
+  const nats = credential.seed !== '';
   return (
     <SecretPanel
       testId="credential"
-      attributes={{ 'data-device-id': credential.deviceId, 'data-tenant-id': credential.tenantId, 'data-mqtt-url': credential.mqttUrl }}
+      attributes={{ 'data-device-id': credential.deviceId, 'data-tenant-id': credential.tenantId, 'data-mqtt-url': credential.mqttUrl, 'data-nats-url': credential.natsUrl }}
       title={`Credential for ${credential.deviceId}`}
-      warning="This token is shown once. Copy it now; rotate the credential if it is lost."
+      warning={nats ? 'This token and its seed are shown once. Copy the creds file now; rotate the credential if it is lost.' : 'This token is shown once. Copy it now; rotate the credential if it is lost.'}
       label="Token"
       secret={credential.token}
       valueTestId="credential-token"
       onClose={onClose}
     >
-      <label>
-        Publish a test reading
-        <textarea readOnly value={mosquittoPubLine(credential)} rows={4} data-testid="mosquitto-pub" />
-      </label>
+      {nats ? (
+        <>
+          <label>
+            Creds file (the token and the seed that signs the server&apos;s nonce; the token alone does not connect)
+            <textarea readOnly value={credsFile(credential)} rows={8} data-testid="credential-creds" />
+          </label>
+          <button type="button" onClick={() => download(`${credential.deviceId}.creds`, credsFile(credential))}>
+            Download {credential.deviceId}.creds
+          </button>
+        </>
+      ) : (
+        <label>
+          Publish a test reading
+          <textarea readOnly value={mosquittoPubLine(credential)} rows={4} data-testid="mosquitto-pub" />
+        </label>
+      )}
     </SecretPanel>
   );
 }
