@@ -5,15 +5,15 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { fromBinary } from '@bufbuild/protobuf';
 import { Browser, BrowserContext, Page } from 'playwright-core';
+import { connect, credsAuthenticator } from 'nats';
 import { repoPath, repoRoot } from '@iot-mesh/runtime';
 import { jsonPayload } from '@iot-mesh/monitoring/test-harness';
 import { QueryHistoryRequestSchema } from '../../gen/es/iot/monitoring/v1/telemetry_pb';
 import { startMeshForTest, TestMesh } from '../../testing/mesh';
 import { TestTenant, TestUser } from '../../testing/signing';
-import { rest, startTestGateway, launchChromium, logInOnPage } from './gateway-harness';
+import { rest, startTestGateway, launchChromium, logInOnPage, screenshot } from './gateway-harness';
 
 /** Screenshots of every page, kept as CI artefacts (test-results/ is gitignored). */
-const SCREENSHOTS = repoPath('test-results', 'screenshots');
 const execFileAsync = promisify(execFile);
 
 jest.setTimeout(120_000);
@@ -40,7 +40,6 @@ describe('console in Chromium', () => {
     await built;
     gateway = await startTestGateway(mesh.addresses, ['*'], staticDir);
     browser = await launchChromium();
-    fs.mkdirSync(SCREENSHOTS, { recursive: true });
   }, 120_000);
 
   afterAll(async () => {
@@ -71,7 +70,6 @@ describe('console in Chromium', () => {
     await logInOnPage(page, gateway.base, tenantName, user);
     return page;
   }
-  const shot = (page: Page, name: string) => page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`), fullPage: true });
   const api = (method: string, url: string, body?: unknown) => rest(gateway.base, method, url, { authorization: tenant.admin.authorization, body });
   const publish = (deviceId: string, points: unknown[]) => mesh.monitoring.publish(tenant.tenantId, deviceId, jsonPayload({ points }));
 
@@ -93,6 +91,13 @@ describe('console in Chromium', () => {
     await page.getByTestId('credential').waitFor();
     const token = await page.getByTestId('credential-token').inputValue();
     expect(JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString()).nats.allowed_connection_types).toEqual(['STANDARD']);
+    // It is not bearer: the panel gives a creds file (token and seed), no mosquitto_pub line, and the file connects.
+    expect(await page.getByTestId('mosquitto-pub').count()).toBe(0);
+    const creds = await page.getByTestId('credential-creds').inputValue();
+    expect(creds).toContain(token);
+    expect(creds).toMatch(/-----BEGIN USER NKEY SEED-----\nSU[A-Z0-9]+\n/);
+    const deviceNats = await connect({ servers: (await page.getByTestId('credential').getAttribute('data-nats-url'))!, authenticator: credsAuthenticator(new TextEncoder().encode(creds)), reconnect: false });
+    await deviceNats.close();
     await page.getByRole('button', { name: 'Done' }).click();
     const created = (await api('GET', '/v1/devices?namePrefix=bad-labels')).json.devices;
     expect(created).toEqual([expect.objectContaining({ labels: { site: 'north', floor: '2' }, credentialState: 'CREDENTIAL_STATE_ACTIVE' })]);
@@ -111,7 +116,7 @@ describe('console in Chromium', () => {
     await page.click('[data-testid=device-filters] button[type=submit]');
     await waitFor(async () => (await page.getByTestId('device-list').getAttribute('data-rows')) === '2', 'two filtered rows');
     await page.getByTestId(`device-row-${pumpA.id}`).waitFor();
-    await shot(page, 'devices');
+    await screenshot(page, 'devices');
 
     // Telemetry: numbers over the last 50 minutes, a string and a boolean.
     await mesh.monitoring.registerDevice(tenant.tenantId, pumpA.id);
@@ -148,7 +153,7 @@ describe('console in Chromium', () => {
     await page.fill('[data-testid=command-form] input[name=command-name]', 'flush');
     await page.fill('[data-testid=command-fields] input[name=field-seconds]', '5');
     expect(JSON.parse(await page.inputValue('[data-testid=command-form] input[name=command-payload]'))).toEqual({ seconds: 5 });
-    await shot(page, 'device');
+    await screenshot(page, 'device');
 
     // Drag across the middle 40 % of the chart: the page asks for that stretch, at a resolution fitting the width.
     const askedStart = Number(await chart.getAttribute('data-asked-start'));
@@ -176,7 +181,7 @@ describe('console in Chromium', () => {
     expect(Math.abs(end - (askedStart + 0.7 * span))).toBeLessThan(span * 0.02);
     expect(zoomed.maxPoints).toBe(askedPoints);
     await page.getByTestId('zoom-reset').waitFor();
-    await shot(page, 'device-zoomed');
+    await screenshot(page, 'device-zoomed');
 
     // Device to device by URL: nothing of pump-a stays; pump-b's empty hour says so.
     await page.goto(`${gateway.base}/#/devices/${pumpB.id}`);
@@ -189,7 +194,7 @@ describe('console in Chromium', () => {
     await page.getByTestId('device-error').filter({ hasText: 'NotFound' }).waitFor();
     expect(await page.getByText('pump-b').count()).toBe(0);
     expect(await page.getByTestId('desired-editor').count()).toBe(0);
-    await shot(page, 'device-not-found');
+    await screenshot(page, 'device-not-found');
 
     // A payload that is not telemetry becomes a dead letter, counted by reason on the overview.
     await mesh.monitoring.publish(tenant.tenantId, pumpA.id, new TextEncoder().encode('{"points": "not a list"}'));
@@ -202,7 +207,7 @@ describe('console in Chromium', () => {
     await waitFor(async () => (await second.getByTestId('overview-offline').textContent()) !== '…', 'overview counts');
     expect(await second.getByTestId('overview-offline').textContent()).toBe('4');
     expect(await second.getByTestId('overview-dead-letters').locator('li strong').first().textContent()).toBe('1');
-    await shot(second, 'overview');
+    await screenshot(second, 'overview');
     await second.close();
   });
 
@@ -229,7 +234,7 @@ describe('console in Chromium', () => {
     await page.getByTestId('rule-row-hot pump').getByRole('button', { name: 'Disable' }).click();
     await page.getByTestId('rule-row-hot pump').getByRole('button', { name: 'Enable' }).waitFor();
     expect((await rules())[0].enabled ?? false).toBe(false);
-    await shot(page, 'alerts');
+    await screenshot(page, 'alerts');
 
     await page.getByTestId('rule-row-hot pump').getByRole('button', { name: 'Delete' }).click();
     // Deleting asks first (ConfirmButton).
@@ -265,7 +270,7 @@ describe('console in Chromium', () => {
     await page.getByTestId('audit-card').getByRole('button', { name: 'Filter' }).click();
     await waitFor(async () => (await page.getByTestId('audit-list').locator('tbody tr').count()) > 0, 'audit events');
     expect(await page.getByTestId('tenants-card').count()).toBe(0);
-    await shot(page, 'admin');
+    await screenshot(page, 'admin');
 
     const platform = await logIn('platform', mesh.signing.platformAdmin);
     await platform.click('header a[href="#/admin"]');
@@ -276,7 +281,7 @@ describe('console in Chromium', () => {
     await platform.getByTestId('tenant-row-console-made').waitFor();
     const tenants = await rest(gateway.base, 'GET', '/v1/tenants', { authorization: mesh.signing.platformAdmin.authorization });
     expect(tenants.json.tenants.map((t: { name: string }) => t.name)).toContain('console-made');
-    await shot(platform, 'admin-platform');
+    await screenshot(platform, 'admin-platform');
   });
 
   it('viewer: sees devices, telemetry, rules and alerts, and is offered nothing it may not do', async () => {
@@ -296,7 +301,7 @@ describe('console in Chromium', () => {
     await page.getByTestId('rule-row-viewer sees me').waitFor();
     expect(await page.getByTestId('rule-form').count()).toBe(0);
     expect(await page.getByRole('button', { name: /Edit|Delete|Disable|Acknowledge/ }).count()).toBe(0);
-    await shot(page, 'alerts-viewer');
+    await screenshot(page, 'alerts-viewer');
     // The admin page itself refuses, should the viewer type its URL.
     await page.goto(`${gateway.base}/#/admin`);
     await page.getByTestId('device-list').waitFor();

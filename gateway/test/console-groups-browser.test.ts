@@ -3,12 +3,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { Page } from 'playwright-core';
-import { repoPath } from '@iot-mesh/runtime';
 import { eventually, jsonPayload } from '@iot-mesh/monitoring/test-harness';
-import { ConsoleWorld, rest, startConsoleWorld } from './gateway-harness';
+import { ConsoleWorld, rest, screenshot, startConsoleWorld } from './gateway-harness';
 
 /** Screenshots kept as CI artefacts (test-results/ is gitignored), as the other browser tests keep theirs. */
-const SCREENSHOTS = repoPath('test-results', 'screenshots');
 /** The live view's bound on lines per chart (MAX_LIVE_SERIES in gateway/web/src/live.tsx). */
 const MAX_LIVE_SERIES = 8;
 
@@ -30,12 +28,10 @@ describe('console group pickers in Chromium', () => {
   const SOUTH = { id: 'south-1', name: 'South 1', labels: { site: 'south' } };
 
   const api = (method: string, url: string, body?: unknown) => rest(world.gateway.base, method, url, { authorization: world.tenant.admin.authorization, body });
-  const shot = (page: Page, name: string) => page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`), fullPage: true });
   const publish = (deviceId: string, points: unknown[]) => world.mesh.monitoring.publish(world.tenant.tenantId, deviceId, jsonPayload({ points }));
 
   beforeAll(async () => {
     world = await startConsoleWorld();
-    fs.mkdirSync(SCREENSHOTS, { recursive: true });
     const { mesh, tenant } = world;
     expect((await api('POST', '/v1/devices:batchCreate', { devices: [...NORTH, SOUTH] })).status).toBe(200);
     group = (await api('POST', '/v1/groups', { name: 'northern', selector: { matchLabels: { site: 'north' } } })).json.group;
@@ -66,7 +62,7 @@ describe('console group pickers in Chromium', () => {
       await download.saveAs(file);
       const rows = parseCsv(fs.readFileSync(file, 'utf8'), { columns: true }) as Record<string, string>[];
       expect(rows.map((r) => r.device_id).sort()).toEqual(members);
-      await shot(page, 'export-group');
+      await screenshot(page, 'export-group');
 
       await page.click('header a[href="#/alerts"]');
       const form = page.locator('[data-testid=rule-form]').first();
@@ -82,7 +78,7 @@ describe('console group pickers in Chromium', () => {
       const editedGroup = page.locator('[data-testid=rule-form]').nth(1).locator('select[name=rule-group]');
       await editedGroup.locator('option:checked', { hasText: 'northern' }).waitFor({ state: 'attached' });
       expect(await editedGroup.inputValue()).toBe(group.id);
-      await shot(page, 'alert-rule-group');
+      await screenshot(page, 'alert-rule-group');
     } finally {
       await page.context().close();
     }
@@ -116,11 +112,11 @@ describe('console group pickers in Chromium', () => {
       const legend = chart.locator('.u-legend');
       const firstName = NORTH.find((d) => d.id === drawn[0])!.name;
       await legend.getByText(firstName, { exact: true }).waitFor({ timeout: 10_000 }).catch(async (err: Error) => {
-        await shot(page, 'live-group-legend-failed');
+        await screenshot(page, 'live-group-legend-failed');
         throw new Error(`${err.message}; the legend reads ${JSON.stringify(await legend.allTextContents())}`);
       });
       await page.getByTestId(`live-value-state-${NORTH[0].id}`).getByText('pumping').waitFor();
-      await shot(page, 'live-group');
+      await screenshot(page, 'live-group');
 
       // Another source by URL starts from nothing.
       await page.goto(`${world.gateway.base}/#/live?devices=${SOUTH.id}`);
@@ -131,7 +127,7 @@ describe('console group pickers in Chromium', () => {
       await page.getByTestId('live-error').filter({ hasText: /^NotFound: .*00000000-0000-4000-8000-000000000000/ }).waitFor();
       await page.goto(`${world.gateway.base}/#/live?group=not-a-group`);
       await page.getByTestId('live-error').filter({ hasText: 'group_ids[0]: is not a group id' }).waitFor();
-      await shot(page, 'live-refused');
+      await screenshot(page, 'live-refused');
     } finally {
       await page.context().close();
     }
@@ -170,14 +166,14 @@ describe('console group pickers in Chromium', () => {
       expect(await chart.getAttribute('data-points')).toBe(String(minutesAgo.length));
       expect(await legend()).toEqual(['average', 'min', 'max']);
       await card.getByTestId('group-history-summary').filter({ hasText: `${NORTH.length} member devices` }).waitFor();
-      await shot(page, 'group-history');
+      await screenshot(page, 'group-history');
 
       // Per device: the group's average and one line per member that sent it, named; the non-member has none.
       await ask('level', true);
       await card.locator(`[data-testid=group-history-chart][data-loaded=true][data-series-ids="a:avg,device:${NORTH[0].id},device:${NORTH[1].id}"]`).waitFor();
       expect(await legend()).toEqual(['average', NORTH[0].name, NORTH[1].name]);
       await card.getByTestId('group-history-summary').filter({ hasText: '2 reporting' }).waitFor();
-      await shot(page, 'group-history-per-device');
+      await screenshot(page, 'group-history-per-device');
 
       // A metric no member sends: the chart says so instead of drawing nothing.
       await ask('no_such_metric', false);
@@ -189,7 +185,7 @@ describe('console group pickers in Chromium', () => {
       await card.getByTestId('group-history-error').filter({ hasText: 'metric: is not a valid metric name' }).waitFor();
       expect(await chart.count()).toBe(0);
       expect(await card.getByTestId('group-history-empty').count()).toBe(0);
-      await shot(page, 'group-history-refused');
+      await screenshot(page, 'group-history-refused');
     } finally {
       await page.context().close();
     }
@@ -206,7 +202,7 @@ describe('console group pickers in Chromium', () => {
       await page.click('header a[href="#/export"]');
       await page.getByRole('table', { name: 'retention policies' }).waitFor();
       expect(await page.locator('main').getByRole('button', { name: /^(Create|Delete|Set|Edit|Save)/ }).count()).toBe(0);
-      await shot(page, 'live-viewer');
+      await screenshot(page, 'live-viewer');
     } finally {
       await page.context().close();
     }

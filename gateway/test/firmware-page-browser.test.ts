@@ -1,13 +1,9 @@
 import crypto from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
 import { Page } from 'playwright-core';
-import { repoPath } from '@iot-mesh/runtime';
 import { TestTenant, TestUser } from '../../testing/signing';
-import { ConsoleWorld, rest, startConsoleWorld } from './gateway-harness';
+import { ConsoleWorld, rest, screenshot, startConsoleWorld } from './gateway-harness';
 
 /** Screenshots kept as CI artefacts, as the other browser tests keep theirs. */
-const SCREENSHOTS = repoPath('test-results', 'screenshots');
 
 jest.setTimeout(90_000);
 
@@ -28,7 +24,6 @@ describe('Firmware page in Chromium', () => {
     world = await startConsoleWorld();
     ({ tenant } = world);
     base = world.gateway.base;
-    fs.mkdirSync(SCREENSHOTS, { recursive: true });
   }, 120_000);
 
   afterAll(async () => {
@@ -81,7 +76,7 @@ describe('Firmware page in Chromium', () => {
     const row = page.getByTestId('campaign-devices').getByTestId('device-progress').getByRole('row', { name: /pump-1/ });
     await row.waitFor();
     expect(await row.textContent()).toMatch(/pump-1.*rollout.*(queued|sent)/);
-    await page.screenshot({ path: path.join(SCREENSHOTS, 'firmware.png'), fullPage: true });
+    await screenshot(page, 'firmware');
     expect(pageErrors).toEqual([]);
   });
 

@@ -1,14 +1,10 @@
-import fs from 'node:fs';
-import path from 'node:path';
 import { Locator, Page } from 'playwright-core';
-import { repoPath } from '@iot-mesh/runtime';
 import { jsonPayload } from '@iot-mesh/monitoring/test-harness';
 import type { TestMesh } from '../../testing/mesh';
 import { TestTenant, TestUser } from '../../testing/signing';
-import { ConsoleWorld, rest, startConsoleWorld } from './gateway-harness';
+import { ConsoleWorld, rest, screenshot, startConsoleWorld } from './gateway-harness';
 
 /** Screenshots of every page, kept as CI artefacts (test-results/ is gitignored), as the other browser tests keep theirs. */
-const SCREENSHOTS = repoPath('test-results', 'screenshots');
 
 jest.setTimeout(90_000);
 
@@ -29,7 +25,6 @@ describe('fleet pages in Chromium', () => {
   beforeAll(async () => {
     world = await startConsoleWorld();
     ({ mesh, tenant, gateway } = world);
-    fs.mkdirSync(SCREENSHOTS, { recursive: true });
   }, 120_000);
 
   afterAll(async () => {
@@ -41,7 +36,6 @@ describe('fleet pages in Chromium', () => {
     page.on('pageerror', (err) => pageErrors.push(err.message));
     return page;
   }
-  const shot = (page: Page, name: string) => page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`), fullPage: true });
   const api = (method: string, url: string, body?: unknown) => rest(gateway.base, method, url, { authorization: tenant.admin.authorization, body });
   const open = async (page: Page, route: string) => {
     await page.click(`header a[href="#/${route}"]`);
@@ -77,7 +71,7 @@ describe('fleet pages in Chromium', () => {
     await created(page, page.getByTestId('device-type-meter'));
     const types = (await api('GET', '/v1/deviceTypes')).json.deviceTypes;
     expect(types).toEqual([expect.objectContaining({ name: 'meter', metrics: [expect.objectContaining({ name: 'power', unit: 'W' })] })]);
-    await shot(page, 'device-types');
+    await screenshot(page, 'device-types');
     // Cancel keeps it; Confirm deletes it.
     await page.getByTestId('device-type-meter').getByRole('button', { name: 'Delete' }).click();
     await page.getByTestId('device-type-meter').getByRole('button', { name: 'Cancel' }).click();
@@ -99,7 +93,7 @@ describe('fleet pages in Chromium', () => {
     await page.getByTestId('group-northern').getByRole('button', { name: 'Devices' }).click();
     await page.getByTestId('group-members').getByText('North 2').waitFor();
     expect(await page.getByTestId('group-members').getByText('South 1').count()).toBe(0);
-    await shot(page, 'groups');
+    await screenshot(page, 'groups');
     await confirm(page.getByTestId('group-northern'), 'Delete');
     await page.getByTestId('group-northern').waitFor({ state: 'detached' });
     expect((await api('GET', '/v1/groups')).json.groups ?? []).toEqual([]);
@@ -115,7 +109,7 @@ describe('fleet pages in Chromium', () => {
     expect(secret.length).toBeGreaterThan(20);
     const [key] = (await api('GET', '/v1/provisioningKeys')).json.provisioningKeys;
     expect(key).toMatchObject({ name: 'line 1', labels: { line: '1' }, state: 'PROVISIONING_KEY_STATE_ACTIVE' });
-    await shot(page, 'provisioning');
+    await screenshot(page, 'provisioning');
     await page.getByTestId('provisioning-secret').getByRole('button', { name: 'Done' }).click();
     await page.getByTestId('provisioning-secret').waitFor({ state: 'detached' });
     await confirm(page.getByTestId(`provisioning-key-${key.id}`), 'Revoke');
@@ -139,7 +133,7 @@ describe('fleet pages in Chromium', () => {
     await created(page, page.getByTestId('cel-rule-row-hot-meter'));
     const rules = (await api('GET', '/v1/rules')).json.rules;
     expect(rules).toEqual([expect.objectContaining({ name: 'hot-meter', condition: 'm.power > 100.0', enabled: true, source: expect.objectContaining({ groupIds: [southern.id] }) })]);
-    await shot(page, 'rules');
+    await screenshot(page, 'rules');
     await confirm(page.getByTestId('cel-rule-row-hot-meter'), 'Delete');
     await page.getByTestId('cel-rule-row-hot-meter').waitFor({ state: 'detached' });
     expect((await api('GET', '/v1/rules')).json.rules ?? []).toEqual([]);
@@ -162,7 +156,7 @@ describe('fleet pages in Chromium', () => {
     expect((await api('GET', '/v1/devices/south-1')).json.device.labels).toEqual({ site: 'south' });
     await page.getByTestId('select-north-1').check();
     await page.getByTestId('select-north-2').check();
-    await shot(page, 'devices-bulk');
+    await screenshot(page, 'devices-bulk');
     await bulk.getByRole('button', { name: 'Start a job…' }).click();
     const jobForm = page.getByTestId('create-job');
     expect(await jobForm.getByLabel('Devices').inputValue()).toBe('north-1,north-2');
@@ -172,7 +166,7 @@ describe('fleet pages in Chromium', () => {
     const jobs = (await api('GET', '/v1/jobs')).json.jobs;
     expect(jobs).toEqual([expect.objectContaining({ command: expect.objectContaining({ name: 'reboot' }) })]);
     expect((await api('GET', `/v1/jobs/${jobs[0].id}/devices`)).json.devices.map((d: { deviceId: string }) => d.deviceId).sort()).toEqual(['north-1', 'north-2']);
-    await shot(page, 'jobs');
+    await screenshot(page, 'jobs');
 
     // Bulk delete asks first, then removes exactly the selection.
     await open(page, 'devices');
@@ -194,7 +188,7 @@ describe('fleet pages in Chromium', () => {
     const [letter] = (await api('GET', '/v1/dead-letters')).json.deadLetters;
     await open(page, 'dead-letters');
     await page.getByTestId('dead-letter-list').locator(`tr[data-reason="${letter.reason}"]`).waitFor();
-    await shot(page, 'dead-letters');
+    await screenshot(page, 'dead-letters');
     // Counted by the server (REST too), each reason a link to the list filtered by it.
     expect((await api('GET', '/v1/dead-letters:count')).json).toEqual({ counts: [{ reason: letter.reason, count: '1' }], total: '1' });
     await open(page, 'overview');
@@ -211,11 +205,11 @@ describe('fleet pages in Chromium', () => {
       rate = (await page.getByTestId('overview-ingest-rate').textContent()) ?? '';
       return rate !== '…' && Number(rate) > 0;
     }, 'a non-zero ingest rate').catch(async (err: Error) => {
-      await shot(page, 'overview-rate-failed');
+      await screenshot(page, 'overview-rate-failed');
       const letters = (await api('GET', '/v1/dead-letters')).json.deadLetters ?? [];
       throw new Error(`${err.message}: the page shows ${JSON.stringify(rate)}; dead letters ${JSON.stringify(letters.map((d: { reason: string }) => d.reason))}; page errors: ${pageErrors.join(' | ') || 'none'}`);
     });
-    await shot(page, 'overview-rate');
+    await screenshot(page, 'overview-rate');
   });
 
   it('viewer: every fleet page readable, no action that changes anything offered', async () => {
@@ -225,7 +219,7 @@ describe('fleet pages in Chromium', () => {
       await open(page, route);
       await page.locator('main h1').waitFor();
       expect({ route, buttons: await page.locator('main').getByRole('button', { name: mutating }).count(), checkboxes: await page.locator('main input[type=checkbox]').count() }).toEqual({ route, buttons: 0, checkboxes: 0 });
-      await shot(page, `${route}-viewer`);
+      await screenshot(page, `${route}-viewer`);
     }
   });
 });

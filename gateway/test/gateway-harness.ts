@@ -205,6 +205,15 @@ export async function launchChromium(): Promise<Browser> {
   return chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium', args, headless: true });
 }
 
+/** Where the browser tests leave their screenshots. */
+const SCREENSHOTS = repoPath('test-results', 'screenshots');
+
+/** Saves a full-page screenshot of `page` as test-results/screenshots/`name`.png (the folder made when missing). */
+export async function screenshot(page: Page, name: string): Promise<void> {
+  fs.mkdirSync(SCREENSHOTS, { recursive: true });
+  await page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`), fullPage: true });
+}
+
 /** Opens the console at `base` on `page`, logs `user` of tenant `tenantName` in through its form and waits until it shows who is signed in. */
 export async function logInOnPage(page: Page, base: string, tenantName: string, user: { email: string; password: string }): Promise<void> {
   await page.goto(base);
