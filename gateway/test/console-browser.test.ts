@@ -13,7 +13,6 @@ import { startMeshForTest, TestMesh } from '../../testing/mesh';
 import { TestTenant, TestUser } from '../../testing/signing';
 import { rest, startTestGateway, launchChromium, logInOnPage, screenshot } from './gateway-harness';
 
-/** Screenshots of every page, kept as CI artefacts (test-results/ is gitignored). */
 const execFileAsync = promisify(execFile);
 
 jest.setTimeout(120_000);

@@ -6,7 +6,6 @@ import { Page } from 'playwright-core';
 import { eventually, jsonPayload } from '@iot-mesh/monitoring/test-harness';
 import { ConsoleWorld, rest, screenshot, startConsoleWorld } from './gateway-harness';
 
-/** Screenshots kept as CI artefacts (test-results/ is gitignored), as the other browser tests keep theirs. */
 /** The live view's bound on lines per chart (MAX_LIVE_SERIES in gateway/web/src/live.tsx). */
 const MAX_LIVE_SERIES = 8;
 

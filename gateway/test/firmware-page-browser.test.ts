@@ -3,7 +3,6 @@ import { Page } from 'playwright-core';
 import { TestTenant, TestUser } from '../../testing/signing';
 import { ConsoleWorld, rest, screenshot, startConsoleWorld } from './gateway-harness';
 
-/** Screenshots kept as CI artefacts, as the other browser tests keep theirs. */
 
 jest.setTimeout(90_000);
 

@@ -4,7 +4,6 @@ import type { TestMesh } from '../../testing/mesh';
 import { TestTenant, TestUser } from '../../testing/signing';
 import { ConsoleWorld, rest, screenshot, startConsoleWorld } from './gateway-harness';
 
-/** Screenshots of every page, kept as CI artefacts (test-results/ is gitignored), as the other browser tests keep theirs. */
 
 jest.setTimeout(90_000);
 

@@ -205,7 +205,7 @@ export async function launchChromium(): Promise<Browser> {
   return chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium', args, headless: true });
 }
 
-/** Where the browser tests leave their screenshots. */
+/** Where the browser tests leave their screenshots, kept as CI artefacts (test-results/ is gitignored). */
 const SCREENSHOTS = repoPath('test-results', 'screenshots');
 
 /** Saves a full-page screenshot of `page` as test-results/screenshots/`name`.png (the folder made when missing). */
