@@ -48,6 +48,14 @@ export async function pingNats(nc: NatsConnection): Promise<void> {
  */
 const JETSTREAM_STARTUP_CODES = new Set([10039, 10049]);
 
+/** JetStream API error codes (`api_error.err_code`) the services act on. */
+export const JETSTREAM_ERROR = { consumerNameExists: 10013, consumerNotFound: 10014, noMessage: 10037, streamNameInUse: 10058, streamNotFound: 10059 } as const;
+
+/** The JetStream API error code of a failed call (`api_error.err_code`); undefined for any other error. */
+export function jetStreamErrorCode(err: unknown): number | undefined {
+  return (err as { api_error?: { err_code?: number } } | undefined)?.api_error?.err_code;
+}
+
 /**
  * Runs `create` (a stream or bucket creation), again every 250 ms while the
  * cluster gives one of its startup answers, for up to `patienceMs`; any other
@@ -59,7 +67,7 @@ export async function withJetStreamStartupPatience<T>(create: () => Promise<T>, 
     try {
       return await create();
     } catch (err) {
-      const code = (err as { api_error?: { err_code?: number } })?.api_error?.err_code;
+      const code = jetStreamErrorCode(err);
       if (code === undefined || !JETSTREAM_STARTUP_CODES.has(code) || Date.now() > until) throw err;
       await new Promise((resolve) => setTimeout(resolve, 250));
     }

@@ -1,12 +1,10 @@
 import { DeliverPolicy, headers, JetStreamClient, JetStreamManager, JSONCodec, MsgHdrs, NatsConnection, NatsError } from 'nats';
-import { deadLettersOf, parseDeviceSubject } from '@iot-mesh/runtime';
+import { deadLettersOf, JETSTREAM_ERROR, jetStreamErrorCode, parseDeviceSubject } from '@iot-mesh/runtime';
 import type { DeadLetterArchive, DeadLetterCountQuery, DeadLetterQuery, StoredDeadLetter } from '../domain/dead-letters';
 import { DEAD_LETTER_HEADERS } from './dead-letters';
 
 /** Most stream messages one list call looks at when filtering by reason: a page may come back short, with a token to go on. */
 const SCAN_BUDGET = 5000;
-
-const NO_MESSAGE = 10037;
 
 /** The dead letter's own headers, not the original's. */
 const OWN_HEADERS = new Set<string>([...Object.values(DEAD_LETTER_HEADERS), 'Nats-Msg-Id', 'Nats-Stream', 'Nats-Sequence', 'Nats-Time-Stamp', 'Nats-Subject']);
@@ -23,8 +21,7 @@ interface StoredMsg {
 const json = JSONCodec();
 
 function isMissing(err: unknown): boolean {
-  const e = err as NatsError;
-  return e?.api_error?.err_code === NO_MESSAGE || e?.code === '404';
+  return jetStreamErrorCode(err) === JETSTREAM_ERROR.noMessage || (err as NatsError)?.code === '404';
 }
 
 /** Reads a stored dead letter; undefined when its subject is not a dead letter's. */

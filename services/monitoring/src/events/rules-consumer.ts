@@ -1,5 +1,5 @@
-import { AckPolicy, ConsumerMessages, DeliverPolicy, JetStreamManager, JsMsg, NatsConnection, NatsError, nanos } from 'nats';
-import { ALL_TELEMETRY, extractTraceContext, Logger } from '@iot-mesh/runtime';
+import { AckPolicy, ConsumerMessages, DeliverPolicy, JetStreamManager, JsMsg, NatsConnection, nanos } from 'nats';
+import { ALL_TELEMETRY, extractTraceContext, JETSTREAM_ERROR, jetStreamErrorCode, Logger } from '@iot-mesh/runtime';
 import { CompiledRule, RuleMessage } from '../domain/rules';
 import type { KnownDevices } from '../domain/telemetry';
 import type { RuleRepository } from '../store/rule-store';
@@ -7,7 +7,6 @@ import { RULE_DEPTH_HEADER, RuleActions } from './rule-actions';
 import type { RuleCounters } from './rule-actions-stats';
 import type { TelemetryDecoder } from './telemetry-decoder';
 
-const CONSUMER_NOT_FOUND = 10014;
 /** Messages evaluated between two acks (an ack acknowledges every message before it). */
 const ACK_EVERY = 256;
 /** Longest an evaluated message waits for its ack. */
@@ -45,7 +44,7 @@ export async function ensureRulesConsumer(jsm: JetStreamManager, options: RulesC
     await jsm.consumers.delete(options.stream, options.durable);
     await jsm.consumers.add(options.stream, config);
   } catch (err) {
-    if ((err as NatsError)?.api_error?.err_code !== CONSUMER_NOT_FOUND) throw err;
+    if (jetStreamErrorCode(err) !== JETSTREAM_ERROR.consumerNotFound) throw err;
     // A replica racing us to create it gets the same config: adding is idempotent then.
     await jsm.consumers.add(options.stream, config);
   }

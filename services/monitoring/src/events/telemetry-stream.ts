@@ -1,10 +1,5 @@
-import { AckPolicy, DeliverPolicy, DiscardPolicy, JetStreamManager, NatsError, nanos, RetentionPolicy, StorageType, StreamConfig } from 'nats';
-import { ALL_DEAD_LETTERS, ALL_TELEMETRY, withJetStreamStartupPatience } from '@iot-mesh/runtime';
-
-const STREAM_NOT_FOUND = 10059;
-const CONSUMER_NOT_FOUND = 10014;
-const STREAM_NAME_IN_USE = 10058;
-const CONSUMER_NAME_EXISTS = 10013;
+import { AckPolicy, DeliverPolicy, DiscardPolicy, JetStreamManager, nanos, RetentionPolicy, StorageType, StreamConfig } from 'nats';
+import { ALL_DEAD_LETTERS, ALL_TELEMETRY, JETSTREAM_ERROR, jetStreamErrorCode, withJetStreamStartupPatience } from '@iot-mesh/runtime';
 
 /** How the telemetry stream is kept. */
 export interface TelemetryStreamOptions {
@@ -32,10 +27,6 @@ export interface DeadLetterStreamOptions {
   replicas: number;
 }
 
-function apiCode(err: unknown): number | undefined {
-  return (err as NatsError)?.api_error?.err_code;
-}
-
 /**
  * Creates a limits-based file stream, or brings an existing one to `config`.
  * Safe to run from every replica at every start.
@@ -54,14 +45,14 @@ async function ensureStreamOnce(jsm: JetStreamManager, name: string, config: Par
       await jsm.streams.update(name, changeable);
       return;
     } catch (err) {
-      if (apiCode(err) !== STREAM_NOT_FOUND) throw err;
+      if (jetStreamErrorCode(err) !== JETSTREAM_ERROR.streamNotFound) throw err;
     }
     try {
       await jsm.streams.add({ name, ...config });
       return;
     } catch (err) {
       // Another replica created it between our two calls: go round and update it.
-      if (apiCode(err) !== STREAM_NAME_IN_USE || attempt > 2) throw err;
+      if (jetStreamErrorCode(err) !== JETSTREAM_ERROR.streamNameInUse || attempt > 2) throw err;
     }
   }
 }
@@ -127,7 +118,7 @@ export async function ensureWriterConsumer(jsm: JetStreamManager, options: Write
       await jsm.consumers.update(options.stream, options.durable, changeable);
       return;
     } catch (err) {
-      if (apiCode(err) !== CONSUMER_NOT_FOUND) throw err;
+      if (jetStreamErrorCode(err) !== JETSTREAM_ERROR.consumerNotFound) throw err;
     }
     try {
       await jsm.consumers.add(options.stream, {
@@ -139,7 +130,7 @@ export async function ensureWriterConsumer(jsm: JetStreamManager, options: Write
       });
       return;
     } catch (err) {
-      if (apiCode(err) !== CONSUMER_NAME_EXISTS || attempt > 2) throw err;
+      if (jetStreamErrorCode(err) !== JETSTREAM_ERROR.consumerNameExists || attempt > 2) throw err;
     }
   }
 }
