@@ -6,6 +6,9 @@ import { Logger, redactUrl } from './logger';
 
 export type { Pool, PoolClient };
 
+/** PostgreSQL SQLSTATEs the services act on (a driver error's `code`). */
+export const PG_ERROR = { uniqueViolation: '23505', foreignKeyViolation: '23503' } as const;
+
 /** A connection pool whose sessions use `schema` first on the search path. */
 export function createPool(url: string, schema: string, log: Logger, max = 10): Pool {
   const pool = new Pool({

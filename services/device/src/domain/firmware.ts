@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import { errors, Logger, Violations } from '@iot-mesh/runtime';
+import { errors, Logger, PG_ERROR, Violations } from '@iot-mesh/runtime';
 import type { FirmwareStore } from '../store/firmware-store';
 import type { JobStore } from '../store/job-store';
 import type { DeviceTypes } from './device-types';
@@ -372,7 +372,7 @@ export class Campaigns {
         const job = this.stageJob(c, firmware, c.rolloutJobId, 'rollout', c.rolloutDeviceIds.length);
         const inserted = await this.deps.jobStore.insert(job, c.rolloutDeviceIds).catch((err: { code?: string }) => {
           // Inserted before, by a pass that did not get to record it.
-          if (err.code === '23505') return { missing: [] as string[] };
+          if (err.code === PG_ERROR.uniqueViolation) return { missing: [] as string[] };
           throw err;
         });
         if (inserted.missing.length > 0) this.deps.log.warn({ campaignId: c.id, missing: inserted.missing.length }, 'devices of the rollout stage were deleted; started without them');

@@ -1,4 +1,4 @@
-import { errors, GrpcCode, Pool, PoolClient, ServiceError, withTransaction } from '@iot-mesh/runtime';
+import { errors, GrpcCode, PG_ERROR, Pool, PoolClient, ServiceError, withTransaction } from '@iot-mesh/runtime';
 import { DeviceCursor, DeviceFilter, DeviceOrder, DeviceOrderField, DevicePatch, DeviceRecord, NewDevice, UNREPORTED_DISCONNECT } from '../domain/model';
 
 /** A connection status change applied to a device. */
@@ -92,9 +92,6 @@ export function toDevice(row: Row): DeviceRecord {
   };
 }
 
-/** PostgreSQL's SQLSTATE for a duplicate key. */
-const UNIQUE_VIOLATION = '23505';
-
 /** Escapes LIKE metacharacters so a name prefix matches literally. */
 function likePrefix(prefix: string): string {
   return `${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
@@ -176,7 +173,7 @@ export async function insertDevices(db: Queryable, tenantId: string, devices: Ne
       ],
     )
     .catch((err: { code?: string; constraint?: string }) => {
-      if (err.code === UNIQUE_VIOLATION) throw errors.alreadyExists(err.constraint === 'devices_tenant_serial' ? 'a device with this serial number already exists' : 'a device with this id already exists');
+      if (err.code === PG_ERROR.uniqueViolation) throw errors.alreadyExists(err.constraint === 'devices_tenant_serial' ? 'a device with this serial number already exists' : 'a device with this id already exists');
       throw err;
     });
   const byId = new Map(rows.map((r) => [r.id as string, toDevice(r)]));

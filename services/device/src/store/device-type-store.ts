@@ -1,4 +1,4 @@
-import { errors, Pool } from '@iot-mesh/runtime';
+import { errors, PG_ERROR, Pool } from '@iot-mesh/runtime';
 import { DeviceTypeInput, DeviceTypeRecord } from '../domain/model';
 import { Row } from './device-store';
 
@@ -74,7 +74,7 @@ export class PgDeviceTypeStore implements DeviceTypeStore {
         [tenantId, id, input.name, ...values(input)],
       )
       .catch((err: { code?: string }) => {
-        if (err.code === '23505') throw errors.alreadyExists(`a device type named ${JSON.stringify(input.name)} already exists`);
+        if (err.code === PG_ERROR.uniqueViolation) throw errors.alreadyExists(`a device type named ${JSON.stringify(input.name)} already exists`);
         throw err;
       });
     return toDeviceType(rows[0]);
@@ -99,7 +99,7 @@ export class PgDeviceTypeStore implements DeviceTypeStore {
 
   async delete(tenantId: string, id: string): Promise<boolean> {
     const { rowCount } = await this.pool.query(`DELETE FROM device_types WHERE tenant_id = $1 AND id = $2::uuid`, [tenantId, id]).catch((err: { code?: string }) => {
-      if (err.code === '23503') throw errors.failedPrecondition('the device type is in use by devices, provisioning keys or groups');
+      if (err.code === PG_ERROR.foreignKeyViolation) throw errors.failedPrecondition('the device type is in use by devices, provisioning keys or groups');
       throw err;
     });
     return (rowCount ?? 0) > 0;

@@ -1,4 +1,4 @@
-import { errors, Pool } from '@iot-mesh/runtime';
+import { errors, PG_ERROR, Pool } from '@iot-mesh/runtime';
 import { GroupRecord } from '../domain/model';
 import { Row } from './device-store';
 import { isUuid } from './device-type-store';
@@ -36,8 +36,8 @@ function toGroup(row: Row): GroupRecord {
 
 function nameTaken(name: string) {
   return (err: { code?: string }) => {
-    if (err.code === '23505') throw errors.alreadyExists(`a group named ${JSON.stringify(name)} already exists`);
-    if (err.code === '23503') throw errors.invalidArgument([{ field: 'group.selector.device_type_id', description: 'names no device type of the tenant' }]);
+    if (err.code === PG_ERROR.uniqueViolation) throw errors.alreadyExists(`a group named ${JSON.stringify(name)} already exists`);
+    if (err.code === PG_ERROR.foreignKeyViolation) throw errors.invalidArgument([{ field: 'group.selector.device_type_id', description: 'names no device type of the tenant' }]);
     throw err;
   };
 }

@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { from as copyFrom } from 'pg-copy-streams';
-import type { Pool, PoolClient } from '@iot-mesh/runtime';
+import { PG_ERROR, type Pool, type PoolClient } from '@iot-mesh/runtime';
 import {
   AggregationKind,
   DeviceHistorySeries,
@@ -109,7 +109,7 @@ export class PostgresTelemetryStore implements TelemetryStore {
           await pipeline(Readable.from([data]), client.query(copyFrom(`COPY points (${COLUMNS}) FROM STDIN`)));
           inserted = batch;
         } catch (err) {
-          if ((err as { code?: string }).code !== '23505') throw err;
+          if ((err as { code?: string }).code !== PG_ERROR.uniqueViolation) throw err;
           await client.query('ROLLBACK TO SAVEPOINT direct_copy');
           inserted = await this.insertDeduplicated(client, data);
         }

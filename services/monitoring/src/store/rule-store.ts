@@ -1,9 +1,8 @@
 import { Delivery, DeliveryState, NotificationChannel, Rule, RuleAction, RuleSource } from '../../../../gen/ts/iot/monitoring/v1/rules';
 import { deleteInChunks } from './chunked-delete';
-import { durationToMs, msToDuration, Pool } from '@iot-mesh/runtime';
+import { durationToMs, msToDuration, PG_ERROR, Pool } from '@iot-mesh/runtime';
 import { isId } from './alert-store';
 
-const UNIQUE_VIOLATION = '23505';
 const NIL_UUID = '00000000-0000-0000-0000-000000000000';
 
 /** Counter increments of one rule, summed by {@link RuleRepository.addStats}. */
@@ -132,7 +131,7 @@ export class PostgresRuleStore implements RuleRepository {
       );
       return ruleOf(rows[0]);
     } catch (err) {
-      if ((err as { code?: string }).code === UNIQUE_VIOLATION) return undefined;
+      if ((err as { code?: string }).code === PG_ERROR.uniqueViolation) return undefined;
       throw err;
     }
   }
