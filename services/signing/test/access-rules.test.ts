@@ -63,8 +63,8 @@ describe('the access rules declared in the protos', () => {
     expect(publicMethods.sort()).toEqual(expected.sort());
   });
 
-  test("only the device's firmware download takes a device's own credential instead of a user's", () => {
-    // Its handler verifies the device credential; no user token or API key works.
-    expect(methods.filter((m) => accessOf(m) === 'device_credential')).toEqual(['/iot.device.v1.FirmwareService/DownloadDeviceFirmware']);
+  test("only the device's firmware downloads (chunked and raw) take a device's own credential instead of a user's", () => {
+    // Their handlers verify the device credential; no user token or API key works.
+    expect(methods.filter((m) => accessOf(m) === 'device_credential').sort()).toEqual(['/iot.device.v1.FirmwareService/DownloadDeviceFirmware', '/iot.device.v1.FirmwareService/GetDeviceFirmwareImage']);
   });
 });

@@ -82,7 +82,16 @@ export class Presence {
   /** A connection of the credential `userKey` opened or closed at `at`; one key's events are applied in arrival order. */
   connection(kind: ConnectionEvent, userKey: string, at: Date, session?: SessionInfo): void {
     this.queue.push({ kind, userKey, at, session });
-    this.draining ??= this.drain().finally(() => (this.draining = undefined));
+    this.drainSoon();
+  }
+
+  /** Starts the writer unless it runs; once it ends, again for what came in meanwhile (its last check of the queue and its end are apart). */
+  private drainSoon(): void {
+    if (this.draining) return;
+    this.draining = this.drain().finally(() => {
+      this.draining = undefined;
+      if (this.queue.length > 0) this.drainSoon();
+    });
   }
 
   /** Resolves once every connect event received so far is applied (or failed and was logged). */
